@@ -1,0 +1,28 @@
+# `make run` starts the whole stack on this machine; `make test` runs the whole suite.
+# Both install what is missing first (a virtualenv in .venv, Debian's redis-server).
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test demo clean-var
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --quiet --upgrade pip
+	$(VENV_PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+## Start PostgreSQL and Redis under var/ (unless DATABASE_URL / REDIS_URL are set), migrate, then
+## web, both Celery workers, beat, Flower and the mail sink. Ctrl-C stops everything.
+run: $(STAMP)
+	$(VENV_PY) scripts/devstack.py run
+
+## The whole suite against throwaway PostgreSQL and Redis. Pass pytest arguments with ARGS="...".
+test: $(STAMP)
+	$(VENV_PY) scripts/devstack.py test $(ARGS)
+
+## Remove the development data (database, Redis, captured mail).
+clean-var:
+	rm -rf var/

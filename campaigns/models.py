@@ -1,0 +1,235 @@
+"""The data model of DESIGN.md. Names are fixed; state changes live in `campaigns.states`."""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+# SendGrid accepts at most this many personalizations in one request.
+MAX_BATCH_SIZE = 1000
+
+
+def default_batch_size():
+    return settings.CAMPAIGN_BATCH_SIZE
+
+
+class EmailTemplate(models.Model):
+    """A reusable subject, HTML and text; the starter ones are loaded from email_templates/."""
+
+    key = models.SlugField(max_length=100, unique=True, help_text="Stable identifier, e.g. 'newsletter'.")
+    name = models.CharField(max_length=200)
+    description = models.CharField(max_length=500, blank=True)
+    subject = models.CharField(max_length=998)
+    html_body = models.TextField()
+    text_body = models.TextField(blank=True, help_text="Generated from the HTML when empty.")
+    is_starter = models.BooleanField(default=False, help_text="Shipped with the product in email_templates/.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        IN_PROGRESS = "in_progress", "In progress"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    name = models.CharField(max_length=200)
+    subject = models.CharField(max_length=998)
+    from_email = models.CharField(max_length=320, default="", blank=True,
+                                  help_text="Sender, e.g. 'Acme <news@acme.com>'. Defaults to DEFAULT_FROM_EMAIL.")
+    reply_to = models.EmailField(blank=True)
+    html_body = models.TextField()
+    text_body = models.TextField(blank=True, help_text="Generated from the HTML when empty.")
+    template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="campaigns")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    batch_size = models.PositiveIntegerField(
+        default=default_batch_size, validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE)]
+    )
+    track_engagement = models.BooleanField(
+        default=True, help_text="Open pixel and click tracking on the SMTP path (SendGrid tracks its own)."
+    )
+    last_error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Denormalised counters, updated per batch with F() expressions so that no page counts rows.
+    total_recipients = models.PositiveIntegerField(default=0)
+    sent_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    unknown_count = models.PositiveIntegerField(default=0)
+    delivered_count = models.PositiveIntegerField(default=0)
+    opened_count = models.PositiveIntegerField(default=0)
+    clicked_count = models.PositiveIntegerField(default=0)
+    bounced_count = models.PositiveIntegerField(default=0)
+    complained_count = models.PositiveIntegerField(default=0)
+    unsubscribed_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The beat sweep looks for due scheduled campaigns and live ones.
+            models.Index(fields=["status", "scheduled_at"], name="campaign_status_sched_idx"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def processed_count(self):
+        return self.sent_count + self.failed_count + self.skipped_count + self.unknown_count
+
+
+class Recipient(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    email = models.CharField(max_length=320, help_text="Normalised (validated, lower-cased).")
+    first_name = models.CharField(max_length=200, blank=True, default="")
+    last_name = models.CharField(max_length=200, blank=True, default="")
+    data = models.JSONField(default=dict, blank=True, help_text="Every other imported column; each is a merge tag.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "email"], name="recipient_unique_campaign_email"),
+        ]
+
+    def __str__(self):
+        return self.email
+
+
+class DeliveryLog(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        UNKNOWN = "unknown", "Unknown"
+
+    TERMINAL_STATUSES = (Status.SENT, Status.FAILED, Status.SKIPPED, Status.UNKNOWN)
+
+    class Provider(models.TextChoices):
+        SENDGRID = "sendgrid", "SendGrid"
+        SMTP = "smtp", "SMTP"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="delivery_logs")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="delivery_logs")
+    # Copied from the recipient so that sending, webhooks and admin search need no join.
+    email = models.CharField(max_length=320)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    provider = models.CharField(max_length=10, choices=Provider.choices, blank=True, default="")
+    provider_message_id = models.CharField(max_length=255, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    # The lease: a batch claims its rows until lease_expires_at. call_started_at is set just before
+    # the provider call, so an expired lease tells whether the provider may have accepted the mail.
+    claim_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    call_started_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "recipient"], name="deliverylog_unique_campaign_recipient"),
+        ]
+        indexes = [
+            # Admin list filtered by campaign and status, newest first.
+            models.Index(fields=["campaign", "status", "id"], name="dlog_campaign_status_idx"),
+            # Batches claim the next pending rows of a campaign in id order.
+            models.Index(fields=["campaign", "id"], name="dlog_pending_idx",
+                         condition=Q(status="pending")),
+            # The sweep finds expired leases.
+            models.Index(fields=["lease_expires_at"], name="dlog_sending_idx",
+                         condition=Q(status="sending")),
+            models.Index(fields=["email"], name="dlog_email_idx"),
+            models.Index(fields=["provider_message_id"], name="dlog_msgid_idx",
+                         condition=~Q(provider_message_id="")),
+        ]
+
+    def __str__(self):
+        return f"{self.email} ({self.status})"
+
+
+class Suppression(models.Model):
+    class Reason(models.TextChoices):
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained (spam report)"
+        MANUAL = "manual", "Added by staff"
+
+    email = models.CharField(max_length=320, unique=True, help_text="Normalised (lower-cased).")
+    reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.MANUAL)
+    source = models.CharField(max_length=200, blank=True, default="",
+                              help_text="Where it came from, e.g. 'one-click unsubscribe', 'sendgrid webhook'.")
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.email} ({self.reason})"
+
+    def save(self, *args, **kwargs):
+        self.email = self.email.strip().lower()
+        super().save(*args, **kwargs)
+
+
+class RecipientImport(models.Model):
+    """One uploaded file imported into a campaign in the background, with its report."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="imports")
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    sheet = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    rows_done = models.PositiveIntegerField(default=0, help_text="Progress: rows read so far.")
+    rows_estimated = models.PositiveIntegerField(default=0)
+    total_rows = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates_in_file = models.PositiveIntegerField(default=0)
+    already_present = models.PositiveIntegerField(default=0)
+    invalid = models.PositiveIntegerField(default=0)
+    suppressed = models.PositiveIntegerField(default=0)
+    rejected_file = models.FileField(upload_to="imports/rejected/%Y/%m/", blank=True)
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.original_name} → {self.campaign}"

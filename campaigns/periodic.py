@@ -1,0 +1,28 @@
+"""Periodic tasks, registered in django-celery-beat's tables after every `migrate`.
+
+Registration is idempotent: rows are matched by name and updated, staff's own rows are never
+touched, and a task staff disabled in the admin stays disabled.
+"""
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+# name -> (task, every N seconds)
+PERIODIC_TASKS = {
+    "Scheduler heartbeat": ("campaigns.tasks.scheduler.heartbeat", 60),
+}
+
+
+def register_periodic_tasks(sender=None, using="default", **kwargs):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    for name, (task, seconds) in PERIODIC_TASKS.items():
+        interval, _ = IntervalSchedule.objects.using(using).get_or_create(
+            every=seconds, period=IntervalSchedule.SECONDS
+        )
+        _, created = PeriodicTask.objects.using(using).update_or_create(
+            name=name, defaults={"task": task, "interval": interval}
+        )
+        if created:
+            logger.info("Registered periodic task %r (%s every %ss)", name, task, seconds)

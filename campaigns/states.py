@@ -1,0 +1,112 @@
+"""Campaign state transitions: each one is a single conditional UPDATE.
+
+`UPDATE campaign SET status = <to> WHERE id = <id> AND status IN (<from>)` either changes the row or
+changes nothing, so two beats, two workers or a task delivered twice can never both win the same
+transition. A caller that loses gets `IllegalTransition` with the campaign's actual state.
+"""
+
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from campaigns.models import Campaign
+
+S = Campaign.Status
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    sources: tuple
+    target: str
+
+
+TRANSITIONS = {
+    t.name: t
+    for t in (
+        Transition("schedule", (S.DRAFT, S.SCHEDULED), S.SCHEDULED),  # scheduling again reschedules
+        Transition("unschedule", (S.SCHEDULED,), S.DRAFT),
+        Transition("start", (S.SCHEDULED,), S.IN_PROGRESS),
+        Transition("pause", (S.IN_PROGRESS,), S.PAUSED),
+        Transition("resume", (S.PAUSED,), S.IN_PROGRESS),
+        Transition("cancel", (S.DRAFT, S.SCHEDULED, S.IN_PROGRESS, S.PAUSED), S.CANCELLED),
+        Transition("complete", (S.IN_PROGRESS,), S.COMPLETED),
+        Transition("fail", (S.IN_PROGRESS,), S.FAILED),
+        # Retrying failed recipients or re-sending unknown ones reopens a finished campaign.
+        Transition("reopen", (S.COMPLETED, S.FAILED), S.IN_PROGRESS),
+    )
+}
+
+
+class IllegalTransition(Exception):
+    """Raised when a campaign is not in a state the requested change may start from."""
+
+    def __init__(self, campaign_id, transition, actual_status):
+        self.campaign_id = campaign_id
+        self.transition = transition
+        self.actual_status = actual_status
+        allowed = ", ".join(str(S(s).label).lower() for s in transition.sources)
+        actual = S(actual_status).label.lower() if actual_status else "deleted"
+        super().__init__(
+            f"Cannot {transition.name} campaign #{campaign_id}: it is {actual}; "
+            f"only a campaign that is {allowed} can be {_past_participle(transition.name)}."
+        )
+
+
+def _past_participle(verb):
+    return {"start": "started", "reopen": "reopened"}.get(verb, verb.rstrip("e") + "ed")
+
+
+def transition(campaign_id, name, **fields):
+    """Apply transition NAME to the campaign if its current status allows it; return the new status.
+
+    Extra FIELDS are written in the same UPDATE (timestamps, counters reset, ...).
+    """
+    spec = TRANSITIONS[name]
+    changed = Campaign.objects.filter(pk=campaign_id, status__in=spec.sources).update(
+        status=spec.target, updated_at=timezone.now(), **fields
+    )
+    if not changed:
+        actual = Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
+        raise IllegalTransition(campaign_id, spec, actual)
+    return spec.target
+
+
+def schedule(campaign_id, when):
+    return transition(campaign_id, "schedule", scheduled_at=when)
+
+
+def unschedule(campaign_id):
+    return transition(campaign_id, "unschedule", scheduled_at=None)
+
+
+def start(campaign_id):
+    return transition(campaign_id, "start", started_at=timezone.now())
+
+
+def pause(campaign_id):
+    return transition(campaign_id, "pause", paused_at=timezone.now())
+
+
+def resume(campaign_id):
+    return transition(campaign_id, "resume", paused_at=None)
+
+
+def cancel(campaign_id):
+    return transition(campaign_id, "cancel", completed_at=timezone.now())
+
+
+def complete(campaign_id):
+    return transition(campaign_id, "complete", completed_at=timezone.now())
+
+
+def fail(campaign_id, reason):
+    return transition(campaign_id, "fail", completed_at=timezone.now(), last_error=reason)
+
+
+def reopen(campaign_id):
+    return transition(campaign_id, "reopen", completed_at=None, last_error="")
+
+
+__all__ = ["IllegalTransition", "TRANSITIONS", "transition", "schedule", "unschedule", "start", "pause",
+           "resume", "cancel", "complete", "fail", "reopen"]

@@ -1,0 +1,6 @@
+"""Celery tasks, one module per queue (routes in mailer_project/celery.py go by module).
+
+Each task is a thin shell over one plain function.
+"""
+
+from campaigns.tasks import scheduler  # noqa: F401

@@ -1,0 +1,48 @@
+"""The Celery app: two queues, routed by task module.
+
+`scheduler` decides what to send and when (starting campaigns, the sweep, imports);
+`senders` only sends batches and is the queue to scale out.
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer_project.settings")
+
+app = Celery("mailer_project")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+SCHEDULER_QUEUE = "scheduler"
+SENDERS_QUEUE = "senders"
+
+app.conf.update(
+    task_queues=(Queue(SCHEDULER_QUEUE), Queue(SENDERS_QUEUE)),
+    task_default_queue=SCHEDULER_QUEUE,
+    task_routes={
+        "campaigns.tasks.scheduler.*": {"queue": SCHEDULER_QUEUE},
+        "campaigns.tasks.senders.*": {"queue": SENDERS_QUEUE},
+    },
+    # A task is acknowledged only when it has finished, so a killed worker's task is redelivered;
+    # every task is therefore written to be safe to run twice.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_soft_time_limit=300,
+    task_time_limit=360,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_expires=3600,
+    task_track_started=True,
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    broker_connection_retry_on_startup=True,
+    # With acks_late, an unacknowledged task is redelivered after this long; longer than any task.
+    broker_transport_options={"visibility_timeout": 3600},
+    beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",
+    worker_hijack_root_logger=False,
+)
+
+app.autodiscover_tasks()

@@ -1,0 +1,242 @@
+"""Starts the local PostgreSQL and Redis that `make run` and `make test` need, then runs a command.
+
+    python scripts/devstack.py run            # persistent servers under var/, then the whole stack
+    python scripts/devstack.py test [ARGS]    # throwaway servers on free ports, then pytest ARGS
+
+DATABASE_URL or REDIS_URL in the environment skip starting that server. PostgreSQL comes from the
+system binaries (PG_BIN, default /usr/lib/postgresql/15/bin); Redis is Debian's redis-server,
+installed with apt-get when missing and running as root.
+"""
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+DB_NAME = "mailer"
+DB_USER = "mailer"
+
+
+def say(message):
+    print(f"==> {message}", flush=True)
+
+
+def die(message):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, what, timeout=30, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            die(f"{what} exited with status {proc.returncode} before it listened on port {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    die(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+def as_postgres_user(cmd):
+    """PostgreSQL refuses to run as root: run its tools as the `postgres` system user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+class Postgres:
+    def __init__(self, datadir, port, throwaway):
+        self.datadir = Path(datadir)
+        self.port = port
+        self.throwaway = throwaway
+        self.log = self.datadir.parent / "postgres.log"
+
+    @property
+    def url(self):
+        return f"postgres://{DB_USER}@127.0.0.1:{self.port}/{DB_NAME}"
+
+    def _pg(self, tool, *args, **kwargs):
+        return subprocess.run(as_postgres_user([str(PG_BIN / tool), *args]), **kwargs)
+
+    def start(self):
+        if not (PG_BIN / "initdb").exists():
+            die(f"PostgreSQL binaries not found in {PG_BIN}: install Debian's postgresql-15 or set PG_BIN.")
+        self.datadir.parent.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.datadir.parent, "postgres", "postgres")
+        if not (self.datadir / "PG_VERSION").exists():
+            say(f"Initialising PostgreSQL in {self.datadir}")
+            self._pg("initdb", "-D", str(self.datadir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
+                     "--locale=C.UTF-8", check=True, stdout=subprocess.DEVNULL)
+        if self._pg("pg_ctl", "-D", str(self.datadir), "status", stdout=subprocess.DEVNULL).returncode == 0:
+            say(f"PostgreSQL already running from {self.datadir}")
+            return self._ensure_database()
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
+        if self.throwaway:
+            # Durability buys nothing for a database deleted after the run.
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        say(f"Starting PostgreSQL on 127.0.0.1:{self.port}")
+        result = self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.log), "-o", options, "-w", "-t", "60",
+                          "start", stdout=subprocess.DEVNULL)
+        if result.returncode != 0:
+            die(f"PostgreSQL did not start; see {self.log}")
+        self._ensure_database()
+
+    def _ensure_database(self):
+        exists = subprocess.run(
+            [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, "-d", "postgres", "-tAc",
+             f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        if not exists:
+            subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER,
+                            DB_NAME], check=True)
+
+    def stop(self):
+        self._pg("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop",
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Redis:
+    def __init__(self, datadir, port, throwaway):
+        self.datadir = Path(datadir)
+        self.port = port
+        self.throwaway = throwaway
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @staticmethod
+    def ensure_installed():
+        if shutil.which("redis-server"):
+            return
+        if os.geteuid() != 0:
+            die("redis-server is not installed. Install it with `sudo apt-get install redis-server`, "
+                "or set REDIS_URL to a Redis you already run.")
+        say("Installing Debian's redis-server (apt-get)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+
+    def start(self):
+        self.ensure_installed()
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        persistence = ["--save", "", "--appendonly", "no"] if self.throwaway else ["--appendonly", "yes"]
+        say(f"Starting Redis on 127.0.0.1:{self.port}")
+        # A session of its own, so the terminal's Ctrl-C reaches the app first and Redis stops last.
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.datadir),
+             "--daemonize", "no", "--protected-mode", "yes", *persistence],
+            stdout=open(self.datadir / "redis.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for_port(self.port, "Redis", proc=self.proc)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def start_services(base_dir, throwaway):
+    """Start whichever of PostgreSQL and Redis has no URL in the environment; return the env to use."""
+    env = dict(os.environ)
+    stoppers = []
+    if not env.get("DATABASE_URL"):
+        port = free_port() if throwaway else int(env.get("PG_PORT", 5433))
+        pg = Postgres(Path(base_dir) / "postgres" / "data", port, throwaway)
+        pg.start()
+        stoppers.append(pg.stop)
+        env["DATABASE_URL"] = pg.url
+    if not env.get("REDIS_URL"):
+        port = free_port() if throwaway else int(env.get("REDIS_PORT", 6380))
+        redis = Redis(Path(base_dir) / "redis", port, throwaway)
+        redis.start()
+        stoppers.append(redis.stop)
+        env["REDIS_URL"] = redis.url
+
+    def stop_all():
+        for stop in reversed(stoppers):
+            stop()
+
+    atexit.register(stop_all)
+    return env
+
+
+def manage(env, *args):
+    subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def run_stack():
+    env = start_services(ROOT / "var", throwaway=False)
+    env.setdefault("DEBUG", "True")
+    env.setdefault("WEB_PORT", "8000")
+    env.setdefault("FLOWER_PORT", "5555")
+    env.setdefault("MAIL_SINK_PORT", "1025")
+    env.setdefault("FLOWER_USER", "admin")
+    env.setdefault("FLOWER_PASSWORD", "admin")
+    env.setdefault("MAIL_SINK_DIR", str(ROOT / "var" / "mail"))
+    env.setdefault("SITE_URL", f"http://127.0.0.1:{env['WEB_PORT']}")
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
+    manage(env, "migrate", "--noinput")
+    manage(env, "load_email_templates")
+    manage(env, "ensure_dev_superuser")
+    print(
+        f"\n  Admin:   http://127.0.0.1:{env['WEB_PORT']}/admin/   (login admin / admin)\n"
+        f"  Flower:  http://127.0.0.1:{env['FLOWER_PORT']}/   (login {env['FLOWER_USER']} / {env['FLOWER_PASSWORD']})\n"
+        f"  Mail:    messages land in {env['MAIL_SINK_DIR']}/ (SMTP sink on 127.0.0.1:{env['MAIL_SINK_PORT']})\n"
+        f"  Stop everything with Ctrl-C.\n",
+        flush=True,
+    )
+    honcho = subprocess.Popen([str(VENV_BIN / "honcho"), "start", "-f", "Procfile"], cwd=ROOT, env=env)
+    try:
+        return honcho.wait()
+    except KeyboardInterrupt:
+        # The terminal sent SIGINT to honcho too; give its processes time to stop.
+        return honcho.wait()
+
+
+def run_tests(pytest_args):
+    tmp = tempfile.mkdtemp(prefix="mailer-test-")
+    if os.geteuid() == 0:
+        os.chmod(tmp, 0o755)
+    atexit.register(shutil.rmtree, tmp, True)
+    env = start_services(tmp, throwaway=True)
+    env.setdefault("DEBUG", "True")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return subprocess.run([str(VENV_BIN / "python"), "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
+
+
+def main(argv):
+    if not argv or argv[0] not in ("run", "test"):
+        die("usage: devstack.py run | test [pytest args]")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if argv[0] == "run":
+        return run_stack()
+    return run_tests(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
