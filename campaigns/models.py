@@ -64,6 +64,8 @@ class Campaign(models.Model):
         default=True, help_text="Open pixel and click tracking on the SMTP path (SendGrid tracks its own)."
     )
     last_error = models.TextField(blank=True)
+    # Bumped by every finished batch; the sweep re-dispatches a live campaign that stopped moving.
+    last_progress_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -133,6 +135,9 @@ class DeliveryLog(models.Model):
     # Copied from the recipient so that sending, webhooks and admin search need no join.
     email = models.CharField(max_length=320)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Assigned when the campaign starts: rows [n * batch_size, (n + 1) * batch_size) form batch n,
+    # so a batch task (and any redelivery of it) always claims the same rows.
+    batch_number = models.PositiveIntegerField(default=0)
     provider = models.CharField(max_length=10, choices=Provider.choices, blank=True, default="")
     provider_message_id = models.CharField(max_length=255, blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -158,8 +163,8 @@ class DeliveryLog(models.Model):
         indexes = [
             # Admin list filtered by campaign and status, newest first.
             models.Index(fields=["campaign", "status", "id"], name="dlog_campaign_status_idx"),
-            # Batches claim the next pending rows of a campaign in id order.
-            models.Index(fields=["campaign", "id"], name="dlog_pending_idx",
+            # A batch claims its pending rows; the sweep lists batches that still have some.
+            models.Index(fields=["campaign", "batch_number"], name="dlog_pending_idx",
                          condition=Q(status="pending")),
             # The sweep finds expired leases.
             models.Index(fields=["lease_expires_at"], name="dlog_sending_idx",
