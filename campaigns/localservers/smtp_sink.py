@@ -1,0 +1,255 @@
+"""SMTP capture sink for development, tests and benchmarks.
+
+    python -m campaigns.localservers.smtp_sink --host 127.0.0.1 --port 1025 --maildir var/mail
+
+Accepts any sender and recipient, offers AUTH without TLS and accepts any
+credentials (so Django's SMTP backend with EMAIL_HOST_USER set works), and
+never offers STARTTLS.  Every accepted message becomes one file in --maildir,
+named ``<time_ns>-<pid>-<seq>.eml`` (unique and sortable), written to a
+dot-prefixed temporary name and then renamed into place, with the envelope
+prepended as ``X-Sink-Mail-From:`` and ``X-Sink-Rcpt-To:`` (comma-separated)
+headers.  Files are not fsynced: this is a sink, not a mail store.
+
+Failure modes for tests, from flags or at runtime from a JSON control file:
+
+    --reject-rcpt REGEX   RCPT TO matching REGEX gets 550 (permanent)
+    --defer-rcpt REGEX    RCPT TO matching REGEX gets 451 (temporary)
+    --drop-after N        on each connection, once N messages have been
+                          stored, the next MAIL FROM closes the connection
+                          without a reply (0 = never)
+
+Regexes are matched with ``re.search``, case-insensitively, against the bare
+address.  The control file (``--control-file``, default
+``<parent of maildir>/sink-control.json``) holds the same settings as
+``{"reject_rcpt": "bounce.*@", "defer_rcpt": null, "drop_after": 3}``.  It is
+re-read whenever it changes (checked at every MAIL FROM); keys it holds
+override the flags, keys it lacks fall back to them, and deleting the file
+returns to the flags.  ``write_control()`` writes it atomically, with all
+three keys, so it replaces the flags entirely.
+
+Tests read what was captured with ``read_messages(maildir)`` and
+``count_messages(maildir)``.
+"""
+
+import argparse
+import asyncio
+import email
+import email.policy
+import json
+import os
+import re
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiosmtpd.smtp import SMTP, AuthResult
+
+MESSAGE_SUFFIX = ".eml"
+COUNT_LOG_INTERVAL_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    reject_rcpt: "re.Pattern | None" = None
+    defer_rcpt: "re.Pattern | None" = None
+    drop_after: int = 0
+
+
+def _compile(pattern):
+    return re.compile(pattern, re.IGNORECASE) if pattern else None
+
+
+def default_control_file(maildir):
+    return Path(maildir).resolve().parent / "sink-control.json"
+
+
+def write_control(control_file, reject_rcpt=None, defer_rcpt=None, drop_after=0):
+    """Atomically replace the sink's control file (used by tests and ops)."""
+    control_file = Path(control_file)
+    tmp = control_file.with_name(f".{control_file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(
+        {"reject_rcpt": reject_rcpt, "defer_rcpt": defer_rcpt, "drop_after": drop_after}
+    ))
+    os.replace(tmp, control_file)
+
+
+class ControlFile:
+    """Fault settings from the command line, overridden by the control file."""
+
+    def __init__(self, path, flag_values):
+        self.path = Path(path)
+        self.flag_values = flag_values
+        self._stamp = None
+        self.settings = self._build({})
+
+    def _build(self, overrides):
+        values = {**self.flag_values, **overrides}
+        return FaultSettings(
+            reject_rcpt=_compile(values.get("reject_rcpt")),
+            defer_rcpt=_compile(values.get("defer_rcpt")),
+            drop_after=int(values.get("drop_after") or 0),
+        )
+
+    def current(self):
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self.settings = self._load() if stamp else self._build({})
+        return self.settings
+
+    def _load(self):
+        try:
+            overrides = json.loads(self.path.read_text())
+            settings = self._build(overrides)
+        except (OSError, ValueError, TypeError, re.error) as exc:
+            # A half-edited control file must not kill the sink; keep the flags.
+            print(f"SMTP sink: ignoring bad control file {self.path}: {exc}", flush=True)
+            return self._build({})
+        print(f"SMTP sink: control file loaded: {overrides}", flush=True)
+        return settings
+
+
+class MaildirWriter:
+    def __init__(self, maildir):
+        self.maildir = os.fspath(maildir)
+        os.makedirs(self.maildir, exist_ok=True)
+        self.prefix = f"-{os.getpid()}-"
+        self.seq = 0
+
+    def write(self, mail_from, rcpt_tos, content):
+        self.seq += 1
+        name = f"{time.time_ns()}{self.prefix}{self.seq:09d}{MESSAGE_SUFFIX}"
+        envelope = (
+            f"X-Sink-Mail-From: {mail_from or '<>'}\r\n"
+            f"X-Sink-Rcpt-To: {', '.join(rcpt_tos)}\r\n"
+        ).encode("utf-8")
+        tmp_path = os.path.join(self.maildir, "." + name)
+        with open(tmp_path, "wb") as f:
+            f.write(envelope + content)  # one syscall; copying is cheaper here
+        os.replace(tmp_path, os.path.join(self.maildir, name))
+
+
+class SinkHandler:
+    def __init__(self, writer, control):
+        self.writer = writer
+        self.control = control
+        self.stored = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        drop_after = self.control.current().drop_after
+        if drop_after and getattr(session, "sink_stored", 0) >= drop_after:
+            server.transport.close()
+            return "421 4.3.0 closing connection"  # never reaches the client
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        settings = self.control.settings
+        if settings.reject_rcpt and settings.reject_rcpt.search(address):
+            return f"550 5.1.1 <{address}>: recipient rejected by sink"
+        if settings.defer_rcpt and settings.defer_rcpt.search(address):
+            return f"451 4.3.0 <{address}>: recipient deferred by sink"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.writer.write(envelope.mail_from, envelope.rcpt_tos, envelope.original_content)
+        session.sink_stored = getattr(session, "sink_stored", 0) + 1
+        self.stored += 1
+        return "250 2.0.0 Message stored"
+
+
+def accept_any_credentials(server, session, envelope, mechanism, auth_data):
+    return AuthResult(success=True)
+
+
+async def serve(host, port, maildir, control_file, flag_values):
+    handler = SinkHandler(MaildirWriter(maildir), ControlFile(control_file, flag_values))
+    loop = asyncio.get_running_loop()
+
+    def make_protocol():
+        return SMTP(
+            handler,
+            hostname="smtp-sink.local",  # avoids a DNS lookup per connection
+            enable_SMTPUTF8=True,
+            auth_require_tls=False,
+            authenticator=accept_any_credentials,
+            loop=loop,
+        )
+
+    server = await loop.create_server(make_protocol, host, port)
+    port = server.sockets[0].getsockname()[1]
+    print(f"SMTP sink listening on {host}:{port}, writing to {maildir}", flush=True)
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    logged = 0
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), COUNT_LOG_INTERVAL_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+        if handler.stored != logged:
+            logged = handler.stored
+            print(f"SMTP sink: {logged} messages stored", flush=True)
+
+    server.close()
+    await server.wait_closed()
+    print(f"SMTP sink stopped after storing {handler.stored} messages", flush=True)
+
+
+def message_files(maildir):
+    try:
+        names = os.listdir(maildir)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.endswith(MESSAGE_SUFFIX) and not n.startswith("."))
+
+
+def count_messages(maildir):
+    return len(message_files(maildir))
+
+
+def read_messages(maildir):
+    """Every stored message, oldest first, parsed with the default policy."""
+    messages = []
+    for name in message_files(maildir):
+        with open(os.path.join(maildir, name), "rb") as f:
+            messages.append(email.message_from_binary_file(f, policy=email.policy.default))
+    return messages
+
+
+def main(argv=None):
+    # aiosmtpd warns on every AUTH about its own legacy attribute; nothing to act on.
+    warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1025)
+    parser.add_argument("--maildir", default="var/mail")
+    parser.add_argument("--control-file", help="default: <parent of maildir>/sink-control.json")
+    parser.add_argument("--reject-rcpt", metavar="REGEX", help="550 for matching RCPT TO")
+    parser.add_argument("--defer-rcpt", metavar="REGEX", help="451 for matching RCPT TO")
+    parser.add_argument("--drop-after", type=int, default=0, metavar="N",
+                        help="drop each connection after N stored messages")
+    args = parser.parse_args(argv)
+    flag_values = {
+        "reject_rcpt": args.reject_rcpt,
+        "defer_rcpt": args.defer_rcpt,
+        "drop_after": args.drop_after,
+    }
+    control_file = args.control_file or default_control_file(args.maildir)
+    asyncio.run(serve(args.host, args.port, args.maildir, control_file, flag_values))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+import re
+import time
+
+import pytest
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import CustomArg, Mail, Personalization, Substitution, To
+
+from campaigns.localservers import running
+from campaigns.localservers.sendgrid_api import get_stats, read_records, reset, set_fault
+
+API_KEY = "SG.test-key"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sendgrid")
+    record_file = base / "sendgrid.jsonl"
+    with running("sendgrid_api", "--record-file", record_file, "--api-key", API_KEY, "--render",
+                 log_path=base / "sendgrid.log") as (_, port):
+        yield {"url": f"http://127.0.0.1:{port}", "record_file": record_file}
+
+
+@pytest.fixture
+def sendgrid(server):
+    reset(server["url"])
+    server["record_file"].write_text("")  # the server appends, so truncating is safe
+    return SendGridAPIClient(api_key=API_KEY, host=server["url"])
+
+
+def build_mail(recipients):
+    """A batch the way the product sends it: body once, one personalization each."""
+    mail = Mail(from_email="news@example.com", subject="Hello -first-",
+                plain_text_content="Hi -first-, your code is -code-.",
+                html_content="<p>Hi <b>-first-</b>, your code is -code-.</p>")
+    for i, (address, first_name) in enumerate(recipients):
+        personalization = Personalization()
+        personalization.add_to(To(address))
+        personalization.add_substitution(Substitution("-first-", first_name))
+        personalization.add_substitution(Substitution("-code-", f"C{i}"))
+        personalization.add_custom_arg(CustomArg("delivery_id", str(i)))
+        mail.add_personalization(personalization)
+    mail.add_custom_arg(CustomArg("campaign_id", "42"))
+    return mail
+
+
+def payload_for(count):
+    return build_mail([(f"user{i}@example.com", f"User{i}") for i in range(count)]).get()
+
+
+def send_expecting_error(sendgrid, payload, **kwargs):
+    with pytest.raises(HTTPError) as excinfo:
+        sendgrid.client.mail.send.post(request_body=payload, **kwargs)
+    return excinfo.value
+
+
+def test_accepts_official_library_batch_and_records_each_personalization(server, sendgrid):
+    response = sendgrid.send(build_mail([("ann@example.com", "Ann"), ("bob@example.org", "Bob")]))
+
+    assert response.status_code == 202
+    assert response.body == b""
+    message_id = response.headers["X-Message-Id"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", message_id)
+
+    records = {r["to"][0]: r for r in read_records(server["record_file"])}
+    assert set(records) == {"ann@example.com", "bob@example.org"}
+    ann = records["ann@example.com"]
+    assert ann["message_id"] == message_id
+    assert ann["custom_args"]["campaign_id"] == "42"
+    assert ann["subject"] == "Hello -first-"
+    assert ann["substitutions"]["-first-"] == "Ann"
+    assert ann["rendered"]["subject"] == "Hello Ann"
+    assert ann["rendered"]["html"] == f"<p>Hi <b>Ann</b>, your code is {ann['substitutions']['-code-']}.</p>"
+    bob = records["bob@example.org"]
+    assert bob["rendered"]["text"] == f"Hi Bob, your code is {bob['substitutions']['-code-']}."
+    assert {ann["custom_args"]["delivery_id"], bob["custom_args"]["delivery_id"]} == {"0", "1"}
+
+    assert get_stats(server["url"]) == {"requests_by_status": {"202": 1},
+                                        "personalizations_accepted": 2}
+
+
+def test_accepts_a_full_thousand_personalizations(server, sendgrid):
+    assert sendgrid.send(payload_for(1000)).status_code == 202
+    assert len(read_records(server["record_file"])) == 1000
+
+
+def test_wrong_api_key_gets_401(server, sendgrid):
+    wrong = SendGridAPIClient(api_key="SG.wrong", host=server["url"])
+    error = send_expecting_error(wrong, payload_for(1))
+
+    assert error.status_code == 401
+    assert error.to_dict["errors"][0]["message"] == (
+        "The provided authorization grant is invalid, expired, or revoked")
+    assert read_records(server["record_file"]) == []
+
+
+def error_fields(error):
+    return [e["field"] for e in error.to_dict["errors"]]
+
+
+def test_more_than_1000_personalizations_is_refused(server, sendgrid):
+    error = send_expecting_error(sendgrid, payload_for(1001))
+
+    assert error.status_code == 400
+    assert error_fields(error) == ["personalizations"]
+    assert read_records(server["record_file"]) == []
+
+
+def test_repeated_address_is_refused_case_insensitively(server, sendgrid):
+    payload = build_mail([("ann@example.com", "Ann"), ("ANN@Example.com", "Ann again")]).get()
+
+    error = send_expecting_error(sendgrid, payload)
+
+    assert error.status_code == 400
+    [detail] = error.to_dict["errors"]
+    assert detail["field"] in {"personalizations.0.to", "personalizations.1.to"}
+    assert "first duplicate instance of [" in detail["message"]
+    assert detail["help"] is None
+    assert read_records(server["record_file"]) == []
+
+
+def test_address_that_is_not_an_address_is_refused_with_its_field(server, sendgrid):
+    payload = payload_for(3)
+    payload["personalizations"][2]["to"][0]["email"] = "not-an-address"
+
+    error = send_expecting_error(sendgrid, payload)
+
+    assert error.status_code == 400
+    assert error_fields(error) == ["personalizations.2.to.0.email"]
+
+
+@pytest.mark.parametrize("remove, field", [
+    ("personalizations", "personalizations"),
+    ("from", "from.email"),
+    ("subject", "subject"),
+    ("content", "content"),
+])
+def test_missing_required_part_is_refused(server, sendgrid, remove, field):
+    payload = payload_for(1)
+    del payload[remove]
+
+    error = send_expecting_error(sendgrid, payload)
+
+    assert error.status_code == 400
+    assert field in error_fields(error)
+
+
+def test_html_before_plain_text_is_refused(server, sendgrid):
+    payload = payload_for(1)
+    payload["content"].reverse()
+
+    assert error_fields(send_expecting_error(sendgrid, payload)) == ["content"]
+
+
+@pytest.mark.parametrize("mode, status", [("500", 500), ("503", 503), ("401", 401), ("403", 403)])
+def test_fault_answers_count_requests_then_recovers(server, sendgrid, mode, status):
+    set_fault(server["url"], mode, count=2)
+
+    for _ in range(2):
+        assert send_expecting_error(sendgrid, payload_for(1)).status_code == status
+    assert sendgrid.send(payload_for(1)).status_code == 202
+
+    assert get_stats(server["url"])["requests_by_status"] == {mode: 2, "202": 1}
+    assert len(read_records(server["record_file"])) == 1
+
+
+def test_429_carries_a_reset_time_in_the_future(server, sendgrid):
+    set_fault(server["url"], "429", count=1, reset_after=30)
+
+    error = send_expecting_error(sendgrid, payload_for(1))
+
+    assert error.status_code == 429
+    assert error.headers["X-RateLimit-Remaining"] == "0"
+    assert int(error.headers["X-RateLimit-Limit"]) > 0
+    assert int(error.headers["X-RateLimit-Reset"]) > time.time() + 20
+    assert sendgrid.send(payload_for(1)).status_code == 202
+
+
+def test_hang_times_the_client_out_then_recovers(server, sendgrid):
+    set_fault(server["url"], "hang", count=1, hang_seconds=3)
+
+    with pytest.raises(TimeoutError):
+        sendgrid.client.mail.send.post(request_body=payload_for(1), timeout=0.5)
+    assert sendgrid.send(payload_for(1)).status_code == 202
+    assert get_stats(server["url"])["requests_by_status"] == {"hang": 1, "202": 1}
+
+
+def test_fault_without_count_lasts_until_changed(server, sendgrid):
+    set_fault(server["url"], "503")
+    for _ in range(3):
+        assert send_expecting_error(sendgrid, payload_for(1)).status_code == 503
+
+    set_fault(server["url"], "ok")
+    assert sendgrid.send(payload_for(1)).status_code == 202
+
+
+def test_reset_clears_faults_and_stats(server, sendgrid):
+    set_fault(server["url"], "500")
+    send_expecting_error(sendgrid, payload_for(1))
+
+    reset(server["url"])
+
+    assert get_stats(server["url"]) == {"requests_by_status": {}, "personalizations_accepted": 0}
+    assert sendgrid.send(payload_for(1)).status_code == 202

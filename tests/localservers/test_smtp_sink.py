@@ -1,0 +1,114 @@
+import smtplib
+from email.message import EmailMessage
+
+import pytest
+
+from campaigns.localservers import running
+from campaigns.localservers.smtp_sink import count_messages, read_messages, write_control
+
+
+@pytest.fixture(scope="module")
+def sink(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sink")
+    maildir = base / "mail"
+    with running("smtp_sink", "--maildir", maildir, "--reject-rcpt", "bounce.*@",
+                 log_path=base / "sink.log") as (_, port):
+        yield {"port": port, "maildir": maildir, "control": base / "sink-control.json"}
+
+
+@pytest.fixture
+def smtp(sink):
+    # Every test starts from an empty maildir and the command-line faults only.
+    for path in sink["maildir"].glob("*.eml"):
+        path.unlink()
+    sink["control"].unlink(missing_ok=True)
+    with smtplib.SMTP("127.0.0.1", sink["port"], timeout=10) as client:
+        yield client
+
+
+def make_message(subject, body, to="reader@example.com"):
+    message = EmailMessage()
+    message["From"] = "Sender <sender@example.com>"
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content(body)
+    return message
+
+
+def test_each_message_is_stored_with_its_envelope_and_body(sink, smtp):
+    smtp.send_message(make_message("Plain", "Hello there.\n.A line starting with a dot\n"))
+    smtp.send_message(make_message("Grüße aus Köln", "Ünïcödé body: 東京 ✓\n"))
+    smtp.send_message(make_message("Team news", "For all of you.\n", to="a@example.com"),
+                      to_addrs=["a@example.com", "b@example.org", "c@example.net"])
+
+    assert count_messages(sink["maildir"]) == 3
+    plain, unicode, team = read_messages(sink["maildir"])
+
+    assert plain["X-Sink-Mail-From"] == "sender@example.com"
+    assert plain["X-Sink-Rcpt-To"] == "reader@example.com"
+    assert plain.get_content() == "Hello there.\n.A line starting with a dot\n"
+
+    assert unicode["Subject"] == "Grüße aus Köln"
+    assert unicode.get_content() == "Ünïcödé body: 東京 ✓\n"
+
+    assert team["X-Sink-Rcpt-To"] == "a@example.com, b@example.org, c@example.net"
+    assert team["Subject"] == "Team news"
+
+
+def test_any_credentials_are_accepted(sink, smtp):
+    smtp.login("whoever", "whatever")
+    smtp.send_message(make_message("After login", "Logged in.\n"))
+
+    [message] = read_messages(sink["maildir"])
+    assert message.get_content() == "Logged in.\n"
+
+
+def test_reject_flag_refuses_only_matching_recipients_with_550(sink, smtp):
+    refused = smtp.sendmail("sender@example.com", ["ok@example.com", "bounce-1@example.com"],
+                            make_message("Mixed", "Hi\n").as_bytes())
+
+    assert list(refused) == ["bounce-1@example.com"]
+    assert refused["bounce-1@example.com"][0] == 550
+    [message] = read_messages(sink["maildir"])
+    assert message["X-Sink-Rcpt-To"] == "ok@example.com"
+
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as excinfo:
+        smtp.sendmail("sender@example.com", ["bounce-2@example.com"], b"Subject: x\r\n\r\nx\r\n")
+    assert excinfo.value.recipients["bounce-2@example.com"][0] == 550
+    assert count_messages(sink["maildir"]) == 1
+
+
+def test_control_file_defers_matching_recipients_with_451_until_removed(sink, smtp):
+    write_control(sink["control"], defer_rcpt="^later@")
+
+    refused = smtp.sendmail("sender@example.com", ["now@example.com", "later@example.com"],
+                            b"Subject: x\r\n\r\nx\r\n")
+    assert {rcpt: code for rcpt, (code, _) in refused.items()} == {"later@example.com": 451}
+
+    sink["control"].unlink()
+    refused = smtp.sendmail("sender@example.com", ["later@example.com"], b"Subject: y\r\n\r\ny\r\n")
+    assert refused == {}
+    assert [m["X-Sink-Rcpt-To"] for m in read_messages(sink["maildir"])] == [
+        "now@example.com", "later@example.com"]
+
+
+def test_control_file_replaces_the_reject_flag(sink, smtp):
+    write_control(sink["control"], reject_rcpt="vip@")
+
+    assert smtp.sendmail("s@example.com", ["bounce-3@example.com"], b"Subject: x\r\n\r\nx\r\n") == {}
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        smtp.sendmail("s@example.com", ["vip@example.com"], b"Subject: x\r\n\r\nx\r\n")
+
+
+def test_control_file_drops_each_connection_after_n_messages(sink, smtp):
+    write_control(sink["control"], drop_after=2)
+
+    smtp.sendmail("s@example.com", ["one@example.com"], b"Subject: 1\r\n\r\n1\r\n")
+    smtp.sendmail("s@example.com", ["two@example.com"], b"Subject: 2\r\n\r\n2\r\n")
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        smtp.sendmail("s@example.com", ["three@example.com"], b"Subject: 3\r\n\r\n3\r\n")
+    assert count_messages(sink["maildir"]) == 2
+
+    with smtplib.SMTP("127.0.0.1", sink["port"], timeout=10) as fresh:
+        fresh.sendmail("s@example.com", ["three@example.com"], b"Subject: 3\r\n\r\n3\r\n")
+    assert count_messages(sink["maildir"]) == 3
