@@ -6,11 +6,15 @@ touched, and a task staff disabled in the admin stays disabled.
 
 import logging
 
+from django.conf import settings
+
 logger = logging.getLogger(__name__)
 
 # name -> (task, every N seconds)
 PERIODIC_TASKS = {
     "Scheduler heartbeat": ("campaigns.tasks.scheduler.heartbeat", 60),
+    "Sweep: start due campaigns, recover stale claims": ("campaigns.tasks.scheduler.sweep",
+                                                         settings.SWEEP_INTERVAL_SECONDS),
 }
 
 

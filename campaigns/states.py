@@ -7,6 +7,7 @@ transition. A caller that loses gets `IllegalTransition` with the campaign's act
 
 from dataclasses import dataclass
 
+from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -57,13 +58,16 @@ def _past_participle(verb):
     return {"start": "started", "reopen": "reopened"}.get(verb, verb.rstrip("e") + "ed")
 
 
-def transition(campaign_id, name, **fields):
+def transition(campaign_id, name, where=None, **fields):
     """Apply transition NAME to the campaign if its current status allows it; return the new status.
 
-    Extra FIELDS are written in the same UPDATE (timestamps, counters reset, ...).
+    WHERE (a Q) narrows the condition further; extra FIELDS are written in the same UPDATE.
     """
     spec = TRANSITIONS[name]
-    changed = Campaign.objects.filter(pk=campaign_id, status__in=spec.sources).update(
+    candidates = Campaign.objects.filter(pk=campaign_id, status__in=spec.sources)
+    if where is not None:
+        candidates = candidates.filter(where)
+    changed = candidates.update(
         status=spec.target, updated_at=timezone.now(), **fields
     )
     if not changed:
@@ -80,8 +84,10 @@ def unschedule(campaign_id):
     return transition(campaign_id, "unschedule", scheduled_at=None)
 
 
-def start(campaign_id):
-    return transition(campaign_id, "start", started_at=timezone.now())
+def start(campaign_id, due_by=None):
+    """Start a scheduled campaign; with DUE_BY, only if it was scheduled for then or earlier."""
+    where = Q(scheduled_at__lte=due_by) if due_by else None
+    return transition(campaign_id, "start", where=where, started_at=timezone.now())
 
 
 def pause(campaign_id):

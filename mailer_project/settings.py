@@ -175,6 +175,13 @@ UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
 
 # --- Campaigns ---------------------------------------------------------------------------------
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=200)
+# A batch's claim on its rows lasts this long; the batch task's hard time limit is shorter, so a
+# live task never loses its claim. After a crash, the sweep recovers the rows once it expires.
+SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=600)
+SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)
+SWEEP_INTERVAL_SECONDS = env.int("SWEEP_INTERVAL_SECONDS", default=15)
+# A live campaign whose batches made no progress for this long gets its pending batches re-dispatched.
+SWEEP_STALL_SECONDS = env.int("SWEEP_STALL_SECONDS", default=120)
 IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=100)
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=2_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

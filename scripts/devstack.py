@@ -152,6 +152,9 @@ class Redis:
         wait_for_port(self.port, "Redis", proc=self.proc)
 
     def stop(self):
+        # Whatever Redis listens on our port goes (a test may have restarted it in place).
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -1,0 +1,21 @@
+from email_validator import EmailNotValidError, validate_email
+
+from django.core.management.base import CommandError
+
+from campaigns.management.campaign_command import CampaignActionCommand
+from campaigns.sending import control
+
+
+class Command(CampaignActionCommand):
+    help = "Send the rendered campaign to the given addresses; touches no delivery log or counter."
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        parser.add_argument("addresses", nargs="+", metavar="ADDRESS")
+
+    def run_action(self, campaign_id, addresses=(), **options):
+        try:
+            valid = [validate_email(a, check_deliverability=False).normalized for a in addresses]
+        except EmailNotValidError as error:
+            raise CommandError(f"Not an email address: {error}") from error
+        return control.send_test_email(campaign_id, valid)

@@ -1,0 +1,316 @@
+"""The sending pipeline: start a campaign, send one batch, finalise. Each step keeps DESIGN.md's promises.
+
+- A campaign starts once: the start is a conditional UPDATE on status (campaigns.states).
+- Each recipient gets exactly one DeliveryLog: one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+- Nobody is mailed twice automatically: a batch claims its rows with a lease and records that the
+  provider call began before making it; results are written only for rows still under its claim.
+- Work is enqueued only after its transaction commits.
+"""
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+
+from celery import current_app
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns import links, states
+from campaigns.models import Campaign, DeliveryLog, Suppression
+from campaigns.rendering import compile_campaign, recipient_context
+from campaigns.sending.chain import send_with_fallback
+from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage, ProviderError
+
+logger = logging.getLogger(__name__)
+D = DeliveryLog.Status
+SEND_BATCH_TASK = "campaigns.tasks.senders.send_batch"
+START_TASK = "campaigns.tasks.scheduler.start_campaign"
+
+
+# --- enqueueing (always after commit) ----------------------------------------------------------
+
+def enqueue_start(campaign_id, eta=None):
+    transaction.on_commit(lambda: current_app.send_task(START_TASK, args=[campaign_id], eta=eta))
+
+
+def dispatch_batches(campaign_id, batch_numbers, countdown=None):
+    numbers = sorted(set(batch_numbers))
+
+    def send():
+        for number in numbers:
+            current_app.send_task(SEND_BATCH_TASK, args=[campaign_id, number], countdown=countdown)
+
+    if numbers:
+        transaction.on_commit(send)
+    return len(numbers)
+
+
+def pending_batch_numbers(campaign_id):
+    return list(
+        DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING)
+        .values_list("batch_number", flat=True).distinct()
+    )
+
+
+# --- start --------------------------------------------------------------------------------------
+
+CREATE_DELIVERY_LOGS = """
+WITH inserted AS (
+    INSERT INTO campaigns_deliverylog
+        (campaign_id, recipient_id, email, status, batch_number, last_error, provider, provider_message_id,
+         attempts, updated_at)
+    SELECT r.campaign_id, r.id, r.email,
+           CASE WHEN s.id IS NULL THEN 'pending' ELSE 'skipped' END,
+           %(first_batch)s + (row_number() OVER (PARTITION BY s.id IS NULL ORDER BY r.id) - 1) / %(batch_size)s,
+           CASE WHEN s.id IS NULL THEN '' ELSE 'suppressed: ' || s.reason END,
+           '', '', 0, now()
+    FROM campaigns_recipient r
+    LEFT JOIN campaigns_suppression s ON s.email = r.email
+    WHERE r.campaign_id = %(campaign_id)s
+    ON CONFLICT (campaign_id, recipient_id) DO NOTHING
+    RETURNING status, batch_number
+)
+SELECT count(*), count(*) FILTER (WHERE status = 'skipped'),
+       coalesce(array_agg(DISTINCT batch_number) FILTER (WHERE status = 'pending'), '{}')
+FROM inserted
+"""
+
+
+def create_delivery_logs(campaign_id, batch_size, first_batch=0):
+    """One DeliveryLog per recipient that has none yet, in one statement; returns (created, skipped, batches)."""
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE_DELIVERY_LOGS, {"campaign_id": campaign_id, "batch_size": batch_size,
+                                              "first_batch": first_batch})
+        created, skipped, batches = cursor.fetchone()
+    return created, skipped, batches
+
+
+def start_campaign(campaign_id):
+    """Start a due scheduled campaign exactly once: delivery logs, counters, then its batches.
+
+    Safe to call any number of times (ETA task, beat sweep, redelivery): only the first call that
+    finds the campaign scheduled and due does anything.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            states.start(campaign_id, due_by=now)
+        except states.IllegalTransition as refused:
+            if refused.actual_status == Campaign.Status.SCHEDULED:
+                logger.debug("Campaign %s is not due yet", campaign_id)
+            else:
+                logger.info("Campaign %s not started: it is %s", campaign_id, refused.actual_status)
+            return False
+        campaign = Campaign.objects.get(pk=campaign_id)
+        created, skipped, batches = create_delivery_logs(campaign_id, min(campaign.batch_size, 1000))
+        Campaign.objects.filter(pk=campaign_id).update(
+            total_recipients=created, skipped_count=F("skipped_count") + skipped,
+            last_progress_at=now,
+        )
+        dispatch_batches(campaign_id, batches)
+        logger.info("Campaign %s started: %s recipients, %s suppressed, %s batches of %s",
+                    campaign_id, created, skipped, len(batches), campaign.batch_size)
+        if not batches:
+            transaction.on_commit(lambda: finalize_if_done(campaign_id))
+    return True
+
+
+# --- one batch ------------------------------------------------------------------------------------
+
+CLAIM_BATCH = """
+UPDATE campaigns_deliverylog AS d
+SET status = CASE WHEN s.id IS NULL THEN 'sending' ELSE 'skipped' END,
+    last_error = CASE WHEN s.id IS NULL THEN d.last_error ELSE 'suppressed: ' || s.reason END,
+    claim_token = CASE WHEN s.id IS NULL THEN %(token)s::uuid END,
+    lease_expires_at = CASE WHEN s.id IS NULL THEN now() + %(lease)s * interval '1 second' END,
+    attempts = d.attempts + CASE WHEN s.id IS NULL THEN 1 ELSE 0 END,
+    call_started_at = NULL,
+    updated_at = now()
+FROM campaigns_recipient r
+LEFT JOIN campaigns_suppression s ON s.email = r.email
+WHERE d.id IN (
+        SELECT id FROM campaigns_deliverylog
+        WHERE campaign_id = %(campaign_id)s AND batch_number = %(batch)s AND status = 'pending'
+        ORDER BY id FOR UPDATE SKIP LOCKED)
+  AND r.id = d.recipient_id
+RETURNING d.id, d.status, d.attempts, r.email, r.first_name, r.last_name, r.data
+"""
+
+WRITE_RESULTS = """
+UPDATE campaigns_deliverylog AS d
+SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
+    sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
+    call_started_at = CASE WHEN v.status = 'pending' THEN NULL ELSE d.call_started_at END,
+    claim_token = NULL, lease_expires_at = NULL, updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
+            %(errors)s::text[]) AS v(id, status, provider, message_id, error)
+WHERE d.id = v.id AND d.claim_token = %(token)s::uuid AND d.status = 'sending'
+RETURNING d.status
+"""
+
+
+@dataclass
+class BatchReport:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unknown: int = 0
+    retrying: int = 0
+    provider: str = ""
+    retry_in: int | None = None
+
+
+_compiled_cache = {}
+
+
+def compiled_campaign(campaign):
+    """Compile a campaign's templates once per version, not once per batch."""
+    key = (campaign["id"], campaign["updated_at"])
+    compiled = _compiled_cache.get(key)
+    if compiled is None:
+        if len(_compiled_cache) > 64:
+            _compiled_cache.clear()
+        compiled = _compiled_cache[key] = compile_campaign(
+            campaign["subject"], campaign["html_body"], campaign["text_body"]
+        )
+    return compiled
+
+
+def retry_delay(attempt):
+    """Exponential backoff with jitter for a batch that must wait: ~10 s, 20 s, 40 s ... capped at 10 min."""
+    return int(min(600, 10 * 2 ** max(0, attempt - 1)) * random.uniform(0.8, 1.2))
+
+
+def send_batch(campaign_id, batch_number):
+    """Claim batch BATCH_NUMBER of a campaign, send it through the provider chain, record every result."""
+    report = BatchReport()
+    campaign = (Campaign.objects.filter(pk=campaign_id)
+                .values("id", "status", "subject", "html_body", "text_body", "from_email", "reply_to",
+                        "updated_at").first())
+    if campaign is None or campaign["status"] != Campaign.Status.IN_PROGRESS:
+        # Pause and cancel take effect here, at the batch boundary; resume dispatches the batch again.
+        logger.info("Campaign %s batch %s not sent: campaign is %s", campaign_id, batch_number,
+                    campaign and campaign["status"])
+        return report
+
+    token = uuid.uuid4()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(CLAIM_BATCH, {"token": token, "lease": settings.SEND_LEASE_SECONDS,
+                                         "campaign_id": campaign_id, "batch": batch_number})
+            rows = cursor.fetchall()
+        report.claimed = len(rows)
+        report.skipped = sum(1 for row in rows if row[1] == D.SKIPPED)
+        if report.skipped:
+            Campaign.objects.filter(pk=campaign_id).update(skipped_count=F("skipped_count") + report.skipped)
+    claimed = [row for row in rows if row[1] == D.SENDING]
+    if not claimed:
+        if rows:
+            finalize_if_done(campaign_id)
+        return report
+
+    compiled = compiled_campaign(campaign)
+    messages = [
+        OutgoingMessage(delivery_id=pk, email=email,
+                        context=recipient_context(email, first, last, data or {}, links.unsubscribe_url(pk)))
+        for pk, _status, _attempts, email, first, last, data in claimed
+    ]
+    batch = Batch(campaign_id=campaign_id, from_email=campaign["from_email"] or settings.DEFAULT_FROM_EMAIL,
+                  reply_to=campaign["reply_to"], compiled=compiled, messages=messages,
+                  categories=(f"campaign-{campaign_id}",))
+    attempts = {pk: n for pk, _s, n, *_ in claimed}
+
+    # From here on the provider may accept the mail: an expired claim now means "unknown", not "pending".
+    DeliveryLog.objects.filter(pk__in=list(attempts)).update(call_started_at=timezone.now())
+    try:
+        provider, results = send_with_fallback(batch)
+        outcomes = [(r.delivery_id, r.outcome, r.message_id, r.error, r.bounced) for r in results]
+    except ProviderError as error:
+        # Every provider refused before accepting anything: nothing was sent, so try again later.
+        provider = ""
+        logger.warning("Campaign %s batch %s: no provider could send (%s); will retry", campaign_id,
+                       batch_number, error)
+        outcomes = [(pk, Outcome.DEFERRED, "", f"no provider available: {error}", False) for pk in attempts]
+    report.provider = provider
+
+    rows_out = []
+    bounced = []
+    for pk, outcome, message_id, error, was_bounced in outcomes:
+        status = {Outcome.SENT: D.SENT, Outcome.FAILED: D.FAILED, Outcome.UNKNOWN: D.UNKNOWN}.get(outcome)
+        if outcome == Outcome.DEFERRED:
+            if attempts[pk] >= settings.SEND_MAX_ATTEMPTS:
+                status, error = D.FAILED, f"gave up after {attempts[pk]} attempts: {error}"
+            else:
+                status = D.PENDING
+        rows_out.append((pk, status, provider, message_id or "", error or ""))
+        if was_bounced:
+            bounced.append(pk)
+    report = write_results(campaign_id, token, rows_out, bounced, report)
+
+    if report.retrying:
+        report.retry_in = retry_delay(max(attempts.values()))
+        with transaction.atomic():
+            dispatch_batches(campaign_id, [batch_number], countdown=report.retry_in)
+    logger.info("Campaign %s batch %s via %s: sent=%s failed=%s unknown=%s skipped=%s retrying=%s",
+                campaign_id, batch_number, provider or "-", report.sent, report.failed, report.unknown,
+                report.skipped, report.retrying)
+    finalize_if_done(campaign_id)
+    return report
+
+
+def write_results(campaign_id, token, rows_out, bounced_ids, report):
+    """Write a batch's outcomes and the campaign's counters in one transaction."""
+    ids, statuses, providers, message_ids, errors = (list(column) for column in zip(*rows_out))
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(WRITE_RESULTS, {"ids": ids, "statuses": statuses, "providers": providers,
+                                           "message_ids": message_ids, "errors": errors, "token": token})
+            written = [row[0] for row in cursor.fetchall()]
+        report.sent = written.count(D.SENT)
+        report.failed = written.count(D.FAILED)
+        report.unknown = written.count(D.UNKNOWN)
+        report.retrying = written.count(D.PENDING)
+        Campaign.objects.filter(pk=campaign_id).update(
+            sent_count=F("sent_count") + report.sent, failed_count=F("failed_count") + report.failed,
+            unknown_count=F("unknown_count") + report.unknown, last_progress_at=timezone.now(),
+        )
+        if bounced_ids:
+            suppress_bounced(campaign_id, bounced_ids)
+    return report
+
+
+def suppress_bounced(campaign_id, delivery_ids):
+    emails = DeliveryLog.objects.filter(pk__in=delivery_ids).values_list("email", flat=True)
+    Suppression.objects.bulk_create(
+        [Suppression(email=email, reason=Suppression.Reason.BOUNCED, source="smtp 5xx at send time",
+                     campaign_id=campaign_id) for email in emails],
+        ignore_conflicts=True,
+    )
+
+
+# --- finalising ---------------------------------------------------------------------------------
+
+def finalize_if_done(campaign_id):
+    """Complete (or fail) a live campaign once every recipient is terminal; exactly once."""
+    if DeliveryLog.objects.filter(campaign_id=campaign_id, status__in=(D.PENDING, D.SENDING)).exists():
+        return None
+    counts = Campaign.objects.filter(pk=campaign_id).values("status", "sent_count", "failed_count",
+                                                            "unknown_count").first()
+    if not counts or counts["status"] != Campaign.Status.IN_PROGRESS:
+        return None
+    try:
+        if counts["sent_count"] == 0 and counts["failed_count"] + counts["unknown_count"] > 0:
+            last = (DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.FAILED)
+                    .exclude(last_error="").values_list("last_error", flat=True).first())
+            status = states.fail(campaign_id, f"Nothing could be sent. Last error: {last or 'unknown'}")
+        else:
+            status = states.complete(campaign_id)
+    except states.IllegalTransition:
+        return None  # another batch, or the sweep, finalised it first
+    logger.info("Campaign %s finalised: %s (sent=%s failed=%s unknown=%s)", campaign_id, status,
+                counts["sent_count"], counts["failed_count"], counts["unknown_count"])
+    return status
