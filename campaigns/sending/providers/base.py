@@ -1,0 +1,157 @@
+"""What every mail provider shares: the batch it is given, the results it returns, its typed errors,
+and the fixed pipeline (throttle, build payload, deliver, parse response) that each provider fills in.
+
+The shape follows django-anymail's backends/base.py: the base class runs the pipeline, one small
+subclass per provider implements its steps, and errors carry the payload and the response.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from campaigns.sending import ratelimit
+
+if TYPE_CHECKING:
+    from campaigns.rendering import CompiledCampaign
+
+logger = logging.getLogger("campaigns.sending")
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One recipient of a batch."""
+
+    delivery_id: int
+    email: str
+    # Merge values: email, first_name, last_name, unsubscribe_url and every imported column.
+    context: dict
+
+
+@dataclass(frozen=True)
+class Batch:
+    campaign_id: int
+    from_email: str  # may be 'Name <addr>'
+    reply_to: str  # may be ''
+    compiled: "CompiledCampaign"
+    messages: list[OutgoingMessage]
+    categories: tuple[str, ...] = ()
+
+    def with_messages(self, messages):
+        return Batch(self.campaign_id, self.from_email, self.reply_to, self.compiled, list(messages),
+                     self.categories)
+
+
+class Outcome(str, Enum):
+    SENT = "sent"  # accepted by the provider
+    FAILED = "failed"  # permanently refused, with a reason
+    DEFERRED = "deferred"  # certainly not sent; try again later
+    UNKNOWN = "unknown"  # the provider may or may not have accepted it: never re-sent automatically
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    delivery_id: int
+    outcome: Outcome
+    message_id: str = ""
+    error: str = ""
+    bounced: bool = False  # permanent 5xx for the address at SMTP time
+
+
+@dataclass(frozen=True)
+class ProviderResponse:
+    status: int | None = None
+    headers: dict = field(default_factory=dict)
+    body: Any = None
+
+
+class ProviderError(Exception):
+    """A provider call that did not produce per-message results. Nothing in the batch was sent."""
+
+    def __init__(self, message, provider="", payload=None, response: ProviderResponse | None = None):
+        super().__init__(message)
+        self.provider = provider
+        self.payload = payload
+        self.response = response
+
+    @property
+    def status(self):
+        return self.response.status if self.response else None
+
+
+class ProviderUnavailable(ProviderError):
+    """Authentication, configuration or outage: use the next provider."""
+
+
+class RateLimited(ProviderError):
+    """The provider asked us to wait; reset_at is epoch seconds (None when it did not say)."""
+
+    def __init__(self, message, reset_at=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.reset_at = reset_at
+
+
+class TemporaryError(ProviderError):
+    """5xx or a connection that could not be made: retry with backoff."""
+
+
+class RecipientsRejected(ProviderError):
+    """The request was refused as a whole (nothing sent) because of some of its recipients.
+
+    ``reasons`` maps the index of each offending message in the batch to why; when it is empty the
+    refusal could not be attributed and applies to every message.
+    """
+
+    def __init__(self, message, reasons=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.reasons = reasons or {}
+
+
+class Provider(ABC):
+    name: str
+
+    @abstractmethod
+    def is_configured(self) -> bool:
+        ...
+
+    def send_batch(self, batch: Batch) -> list[DeliveryResult]:
+        """One attempt at the whole batch: one result per message, in order, or a ProviderError."""
+        if not batch.messages:
+            return []
+        ratelimit.acquire(self.name, len(batch.messages))
+        payload = self.build_payload(batch)
+        response = self.deliver(batch, payload)
+        results = self.parse_response(batch, payload, response)
+        if len(results) != len(batch.messages):
+            raise AssertionError(f"{self.name} returned {len(results)} results for {len(batch.messages)} messages")
+        return results
+
+    @abstractmethod
+    def build_payload(self, batch: Batch):
+        ...
+
+    @abstractmethod
+    def deliver(self, batch: Batch, payload):
+        ...
+
+    @abstractmethod
+    def parse_response(self, batch: Batch, payload, response) -> list[DeliveryResult]:
+        ...
+
+
+def list_unsubscribe_headers(unsubscribe_url):
+    """RFC 8058 one-click unsubscribe headers, plus a mailto: when UNSUBSCRIBE_MAILTO is set."""
+    from django.conf import settings
+
+    targets = [f"<{unsubscribe_url}>"] if unsubscribe_url else []
+    if settings.UNSUBSCRIBE_MAILTO:
+        targets.append(f"<mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe>")
+    if not targets:
+        return {}
+    headers = {"List-Unsubscribe": ", ".join(targets)}
+    if unsubscribe_url:
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers

@@ -1,0 +1,234 @@
+"""Each provider against a local server that speaks its protocol: what reaches the server, and the
+result or typed error the pipeline gets back."""
+
+import pytest
+
+from campaigns.sending.providers.base import (
+    Outcome,
+    ProviderUnavailable,
+    RateLimited,
+    RecipientsRejected,
+    TemporaryError,
+)
+from campaigns.sending.providers.sendgrid import SendGridProvider
+from campaigns.sending.providers.smtp import SmtpProvider
+from tests.sending.conftest import make_batch, make_recipients, unsubscribe_url
+
+# --- SendGrid --------------------------------------------------------------------------------------
+
+
+def test_sendgrid_sends_a_batch_of_200_as_one_request_with_a_personalization_each(fake_sendgrid, batch_of):
+    batch = batch_of(200, reply_to="Help Desk <help@example.com>")
+
+    results = SendGridProvider().send_batch(batch)
+
+    assert fake_sendgrid.stats() == {"requests_by_status": {"202": 1}, "personalizations_accepted": 200}
+    records = {record["to"][0]: record for record in fake_sendgrid.records()}
+    assert len(records) == 200
+    message_ids = {record["message_id"] for record in records.values()}
+    assert len(message_ids) == 1
+    assert [r.outcome for r in results] == [Outcome.SENT] * 200
+    assert {r.message_id for r in results} == message_ids
+    for message in batch.messages:
+        record = records[message.email]
+        code = message.context["code"]
+        assert record["custom_args"] == {"campaign_id": "42", "delivery_id": str(message.delivery_id)}
+        assert record["rendered"]["subject"] == f"News for User{message.delivery_id}"
+        assert record["rendered"]["text"] == (
+            f"Hi User{message.delivery_id}, your code is {code}.\n"
+            f"Unsubscribe: {unsubscribe_url(message.delivery_id)}\n"
+        )
+        assert f"your code is <b>{code}</b>" in record["rendered"]["html"]
+        assert f'href="{unsubscribe_url(message.delivery_id)}"' in record["rendered"]["html"]
+
+
+def test_sendgrid_personalizations_carry_one_click_unsubscribe_headers(settings, batch_of):
+    settings.UNSUBSCRIBE_MAILTO = "unsubscribe@example.com"
+    batch = batch_of(2, reply_to="help@example.com")
+
+    payload = SendGridProvider(api_key="key").build_payload(batch)
+
+    first = payload["personalizations"][0]
+    assert first["to"] == [{"email": "user1@example.com", "name": "User1 Smith"}]
+    assert first["headers"] == {
+        "List-Unsubscribe": f"<{unsubscribe_url(1)}>, <mailto:unsubscribe@example.com?subject=unsubscribe>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    assert payload["from"] == {"email": "news@example.com", "name": "Acme News"}
+    assert payload["reply_to"] == {"email": "help@example.com"}
+    assert payload["categories"] == ["campaign-42"]
+    assert [block["type"] for block in payload["content"]] == ["text/plain", "text/html"]
+    assert payload["tracking_settings"]["click_tracking"]["enable"] is True
+    assert payload["tracking_settings"]["open_tracking"]["enable"] is True
+
+
+def test_sendgrid_escapes_recipient_data_in_the_html_part_only(fake_sendgrid):
+    batch = make_batch([(7, "eve@example.com", "<script>x</script>", "O'Hara", {"code": "a&b"})])
+
+    SendGridProvider().send_batch(batch)
+
+    (record,) = fake_sendgrid.records()
+    assert "&lt;script&gt;x&lt;/script&gt; O&#x27;Hara" in record["rendered"]["html"]
+    assert "<script>" not in record["rendered"]["html"]
+    assert "your code is <b>a&amp;b</b>" in record["rendered"]["html"]
+    assert record["rendered"]["text"].startswith("Hi <script>x</script>, your code is a&b.")
+
+
+def test_sendgrid_wrong_key_is_provider_unavailable(fake_sendgrid, batch_of):
+    with pytest.raises(ProviderUnavailable) as raised:
+        SendGridProvider(api_key="SG.wrong").send_batch(batch_of(3))
+
+    assert raised.value.status == 401
+    assert raised.value.provider == "sendgrid"
+    assert raised.value.payload["personalizations_count"] == 3
+    assert fake_sendgrid.records() == []
+
+
+def test_sendgrid_429_is_rate_limited_with_the_reset_time(fake_sendgrid, batch_of):
+    fake_sendgrid.fault("429", count=1, reset_after=5)
+
+    with pytest.raises(RateLimited) as raised:
+        SendGridProvider().send_batch(batch_of(3))
+
+    assert raised.value.reset_at == float(raised.value.response.headers["X-RateLimit-Reset"])
+
+
+@pytest.mark.parametrize("mode", ["500", "503"])
+def test_sendgrid_5xx_is_temporary(fake_sendgrid, batch_of, mode):
+    fake_sendgrid.fault(mode, count=1)
+
+    with pytest.raises(TemporaryError) as raised:
+        SendGridProvider().send_batch(batch_of(3))
+
+    assert raised.value.status == int(mode)
+
+
+def test_sendgrid_unreachable_is_temporary(settings, closed_port, batch_of):
+    settings.SENDGRID_API_HOST = f"http://127.0.0.1:{closed_port}"
+
+    with pytest.raises(TemporaryError, match="unreachable"):
+        SendGridProvider(api_key="key").send_batch(batch_of(3))
+
+
+def test_sendgrid_400_names_the_rejected_personalization(fake_sendgrid):
+    recipients = make_recipients(5)
+    recipients[3] = (4, "not-an-address", "Bad", "Address", {"code": "X"})
+
+    with pytest.raises(RecipientsRejected) as raised:
+        SendGridProvider().send_batch(make_batch(recipients))
+
+    assert list(raised.value.reasons) == [3]
+    assert "personalizations.3.to.0.email" in raised.value.reasons[3]
+    assert "valid address" in raised.value.reasons[3]
+    assert fake_sendgrid.records() == []
+
+
+@pytest.mark.parametrize("hang_seconds, timeout", [(5, 0.5), (0.2, 10)], ids=["read-timeout", "closed-unanswered"])
+def test_sendgrid_without_an_answer_after_the_request_went_out_is_unknown(
+        fake_sendgrid, settings, batch_of, hang_seconds, timeout):
+    settings.SENDGRID_TIMEOUT_SECONDS = timeout
+    fake_sendgrid.fault("hang", count=1, hang_seconds=hang_seconds)
+
+    results = SendGridProvider().send_batch(batch_of(4))
+
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 4
+    assert all("did not answer" in r.error for r in results)
+    assert fake_sendgrid.stats()["requests_by_status"] == {"hang": 1}
+
+
+# --- SMTP ------------------------------------------------------------------------------------------
+
+
+def test_smtp_sends_each_message_fully_rendered_over_one_connection(sink, settings):
+    settings.UNSUBSCRIBE_MAILTO = "unsubscribe@example.com"
+    recipients = make_recipients(20)
+    recipients[1] = (2, "jurgen@example.com", "Jürgen", "Müller", {"code": "Grüße & <tags>"})
+    batch = make_batch(recipients, reply_to="help@example.com")
+
+    results = SmtpProvider().send_batch(batch)
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 20
+    messages = {message["X-Delivery-ID"]: message for message in sink.messages()}
+    assert len(messages) == 20
+    for result in results:
+        message = messages[str(result.delivery_id)]
+        assert message["Message-ID"] == result.message_id
+        assert message["X-Campaign-ID"] == "42"
+        assert message["List-Unsubscribe"] == (
+            f"<{unsubscribe_url(result.delivery_id)}>, <mailto:unsubscribe@example.com?subject=unsubscribe>")
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message["Reply-To"] == "help@example.com"
+        assert message.get_content_type() == "multipart/alternative"
+    jurgen = messages["2"]
+    assert jurgen["X-Sink-Rcpt-To"] == "jurgen@example.com"
+    assert jurgen["X-Sink-Mail-From"] == "news@example.com"
+    assert str(jurgen["To"]) == "Jürgen Müller <jurgen@example.com>"
+    assert str(jurgen["From"]) == "Acme News <news@example.com>"
+    assert jurgen["Subject"] == "News for Jürgen"
+    text = jurgen.get_body(("plain",)).get_content()
+    html = jurgen.get_body(("html",)).get_content()
+    assert text.startswith("Hi Jürgen, your code is Grüße & <tags>.")
+    assert "your code is <b>Grüße &amp; &lt;tags&gt;</b>" in html
+
+
+def test_smtp_keeps_lines_starting_with_a_dot_and_very_long_lines_intact(sink):
+    long_line = "x" * 3000
+    batch = make_batch(make_recipients(1), html="<p>{{ code }}</p>", text=f".hidden dot\n..two\n{long_line}\n")
+
+    (result,) = SmtpProvider().send_batch(batch)
+
+    assert result.outcome == Outcome.SENT
+    (message,) = sink.messages()
+    assert message.get_body(("plain",)).get_content() == f".hidden dot\n..two\n{long_line}\n"
+
+
+def test_smtp_permanent_refusal_fails_and_bounces_only_that_recipient(sink):
+    sink.faults(reject_rcpt="^user3@")
+    batch = make_batch(make_recipients(6))
+
+    results = SmtpProvider().send_batch(batch)
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 2 + [Outcome.FAILED] + [Outcome.SENT] * 3
+    assert [r.bounced for r in results] == [False, False, True, False, False, False]
+    assert "550" in results[2].error
+    assert sorted(sink.recipients()) == sorted(m.email for m in batch.messages if m.email != "user3@example.com")
+
+
+def test_smtp_temporary_refusal_defers_only_that_recipient(sink):
+    sink.faults(defer_rcpt="^user2@")
+
+    results = SmtpProvider().send_batch(make_batch(make_recipients(4)))
+
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.DEFERRED, Outcome.SENT, Outcome.SENT]
+    assert not results[1].bounced
+    assert "451" in results[1].error
+    assert len(sink.messages()) == 3
+
+
+def test_smtp_reconnects_when_the_server_drops_the_connection_and_sends_each_message_once(sink):
+    sink.faults(drop_after=3)
+    batch = make_batch(make_recipients(10))
+
+    results = SmtpProvider().send_batch(batch)
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 10
+    assert sorted(sink.recipients()) == sorted(m.email for m in batch.messages)
+
+
+def test_smtp_that_cannot_connect_raises_before_sending_anything(settings, closed_port, batch_of):
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = closed_port
+
+    with pytest.raises(TemporaryError, match="unreachable"):
+        SmtpProvider().send_batch(batch_of(3))
+
+
+def test_smtp_address_that_needs_smtputf8_fails_alone(sink):
+    recipients = make_recipients(3)
+    recipients[0] = (1, "jürgen@example.com", "J", "M", {"code": "1"})
+
+    results = SmtpProvider().send_batch(make_batch(recipients))
+
+    assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.SENT, Outcome.SENT]
+    assert "SMTPUTF8" in results[0].error
+    assert len(sink.messages()) == 2
