@@ -1,0 +1,215 @@
+"""The provider chain against both local servers: retries, rate-limit waits, partial rejections and
+fallback, and that nobody is mailed twice on the way."""
+
+import logging
+from collections import Counter
+
+import pytest
+
+from campaigns.sending.chain import RetryPolicy, send_with_fallback
+from campaigns.sending.providers.base import Outcome, ProviderError, ProviderUnavailable
+from campaigns.sending.providers.sendgrid import SendGridProvider
+from campaigns.sending.providers.smtp import SmtpProvider
+from tests.sending.conftest import make_batch, make_recipients
+
+
+@pytest.fixture
+def providers(fake_sendgrid, sink):
+    return [SendGridProvider(), SmtpProvider()]
+
+
+def assert_each_mailed_once(batch, recipients):
+    assert Counter(recipients) == Counter(m.email for m in batch.messages)
+
+
+def test_default_chain_uses_only_configured_providers(settings, sink, batch_of):
+    settings.SENDGRID_API_KEY = ""
+    batch = batch_of(3)
+
+    provider, results = send_with_fallback(batch)
+
+    assert provider == "smtp"
+    assert [r.outcome for r in results] == [Outcome.SENT] * 3
+
+
+def test_no_configured_provider_raises(settings, batch_of):
+    settings.SENDGRID_API_KEY = ""
+    settings.EMAIL_HOST = ""
+
+    with pytest.raises(ProviderUnavailable, match="No mail provider is configured"):
+        send_with_fallback(batch_of(1))
+
+
+def test_sendgrid_5xx_twice_then_recovery_sends_everyone_once_through_sendgrid(
+        providers, fake_sendgrid, sink, no_sleep, batch_of):
+    fake_sendgrid.fault("500", count=2)
+    batch = batch_of(50)
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "sendgrid"
+    assert [r.outcome for r in results] == [Outcome.SENT] * 50
+    assert fake_sendgrid.stats()["requests_by_status"] == {"500": 2, "202": 1}
+    assert_each_mailed_once(batch, fake_sendgrid.recipients())
+    assert sink.messages() == []
+    # Exponential backoff with full jitter: the n-th wait is at most 2**(n-1) seconds.
+    assert len(no_sleep.waits) == 2
+    assert 0 <= no_sleep.waits[0] <= 1 and 0 <= no_sleep.waits[1] <= 2
+
+
+def test_sendgrid_5xx_for_good_falls_back_to_smtp_after_the_retries(providers, fake_sendgrid, sink, no_sleep, batch_of):
+    fake_sendgrid.fault("503")
+    batch = batch_of(30)
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "smtp"
+    assert [r.outcome for r in results] == [Outcome.SENT] * 30
+    assert fake_sendgrid.stats()["requests_by_status"] == {"503": 4}  # the first try and 3 retries
+    assert fake_sendgrid.records() == []
+    assert_each_mailed_once(batch, sink.recipients())
+    assert len(no_sleep.waits) == 3
+
+
+def test_sendgrid_unreachable_falls_back_to_smtp(fake_sendgrid, settings, closed_port, sink, no_sleep, batch_of):
+    settings.SENDGRID_API_HOST = f"http://127.0.0.1:{closed_port}"
+    batch = batch_of(5)
+
+    provider, results = send_with_fallback(batch, [SendGridProvider(), SmtpProvider()], sleep=no_sleep)
+
+    assert provider == "smtp"
+    assert_each_mailed_once(batch, sink.recipients())
+
+
+@pytest.mark.parametrize("how", ["wrong key", "403"])
+def test_sendgrid_auth_error_falls_back_at_once_and_logs_the_campaign(
+        fake_sendgrid, sink, settings, no_sleep, batch_of, caplog, how):
+    if how == "wrong key":
+        settings.SENDGRID_API_KEY = "SG.revoked"
+    else:
+        fake_sendgrid.fault("403")
+    batch = batch_of(10, campaign_id=77)
+
+    with caplog.at_level(logging.ERROR, logger="campaigns.sending"):
+        provider, results = send_with_fallback(batch, [SendGridProvider(), SmtpProvider()], sleep=no_sleep)
+
+    assert provider == "smtp"
+    assert [r.outcome for r in results] == [Outcome.SENT] * 10
+    assert sum(fake_sendgrid.stats()["requests_by_status"].values()) == 1
+    assert no_sleep.waits == []
+    assert_each_mailed_once(batch, sink.recipients())
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("Campaign 77" in e and "configuration error" in e and "sendgrid" in e for e in errors)
+
+
+def test_sendgrid_429_waits_for_the_reset_then_sends(providers, fake_sendgrid, sink, no_sleep, batch_of):
+    fake_sendgrid.fault("429", count=1, reset_after=3)
+    batch = batch_of(20)
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "sendgrid"
+    assert [r.outcome for r in results] == [Outcome.SENT] * 20
+    # The reset header is whole seconds, 3 s ahead rounded up.
+    assert len(no_sleep.waits) == 1 and 2 <= no_sleep.waits[0] <= 4
+    assert fake_sendgrid.stats()["requests_by_status"] == {"429": 1, "202": 1}
+    assert_each_mailed_once(batch, fake_sendgrid.recipients())
+
+
+def test_sendgrid_429_far_in_the_future_waits_at_most_the_cap_then_falls_back(
+        providers, fake_sendgrid, sink, no_sleep, batch_of):
+    fake_sendgrid.fault("429", reset_after=3600)
+    batch = batch_of(5)
+
+    provider, _ = send_with_fallback(batch, providers, sleep=no_sleep, policy=RetryPolicy(max_rate_limit_wait=60))
+
+    assert provider == "smtp"
+    assert no_sleep.waits == [60, 60, 60]
+    assert_each_mailed_once(batch, sink.recipients())
+
+
+@pytest.mark.parametrize("hang_seconds, timeout", [(5, 0.5), (0.2, 10)], ids=["read-timeout", "closed-unanswered"])
+def test_sendgrid_silence_after_the_request_is_unknown_and_never_resent(
+        providers, fake_sendgrid, sink, settings, no_sleep, batch_of, hang_seconds, timeout):
+    settings.SENDGRID_TIMEOUT_SECONDS = timeout
+    fake_sendgrid.fault("hang", count=1, hang_seconds=hang_seconds)
+
+    provider, results = send_with_fallback(batch_of(8), providers, sleep=no_sleep)
+
+    assert provider == "sendgrid"
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 8
+    assert fake_sendgrid.stats()["requests_by_status"] == {"hang": 1}
+    assert sink.messages() == []
+    assert no_sleep.waits == []
+
+
+def test_sendgrid_400_fails_only_the_bad_recipient_and_resends_the_rest_once(providers, fake_sendgrid, sink, no_sleep):
+    recipients = make_recipients(200)
+    recipients[3] = (4, "not-an-address", "Bad", "Address", {"code": "X"})
+    batch = make_batch(recipients)
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "sendgrid"
+    assert [r.delivery_id for r in results] == [m.delivery_id for m in batch.messages]
+    assert results[3].outcome == Outcome.FAILED
+    assert "personalizations.3.to.0.email" in results[3].error and not results[3].bounced
+    assert [r.outcome for i, r in enumerate(results) if i != 3] == [Outcome.SENT] * 199
+    assert fake_sendgrid.stats()["requests_by_status"] == {"400": 1, "202": 1}
+    others = [m for m in batch.messages if m.email != "not-an-address"]
+    assert Counter(fake_sendgrid.recipients()) == Counter(m.email for m in others)
+    delivery_ids = {record["to"][0]: record["custom_args"]["delivery_id"] for record in fake_sendgrid.records()}
+    assert delivery_ids == {m.email: str(m.delivery_id) for m in others}
+    assert sink.messages() == []
+
+
+def test_sendgrid_400_about_the_whole_request_fails_every_recipient_without_fallback(
+        providers, fake_sendgrid, sink, no_sleep, batch_of):
+    batch = batch_of(5, from_email="Acme <not an address>")
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "sendgrid"
+    assert [r.outcome for r in results] == [Outcome.FAILED] * 5
+    assert all("from.email" in r.error for r in results)
+    assert sink.messages() == []
+
+
+def test_smtp_that_cannot_connect_after_the_retries_raises_so_the_batch_is_retried_later(
+        settings, closed_port, no_sleep, batch_of):
+    settings.SENDGRID_API_KEY = ""
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = closed_port
+
+    with pytest.raises(ProviderError) as raised:
+        send_with_fallback(batch_of(3), sleep=no_sleep)
+
+    assert raised.value.provider == "smtp"
+    assert len(no_sleep.waits) == 3
+
+
+def test_both_providers_failing_raises_after_trying_each(providers, fake_sendgrid, settings, closed_port, no_sleep,
+                                                        batch_of):
+    fake_sendgrid.fault("500")
+    settings.EMAIL_PORT = closed_port
+
+    with pytest.raises(ProviderError):
+        send_with_fallback(batch_of(3), [SendGridProvider(), SmtpProvider()], sleep=no_sleep)
+
+    assert fake_sendgrid.stats()["requests_by_status"] == {"500": 4}
+    assert len(no_sleep.waits) == 6
+
+
+def test_smtp_drop_during_a_batch_after_sendgrid_fallback_still_mails_each_once(
+        providers, fake_sendgrid, sink, no_sleep, batch_of):
+    fake_sendgrid.fault("401")
+    sink.faults(drop_after=7, reject_rcpt="^user13@")
+    batch = batch_of(40)
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "smtp"
+    outcomes = Counter(r.outcome for r in results)
+    assert outcomes == {Outcome.SENT: 39, Outcome.FAILED: 1}
+    assert [r.delivery_id for r in results if r.bounced] == [13]
+    assert Counter(sink.recipients()) == Counter(m.email for m in batch.messages if m.delivery_id != 13)
