@@ -3,6 +3,7 @@ personalization per recipient carrying its substitutions, custom_args and unsubs
 
 import http.client
 import json
+import logging
 import re
 import urllib.error
 from email.utils import parseaddr
@@ -22,6 +23,8 @@ from campaigns.sending.providers.base import (
     RecipientsRejected,
     TemporaryError,
 )
+
+logger = logging.getLogger("campaigns.sending")
 
 PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
 TRIMMED_PERSONALIZATIONS = 3
@@ -154,6 +157,10 @@ class SendGridProvider(Provider):
     def parse_response(self, batch, payload, response):
         if isinstance(response, Exception):
             error = f"SendGrid did not answer after the request was sent ({type(response).__name__}: {response})"
+            logger.error("Campaign %s: %s: %d messages marked unknown, not re-sent automatically",
+                         batch.campaign_id, error, len(batch.messages))
             return [DeliveryResult(m.delivery_id, Outcome.UNKNOWN, error=error) for m in batch.messages]
         message_id = response.headers.get("X-Message-Id", "") if response.headers else ""
+        logger.info("Campaign %s: SendGrid accepted %d messages (%s, X-Message-Id %s)", batch.campaign_id,
+                    len(batch.messages), response.status_code, message_id)
         return [DeliveryResult(m.delivery_id, Outcome.SENT, message_id=message_id) for m in batch.messages]
