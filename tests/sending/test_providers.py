@@ -232,3 +232,27 @@ def test_smtp_address_that_needs_smtputf8_fails_alone(sink):
     assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.SENT, Outcome.SENT]
     assert "SMTPUTF8" in results[0].error
     assert len(sink.messages()) == 2
+
+
+def test_smtp_recipient_data_cannot_add_headers(sink):
+    batch = make_batch([(1, "eve@example.com", "Eve\r\nBcc: victim@example.org", "X", {"code": "1"})],
+                       subject="Hello {{ first_name }}")
+
+    (result,) = SmtpProvider().send_batch(batch)
+
+    assert result.outcome == Outcome.SENT
+    (message,) = sink.messages()
+    assert message["Bcc"] is None
+    assert message["X-Sink-Rcpt-To"] == "eve@example.com"
+    assert "victim@example.org" in str(message["To"]) and "\n" not in str(message["To"])
+    assert message["Subject"] == "Hello Eve Bcc: victim@example.org"
+
+
+def test_smtp_logs_in_when_a_user_is_configured(sink, settings, batch_of):
+    settings.EMAIL_HOST_USER = "mailer"
+    settings.EMAIL_HOST_PASSWORD = "secret"
+
+    results = SmtpProvider().send_batch(batch_of(2))
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 2
+    assert len(sink.messages()) == 2
