@@ -1,10 +1,14 @@
 from django.contrib import admin
 from django.urls import path
 
+from campaigns import views_health
+
 admin.site.site_header = "Bulk mailer"
 admin.site.site_title = "Bulk mailer"
 admin.site.index_title = "Campaigns and delivery"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", views_health.healthz, name="healthz"),
+    path("readyz", views_health.readyz, name="readyz"),
 ]

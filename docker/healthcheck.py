@@ -1,0 +1,61 @@
+"""Container health probes, used by the Dockerfile's HEALTHCHECK and docker-compose*.yml.
+
+    python docker/healthcheck.py web [URL]     # GET /healthz on gunicorn (default http://127.0.0.1:8000)
+    python docker/healthcheck.py flower [URL]  # GET /flower/healthcheck (default http://127.0.0.1:5555)
+    python docker/healthcheck.py tcp PORT      # something accepts connections on 127.0.0.1:PORT
+
+Exit 0 when healthy, 1 otherwise (with the reason on stderr). Standard library only: it runs every
+30 seconds and must stay cheap.
+"""
+
+import os
+import socket
+import sys
+import urllib.request
+
+TIMEOUT = 5
+
+
+def allowed_host():
+    """A host name Django accepts: probes must pass ALLOWED_HOSTS like any request."""
+    for host in os.environ.get("ALLOWED_HOSTS", "").split(","):
+        host = host.strip().lstrip(".")
+        if host and host != "*":
+            return host
+    return "localhost"
+
+
+def http_ok(url, host=None):
+    # The proxy header says "this came over HTTPS", as it does behind Nginx, so no redirect answers.
+    headers = {"X-Forwarded-Proto": "https"}
+    if host:
+        headers["Host"] = host
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT) as response:
+        return response.status == 200
+
+
+def tcp_ok(port):
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=TIMEOUT):
+        return True
+
+
+def main(argv):
+    kind = argv[0] if argv else "web"
+    try:
+        if kind == "web":
+            ok = http_ok((argv[1] if len(argv) > 1 else "http://127.0.0.1:8000") + "/healthz", allowed_host())
+        elif kind == "flower":
+            ok = http_ok((argv[1] if len(argv) > 1 else "http://127.0.0.1:5555") + "/flower/healthcheck")
+        elif kind == "tcp":
+            ok = tcp_ok(argv[1])
+        else:
+            print(f"unknown probe {kind!r}: use web, flower or tcp", file=sys.stderr)
+            return 2
+    except OSError as error:
+        print(f"{kind} probe failed: {error}", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

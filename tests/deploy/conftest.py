@@ -1,0 +1,161 @@
+"""The deployment pieces started natively: gunicorn through docker/entrypoint.sh, Flower with the
+compose file's command, and Debian's nginx with nginx/ (addresses and paths substituted)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.deploy import tools
+from tests.workers import service_env
+
+FLOWER_USER, FLOWER_PASSWORD = "ops", "flower-secret-pw"
+PRODUCTION_SECRETS = {
+    "SECRET_KEY": "k" * 50 + "-deployment-test-secret",
+    "ALLOWED_HOSTS": "mail.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://mail.example.com",
+    "SITE_URL": "https://mail.example.com",
+    "POSTGRES_PASSWORD": "postgres-secret-pw",
+    "FLOWER_PASSWORD": FLOWER_PASSWORD,
+    "DEFAULT_FROM_EMAIL": "News <news@mail.example.com>",
+}
+
+
+def write_env_file(path, values):
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def docker_compose():
+    return tools.ensure_debian_tool("docker-compose", "docker-compose")
+
+
+@pytest.fixture(scope="session")
+def nginx_bin():
+    return tools.ensure_debian_tool("nginx", "nginx")
+
+
+@pytest.fixture(scope="session")
+def dev_compose(docker_compose, tmp_path_factory):
+    """docker-compose.yml as `docker-compose config` renders it, with the test's Flower login."""
+    env_file = write_env_file(tmp_path_factory.mktemp("compose") / "dev.env",
+                              {"FLOWER_USER": FLOWER_USER, "FLOWER_PASSWORD": FLOWER_PASSWORD})
+    result = tools.compose_config("docker-compose.yml", env_file, docker_compose)
+    assert result.returncode == 0, result.stderr
+    return tools.yaml_to_data(result.stdout, docker_compose)
+
+
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory):
+    """Static files collected by docker/collect_static.sh, the Dockerfile's build step."""
+    root = tmp_path_factory.mktemp("static") / "staticfiles"
+    result = subprocess.run(["sh", "docker/collect_static.sh"], cwd=tools.ROOT, capture_output=True, text=True,
+                            env=tools.path_with_venv({**os.environ, "STATIC_ROOT": str(root)}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def ports():
+    return {"web": tools.free_port(), "flower": tools.free_port(),
+            "tls": tools.NginxPorts(tools.free_port(), tools.free_port()),
+            "dev": tools.NginxPorts(tools.free_port(), tools.free_port())}
+
+
+@pytest.fixture(scope="module")
+def production_env(django_db_setup, ports, static_root):
+    """Production settings (DEBUG off, SSL redirect on) against the test database and Redis."""
+    tls = ports["tls"].https
+    return tools.path_with_venv(service_env(
+        DEBUG="False", SECRET_KEY=PRODUCTION_SECRETS["SECRET_KEY"], ALLOWED_HOSTS="127.0.0.1,localhost",
+        CSRF_TRUSTED_ORIGINS=f"https://127.0.0.1:{tls}", SITE_URL=f"https://127.0.0.1:{tls}",
+        REDIS_URL=settings.REDIS_URL, CELERY_BROKER_URL=settings.REDIS_URL, CELERY_RESULT_BACKEND=settings.REDIS_URL,
+        SENDGRID_API_KEY="SG.never-called", FLOWER_USER=FLOWER_USER, FLOWER_PASSWORD=FLOWER_PASSWORD,
+        STATIC_ROOT=str(static_root),
+    ))
+
+
+@pytest.fixture(scope="module")
+def web_server(production_env, ports, tmp_path_factory):
+    """gunicorn with docker/gunicorn.conf.py, started through docker/entrypoint.sh like the web container."""
+    log = tmp_path_factory.mktemp("web") / "gunicorn.log"
+    env = {**production_env, "GUNICORN_BIND": f"127.0.0.1:{ports['web']}", "WEB_CONCURRENCY": "2",
+           "GUNICORN_THREADS": "4", "WAIT_TIMEOUT": "30"}
+    server = tools.Server("gunicorn", ["sh", "docker/entrypoint.sh", "gunicorn", "--config", "docker/gunicorn.conf.py"],
+                          ports["web"], log, env=env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def flower_server(production_env, ports, dev_compose, tmp_path_factory):
+    """Flower with the compose file's command, bound to 127.0.0.1 on a free port."""
+    command = dev_compose["services"]["flower"]["command"]
+    assert "--address=0.0.0.0 --port=5555" in command
+    command = command.replace("--address=0.0.0.0 --port=5555", f"--address=127.0.0.1 --port={ports['flower']}")
+    log = tmp_path_factory.mktemp("flower") / "flower.log"
+    server = tools.Server("flower", ["sh", "-c", f"exec {command}"], ports["flower"], log,
+                          env={**production_env, "WAIT_FOR_SERVICES": "0"}).start()
+    yield server
+    server.stop()
+
+
+def start_nginx(nginx_bin, site, nginx_ports, web_server, flower_server, static_root, tmp_path_factory):
+    conf_dir = tmp_path_factory.mktemp(f"nginx-{site.removesuffix('.conf')}")
+    # The compose nginx container runs this script before Nginx: it writes the /flower/ login file.
+    htpasswd = conf_dir / "htpasswd" / "flower"
+    subprocess.run(["sh", str(tools.ROOT / "nginx" / "docker-entrypoint.d" / "40-flower-htpasswd.sh")], check=True,
+                   capture_output=True, env={"PATH": os.environ["PATH"], "FLOWER_USER": FLOWER_USER,
+                                             "FLOWER_PASSWORD": FLOWER_PASSWORD, "FLOWER_HTPASSWD_FILE": str(htpasswd)})
+    cafile = tools.make_self_signed_certificate(conf_dir / "certs") if site == "https.conf" else None
+    conf = tools.render_nginx(conf_dir, site, web_server.port, flower_server.port, static_root, nginx_ports,
+                              run_as_root=os.geteuid() == 0)
+    test = subprocess.run([nginx_bin, "-t", "-p", str(conf_dir), "-c", str(conf)], capture_output=True, text=True)
+    assert test.returncode == 0, test.stderr
+    server = tools.Server(f"nginx ({site})", [nginx_bin, "-p", str(conf_dir), "-c", str(conf), "-g", "daemon off;"],
+                          nginx_ports.http, conf_dir / "nginx.log").start()
+    return server, cafile
+
+
+@pytest.fixture(scope="module")
+def nginx_tls(nginx_bin, ports, web_server, flower_server, static_root, tmp_path_factory):
+    """nginx/ with sites/https.conf (production): yields (https Client factory, http port)."""
+    server, cafile = start_nginx(nginx_bin, "https.conf", ports["tls"], web_server, flower_server, static_root,
+                                 tmp_path_factory)
+    tools.wait_for_port(ports["tls"].https, server.proc, "nginx TLS", server.log_path)
+
+    def client(source="127.0.0.1"):
+        return tools.Client(f"https://127.0.0.1:{ports['tls'].https}", cafile=cafile, source=source)
+
+    yield client
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def nginx_dev(nginx_bin, ports, web_server, flower_server, static_root, tmp_path_factory):
+    """nginx/ with sites/http.conf (development, plain HTTP)."""
+    server, _ = start_nginx(nginx_bin, "http.conf", ports["dev"], web_server, flower_server, static_root,
+                            tmp_path_factory)
+
+    def client(source="127.0.0.1"):
+        return tools.Client(f"http://127.0.0.1:{ports['dev'].http}", source=source)
+
+    yield client
+    server.stop()
+
+
+@pytest.fixture
+def flower_auth():
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{FLOWER_USER}:{FLOWER_PASSWORD}".encode()).decode()}
+
+
+@pytest.fixture
+def static_manifest(static_root):
+    import json
+
+    return json.loads(Path(static_root, "staticfiles.json").read_text())["paths"]
