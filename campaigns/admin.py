@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from campaigns.admin_import import RecipientImportAdminMixin
 from campaigns.models import Campaign, DeliveryLog, EmailTemplate, Recipient, RecipientImport, Suppression
 
 
@@ -13,7 +14,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(RecipientImportAdminMixin, admin.ModelAdmin):
     list_display = ("name", "status", "scheduled_at", "total_recipients", "sent_count", "failed_count")
     list_filter = ("status",)
     search_fields = ("name", "subject")

@@ -22,6 +22,7 @@ app.conf.update(
     task_default_queue=SCHEDULER_QUEUE,
     task_routes={
         "campaigns.tasks.scheduler.*": {"queue": SCHEDULER_QUEUE},
+        "campaigns.tasks.imports.*": {"queue": SCHEDULER_QUEUE},
         "campaigns.tasks.senders.*": {"queue": SENDERS_QUEUE},
     },
     # A task is acknowledged only when it has finished, so a killed worker's task is redelivered;
