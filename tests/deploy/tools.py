@@ -98,11 +98,15 @@ def path_with_venv(env=None):
 
 # --- docker-compose --------------------------------------------------------------------------------
 
-def compose_config(compose_file, env_file, docker_compose):
-    """`docker-compose -f FILE --env-file ENV config` in the repository, with no other variables set."""
+def compose_config(compose_file, env_file, docker_compose, project_dir=ROOT):
+    """`docker-compose -f FILE [--env-file ENV] config`, with no other variables set.
+
+    Without ENV, docker-compose reads PROJECT_DIR/.env if there is one, as `docker compose up` does.
+    """
     env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": os.environ.get("HOME", "/root")}
-    return subprocess.run([docker_compose, "--env-file", str(env_file), "-f", str(ROOT / compose_file), "config"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    options = ["--env-file", str(env_file)] if env_file else []
+    return subprocess.run([docker_compose, *options, "-f", str(Path(project_dir) / compose_file), "config"],
+                          cwd=project_dir, env=env, capture_output=True, text=True)
 
 
 def yaml_to_data(text, docker_compose):

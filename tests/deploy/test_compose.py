@@ -1,0 +1,143 @@
+"""docker-compose.yml and docker-compose.prod.yml, validated and rendered by Debian's docker-compose."""
+
+import shutil
+
+import pytest
+
+from tests.deploy import tools
+from tests.deploy.conftest import PRODUCTION_SECRETS, write_env_file
+
+APP_SERVICES = ["web", "celery_worker_scheduler", "celery_worker_sender", "celery_beat", "flower"]
+
+
+@pytest.fixture(scope="module")
+def prod_compose(docker_compose, tmp_path_factory):
+    env_file = write_env_file(tmp_path_factory.mktemp("prod") / "prod.env",
+                              {**PRODUCTION_SECRETS, "FLOWER_USER": "ops", "SENDGRID_API_KEY": "SG.key"})
+    result = tools.compose_config("docker-compose.prod.yml", env_file, docker_compose)
+    assert result.returncode == 0, result.stderr
+    return tools.yaml_to_data(result.stdout, docker_compose)
+
+
+def healthcheck_command(service):
+    test = service["healthcheck"]["test"]
+    assert test[0] in ("CMD", "CMD-SHELL"), test
+    return " ".join(test[1:])
+
+
+def test_development_stack_has_every_service(dev_compose):
+    assert set(dev_compose["services"]) == {"db", "redis", *APP_SERVICES, "mailsink", "nginx"}
+    services = dev_compose["services"]
+    assert services["db"]["image"].startswith("postgres:15")
+    assert services["redis"]["image"].startswith("redis:7")
+    assert "--appendonly" in services["redis"]["command"]
+    assert volumes(services["db"])["/var/lib/postgresql/data"] == "postgres_data"
+    assert volumes(services["redis"])["/data"] == "redis_data"
+
+
+def volumes(service):
+    """{target: source} of a rendered service's volumes ("source:target[:mode]" or long syntax)."""
+    pairs = [v.split(":")[:2] if isinstance(v, str) else [v["source"], v["target"]] for v in service.get("volumes", [])]
+    return {target: source for source, target in pairs}
+
+
+def test_development_mail_goes_to_the_sink_which_keeps_it_in_a_volume(dev_compose):
+    services = dev_compose["services"]
+    sink_command = services["mailsink"]["command"]
+    assert "campaigns.localservers.smtp_sink" in sink_command and "--maildir /app/var/mail" in sink_command
+    assert volumes(services["mailsink"])["/app/var/mail"] == "mail_sink"
+    env = services["celery_worker_sender"]["environment"]
+    assert env["EMAIL_HOST"] == "mailsink"
+    assert f"--port {env['EMAIL_PORT']}" in sink_command
+    assert env["DEBUG"] == "True"
+
+
+def test_workers_queues_and_concurrency(dev_compose, prod_compose):
+    for compose in (dev_compose, prod_compose):
+        services = compose["services"]
+        assert "-Q scheduler" in services["celery_worker_scheduler"]["command"]
+        assert "--concurrency 2" in services["celery_worker_scheduler"]["command"]
+        assert "-Q senders" in services["celery_worker_sender"]["command"]
+        assert "celery -A mailer_project beat" in services["celery_beat"]["command"]
+        # Scalable with --scale: no fixed container name or host port on the senders.
+        assert "container_name" not in services["celery_worker_sender"]
+        assert "ports" not in services["celery_worker_sender"]
+
+
+@pytest.mark.parametrize("compose_name", ["dev_compose", "prod_compose"])
+def test_every_long_running_service_has_a_healthcheck_and_waits_for_its_dependencies(compose_name, request):
+    services = request.getfixturevalue(compose_name)["services"]
+    for name in ("db", "redis", "web", "celery_worker_scheduler", "celery_worker_sender", "flower", "nginx"):
+        assert "healthcheck" in services[name], name
+    assert "pg_isready" in healthcheck_command(services["db"])
+    assert "redis-cli ping" in healthcheck_command(services["redis"])
+    assert "docker/healthcheck.py web" in healthcheck_command(services["web"])
+    assert "inspect ping -d scheduler@$${HOSTNAME}" in healthcheck_command(services["celery_worker_scheduler"])
+    assert "inspect ping -d sender@$${HOSTNAME}" in healthcheck_command(services["celery_worker_sender"])
+    assert services["web"]["depends_on"] == {"db": {"condition": "service_healthy"},
+                                             "redis": {"condition": "service_healthy"}}
+    for name in ("celery_worker_scheduler", "celery_worker_sender", "celery_beat"):
+        # Workers and beat wait for web, which applies the migrations before it turns healthy.
+        assert services[name]["depends_on"]["web"] == {"condition": "service_healthy"}, name
+    assert services["nginx"]["depends_on"]["web"] == {"condition": "service_healthy"}
+    assert services["web"]["environment"]["RUN_MIGRATIONS"] == "1"
+    assert "RUN_MIGRATIONS" not in services["celery_worker_sender"]["environment"]
+
+
+def test_flower_has_its_url_prefix_and_the_login_from_the_environment(dev_compose, prod_compose):
+    for compose in (dev_compose, prod_compose):
+        command = compose["services"]["flower"]["command"]
+        assert "--url_prefix=flower" in command
+        assert "--basic-auth=ops:flower-secret-pw" in command
+        assert compose["services"]["nginx"]["environment"]["FLOWER_PASSWORD"] == "flower-secret-pw"
+
+
+def test_production_stack(prod_compose):
+    services = prod_compose["services"]
+    assert set(services) == {"db", "redis", *APP_SERVICES, "nginx"}  # no mail sink
+    for name in APP_SERVICES:
+        env = services[name]["environment"]
+        assert env["DEBUG"] == "False", name
+        assert env["SECRET_KEY"] == PRODUCTION_SECRETS["SECRET_KEY"]
+        assert env["ALLOWED_HOSTS"] == "mail.example.com"
+        assert env["CSRF_TRUSTED_ORIGINS"] == "https://mail.example.com"
+        assert env["DATABASE_URL"] == "postgres://mailer:postgres-secret-pw@db:5432/mailer"
+    for name, service in services.items():
+        assert service["restart"] == "unless-stopped", name
+        assert service["deploy"]["resources"]["limits"]["memory"], name
+        assert service["logging"] == {"driver": "json-file", "options": {"max-size": "20m", "max-file": "5"}}, name
+    assert services["celery_worker_sender"]["deploy"]["replicas"] == 4
+    assert services["celery_beat"]["deploy"]["replicas"] == 1
+
+
+def test_production_nginx_serves_tls_with_mounted_certificates(prod_compose, dev_compose):
+    nginx = prod_compose["services"]["nginx"]
+    assert {p["target"] if isinstance(p, dict) else int(p.split(":")[-1]) for p in nginx["ports"]} == {80, 443}
+    mounts = volumes(nginx)
+    assert mounts["/etc/nginx/sites/mailer.conf"].endswith("nginx/sites/https.conf")
+    assert mounts["/etc/nginx/certs"].endswith("nginx/certs")
+    assert mounts["/etc/nginx/nginx.conf"].endswith("nginx/nginx.conf")
+    assert mounts["/srv/static"] == "static" == volumes(prod_compose["services"]["web"])["/srv/static"]
+    dev_mounts = volumes(dev_compose["services"]["nginx"])
+    assert dev_mounts["/etc/nginx/sites/mailer.conf"].endswith("nginx/sites/http.conf")
+
+
+REQUIRED = ["SECRET_KEY", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "SITE_URL", "POSTGRES_PASSWORD",
+            "FLOWER_PASSWORD", "DEFAULT_FROM_EMAIL"]
+
+
+@pytest.mark.parametrize("missing", REQUIRED)
+def test_production_refuses_to_render_without_a_required_secret(missing, docker_compose, tmp_path):
+    env_file = write_env_file(tmp_path / "prod.env",
+                              {k: v for k, v in PRODUCTION_SECRETS.items() if k != missing})
+    result = tools.compose_config("docker-compose.prod.yml", env_file, docker_compose)
+    assert result.returncode != 0
+    assert f"Set {missing} in .env" in result.stderr
+
+
+def test_development_renders_from_a_fresh_clone_without_env_file(docker_compose, tmp_path):
+    shutil.copy(tools.ROOT / "docker-compose.yml", tmp_path)  # a directory with no .env
+    result = tools.compose_config("docker-compose.yml", None, docker_compose, project_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = tools.yaml_to_data(result.stdout, docker_compose)
+    assert data["services"]["web"]["environment"]["FLOWER_PASSWORD"] == "admin"
