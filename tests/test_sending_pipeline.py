@@ -49,7 +49,7 @@ def status_of(campaign):
     return campaign.status
 
 
-def wait_until_finished(campaign, timeout=180, sweeping=False):
+def wait_until_finished(campaign, timeout=120, sweeping=False):
     wait_for(lambda: status_of(campaign) in (S.COMPLETED, S.FAILED, S.CANCELLED), timeout=timeout,
              on_tick=sweep.sweep if sweeping else None, every=0.5 if sweeping else 0.25)
     return campaign
@@ -187,7 +187,7 @@ def test_redis_restarted_mid_campaign_the_campaign_still_completes(
 ], ids=["500-then-recovers", "429-with-reset", "401-falls-back-to-smtp"])
 def test_sendgrid_faults_lose_nothing_and_double_nothing(
         start_worker, fake_sendgrid, smtp_sink_server, worker_env, fault):
-    worker_env.update(SENDGRID_RETRY_BASE_SECONDS="0.2")
+    worker_env.update(SEND_BACKOFF_SECONDS="0.2")
     campaign = make_campaign(800)
     fake_sendgrid.fail(**fault)
     start_worker(["scheduler", "senders"], concurrency=2)

@@ -7,6 +7,7 @@
 - Work is enqueued only after its transaction commits.
 """
 
+import json
 import logging
 import random
 import uuid
@@ -180,6 +181,23 @@ def compiled_campaign(campaign):
     return compiled
 
 
+def build_batch(campaign, claimed_rows):
+    messages = [
+        OutgoingMessage(delivery_id=pk, email=email, context=recipient_context(
+            email, first, last, json.loads(data) if isinstance(data, str) else data or {},
+            links.unsubscribe_url(pk)))
+        for pk, _status, _attempts, email, first, last, data in claimed_rows
+    ]
+    return Batch(campaign_id=campaign["id"], from_email=campaign["from_email"] or settings.DEFAULT_FROM_EMAIL,
+                 reply_to=campaign["reply_to"], compiled=compiled_campaign(campaign), messages=messages,
+                 categories=(f"campaign-{campaign['id']}",))
+
+
+def release_claim(token, attempts):
+    DeliveryLog.objects.filter(pk__in=list(attempts), claim_token=token, status=D.SENDING).update(
+        status=D.PENDING, claim_token=None, lease_expires_at=None, attempts=F("attempts") - 1)
+
+
 def retry_delay(attempt):
     """Exponential backoff with jitter for a batch that must wait: ~10 s, 20 s, 40 s ... capped at 10 min."""
     return int(min(600, 10 * 2 ** max(0, attempt - 1)) * random.uniform(0.8, 1.2))
@@ -213,16 +231,12 @@ def send_batch(campaign_id, batch_number):
             finalize_if_done(campaign_id)
         return report
 
-    compiled = compiled_campaign(campaign)
-    messages = [
-        OutgoingMessage(delivery_id=pk, email=email,
-                        context=recipient_context(email, first, last, data or {}, links.unsubscribe_url(pk)))
-        for pk, _status, _attempts, email, first, last, data in claimed
-    ]
-    batch = Batch(campaign_id=campaign_id, from_email=campaign["from_email"] or settings.DEFAULT_FROM_EMAIL,
-                  reply_to=campaign["reply_to"], compiled=compiled, messages=messages,
-                  categories=(f"campaign-{campaign_id}",))
     attempts = {pk: n for pk, _s, n, *_ in claimed}
+    try:
+        batch = build_batch(campaign, claimed)
+    except Exception:
+        release_claim(token, attempts)  # nothing reached a provider: let the batch be claimed again
+        raise
 
     # From here on the provider may accept the mail: an expired claim now means "unknown", not "pending".
     DeliveryLog.objects.filter(pk__in=list(attempts)).update(call_started_at=timezone.now())
