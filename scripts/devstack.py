@@ -2,6 +2,7 @@
 
     python scripts/devstack.py run            # persistent servers under var/, then the whole stack
     python scripts/devstack.py test [ARGS]    # throwaway servers on free ports, then pytest ARGS
+    python scripts/devstack.py exec CMD ...   # throwaway servers, then CMD (benchmarks use this)
 
 DATABASE_URL or REDIS_URL in the environment skip starting that server. PostgreSQL comes from the
 system binaries (PG_BIN, default /usr/lib/postgresql/15/bin); Redis is Debian's redis-server,
@@ -221,24 +222,28 @@ def run_stack():
         return honcho.wait()
 
 
-def run_tests(pytest_args):
-    tmp = tempfile.mkdtemp(prefix="mailer-test-")
+def run_with_throwaway_services(command):
+    """Run COMMAND with DATABASE_URL and REDIS_URL pointing at fresh servers, removed afterwards."""
+    tmp = tempfile.mkdtemp(prefix="mailer-")
     if os.geteuid() == 0:
         os.chmod(tmp, 0o755)
     atexit.register(shutil.rmtree, tmp, True)
     env = start_services(tmp, throwaway=True)
     env.setdefault("DEBUG", "True")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return subprocess.run([str(VENV_BIN / "python"), "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
+    return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 
 def main(argv):
-    if not argv or argv[0] not in ("run", "test"):
-        die("usage: devstack.py run | test [pytest args]")
+    if not argv or argv[0] not in ("run", "test", "exec"):
+        die("usage: devstack.py run | test [pytest args] | exec COMMAND [ARGS]")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if argv[0] == "run":
         return run_stack()
-    return run_tests(argv[1:])
+    if argv[0] == "exec":
+        return run_with_throwaway_services(argv[1:])
+    return run_with_throwaway_services([str(VENV_BIN / "python"), "-m", "pytest", *argv[1:]])
 
 
 if __name__ == "__main__":
