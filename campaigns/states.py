@@ -47,15 +47,16 @@ class IllegalTransition(Exception):
         self.transition = transition
         self.actual_status = actual_status
         allowed = ", ".join(str(S(s).label).lower() for s in transition.sources)
-        actual = S(actual_status).label.lower() if actual_status else "deleted"
-        super().__init__(
-            f"Cannot {transition.name} campaign #{campaign_id}: it is {actual}; "
-            f"only a campaign that is {allowed} can be {_past_participle(transition.name)}."
-        )
+        if actual_status is None:
+            message = f"Cannot {transition.name} campaign #{campaign_id}: it does not exist."
+        else:
+            message = (f"Cannot {transition.name} campaign #{campaign_id}: it is {S(actual_status).label.lower()}; "
+                       f"only a campaign that is {allowed} can be {_past_participle(transition.name)}.")
+        super().__init__(message)
 
 
 def _past_participle(verb):
-    return {"start": "started", "reopen": "reopened"}.get(verb, verb.rstrip("e") + "ed")
+    return {"start": "started", "reopen": "reopened", "cancel": "cancelled"}.get(verb, verb.rstrip("e") + "ed")
 
 
 def transition(campaign_id, name, where=None, **fields):

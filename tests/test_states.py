@@ -77,7 +77,7 @@ def test_transition_on_a_deleted_campaign_says_so():
     campaign = CampaignFactory()
     pk = campaign.pk
     campaign.delete()
-    with pytest.raises(states.IllegalTransition, match="it is deleted"):
+    with pytest.raises(states.IllegalTransition, match="it does not exist"):
         states.cancel(pk)
 
 
