@@ -23,6 +23,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV_PY) scripts/devstack.py test $(ARGS)
 
+## One whole campaign on throwaway servers: a starter template, sample_recipients.csv, sent now.
+demo: $(STAMP)
+	$(VENV_PY) scripts/devstack.py demo
+
 ## Remove the development data (database, Redis, captured mail).
 clean-var:
 	rm -rf var/

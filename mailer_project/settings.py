@@ -153,6 +153,7 @@ SENDGRID_WEBHOOK_PUBLIC_KEY = env.str("SENDGRID_WEBHOOK_PUBLIC_KEY", default="")
 # With neither SendGrid nor an SMTP host configured, development mail goes to the local capture
 # sink that `make run` starts (MAIL_SINK_PORT).
 MAIL_SINK_PORT = env.int("MAIL_SINK_PORT", default=1025)
+MAIL_SINK_DIR = env.str("MAIL_SINK_DIR", default=str(BASE_DIR / "var" / "mail"))
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 EMAIL_HOST = env.str("EMAIL_HOST", default="")
 if not EMAIL_HOST and not SENDGRID_API_KEY:

@@ -3,6 +3,7 @@
     python scripts/devstack.py run            # persistent servers under var/, then the whole stack
     python scripts/devstack.py test [ARGS]    # throwaway servers on free ports, then pytest ARGS
     python scripts/devstack.py exec CMD ...   # throwaway servers, then CMD (benchmarks use this)
+    python scripts/devstack.py demo           # throwaway servers, workers and sink, then one whole campaign
 
 DATABASE_URL or REDIS_URL in the environment skip starting that server. PostgreSQL comes from the
 system binaries (PG_BIN, default /usr/lib/postgresql/15/bin); Redis is Debian's redis-server,
@@ -222,6 +223,34 @@ def run_stack():
         return honcho.wait()
 
 
+def run_demo():
+    """A whole campaign on throwaway servers: workers and sink in the background, then demo_campaign."""
+    tmp = tempfile.mkdtemp(prefix="mailer-demo-")
+    if os.geteuid() == 0:
+        os.chmod(tmp, 0o755)
+    atexit.register(shutil.rmtree, tmp, True)
+    env = start_services(tmp, throwaway=True)
+    env.setdefault("DEBUG", "True")
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
+    env["MAIL_SINK_PORT"] = str(free_port())
+    env["MAIL_SINK_DIR"] = str(ROOT / "var" / "demo-mail")
+    shutil.rmtree(env["MAIL_SINK_DIR"], ignore_errors=True)
+    manage(env, "migrate", "--noinput", "-v", "0")
+    say("Starting the scheduler and sender workers and the mail sink")
+    background = subprocess.Popen([str(VENV_BIN / "honcho"), "start", "-f", "Procfile", "scheduler", "sender", "sink"],
+                                  cwd=ROOT, env=env, stdout=open(Path(tmp) / "processes.log", "wb"),
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop_background():
+        if background.poll() is None:
+            os.killpg(background.pid, signal.SIGTERM)
+            background.wait(30)
+
+    atexit.register(stop_background)
+    wait_for_port(int(env["MAIL_SINK_PORT"]), "the mail sink", proc=background)
+    return subprocess.run([str(VENV_BIN / "python"), "manage.py", "demo_campaign"], cwd=ROOT, env=env).returncode
+
+
 def run_with_throwaway_services(command):
     """Run COMMAND with DATABASE_URL and REDIS_URL pointing at fresh servers, removed afterwards."""
     tmp = tempfile.mkdtemp(prefix="mailer-")
@@ -236,11 +265,13 @@ def run_with_throwaway_services(command):
 
 
 def main(argv):
-    if not argv or argv[0] not in ("run", "test", "exec"):
-        die("usage: devstack.py run | test [pytest args] | exec COMMAND [ARGS]")
+    if not argv or argv[0] not in ("run", "test", "exec", "demo"):
+        die("usage: devstack.py run | demo | test [pytest args] | exec COMMAND [ARGS]")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if argv[0] == "run":
         return run_stack()
+    if argv[0] == "demo":
+        return run_demo()
     if argv[0] == "exec":
         return run_with_throwaway_services(argv[1:])
     return run_with_throwaway_services([str(VENV_BIN / "python"), "-m", "pytest", *argv[1:]])

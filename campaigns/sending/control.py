@@ -32,6 +32,13 @@ class CampaignError(Exception):
     """An action that cannot apply to this campaign, with a message for staff."""
 
 
+def create_from_template(template, **fields):
+    """A new draft campaign with the template's subject and bodies; FIELDS override or add to them."""
+    values = {"subject": template.subject, "html_body": template.html_body, "text_body": template.text_body,
+              "template": template, "name": template.name, **fields}
+    return Campaign.objects.create(**values)
+
+
 def _eta_if_near(campaign_id, when):
     if when - timezone.now() <= ETA_WINDOW:
         enqueue_start(campaign_id, eta=when)
