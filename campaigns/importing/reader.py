@@ -23,7 +23,7 @@ import python_calamine
 
 from campaigns.importing.errors import ImportRefused
 
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = 50_000
 SAMPLE_BYTES = 64 * 1024
 BLOCK_BYTES = 4 * 1024 * 1024
 DELIMITERS = ",;\t|"

@@ -283,3 +283,12 @@ def test_a_recipient_import_record_is_marked_running_then_succeeded(campaign, ma
     assert (record.imported, record.invalid, record.total_rows) == (3, 1, 4)
     assert record.rejected_file.path.startswith(str(media_root))
     assert report.recipient_import.pk == record.pk
+
+
+def test_the_committed_sample_file_imports_with_its_deliberate_mistakes(campaign, settings):
+    report = import_recipients(campaign, settings.BASE_DIR / "sample_recipients.csv")
+    assert (report.rows, report.imported, report.duplicates_in_file, report.invalid) == (20, 16, 1, 3)
+    rejected = read_rejected(report.recipient_import)
+    assert [row[0] for row in rejected[1:]] == ["14", "16", "17", "18"]
+    quinn = Recipient.objects.get(campaign=campaign, email="quinn@example.com")
+    assert quinn.data["company"] == '=HYPERLINK("http://example.com")'  # stored as is; neutralised only in reports

@@ -1,0 +1,177 @@
+"""The admin flow: upload -> Celery task on a real worker -> status JSON -> report and rejected rows."""
+
+import time
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from campaigns.models import Campaign, Recipient, RecipientImport
+from tests.factories import CampaignFactory, UserFactory
+from tests.importing.conftest import read_rejected
+
+
+def import_url(campaign):
+    return reverse("admin:campaigns_campaign_import", args=[campaign.pk])
+
+
+def status_json_url(record):
+    return reverse("admin:campaigns_campaign_import_status_json", args=[record.pk])
+
+
+def csv_upload(text, name="people.csv"):
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+@pytest.fixture
+def staff_client(client):
+    client.force_login(UserFactory(is_superuser=True))
+    return client
+
+
+def wait_until_finished(client, record, timeout=60):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        status = client.get(status_json_url(record)).json()
+        seen.append(status["status"])
+        if status["finished"]:
+            return status, seen
+        time.sleep(0.2)
+    raise AssertionError(f"import not finished after {timeout}s: {seen[-5:]}")
+
+
+@pytest.mark.slow
+def test_upload_runs_on_a_worker_and_reports(start_worker, staff_client, media_root):
+    worker = start_worker(["scheduler"], concurrency=1, MEDIA_ROOT=str(media_root))
+    campaign = CampaignFactory()
+    change_page = staff_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    assert import_url(campaign) in change_page.content.decode()  # the "Import recipients" button
+
+    upload = csv_upload("Email,First Name,City\nana@example.com,Ana,Lisbon\nANA@example.com,Dup,X\n"
+                        "=cmd|' /C calc'!A0,Evil,Y\n")
+    response = staff_client.post(import_url(campaign), {"file": upload})
+    record = RecipientImport.objects.get()
+    status_url = reverse("admin:campaigns_campaign_import_status", args=[record.pk])
+    assert response.status_code == 302 and response["Location"] == status_url
+    assert 'id="import-progress"' in staff_client.get(status_url).content.decode() or record.status != "queued"
+
+    status, _ = wait_until_finished(staff_client, record)
+    assert status["status"] == "succeeded", worker.log_tail()
+    assert (status["rows"], status["imported"], status["duplicates_in_file"], status["invalid"]) == (3, 1, 1, 1)
+    assert status["percent"] == 100
+    assert Recipient.objects.get(campaign=campaign).data == {"city": "Lisbon"}
+
+    page = staff_client.get(status_url).content.decode()
+    assert "Download the rejected rows" in page and status["rejected_url"] in page
+    download = staff_client.get(status["rejected_url"])
+    assert download.status_code == 200 and "attachment" in download["Content-Disposition"]
+    body = b"".join(download.streaming_content).decode("utf-8-sig")
+    assert "'=cmd|' /C calc'!A0" in body and "Duplicate of row 2" in body
+
+    # The same file again: harmless.
+    staff_client.post(import_url(campaign), {"file": csv_upload("Email,First Name,City\nana@example.com,Ana,Lisbon\n")})
+    second = RecipientImport.objects.exclude(pk=record.pk).get()
+    status, _ = wait_until_finished(staff_client, second)
+    assert (status["imported"], status["already_present"]) == (0, 1)
+    assert Recipient.objects.filter(campaign=campaign).count() == 1
+    campaign.refresh_from_db()
+    assert campaign.total_recipients == 1
+
+
+@pytest.mark.slow
+def test_a_bad_file_fails_with_its_reason_on_the_page(start_worker, staff_client, media_root):
+    worker = start_worker(["scheduler"], concurrency=1, MEDIA_ROOT=str(media_root))
+    campaign = CampaignFactory()
+    staff_client.post(import_url(campaign), {"file": csv_upload("name\nAna\n")})
+    record = RecipientImport.objects.get()
+    status, _ = wait_until_finished(staff_client, record)
+    assert status["status"] == "failed"
+    assert status["error"].startswith("The file has no email column")
+    page = staff_client.get(reverse("admin:campaigns_campaign_import_status", args=[record.pk])).content.decode()
+    assert "The file has no email column" in page and "Nothing was imported" in page
+    assert not Recipient.objects.exists()
+
+
+@pytest.mark.django_db
+def test_upload_over_the_size_limit_is_refused(staff_client, settings):
+    settings.IMPORT_MAX_UPLOAD_MB = 1
+    campaign = CampaignFactory()
+    big = csv_upload("email\n" + "a@example.com\n" * 80_000)  # about 1.1 MB
+    response = staff_client.post(import_url(campaign), {"file": big})
+    assert response.status_code == 200
+    assert "the limit is 1 MB" in response.content.decode()
+    assert not RecipientImport.objects.exists()
+
+
+@pytest.mark.django_db
+def test_upload_far_over_the_limit_is_refused_before_it_is_read(staff_client, settings):
+    settings.IMPORT_MAX_UPLOAD_MB = 1
+    campaign = CampaignFactory()
+    big = csv_upload("email\n" + "a@example.com\n" * 300_000)  # about 4 MB
+    response = staff_client.post(import_url(campaign), {"file": big}, follow=True)
+    assert "larger than the 1 MB limit" in response.content.decode()
+    assert not RecipientImport.objects.exists()
+
+
+@pytest.mark.django_db
+def test_upload_refused_for_a_campaign_that_is_sending(staff_client):
+    campaign = CampaignFactory(status=Campaign.Status.IN_PROGRESS)
+    response = staff_client.post(import_url(campaign), {"file": csv_upload("email\na@example.com\n")})
+    assert "only be added to a draft or scheduled campaign" in response.content.decode()
+    assert not RecipientImport.objects.exists()
+
+
+@pytest.mark.django_db
+def test_upload_page_shows_the_limits(staff_client, settings):
+    settings.IMPORT_MAX_UPLOAD_MB = 42
+    page = staff_client.get(import_url(CampaignFactory())).content.decode()
+    assert "42 MB" in page
+
+
+@pytest.fixture
+def finished_import(db, tmp_path):
+    from campaigns.importing.service import import_recipients
+
+    path = tmp_path / "list.csv"
+    path.write_text("email\na@example.com\nbad\n")
+    return import_recipients(CampaignFactory(), path).recipient_import
+
+
+def import_urls(campaign, record):
+    return [import_url(campaign), status_json_url(record),
+            reverse("admin:campaigns_campaign_import_status", args=[record.pk]),
+            reverse("admin:campaigns_campaign_import_rejected", args=[record.pk])]
+
+
+@pytest.mark.django_db
+def test_anonymous_visitors_are_sent_to_the_login_page(client, finished_import):
+    for url in import_urls(finished_import.campaign, finished_import):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login/" in response["Location"], url
+    assert client.post(import_url(finished_import.campaign), {"file": csv_upload("email\nx@example.com\n")}
+                       ).status_code == 302
+    assert not RecipientImport.objects.exclude(pk=finished_import.pk).exists()
+
+
+@pytest.mark.django_db
+def test_non_staff_users_are_refused(client, finished_import):
+    client.force_login(UserFactory(is_staff=False))
+    for url in import_urls(finished_import.campaign, finished_import):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login/" in response["Location"], url
+
+
+@pytest.mark.django_db
+def test_staff_without_campaign_permissions_are_refused(client, finished_import):
+    client.force_login(UserFactory(is_staff=True, is_superuser=False))
+    for url in import_urls(finished_import.campaign, finished_import):
+        assert client.get(url).status_code == 403, url
+
+
+@pytest.mark.django_db
+def test_staff_can_download_the_rejected_rows(staff_client, finished_import):
+    response = staff_client.get(reverse("admin:campaigns_campaign_import_rejected", args=[finished_import.pk]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    assert read_rejected(finished_import)[1][0] == "3"
