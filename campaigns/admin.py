@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from campaigns.admin_import import RecipientImportAdminMixin
-from campaigns.models import Campaign, DeliveryLog, EmailTemplate, Recipient, RecipientImport, Suppression
+from campaigns.models import Campaign, DeliveryLog, EmailTemplate, Recipient, RecipientImport
 
 
 @admin.register(EmailTemplate)
@@ -42,16 +42,11 @@ class DeliveryLogAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
-@admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
-    list_display = ("email", "reason", "source", "created_at")
-    list_filter = ("reason",)
-    search_fields = ("email",)
-    raw_id_fields = ("campaign",)
-
-
 @admin.register(RecipientImport)
 class RecipientImportAdmin(admin.ModelAdmin):
     list_display = ("original_name", "campaign", "status", "imported", "invalid", "created_at")
     list_filter = ("status",)
     raw_id_fields = ("campaign",)
+
+
+from campaigns import admin_suppression  # noqa: E402,F401  (SuppressionAdmin lives there)
