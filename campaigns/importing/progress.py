@@ -16,12 +16,12 @@ class DatabaseProgress:
     def __init__(self, recipient_import_id: int, interval: float = INTERVAL_SECONDS):
         self.recipient_import_id = recipient_import_id
         self.interval = interval
-        self.last_write = 0.0
+        self.last_write: float | None = None
         self.connection = None
 
     def __call__(self, rows_done: int, rows_estimated: int) -> None:
         now = time.monotonic()
-        if now - self.last_write < self.interval:
+        if self.last_write is not None and now - self.last_write < self.interval:
             return
         self.last_write = now
         if self.connection is None:
