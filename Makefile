@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo clean-var
+.PHONY: run test demo clean-var bench-send
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 ## One whole campaign on throwaway servers: a starter template, sample_recipients.csv, sent now.
 demo: $(STAMP)
 	$(VENV_PY) scripts/devstack.py demo
+
+## Sending benchmark against throwaway PostgreSQL and Redis, e.g. ARGS="--recipients 200000 --provider sendgrid".
+bench-send: $(STAMP)
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/send_bench.py $(ARGS)
 
 ## Remove the development data (database, Redis, captured mail).
 clean-var:
