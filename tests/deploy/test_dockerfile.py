@@ -98,3 +98,10 @@ def test_entrypoint_gives_up_naming_the_database_it_waited_for():
 def test_collect_static_builds_the_manifest(static_root):
     assert (static_root / "staticfiles.json").is_file()
     assert (static_root / "admin" / "css" / "base.css.gz").is_file()
+
+
+@pytest.mark.parametrize("script", ["docker/entrypoint.sh", "docker/collect_static.sh",
+                                    "nginx/docker-entrypoint.d/40-flower-htpasswd.sh"])
+def test_scripts_the_containers_execute_are_executable(script):
+    # The nginx image skips entrypoint.d scripts that are not executable; ENTRYPOINT needs +x too.
+    assert os.access(tools.ROOT / script, os.X_OK)

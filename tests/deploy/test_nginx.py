@@ -240,3 +240,39 @@ def test_development_site_serves_static_flower_and_health_over_http(nginx_dev, f
     assert nginx_dev().get("/flower/", headers=flower_auth).status == 200
     assert nginx_dev().get("/healthz").status == 200
     assert nginx_dev().get("/nginx-healthz").text == "ok\n"
+
+
+# --- the containers' own healthchecks, against the same servers -------------------------------------
+
+def run_probe(env, *args):
+    import subprocess
+    import sys
+
+    from tests.deploy.tools import ROOT
+
+    return subprocess.run([sys.executable, "docker/healthcheck.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_web_container_healthcheck_passes_against_gunicorn(web_server, production_env):
+    env = {**production_env, "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    assert run_probe(env, "web", f"http://127.0.0.1:{web_server.port}").returncode == 0
+
+
+def test_web_container_healthcheck_fails_when_nothing_listens(production_env):
+    from tests.deploy.tools import free_port
+
+    result = run_probe(production_env, "web", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "web probe failed" in result.stderr
+
+
+def test_flower_container_healthcheck_passes_without_credentials(flower_server, production_env):
+    assert run_probe(production_env, "flower", f"http://127.0.0.1:{flower_server.port}").returncode == 0
+
+
+def test_mail_sink_container_healthcheck_is_a_port_probe(flower_server, production_env):
+    from tests.deploy.tools import free_port
+
+    assert run_probe(production_env, "tcp", str(flower_server.port)).returncode == 0
+    assert run_probe(production_env, "tcp", str(free_port())).returncode == 1

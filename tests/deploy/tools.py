@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -155,6 +156,8 @@ def render_nginx(conf_dir, site, web_port, flower_port, static_root, ports, run_
         assert any(old in t for t in texts.values()), f"{old!r} not found in the Nginx config"
         texts = {f: t.replace(old, new) for f, t in texts.items()}
     for f, t in texts.items():
+        for listen in re.findall(r"^\s*listen\s+([^;]+);", t, re.MULTILINE):
+            assert listen.startswith("127.0.0.1:"), f"{f.name} would listen beyond loopback: {listen}"
         f.write_text(t)
     return conf_dir / "nginx.conf"
 
