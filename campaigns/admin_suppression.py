@@ -1,13 +1,79 @@
-"""Suppression list in the admin: addresses that are never mailed again."""
+"""Suppression list in the admin: add, remove, import from CSV; reason, source and campaign shown.
 
-from django.contrib import admin
+Addresses are normalised (trimmed, lower-cased) before the unique check, so "Ann@X.com" and
+"ann@x.com" are one entry, and the send-time check finds them whatever case a recipient was imported in.
+"""
 
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.validators import validate_email
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from campaigns import suppression
 from campaigns.models import Suppression
+
+MAX_UPLOAD_MB = 50
+
+
+class SuppressionForm(forms.ModelForm):
+    class Meta:
+        model = Suppression
+        fields = ("email", "reason", "source", "campaign")
+
+    def clean_email(self):
+        email = suppression.normalise(self.cleaned_data["email"])
+        validate_email(email)
+        return email
+
+
+class SuppressionImportForm(forms.Form):
+    file = forms.FileField(help_text=f'A CSV file (UTF-8) with a column named "email", or one address per line. '
+                                     f"At most {MAX_UPLOAD_MB} MB.")
+    reason = forms.ChoiceField(choices=Suppression.Reason.choices, initial=Suppression.Reason.MANUAL)
+    source = forms.CharField(max_length=200, required=False,
+                             help_text='Where the list came from, e.g. "unsubscribes exported from our old ESP".')
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_UPLOAD_MB * 1024 * 1024:
+            raise forms.ValidationError(f"The file is larger than {MAX_UPLOAD_MB} MB.")
+        return upload
 
 
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
-    list_display = ("email", "reason", "source", "created_at")
+    form = SuppressionForm
+    list_display = ("email", "reason", "source", "campaign", "created_at")
     list_filter = ("reason",)
-    search_fields = ("email",)
+    search_fields = ("email", "source")
     raw_id_fields = ("campaign",)
+    list_select_related = ("campaign",)
+    show_full_result_count = False
+
+    def get_urls(self):
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="campaigns_suppression_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = SuppressionImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                report = suppression.import_csv(data["file"].file, reason=data["reason"],
+                                                source=data["source"] or f"CSV import: {data['file'].name}"[:200])
+            except suppression.SuppressionImportError as refused:
+                form.add_error("file", str(refused))
+            else:
+                level = messages.WARNING if report.invalid else messages.SUCCESS
+                self.message_user(request, report.summary(), level)
+                return redirect(reverse("admin:campaigns_suppression_changelist"))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "title": "Import suppressions from CSV"}
+        return TemplateResponse(request, "admin/campaigns/suppression/import.html", context)

@@ -1,12 +1,21 @@
-"""Signed public links carried in emails: unsubscribe (and, later, tracking).
+"""Signed public links carried in emails: unsubscribe, the open pixel and click redirects.
 
-Tokens are signed with django.core.signing, so they cannot be forged or guessed from ids.
+Tokens are signed with django.core.signing, one salt per purpose, so they cannot be forged, guessed
+from ids, or used for another purpose than the one they were made for. A click token signs the
+delivery and the index of a link in its campaign's HTML: the redirect target is looked up in the
+campaign, never taken from the request.
 """
 
 from django.conf import settings
 from django.core import signing
 
 UNSUBSCRIBE_SALT = "campaigns.unsubscribe"
+OPEN_SALT = "campaigns.open"
+CLICK_SALT = "campaigns.click"
+
+# Tracking tokens carry no timestamp: they are made per message and must stay short.
+_open_signer = signing.Signer(salt=OPEN_SALT)
+_click_signer = signing.Signer(salt=CLICK_SALT)
 
 
 def unsubscribe_token(delivery_id):
@@ -19,4 +28,32 @@ def unsubscribe_url(delivery_id):
 
 def delivery_id_from_unsubscribe_token(token):
     """The delivery id a token was made for; raises signing.BadSignature for a forged token."""
-    return signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    return _as_id(signing.loads(token, salt=UNSUBSCRIBE_SALT))
+
+
+def open_url(delivery_id):
+    return f"{settings.SITE_URL}/t/o/{_open_signer.sign(str(delivery_id))}/"
+
+
+def delivery_id_from_open_token(token):
+    return _as_id(_open_signer.unsign(token))
+
+
+def click_url(delivery_id, link_index):
+    return f"{settings.SITE_URL}/t/c/{_click_signer.sign(f'{delivery_id}.{link_index}')}/"
+
+
+def click_from_token(token):
+    """(delivery id, link index) a click token was made for; raises signing.BadSignature if forged."""
+    delivery_id, _, index = _click_signer.unsign(token).partition(".")
+    return _as_id(delivery_id), _as_id(index)
+
+
+def _as_id(value):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise signing.BadSignature("not an id") from None
+    if number < 0:
+        raise signing.BadSignature("not an id")
+    return number

@@ -1,0 +1,184 @@
+"""The suppression list: addresses no campaign mails again. Add, remove, import from CSV, unsubscribe.
+
+Suppressed addresses are stored lower-cased (the model's rule); the send-time check compares them
+with the lower-cased recipient address. Every write is one set-based statement with
+ON CONFLICT DO NOTHING, so repeating any of them is harmless and the counts they return are exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from itertools import islice
+
+import pandas as pd
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns.importing.validation import validate_emails
+from campaigns.models import Campaign, DeliveryLog, Suppression
+
+R = Suppression.Reason
+ONE_CLICK_SOURCE = "one-click unsubscribe"
+CSV_CHUNK_ROWS = 10_000
+CSV_MAX_REPORTED_INVALID = 20
+
+INSERT_SUPPRESSIONS = """
+INSERT INTO campaigns_suppression (email, reason, source, campaign_id, created_at)
+SELECT DISTINCT ON (lower(v.email)) lower(v.email), v.reason, v.source, c.id, now()
+FROM unnest(%(emails)s::text[], %(reasons)s::text[], %(sources)s::text[], %(campaigns)s::bigint[])
+     WITH ORDINALITY AS v(email, reason, source, campaign_id, n)
+LEFT JOIN campaigns_campaign c ON c.id = v.campaign_id
+WHERE v.email <> ''
+ORDER BY lower(v.email), v.n
+ON CONFLICT (email) DO NOTHING
+RETURNING email
+"""
+
+
+def normalise(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def suppress_many(rows) -> int:
+    """Add (email, reason, source, campaign_id or None) rows; returns how many addresses were new.
+
+    An address already suppressed, or listed twice, keeps its first reason."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    emails, reasons, sources, campaigns = (list(column) for column in zip(*rows))
+    with connection.cursor() as cursor:
+        cursor.execute(INSERT_SUPPRESSIONS, {"emails": emails, "reasons": reasons, "sources": sources,
+                                             "campaigns": campaigns})
+        return len(cursor.fetchall())
+
+
+def suppress(email, reason=R.MANUAL, source="", campaign_id=None) -> bool:
+    return suppress_many([(email, reason, source, campaign_id)]) == 1
+
+
+def unsuppress(emails) -> int:
+    """Remove addresses from the list (staff decided they may be mailed again); returns how many."""
+    deleted, _ = Suppression.objects.filter(email__in=[normalise(e) for e in emails]).delete()
+    return deleted
+
+
+def is_suppressed(email) -> bool:
+    return Suppression.objects.filter(email=normalise(email)).exists()
+
+
+# --- unsubscribe ------------------------------------------------------------------------------------
+
+class UnknownDelivery(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    email: str
+    campaign_id: int
+    first_time: bool  # False when this recipient had already unsubscribed from this campaign
+
+
+def unsubscribe(delivery_id, source=ONE_CLICK_SOURCE) -> Unsubscribed:
+    """Suppress a delivery's address at once; the recipient is counted once however often it is called."""
+    with transaction.atomic():
+        log = DeliveryLog.objects.filter(pk=delivery_id).values("campaign_id", "email").first()
+        if log is None:
+            raise UnknownDelivery(delivery_id)
+        first_time = bool(DeliveryLog.objects.filter(pk=delivery_id, unsubscribed_at__isnull=True)
+                          .update(unsubscribed_at=timezone.now()))
+        if first_time:
+            Campaign.objects.filter(pk=log["campaign_id"]).update(unsubscribed_count=F("unsubscribed_count") + 1)
+        # Always (re)suppress: staff may have removed the address since, but this is the recipient's own wish.
+        suppress(log["email"], R.UNSUBSCRIBED, source, log["campaign_id"])
+    return Unsubscribed(log["email"], log["campaign_id"], first_time)
+
+
+# --- CSV import ---------------------------------------------------------------------------------------
+
+class SuppressionImportError(ValueError):
+    """The file cannot be imported; the message says why, and nothing was changed."""
+
+
+@dataclass
+class SuppressionImportReport:
+    rows: int = 0
+    added: int = 0
+    already_suppressed: int = 0
+    invalid: int = 0
+    invalid_examples: list = field(default_factory=list)  # (row number, cell, reason)
+
+    def summary(self):
+        text = (f"{self.added} address(es) added to the suppression list, {self.already_suppressed} already "
+                f"on it, {self.invalid} invalid.")
+        if self.invalid_examples:
+            text += " Invalid: " + "; ".join(f"row {row}: {cell!r} ({reason})"
+                                             for row, cell, reason in self.invalid_examples)
+        return text
+
+
+def import_csv(file, reason=R.MANUAL, source="CSV import") -> SuppressionImportReport:
+    """Add every address in a CSV file (a column named "email", or a one-column list without header).
+
+    Raises SuppressionImportError, changing nothing, for a file that is not UTF-8 CSV or has no email column.
+    """
+    text = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")
+    try:
+        sample = text.read(64 * 1024)
+    except UnicodeDecodeError:
+        raise SuppressionImportError("The file is not UTF-8 text: save it as 'CSV UTF-8' and upload it again.")
+    if not sample.strip():
+        raise SuppressionImportError("The file is empty.")
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    text.seek(0)
+    reader = csv.reader(text, dialect)
+    header = next(reader, [])
+    names = [name.strip().lower() for name in header]
+    if "email" in names:
+        column, first_row = names.index("email"), 2
+    elif len(header) == 1 and "@" in header[0]:
+        column, first_row = 0, 1
+        reader = _prepend(header, reader)
+    else:
+        raise SuppressionImportError(
+            'No column named "email": the first row must name the columns (e.g. email,reason), '
+            "or the file must list one address per line.")
+
+    report = SuppressionImportReport()
+    numbered = ((number, row[column].strip() if len(row) > column else "")
+                for number, row in enumerate(reader, start=first_row) if any(cell.strip() for cell in row))
+    try:
+        with transaction.atomic():
+            while chunk := list(islice(numbered, CSV_CHUNK_ROWS)):
+                report.rows += len(chunk)
+                result = validate_emails(pd.Series([cell for _, cell in chunk], dtype=object))
+                valid = []
+                for (number, cell), address, error in zip(chunk, result.normalized, result.error):
+                    if address is None:
+                        report.invalid += 1
+                        if len(report.invalid_examples) < CSV_MAX_REPORTED_INVALID:
+                            report.invalid_examples.append((number, cell, error))
+                    else:
+                        valid.append(address)
+                added = suppress_many((address, reason, source, None) for address in valid)
+                report.added += added
+                report.already_suppressed += len(valid) - added
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SuppressionImportError(
+            f"After row {report.rows}: the file could not be read as UTF-8 CSV ({exc}); nothing was imported."
+        ) from None
+    if report.rows == 0:
+        raise SuppressionImportError("The file has a header row but no addresses.")
+    return report
+
+
+def _prepend(row, reader):
+    yield row
+    yield from reader
