@@ -1,0 +1,107 @@
+"""Forms of the campaign admin: the campaign itself, scheduling and the test send."""
+
+from django import forms
+from django.conf import settings
+from django.contrib.admin import widgets as admin_widgets
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils import timezone
+
+from campaigns.models import Campaign, EmailTemplate
+
+MAX_TEST_ADDRESSES = 10
+
+
+def zone_name():
+    return settings.TIME_ZONE
+
+
+def tag_list(names):
+    return ", ".join(f"{{{{ {name} }}}}" for name in names)
+
+
+class CampaignForm(forms.ModelForm):
+    start_from = forms.ModelChoiceField(
+        queryset=EmailTemplate.objects.all(), required=False, label="Start from template",
+        help_text="Fills in the subject and both bodies; edit them afterwards.",
+    )
+    schedule_for = forms.SplitDateTimeField(
+        required=False, label="Send at", widget=admin_widgets.AdminSplitDateTime,
+        help_text="Optional. Leave empty to keep it a draft; use the Send now button to start at once.",
+    )
+
+    class Meta:
+        model = Campaign
+        fields = ("name", "start_from", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
+                  "track_engagement")
+        widgets = {
+            "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
+            "html_body": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField campaign-html-body",
+                                               "spellcheck": "false"}),
+            "text_body": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField"}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "schedule_for" in self.fields:
+            self.fields["schedule_for"].help_text = (
+                f"Date and time in {zone_name()}. " + self.fields["schedule_for"].help_text)
+        if "html_body" in self.fields:
+            self.fields["html_body"].help_text = (
+                f"Must contain {{{{ unsubscribe_url }}}}. Available merge tags: "
+                f"{tag_list(self.instance.available_merge_tags())}.")
+        if self.instance.pk and "start_from" in self.fields:
+            del self.fields["start_from"]
+
+    def clean(self):
+        cleaned = super().clean()
+        template = cleaned.get("start_from")
+        if template:
+            # Server-side prefill for browsers without JavaScript: empty content comes from the template.
+            for field in ("subject", "html_body", "text_body"):
+                if not cleaned.get(field):
+                    cleaned[field] = getattr(template, field)
+                    self.errors.pop(field, None)
+            self.instance.template = template
+        when = cleaned.get("schedule_for")
+        if when and when <= timezone.now():
+            self.add_error("schedule_for", "Choose a time in the future, or use Send now.")
+        return cleaned
+
+
+class ScheduleForm(forms.Form):
+    when = forms.DateTimeField(
+        label="Send at", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"],
+    )
+
+    def clean_when(self):
+        when = self.cleaned_data["when"]
+        if when <= timezone.now():
+            raise ValidationError("Choose a time in the future, or use Send now.")
+        return when
+
+
+class TestEmailForm(forms.Form):
+    addresses = forms.CharField(
+        label="Send a test to", widget=forms.TextInput(attrs={"placeholder": "you@example.com, colleague@example.com",
+                                                              "size": 40}),
+        help_text=f"Up to {MAX_TEST_ADDRESSES} addresses, separated by commas or spaces.",
+    )
+
+    def clean_addresses(self):
+        raw = self.cleaned_data["addresses"].replace(";", ",").replace(",", " ").split()
+        addresses = list(dict.fromkeys(a.strip().lower() for a in raw if a.strip()))
+        if not addresses:
+            raise ValidationError("Give at least one address.")
+        if len(addresses) > MAX_TEST_ADDRESSES:
+            raise ValidationError(f"At most {MAX_TEST_ADDRESSES} addresses, please; you gave {len(addresses)}.")
+        bad = []
+        for address in addresses:
+            try:
+                validate_email(address)
+            except ValidationError:
+                bad.append(address)
+        if bad:
+            raise ValidationError(f"Not an email address: {', '.join(bad)}.")
+        return addresses

@@ -1,0 +1,39 @@
+// Polls the campaign's dashboard.json and updates the figures and chart in place; reloads the page when
+// the status changes, so the action buttons always match the campaign's state.
+(function () {
+  "use strict";
+  const root = document.getElementById("campaign-dashboard");
+  if (!root) return;
+  const every = 1000 * (parseInt(root.dataset.pollSeconds, 10) || 3);
+  const show = (id, value) => {
+    const el = document.getElementById(id);
+    if (el) el.textContent = value === null || value === undefined || value === "" ? "—" : value;
+  };
+  async function poll() {
+    try {
+      const response = await fetch(root.dataset.url, {credentials: "same-origin", headers: {Accept: "application/json"}});
+      if (!response.ok) return;
+      const d = await response.json();
+      if (d.status !== root.dataset.status) {
+        window.location.reload();
+        return;
+      }
+      ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "delivered", "opened", "clicked",
+       "bounced"].forEach((k) => show("dash-" + k, d[k]));
+      show("dash-percent", d.progress_percent);
+      show("dash-started", d.started_at);
+      show("dash-completed", d.completed_at);
+      show("dash-duration", d.duration);
+      show("dash-eps", d.emails_per_second);
+      document.getElementById("dash-progress").value = d.progress_percent;
+      const rate = document.getElementById("dash-rate");
+      rate.textContent = d.delivery_rate === null ? "—" : d.delivery_rate + "%";
+      rate.className = "dash-value delivery-rate rate-" + d.rate_level;
+      document.getElementById("dash-engagement").hidden = !d.engagement_known;
+      document.getElementById("dash-chart").innerHTML = d.chart_svg;  // server-rendered, numbers only
+    } catch (e) {
+      // A missed poll is retried at the next tick.
+    }
+  }
+  setInterval(poll, every);
+})();

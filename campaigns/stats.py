@@ -1,0 +1,240 @@
+"""Numbers derived from a campaign's denormalised counters, and the sends-per-minute series.
+
+The campaign list, the campaign dashboard, its JSON endpoint and the admin index all read these, so a
+figure means the same thing everywhere. Nothing here counts delivery logs per campaign row.
+
+Delivery rate = sent / (sent + failed + unknown). Skipped recipients (suppressed, or left unsent by a
+cancel) were never attempted, so they count towards progress but not towards the delivery rate.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from campaigns.models import Campaign
+
+GOOD_RATE = 95.0
+FAIR_RATE = 80.0
+# Minutes older than this are complete (a batch's sent_at is its transaction's start), so they are
+# cached and never queried again; only the last few minutes are read on each poll.
+SETTLED_AFTER = timedelta(minutes=2)
+MAX_BARS = 120
+
+
+def rate_level(rate):
+    """'good' above 95 %, 'fair' from 80 to 95 %, 'poor' below 80 %, '' when nothing was attempted."""
+    if rate is None:
+        return ""
+    if rate > GOOD_RATE:
+        return "good"
+    return "fair" if rate >= FAIR_RATE else "poor"
+
+
+@dataclass(frozen=True)
+class CampaignStats:
+    total: int
+    sent: int
+    failed: int
+    skipped: int
+    unknown: int
+    delivered: int
+    opened: int
+    clicked: int
+    bounced: int
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> "CampaignStats":
+        return cls(
+            total=campaign.total_recipients, sent=campaign.sent_count, failed=campaign.failed_count,
+            skipped=campaign.skipped_count, unknown=campaign.unknown_count, delivered=campaign.delivered_count,
+            opened=campaign.opened_count, clicked=campaign.clicked_count, bounced=campaign.bounced_count,
+            started_at=campaign.started_at, completed_at=campaign.completed_at,
+        )
+
+    @property
+    def processed(self):
+        return self.sent + self.failed + self.skipped + self.unknown
+
+    @property
+    def pending(self):
+        return max(0, self.total - self.processed)
+
+    @property
+    def attempted(self):
+        return self.sent + self.failed + self.unknown
+
+    @property
+    def progress_percent(self):
+        return min(100, int(100 * self.processed / self.total)) if self.total else 0
+
+    @property
+    def delivery_rate(self):
+        """Percent of attempted recipients that were sent, or None before any attempt."""
+        return round(100 * self.sent / self.attempted, 1) if self.attempted else None
+
+    @property
+    def rate_level(self):
+        return rate_level(self.delivery_rate)
+
+    @property
+    def duration(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.completed_at or timezone.now()) - self.started_at
+
+    @property
+    def emails_per_second(self):
+        seconds = self.duration.total_seconds() if self.duration else 0
+        return round(self.sent / seconds, 1) if seconds > 0 else None
+
+    @property
+    def engagement_known(self):
+        return any((self.delivered, self.opened, self.clicked, self.bounced))
+
+    def as_dict(self):
+        duration = self.duration
+        return {
+            "total": self.total, "sent": self.sent, "failed": self.failed, "skipped": self.skipped,
+            "unknown": self.unknown, "pending": self.pending, "processed": self.processed,
+            "progress_percent": self.progress_percent, "delivery_rate": self.delivery_rate,
+            "rate_level": self.rate_level, "delivered": self.delivered, "opened": self.opened,
+            "clicked": self.clicked, "bounced": self.bounced, "engagement_known": self.engagement_known,
+            "started_at": _local_iso(self.started_at), "completed_at": _local_iso(self.completed_at),
+            "duration": format_duration(duration), "emails_per_second": self.emails_per_second,
+        }
+
+
+def _local_iso(value):
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z") if value else None
+
+
+def format_duration(value: timedelta | None):
+    if value is None:
+        return None
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+
+
+# --- sends over time ---------------------------------------------------------------------------
+
+_PER_MINUTE = """
+SELECT date_trunc('minute', sent_at) AS minute, count(*)
+FROM campaigns_deliverylog
+WHERE campaign_id = %s AND sent_at IS NOT NULL AND sent_at >= %s AND sent_at < %s
+GROUP BY 1 ORDER BY 1
+"""
+_EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+_FAR = datetime(3000, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def _count_per_minute(campaign_id, since, until):
+    with connection.cursor() as cursor:
+        cursor.execute(_PER_MINUTE, [campaign_id, since, until])
+        return {minute.isoformat(): count for minute, count in cursor.fetchall()}
+
+
+def sends_per_minute(campaign: Campaign) -> list[tuple[datetime, int]]:
+    """(minute, messages sent) for the campaign, oldest first.
+
+    Settled minutes are cached in Redis and extended incrementally, so each call reads only the
+    rows sent since the last settled minute, over the (campaign, sent_at) index.
+    """
+    if not campaign.started_at:
+        return []
+    key = f"campaign-sends-per-minute:{campaign.pk}:{campaign.created_at.timestamp()}"
+    cached = cache.get(key) or {"until": _EPOCH.isoformat(), "buckets": {}}
+    settled = (timezone.now() - SETTLED_AFTER).replace(second=0, microsecond=0)
+    until = datetime.fromisoformat(cached["until"])
+    if until < settled:
+        cached["buckets"].update(_count_per_minute(campaign.pk, until, settled))
+        cached["until"] = settled.isoformat()
+        cache.set(key, cached, timeout=7 * 24 * 3600)
+        until = settled
+    buckets = {**cached["buckets"], **_count_per_minute(campaign.pk, until, _FAR)}
+    return sorted((datetime.fromisoformat(minute), count) for minute, count in buckets.items())
+
+
+def sends_chart_series(campaign: Campaign, max_bars=MAX_BARS):
+    """The per-minute series filled with zeros and merged into at most MAX_BARS bars: (start, minutes, count)."""
+    points = sends_per_minute(campaign)
+    if not points:
+        return []
+    first, last = points[0][0], points[-1][0]
+    minutes = int((last - first).total_seconds() // 60) + 1
+    width = max(1, -(-minutes // max_bars))  # minutes per bar, rounded up
+    bars = [0] * (-(-minutes // width))
+    for minute, count in points:
+        bars[int((minute - first).total_seconds() // 60) // width] += count
+    return [(first + timedelta(minutes=i * width), width, count) for i, count in enumerate(bars)]
+
+
+def sends_chart_svg(series, width=640, height=180):
+    """A bar chart of sends over time as an inline SVG string (numbers and times only, no user text)."""
+    if not series:
+        return ('<svg class="sends-chart" viewBox="0 0 %d %d" role="img" aria-label="No sends yet">'
+                '<text x="50%%" y="50%%" text-anchor="middle" class="empty">No sends yet</text></svg>'
+                % (width, height))
+    pad_left, pad_bottom, pad_top = 48, 22, 8
+    plot_w, plot_h = width - pad_left - 4, height - pad_bottom - pad_top
+    peak = max(count for _, _, count in series) or 1
+    bar_w = min(plot_w / len(series), 40)  # a short campaign gets a few slim bars, not one block
+    minutes = series[0][1]
+    unit = "minute" if minutes == 1 else f"{minutes} minutes"
+    parts = [f'<svg class="sends-chart" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="Messages sent per {unit}, peak {peak}">',
+             f'<text x="{pad_left - 6}" y="{pad_top + 9}" text-anchor="end" class="axis">{peak:,}</text>',
+             f'<text x="{pad_left - 6}" y="{pad_top + plot_h}" text-anchor="end" class="axis">0</text>',
+             f'<line x1="{pad_left}" y1="{pad_top + plot_h}" x2="{width - 4}" y2="{pad_top + plot_h}" class="base"/>']
+    for i, (start, _, count) in enumerate(series):
+        h = plot_h * count / peak
+        x = pad_left + i * bar_w
+        label = f"{timezone.localtime(start):%H:%M}: {count:,} sent"
+        parts.append(f'<rect x="{x:.1f}" y="{pad_top + plot_h - h:.1f}" width="{max(bar_w - 1, 1):.1f}" '
+                     f'height="{h:.1f}" class="bar"><title>{label}</title></rect>')
+    first, last = series[0][0], series[-1][0] + timedelta(minutes=minutes)
+    parts.append(f'<text x="{pad_left}" y="{height - 6}" class="axis">{timezone.localtime(first):%H:%M}</text>')
+    parts.append(f'<text x="{width - 4}" y="{height - 6}" text-anchor="end" class="axis">'
+                 f'{timezone.localtime(last):%H:%M} (per {unit})</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- admin index ---------------------------------------------------------------------------------
+
+LIVE = (Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED)
+
+
+def overview(recent=5):
+    """Campaigns by status, emails sent today and in the last 7 days, failure rate, recent campaigns."""
+    now = timezone.now()
+    week_ago = now - timedelta(days=7)
+    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    by_status = dict(Campaign.objects.order_by().values("status").annotate(n=Count("id")).values_list("status", "n"))
+    active = Campaign.objects.filter(Q(status__in=LIVE) | Q(completed_at__gte=week_ago) | Q(started_at__gte=week_ago))
+    sent_today = sent_week = 0
+    for campaign in active.filter(started_at__isnull=False).only("pk", "created_at", "started_at"):
+        for minute, count in sends_per_minute(campaign):
+            if minute >= week_ago:
+                sent_week += count
+                if minute >= today:
+                    sent_today += count
+    totals = active.aggregate(sent=Sum("sent_count"), failed=Sum("failed_count"), unknown=Sum("unknown_count"))
+    attempted = sum(totals[k] or 0 for k in ("sent", "failed", "unknown"))
+    failure_rate = round(100 * (totals["failed"] or 0) / attempted, 1) if attempted else None
+    return {
+        "by_status": [(value, label, by_status.get(value, 0)) for value, label in Campaign.Status.choices],
+        "sent_today": sent_today,
+        "sent_week": sent_week,
+        "failure_rate": failure_rate,
+        "failure_level": rate_level(None if failure_rate is None else 100 - failure_rate),
+        "recent": list(Campaign.objects.order_by("-created_at")[:recent]),
+    }

@@ -1,0 +1,38 @@
+"""Headless Debian Chromium driven by Playwright, against pytest-django's live server."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WIDE, NARROW = 1280, 390
+
+
+@pytest.fixture
+def page(live_server, transactional_db, monkeypatch):
+    """A fresh headless Chromium page, started after the test database and the live server exist."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip(f"No Chromium at {CHROMIUM}: `make test` installs Debian's chromium when it runs as root "
+                    "(scripts/ensure_chromium.sh); set CHROMIUM_PATH to use another.")
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls stay synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": WIDE, "height": 900})
+        context.set_default_timeout(20_000)
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir():
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
