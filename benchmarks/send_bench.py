@@ -53,6 +53,8 @@ PRODUCTION_ENV = {"DEBUG": "False", "SECRET_KEY": "send-bench-not-a-secret", "AL
                   "FLOWER_PASSWORD": "send-bench", "SITE_URL": "https://mail.example.com"}
 # High enough that the shared Redis token bucket never makes a batch wait: the run measures the pipeline.
 UNCAPPED_RATE = "1000000"
+LIMIT_NOTES = {"sendgrid": f"SENDGRID_RATE_LIMIT_PER_SEC raised to {UNCAPPED_RATE} so the limiter never waits",
+               "smtp": "no SMTP rate limit (SMTP_RATE_LIMIT_PER_SEC=0, the default)"}
 
 
 def main(argv=None):
@@ -60,7 +62,7 @@ def main(argv=None):
     parser.add_argument("--recipients", type=int, default=200_000)
     parser.add_argument("--provider", choices=("sendgrid", "smtp"), default="sendgrid")
     parser.add_argument("--concurrency", type=int, default=None,
-                        help="sender worker pool processes (default: 4 for sendgrid, 4 for smtp)")
+                        help="sender worker pool processes (default 4: two per core, as batches wait on I/O)")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--baseline-sample", type=int, default=None,
                         help="messages per baseline (default: 20000 for smtp, every recipient for sendgrid)")
@@ -166,7 +168,8 @@ def create_campaign(rows, batch_size):
 
 
 def campaign_rows(campaign_id, limit=None):
-    """Delivery rows shaped like a batch claim's, in batch order: (batch, (id, status, attempts, email, first, last, data))."""
+    """(batch number, row) in batch order, each row shaped like a batch claim's:
+    (id, status, attempts, email, first name, last name, data)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -180,8 +183,7 @@ def campaign_rows(campaign_id, limit=None):
 def campaign_values(campaign_id):
     from campaigns.models import Campaign
 
-    return Campaign.objects.filter(pk=campaign_id).values(
-        "id", "status", "subject", "html_body", "text_body", "from_email", "reply_to", "updated_at").get()
+    return Campaign.objects.filter(pk=campaign_id).values().get()  # every field build_batch might read
 
 
 # --- Processes ------------------------------------------------------------------------------------
@@ -253,7 +255,7 @@ def worker_env(**settings):
 
 
 @contextlib.contextmanager
-def workers(env, concurrency):
+def workers(env, concurrency, limit_note):
     """One scheduler worker and one sender worker with CONCURRENCY pool processes; yields the sender."""
     with contextlib.ExitStack() as stack:
         scheduler = Worker("scheduler", 1, env)
@@ -263,8 +265,7 @@ def workers(env, concurrency):
         stack.callback(sender.stop)
         sender.start()
         print(f"   workers: 1 scheduler (concurrency 1), 1 sender worker with {concurrency} prefork pool "
-              f"processes, on {os.cpu_count()} cores; rate limit raised to {UNCAPPED_RATE}/s so it never waits",
-              flush=True)
+              f"processes, on {os.cpu_count()} cores; {limit_note}", flush=True)
         yield sender
 
 
@@ -276,8 +277,58 @@ def local_server(module, *args):
 
 # --- The measured campaign ----------------------------------------------------------------------
 
-def send_campaign(campaign_id, total, sender, timeout):
-    """Send now and wait for completion; returns seconds, the first batch's delay and worker RSS samples."""
+def tree_cpu_seconds(pid):
+    """CPU seconds of a process, its finished children and its live descendants (utime + stime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(tree_cpu_seconds(int(child)) for child in children)
+
+
+def machine_busy_seconds():
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_pid():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW data_directory")
+        data_directory = cursor.fetchone()[0]
+    return int((Path(data_directory) / "postmaster.pid").read_text().split()[0])
+
+
+def redis_pid():
+    import redis
+    from django.conf import settings
+
+    return int(redis.Redis.from_url(settings.REDIS_URL).info("server")["process_id"])
+
+
+class CpuMeter:
+    """CPU seconds used between two snapshots by each part of the system, and by the whole machine.
+
+    PostgreSQL is counted as the postmaster's whole tree, so that backends which come and go are included
+    (Celery's Django fixup closes the database connection after every task)."""
+
+    def __init__(self, pids):
+        self.pids = pids  # name -> pid of the process tree
+
+    def snapshot(self):
+        return {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}, machine_busy_seconds()
+
+    @staticmethod
+    def used(before, after):
+        return {name: after[0][name] - before[0][name] for name in after[0]}, after[1] - before[1]
+
+
+def send_campaign(campaign_id, total, sender, server, timeout):
+    """Send now and wait for completion; returns seconds, the first batch's delay, worker RSS samples and
+    the CPU each part used."""
     from tqdm import tqdm
 
     from campaigns.models import Campaign
@@ -288,6 +339,9 @@ def send_campaign(campaign_id, total, sender, timeout):
     bar = tqdm(total=total, unit="mail", disable=not sys.stderr.isatty(), smoothing=0.05)
     first_batch = rss_first = None
     last_done, last_move = 0, time.monotonic()
+    meter = CpuMeter({"sender worker": sender.proc.pid, "provider server": server.pid,
+                      "PostgreSQL": postmaster_pid(), "Redis": redis_pid()})
+    cpu_before = meter.snapshot()
     started_wall, started = time.time(), time.perf_counter()
     control.send_now(campaign_id)
     while True:
@@ -305,10 +359,12 @@ def send_campaign(campaign_id, total, sender, timeout):
         if time.perf_counter() - started > timeout:
             raise RuntimeError(f"campaign not finished after {timeout}s")
         time.sleep(0.1)
+    cpu_after = meter.snapshot()
     bar.close()
     seconds = row["completed_at"].timestamp() - started_wall if row["completed_at"] else time.perf_counter() - started
     return {"seconds": seconds, "first_batch": first_batch, "status": row["status"], "counts": row,
-            "rss_first": rss_first or {}, "rss_end": sender.rss_mb()}
+            "rss_first": rss_first or {}, "rss_end": sender.rss_mb(), "cpu": CpuMeter.used(cpu_before, cpu_after),
+            "load": os.getloadavg()[0]}
 
 
 def exactly_once(campaign_id, seen):
@@ -342,7 +398,17 @@ def report_campaign(run, check, total, concurrency):
     print(f"   sender worker memory (main + {concurrency} pool processes, RSS from /proc): "
           f"{sum(first.values()):.0f} MB at the first batch -> {sum(end.values()):.0f} MB at the end = "
           f"{sum(end.values()) - sum(first.values()):+.1f} MB "
-          f"(largest per process {max(growth.values(), default=0):+.1f} MB; target < 50 MB)", flush=True)
+          f"(largest per process {max(growth.values(), default=0):+.1f} MB; target < 50 MB)")
+    used, busy = run["cpu"]
+    ours = sum(used.values())
+    cores = os.cpu_count()
+    parts = ", ".join(f"{name} {seconds:.1f} s ({seconds / total * 1e6:.0f} µs/email)"
+                      for name, seconds in used.items())
+    print(f"   CPU during the run: {parts}; the whole machine {busy:.1f} of {cores * run['seconds']:.1f} "
+          f"available ({busy / (cores * run['seconds']):.0%} busy; anything else running on the machine is in that "
+          f"figure too: load average {run['load']:.1f} at the end)")
+    print(f"   CPU-bound ceiling for these parts on {cores} idle cores: {cores * total / ours:,.0f} emails/s "
+          f"({ours / total * 1e6:.0f} µs of CPU per email)", flush=True)
     return rate
 
 
@@ -352,11 +418,11 @@ def bench_sendgrid(campaign_id, args, sample):
     total = args.recipients
     print(f"== SendGrid path: fake SendGrid API, {total:,} recipients", flush=True)
     records = BENCH_DIR / "sendgrid-pipeline.jsonl"
-    with local_server("sendgrid_api", "--record-file", records, "--api-key", API_KEY) as (_, port):
+    with local_server("sendgrid_api", "--record-file", records, "--api-key", API_KEY) as (server, port):
         url = f"http://127.0.0.1:{port}"
         env = worker_env(SENDGRID_API_KEY=API_KEY, SENDGRID_API_HOST=url, SENDGRID_RATE_LIMIT_PER_SEC=UNCAPPED_RATE)
-        with workers(env, args.concurrency) as sender:
-            run = send_campaign(campaign_id, total, sender, args.timeout)
+        with workers(env, args.concurrency, LIMIT_NOTES[args.provider]) as sender:
+            run = send_campaign(campaign_id, total, sender, server, args.timeout)
     seen = collections.Counter()
     with open(records, encoding="utf-8") as lines:
         for line in lines:
@@ -447,11 +513,11 @@ def bench_smtp(campaign_id, args, sample):
     total = args.recipients
     print(f"== SMTP path: SMTP sink, {total:,} recipients", flush=True)
     maildir = BENCH_DIR / "mail-pipeline"
-    with local_server("smtp_sink", "--maildir", maildir) as (_, port):
+    with local_server("smtp_sink", "--maildir", maildir) as (server, port):
         env = worker_env(SENDGRID_API_KEY="", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, EMAIL_HOST_USER="",
                          EMAIL_HOST_PASSWORD="", EMAIL_USE_TLS="False", SMTP_RATE_LIMIT_PER_SEC="0")
-        with workers(env, args.concurrency) as sender:
-            run = send_campaign(campaign_id, total, sender, args.timeout)
+        with workers(env, args.concurrency, LIMIT_NOTES[args.provider]) as sender:
+            run = send_campaign(campaign_id, total, sender, server, args.timeout)
     seen = collections.Counter(rcpt for rcpt, _ in sink_files(maildir))
     check = exactly_once(campaign_id, seen)
     rate = report_campaign(run, check, total, args.concurrency)
@@ -466,12 +532,15 @@ def bench_smtp(campaign_id, args, sample):
 
     print(f"== Baseline: plain smtplib loop (one connection, sendmail per message) sending {len(messages):,} "
           f"of the messages the pipeline delivered, to a fresh sink", flush=True)
-    with local_server("smtp_sink", "--maildir", BENCH_DIR / "mail-smtplib") as (_, port):
-        seconds = smtplib_loop(port, messages)
+    with local_server("smtp_sink", "--maildir", BENCH_DIR / "mail-smtplib") as (server, port):
+        sink_cpu = tree_cpu_seconds(server.pid)
+        seconds, client_cpu = smtplib_loop(port, messages)
+        sink_cpu = tree_cpu_seconds(server.pid) - sink_cpu
     loop_rate = len(messages) / seconds
     delivered = sum(1 for _ in sink_files(BENCH_DIR / "mail-smtplib"))
     print(f"   smtplib loop: {len(messages):,} in {seconds:.2f} s = {loop_rate:,.0f} emails/s "
-          f"({delivered:,} stored by the sink)", flush=True)
+          f"({delivered:,} stored by the sink; CPU per email: client {client_cpu / len(messages) * 1e6:.0f} µs, "
+          f"sink {sink_cpu / len(messages) * 1e6:.0f} µs)", flush=True)
     shutil.rmtree(BENCH_DIR / "mail-smtplib", ignore_errors=True)
     del messages
 
@@ -527,12 +596,12 @@ def smtplib_loop(port, messages):
     conn = smtplib.SMTP("127.0.0.1", port, local_hostname="bench.local")
     conn.ehlo()
     options = ["BODY=8BITMIME"] if conn.has_extn("8bitmime") else []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for mail_from, rcpt, content in messages:
         conn.sendmail(mail_from, [rcpt], content, mail_options=options)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     conn.quit()
-    return seconds
+    return seconds, cpu
 
 
 def ensure_post_office():
