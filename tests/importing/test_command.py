@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def run_command(*args, media_root):
     return subprocess.run([sys.executable, "manage.py", "import_recipients", *map(str, args)], cwd=ROOT,
-                          env=service_env(MEDIA_ROOT=media_root), capture_output=True, text=True, timeout=120)
+                          env=service_env(MEDIA_ROOT=media_root), capture_output=True, text=True, timeout=300)
 
 
 def test_imports_and_ends_with_the_summary_line(make_csv, media_root):
