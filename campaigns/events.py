@@ -142,17 +142,23 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
 
+# The matched rows are locked in id order up front, so two webhook requests touching the same
+# recipients wait for each other instead of deadlocking; the campaign rows come last (BUMP_COUNTERS).
 MATCH_BY_DELIVERY_ID = """
 SELECT d.id, d.campaign_id, d.email
 FROM campaigns_deliverylog d
 JOIN (SELECT DISTINCT * FROM unnest(%(ids)s::bigint[], %(campaigns)s::bigint[]) AS v(id, campaign_id)) v
   ON d.id = v.id AND d.campaign_id = v.campaign_id
+ORDER BY d.id
+FOR UPDATE OF d
 """
 
 MATCH_BY_MESSAGE_ID = """
 SELECT v.message_id, v.email, d.id, d.campaign_id
 FROM (SELECT DISTINCT * FROM unnest(%(message_ids)s::text[], %(emails)s::text[]) AS v(message_id, email)) v
 JOIN campaigns_deliverylog d ON d.provider_message_id = v.message_id AND lower(d.email) = v.email
+ORDER BY d.id
+FOR UPDATE OF d
 """
 
 SET_FIRST_OCCURRENCE = """

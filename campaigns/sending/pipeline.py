@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns import links, states
+from campaigns import links, states, suppression, tracking
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
@@ -69,7 +69,7 @@ WITH inserted AS (
            CASE WHEN s.id IS NULL THEN '' ELSE 'suppressed: ' || s.reason END,
            '', '', 0, now()
     FROM campaigns_recipient r
-    LEFT JOIN campaigns_suppression s ON s.email = r.email
+    LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
     WHERE r.campaign_id = %(campaign_id)s
     ON CONFLICT (campaign_id, recipient_id) DO NOTHING
     RETURNING status, batch_number
@@ -131,7 +131,7 @@ SET status = CASE WHEN s.id IS NULL THEN 'sending' ELSE 'skipped' END,
     call_started_at = NULL,
     updated_at = now()
 FROM campaigns_recipient r
-LEFT JOIN campaigns_suppression s ON s.email = r.email
+LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
 WHERE d.id IN (
         SELECT id FROM campaigns_deliverylog
         WHERE campaign_id = %(campaign_id)s AND batch_number = %(batch)s AND status = 'pending'
@@ -190,7 +190,8 @@ def build_batch(campaign, claimed_rows):
     ]
     return Batch(campaign_id=campaign["id"], from_email=campaign["from_email"] or settings.DEFAULT_FROM_EMAIL,
                  reply_to=campaign["reply_to"], compiled=compiled_campaign(campaign), messages=messages,
-                 categories=(f"campaign-{campaign['id']}",))
+                 categories=(f"campaign-{campaign['id']}",),
+                 tracking=tracking.tracking_for(campaign) if campaign["track_engagement"] else None)
 
 
 def release_claim(token, attempts):
@@ -208,7 +209,7 @@ def send_batch(campaign_id, batch_number):
     report = BatchReport()
     campaign = (Campaign.objects.filter(pk=campaign_id)
                 .values("id", "status", "subject", "html_body", "text_body", "from_email", "reply_to",
-                        "updated_at").first())
+                        "updated_at", "track_engagement").first())
     if campaign is None or campaign["status"] != Campaign.Status.IN_PROGRESS:
         # Pause and cancel take effect here, at the batch boundary; resume dispatches the batch again.
         logger.info("Campaign %s batch %s not sent: campaign is %s", campaign_id, batch_number,
@@ -299,11 +300,8 @@ def write_results(campaign_id, token, rows_out, bounced_ids, report):
 
 def suppress_bounced(campaign_id, delivery_ids):
     emails = DeliveryLog.objects.filter(pk__in=delivery_ids).values_list("email", flat=True)
-    Suppression.objects.bulk_create(
-        [Suppression(email=email, reason=Suppression.Reason.BOUNCED, source="smtp 5xx at send time",
-                     campaign_id=campaign_id) for email in emails],
-        ignore_conflicts=True,
-    )
+    suppression.suppress_many((email, Suppression.Reason.BOUNCED, "smtp 5xx at send time", campaign_id)
+                              for email in emails)
 
 
 # --- finalising ---------------------------------------------------------------------------------

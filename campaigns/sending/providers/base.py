@@ -39,10 +39,12 @@ class Batch:
     compiled: "CompiledCampaign"
     messages: list[OutgoingMessage]
     categories: tuple[str, ...] = ()
+    # Open/click tracking for the SMTP path (campaigns.tracking.Tracking), when the campaign wants it.
+    tracking: Any = None
 
     def with_messages(self, messages):
         return Batch(self.campaign_id, self.from_email, self.reply_to, self.compiled, list(messages),
-                     self.categories)
+                     self.categories, self.tracking)
 
 
 class Outcome(str, Enum):

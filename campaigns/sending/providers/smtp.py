@@ -86,7 +86,8 @@ class MessageBuilder:
         self.reply_to = formataddr(parseaddr(batch.reply_to), charset="utf-8") if batch.reply_to else ""
         self.msgid_domain = self.envelope_from.rpartition("@")[2] or DNS_NAME.get_fqdn()
         self.campaign_id = str(batch.campaign_id)
-        self.compiled = batch.compiled
+        self.tracking = batch.tracking
+        self.compiled = batch.tracking.compiled if batch.tracking else batch.compiled
 
     def build(self, message, eight_bit_ok):
         """(envelope recipient, Message-ID, DATA bytes: dots stuffed, ending with the final dot)."""
@@ -94,6 +95,8 @@ class MessageBuilder:
         if rcpt is None:
             raise ValueError(f"{message.email} has a non-ASCII local part, which needs SMTPUTF8")
         context = message.context
+        if self.tracking:
+            context = {**context, **self.tracking.values(message.delivery_id)}
         rendered = self.compiled.render(context)
         display_name = " ".join(part for part in (context.get("first_name"), context.get("last_name")) if part)
         message_id = make_msgid(domain=self.msgid_domain)
