@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo clean-var bench-send
+.PHONY: run test demo clean-var bench-admin bench-send
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ run: $(STAMP)
 
 ## The whole suite against throwaway PostgreSQL and Redis. Pass pytest arguments with ARGS="...".
 test: $(STAMP)
+	sh scripts/ensure_chromium.sh
 	$(VENV_PY) scripts/devstack.py test $(ARGS)
+
+## The admin at scale: page times on an almost empty database, then with 1M delivery logs (ratios).
+bench-admin: $(STAMP)
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/admin_bench.py
 
 ## One whole campaign on throwaway servers: a starter template, sample_recipients.csv, sent now.
 demo: $(STAMP)

@@ -1,0 +1,70 @@
+"""The campaign dashboard: figures from the counters, the JSON endpoint the page polls, the sends chart."""
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns import stats
+from tests.admin.conftest import add_logs
+from tests.factories import CampaignFactory
+
+
+def json_url(campaign):
+    return reverse("admin:campaigns_campaign_dashboard_json", args=[campaign.pk])
+
+
+@pytest.mark.django_db
+def test_dashboard_json_has_progress_rate_times_and_engagement(staff_client):
+    started = timezone.now() - dt.timedelta(seconds=100)
+    campaign = CampaignFactory(status="completed", total_recipients=100, sent_count=90, failed_count=4,
+                               unknown_count=1, skipped_count=5, opened_count=30, started_at=started,
+                               completed_at=started + dt.timedelta(seconds=45))
+    data = staff_client.get(json_url(campaign)).json()
+    assert (data["status"], data["processed"], data["pending"], data["progress_percent"]) == ("completed", 100, 0, 100)
+    assert data["delivery_rate"] == 94.7 and data["rate_level"] == "fair"  # 90 / (90 + 4 + 1); skipped excluded
+    assert data["duration"] == "0m 45s" and data["emails_per_second"] == 2.0
+    assert data["engagement_known"] and data["opened"] == 30
+    assert data["chart_svg"].startswith("<svg")
+
+
+@pytest.mark.django_db
+def test_dashboard_is_on_the_campaign_page_and_polls(staff_client):
+    campaign = CampaignFactory(status="in_progress", total_recipients=10, sent_count=4)
+    page = staff_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+    assert 'id="campaign-dashboard"' in page and f'data-url="{json_url(campaign)}"' in page
+    assert 'id="dash-sent">4<' in page and "dashboard.js" in page
+    assert "<svg" in page
+
+
+@pytest.mark.django_db
+def test_sends_chart_counts_per_minute(staff_client):
+    minute = (timezone.now() - dt.timedelta(minutes=10)).replace(second=0, microsecond=0)
+    campaign = CampaignFactory(status="in_progress", started_at=minute)
+    add_logs(campaign, ["sent"] * 3, sent_at=minute + dt.timedelta(seconds=5))
+    add_logs(campaign, ["sent"] * 2 + ["failed"], sent_at=minute + dt.timedelta(minutes=2, seconds=30))
+    add_logs(campaign, ["sent"], sent_at=timezone.now())  # the current, unsettled minute
+    series = stats.sends_per_minute(campaign)
+    assert [count for _, count in series][:2] == [3, 2] and sum(c for _, c in series) == 6
+    bars = stats.sends_chart_series(campaign)
+    assert [count for _, _, count in bars][:3] == [3, 0, 2]  # the quiet minute is a zero bar
+    svg = staff_client.get(json_url(campaign)).json()["chart_svg"]
+    assert svg.count('class="bar"') == len(bars) and "3 sent" in svg
+
+
+@pytest.mark.django_db
+def test_settled_minutes_are_cached_and_new_sends_still_show(staff_client):
+    old = (timezone.now() - dt.timedelta(minutes=30)).replace(second=0, microsecond=0)
+    campaign = CampaignFactory(status="in_progress", started_at=old)
+    add_logs(campaign, ["sent"] * 2, sent_at=old)
+    assert sum(c for _, c in stats.sends_per_minute(campaign)) == 2
+    add_logs(campaign, ["sent"] * 4, sent_at=timezone.now())
+    assert sum(c for _, c in stats.sends_per_minute(campaign)) == 6
+
+
+@pytest.mark.django_db
+def test_rate_levels():
+    assert [stats.rate_level(r) for r in (99.0, 95.0, 80.0, 79.9, None)] == ["good", "fair", "fair", "poor", ""]
+    empty = stats.CampaignStats.of(CampaignFactory.build())
+    assert empty.delivery_rate is None and empty.progress_percent == 0 and empty.emails_per_second is None
