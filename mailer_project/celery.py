@@ -7,6 +7,7 @@
 import os
 
 from celery import Celery
+from celery.signals import task_prerun
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer_project.settings")
@@ -47,3 +48,11 @@ app.conf.update(
 )
 
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def drop_broken_database_connections(**kwargs):
+    """With connections reused across tasks, close any that broke or outlived CONN_MAX_AGE."""
+    from django.db import close_old_connections
+
+    close_old_connections()

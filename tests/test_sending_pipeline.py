@@ -292,10 +292,21 @@ def restartable_redis(settings):
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
                  "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
             wait_for(lambda: _pings(client), timeout=20)
+            forget_redis_connections()
 
     # The restarted server serves the rest of the session; devstack shuts down whatever Redis
     # listens on its port when the run ends.
     return Restarter()
+
+
+def forget_redis_connections():
+    """Drop this process's pooled connections to the old server, so later tests start clean."""
+    from django_redis import get_redis_connection
+
+    from tests.workers import reset_broker_pool
+
+    reset_broker_pool()
+    get_redis_connection("default").connection_pool.disconnect()
 
 
 def _pings(client):

@@ -9,11 +9,21 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+import kombu.exceptions
+import kombu.pools
+import redis
 from django.db import connection
 
 from mailer_project.celery import app
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def reset_broker_pool():
+    """Close this process's pooled broker connections; the app opens a fresh pool on next use."""
+    kombu.pools.reset()  # closes every pooled connection and forgets the pools
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 def test_database_url():
@@ -50,8 +60,11 @@ class CeleryWorker:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited early:\n{self.log_tail()}")
-            if app.control.ping(destination=[self.name], timeout=0.5):
-                return self
+            try:
+                if app.control.ping(destination=[self.name], timeout=0.5):
+                    return self
+            except (redis.ConnectionError, kombu.exceptions.OperationalError, OSError):
+                reset_broker_pool()  # a stale pooled connection (e.g. Redis restarted): retry
         raise RuntimeError(f"worker {self.name} not ready after {timeout}s:\n{self.log_tail()}")
 
     def log_tail(self, lines=40):
