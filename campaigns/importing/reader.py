@@ -276,7 +276,7 @@ def _check_row_limit(rows: int, max_rows: int) -> None:
 def _open_xlsx(path: Path, sheet: str | None, max_rows: int) -> Table:
     from django.conf import settings
 
-    max_unpacked = getattr(settings, "IMPORT_MAX_UNCOMPRESSED_MB", 2048) * 1024 * 1024
+    max_unpacked = settings.IMPORT_MAX_UNCOMPRESSED_MB * 1024 * 1024
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()

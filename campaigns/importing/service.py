@@ -114,7 +114,7 @@ class RowChecker:
         self.mx = mx
         self.resolver = resolver
         self.domain_has_mx: dict[str, bool] = {}
-        self.max_cell = getattr(settings, "IMPORT_MAX_CELL_CHARS", 5000)
+        self.max_cell = settings.IMPORT_MAX_CELL_CHARS
         self.rows_read = 0
 
     def check(self, chunk: reader.Chunk, report: ImportReport, rejected: RejectedRows) -> tuple:

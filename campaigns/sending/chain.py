@@ -37,9 +37,9 @@ class RetryPolicy:
     @classmethod
     def from_settings(cls):
         return cls(
-            retries=getattr(settings, "SEND_PROVIDER_RETRIES", cls.retries),
-            backoff_seconds=getattr(settings, "SEND_BACKOFF_SECONDS", cls.backoff_seconds),
-            max_rate_limit_wait=getattr(settings, "SEND_MAX_RATE_LIMIT_WAIT", cls.max_rate_limit_wait),
+            retries=settings.SEND_PROVIDER_RETRIES,
+            backoff_seconds=settings.SEND_BACKOFF_SECONDS,
+            max_rate_limit_wait=settings.SEND_MAX_RATE_LIMIT_WAIT,
         )
 
     def backoff(self, retry):
