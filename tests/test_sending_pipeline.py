@@ -141,7 +141,8 @@ def test_two_schedulers_delivering_the_start_twice_start_the_campaign_once(
 
 
 def test_killing_a_sender_worker_mid_campaign_loses_and_doubles_nothing(
-        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+        start_worker, smtp_sink_server, no_sendgrid, worker_env, settings):
+    settings.SWEEP_STALL_SECONDS = 5  # the killed worker's prefetched task is re-dispatched by the sweep
     worker_env.update(SEND_LEASE_SECONDS=12, SMTP_RATE_LIMIT_PER_SEC=400)
     campaign = make_campaign(3000)
     start_worker(["scheduler"], concurrency=1)
