@@ -1,6 +1,8 @@
 """Each provider against a local server that speaks its protocol: what reaches the server, and the
 result or typed error the pipeline gets back."""
 
+import dataclasses
+
 import pytest
 
 from campaigns.sending.providers.base import (
@@ -58,6 +60,14 @@ def test_sendgrid_personalizations_carry_one_click_unsubscribe_headers(settings,
     assert payload["reply_to"] == {"email": "help@example.com"}
     assert payload["categories"] == ["campaign-42"]
     assert [block["type"] for block in payload["content"]] == ["text/plain", "text/html"]
+    assert payload["tracking_settings"]["click_tracking"]["enable"] is False  # the campaign's switch is off
+
+
+def test_sendgrid_tracks_opens_and_clicks_itself_when_the_campaign_tracks(batch_of):
+    batch = dataclasses.replace(batch_of(1), tracking=object())  # SendGrid ignores the SMTP-side links
+
+    payload = SendGridProvider(api_key="key").build_payload(batch)
+
     assert payload["tracking_settings"]["click_tracking"]["enable"] is True
     assert payload["tracking_settings"]["open_tracking"]["enable"] is True
 

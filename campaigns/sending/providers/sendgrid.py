@@ -91,9 +91,10 @@ class SendGridProvider(Provider):
             "subject": subject,
             "content": content,
             "custom_args": {"campaign_id": str(batch.campaign_id)},
+            # The campaign's tracking switch (Batch.tracking is set when it is on) drives SendGrid's own.
             "tracking_settings": {
-                "click_tracking": {"enable": True, "enable_text": False},
-                "open_tracking": {"enable": True},
+                "click_tracking": {"enable": batch.tracking is not None, "enable_text": False},
+                "open_tracking": {"enable": batch.tracking is not None},
             },
         }
         if batch.reply_to:
