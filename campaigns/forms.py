@@ -6,6 +6,7 @@ from django.contrib.admin import widgets as admin_widgets
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
+from django.utils.html import escape
 
 from campaigns.models import Campaign, EmailTemplate
 
@@ -43,6 +44,9 @@ class CampaignForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "from_email" in self.fields:
+            # Admin help texts are HTML: the example address must be escaped to show.
+            self.fields["from_email"].help_text = escape(self.fields["from_email"].help_text)
         if "schedule_for" in self.fields:
             self.fields["schedule_for"].help_text = (
                 f"Date and time in {zone_name()}. " + self.fields["schedule_for"].help_text)

@@ -180,9 +180,8 @@ def sends_chart_series(campaign: Campaign, max_bars=MAX_BARS):
 def sends_chart_svg(series, width=640, height=180):
     """A bar chart of sends over time as an inline SVG string (numbers and times only, no user text)."""
     if not series:
-        return ('<svg class="sends-chart" viewBox="0 0 %d %d" role="img" aria-label="No sends yet">'
-                '<text x="50%%" y="50%%" text-anchor="middle" class="empty">No sends yet</text></svg>'
-                % (width, height))
+        return (f'<svg class="sends-chart" viewBox="0 0 {width} 30" role="img" aria-label="No sends yet">'
+                f'<text x="{width // 2}" y="20" text-anchor="middle" class="empty">No sends yet</text></svg>')
     pad_left, pad_bottom, pad_top = 48, 22, 8
     plot_w, plot_h = width - pad_left - 4, height - pad_bottom - pad_top
     peak = max(count for _, _, count in series) or 1
