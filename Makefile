@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo clean-var bench-admin bench-send
+.PHONY: run test demo clean-var bench-admin bench-send bench-import bench-webhook
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ demo: $(STAMP)
 ## Sending benchmark against throwaway PostgreSQL and Redis, e.g. ARGS="--recipients 200000 --provider sendgrid".
 bench-send: $(STAMP)
 	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/send_bench.py $(ARGS)
+
+## Import benchmark, e.g. ARGS="--rows 1000000" or ARGS="--xlsx 100000".
+bench-import: $(STAMP)
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/import_bench.py $(ARGS)
+
+## Signed SendGrid webhook batches against 100k delivery logs (events per second).
+bench-webhook: $(STAMP)
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/webhook_bench.py $(ARGS)
 
 ## Remove the development data (database, Redis, captured mail).
 clean-var:

@@ -223,15 +223,21 @@ def run_stack():
         return honcho.wait()
 
 
-def run_demo():
-    """A whole campaign on throwaway servers: workers and sink in the background, then demo_campaign."""
-    tmp = tempfile.mkdtemp(prefix="mailer-demo-")
+def throwaway_services(prefix):
+    """Fresh PostgreSQL and Redis in a temporary directory that goes when this process ends."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
     if os.geteuid() == 0:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o755)  # the postgres user must reach its data directory inside
     atexit.register(shutil.rmtree, tmp, True)
     env = start_services(tmp, throwaway=True)
     env.setdefault("DEBUG", "True")
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
+    return tmp, env
+
+
+def run_demo():
+    """A whole campaign on throwaway servers: workers and sink in the background, then demo_campaign."""
+    tmp, env = throwaway_services("mailer-demo-")
     env["MAIL_SINK_PORT"] = str(free_port())
     env["MAIL_SINK_DIR"] = str(ROOT / "var" / "demo-mail")
     shutil.rmtree(env["MAIL_SINK_DIR"], ignore_errors=True)
@@ -253,14 +259,8 @@ def run_demo():
 
 def run_with_throwaway_services(command):
     """Run COMMAND with DATABASE_URL and REDIS_URL pointing at fresh servers, removed afterwards."""
-    tmp = tempfile.mkdtemp(prefix="mailer-")
-    if os.geteuid() == 0:
-        os.chmod(tmp, 0o755)
-    atexit.register(shutil.rmtree, tmp, True)
-    env = start_services(tmp, throwaway=True)
-    env.setdefault("DEBUG", "True")
+    _, env = throwaway_services("mailer-")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 
