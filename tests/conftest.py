@@ -54,15 +54,28 @@ class SmtpSink:
     port: int
     maildir: Path
 
+    @property
+    def control_file(self):
+        return smtp_sink.default_control_file(self.maildir)
+
     def messages(self):
         return smtp_sink.read_messages(self.maildir)
+
+    def recipients(self):
+        return [message["X-Sink-Rcpt-To"] for message in self.messages()]
 
     def count(self):
         return smtp_sink.count_messages(self.maildir)
 
-    def set_faults(self, **faults):
+    def set_faults(self, reject_rcpt=None, defer_rcpt=None, drop_after=0):
         """reject_rcpt=regex (550), defer_rcpt=regex (451), drop_after=N messages per connection."""
-        smtp_sink.write_control(smtp_sink.default_control_file(self.maildir), **faults)
+        smtp_sink.write_control(self.control_file, reject_rcpt=reject_rcpt, defer_rcpt=defer_rcpt,
+                                drop_after=drop_after)
+
+    def clear(self):
+        for path in self.maildir.glob("*.eml"):
+            path.unlink()
+        self.control_file.unlink(missing_ok=True)
 
 
 @dataclass
@@ -78,24 +91,51 @@ class FakeSendGrid:
     def records(self):
         return sendgrid_api.read_records(self.record_file)
 
+    def recipients(self):
+        return [address for record in self.records() for address in record["to"]]
+
     def fail(self, mode, count=-1, **options):
-        sendgrid_api.set_fault(self.url, mode, count=count, **options)
+        """The next COUNT mail/send requests answer MODE ("500", "429", "401", "403", "hang"); -1: until reset."""
+        return sendgrid_api.set_fault(self.url, mode, count=count, **options)
 
     def stats(self):
         return sendgrid_api.get_stats(self.url)
 
+    def clear(self):
+        sendgrid_api.reset(self.url)
+        self.record_file.write_text("")  # the server appends, so truncating is safe
+
+
+# The two local servers run once per session as real processes; each test starts them empty.
+# (Clearing happens at set-up: workers of the previous test have stopped by then.)
+
+@pytest.fixture(scope="session")
+def sink_process(tmp_path_factory):
+    base = tmp_path_factory.mktemp("smtp-sink")
+    with running("smtp_sink", "--maildir", base / "mail", log_path=base / "sink.log") as (_, port):
+        yield SmtpSink(port, base / "mail")
+
+
+@pytest.fixture(scope="session")
+def sendgrid_process(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fake-sendgrid")
+    server = FakeSendGrid(0, base / "sendgrid.jsonl")
+    with running("sendgrid_api", "--record-file", server.record_file, "--api-key", server.api_key, "--render",
+                 log_path=base / "sendgrid.log") as (_, port):
+        server.port = port
+        yield server
+
 
 @pytest.fixture
-def smtp_sink_server(tmp_path, settings, worker_env):
-    """The SMTP capture sink as a real process; settings and worker_env point SMTP at it."""
-    maildir = tmp_path / "mail"
-    with running("smtp_sink", "--maildir", maildir, log_path=tmp_path / "sink.log") as (_, port):
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        settings.EMAIL_USE_TLS = False
-        worker_env.update(EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, EMAIL_HOST_USER="", EMAIL_HOST_PASSWORD="",
-                          EMAIL_USE_TLS="False")
-        yield SmtpSink(port, maildir)
+def smtp_sink_server(sink_process, settings, worker_env):
+    """The SMTP capture sink, empty; settings and worker_env point SMTP at it."""
+    sink_process.clear()
+    smtp = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": sink_process.port, "EMAIL_HOST_USER": "",
+            "EMAIL_HOST_PASSWORD": "", "EMAIL_USE_TLS": False, "EMAIL_TIMEOUT": 10}
+    for name, value in smtp.items():
+        setattr(settings, name, value)
+    worker_env.update(smtp)
+    return sink_process
 
 
 @pytest.fixture
@@ -105,12 +145,12 @@ def no_sendgrid(settings, worker_env):
 
 
 @pytest.fixture
-def fake_sendgrid(tmp_path, settings, worker_env):
-    """The fake SendGrid API as a real process (rendering each personalization); settings point at it."""
-    server = FakeSendGrid(0, tmp_path / "sendgrid.jsonl")
-    with running("sendgrid_api", "--record-file", server.record_file, "--api-key", server.api_key, "--render",
-                 log_path=tmp_path / "sendgrid.log") as (_, port):
-        server.port = port
-        settings.SENDGRID_API_KEY, settings.SENDGRID_API_HOST = server.api_key, server.url
-        worker_env.update(SENDGRID_API_KEY=server.api_key, SENDGRID_API_HOST=server.url)
-        yield server
+def fake_sendgrid(sendgrid_process, settings, worker_env):
+    """The fake SendGrid API (rendering each personalization), empty and fault-free; settings point at it."""
+    sendgrid_process.clear()
+    api = {"SENDGRID_API_KEY": sendgrid_process.api_key, "SENDGRID_API_HOST": sendgrid_process.url,
+           "SENDGRID_TIMEOUT_SECONDS": 10}
+    for name, value in api.items():
+        setattr(settings, name, value)
+    worker_env.update(api)
+    return sendgrid_process

@@ -14,6 +14,7 @@ import kombu.pools
 import redis
 from django.db import connection
 
+from campaigns.localservers import stop_when_parent_dies
 from mailer_project.celery import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,8 @@ class CeleryWorker:
 
     def start(self, timeout=60):
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=open(self.log_path, "wb"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=stop_when_parent_dies)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

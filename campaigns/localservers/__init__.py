@@ -5,6 +5,8 @@ test fixtures.
 """
 
 import contextlib
+import ctypes
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +35,12 @@ def wait_for_port(host, port, process, timeout=15):
     raise RuntimeError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def stop_when_parent_dies():
+    """In the child (Linux): SIGTERM when the starting process dies, so no server outlives a killed run."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def running(module, *args, host="127.0.0.1", port=None, log_path=None):
     """Run ``python -m campaigns.localservers.<module>`` until the block ends.
@@ -44,7 +52,8 @@ def running(module, *args, host="127.0.0.1", port=None, log_path=None):
                "--host", host, "--port", str(port), *map(str, args)]
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(log_path, "ab")) if log_path else subprocess.DEVNULL
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=stop_when_parent_dies)
         try:
             wait_for_port(host, port, process)
             yield process, port

@@ -1,103 +1,22 @@
-"""The two local mail servers as real processes, and batches built the way the pipeline builds them.
+"""Batches built the way the pipeline builds them, and helpers for provider tests.
 
-`sink` and `fake_sendgrid` start their server once per session, reset it before each test and
-point the settings (EMAIL_HOST/PORT, SENDGRID_API_HOST/KEY) at it.
+The local servers come from tests/conftest.py (`smtp_sink_server`, here also `sink`, and
+`fake_sendgrid`).
 """
 
 import time
 
 import pytest
 
-from campaigns.localservers import free_port, running
-from campaigns.localservers import sendgrid_api
-from campaigns.localservers.smtp_sink import read_messages, write_control
+from campaigns.localservers import free_port
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.providers.base import Batch, OutgoingMessage
 
-SENDGRID_KEY = "SG.test-key"
-
-
-class Sink:
-    def __init__(self, port, maildir, control_file):
-        self.port = port
-        self.maildir = maildir
-        self.control_file = control_file
-
-    def clear(self):
-        for path in self.maildir.glob("*.eml"):
-            path.unlink()
-        self.control_file.unlink(missing_ok=True)
-
-    def faults(self, reject_rcpt=None, defer_rcpt=None, drop_after=0):
-        write_control(self.control_file, reject_rcpt=reject_rcpt, defer_rcpt=defer_rcpt, drop_after=drop_after)
-
-    def messages(self):
-        return read_messages(self.maildir)
-
-    def recipients(self):
-        return [message["X-Sink-Rcpt-To"] for message in self.messages()]
-
-
-class FakeSendGrid:
-    def __init__(self, url, record_file):
-        self.url = url
-        self.record_file = record_file
-
-    def clear(self):
-        sendgrid_api.reset(self.url)
-        self.record_file.write_text("")  # the server appends, so truncating is safe
-
-    def fault(self, mode, count=-1, **options):
-        return sendgrid_api.set_fault(self.url, mode, count, **options)
-
-    def stats(self):
-        return sendgrid_api.get_stats(self.url)
-
-    def records(self):
-        return sendgrid_api.read_records(self.record_file)
-
-    def recipients(self):
-        return [address for record in self.records() for address in record["to"]]
-
-
-@pytest.fixture(scope="session")
-def sink_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("smtp-sink")
-    maildir = base / "mail"
-    with running("smtp_sink", "--maildir", maildir, log_path=base / "sink.log") as (_, port):
-        yield Sink(port, maildir, base / "sink-control.json")
-
-
-@pytest.fixture(scope="session")
-def sendgrid_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("fake-sendgrid")
-    record_file = base / "sendgrid.jsonl"
-    with running("sendgrid_api", "--record-file", record_file, "--api-key", SENDGRID_KEY, "--render",
-                 log_path=base / "sendgrid.log") as (_, port):
-        yield FakeSendGrid(f"http://127.0.0.1:{port}", record_file)
-
 
 @pytest.fixture
-def sink(sink_server, settings):
-    sink_server.clear()
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = sink_server.port
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_TIMEOUT = 10
-    yield sink_server
-    sink_server.clear()
-
-
-@pytest.fixture
-def fake_sendgrid(sendgrid_server, settings):
-    sendgrid_server.clear()
-    settings.SENDGRID_API_HOST = sendgrid_server.url
-    settings.SENDGRID_API_KEY = SENDGRID_KEY
-    settings.SENDGRID_TIMEOUT_SECONDS = 10
-    yield sendgrid_server
-    sendgrid_server.clear()
+def sink(smtp_sink_server):
+    """The session's SMTP sink (tests/conftest.py), under the short name these tests use."""
+    return smtp_sink_server
 
 
 @pytest.fixture

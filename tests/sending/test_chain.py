@@ -42,7 +42,7 @@ def test_no_configured_provider_raises(settings, batch_of):
 
 def test_sendgrid_5xx_twice_then_recovery_sends_everyone_once_through_sendgrid(
         providers, fake_sendgrid, sink, no_sleep, batch_of):
-    fake_sendgrid.fault("500", count=2)
+    fake_sendgrid.fail("500", count=2)
     batch = batch_of(50)
 
     provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
@@ -58,7 +58,7 @@ def test_sendgrid_5xx_twice_then_recovery_sends_everyone_once_through_sendgrid(
 
 
 def test_sendgrid_5xx_for_good_falls_back_to_smtp_after_the_retries(providers, fake_sendgrid, sink, no_sleep, batch_of):
-    fake_sendgrid.fault("503")
+    fake_sendgrid.fail("503")
     batch = batch_of(30)
 
     provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
@@ -87,7 +87,7 @@ def test_sendgrid_auth_error_falls_back_at_once_and_logs_the_campaign(
     if how == "wrong key":
         settings.SENDGRID_API_KEY = "SG.revoked"
     else:
-        fake_sendgrid.fault("403")
+        fake_sendgrid.fail("403")
     batch = batch_of(10, campaign_id=77)
 
     with caplog.at_level(logging.ERROR, logger="campaigns.sending"):
@@ -103,7 +103,7 @@ def test_sendgrid_auth_error_falls_back_at_once_and_logs_the_campaign(
 
 
 def test_sendgrid_429_waits_for_the_reset_then_sends(providers, fake_sendgrid, sink, no_sleep, batch_of):
-    fake_sendgrid.fault("429", count=1, reset_after=3)
+    fake_sendgrid.fail("429", count=1, reset_after=3)
     batch = batch_of(20)
 
     provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
@@ -118,7 +118,7 @@ def test_sendgrid_429_waits_for_the_reset_then_sends(providers, fake_sendgrid, s
 
 def test_sendgrid_429_far_in_the_future_waits_at_most_the_cap_then_falls_back(
         providers, fake_sendgrid, sink, no_sleep, batch_of):
-    fake_sendgrid.fault("429", reset_after=3600)
+    fake_sendgrid.fail("429", reset_after=3600)
     batch = batch_of(5)
 
     provider, _ = send_with_fallback(batch, providers, sleep=no_sleep, policy=RetryPolicy(max_rate_limit_wait=60))
@@ -132,7 +132,7 @@ def test_sendgrid_429_far_in_the_future_waits_at_most_the_cap_then_falls_back(
 def test_sendgrid_silence_after_the_request_is_unknown_and_never_resent(
         providers, fake_sendgrid, sink, settings, no_sleep, batch_of, hang_seconds, timeout):
     settings.SENDGRID_TIMEOUT_SECONDS = timeout
-    fake_sendgrid.fault("hang", count=1, hang_seconds=hang_seconds)
+    fake_sendgrid.fail("hang", count=1, hang_seconds=hang_seconds)
 
     provider, results = send_with_fallback(batch_of(8), providers, sleep=no_sleep)
 
@@ -190,7 +190,7 @@ def test_smtp_that_cannot_connect_after_the_retries_raises_so_the_batch_is_retri
 
 def test_both_providers_failing_raises_after_trying_each(providers, fake_sendgrid, settings, closed_port, no_sleep,
                                                         batch_of):
-    fake_sendgrid.fault("500")
+    fake_sendgrid.fail("500")
     settings.EMAIL_PORT = closed_port
 
     with pytest.raises(ProviderError):
@@ -202,8 +202,8 @@ def test_both_providers_failing_raises_after_trying_each(providers, fake_sendgri
 
 def test_smtp_drop_during_a_batch_after_sendgrid_fallback_still_mails_each_once(
         providers, fake_sendgrid, sink, no_sleep, batch_of):
-    fake_sendgrid.fault("401")
-    sink.faults(drop_after=7, reject_rcpt="^user13@")
+    fake_sendgrid.fail("401")
+    sink.set_faults(drop_after=7, reject_rcpt="^user13@")
     batch = batch_of(40)
 
     provider, results = send_with_fallback(batch, providers, sleep=no_sleep)

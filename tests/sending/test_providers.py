@@ -95,7 +95,7 @@ def test_sendgrid_wrong_key_is_provider_unavailable(fake_sendgrid, batch_of):
 
 
 def test_sendgrid_429_is_rate_limited_with_the_reset_time(fake_sendgrid, batch_of):
-    fake_sendgrid.fault("429", count=1, reset_after=5)
+    fake_sendgrid.fail("429", count=1, reset_after=5)
 
     with pytest.raises(RateLimited) as raised:
         SendGridProvider().send_batch(batch_of(3))
@@ -105,7 +105,7 @@ def test_sendgrid_429_is_rate_limited_with_the_reset_time(fake_sendgrid, batch_o
 
 @pytest.mark.parametrize("mode", ["500", "503"])
 def test_sendgrid_5xx_is_temporary(fake_sendgrid, batch_of, mode):
-    fake_sendgrid.fault(mode, count=1)
+    fake_sendgrid.fail(mode, count=1)
 
     with pytest.raises(TemporaryError) as raised:
         SendGridProvider().send_batch(batch_of(3))
@@ -137,7 +137,7 @@ def test_sendgrid_400_names_the_rejected_personalization(fake_sendgrid):
 def test_sendgrid_without_an_answer_after_the_request_went_out_is_unknown(
         fake_sendgrid, settings, batch_of, hang_seconds, timeout):
     settings.SENDGRID_TIMEOUT_SECONDS = timeout
-    fake_sendgrid.fault("hang", count=1, hang_seconds=hang_seconds)
+    fake_sendgrid.fail("hang", count=1, hang_seconds=hang_seconds)
 
     results = SendGridProvider().send_batch(batch_of(4))
 
@@ -193,7 +193,7 @@ def test_smtp_keeps_lines_starting_with_a_dot_and_very_long_lines_intact(sink):
 
 
 def test_smtp_permanent_refusal_fails_and_bounces_only_that_recipient(sink):
-    sink.faults(reject_rcpt="^user3@")
+    sink.set_faults(reject_rcpt="^user3@")
     batch = make_batch(make_recipients(6))
 
     results = SmtpProvider().send_batch(batch)
@@ -205,7 +205,7 @@ def test_smtp_permanent_refusal_fails_and_bounces_only_that_recipient(sink):
 
 
 def test_smtp_temporary_refusal_defers_only_that_recipient(sink):
-    sink.faults(defer_rcpt="^user2@")
+    sink.set_faults(defer_rcpt="^user2@")
 
     results = SmtpProvider().send_batch(make_batch(make_recipients(4)))
 
@@ -216,7 +216,7 @@ def test_smtp_temporary_refusal_defers_only_that_recipient(sink):
 
 
 def test_smtp_reconnects_when_the_server_drops_the_connection_and_sends_each_message_once(sink):
-    sink.faults(drop_after=3)
+    sink.set_faults(drop_after=3)
     batch = make_batch(make_recipients(10))
 
     results = SmtpProvider().send_batch(batch)
