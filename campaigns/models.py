@@ -178,7 +178,8 @@ class Campaign(models.Model):
 
 
 class Recipient(models.Model):
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    # No index of its own: (campaign, email) below leads with campaign_id and serves every lookup.
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients", db_index=False)
     email = models.CharField(max_length=320, help_text="Normalised (validated, lower-cased).")
     first_name = models.CharField(max_length=200, blank=True, default="")
     last_name = models.CharField(max_length=200, blank=True, default="")
@@ -208,7 +209,8 @@ class DeliveryLog(models.Model):
         SENDGRID = "sendgrid", "SendGrid"
         SMTP = "smtp", "SMTP"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="delivery_logs")
+    # No index of its own: (campaign, recipient) and (campaign, status, id) lead with campaign_id.
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="delivery_logs", db_index=False)
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="delivery_logs")
     # Copied from the recipient so that sending, webhooks and admin search need no join.
     email = models.CharField(max_length=320)
