@@ -69,6 +69,8 @@ def main(argv=None):
     parser.add_argument("--post-office-processes", type=int, default=1,
                         help="processes for post_office's send_queued (its command's default is 1)")
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--tracking", action="store_true",
+                        help="turn the campaign's open/click tracking on (the baselines send untracked messages)")
     parser.add_argument("--keep", action="store_true", help="keep var/bench/ (maildirs, records, logs)")
     parser.add_argument("--timeout", type=int, default=1800, help="give up on the campaign after this long")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -101,7 +103,7 @@ def main(argv=None):
     sample = min(args.recipients, args.baseline_sample or (20_000 if args.provider == "smtp" else args.recipients))
 
     began = time.perf_counter()
-    campaign_id = create_campaign(args.recipients, args.batch_size)
+    campaign_id = create_campaign(args.recipients, args.batch_size, args.tracking)
     print(f"== {args.recipients:,} recipients created in {time.perf_counter() - began:.1f} s "
           f"(campaign #{campaign_id}, batches of {args.batch_size})", flush=True)
     try:
@@ -146,7 +148,7 @@ FROM generate_series(1, %(rows)s) AS g
 """
 
 
-def create_campaign(rows, batch_size):
+def create_campaign(rows, batch_size, tracking=False):
     """A newsletter campaign (the starter template, with an imported column in the subject) and ROWS recipients."""
     from django.db import connection
 
@@ -156,7 +158,9 @@ def create_campaign(rows, batch_size):
     subject, body = read_starter("newsletter")
     campaign = Campaign.objects.create(
         name=f"Send benchmark ({rows:,})", subject=f"{{{{ city }}}}: {subject}",
-        from_email="Acme News <news@acme-corp.com>", html_body=body, batch_size=batch_size)
+        from_email="Acme News <news@acme-corp.com>", html_body=body, batch_size=batch_size,
+        # Off by default, so the pipeline sends exactly the messages the baselines send.
+        track_engagement=tracking)
     params = {"campaign": campaign.pk, "rows": rows}
     for name, values in (("first", FIRST), ("last", LAST), ("local", LOCAL), ("domains", DOMAINS),
                          ("cities", CITIES), ("companies", COMPANIES), ("plans", PLANS)):
