@@ -149,7 +149,8 @@ def test_killing_a_sender_worker_mid_campaign_loses_and_doubles_nothing(
     doomed = start_worker(["senders"], concurrency=2)
 
     control.send_now(campaign.pk)
-    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 400)
+    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 400
+             and DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists(), every=0.02)
     doomed.kill()
     in_flight = DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).count()
     assert in_flight > 0  # the kill really interrupted batches
