@@ -9,6 +9,5 @@ SECRET_KEY=build-time-placeholder-not-used-at-runtime \
 DATABASE_URL=postgres://build@127.0.0.1:1/build \
 REDIS_URL=redis://127.0.0.1:1/0 \
 ALLOWED_HOSTS=localhost \
-FLOWER_PASSWORD=build \
 EMAIL_HOST=localhost \
 python manage.py collectstatic --noinput --verbosity 1

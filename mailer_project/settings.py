@@ -205,8 +205,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 # a new PostgreSQL backend per batch cost ~40 % of the sending path's database time. Unusable or
 # over-age connections are still closed before each task (mailer_project/celery.py).
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
-FLOWER_USER = env.str("FLOWER_USER", default="admin")
-FLOWER_PASSWORD = _required_in_production("FLOWER_PASSWORD", "admin")
+# Flower's login (FLOWER_USER, FLOWER_PASSWORD) is not a setting of the app: only the Flower and
+# nginx containers receive it (docs/security.md).
 
 # --- Logging -----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

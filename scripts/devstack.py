@@ -202,6 +202,8 @@ def run_stack():
     env.setdefault("MAIL_SINK_PORT", "1025")
     env.setdefault("FLOWER_USER", "admin")
     env.setdefault("FLOWER_PASSWORD", "admin")
+    # Flower reads its login from the environment, so it never shows in a process list.
+    env.setdefault("FLOWER_BASIC_AUTH", f"{env['FLOWER_USER']}:{env['FLOWER_PASSWORD']}")
     env.setdefault("MAIL_SINK_DIR", str(ROOT / "var" / "mail"))
     env.setdefault("SITE_URL", f"http://127.0.0.1:{env['WEB_PORT']}")
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"

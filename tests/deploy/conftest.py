@@ -20,6 +20,7 @@ PRODUCTION_SECRETS = {
     "POSTGRES_PASSWORD": "postgres-secret-pw",
     "FLOWER_PASSWORD": FLOWER_PASSWORD,
     "DEFAULT_FROM_EMAIL": "News <news@mail.example.com>",
+    "REDIS_PASSWORD": "redis-secret-pw",
 }
 
 
@@ -92,13 +93,16 @@ def web_server(production_env, ports, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def flower_server(production_env, ports, dev_compose, tmp_path_factory):
-    """Flower with the compose file's command, bound to 127.0.0.1 on a free port."""
-    command = dev_compose["services"]["flower"]["command"]
+    """Flower with the compose file's command and ONLY its environment (the broker is the test's),
+    bound to 127.0.0.1 on a free port."""
+    service = dev_compose["services"]["flower"]
+    command = service["command"]
     assert "--address=0.0.0.0 --port=5555" in command
     command = command.replace("--address=0.0.0.0 --port=5555", f"--address=127.0.0.1 --port={ports['flower']}")
     log = tmp_path_factory.mktemp("flower") / "flower.log"
-    server = tools.Server("flower", ["sh", "-c", f"exec {command}"], ports["flower"], log,
-                          env={**production_env, "WAIT_FOR_SERVICES": "0"}).start()
+    env = {**service["environment"], "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}",
+           "CELERY_BROKER_URL": settings.REDIS_URL, "PATH": production_env["PATH"], "HOME": os.environ.get("HOME", "/root")}
+    server = tools.Server("flower", ["sh", "-c", f"exec {command}"], ports["flower"], log, env=env).start()
     yield server
     server.stop()
 

@@ -88,7 +88,8 @@ def test_flower_has_its_url_prefix_and_the_login_from_the_environment(dev_compos
     for compose in (dev_compose, prod_compose):
         command = compose["services"]["flower"]["command"]
         assert "--url_prefix=flower" in command
-        assert "--basic-auth=ops:flower-secret-pw" in command
+        assert "flower-secret-pw" not in command  # never on the command line (issue 13, item 5)
+        assert compose["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "ops:flower-secret-pw"
         assert compose["services"]["nginx"]["environment"]["FLOWER_PASSWORD"] == "flower-secret-pw"
 
 
@@ -96,6 +97,8 @@ def test_production_stack(prod_compose):
     services = prod_compose["services"]
     assert set(services) == {"db", "redis", *APP_SERVICES, "nginx"}  # no mail sink
     for name in APP_SERVICES:
+        if name == "flower":
+            continue  # only the broker URL (tests/security/test_compose.py)
         env = services[name]["environment"]
         assert env["DEBUG"] == "False", name
         assert env["SECRET_KEY"] == PRODUCTION_SECRETS["SECRET_KEY"]
@@ -123,7 +126,7 @@ def test_production_nginx_serves_tls_with_mounted_certificates(prod_compose, dev
 
 
 REQUIRED = ["SECRET_KEY", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "SITE_URL", "POSTGRES_PASSWORD",
-            "FLOWER_PASSWORD", "DEFAULT_FROM_EMAIL"]
+            "FLOWER_PASSWORD", "DEFAULT_FROM_EMAIL", "REDIS_PASSWORD"]
 
 
 @pytest.mark.parametrize("missing", REQUIRED)
@@ -140,4 +143,4 @@ def test_development_renders_from_a_fresh_clone_without_env_file(docker_compose,
     result = tools.compose_config("docker-compose.yml", None, docker_compose, project_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     data = tools.yaml_to_data(result.stdout, docker_compose)
-    assert data["services"]["web"]["environment"]["FLOWER_PASSWORD"] == "admin"
+    assert data["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "admin:admin"
