@@ -46,6 +46,24 @@ def campaign_links(html_body: str) -> list[str]:
     return [url for url in targets if url is not None]
 
 
+_links_cache = {}
+
+
+def links_for_version(campaign_id, updated_at, load_html_body) -> list[str]:
+    """campaign_links() of one campaign version, computed once per process.
+
+    A click redirect calls this on every hit: only a new version (updated_at changes on every save)
+    loads the HTML (load_html_body()) and runs the regex again.
+    """
+    key = (campaign_id, updated_at)
+    cached = _links_cache.get(key)
+    if cached is None:
+        if len(_links_cache) > 256:
+            _links_cache.clear()
+        cached = _links_cache[key] = campaign_links(load_html_body() or "")
+    return cached
+
+
 def tracked_html(html_body: str) -> tuple[str, int]:
     """(HTML with click tags in trackable hrefs and an open pixel, number of trackable links)."""
     count = 0

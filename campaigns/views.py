@@ -83,9 +83,12 @@ def click(request, token):
         delivery_id, index = links.click_from_token(token)
     except signing.BadSignature:
         return _not_found(request)
-    html_body = (DeliveryLog.objects.filter(pk=delivery_id)
-                 .values_list("campaign__html_body", flat=True).first())
-    targets = tracking.campaign_links(html_body or "")
+    version = (DeliveryLog.objects.filter(pk=delivery_id)
+               .values_list("campaign_id", "campaign__updated_at").first())
+    if version is None:
+        return _not_found(request)
+    targets = tracking.links_for_version(
+        *version, lambda: Campaign.objects.filter(pk=version[0]).values_list("html_body", flat=True).first())
     if index >= len(targets):
         return _not_found(request)
     _record_first(delivery_id, "clicked_at", "clicked_count")

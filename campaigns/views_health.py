@@ -1,7 +1,8 @@
 """Probes for load balancers and orchestrators.
 
 /healthz says the web process is alive (no dependency is touched, so a database outage does not get
-every web container restarted); /readyz says it can serve: database, migrations, Redis and broker.
+every web container restarted); /readyz says it can serve: database, migrations, Redis and broker,
+each "ok" or "failed" (the reasons are logged). Nginx serves /readyz to private networks only.
 """
 
 from django.http import JsonResponse
@@ -20,6 +21,6 @@ def healthz(request):
 @never_cache
 @require_safe
 def readyz(request):
-    ready, checks = health.readiness()
+    ready, checks = health.public_readiness()
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status=200 if ready else 503)

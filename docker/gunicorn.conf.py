@@ -23,6 +23,8 @@ max_requests_jitter = 200
 # A memory-backed heartbeat directory: Docker's overlay filesystem can stall the default one.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = "-"
+# Link tokens (/u/, /t/) are credentials of a recipient: the access log shows "***" instead.
+logger_class = "mailer_project.access_log.TokenMaskingLogger"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 capture_output = True

@@ -214,7 +214,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Link tokens (/u/, /t/) never reach a log line, e.g. in Django's "Not Found: <path>".
+    "filters": {"mask_link_tokens": {"()": "mailer_project.access_log.TokenMaskingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["mask_link_tokens"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "campaigns": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},

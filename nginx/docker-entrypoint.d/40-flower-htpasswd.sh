@@ -1,14 +1,49 @@
 #!/bin/sh
-# Run by the nginx image's entrypoint before Nginx starts: writes the login file that protects
-# /flower/ from FLOWER_USER and FLOWER_PASSWORD, the same credentials Flower itself checks.
-# {PLAIN} needs no hashing tool in the image; the password is in this container's environment
-# anyway, and the file lives only inside the container.
+# Run by the nginx image's entrypoint before Nginx starts. Writes, for /flower/:
+#   - the login file, from FLOWER_USER and FLOWER_PASSWORD (the same login Flower itself checks),
+#     with the password hashed (SHA-512 crypt, which nginx checks through the C library's crypt());
+#   - the address allow-list, from FLOWER_ALLOW_IPS (comma-separated addresses or CIDR ranges;
+#     empty: any address may try the login).
+# The nginx image has BusyBox's mkpasswd but no openssl; Debian (the tests) has openssl. The
+# password goes through a pipe, never onto a command line.
 set -eu
 file="${FLOWER_HTPASSWD_FILE:-/etc/nginx/htpasswd/flower}"
+access="${FLOWER_ACCESS_FILE:-$(dirname "$file")/flower-access.conf}"
 : "${FLOWER_PASSWORD:?FLOWER_PASSWORD must be set: it protects /flower/}"
-mkdir -p "$(dirname "$file")"
+mkdir -p "$(dirname "$file")" "$(dirname "$access")"
 umask 077
-printf '%s:{PLAIN}%s\n' "${FLOWER_USER:-admin}" "$FLOWER_PASSWORD" > "$file"
-# Nginx's workers (user nginx) read the file at each request.
-if chgrp nginx "$file" 2>/dev/null; then chmod 0640 "$file"; else chmod 0644 "$file"; fi
-echo "$0: wrote the /flower/ login for user ${FLOWER_USER:-admin}"
+
+if command -v openssl >/dev/null 2>&1; then
+    hash="$(printf '%s' "$FLOWER_PASSWORD" | openssl passwd -6 -stdin)"
+elif command -v mkpasswd >/dev/null 2>&1; then
+    hash="$(printf '%s' "$FLOWER_PASSWORD" | mkpasswd -m sha512 -s)"
+else
+    echo "$0: neither openssl nor mkpasswd is available to hash the /flower/ password" >&2
+    exit 1
+fi
+case "$hash" in
+    '$6$'*) ;;
+    *) echo "$0: hashing the /flower/ password failed" >&2; exit 1 ;;
+esac
+printf '%s:%s\n' "${FLOWER_USER:-admin}" "$hash" > "$file"
+
+rules="# Written at start from FLOWER_ALLOW_IPS by $0."
+if [ -n "${FLOWER_ALLOW_IPS:-}" ]; then
+    for entry in $(printf '%s' "$FLOWER_ALLOW_IPS" | tr ',' ' '); do
+        # Only address characters: anything else could smuggle directives into the config.
+        case "$entry" in
+            *[!0-9A-Fa-f:./]*) echo "$0: FLOWER_ALLOW_IPS: not an address or CIDR range: $entry" >&2; exit 1 ;;
+        esac
+        rules="$rules
+allow $entry;"
+    done
+    rules="$rules
+deny all;"
+fi
+printf '%s\n' "$rules" > "$access"
+
+# Nginx's workers (user nginx) read the files at each request.
+for written in "$file" "$access"; do
+    if chgrp nginx "$written" 2>/dev/null; then chmod 0640 "$written"; else chmod 0644 "$written"; fi
+done
+echo "$0: wrote the /flower/ login for user ${FLOWER_USER:-admin}${FLOWER_ALLOW_IPS:+, allowed from $FLOWER_ALLOW_IPS}"

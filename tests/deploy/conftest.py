@@ -107,13 +107,16 @@ def flower_server(production_env, ports, dev_compose, tmp_path_factory):
     server.stop()
 
 
-def start_nginx(nginx_bin, site, nginx_ports, web_server, flower_server, static_root, tmp_path_factory):
+def start_nginx(nginx_bin, site, nginx_ports, web_server, flower_server, static_root, tmp_path_factory,
+                flower_allow_ips=""):
     conf_dir = tmp_path_factory.mktemp(f"nginx-{site.removesuffix('.conf')}")
-    # The compose nginx container runs this script before Nginx: it writes the /flower/ login file.
+    # The compose nginx container runs this script before Nginx: it writes the /flower/ login file
+    # and the /flower/ allow-list (FLOWER_ALLOW_IPS).
     htpasswd = conf_dir / "htpasswd" / "flower"
     subprocess.run(["sh", str(tools.ROOT / "nginx" / "docker-entrypoint.d" / "40-flower-htpasswd.sh")], check=True,
                    capture_output=True, env={"PATH": os.environ["PATH"], "FLOWER_USER": FLOWER_USER,
-                                             "FLOWER_PASSWORD": FLOWER_PASSWORD, "FLOWER_HTPASSWD_FILE": str(htpasswd)})
+                                             "FLOWER_PASSWORD": FLOWER_PASSWORD, "FLOWER_HTPASSWD_FILE": str(htpasswd),
+                                             "FLOWER_ALLOW_IPS": flower_allow_ips})
     cafile = tools.make_self_signed_certificate(conf_dir / "certs") if site == "https.conf" else None
     conf = tools.render_nginx(conf_dir, site, web_server.port, flower_server.port, static_root, nginx_ports,
                               run_as_root=os.geteuid() == 0)

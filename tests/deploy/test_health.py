@@ -24,11 +24,12 @@ def readyz_with(**env):
     result = subprocess.run([sys.executable, "-c", PROBE], cwd=tools.ROOT, env=full_env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "log": result.stderr}
 
 
 def failed_checks(answer):
-    return {name for name, check in answer["body"]["checks"].items() if not check["ok"]}
+    assert set(answer["body"]["checks"].values()) <= {"ok", "failed"}
+    return {name for name, state in answer["body"]["checks"].items() if state == "failed"}
 
 
 @pytest.mark.django_db
@@ -46,12 +47,7 @@ def test_readyz_reports_every_check_when_ready(client):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
-    assert body["checks"] == {
-        "database": {"ok": True, "detail": "reachable"},
-        "migrations": {"ok": True, "detail": "all applied"},
-        "redis": {"ok": True, "detail": "reachable"},
-        "broker": {"ok": True, "detail": "reachable"},
-    }
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "redis": "ok", "broker": "ok"}
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(django_db_setup):
@@ -59,7 +55,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(django_db_setup):
     assert answer["status"] == 503
     assert answer["body"]["status"] == "not ready"
     assert failed_checks(answer) == {"database", "migrations"}
-    assert "OperationalError" in answer["body"]["checks"]["database"]["detail"]
+    assert "Readiness check database failed" in answer["log"]  # the reason is logged, not answered
 
 
 def test_readyz_is_503_when_redis_and_the_broker_are_unreachable(django_db_setup):
@@ -87,7 +83,7 @@ def test_readyz_is_503_while_migrations_are_unapplied(django_db_setup, django_db
                 cursor.execute(f"DROP DATABASE IF EXISTS {empty_db}")
     assert answer["status"] == 503
     assert failed_checks(answer) == {"migrations"}
-    assert "unapplied" in answer["body"]["checks"]["migrations"]["detail"]
+    assert "unapplied" in answer["log"] and "unapplied" not in json.dumps(answer["body"])
 
 
 def test_readyz_refuses_other_methods(client):

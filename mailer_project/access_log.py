@@ -1,0 +1,36 @@
+"""Keep the tokens of unsubscribe and tracking links out of gunicorn's access log.
+
+A token in /u/<token>/, /t/o/<token>/ or /t/c/<token>/ acts for its recipient (it unsubscribes
+them, or counts their opens and clicks), so a log line shows "***" in its place: in the request
+line, the path and the Referer. nginx does the same for its own log (nginx/nginx.conf).
+
+Used by docker/gunicorn.conf.py and the Procfile (`--logger-class`).
+"""
+
+import re
+
+from gunicorn.glogging import Logger
+
+# A link path at the start of a value, after a space (the request line) or after scheme://host.
+_LINK_TOKEN = re.compile(r"(^|\s|//[^/\s]*)(/(?:u|t/o|t/c)/)[^/?#\s]*")
+
+
+def mask_link_tokens(text: str) -> str:
+    return _LINK_TOKEN.sub(r"\1\2***", text)
+
+
+class TokenMaskingLogger(Logger):
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {key: mask_link_tokens(value) if isinstance(value, str) else value for key, value in atoms.items()}
+
+
+class TokenMaskingFilter:
+    """A logging filter for the app's own lines: Django logs "Not Found: /u/<token>/" for a bad link."""
+
+    def filter(self, record):
+        if isinstance(record.msg, str) and record.args:
+            record.msg, record.args = mask_link_tokens(record.msg % record.args), None
+        elif isinstance(record.msg, str):
+            record.msg = mask_link_tokens(record.msg)
+        return True
