@@ -23,6 +23,7 @@ import binascii
 import functools
 import json
 import logging
+import math
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -110,13 +111,75 @@ def verify(body: bytes, signature: str | None, timestamp: str | None, now: float
         raise WebhookRefused("bad signature")
 
 
+# The shape of a signed body, checked before anything is applied. SendGrid posts an array of flat
+# objects whose values are strings and numbers, a few of them small arrays or objects (category,
+# pool); anything deeper, longer or of another type is refused whole with a 400, so a malformed
+# body can neither raise nor store a value no event could hold.
+MAX_EVENTS = 10_000
+MAX_DEPTH = 4  # the array, an event, a value (category, pool), one level inside it
+MAX_ITEMS = 100  # entries of a nested array or object (an event's own fields: MAX_KEYS)
+MAX_KEYS = 200  # fields of one event (custom args included)
+# 0001-01-01 to 9999-12-31, what PostgreSQL's to_timestamp() and Python's datetime can hold
+MAX_TIMESTAMP = 253402300799
+STRING_FIELDS = ("event", "sg_event_id", "sg_message_id", "email", "type", "reason", "response", "url")
+ID_FIELDS = ("delivery_id", "campaign_id")
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a number")
+
+
+def _finite_float(text):
+    number = float(text)
+    if not math.isfinite(number):  # e.g. 1e999, which float() reads as infinity
+        raise ValueError(f"{text} is not a finite number")
+    return number
+
+
+def _check_shape(events):
+    """Raise WebhookRefused unless EVENTS is nested at most MAX_DEPTH deep, with bounded sizes."""
+    pending = [(events, 1)]
+    while pending:  # no recursion, whatever the body
+        value, depth = pending.pop()
+        if isinstance(value, (list, dict)):
+            if depth > MAX_DEPTH:
+                raise WebhookRefused("events are nested too deeply", status=400)
+            limit = MAX_EVENTS if depth == 1 else MAX_KEYS if depth == 2 else MAX_ITEMS
+            if len(value) > limit:
+                raise WebhookRefused("too many events or values in one request", status=400)
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+
+
+def _check_event(event):
+    if not isinstance(event, dict):
+        raise WebhookRefused("every event must be a JSON object", status=400)
+    for name in STRING_FIELDS:
+        if name in event and not isinstance(event[name], str):
+            raise WebhookRefused(f"{name} must be a string", status=400)
+    for name in ID_FIELDS:
+        if name in event and (isinstance(event[name], bool) or not isinstance(event[name], (str, int))):
+            raise WebhookRefused(f"{name} must be a string or an integer", status=400)
+    if "timestamp" in event:
+        timestamp = event["timestamp"]
+        if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
+            raise WebhookRefused("timestamp must be a number", status=400)
+        if not 0 <= timestamp <= MAX_TIMESTAMP:
+            raise WebhookRefused("timestamp out of range", status=400)
+
+
 def parse(body: bytes) -> list:
+    """The events of a verified body, or WebhookRefused (400) when it is not a well-formed batch."""
     try:
-        events = json.loads(body)
-    except ValueError:
+        events = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise WebhookRefused("events are nested too deeply", status=400) from None
+    except ValueError:  # also UnicodeDecodeError, and integers too long to read
         raise WebhookRefused("body is not JSON", status=400) from None
     if not isinstance(events, list):
         raise WebhookRefused("body is not a JSON array of events", status=400)
+    _check_shape(events)
+    for event in events:
+        _check_event(event)
     return events
 
 

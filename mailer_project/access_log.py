@@ -29,8 +29,11 @@ class TokenMaskingFilter:
     """A logging filter for the app's own lines: Django logs "Not Found: /u/<token>/" for a bad link."""
 
     def filter(self, record):
-        if isinstance(record.msg, str) and record.args:
-            record.msg, record.args = mask_link_tokens(record.msg % record.args), None
-        elif isinstance(record.msg, str):
-            record.msg = mask_link_tokens(record.msg)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the handler's to report, not this filter's
+            return True
+        masked = mask_link_tokens(message)
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
