@@ -29,7 +29,8 @@ def sendgrid(server):
 
 
 def build_mail(recipients):
-    """A batch the way the product sends it: body once, one personalization each."""
+    """A batch the way the product sends it: body once, one personalization each, the campaign id in
+    each personalization's custom_args (the top-level one must be a string, see test_top_level_...)."""
     mail = Mail(from_email="news@example.com", subject="Hello -first-",
                 plain_text_content="Hi -first-, your code is -code-.",
                 html_content="<p>Hi <b>-first-</b>, your code is -code-.</p>")
@@ -38,9 +39,9 @@ def build_mail(recipients):
         personalization.add_to(To(address))
         personalization.add_substitution(Substitution("-first-", first_name))
         personalization.add_substitution(Substitution("-code-", f"C{i}"))
+        personalization.add_custom_arg(CustomArg("campaign_id", "42"))
         personalization.add_custom_arg(CustomArg("delivery_id", str(i)))
         mail.add_personalization(personalization)
-    mail.add_custom_arg(CustomArg("campaign_id", "42"))
     return mail
 
 
