@@ -70,6 +70,12 @@ def _recipient(message):
     return {"email": message.email, "name": name} if name else {"email": message.email}
 
 
+def _without_empty(personalization):
+    """Leave out empty objects, as the official library does (a campaign without merge tags has no
+    substitutions)."""
+    return {key: value for key, value in personalization.items() if value}
+
+
 def trimmed(payload):
     """The payload as kept on an error: everything but most of the personalizations."""
     if not isinstance(payload, dict):
@@ -104,12 +110,12 @@ class SendGridProvider(Provider):
         substitutions = batch.compiled.substitutions
         campaign_id = str(batch.campaign_id)
         personalizations = [
-            {
+            _without_empty({
                 "to": [_recipient(message)],
                 "substitutions": substitutions(message.context),
                 "custom_args": {"campaign_id": campaign_id, "delivery_id": str(message.delivery_id)},
                 "headers": list_unsubscribe_headers(message.context.get("unsubscribe_url", "")),
-            }
+            })
             for message in batch.messages
         ]
         # text/plain must come before text/html; an empty block is refused.
