@@ -23,6 +23,7 @@ def dashboard_data(campaign: Campaign) -> dict:
         "status_display": campaign.get_status_display(),
         "live": campaign.status in LIVE_STATUSES,
         "last_error": campaign.last_error,
+        "pause_reason": campaign.pause_reason if campaign.status == Campaign.Status.PAUSED else "",
         **figures.as_dict(),
         "chart_svg": stats.sends_chart_svg(stats.sends_chart_series(campaign)),
     }

@@ -65,6 +65,9 @@ class Campaign(models.Model):
         default=True, help_text="Open pixel and click tracking on the SMTP path (SendGrid tracks its own)."
     )
     last_error = models.TextField(blank=True)
+    # Why sending paused by itself: every provider refused us (credentials, configuration, a relay's
+    # policy). Empty for a pause staff chose; cleared on resume.
+    pause_reason = models.TextField(blank=True, editable=False)
     # Bumped by every finished batch; the sweep re-dispatches a live campaign that stopped moving.
     last_progress_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -91,12 +91,13 @@ def start(campaign_id, due_by=None):
     return transition(campaign_id, "start", where=where, started_at=timezone.now())
 
 
-def pause(campaign_id):
-    return transition(campaign_id, "pause", paused_at=timezone.now())
+def pause(campaign_id, reason=""):
+    """Pause; REASON says why when sending paused by itself (a provider problem), shown to staff."""
+    return transition(campaign_id, "pause", paused_at=timezone.now(), pause_reason=reason)
 
 
 def resume(campaign_id):
-    return transition(campaign_id, "resume", paused_at=None)
+    return transition(campaign_id, "resume", paused_at=None, pause_reason="")
 
 
 def cancel(campaign_id):

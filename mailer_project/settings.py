@@ -181,7 +181,7 @@ CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=200)
 SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=600)
 SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)
 # Within one batch: retries per provider on 5xx/429/connection errors, the backoff base (full jitter
-# below base * 2^n), and the longest single wait for a provider's rate-limit reset.
+# below base * 2^n), and the most one batch waits for one provider's rate-limit resets.
 SEND_PROVIDER_RETRIES = env.int("SEND_PROVIDER_RETRIES", default=3)
 SEND_BACKOFF_SECONDS = env.float("SEND_BACKOFF_SECONDS", default=1.0)
 SEND_MAX_RATE_LIMIT_WAIT = env.float("SEND_MAX_RATE_LIMIT_WAIT", default=60.0)

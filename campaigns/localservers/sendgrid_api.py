@@ -16,17 +16,31 @@ Mail send:
     with that personalization's substitutions applied by plain string
     replacement, as SendGrid does (costly for big bodies: tests only).
   * An invalid request gets 400 with SendGrid's error body
-    ``{"errors": [{"message", "field", "help": null}]}``.  One deliberate
-    strictness: an address repeated anywhere in the request is refused, where
-    SendGrid itself only refuses repeats inside one personalization.
+    ``{"errors": [{"message", "field", "help": null}]}``: everything SendGrid's
+    published OpenAPI description refuses (contracts/sendgrid/tsg_mail_v3.yaml,
+    checked by sendgrid_contract.py; for example a top-level ``custom_args``
+    that is not a string), plus SendGrid's own rules that the description does
+    not express (valid addresses, text/plain before text/html, ...).  One
+    deliberate strictness: an address repeated anywhere in the request is
+    refused, where SendGrid itself only refuses repeats inside one
+    personalization.
   * With --api-key, a missing or different ``Authorization: Bearer`` gets 401.
 
 Control endpoints for tests (JSON in and out):
-  * ``POST /_control`` ``{"mode": "ok"|"500"|"503"|"429"|"401"|"403"|"hang",
-    "count": N, "reset_after": 1, "hang_seconds": 30}``: the next N mail
-    sends get that answer (N = -1, the default, until changed), then "ok"
-    again.  429 carries ``X-RateLimit-Reset`` ``reset_after`` seconds ahead;
-    "hang" waits ``hang_seconds`` then closes the connection without a reply.
+  * ``POST /_control`` ``{"mode": "ok"|"400"|"413"|"500"|"502"|"503"|"504"|
+    "429"|"401"|"403"|"hang", "count": N, "reset_after": 1,
+    "hang_seconds": 30, "after_accepting": false, "header_case": "canonical",
+    "clock_offset": 0}``:
+    the next N mail sends get that answer (N = -1, the default, until
+    changed), then "ok" again.  429 carries ``X-RateLimit-Reset``
+    ``reset_after`` seconds ahead of the response's ``Date``, its header names
+    in lower case with ``"header_case": "lower"``, and with ``clock_offset``
+    the server's clock (its Date and the reset) runs that many seconds off; "400" is an error about the
+    request as a whole; "502"/"504" answer like a gateway (an HTML body, no
+    SendGrid error body); "hang" waits ``hang_seconds`` then closes the
+    connection without a reply.  With ``after_accepting`` the request is
+    first accepted and recorded as a valid one would be, then answered with
+    the fault: a gateway that lost SendGrid's 202.
     ``GET /_control`` shows the current fault.
   * ``GET /_stats``: ``{"requests_by_status": {"202": n, "hang": n, ...},
     "personalizations_accepted": n}``.
@@ -50,13 +64,18 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from campaigns.localservers.sendgrid_contract import contract_violations
+
 MAX_PERSONALIZATIONS = 1000
-FAULT_MODES = {"ok", "500", "503", "429", "401", "403", "hang"}
+FAULT_MODES = {"ok", "400", "413", "500", "502", "503", "504", "429", "401", "403", "hang"}
+GATEWAY_MODES = {"502": "Bad Gateway", "504": "Gateway Timeout"}
 RATE_LIMIT = 600
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 INVALID_KEY = "The provided authorization grant is invalid, expired, or revoked"
 FAULT_REPLIES = {
+    "400": (400, "invalid request"),
+    "413": (413, "content too large"),
     "500": (500, "Internal server error"),
     "503": (503, "Service unavailable"),
     "429": (429, "too many requests"),
@@ -139,8 +158,12 @@ def validate_mail(payload):
         errors.append(error(SUBJECT_REQUIRED, "subject"))
 
     errors.extend(_validate_content(payload.get("content"), uses_template))
-    if "custom_args" in payload and not is_string_map(payload["custom_args"]):
-        errors.append(error("Custom args must be an object of strings.", "custom_args"))
+    # Then whatever else the published description refuses, once per field.
+    reported = {e["field"] for e in errors}
+    for field, message in contract_violations(payload):
+        if field not in reported:
+            reported.add(field)
+            errors.append(error(message, field))
     return errors
 
 
@@ -213,7 +236,7 @@ def substitute(text, substitutions):
 
 
 def personalization_records(payload, message_id, render):
-    top_args = payload.get("custom_args") or {}
+    top_args = payload.get("custom_args") if isinstance(payload.get("custom_args"), dict) else {}
     bodies = {block["type"]: block["value"] for block in payload.get("content") or []}
     for personalization in payload["personalizations"]:
         substitutions = personalization.get("substitutions") or {}
@@ -248,7 +271,8 @@ class FakeSendGrid:
 
     def reset(self):
         with self.lock:
-            self.fault = {"mode": "ok", "count": 0, "reset_after": 1, "hang_seconds": 30}
+            self.fault = {"mode": "ok", "count": 0, "reset_after": 1, "hang_seconds": 30,
+                          "after_accepting": False, "header_case": "canonical", "clock_offset": 0.0}
             self.requests_by_status = collections.Counter()
             self.personalizations_accepted = 0
 
@@ -263,6 +287,9 @@ class FakeSendGrid:
                 "count": 0 if mode == "ok" else count,
                 "reset_after": float(control.get("reset_after", 1)),
                 "hang_seconds": float(control.get("hang_seconds", 30)),
+                "after_accepting": bool(control.get("after_accepting", False)),
+                "header_case": "lower" if control.get("header_case") == "lower" else "canonical",
+                "clock_offset": float(control.get("clock_offset", 0)),
             }
             return dict(self.fault)
 
@@ -314,13 +341,13 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def send_json(self, status, body=None, headers=()):
-        data = b"" if body is None else json.dumps(body).encode()
+    def send_json(self, status, body=None, headers=(), content_type="application/json"):
+        data = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
         if data:
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -353,7 +380,8 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
 
     def mail_send(self, body):
         fault = self.app.take_fault()
-        if fault:
+        self.clock_offset = fault["clock_offset"] if fault else 0.0
+        if fault and not fault["after_accepting"]:
             self.reply_fault(fault)
             return
         if self.app.api_key is not None:
@@ -375,6 +403,10 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
             return
         message_id = secrets.token_urlsafe(16)  # 22 characters, like SendGrid's
         self.app.record(payload, message_id)
+        if fault:
+            # Accepted, but the answer that reaches the client is the fault.
+            self.reply_fault(fault, f"{fault['mode']} after accepting", len(payload["personalizations"]))
+            return
         self.app.count(202, len(payload["personalizations"]))
         self.send_json(202, headers=[("X-Message-Id", message_id)])
 
@@ -382,21 +414,33 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
         self.app.count(status)
         self.send_json(status, body, headers)
 
-    def reply_fault(self, fault):
+    def date_time_string(self, timestamp=None):
+        # The Date header, on this server's clock (see clock_offset).
+        return super().date_time_string(time.time() + self.clock_offset if timestamp is None else timestamp)
+
+    clock_offset = 0.0
+
+    def reply_fault(self, fault, count_as=None, personalizations=0):
         mode = fault["mode"]
+        self.app.count(count_as or mode, personalizations)
         if mode == "hang":
-            self.app.count("hang")
             time.sleep(fault["hang_seconds"])
             self.close_connection = True
+            return
+        if mode in GATEWAY_MODES:
+            page = f"<html><body><h1>{mode} {GATEWAY_MODES[mode]}</h1></body></html>".encode()
+            self.send_json(int(mode), page, content_type="text/html")
             return
         status, message = FAULT_REPLIES[mode]
         headers = []
         if mode == "429":
-            reset_at = math.ceil(time.time() + fault["reset_after"])
+            reset_at = math.ceil(time.time() + self.clock_offset + fault["reset_after"])
             headers = [("X-RateLimit-Limit", str(RATE_LIMIT)),
                        ("X-RateLimit-Remaining", "0"),
                        ("X-RateLimit-Reset", str(reset_at))]
-        self.reply(status, error_body(error(message)), headers)
+            if fault["header_case"] == "lower":
+                headers = [(name.lower(), value) for name, value in headers]
+        self.send_json(status, error_body(error(message)), headers)
 
 
 class FakeSendGridServer(ThreadingHTTPServer):

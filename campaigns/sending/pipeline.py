@@ -23,7 +23,7 @@ from campaigns import links, states, suppression, tracking
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
-from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage, ProviderError
+from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage, ProviderError, ProviderRefused
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
@@ -241,15 +241,22 @@ def send_batch(campaign_id, batch_number):
 
     # From here on the provider may accept the mail: an expired claim now means "unknown", not "pending".
     DeliveryLog.objects.filter(pk__in=list(attempts)).update(call_started_at=timezone.now())
+    provider_problem = None
     try:
         provider, results = send_with_fallback(batch)
-        outcomes = [(r.delivery_id, r.outcome, r.message_id, r.error, r.bounced) for r in results]
     except ProviderError as error:
-        # Every provider refused before accepting anything: nothing was sent, so try again later.
-        provider = ""
-        logger.warning("Campaign %s batch %s: no provider could send (%s); will retry", campaign_id,
-                       batch_number, error)
-        outcomes = [(pk, Outcome.DEFERRED, "", f"no provider available: {error}", False) for pk in attempts]
+        # No provider is left for the rest of the batch. What was settled on the way stands; the rest
+        # was not sent: it goes back to pending, to be retried later, or after a resume when every
+        # provider refused us (pause_for_provider_problem).
+        provider, results = (error.provider if error.results else ""), error.results
+        settled = {result.delivery_id for result in results}
+        results += [DeliveryResult(pk, Outcome.DEFERRED, error=f"no provider available: {error}")
+                    for pk in attempts if pk not in settled]
+        if isinstance(error, ProviderRefused):
+            provider_problem = error
+        logger.warning("Campaign %s batch %s: no provider could send %d messages (%s)", campaign_id,
+                       batch_number, len(attempts) - len(settled), error)
+    outcomes = [(r.delivery_id, r.outcome, r.message_id, r.error, r.bounced) for r in results]
     report.provider = provider
 
     rows_out = []
@@ -257,7 +264,7 @@ def send_batch(campaign_id, batch_number):
     for pk, outcome, message_id, error, was_bounced in outcomes:
         status = {Outcome.SENT: D.SENT, Outcome.FAILED: D.FAILED, Outcome.UNKNOWN: D.UNKNOWN}.get(outcome)
         if outcome == Outcome.DEFERRED:
-            if attempts[pk] >= settings.SEND_MAX_ATTEMPTS:
+            if attempts[pk] >= settings.SEND_MAX_ATTEMPTS and provider_problem is None:
                 status, error = D.FAILED, f"gave up after {attempts[pk]} attempts: {error}"
             else:
                 status = D.PENDING
@@ -265,6 +272,9 @@ def send_batch(campaign_id, batch_number):
         if was_bounced:
             bounced.append(pk)
     report = write_results(campaign_id, token, rows_out, bounced, report)
+    if provider_problem is not None:
+        pause_for_provider_problem(campaign_id, provider_problem)
+        return report
 
     if report.retrying:
         report.retry_in = retry_delay(max(attempts.values()))
@@ -275,6 +285,17 @@ def send_batch(campaign_id, batch_number):
                 report.skipped, report.retrying)
     finalize_if_done(campaign_id)
     return report
+
+
+def pause_for_provider_problem(campaign_id, error):
+    """Every provider refused us (credentials, configuration, a relay's policy): waiting will not fix
+    it, so the campaign pauses with the reason on its page, and resuming sends the pending rows."""
+    reason = f"Sending paused: every mail provider refused this campaign's mail. {error}"
+    try:
+        states.pause(campaign_id, reason=reason[:2000])
+    except states.IllegalTransition:
+        return  # another batch paused it first, or staff paused or cancelled it
+    logger.error("Campaign %s paused: provider problem: %s", campaign_id, error)
 
 
 def write_results(campaign_id, token, rows_out, bounced_ids, report):

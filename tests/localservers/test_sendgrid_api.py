@@ -1,3 +1,4 @@
+import email.utils
 import re
 import time
 
@@ -29,7 +30,8 @@ def sendgrid(server):
 
 
 def build_mail(recipients):
-    """A batch the way the product sends it: body once, one personalization each."""
+    """A batch the way the product sends it: body once, one personalization each, the campaign id in
+    each personalization's custom_args (the top-level one must be a string, see test_top_level_...)."""
     mail = Mail(from_email="news@example.com", subject="Hello -first-",
                 plain_text_content="Hi -first-, your code is -code-.",
                 html_content="<p>Hi <b>-first-</b>, your code is -code-.</p>")
@@ -38,9 +40,9 @@ def build_mail(recipients):
         personalization.add_to(To(address))
         personalization.add_substitution(Substitution("-first-", first_name))
         personalization.add_substitution(Substitution("-code-", f"C{i}"))
+        personalization.add_custom_arg(CustomArg("campaign_id", "42"))
         personalization.add_custom_arg(CustomArg("delivery_id", str(i)))
         mail.add_personalization(personalization)
-    mail.add_custom_arg(CustomArg("campaign_id", "42"))
     return mail
 
 
@@ -202,3 +204,62 @@ def test_reset_clears_faults_and_stats(server, sendgrid):
 
     assert get_stats(server["url"]) == {"requests_by_status": {}, "personalizations_accepted": 0}
     assert sendgrid.send(payload_for(1)).status_code == 202
+
+
+def test_top_level_custom_args_object_is_refused_as_the_published_description_types_it_a_string(server, sendgrid):
+    mail = build_mail([("ann@example.com", "Ann")])
+    mail.add_custom_arg(CustomArg("campaign_id", "42"))  # the library's top-level object
+
+    error = send_expecting_error(sendgrid, mail.get())
+
+    assert error.status_code == 400
+    assert error_fields(error) == ["custom_args"]
+    assert "is not of type 'string'" in error.to_dict["errors"][0]["message"]
+    assert read_records(server["record_file"]) == []
+
+
+def test_whatever_else_the_description_refuses_is_refused_with_its_field(server, sendgrid):
+    payload = payload_for(1)
+    payload["categories"] = [f"category-{i}" for i in range(11)]  # maxItems: 10
+    payload["personalizations"][0]["send_at"] = "tomorrow"  # an integer
+
+    error = send_expecting_error(sendgrid, payload)
+
+    assert error.status_code == 400
+    assert sorted(error_fields(error)) == ["categories", "personalizations.0.send_at"]
+
+
+@pytest.mark.parametrize("mode", ["400", "413"])
+def test_request_level_fault_answers_with_sendgrids_error_body(server, sendgrid, mode):
+    set_fault(server["url"], mode, count=1)
+
+    error = send_expecting_error(sendgrid, payload_for(1))
+
+    assert error.status_code == int(mode)
+    assert error.to_dict["errors"][0]["field"] is None
+
+
+@pytest.mark.parametrize("mode", ["502", "504"])
+def test_gateway_fault_answers_html_and_after_accepting_records_the_request_first(server, sendgrid, mode):
+    set_fault(server["url"], mode, count=2, after_accepting=True)
+
+    for _ in range(2):
+        error = send_expecting_error(sendgrid, payload_for(1))
+        assert error.status_code == int(mode)
+        assert error.headers["Content-Type"] == "text/html" and b"Gateway" in error.body
+
+    assert len(read_records(server["record_file"])) == 2  # SendGrid took both; the client never heard
+    assert get_stats(server["url"]) == {"requests_by_status": {f"{mode} after accepting": 2},
+                                        "personalizations_accepted": 2}
+
+
+def test_429_can_name_its_headers_in_lower_case_and_run_on_a_skewed_clock(server, sendgrid):
+    set_fault(server["url"], "429", count=1, reset_after=2, header_case="lower", clock_offset=3600)
+
+    error = send_expecting_error(sendgrid, payload_for(1))
+
+    raw_names = [name for name, _ in error.headers.items()]
+    assert "x-ratelimit-reset" in raw_names and "X-RateLimit-Reset" not in raw_names
+    date = email.utils.parsedate_to_datetime(error.headers["Date"]).timestamp()
+    assert date > time.time() + 3500
+    assert 2 <= int(error.headers["x-ratelimit-reset"]) - date <= 3

@@ -7,10 +7,11 @@ from collections import Counter
 import pytest
 
 from campaigns.sending.chain import RetryPolicy, send_with_fallback
-from campaigns.sending.providers.base import Outcome, ProviderError, ProviderUnavailable
+from campaigns.sending.providers.base import Outcome, ProviderError, ProviderRefused, ProviderUnavailable
 from campaigns.sending.providers.sendgrid import SendGridProvider
 from campaigns.sending.providers.smtp import SmtpProvider
 from tests.sending.conftest import make_batch, make_recipients
+from tests.sending.scripted_smtp import scripted_smtp  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -110,21 +111,63 @@ def test_sendgrid_429_waits_for_the_reset_then_sends(providers, fake_sendgrid, s
 
     assert provider == "sendgrid"
     assert [r.outcome for r in results] == [Outcome.SENT] * 20
-    # The reset header is whole seconds, 3 s ahead rounded up.
-    assert len(no_sleep.waits) == 1 and 2 <= no_sleep.waits[0] <= 4
+    # The reset is whole seconds, 3 s ahead rounded up, counted from the whole-second Date header.
+    assert len(no_sleep.waits) == 1 and 3 <= no_sleep.waits[0] <= 5
     assert fake_sendgrid.stats()["requests_by_status"] == {"429": 1, "202": 1}
     assert_each_mailed_once(batch, fake_sendgrid.recipients())
 
 
-def test_sendgrid_429_far_in_the_future_waits_at_most_the_cap_then_falls_back(
+def test_sendgrid_lower_case_429_reset_is_honoured_on_sendgrid_without_falling_back(
         providers, fake_sendgrid, sink, no_sleep, batch_of):
+    fake_sendgrid.fail("429", count=2, reset_after=2, header_case="lower")
+    batch = batch_of(10)
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "sendgrid"
+    assert [r.outcome for r in results] == [Outcome.SENT] * 10
+    # No retry before the reset: each wait is at least the 2 s it named (not a short jittered backoff).
+    assert len(no_sleep.waits) == 2 and all(2 <= wait <= 4 for wait in no_sleep.waits)
+    assert fake_sendgrid.stats()["requests_by_status"] == {"429": 2, "202": 1}
+    assert_each_mailed_once(batch, fake_sendgrid.recipients())
+    assert sink.messages() == []
+
+
+def test_sendgrid_429_reset_is_read_against_sendgrids_clock_not_the_workers(
+        providers, fake_sendgrid, sink, no_sleep, batch_of):
+    # SendGrid's clock an hour ahead of ours: its reset is 2 s after its own Date, not an hour away.
+    fake_sendgrid.fail("429", count=1, reset_after=2, clock_offset=3600)
+    batch = batch_of(5)
+
+    provider, _ = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "sendgrid"
+    assert len(no_sleep.waits) == 1 and 2 <= no_sleep.waits[0] <= 4
+    assert_each_mailed_once(batch, fake_sendgrid.recipients())
+
+
+def test_sendgrid_429_beyond_the_wait_budget_falls_back_at_once(providers, fake_sendgrid, sink, no_sleep, batch_of):
     fake_sendgrid.fail("429", reset_after=3600)
     batch = batch_of(5)
 
     provider, _ = send_with_fallback(batch, providers, sleep=no_sleep, policy=RetryPolicy(max_rate_limit_wait=60))
 
     assert provider == "smtp"
-    assert no_sleep.waits == [60, 60, 60]
+    assert no_sleep.waits == []  # waiting 60 s for a reset an hour away would only earn another 429
+    assert fake_sendgrid.stats()["requests_by_status"] == {"429": 1}
+    assert_each_mailed_once(batch, sink.recipients())
+
+
+def test_sendgrid_429s_wait_on_sendgrid_until_the_batch_budget_is_spent_then_fall_back(
+        providers, fake_sendgrid, sink, no_sleep, batch_of):
+    fake_sendgrid.fail("429", reset_after=20)
+    batch = batch_of(5)
+
+    provider, _ = send_with_fallback(batch, providers, sleep=no_sleep, policy=RetryPolicy(max_rate_limit_wait=60))
+
+    assert provider == "smtp"
+    assert len(no_sleep.waits) == 2 and sum(no_sleep.waits) <= 60  # a third wait of 20+ s would pass 60
+    assert fake_sendgrid.stats()["requests_by_status"] == {"429": 3}
     assert_each_mailed_once(batch, sink.recipients())
 
 
@@ -163,16 +206,118 @@ def test_sendgrid_400_fails_only_the_bad_recipient_and_resends_the_rest_once(pro
     assert sink.messages() == []
 
 
-def test_sendgrid_400_about_the_whole_request_fails_every_recipient_without_fallback(
-        providers, fake_sendgrid, sink, no_sleep, batch_of):
+@pytest.mark.parametrize("mode", ["400", "413"])
+def test_sendgrid_400_about_the_whole_request_or_413_is_a_configuration_error_that_falls_back_to_smtp(
+        providers, fake_sendgrid, sink, no_sleep, batch_of, mode):
+    fake_sendgrid.fail(mode)
+    batch = batch_of(5)
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "smtp"
+    assert [r.outcome for r in results] == [Outcome.SENT] * 5
+    assert fake_sendgrid.stats()["requests_by_status"] == {mode: 1}  # no retry: it would be refused again
+    assert no_sleep.waits == []
+    assert_each_mailed_once(batch, sink.recipients())
+
+
+def test_sendgrid_400_about_the_whole_request_with_no_provider_left_is_a_provider_problem(
+        fake_sendgrid, no_sleep, batch_of):
     batch = batch_of(5, from_email="Acme <not an address>")
+
+    with pytest.raises(ProviderRefused) as raised:
+        send_with_fallback(batch, [SendGridProvider()], sleep=no_sleep)
+
+    assert "from.email" in str(raised.value) and "configuration error" in str(raised.value)
+    assert raised.value.results == []  # nobody failed: the request, not its recipients, was wrong
+    assert fake_sendgrid.records() == []
+
+
+@pytest.mark.parametrize("mode", ["502", "504"])
+def test_sendgrid_gateway_answer_after_sendgrid_took_the_request_is_unknown_never_retried_nor_sent_over_smtp(
+        providers, fake_sendgrid, sink, no_sleep, batch_of, mode):
+    fake_sendgrid.fail(mode, count=1, after_accepting=True)
+    batch = batch_of(8)
 
     provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
 
     assert provider == "sendgrid"
-    assert [r.outcome for r in results] == [Outcome.FAILED] * 5
-    assert all("from.email" in r.error for r in results)
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 8
+    assert fake_sendgrid.stats()["requests_by_status"] == {f"{mode} after accepting": 1}
+    assert_each_mailed_once(batch, fake_sendgrid.recipients())
+    assert sink.messages() == [] and no_sleep.waits == []
+
+
+def duplicate_pairs_batch(pairs, others):
+    """A batch whose addresses repeat in PAIRS (case aside): the fake names only the first repeat it
+    meets per request, so each request after a rejection is refused again for a new one."""
+    recipients = []
+    for n in range(pairs):
+        recipients += [(1000 + n, f"twin{n}@example.com", "Twin", "A", {"code": "T"}),
+                       (2000 + n, f"TWIN{n}@example.com", "Twin", "B", {"code": "T"})]
+    return make_batch(recipients + make_recipients(others))
+
+
+def test_sendgrid_400s_naming_new_personalizations_each_time_fail_only_those_and_send_the_rest(
+        providers, fake_sendgrid, sink, no_sleep):
+    batch = duplicate_pairs_batch(pairs=3, others=20)
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep)
+
+    assert provider == "sendgrid"
+    failed = {r.delivery_id for r in results if r.outcome == Outcome.FAILED}
+    assert failed == {2000, 2001, 2002}
+    assert all(r.outcome == Outcome.SENT for r in results if r.delivery_id not in failed)
+    assert fake_sendgrid.stats()["requests_by_status"] == {"400": 3, "202": 1}
+    assert Counter(fake_sendgrid.recipients()) == Counter(m.email for m in batch.messages if m.delivery_id not in failed)
     assert sink.messages() == []
+
+
+def test_sendgrid_400s_past_the_bound_fall_back_for_the_rest(providers, fake_sendgrid, sink, no_sleep):
+    batch = duplicate_pairs_batch(pairs=3, others=5)
+
+    provider, results = send_with_fallback(batch, providers, sleep=no_sleep, policy=RetryPolicy(max_rejection_rounds=2))
+
+    assert provider == "smtp"
+    assert {r.delivery_id for r in results if r.outcome == Outcome.FAILED} == {2000, 2001}
+    assert fake_sendgrid.stats()["requests_by_status"] == {"400": 3}
+    assert Counter(sink.recipients()) == Counter(m.email for m in batch.messages if m.delivery_id not in (2000, 2001))
+
+
+def test_every_provider_refusing_us_is_a_provider_problem_that_fails_nobody(
+        fake_sendgrid, scripted_smtp, no_sleep, batch_of):
+    fake_sendgrid.fail("401")
+    scripted_smtp.refuse_rcpt(".", "554 5.7.1 Relay access denied")
+
+    with pytest.raises(ProviderRefused) as raised:
+        send_with_fallback(batch_of(6), [SendGridProvider(), SmtpProvider()], sleep=no_sleep)
+
+    assert "SendGrid 401" in str(raised.value) and "554 5.7.1" in str(raised.value)
+    assert raised.value.results == []
+    assert fake_sendgrid.records() == [] and scripted_smtp.recipients() == []
+
+
+def test_an_smtp_outage_after_a_sendgrid_refusal_is_retried_later_not_a_provider_problem(
+        fake_sendgrid, settings, closed_port, no_sleep, batch_of):
+    fake_sendgrid.fail("401")
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", closed_port
+
+    with pytest.raises(ProviderUnavailable) as raised:
+        send_with_fallback(batch_of(3), [SendGridProvider(), SmtpProvider()], sleep=no_sleep)
+
+    assert not isinstance(raised.value, ProviderRefused)
+
+
+def test_smtp_refusing_mail_from_mid_batch_keeps_what_was_sent_and_sends_nobody_twice(
+        fake_sendgrid, scripted_smtp, no_sleep, batch_of):
+    scripted_smtp.refuse_mail("550 5.7.1 Daily sending quota exceeded", after=3)
+    batch = batch_of(6)
+
+    with pytest.raises(ProviderRefused) as raised:
+        send_with_fallback(batch, [SmtpProvider()], sleep=no_sleep)
+
+    assert sorted(r.delivery_id for r in raised.value.results if r.outcome == Outcome.SENT) == [1, 2, 3]
+    assert Counter(scripted_smtp.recipients()) == Counter(m.email for m in batch.messages[:3])
 
 
 def test_smtp_that_cannot_connect_after_the_retries_raises_so_the_batch_is_retried_later(

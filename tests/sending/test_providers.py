@@ -2,11 +2,13 @@
 result or typed error the pipeline gets back."""
 
 import dataclasses
+from email.utils import parsedate_to_datetime
 
 import pytest
 
 from campaigns.sending.providers.base import (
     Outcome,
+    ProviderRefused,
     ProviderUnavailable,
     RateLimited,
     RecipientsRejected,
@@ -15,6 +17,7 @@ from campaigns.sending.providers.base import (
 from campaigns.sending.providers.sendgrid import SendGridProvider
 from campaigns.sending.providers.smtp import SmtpProvider
 from tests.sending.conftest import make_batch, make_recipients, unsubscribe_url
+from tests.sending.scripted_smtp import scripted_smtp, scripted_smtp_without_smtputf8  # noqa: F401 (fixtures)
 
 # --- SendGrid --------------------------------------------------------------------------------------
 
@@ -94,23 +97,50 @@ def test_sendgrid_wrong_key_is_provider_unavailable(fake_sendgrid, batch_of):
     assert fake_sendgrid.records() == []
 
 
-def test_sendgrid_429_is_rate_limited_with_the_reset_time(fake_sendgrid, batch_of):
+def test_sendgrid_429_is_rate_limited_for_the_seconds_its_reset_names(fake_sendgrid, batch_of):
     fake_sendgrid.fail("429", count=1, reset_after=5)
 
     with pytest.raises(RateLimited) as raised:
         SendGridProvider().send_batch(batch_of(3))
 
-    assert raised.value.reset_at == float(raised.value.response.headers["X-RateLimit-Reset"])
+    headers = raised.value.response.headers
+    reset, date = float(headers["x-ratelimit-reset"]), parsedate_to_datetime(headers["DATE"]).timestamp()
+    assert raised.value.retry_after == reset - date and 5 <= raised.value.retry_after <= 7
 
 
 @pytest.mark.parametrize("mode", ["500", "503"])
-def test_sendgrid_5xx_is_temporary(fake_sendgrid, batch_of, mode):
+def test_sendgrid_503_or_500_with_sendgrids_error_body_is_temporary(fake_sendgrid, batch_of, mode):
     fake_sendgrid.fail(mode, count=1)
 
     with pytest.raises(TemporaryError) as raised:
         SendGridProvider().send_batch(batch_of(3))
 
     assert raised.value.status == int(mode)
+
+
+@pytest.mark.parametrize("mode", ["502", "504"])
+@pytest.mark.parametrize("after_accepting", [False, True], ids=["before", "after-accepting"])
+def test_sendgrid_gateway_502_or_504_is_unknown_because_sendgrid_may_have_taken_the_request(
+        fake_sendgrid, batch_of, mode, after_accepting):
+    fake_sendgrid.fail(mode, count=1, after_accepting=after_accepting)
+
+    results = SendGridProvider().send_batch(batch_of(4))
+
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 4
+    assert all(f"SendGrid answered {mode}" in r.error for r in results)
+    assert len(fake_sendgrid.records()) == (4 if after_accepting else 0)
+
+
+@pytest.mark.parametrize("mode, status", [("400", 400), ("401", 401), ("403", 403), ("413", 413)])
+def test_sendgrid_refusal_of_the_request_as_a_whole_is_a_provider_problem(fake_sendgrid, batch_of, mode, status):
+    fake_sendgrid.fail(mode, count=1)
+
+    with pytest.raises(ProviderRefused) as raised:
+        SendGridProvider().send_batch(batch_of(3))
+
+    assert raised.value.status == status
+    assert raised.value.results == []
+    assert raised.value.response.body  # the answer travels with the error, for the logs and the pause reason
 
 
 def test_sendgrid_unreachable_is_temporary(settings, closed_port, batch_of):
@@ -233,15 +263,90 @@ def test_smtp_that_cannot_connect_raises_before_sending_anything(settings, close
         SmtpProvider().send_batch(batch_of(3))
 
 
-def test_smtp_address_that_needs_smtputf8_fails_alone(sink):
+def test_smtp_address_with_a_non_ascii_local_part_goes_out_with_smtputf8_when_offered(sink):
+    recipients = make_recipients(3)
+    recipients[0] = (1, "jürgen@bücher.example", "Jürgen", "M", {"code": "1"})
+
+    results = SmtpProvider().send_batch(make_batch(recipients))
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 3
+    jurgen = next(m for m in sink.messages() if m["X-Delivery-ID"] == "1")
+    assert jurgen["X-Sink-Rcpt-To"] == "jürgen@bücher.example"  # as it stands: RFC 6531 needs no IDNA
+    assert str(jurgen["To"]) == "Jürgen M <jürgen@bücher.example>"
+
+
+def test_smtp_address_that_needs_smtputf8_fails_alone_where_the_server_lacks_it(scripted_smtp_without_smtputf8):
     recipients = make_recipients(3)
     recipients[0] = (1, "jürgen@example.com", "J", "M", {"code": "1"})
 
     results = SmtpProvider().send_batch(make_batch(recipients))
 
     assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.SENT, Outcome.SENT]
-    assert "SMTPUTF8" in results[0].error
-    assert len(sink.messages()) == 2
+    assert "non-ASCII local part" in results[0].error and "SMTPUTF8 (RFC 6531)" in results[0].error
+    assert "does not offer it" in results[0].error and not results[0].bounced
+    assert sorted(scripted_smtp_without_smtputf8.recipients()) == ["user2@example.com", "user3@example.com"]
+    assert all("SMTPUTF8" not in options for options in scripted_smtp_without_smtputf8.mail_options())
+
+
+def test_smtp_relay_refusing_every_recipient_is_a_provider_problem_not_bounces(scripted_smtp):
+    scripted_smtp.refuse_rcpt(".", "554 5.7.1 <{}>: Relay access denied")
+
+    with pytest.raises(ProviderRefused) as raised:
+        SmtpProvider().send_batch(make_batch(make_recipients(5)))
+
+    assert "554" in str(raised.value) and "5.7.1" in str(raised.value) and "Relay access denied" in str(raised.value)
+    assert raised.value.results == []  # nobody failed, so nobody is suppressed; all go back to pending
+    assert scripted_smtp.recipients() == []
+
+
+def test_smtp_refused_mail_from_is_a_provider_problem_that_keeps_what_was_sent(scripted_smtp):
+    scripted_smtp.refuse_mail("553 5.7.1 Sender address rejected: not owned by user", after=2)
+    batch = make_batch(make_recipients(5))
+
+    with pytest.raises(ProviderRefused) as raised:
+        SmtpProvider().send_batch(batch)
+
+    assert "MAIL FROM" in str(raised.value) and "553 5.7.1" in str(raised.value)
+    assert [(r.delivery_id, r.outcome) for r in raised.value.results] == [(1, Outcome.SENT), (2, Outcome.SENT)]
+    assert scripted_smtp.recipients() == ["user1@example.com", "user2@example.com"]
+
+
+def test_smtp_temporary_refusal_of_mail_from_is_temporary_and_keeps_what_was_sent(scripted_smtp):
+    scripted_smtp.refuse_mail("451 4.3.2 Please try again later", after=1)
+
+    with pytest.raises(TemporaryError) as raised:
+        SmtpProvider().send_batch(make_batch(make_recipients(3)))
+
+    assert [(r.delivery_id, r.outcome) for r in raised.value.results] == [(1, Outcome.SENT)]
+
+
+@pytest.mark.parametrize("reply, phase, outcome, bounced", [
+    ("550 5.1.1 <{}>: Recipient address rejected: User unknown", "rcpt", Outcome.FAILED, True),
+    ("550 5.1.1 mailbox unavailable", "content", Outcome.FAILED, True),
+    ("550 Requested action not taken: mailbox unavailable", "rcpt", Outcome.FAILED, False),
+    ("554 5.7.1 Message refused by the recipient's policy", "rcpt", Outcome.FAILED, False),
+    ("552 5.2.2 Mailbox full", "content", Outcome.FAILED, False),
+    ("450 4.2.1 Mailbox busy", "rcpt", Outcome.DEFERRED, False),
+], ids=["5.1.1-rcpt", "5.1.1-after-content", "bare-550", "5.7.1-one-recipient", "5.2.2", "450"])
+def test_smtp_refusal_of_some_recipients_fails_or_defers_only_them_and_suppresses_only_5_1_x(
+        scripted_smtp, reply, phase, outcome, bounced):
+    refuse = scripted_smtp.refuse_rcpt if phase == "rcpt" else scripted_smtp.refuse_content
+    refuse("^user[24]@", reply)
+
+    results = SmtpProvider().send_batch(make_batch(make_recipients(5)))
+
+    assert [r.outcome for r in results] == [Outcome.SENT, outcome, Outcome.SENT, outcome, Outcome.SENT]
+    assert [r.bounced for r in results] == [False, bounced, False, bounced, False]
+    assert reply.split(" <")[0].split(" ")[0] in results[1].error
+    assert sorted(scripted_smtp.recipients()) == ["user1@example.com", "user3@example.com", "user5@example.com"]
+
+
+def test_smtp_5_1_1_for_every_recipient_is_still_bounces_not_a_provider_problem(scripted_smtp):
+    scripted_smtp.refuse_rcpt(".", "550 5.1.1 User unknown")
+
+    results = SmtpProvider().send_batch(make_batch(make_recipients(3)))
+
+    assert [(r.outcome, r.bounced) for r in results] == [(Outcome.FAILED, True)] * 3
 
 
 def test_smtp_recipient_data_cannot_add_headers(sink):

@@ -7,6 +7,7 @@ from campaigns.sending.providers.base import (  # noqa: F401
     OutgoingMessage,
     Provider,
     ProviderError,
+    ProviderRefused,
     ProviderUnavailable,
     RateLimited,
     RecipientsRejected,

@@ -63,21 +63,44 @@ class DeliveryResult:
     bounced: bool = False  # permanent 5xx for the address at SMTP time
 
 
+class Headers(dict):
+    """HTTP headers, looked up without regard to case (RFC 9110 5.1: field names are case-insensitive)."""
+
+    def __init__(self, items=()):
+        super().__init__((str(name).lower(), value) for name, value in dict(items).items())
+
+    def __getitem__(self, name):
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name):
+        return super().__contains__(str(name).lower())
+
+    def get(self, name, default=None):
+        return super().get(name.lower(), default)
+
+
 @dataclass(frozen=True)
 class ProviderResponse:
     status: int | None = None
-    headers: dict = field(default_factory=dict)
+    headers: Headers = field(default_factory=Headers)
     body: Any = None
 
 
 class ProviderError(Exception):
-    """A provider call that did not produce per-message results. Nothing in the batch was sent."""
+    """A provider call that stopped before every message had a result.
 
-    def __init__(self, message, provider="", payload=None, response: ProviderResponse | None = None):
+    ``results`` holds the results of the messages the provider had already settled when it stopped
+    (SMTP sends one message at a time, so a refusal of MAIL FROM at message 51 comes after 50 were
+    sent); every other message of the batch was certainly not sent.
+    """
+
+    def __init__(self, message, provider="", payload=None, response: ProviderResponse | None = None,
+                 results=()):
         super().__init__(message)
         self.provider = provider
         self.payload = payload
         self.response = response
+        self.results = list(results)
 
     @property
     def status(self):
@@ -88,12 +111,20 @@ class ProviderUnavailable(ProviderError):
     """Authentication, configuration or outage: use the next provider."""
 
 
-class RateLimited(ProviderError):
-    """The provider asked us to wait; reset_at is epoch seconds (None when it did not say)."""
+class ProviderRefused(ProviderUnavailable):
+    """A provider problem: the provider refuses *us* (credentials, configuration, a policy about the
+    sender), not the recipients. Nothing more is sent through it and nobody is suppressed: the next
+    provider takes over, and when none is left the campaign pauses with this reason, because waiting
+    will not fix it."""
 
-    def __init__(self, message, reset_at=None, **kwargs):
+
+class RateLimited(ProviderError):
+    """The provider asked us to wait. ``retry_after`` is how long, in seconds, counted from the
+    provider's own clock (its reset time less the response's Date); None when it did not say."""
+
+    def __init__(self, message, retry_after=None, **kwargs):
         super().__init__(message, **kwargs)
-        self.reset_at = reset_at
+        self.retry_after = retry_after
 
 
 class TemporaryError(ProviderError):

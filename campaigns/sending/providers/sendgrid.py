@@ -1,12 +1,32 @@
 """SendGrid v3 mail/send: one request per batch, the body sent once with substitution keys and one
-personalization per recipient carrying its substitutions, custom_args and unsubscribe headers."""
+personalization per recipient carrying its substitutions, custom_args and unsubscribe headers.
+
+Payloads conform to SendGrid's published OpenAPI description (contracts/sendgrid/tsg_mail_v3.yaml)
+and to the official library: the campaign id travels in each personalization's ``custom_args`` (an
+object there), never in the top-level ``custom_args``, which the description types as a string and
+the library as an object.
+
+Every answer has one outcome (docs/delivery-guarantees.md, "Provider answers"):
+
+- 202: every message sent.
+- 400 whose errors all name personalizations: RecipientsRejected (those fail, the rest go again).
+- 400 about the request as a whole, 401, 403, 413, any other 4xx: ProviderRefused, a configuration
+  error: fall back to SMTP, or pause the campaign with the reason.
+- 429: RateLimited, with the wait its reset names.
+- 503, or 500 with SendGrid's own error body (its API refused the request): TemporaryError.
+- 502, 504, any other 5xx, a 500 without SendGrid's error body, a read timeout or a connection
+  closed without an answer: every message `unknown`. A gateway answers these when it lost track of a
+  request SendGrid may already have taken; retrying, or sending over SMTP, could mail everyone twice.
+- A connection that could not be made: TemporaryError (nothing reached SendGrid).
+"""
 
 import http.client
 import json
 import logging
 import re
+import time
 import urllib.error
-from email.utils import parseaddr
+from email.utils import parseaddr, parsedate_to_datetime
 
 from django.conf import settings
 from python_http_client.exceptions import HTTPError
@@ -14,11 +34,12 @@ from sendgrid import SendGridAPIClient
 
 from campaigns.sending.providers.base import (
     DeliveryResult,
+    Headers,
     list_unsubscribe_headers,
     Outcome,
     Provider,
+    ProviderRefused,
     ProviderResponse,
-    ProviderUnavailable,
     RateLimited,
     RecipientsRejected,
     TemporaryError,
@@ -28,6 +49,14 @@ logger = logging.getLogger("campaigns.sending")
 
 PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
 TRIMMED_PERSONALIZATIONS = 3
+RETRYABLE_STATUSES = (503,)  # the service said it could not take the request now
+
+
+class Ambiguous:
+    """An answer that leaves open whether SendGrid took the request: every message becomes unknown."""
+
+    def __init__(self, reason):
+        self.reason = reason
 
 
 def _address(value):
@@ -39,6 +68,12 @@ def _recipient(message):
     context = message.context
     name = " ".join(part for part in (context.get("first_name"), context.get("last_name")) if part)
     return {"email": message.email, "name": name} if name else {"email": message.email}
+
+
+def _without_empty(personalization):
+    """Leave out empty objects, as the official library does (a campaign without merge tags has no
+    substitutions)."""
+    return {key: value for key, value in personalization.items() if value}
 
 
 def trimmed(payload):
@@ -73,13 +108,14 @@ class SendGridProvider(Provider):
     def build_payload(self, batch):
         subject, html, text = batch.compiled.sendgrid_templates()
         substitutions = batch.compiled.substitutions
+        campaign_id = str(batch.campaign_id)
         personalizations = [
-            {
+            _without_empty({
                 "to": [_recipient(message)],
                 "substitutions": substitutions(message.context),
-                "custom_args": {"delivery_id": str(message.delivery_id)},
+                "custom_args": {"campaign_id": campaign_id, "delivery_id": str(message.delivery_id)},
                 "headers": list_unsubscribe_headers(message.context.get("unsubscribe_url", "")),
-            }
+            })
             for message in batch.messages
         ]
         # text/plain must come before text/html; an empty block is refused.
@@ -90,7 +126,6 @@ class SendGridProvider(Provider):
             "from": _address(batch.from_email),
             "subject": subject,
             "content": content,
-            "custom_args": {"campaign_id": str(batch.campaign_id)},
             # The campaign's tracking switch (Batch.tracking is set when it is on) drives SendGrid's own.
             "tracking_settings": {
                 "click_tracking": {"enable": batch.tracking is not None, "enable_text": False},
@@ -108,7 +143,7 @@ class SendGridProvider(Provider):
         try:
             return client.client.mail.send.post(request_body=payload, timeout=self.timeout)
         except HTTPError as exc:
-            raise self._error_for_status(exc, payload) from None
+            return self._outcome_of_status(exc, payload)
         except urllib.error.URLError as exc:
             # urllib raises URLError while connecting or sending the request, before any reply could
             # exist: SendGrid cannot have accepted a body it did not receive, so retrying is safe.
@@ -116,35 +151,42 @@ class SendGridProvider(Provider):
                                  payload=trimmed(payload)) from exc
         except (OSError, http.client.HTTPException) as exc:
             # The request went out and no reply came back (read timeout, connection dropped): SendGrid
-            # may have accepted it. Every message becomes UNKNOWN and is never re-sent automatically
-            # (promise 3), rather than risk mailing everyone twice.
-            return exc
+            # may have accepted it.
+            return Ambiguous(f"SendGrid did not answer after the request was sent ({type(exc).__name__}: {exc})")
 
-    def _error_for_status(self, exc, payload):
+    def _outcome_of_status(self, exc, payload):
+        """An error answer: the typed error to raise, or Ambiguous (see the module docstring)."""
         status = exc.status_code
-        headers = dict(exc.headers.items()) if exc.headers else {}
-        response = ProviderResponse(status=status, headers=headers, body=exc.body)
+        response = ProviderResponse(status=status, headers=Headers(exc.headers.items() if exc.headers else ()),
+                                    body=exc.body)
         errors, summary = _error_messages(exc.body)
         kwargs = {"provider": self.name, "payload": trimmed(payload), "response": response}
         if status == 429:
-            reset = headers.get("X-RateLimit-Reset")
-            reset_at = float(reset) if reset and reset.replace(".", "", 1).isdigit() else None
-            return RateLimited(f"SendGrid rate limit (429), resets at {reset}", reset_at=reset_at, **kwargs)
+            retry_after = _retry_after(response.headers)
+            raise RateLimited(f"SendGrid rate limit (429), retry after {retry_after} s", retry_after=retry_after,
+                              **kwargs)
+        if status in RETRYABLE_STATUSES or (status == 500 and errors):
+            raise TemporaryError(f"SendGrid {status}: {summary}", **kwargs)
         if status >= 500:
-            return TemporaryError(f"SendGrid {status}: {summary}", **kwargs)
+            return Ambiguous(f"SendGrid answered {status} ({summary or 'no SendGrid error body'}): a gateway "
+                             f"answer that leaves open whether SendGrid took the request")
         if status == 400:
-            return RecipientsRejected(f"SendGrid refused the request (400): {summary}",
-                                      reasons=self._rejected_personalizations(errors), **kwargs)
-        # 401/403 (bad key, missing permission) and anything else 4xx: a configuration problem that no
-        # retry fixes, so the next provider should take over.
-        return ProviderUnavailable(f"SendGrid {status}: {summary}", **kwargs)
+            reasons = self._rejected_personalizations(errors)
+            if reasons:
+                raise RecipientsRejected(f"SendGrid refused {len(reasons)} recipients (400): {summary}",
+                                         reasons=reasons, **kwargs)
+            raise ProviderRefused(f"SendGrid refused the request as a whole (400, a configuration error): {summary}",
+                                  **kwargs)
+        # 401/403 (bad key, missing permission), 413 (too large), anything else 4xx: a configuration
+        # problem that no retry fixes, so the next provider should take over.
+        raise ProviderRefused(f"SendGrid {status}: {summary}", **kwargs)
 
     @staticmethod
     def _rejected_personalizations(errors):
         """{index in batch: reason} for errors whose `field` names a personalization.
 
-        Empty when any error is about the request as a whole (e.g. from.email): then every
-        message is concerned."""
+        Empty when any error is about the request as a whole (e.g. from.email): that is a
+        configuration error, not the recipients' fault."""
         reasons = {}
         for error in errors:
             match = PERSONALIZATION_FIELD.match(str(error.get("field") or ""))
@@ -156,12 +198,26 @@ class SendGridProvider(Provider):
         return reasons
 
     def parse_response(self, batch, payload, response):
-        if isinstance(response, Exception):
-            error = f"SendGrid did not answer after the request was sent ({type(response).__name__}: {response})"
+        if isinstance(response, Ambiguous):
             logger.error("Campaign %s: %s: %d messages marked unknown, not re-sent automatically",
-                         batch.campaign_id, error, len(batch.messages))
-            return [DeliveryResult(m.delivery_id, Outcome.UNKNOWN, error=error) for m in batch.messages]
+                         batch.campaign_id, response.reason, len(batch.messages))
+            return [DeliveryResult(m.delivery_id, Outcome.UNKNOWN, error=response.reason) for m in batch.messages]
         message_id = response.headers.get("X-Message-Id", "") if response.headers else ""
         logger.info("Campaign %s: SendGrid accepted %d messages (%s, X-Message-Id %s)", batch.campaign_id,
                     len(batch.messages), response.status_code, message_id)
         return [DeliveryResult(m.delivery_id, Outcome.SENT, message_id=message_id) for m in batch.messages]
+
+
+def _retry_after(headers):
+    """Seconds until X-RateLimit-Reset (epoch seconds), counted from the response's Date header so that
+    the worker's clock does not matter; from the worker's clock only when there is no Date. None when
+    the reset is missing or not a number."""
+    try:
+        reset = float(headers.get("X-RateLimit-Reset"))
+    except (TypeError, ValueError):
+        return None
+    try:
+        now = parsedate_to_datetime(headers.get("Date")).timestamp()
+    except (TypeError, ValueError, IndexError):
+        now = time.time()
+    return max(0.0, reset - now)

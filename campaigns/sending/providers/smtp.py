@@ -21,10 +21,13 @@ from campaigns.sending.providers.base import (
     DeliveryResult,
     Outcome,
     Provider,
+    ProviderError,
+    ProviderRefused,
     ProviderUnavailable,
     TemporaryError,
     list_unsubscribe_headers,
 )
+from campaigns.sending.providers.smtp_replies import Phase, Scope, classify, uniform_refusal
 
 logger = logging.getLogger("campaigns.sending")
 
@@ -50,14 +53,32 @@ class ConnectionLost(Exception):
     """The connection failed before this message's content was sent: it was not delivered."""
 
 
-def _ascii_address(address):
-    """The address with an IDNA domain, or None when the local part is not ASCII (needs SMTPUTF8)."""
+class NeedsSmtpUtf8(ValueError):
+    """The address has a non-ASCII local part and the server does not offer SMTPUTF8."""
+
+
+def _envelope_address(address, smtputf8):
+    """The address as it goes in RCPT TO: an IDNA domain when the local part is ASCII; as it stands
+    (UTF-8) when it is not and the server offers SMTPUTF8 (RFC 6531). Raises NeedsSmtpUtf8."""
     local, _, domain = address.rpartition("@")
     if not local.isascii():
-        return None
+        if not smtputf8:
+            raise NeedsSmtpUtf8(
+                f"the address has a non-ASCII local part, which needs SMTPUTF8 (RFC 6531), and the SMTP server "
+                f"{settings.EMAIL_HOST} does not offer it; send to it through a server that does")
+        return address
     if not domain.isascii():
         domain = domain.encode("idna").decode("ascii")
     return f"{local}@{domain}"
+
+
+def _to_header(display_name, address):
+    """The To header: a non-ASCII address travels raw in UTF-8 (RFC 6532), as no encoded word may
+    stand for an address; the display name is RFC 2047-encoded either way."""
+    if address.isascii():
+        return SMTP_POLICY.fold_binary("To", LINE_BREAKS.sub(" ", formataddr((display_name, address), charset="utf-8")))
+    name = formataddr((LINE_BREAKS.sub(" ", display_name), "x@x"), charset="utf-8")[:-len("<x@x>")] if display_name else ""
+    return f"To: {name}<{address}>\r\n".encode("utf-8") if name else f"To: {address}\r\n".encode("utf-8")
 
 
 def _text_part(subtype, text, eight_bit_ok):
@@ -89,11 +110,9 @@ class MessageBuilder:
         self.tracking = batch.tracking
         self.compiled = batch.tracking.compiled if batch.tracking else batch.compiled
 
-    def build(self, message, eight_bit_ok):
+    def build(self, message, eight_bit_ok, smtputf8=False):
         """(envelope recipient, Message-ID, DATA bytes: dots stuffed, ending with the final dot)."""
-        rcpt = _ascii_address(message.email)
-        if rcpt is None:
-            raise ValueError(f"{message.email} has a non-ASCII local part, which needs SMTPUTF8")
+        rcpt = _envelope_address(message.email, smtputf8)
         context = message.context
         if self.tracking:
             context = {**context, **self.tracking.values(message.delivery_id)}
@@ -104,15 +123,15 @@ class MessageBuilder:
                  for subtype, body in (("plain", rendered.text), ("html", rendered.html)) if body]
         boundary = secrets.token_hex(16)
 
-        headers = [("From", self.from_header), ("To", formataddr((display_name, rcpt), charset="utf-8")),
-                   ("Subject", rendered.subject), ("Date", formatdate(usegmt=True)), ("Message-ID", message_id)]
+        headers = [("From", self.from_header), ("Subject", rendered.subject), ("Date", formatdate(usegmt=True)), ("Message-ID", message_id)]
         if self.reply_to:
             headers.append(("Reply-To", self.reply_to))
         headers += list_unsubscribe_headers(context.get("unsubscribe_url", "")).items()
         headers += [("X-Campaign-ID", self.campaign_id), ("X-Delivery-ID", str(message.delivery_id)),
                     ("MIME-Version", "1.0"), ("Content-Type", f'multipart/alternative; boundary="{boundary}"')]
         # Recipient data must never start a header of its own.
-        head = b"".join(SMTP_POLICY.fold_binary(header, LINE_BREAKS.sub(" ", value)) for header, value in headers)
+        head = _to_header(display_name, rcpt) + b"".join(
+            SMTP_POLICY.fold_binary(header, LINE_BREAKS.sub(" ", value)) for header, value in headers)
 
         delimiter = b"--" + boundary.encode("ascii")
         body = b"".join(delimiter + b"\r\n" + part + b"\r\n" for part in parts) + delimiter + b"--\r\n"
@@ -132,11 +151,13 @@ class SmtpSession:
         self.sent_on_this_connection = 0
         self.reconnects = 0
         self.last_error = ""
+        self.refusals = {}  # delivery id -> the Verdict of a refusal, to judge the batch as a whole
 
     def connect(self):
         conn = self.provider.open_connection()
         self.conn, self.sent_on_this_connection = conn, 0
         self.eight_bit_ok = conn.has_extn("8bitmime")
+        self.smtputf8 = conn.has_extn("smtputf8")
         self.mail_options = ["BODY=8BITMIME"] if self.eight_bit_ok else []
 
     def reconnect(self):
@@ -171,26 +192,27 @@ class SmtpSession:
 
     def start(self, envelope_from, rcpt):
         """MAIL, RCPT and DATA for one message. None when the server is ready for the content,
-        else the (outcome, error, bounced) of the refusal. Raises ConnectionLost."""
+        else the Verdict (providers.smtp_replies) of the refusal.
+
+        Raises ConnectionLost; ProviderRefused or TemporaryError when MAIL FROM is refused, since
+        that refusal is about us and would meet every message."""
         conn = self.conn
-        code, reply = self._command(lambda: conn.mail(envelope_from, self.mail_options))
+        options = self.mail_options + ["SMTPUTF8"] if not rcpt.isascii() else self.mail_options
+        code, reply = self._command(lambda: conn.mail(envelope_from, options))
         if code != 250:
             self._command(conn.rset)
-            return self._refused("MAIL FROM", code, reply)
-        code, reply = self._command(lambda: conn.rcpt(rcpt))
-        if code not in (250, 251):
-            self._command(conn.rset)
-            return self._refused("RCPT TO", code, reply, bounced=code >= 500)
-        code, reply = self._command(lambda: conn.docmd("data"))
-        if code != 354:
-            self._command(conn.rset)
-            return self._refused("DATA", code, reply)
+            verdict = classify(Phase.MAIL, code, reply)
+            if verdict.scope == Scope.SENDER:
+                error = ProviderRefused if verdict.outcome == Outcome.FAILED else TemporaryError
+                raise error(f"SMTP server {settings.EMAIL_HOST} {verdict.error}", provider=self.provider.name)
+            return verdict
+        for phase, command, accepted in ((Phase.RCPT, lambda: conn.rcpt(rcpt), (250, 251)),
+                                         (Phase.DATA, lambda: conn.docmd("data"), (354,))):
+            code, reply = self._command(command)
+            if code not in accepted:
+                self._command(conn.rset)
+                return classify(phase, code, reply)
         return None
-
-    @staticmethod
-    def _refused(phase, code, reply, bounced=False):
-        outcome = Outcome.FAILED if code >= 500 else Outcome.DEFERRED
-        return outcome, f"SMTP {phase} refused: {code} {reply}", bounced and outcome == Outcome.FAILED
 
     def send_content(self, data):
         # From the first byte of content on, the server may accept the message whatever happens next.
@@ -201,20 +223,20 @@ class SmtpSession:
         return None
 
     def finish(self):
-        """The server's reply to a message's content: (outcome, error)."""
+        """The server's reply to a message's content: (outcome, error, Verdict of a refusal or None)."""
         try:
             code, reply = self.conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.drop()
-            return Outcome.UNKNOWN, f"SMTP connection lost after the message was sent ({exc})"
+            return Outcome.UNKNOWN, f"SMTP connection lost after the message was sent ({exc})", None
         reply = reply.decode("utf-8", "replace")
         if code == 250:
             self.sent_on_this_connection += 1
-            return Outcome.SENT, ""
+            return Outcome.SENT, "", None
         if code == 421:
             self.drop()
-        outcome = Outcome.FAILED if code >= 500 else Outcome.DEFERRED
-        return outcome, f"SMTP message refused after DATA: {code} {reply}"
+        verdict = classify(Phase.CONTENT, code, reply)
+        return verdict.outcome, verdict.error, verdict
 
 
 class SmtpProvider(Provider):
@@ -240,7 +262,7 @@ class SmtpProvider(Provider):
             return conn
         except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as exc:
             self._close_quietly(conn)
-            raise ProviderUnavailable(f"SMTP server {where} refused our configuration: {exc}",
+            raise ProviderRefused(f"SMTP server {where} refused our configuration: {exc}",
                                       provider=self.name) from exc
         except (smtplib.SMTPException, OSError) as exc:
             self._close_quietly(conn)
@@ -266,7 +288,7 @@ class SmtpProvider(Provider):
         try:
             for index, message in enumerate(batch.messages):
                 try:
-                    built = builder.build(message, session.eight_bit_ok)
+                    built = builder.build(message, session.eight_bit_ok, session.smtputf8)
                 except (ValueError, UnicodeError) as exc:
                     built = exc
                 if awaiting is not None:
@@ -281,6 +303,10 @@ class SmtpProvider(Provider):
                     break
             if awaiting is not None:
                 results[awaiting[0]] = self._finished(session, batch, awaiting)
+        except ProviderError as error:
+            # MAIL FROM refused: what was settled before it stands, the rest was not sent.
+            error.results = [result for result in results if result is not None]
+            raise
         finally:
             session.close()
         for index, message in enumerate(batch.messages):
@@ -288,7 +314,23 @@ class SmtpProvider(Provider):
                 results[index] = DeliveryResult(message.delivery_id, Outcome.DEFERRED,
                                                 error=f"SMTP connection lost and not re-established ({session.last_error})")
         self._log(batch, results, session)
+        self._refuse_if_refused_as_a_whole(batch, results, session)
         return results
+
+    def _refuse_if_refused_as_a_whole(self, batch, results, session):
+        """The same refusal about us for every recipient (relay access denied, DMARC) is a provider
+        problem, not N failures: nobody is failed or suppressed, and the batch goes elsewhere."""
+        if any(result.outcome != Outcome.FAILED for result in results):
+            return
+        verdict = uniform_refusal(list(session.refusals.values()))
+        if verdict is None:
+            return
+        logger.error("Campaign %s: SMTP server refused every recipient of the batch alike (%s %s): a provider "
+                     "problem, nobody failed or suppressed", batch.campaign_id, verdict.code, verdict.enhanced)
+        raise ProviderRefused(
+            f"SMTP server {settings.EMAIL_HOST} refused every recipient of a batch of {len(results)} alike "
+            f"({verdict.error}); this is about our account or sender, not the recipients",
+            provider=self.name, results=[r for r in results if r.delivery_id not in session.refusals])
 
     def _send_one(self, session, builder, message, index, built):
         """Start one message, reconnecting once if the connection was lost before its content went out.
@@ -306,8 +348,9 @@ class SmtpProvider(Provider):
                 session.drop()
                 continue
             if refusal is not None:
-                outcome, error, bounced = refusal
-                return DeliveryResult(message.delivery_id, outcome, error=error, bounced=bounced), None
+                session.refusals[message.delivery_id] = refusal
+                return DeliveryResult(message.delivery_id, refusal.outcome, error=refusal.error,
+                                      bounced=refusal.suppresses), None
             failure = session.send_content(data)
             if failure is not None:
                 session.drop()
@@ -332,11 +375,13 @@ class SmtpProvider(Provider):
     @staticmethod
     def _finished(session, batch, awaiting):
         index, message_id = awaiting
-        outcome, error = session.finish()
+        outcome, error, refusal = session.finish()
         delivery_id = batch.messages[index].delivery_id
         if outcome == Outcome.SENT:
             return DeliveryResult(delivery_id, Outcome.SENT, message_id=message_id)
-        return DeliveryResult(delivery_id, outcome, error=error)
+        if refusal is not None:
+            session.refusals[delivery_id] = refusal
+        return DeliveryResult(delivery_id, outcome, error=error, bounced=bool(refusal and refusal.suppresses))
 
     def parse_response(self, batch, builder, results):
         return results

@@ -1,0 +1,100 @@
+"""An SMTP server (aiosmtpd) whose replies a test scripts: relays that refuse us, mailboxes that do
+not exist, servers without SMTPUTF8. It runs in a thread of the test process, so worker processes
+reach it over TCP like any relay, and it records what it accepted.
+
+    def test_x(scripted_smtp):
+        scripted_smtp.refuse_rcpt(".", "554 5.7.1 Relay access denied")
+
+Import the fixture into a test module with ``from tests.sending.scripted_smtp import scripted_smtp``.
+"""
+
+import re
+import threading
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from campaigns.localservers import free_port
+
+
+class ScriptedHandler:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.mail_refusal = None  # (messages accepted before it starts, reply)
+        self.rcpt_refusals = []  # (regex on the address, reply)
+        self.content_refusals = []  # (regex on the address, reply after the content)
+        self.received = []  # (envelope sender, [recipients], mail options) of each accepted message
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_refusal and len(self.received) >= self.mail_refusal[0]:
+            return self.mail_refusal[1]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        for pattern, reply in self.rcpt_refusals:
+            if pattern.search(address):
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        for pattern, reply in self.content_refusals:
+            if any(pattern.search(address) for address in envelope.rcpt_tos):
+                return reply
+        with self.lock:
+            self.received.append((envelope.mail_from, list(envelope.rcpt_tos), list(envelope.mail_options)))
+        return "250 2.0.0 OK"
+
+
+class ScriptedSmtp:
+    def __init__(self, smtputf8=True):
+        self.handler = ScriptedHandler()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     server_hostname="scripted.local", enable_SMTPUTF8=smtputf8)
+
+    def refuse_mail(self, reply, after=0):
+        """MAIL FROM gets REPLY once AFTER messages have been accepted."""
+        self.handler.mail_refusal = (after, reply)
+
+    def refuse_rcpt(self, pattern, reply):
+        self.handler.rcpt_refusals.append((re.compile(pattern, re.IGNORECASE), reply))
+
+    def refuse_content(self, pattern, reply):
+        self.handler.content_refusals.append((re.compile(pattern, re.IGNORECASE), reply))
+
+    def recipients(self):
+        with self.handler.lock:
+            return [address for _sender, addresses, _options in self.handler.received for address in addresses]
+
+    def mail_options(self):
+        with self.handler.lock:
+            return [options for _sender, _addresses, options in self.handler.received]
+
+
+def _serve(settings, worker_env, smtputf8):
+    server = ScriptedSmtp(smtputf8=smtputf8)
+    server.controller.start()
+    smtp = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": server.port, "EMAIL_HOST_USER": "",
+            "EMAIL_HOST_PASSWORD": "", "EMAIL_USE_TLS": False, "EMAIL_TIMEOUT": 10}
+    for name, value in smtp.items():
+        setattr(settings, name, value)
+    worker_env.update(smtp)
+    return server
+
+
+@pytest.fixture
+def scripted_smtp(settings, worker_env):
+    """A scripted SMTP server that offers SMTPUTF8; settings and worker_env point SMTP at it."""
+    server = _serve(settings, worker_env, smtputf8=True)
+    yield server
+    server.controller.stop()
+
+
+@pytest.fixture
+def scripted_smtp_without_smtputf8(settings, worker_env):
+    server = _serve(settings, worker_env, smtputf8=False)
+    yield server
+    server.controller.stop()
