@@ -73,6 +73,11 @@ class RecipientImportAdminMixin:
             *super().get_urls(),
         ]
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["running_import"] = obj.imports.exclude(status__in=FINISHED).order_by("created_at").first()
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def import_recipients_view(self, request, campaign_id):
         campaign = get_object_or_404(Campaign, pk=campaign_id)
         if not self.has_change_permission(request, campaign):

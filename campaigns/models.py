@@ -120,14 +120,18 @@ class Campaign(models.Model):
         total = self.total_recipients
         if self.merge_fields_total == total:
             return list(self.merge_fields)
-        from django.db import connection
+        from django.db import connection, transaction
 
         # Every row of one import has the same keys, so this full scan runs once per import, not per save.
         with connection.cursor() as cursor:
             cursor.execute("SELECT DISTINCT jsonb_object_keys(data) FROM campaigns_recipient WHERE campaign_id = %s",
                            [self.pk])
             keys = sorted(row[0] for row in cursor.fetchall())
-        Campaign.objects.filter(pk=self.pk).update(merge_fields=keys, merge_fields_total=total)
+        # An import holds the campaign row until it commits: then the cache is not written this time
+        # (SKIP LOCKED) rather than making the page wait for the import.
+        unlocked = Campaign.objects.filter(pk=self.pk).select_for_update(skip_locked=True).values("pk")
+        with transaction.atomic():
+            Campaign.objects.filter(pk__in=unlocked).update(merge_fields=keys, merge_fields_total=total)
         self.merge_fields, self.merge_fields_total = keys, total
         return keys
 

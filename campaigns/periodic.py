@@ -15,6 +15,7 @@ PERIODIC_TASKS = {
     "Scheduler heartbeat": ("campaigns.tasks.scheduler.heartbeat", 60),
     "Sweep: start due campaigns, recover stale claims": ("campaigns.tasks.scheduler.sweep",
                                                          settings.SWEEP_INTERVAL_SECONDS),
+    "Imports: remove finished uploads, fail abandoned imports": ("campaigns.tasks.imports.tidy_uploads", 3600),
 }
 
 

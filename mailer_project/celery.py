@@ -1,7 +1,8 @@
-"""The Celery app: two queues, routed by task module.
+"""The Celery app: three queues, routed by task module.
 
-`scheduler` decides what to send and when (starting campaigns, the sweep, imports);
-`senders` only sends batches and is the queue to scale out.
+`scheduler` decides what to send and when (starting campaigns, the sweep); `senders` only sends
+batches and is the queue to scale out; `imports` reads uploaded recipient files, which can take
+minutes, so that they never hold up the other two.
 """
 
 import os
@@ -17,17 +18,18 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 SCHEDULER_QUEUE = "scheduler"
 SENDERS_QUEUE = "senders"
+IMPORTS_QUEUE = "imports"
 
 app.conf.update(
-    task_queues=(Queue(SCHEDULER_QUEUE), Queue(SENDERS_QUEUE)),
+    task_queues=(Queue(SCHEDULER_QUEUE), Queue(SENDERS_QUEUE), Queue(IMPORTS_QUEUE)),
     task_default_queue=SCHEDULER_QUEUE,
     task_routes={
         "campaigns.tasks.scheduler.*": {"queue": SCHEDULER_QUEUE},
-        "campaigns.tasks.imports.*": {"queue": SCHEDULER_QUEUE},
+        "campaigns.tasks.imports.*": {"queue": IMPORTS_QUEUE},
         "campaigns.tasks.senders.*": {"queue": SENDERS_QUEUE},
     },
     # A task is acknowledged only when it has finished, so a killed worker's task is redelivered;
-    # every task is therefore written to be safe to run twice.
+    # every task is therefore written to be safe to run twice (imports opt out: see tasks/imports.py).
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,

@@ -193,6 +193,10 @@ IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=2_000_000)
 IMPORT_MAX_CELL_CHARS = env.int("IMPORT_MAX_CELL_CHARS", default=5000)
 # A workbook whose parts would unpack to more than this is refused before it is read (zip bombs).
 IMPORT_MAX_UNCOMPRESSED_MB = env.int("IMPORT_MAX_UNCOMPRESSED_MB", default=2048)
+# An import still reading after this long is stopped and marked failed (nothing is imported).
+IMPORT_TIME_LIMIT_SECONDS = env.int("IMPORT_TIME_LIMIT_SECONDS", default=1800)
+# Uploaded files are removed when their import ends; this many days later instead when set.
+IMPORT_KEEP_UPLOADS_DAYS = env.int("IMPORT_KEEP_UPLOADS_DAYS", default=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 

@@ -34,11 +34,12 @@ def worker_env():
 
 @pytest.fixture
 def start_worker(transactional_db, clean_broker, tmp_path, worker_env):
-    """Start real Celery worker processes: start_worker(["scheduler", "senders"], concurrency=2)."""
+    """Start real Celery worker processes: start_worker(["scheduler", "senders"], concurrency=2)
+    (app_module="tests.x" runs a test-only wrapper of the app instead)."""
     workers = []
 
-    def start(queues=("scheduler", "senders"), concurrency=2, **env):
-        worker = CeleryWorker(list(queues), tmp_path, concurrency=concurrency,
+    def start(queues=("scheduler", "senders"), concurrency=2, app_module="mailer_project", **env):
+        worker = CeleryWorker(list(queues), tmp_path, concurrency=concurrency, app_module=app_module,
                               env=service_env(**{**worker_env, **env})).start()
         workers.append(worker)
         return worker

@@ -12,13 +12,15 @@ def test_every_registered_task_of_ours_lands_on_its_modules_queue():
     ours = [name for name in app.tasks if name.startswith("campaigns.")]
     assert ours, "no campaigns tasks registered"
     for name in ours:
-        expected = "senders" if name.startswith("campaigns.tasks.senders.") else "scheduler"
+        expected = name.split(".")[2]  # campaigns.tasks.<module>.<task>
+        expected = {"imports": "imports", "senders": "senders"}.get(expected, "scheduler")
         assert route_of(name) == expected, name
 
 
 def test_routes_are_by_module():
     assert route_of("campaigns.tasks.senders.anything") == "senders"
     assert route_of("campaigns.tasks.scheduler.anything") == "scheduler"
+    assert route_of("campaigns.tasks.imports.anything") == "imports"
     assert route_of("some.other.task") == "scheduler"  # never the unconsumed default 'celery' queue
 
 
@@ -29,6 +31,14 @@ def test_celery_is_configured_for_safe_redelivery():
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_time_limit and conf.task_soft_time_limit < conf.task_time_limit
     assert conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+
+
+def test_imports_are_never_redelivered_and_have_their_own_time_limit(settings):
+    from campaigns.tasks.imports import import_recipients_file
+
+    assert import_recipients_file.acks_late is False and import_recipients_file.reject_on_worker_lost is False
+    assert import_recipients_file.soft_time_limit == settings.IMPORT_TIME_LIMIT_SECONDS
+    assert import_recipients_file.time_limit > import_recipients_file.soft_time_limit
 
 
 def test_a_real_worker_consumes_a_real_task_through_redis(start_worker, clean_broker):

@@ -45,10 +45,11 @@ def service_env(**extra):
 class CeleryWorker:
     """`celery -A mailer_project worker` in its own process group, so kill() takes its children too."""
 
-    def __init__(self, queues, log_dir, concurrency=2, pool="prefork", env=None):
+    def __init__(self, queues, log_dir, concurrency=2, pool="prefork", env=None, app_module="mailer_project"):
         self.name = f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}@test"
         self.log_path = Path(log_dir) / f"{self.name}.log"
-        self.cmd = [sys.executable, "-m", "celery", "-A", "mailer_project", "worker", "-Q", ",".join(queues),
+        # app_module: a test-only wrapper of mailer_project's app may patch a step (fault injection).
+        self.cmd = [sys.executable, "-m", "celery", "-A", app_module, "worker", "-Q", ",".join(queues),
                     "-n", self.name, "--concurrency", str(concurrency), "--pool", pool, "--loglevel", "INFO",
                     "--without-gossip", "--without-mingle"]
         self.env = env or service_env()
@@ -68,6 +69,11 @@ class CeleryWorker:
             except (redis.ConnectionError, kombu.exceptions.OperationalError, OSError):
                 reset_broker_pool()  # a stale pooled connection (e.g. Redis restarted): retry
         raise RuntimeError(f"worker {self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def pool_pids(self):
+        """The pids of the worker's pool processes, which run the tasks."""
+        stats = app.control.inspect(destination=[self.name], timeout=5).stats() or {}
+        return stats[self.name]["pool"]["processes"]
 
     def log_tail(self, lines=40):
         try:

@@ -1,5 +1,9 @@
 """Progress of a background import, written where the admin page can see it while the import's own
-transaction is still open: through a second database connection, at most every half second."""
+transaction is still open: through a second database connection, at most every half second.
+
+The import never locks its RecipientImport row, and a progress write skips a row that is locked anyway
+(SKIP LOCKED): progress is worth a dropped update, never a wait.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from django.db import connections
 from campaigns.models import RecipientImport
 
 INTERVAL_SECONDS = 0.5
+TABLE = RecipientImport._meta.db_table
 
 
 class DatabaseProgress:
@@ -28,8 +33,8 @@ class DatabaseProgress:
             self.connection = connections.create_connection("default")  # autocommit, outside the import
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {RecipientImport._meta.db_table} SET rows_done = %s, rows_estimated = %s "
-                f"WHERE id = %s AND status = %s",
+                f"UPDATE {TABLE} SET rows_done = %s, rows_estimated = %s WHERE id = ("
+                f"SELECT id FROM {TABLE} WHERE id = %s AND status = %s FOR UPDATE SKIP LOCKED)",
                 [rows_done, rows_estimated, self.recipient_import_id, RecipientImport.Status.RUNNING],
             )
 

@@ -27,6 +27,9 @@ from campaigns.models import Campaign, Recipient, RecipientImport
 NAME_MAX_LENGTH = Recipient._meta.get_field("first_name").max_length
 IMPORTABLE_STATUSES = (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED)
 UNEXPECTED_FAILURE = "The import failed unexpectedly and changed nothing; the worker log has the details."
+ALREADY_STARTED = "This upload has already been imported, or is being imported."
+REPORT_FIELDS = ("imported", "duplicates_in_file", "already_present", "invalid", "suppressed", "total_rows",
+                 "rows_done", "rows_estimated", "status", "error", "started_at", "finished_at", "rejected_file")
 
 Progress = Callable[[int, int], None]
 
@@ -43,12 +46,16 @@ def import_recipients(target: RecipientImport | Campaign, path=None, sheet: str 
     if record:
         path = path or record.file.path
         sheet = sheet if sheet is not None else (record.sheet or None)
-        RecipientImport.objects.filter(pk=record.pk).update(
-            status=RecipientImport.Status.RUNNING, started_at=timezone.now(), error="")
+        record.started_at = timezone.now()
+        # Only a queued upload starts, once: a second run of the same upload is refused and changes nothing.
+        claimed = RecipientImport.objects.filter(pk=record.pk, status=RecipientImport.Status.QUEUED).update(
+            status=RecipientImport.Status.RUNNING, started_at=record.started_at, error="")
+        if not claimed:
+            raise ImportRefused(ALREADY_STARTED)
     try:
         return _import(campaign_id, record, Path(path), sheet, progress or _no_progress, check_mx, resolver)
     except ImportRefused as refusal:
-        if record:
+        if record and str(refusal) != ALREADY_STARTED:  # that one keeps the reason it was stopped for
             _mark_failed(record, str(refusal))
         raise
     except Exception:
@@ -82,10 +89,7 @@ def _copy_rows(campaign_id, record, headers, table, report, rejected, progress, 
     if campaign.status not in IMPORTABLE_STATUSES:
         raise ImportRefused(f"Recipients can only be added to a draft or scheduled campaign; "
                             f"'{campaign.name}' is {campaign.get_status_display().lower()}.")
-    if record:
-        locked = RecipientImport.objects.select_for_update().get(pk=record.pk)
-        if locked.status == RecipientImport.Status.SUCCEEDED:
-            raise ImportRefused("This upload has already been imported.")
+    # The RecipientImport row is not locked here: progress is written to it from another connection.
     with connection.cursor() as django_cursor:
         cursor = django_cursor.cursor
         existing = writer.existing_emails(cursor, campaign_id)
@@ -217,13 +221,23 @@ def _save_report(record, campaign_id, path, sheet, report: ImportReport, rejecte
         with open(rejected.path, "rb") as f:
             record.rejected_file.save(f"rejected-{Path(path).stem[:80]}.csv", File(f), save=False)
         stored.append(record.rejected_file.path)
-    record.save()
+    if record.pk is None:
+        record.save()
+    elif not RecipientImport.objects.filter(pk=record.pk, status=RecipientImport.Status.RUNNING).update(
+            **{name: getattr(record, name) for name in REPORT_FIELDS}):
+        raise ImportRefused(ALREADY_STARTED)  # marked failed meanwhile (a time limit): roll back
     return record
 
 
 def _mark_failed(record: RecipientImport, message: str) -> None:
-    RecipientImport.objects.filter(pk=record.pk).exclude(status=RecipientImport.Status.SUCCEEDED).update(
-        status=RecipientImport.Status.FAILED, error=message, finished_at=timezone.now())
+    mark_failed(record.pk, message)
+
+
+def mark_failed(recipient_import_id: int, message: str) -> bool:
+    """Mark an unfinished import failed, or replace the reason a failed one gives; never touch a succeeded one."""
+    return bool(RecipientImport.objects.filter(pk=recipient_import_id).exclude(
+        status=RecipientImport.Status.SUCCEEDED).update(
+        status=RecipientImport.Status.FAILED, error=message, finished_at=timezone.now()))
 
 
 def _no_progress(done: int, estimated: int) -> None:

@@ -1,29 +1,39 @@
-"""Tasks on the `scheduler` queue that import recipient files uploaded in the admin."""
+"""Tasks on the `imports` queue: recipient files uploaded in the admin, and their hourly clean-up.
 
-import logging
+Imports have a queue and a worker of their own so that a long file never delays starting a campaign.
+"""
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from celery.signals import task_failure
+from django.conf import settings
 
-from campaigns.importing import ImportRefused
-from campaigns.importing.progress import DatabaseProgress
-from campaigns.importing.service import import_recipients
-from campaigns.models import RecipientImport
-
-logger = logging.getLogger(__name__)
+from campaigns.importing import uploads
 
 
-# A million-row workbook takes longer than the default limits; the import rolls back if it is killed.
-@shared_task(soft_time_limit=1800, time_limit=1900)
+# Acknowledged when it starts: an import whose worker died is marked failed, never run again by a
+# redelivery (the transaction rolled back, so staff simply upload again).
+@shared_task(acks_late=False, reject_on_worker_lost=False, soft_time_limit=settings.IMPORT_TIME_LIMIT_SECONDS,
+             time_limit=settings.IMPORT_TIME_LIMIT_SECONDS + uploads.HARD_TIME_LIMIT_MARGIN_SECONDS)
 def import_recipients_file(recipient_import_id: int, check_mx: bool = False) -> dict | None:
-    record = RecipientImport.objects.filter(pk=recipient_import_id).first()
-    if record is None or record.status == RecipientImport.Status.SUCCEEDED:
-        return None  # deleted, or a redelivery of a finished import
-    progress = DatabaseProgress(record.pk)
-    try:
-        report = import_recipients(record, progress=progress, check_mx=check_mx)
-    except ImportRefused as refusal:
-        logger.info("Import %s refused: %s", record.pk, refusal)
-        return {"error": str(refusal)}
-    finally:
-        progress.close()
-    return {"summary": report.summary_line()}
+    return uploads.import_upload(recipient_import_id, check_mx)
+
+
+@shared_task
+def tidy_uploads() -> dict:
+    return uploads.tidy_uploads()
+
+
+@task_failure.connect
+def record_why_an_import_stopped(sender=None, args=(), kwargs=None, exception=None, **extra):
+    """Sent by the worker's pool process (soft time limit) or by its parent (hard limit, lost process)."""
+    if sender is None or sender.name != import_recipients_file.name:
+        return
+    if isinstance(exception, (SoftTimeLimitExceeded, TimeLimitExceeded)):
+        reason = uploads.time_limit_reason()
+    elif isinstance(exception, WorkerLostError):
+        reason = uploads.WORKER_STOPPED
+    else:
+        return  # the import itself recorded what went wrong
+    recipient_import_id = args[0] if args else (kwargs or {}).get("recipient_import_id")
+    uploads.mark_stopped(recipient_import_id, reason)

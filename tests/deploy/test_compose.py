@@ -7,7 +7,8 @@ import pytest
 from tests.deploy import tools
 from tests.deploy.conftest import PRODUCTION_SECRETS, write_env_file
 
-APP_SERVICES = ["web", "celery_worker_scheduler", "celery_worker_sender", "celery_beat", "flower"]
+APP_SERVICES = ["web", "celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender", "celery_beat",
+                "flower"]
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,7 @@ def test_workers_queues_and_concurrency(dev_compose, prod_compose):
         services = compose["services"]
         assert "-Q scheduler" in services["celery_worker_scheduler"]["command"]
         assert "--concurrency 2" in services["celery_worker_scheduler"]["command"]
+        assert "-Q imports" in services["celery_worker_imports"]["command"]
         assert "-Q senders" in services["celery_worker_sender"]["command"]
         assert "celery -A mailer_project beat" in services["celery_beat"]["command"]
         # Scalable with --scale: no fixed container name or host port on the senders.
@@ -67,16 +69,18 @@ def test_workers_queues_and_concurrency(dev_compose, prod_compose):
 @pytest.mark.parametrize("compose_name", ["dev_compose", "prod_compose"])
 def test_every_long_running_service_has_a_healthcheck_and_waits_for_its_dependencies(compose_name, request):
     services = request.getfixturevalue(compose_name)["services"]
-    for name in ("db", "redis", "web", "celery_worker_scheduler", "celery_worker_sender", "flower", "nginx"):
+    for name in ("db", "redis", "web", "celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender",
+                 "flower", "nginx"):
         assert "healthcheck" in services[name], name
     assert "pg_isready" in healthcheck_command(services["db"])
     assert "redis-cli ping" in healthcheck_command(services["redis"])
     assert "docker/healthcheck.py web" in healthcheck_command(services["web"])
     assert "inspect ping -d scheduler@$${HOSTNAME}" in healthcheck_command(services["celery_worker_scheduler"])
     assert "inspect ping -d sender@$${HOSTNAME}" in healthcheck_command(services["celery_worker_sender"])
+    assert "inspect ping -d imports@$${HOSTNAME}" in healthcheck_command(services["celery_worker_imports"])
     assert services["web"]["depends_on"] == {"db": {"condition": "service_healthy"},
                                              "redis": {"condition": "service_healthy"}}
-    for name in ("celery_worker_scheduler", "celery_worker_sender", "celery_beat"):
+    for name in ("celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender", "celery_beat"):
         # Workers and beat wait for web, which applies the migrations before it turns healthy.
         assert services[name]["depends_on"]["web"] == {"condition": "service_healthy"}, name
     assert services["nginx"]["depends_on"]["web"] == {"condition": "service_healthy"}

@@ -3,12 +3,18 @@ fixtures that nothing installed here can write, see fixtures/make_fixtures.py)."
 
 import csv
 import io
+import time
 from pathlib import Path
 
 import openpyxl
 import pytest
+from django.core.files import File
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.urls import reverse
 
-from tests.factories import CampaignFactory
+from campaigns.models import RecipientImport
+from tests.factories import CampaignFactory, UserFactory
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -60,3 +66,56 @@ def read_rejected(recipient_import):
     """The rejected-rows CSV as a list of rows (header first), read as a spreadsheet would."""
     with recipient_import.rejected_file.open("rb") as f:
         return list(csv.reader(io.StringIO(f.read().decode("utf-8-sig"))))
+
+
+@pytest.fixture
+def lock_waits_fail(transactional_db):
+    """Every connection to the test database (this one, new ones, workers') gives up waiting for a lock
+    after 20 s with an error: a test of code that must never wait on a lock then fails instead of hanging."""
+    name = connection.settings_dict["NAME"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER DATABASE \"{name}\" SET lock_timeout = '20s'")
+        cursor.execute("SET lock_timeout = '20s'")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER DATABASE \"{name}\" RESET lock_timeout")
+        cursor.execute("RESET lock_timeout")
+
+
+def uploaded(campaign, path, **fields) -> RecipientImport:
+    """A RecipientImport for the file at PATH, stored as the admin stores an upload."""
+    with open(path, "rb") as f:
+        return RecipientImport.objects.create(campaign=campaign, file=File(f, name=Path(path).name),
+                                              original_name=Path(path).name, **fields)
+
+
+# The admin's import pages.
+
+def import_url(campaign):
+    return reverse("admin:campaigns_campaign_import", args=[campaign.pk])
+
+
+def status_json_url(record):
+    return reverse("admin:campaigns_campaign_import_status_json", args=[record.pk])
+
+
+def csv_upload(text, name="people.csv"):
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+@pytest.fixture
+def staff_client(client):
+    client.force_login(UserFactory(is_superuser=True))
+    return client
+
+
+def wait_until_finished(client, record, timeout=60):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        status = client.get(status_json_url(record)).json()
+        seen.append(status["status"])
+        if status["finished"]:
+            return status, seen
+        time.sleep(0.2)
+    raise AssertionError(f"import not finished after {timeout}s: {seen[-5:]}")

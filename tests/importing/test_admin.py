@@ -1,49 +1,16 @@
 """The admin flow: upload -> Celery task on a real worker -> status JSON -> report and rejected rows."""
 
-import time
-
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from campaigns.models import Campaign, Recipient, RecipientImport
 from tests.factories import CampaignFactory, UserFactory
-from tests.importing.conftest import read_rejected
-
-
-def import_url(campaign):
-    return reverse("admin:campaigns_campaign_import", args=[campaign.pk])
-
-
-def status_json_url(record):
-    return reverse("admin:campaigns_campaign_import_status_json", args=[record.pk])
-
-
-def csv_upload(text, name="people.csv"):
-    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
-
-
-@pytest.fixture
-def staff_client(client):
-    client.force_login(UserFactory(is_superuser=True))
-    return client
-
-
-def wait_until_finished(client, record, timeout=60):
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        status = client.get(status_json_url(record)).json()
-        seen.append(status["status"])
-        if status["finished"]:
-            return status, seen
-        time.sleep(0.2)
-    raise AssertionError(f"import not finished after {timeout}s: {seen[-5:]}")
+from tests.importing.conftest import csv_upload, import_url, read_rejected, status_json_url, wait_until_finished
 
 
 @pytest.mark.slow
 def test_upload_runs_on_a_worker_and_reports(start_worker, staff_client, media_root):
-    worker = start_worker(["scheduler"], concurrency=1, MEDIA_ROOT=str(media_root))
+    worker = start_worker(["imports"], concurrency=1, MEDIA_ROOT=str(media_root))
     campaign = CampaignFactory()
     change_page = staff_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
     assert import_url(campaign) in change_page.content.decode()  # the "Import recipients" button
@@ -81,7 +48,7 @@ def test_upload_runs_on_a_worker_and_reports(start_worker, staff_client, media_r
 
 @pytest.mark.slow
 def test_a_bad_file_fails_with_its_reason_on_the_page(start_worker, staff_client, media_root):
-    worker = start_worker(["scheduler"], concurrency=1, MEDIA_ROOT=str(media_root))
+    worker = start_worker(["imports"], concurrency=1, MEDIA_ROOT=str(media_root))
     campaign = CampaignFactory()
     staff_client.post(import_url(campaign), {"file": csv_upload("name\nAna\n")})
     record = RecipientImport.objects.get()

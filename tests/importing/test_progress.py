@@ -1,8 +1,11 @@
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 
+from campaigns.importing import reader
 from campaigns.importing.progress import DatabaseProgress
+from campaigns.importing.service import import_recipients
 from campaigns.models import RecipientImport
 from tests.factories import CampaignFactory
+from tests.importing.conftest import uploaded
 
 
 def read_progress(record_id):
@@ -35,3 +38,23 @@ def test_progress_is_written_at_most_once_per_interval(transactional_db):
     progress(20, 100)
     progress.close()
     assert read_progress(record.pk) == (10, 100)
+
+
+def test_progress_written_inside_the_import_transaction_is_seen_and_never_waits(lock_waits_fail, monkeypatch,
+                                                                              make_csv):
+    monkeypatch.setattr(reader, "CHUNK_ROWS", 10)
+    record = uploaded(CampaignFactory(), make_csv([["email"], *[[f"p{i}@example.com"] for i in range(50)]]))
+    progress = DatabaseProgress(record.pk, interval=0)  # every call writes
+    seen_inside = []
+
+    def write_and_look(done, estimated):
+        progress(done, estimated)
+        if connection.in_atomic_block:  # the import's transaction is open, holding its locks
+            seen_inside.append(read_progress(record.pk)[0])
+
+    report = import_recipients(record, progress=write_and_look)
+    progress.close()
+    assert report.imported == 50
+    assert seen_inside == [10, 20, 30, 40, 50]
+    record.refresh_from_db()
+    assert (record.status, record.rows_done) == (RecipientImport.Status.SUCCEEDED, 50)
