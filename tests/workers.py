@@ -45,10 +45,11 @@ def service_env(**extra):
 class CeleryWorker:
     """`celery -A mailer_project worker` in its own process group, so kill() takes its children too."""
 
-    def __init__(self, queues, log_dir, concurrency=2, pool="prefork", env=None):
+    def __init__(self, queues, log_dir, concurrency=2, pool="prefork", env=None, module="celery"):
+        # MODULE runs the celery command line; tests.crashing_worker wraps it with a test-only hook.
         self.name = f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}@test"
         self.log_path = Path(log_dir) / f"{self.name}.log"
-        self.cmd = [sys.executable, "-m", "celery", "-A", "mailer_project", "worker", "-Q", ",".join(queues),
+        self.cmd = [sys.executable, "-m", module, "-A", "mailer_project", "worker", "-Q", ",".join(queues),
                     "-n", self.name, "--concurrency", str(concurrency), "--pool", pool, "--loglevel", "INFO",
                     "--without-gossip", "--without-mingle"]
         self.env = env or service_env()

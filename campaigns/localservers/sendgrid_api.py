@@ -29,7 +29,8 @@ Control endpoints for tests (JSON in and out):
     "hang" waits ``hang_seconds`` then closes the connection without a reply.
     ``GET /_control`` shows the current fault.
   * ``GET /_stats``: ``{"requests_by_status": {"202": n, "hang": n, ...},
-    "personalizations_accepted": n}``.
+    "personalizations_accepted": n, "hung_recipients": [addresses of the
+    requests "hang" held]}``.
   * ``POST /_reset``: clears stats and faults; the record file is kept.
 
 ``set_fault``, ``get_stats``, ``reset`` and ``read_records`` below wrap these
@@ -251,6 +252,7 @@ class FakeSendGrid:
             self.fault = {"mode": "ok", "count": 0, "reset_after": 1, "hang_seconds": 30}
             self.requests_by_status = collections.Counter()
             self.personalizations_accepted = 0
+            self.hung_recipients = []  # the addresses of requests held by "hang" (in flight)
 
     def set_fault(self, control):
         mode = str(control.get("mode", "ok"))
@@ -288,7 +290,19 @@ class FakeSendGrid:
             return {
                 "requests_by_status": dict(self.requests_by_status),
                 "personalizations_accepted": self.personalizations_accepted,
+                "hung_recipients": list(self.hung_recipients),
             }
+
+    def hold(self, body):
+        """Count a request that "hang" holds, and remember its recipients (what is in flight)."""
+        try:
+            addresses = [to.get("email") for p in json.loads(body).get("personalizations") or []
+                         for to in p.get("to") or []]
+        except (ValueError, AttributeError, TypeError):
+            addresses = []
+        with self.lock:
+            self.requests_by_status["hang"] += 1
+            self.hung_recipients.extend(addresses)
 
     def record(self, payload, message_id):
         lines = "".join(
@@ -354,7 +368,7 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
     def mail_send(self, body):
         fault = self.app.take_fault()
         if fault:
-            self.reply_fault(fault)
+            self.reply_fault(fault, body)
             return
         if self.app.api_key is not None:
             authorization = self.headers.get("Authorization")
@@ -382,10 +396,10 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
         self.app.count(status)
         self.send_json(status, body, headers)
 
-    def reply_fault(self, fault):
+    def reply_fault(self, fault, body=b""):
         mode = fault["mode"]
         if mode == "hang":
-            self.app.count("hang")
+            self.app.hold(body)
             time.sleep(fault["hang_seconds"])
             self.close_connection = True
             return

@@ -17,6 +17,7 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from django.conf import settings
 from django.core.mail.utils import DNS_NAME
 
+from campaigns.sending import ratelimit
 from campaigns.sending.providers.base import (
     DeliveryResult,
     Outcome,
@@ -169,9 +170,12 @@ class SmtpSession:
             raise ConnectionLost(reply.decode("utf-8", "replace"))
         return code, reply.decode("utf-8", "replace")
 
-    def start(self, envelope_from, rcpt):
+    def start(self, envelope_from, rcpt, call_begins=lambda: True):
         """MAIL, RCPT and DATA for one message. None when the server is ready for the content,
-        else the (outcome, error, bounced) of the refusal. Raises ConnectionLost."""
+        else the (outcome, error, bounced) of the refusal. Raises ConnectionLost.
+
+        CALL_BEGINS runs between RCPT and DATA: it records that the message is about to leave and
+        says whether the batch still owns it (if not, the transaction is reset and nothing leaves)."""
         conn = self.conn
         code, reply = self._command(lambda: conn.mail(envelope_from, self.mail_options))
         if code != 250:
@@ -181,6 +185,9 @@ class SmtpSession:
         if code not in (250, 251):
             self._command(conn.rset)
             return self._refused("RCPT TO", code, reply, bounced=code >= 500)
+        if not call_begins():
+            self._command(conn.rset)
+            return Outcome.DEFERRED, "claim expired before the message was sent", False
         code, reply = self._command(lambda: conn.docmd("data"))
         if code != 354:
             self._command(conn.rset)
@@ -262,25 +269,15 @@ class SmtpProvider(Provider):
         session = SmtpSession(self, batch.campaign_id)
         session.connect()  # a refusal here raises: nothing has been sent
         results = [None] * len(batch.messages)
-        awaiting = None  # (index, message id) whose content was sent and whose reply is unread
         try:
-            for index, message in enumerate(batch.messages):
-                try:
-                    built = builder.build(message, session.eight_bit_ok)
-                except (ValueError, UnicodeError) as exc:
-                    built = exc
-                if awaiting is not None:
-                    results[awaiting[0]] = self._finished(session, batch, awaiting)
-                    awaiting = None
-                if isinstance(built, Exception):
-                    results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
-                    continue
-                results[index], awaiting = self._send_one(session, builder, message, index, built)
-                if results[index] is None and awaiting is None:
-                    # Could not reconnect: the rest of the batch waits for a later attempt.
-                    break
-            if awaiting is not None:
-                results[awaiting[0]] = self._finished(session, batch, awaiting)
+            for run in self._runs(batch.messages):
+                # Each message is marked as begun just before its DATA; the run's results are written
+                # before the next wait or run, so after a crash only this run's rows can be unknown.
+                lost_connection = self._send_run(session, builder, batch, run, results)
+                if batch.ledger is not None:
+                    batch.ledger.record(self.name, [results[i] for i, _ in run if results[i] is not None])
+                if lost_connection:
+                    break  # could not reconnect: the rest of the batch waits for a later attempt
         finally:
             session.close()
         for index, message in enumerate(batch.messages):
@@ -290,17 +287,62 @@ class SmtpProvider(Provider):
         self._log(batch, results, session)
         return results
 
-    def _send_one(self, session, builder, message, index, built):
+    def _runs(self, messages):
+        """(index, message) runs that may leave now: at most SEND_SMTP_CHUNK messages each, paced per
+        message under the shared rate limit. A run ends before every wait, so no wait ever falls
+        between a run's call-began mark and its results."""
+        indexed = list(enumerate(messages))
+        chunk = max(1, settings.SEND_SMTP_CHUNK)
+        for start in range(0, len(indexed), chunk):
+            part = indexed[start:start + chunk]
+            schedule = ratelimit.schedule(self.name, len(part))
+            run = []
+            for item, due in zip(part, schedule):
+                if schedule.delay(due) > 0:
+                    if run:
+                        yield run
+                        run = []
+                    schedule.wait_until(due)
+                run.append(item)
+            if run:
+                yield run
+
+    def _send_run(self, session, builder, batch, run, results):
+        """Send one run, reading each reply while the next message is built. True when the connection
+        was lost and could not be re-established."""
+        awaiting = None  # (index, message id) whose content was sent and whose reply is unread
+        for index, message in run:
+            try:
+                built = builder.build(message, session.eight_bit_ok)
+            except (ValueError, UnicodeError) as exc:
+                built = exc
+            if awaiting is not None:
+                results[awaiting[0]] = self._finished(session, batch, awaiting)
+                awaiting = None
+            if isinstance(built, Exception):
+                results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
+                continue
+            results[index], awaiting = self._send_one(session, builder, batch, message, index, built)
+            if results[index] is None and awaiting is None:
+                return True
+        if awaiting is not None:
+            results[awaiting[0]] = self._finished(session, batch, awaiting)
+        return False
+
+    def _send_one(self, session, builder, batch, message, index, built):
         """Start one message, reconnecting once if the connection was lost before its content went out.
 
         Returns (result or None, awaiting or None)."""
         rcpt, message_id, data = built
+
+        def call_begins():  # after RCPT was accepted, just before DATA
+            return bool(self.call_begins(batch, [message]))
         for _ in range(2):
             if session.conn is None:
                 if not self._reconnect(session):
                     return None, None
             try:
-                refusal = session.start(builder.envelope_from, rcpt)
+                refusal = session.start(builder.envelope_from, rcpt, call_begins)
             except ConnectionLost as exc:
                 session.last_error = str(exc)
                 session.drop()
