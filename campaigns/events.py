@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from campaigns.models import Suppression
+from campaigns.sending.ledger import settle_unknown
 from campaigns.suppression import normalise, suppress_many
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ FIRST_OCCURRENCE = {
 # events whose reason is worth keeping on the delivery log (until it is delivered)
 NOTED = {"deferred", "dropped", "bounce"}
 KNOWN_EVENTS = set(FIRST_OCCURRENCE) | NOTED | {"processed"}
+# events that prove what happened to a delivery whose outcome was unknown (campaigns.sending.ledger)
+PROOF_OF_SENDING = {"processed", "deferred", "delivered", "open", "click", "bounce", "spamreport",
+                    "unsubscribe", "group_unsubscribe"}
+PROOF_OF_FAILURE = {"dropped"}
 # SendGrid's reasons for dropping a message to an address already on its own lists
 DROP_REASONS = {"Bounced Address": Suppression.Reason.BOUNCED,
                 "Spam Reporting Address": Suppression.Reason.COMPLAINED,
@@ -193,6 +198,7 @@ class EventsReport:
     unmatched: int = 0  # new events of no delivery of ours (suppressions still apply)
     ignored: int = 0  # unknown event types, or no sg_event_id
     suppressed: int = 0  # addresses newly suppressed
+    settled: int = 0  # unknown deliveries the events proved sent (or dropped)
 
     def as_dict(self):
         return asdict(self)
@@ -325,6 +331,7 @@ def apply_events(events: list) -> EventsReport:
                 counters[campaign_id][counter] += 1
         _note_errors(cursor, new_events, matches)
         _bump_counters(cursor, counters)
+        report.settled = settle_unknown(_evidence(new_events, matches))
         report.suppressed = suppress_many(_suppressions(new_events, matches))
     _prune_event_ids()
     return report
@@ -384,6 +391,17 @@ def _bump_counters(cursor, counters):
         columns=", ".join(COUNTERS),
     )
     cursor.execute(sql, params)
+
+
+def _evidence(events, matches):
+    for event, match in zip(events, matches):
+        if not match:
+            continue
+        kind = event["event"]
+        if kind in PROOF_OF_SENDING:
+            yield match[0], "sent", f"sent: SendGrid reported it {kind}"
+        elif kind in PROOF_OF_FAILURE:
+            yield match[0], "failed", _note(event)
 
 
 def _suppressions(events, matches):

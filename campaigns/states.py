@@ -104,12 +104,12 @@ def cancel(campaign_id):
     return transition(campaign_id, "cancel", completed_at=timezone.now())
 
 
-def complete(campaign_id):
-    return transition(campaign_id, "complete", completed_at=timezone.now())
+def complete(campaign_id, where=None):
+    return transition(campaign_id, "complete", where=where, completed_at=timezone.now())
 
 
-def fail(campaign_id, reason):
-    return transition(campaign_id, "fail", completed_at=timezone.now(), last_error=reason)
+def fail(campaign_id, reason, where=None):
+    return transition(campaign_id, "fail", where=where, completed_at=timezone.now(), last_error=reason)
 
 
 def reopen(campaign_id):

@@ -176,9 +176,18 @@ UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
 
 # --- Campaigns ---------------------------------------------------------------------------------
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=200)
-# A batch's claim on its rows lasts this long; the batch task's hard time limit is shorter, so a
-# live task never loses its claim. After a crash, the sweep recovers the rows once it expires.
-SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=600)
+# A batch's claim on its rows lasts this long and the live batch renews it every third of it, so a
+# slow batch keeps its claim while a killed worker's claim expires within one lease; the sweep then
+# recovers the rows. Lease + sweep interval is how soon a dead worker is noticed (<= 60 s).
+SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=30)
+# The longest a batch task may run (soft limit; the hard limit is 20 % later).
+SEND_BATCH_TIME_LIMIT = env.int("SEND_BATCH_TIME_LIMIT", default=300)
+# SMTP writes its results every this many messages (and before every rate-limit wait): after a
+# crash at most this many rows per batch in flight are unknown.
+SEND_SMTP_CHUNK = env.int("SEND_SMTP_CHUNK", default=10)
+# The rate-limit window is one second plus this guard, for the varying delay between a send's
+# reservation and its arrival at the provider.
+RATE_LIMIT_GUARD_SECONDS = env.float("RATE_LIMIT_GUARD_SECONDS", default=0.05)
 SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)
 # Within one batch: retries per provider on 5xx/429/connection errors, the backoff base (full jitter
 # below base * 2^n), and the most one batch waits for one provider's rate-limit resets.

@@ -38,8 +38,8 @@ def start_worker(transactional_db, clean_broker, tmp_path, worker_env):
     (app_module="tests.x" runs a test-only wrapper of the app instead)."""
     workers = []
 
-    def start(queues=("scheduler", "senders"), concurrency=2, app_module="mailer_project", **env):
-        worker = CeleryWorker(list(queues), tmp_path, concurrency=concurrency, app_module=app_module,
+    def start(queues=("scheduler", "senders"), concurrency=2, app_module="mailer_project", module="celery", **env):
+        worker = CeleryWorker(list(queues), tmp_path, concurrency=concurrency, app_module=app_module, module=module,
                               env=service_env(**{**worker_env, **env})).start()
         workers.append(worker)
         return worker
@@ -54,6 +54,18 @@ def start_worker(transactional_db, clean_broker, tmp_path, worker_env):
 class SmtpSink:
     port: int
     maildir: Path
+    rcpt_log: Path
+
+    def accepted_rcpts(self):
+        """Every address the sink accepted a RCPT TO for, in order: what it saw or had in flight."""
+        try:
+            return self.rcpt_log.read_text().split()
+        except FileNotFoundError:
+            return []
+
+    def receive_times(self):
+        """When each stored message arrived (the sink's clock, epoch seconds), oldest first."""
+        return [int(name.split("-", 1)[0]) / 1e9 for name in smtp_sink.message_files(self.maildir)]
 
     @property
     def control_file(self):
@@ -77,6 +89,7 @@ class SmtpSink:
         for path in self.maildir.glob("*.eml"):
             path.unlink()
         self.control_file.unlink(missing_ok=True)
+        self.rcpt_log.write_text("")  # the sink appends, so truncating is safe
 
 
 @dataclass
@@ -113,8 +126,9 @@ class FakeSendGrid:
 @pytest.fixture(scope="session")
 def sink_process(tmp_path_factory):
     base = tmp_path_factory.mktemp("smtp-sink")
-    with running("smtp_sink", "--maildir", base / "mail", log_path=base / "sink.log") as (_, port):
-        yield SmtpSink(port, base / "mail")
+    with running("smtp_sink", "--maildir", base / "mail", "--rcpt-log", base / "rcpt.log",
+                 log_path=base / "sink.log") as (_, port):
+        yield SmtpSink(port, base / "mail", base / "rcpt.log")
 
 
 @pytest.fixture(scope="session")

@@ -45,11 +45,13 @@ def service_env(**extra):
 class CeleryWorker:
     """`celery -A mailer_project worker` in its own process group, so kill() takes its children too."""
 
-    def __init__(self, queues, log_dir, concurrency=2, pool="prefork", env=None, app_module="mailer_project"):
+    def __init__(self, queues, log_dir, concurrency=2, pool="prefork", env=None, app_module="mailer_project",
+                 module="celery"):
         self.name = f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}@test"
         self.log_path = Path(log_dir) / f"{self.name}.log"
-        # app_module: a test-only wrapper of mailer_project's app may patch a step (fault injection).
-        self.cmd = [sys.executable, "-m", "celery", "-A", app_module, "worker", "-Q", ",".join(queues),
+        # Fault injection, test-only: APP_MODULE may be a wrapper of mailer_project's app that patches a
+        # step; MODULE runs the celery command line (tests.crashing_worker wraps it with a hook).
+        self.cmd = [sys.executable, "-m", module, "-A", app_module, "worker", "-Q", ",".join(queues),
                     "-n", self.name, "--concurrency", str(concurrency), "--pool", pool, "--loglevel", "INFO",
                     "--without-gossip", "--without-mingle"]
         self.env = env or service_env()

@@ -43,7 +43,8 @@ Control endpoints for tests (JSON in and out):
     the fault: a gateway that lost SendGrid's 202.
     ``GET /_control`` shows the current fault.
   * ``GET /_stats``: ``{"requests_by_status": {"202": n, "hang": n, ...},
-    "personalizations_accepted": n}``.
+    "personalizations_accepted": n, "hung_recipients": [addresses of the
+    requests "hang" held]}``.
   * ``POST /_reset``: clears stats and faults; the record file is kept.
 
 ``set_fault``, ``get_stats``, ``reset`` and ``read_records`` below wrap these
@@ -275,6 +276,7 @@ class FakeSendGrid:
                           "after_accepting": False, "header_case": "canonical", "clock_offset": 0.0}
             self.requests_by_status = collections.Counter()
             self.personalizations_accepted = 0
+            self.hung_recipients = []  # the addresses of requests held by "hang" (in flight)
 
     def set_fault(self, control):
         mode = str(control.get("mode", "ok"))
@@ -315,7 +317,18 @@ class FakeSendGrid:
             return {
                 "requests_by_status": dict(self.requests_by_status),
                 "personalizations_accepted": self.personalizations_accepted,
+                "hung_recipients": list(self.hung_recipients),
             }
+
+    def hold(self, body):
+        """Remember the recipients of a request that "hang" holds (what is in flight)."""
+        try:
+            addresses = [to.get("email") for p in json.loads(body).get("personalizations") or []
+                         for to in p.get("to") or []]
+        except (ValueError, AttributeError, TypeError):
+            addresses = []
+        with self.lock:
+            self.hung_recipients.extend(addresses)
 
     def record(self, payload, message_id):
         lines = "".join(
@@ -382,7 +395,7 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
         fault = self.app.take_fault()
         self.clock_offset = fault["clock_offset"] if fault else 0.0
         if fault and not fault["after_accepting"]:
-            self.reply_fault(fault)
+            self.reply_fault(fault, body=body)
             return
         if self.app.api_key is not None:
             authorization = self.headers.get("Authorization")
@@ -405,7 +418,7 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
         self.app.record(payload, message_id)
         if fault:
             # Accepted, but the answer that reaches the client is the fault.
-            self.reply_fault(fault, f"{fault['mode']} after accepting", len(payload["personalizations"]))
+            self.reply_fault(fault, f"{fault['mode']} after accepting", len(payload["personalizations"]), body)
             return
         self.app.count(202, len(payload["personalizations"]))
         self.send_json(202, headers=[("X-Message-Id", message_id)])
@@ -420,10 +433,11 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
 
     clock_offset = 0.0
 
-    def reply_fault(self, fault, count_as=None, personalizations=0):
+    def reply_fault(self, fault, count_as=None, personalizations=0, body=b""):
         mode = fault["mode"]
         self.app.count(count_as or mode, personalizations)
         if mode == "hang":
+            self.app.hold(body)
             time.sleep(fault["hang_seconds"])
             self.close_connection = True
             return

@@ -17,6 +17,9 @@ Failure modes for tests, from flags or at runtime from a JSON control file:
     --drop-after N        on each connection, once N messages have been
                           stored, the next MAIL FROM closes the connection
                           without a reply (0 = never)
+    --rcpt-log PATH       append every accepted RCPT TO address to PATH, one
+                          a line, as it is accepted (what the sink saw or had
+                          in flight, for crash tests)
 
 Regexes are matched with ``re.search``, case-insensitively, against the bare
 address.  The control file (``--control-file``, default
@@ -137,10 +140,11 @@ class MaildirWriter:
 
 
 class SinkHandler:
-    def __init__(self, writer, control):
+    def __init__(self, writer, control, rcpt_log=None):
         self.writer = writer
         self.control = control
         self.stored = 0
+        self.rcpt_log = open(rcpt_log, "a", buffering=1, encoding="utf-8") if rcpt_log else None
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         drop_after = self.control.current().drop_after
@@ -158,6 +162,8 @@ class SinkHandler:
         if settings.defer_rcpt and settings.defer_rcpt.search(address):
             return f"451 4.3.0 <{address}>: recipient deferred by sink"
         envelope.rcpt_tos.append(address)
+        if self.rcpt_log:
+            self.rcpt_log.write(address + "\n")
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
@@ -171,8 +177,8 @@ def accept_any_credentials(server, session, envelope, mechanism, auth_data):
     return AuthResult(success=True)
 
 
-async def serve(host, port, maildir, control_file, flag_values):
-    handler = SinkHandler(MaildirWriter(maildir), ControlFile(control_file, flag_values))
+async def serve(host, port, maildir, control_file, flag_values, rcpt_log=None):
+    handler = SinkHandler(MaildirWriter(maildir), ControlFile(control_file, flag_values), rcpt_log)
     loop = asyncio.get_running_loop()
 
     def make_protocol():
@@ -241,6 +247,7 @@ def main(argv=None):
     parser.add_argument("--defer-rcpt", metavar="REGEX", help="451 for matching RCPT TO")
     parser.add_argument("--drop-after", type=int, default=0, metavar="N",
                         help="drop each connection after N stored messages")
+    parser.add_argument("--rcpt-log", metavar="PATH", help="append each accepted RCPT TO address to PATH")
     args = parser.parse_args(argv)
     flag_values = {
         "reject_rcpt": args.reject_rcpt,
@@ -248,7 +255,7 @@ def main(argv=None):
         "drop_after": args.drop_after,
     }
     control_file = args.control_file or default_control_file(args.maildir)
-    asyncio.run(serve(args.host, args.port, args.maildir, control_file, flag_values))
+    asyncio.run(serve(args.host, args.port, args.maildir, control_file, flag_values, args.rcpt_log))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from campaigns import states
 from campaigns.models import Campaign, DeliveryLog
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
+from campaigns.sending.ledger import settle_unknown_with_evidence
 from campaigns.sending.pipeline import dispatch_batches, enqueue_start, pending_batch_numbers
 from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage
 
@@ -139,9 +140,22 @@ def retry_failed(campaign_id):
 
 
 def resend_unknown(campaign_id):
-    """Re-send recipients whose fate is unknown. Explicit only: some of them may get the mail twice."""
-    count = _requeue(campaign_id, D.UNKNOWN, "unknown_count", "re-send")
-    return f"Re-sending {count} recipients whose delivery was unknown."
+    """Re-send recipients whose fate is unknown. Explicit only: some of them may get the mail twice.
+
+    Rows with evidence from the provider (delivered, opened, clicked ...) are settled as sent first,
+    so only rows without any evidence are sent again."""
+    with transaction.atomic():
+        settled = settle_unknown_with_evidence(campaign_id)
+    try:
+        count = _requeue(campaign_id, D.UNKNOWN, "unknown_count", "re-send")
+    except CampaignError:
+        if not settled:
+            raise
+        count = 0
+    message = f"Re-sending {count} recipients whose delivery was unknown."
+    if settled:
+        message += f" {settled} more were settled as sent by the provider's events and are not re-sent."
+    return message
 
 
 SAMPLE_RECIPIENT = {"email": "sample@example.com", "first_name": "Sam", "last_name": "Sample", "data": {}}

@@ -2,8 +2,9 @@
 
 - A campaign starts once: the start is a conditional UPDATE on status (campaigns.states).
 - Each recipient gets exactly one DeliveryLog: one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
-- Nobody is mailed twice automatically: a batch claims its rows with a lease and records that the
-  provider call began before making it; results are written only for rows still under its claim.
+- Nobody is mailed twice automatically: a batch claims its rows with a short lease that it keeps
+  renewing, and the providers record that the call began at the last moment before bytes leave;
+  results are written only for rows still under its claim (campaigns.sending.ledger).
 - Work is enqueued only after its transaction commits.
 """
 
@@ -16,13 +17,15 @@ from dataclasses import dataclass
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
+from django.db.models.functions import Now
 from django.utils import timezone
 
-from campaigns import links, states, suppression, tracking
-from campaigns.models import Campaign, DeliveryLog, Suppression
+from campaigns import links, states, tracking
+from campaigns.models import Campaign, DeliveryLog
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
+from campaigns.sending.ledger import BatchLedger, Heartbeat
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage, ProviderError, ProviderRefused
 
 logger = logging.getLogger(__name__)
@@ -109,7 +112,7 @@ def start_campaign(campaign_id):
         created, skipped, batches = create_delivery_logs(campaign_id, min(campaign.batch_size, 1000))
         Campaign.objects.filter(pk=campaign_id).update(
             total_recipients=created, skipped_count=F("skipped_count") + skipped,
-            last_progress_at=now,
+            last_progress_at=Now(),
         )
         dispatch_batches(campaign_id, batches)
         logger.info("Campaign %s started: %s recipients, %s suppressed, %s batches of %s",
@@ -140,19 +143,6 @@ WHERE d.id IN (
 RETURNING d.id, d.status, d.attempts, r.email, r.first_name, r.last_name, r.data
 """
 
-WRITE_RESULTS = """
-UPDATE campaigns_deliverylog AS d
-SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
-    sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
-    call_started_at = CASE WHEN v.status = 'pending' THEN NULL ELSE d.call_started_at END,
-    claim_token = NULL, lease_expires_at = NULL, updated_at = now()
-FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
-            %(errors)s::text[]) AS v(id, status, provider, message_id, error)
-WHERE d.id = v.id AND d.claim_token = %(token)s::uuid AND d.status = 'sending'
-RETURNING d.status
-"""
-
-
 @dataclass
 class BatchReport:
     claimed: int = 0
@@ -181,7 +171,7 @@ def compiled_campaign(campaign):
     return compiled
 
 
-def build_batch(campaign, claimed_rows):
+def build_batch(campaign, claimed_rows, ledger=None):
     messages = [
         OutgoingMessage(delivery_id=pk, email=email, context=recipient_context(
             email, first, last, json.loads(data) if isinstance(data, str) else data or {},
@@ -191,12 +181,8 @@ def build_batch(campaign, claimed_rows):
     return Batch(campaign_id=campaign["id"], from_email=campaign["from_email"] or settings.DEFAULT_FROM_EMAIL,
                  reply_to=campaign["reply_to"], compiled=compiled_campaign(campaign), messages=messages,
                  categories=(f"campaign-{campaign['id']}",),
-                 tracking=tracking.tracking_for(campaign) if campaign["track_engagement"] else None)
-
-
-def release_claim(token, attempts):
-    DeliveryLog.objects.filter(pk__in=list(attempts), claim_token=token, status=D.SENDING).update(
-        status=D.PENDING, claim_token=None, lease_expires_at=None, attempts=F("attempts") - 1)
+                 tracking=tracking.tracking_for(campaign) if campaign["track_engagement"] else None,
+                 ledger=ledger)
 
 
 def retry_delay(attempt):
@@ -233,45 +219,21 @@ def send_batch(campaign_id, batch_number):
         return report
 
     attempts = {pk: n for pk, _s, n, *_ in claimed}
+    ledger = BatchLedger(campaign_id, token, attempts)
     try:
-        batch = build_batch(campaign, claimed)
-    except Exception:
-        release_claim(token, attempts)  # nothing reached a provider: let the batch be claimed again
+        with Heartbeat(token, attempts):
+            provider, results, provider_problem = send_claimed(campaign, batch_number, claimed, ledger)
+            # Rows SMTP already recorded as it went are skipped here. A provider problem does not use
+            # up attempts: its rows wait, pending, for the resume.
+            ledger.record(provider, results, give_up=provider_problem is None)
+    except BaseException:
+        # A crash inside the worker (a Redis error in the limiter, a soft time limit, a bug): rows
+        # whose content never left go back to pending now; the others wait for the sweep (unknown).
+        ledger.release_unstarted()
         raise
-
-    # From here on the provider may accept the mail: an expired claim now means "unknown", not "pending".
-    DeliveryLog.objects.filter(pk__in=list(attempts)).update(call_started_at=timezone.now())
-    provider_problem = None
-    try:
-        provider, results = send_with_fallback(batch)
-    except ProviderError as error:
-        # No provider is left for the rest of the batch. What was settled on the way stands; the rest
-        # was not sent: it goes back to pending, to be retried later, or after a resume when every
-        # provider refused us (pause_for_provider_problem).
-        provider, results = (error.provider if error.results else ""), error.results
-        settled = {result.delivery_id for result in results}
-        results += [DeliveryResult(pk, Outcome.DEFERRED, error=f"no provider available: {error}")
-                    for pk in attempts if pk not in settled]
-        if isinstance(error, ProviderRefused):
-            provider_problem = error
-        logger.warning("Campaign %s batch %s: no provider could send %d messages (%s)", campaign_id,
-                       batch_number, len(attempts) - len(settled), error)
-    outcomes = [(r.delivery_id, r.outcome, r.message_id, r.error, r.bounced) for r in results]
     report.provider = provider
-
-    rows_out = []
-    bounced = []
-    for pk, outcome, message_id, error, was_bounced in outcomes:
-        status = {Outcome.SENT: D.SENT, Outcome.FAILED: D.FAILED, Outcome.UNKNOWN: D.UNKNOWN}.get(outcome)
-        if outcome == Outcome.DEFERRED:
-            if attempts[pk] >= settings.SEND_MAX_ATTEMPTS and provider_problem is None:
-                status, error = D.FAILED, f"gave up after {attempts[pk]} attempts: {error}"
-            else:
-                status = D.PENDING
-        rows_out.append((pk, status, provider, message_id or "", error or ""))
-        if was_bounced:
-            bounced.append(pk)
-    report = write_results(campaign_id, token, rows_out, bounced, report)
+    report.sent, report.failed, report.unknown, report.retrying = (
+        ledger.report.sent, ledger.report.failed, ledger.report.unknown, ledger.report.retrying)
     if provider_problem is not None:
         pause_for_provider_problem(campaign_id, provider_problem)
         return report
@@ -287,6 +249,26 @@ def send_batch(campaign_id, batch_number):
     return report
 
 
+def send_claimed(campaign, batch_number, claimed, ledger):
+    """Send the claimed rows through the provider chain: (provider name, one DeliveryResult each, and
+    the ProviderRefused that stopped the chain, or None)."""
+    batch = build_batch(campaign, claimed, ledger)
+    try:
+        provider, results = send_with_fallback(batch)
+        return provider, results, None
+    except ProviderError as error:
+        # No provider is left for the rest of the batch. What was settled on the way stands; the rest
+        # was not sent: it goes back to pending, to be retried later, or after a resume when every
+        # provider refused us (pause_for_provider_problem).
+        provider, results = (error.provider if error.results else ""), list(error.results)
+        settled = {result.delivery_id for result in results}
+        results += [DeliveryResult(m.delivery_id, Outcome.DEFERRED, error=f"no provider available: {error}")
+                    for m in batch.messages if m.delivery_id not in settled]
+        logger.warning("Campaign %s batch %s: no provider could send %d messages (%s)", campaign["id"],
+                       batch_number, len(batch.messages) - len(settled), error)
+        return provider, results, (error if isinstance(error, ProviderRefused) else None)
+
+
 def pause_for_provider_problem(campaign_id, error):
     """Every provider refused us (credentials, configuration, a relay's policy): waiting will not fix
     it, so the campaign pauses with the reason on its page, and resuming sends the pending rows."""
@@ -298,52 +280,38 @@ def pause_for_provider_problem(campaign_id, error):
     logger.error("Campaign %s paused: provider problem: %s", campaign_id, error)
 
 
-def write_results(campaign_id, token, rows_out, bounced_ids, report):
-    """Write a batch's outcomes and the campaign's counters in one transaction."""
-    ids, statuses, providers, message_ids, errors = (list(column) for column in zip(*rows_out))
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(WRITE_RESULTS, {"ids": ids, "statuses": statuses, "providers": providers,
-                                           "message_ids": message_ids, "errors": errors, "token": token})
-            written = [row[0] for row in cursor.fetchall()]
-        report.sent = written.count(D.SENT)
-        report.failed = written.count(D.FAILED)
-        report.unknown = written.count(D.UNKNOWN)
-        report.retrying = written.count(D.PENDING)
-        Campaign.objects.filter(pk=campaign_id).update(
-            sent_count=F("sent_count") + report.sent, failed_count=F("failed_count") + report.failed,
-            unknown_count=F("unknown_count") + report.unknown, last_progress_at=timezone.now(),
-        )
-        if bounced_ids:
-            suppress_bounced(campaign_id, bounced_ids)
-    return report
-
-
-def suppress_bounced(campaign_id, delivery_ids):
-    emails = DeliveryLog.objects.filter(pk__in=delivery_ids).values_list("email", flat=True)
-    suppression.suppress_many((email, Suppression.Reason.BOUNCED, "smtp 5xx at send time", campaign_id)
-                              for email in emails)
-
-
 # --- finalising ---------------------------------------------------------------------------------
 
+def has_unfinished_rows(campaign_id):
+    return DeliveryLog.objects.filter(campaign_id=campaign_id, status__in=(D.PENDING, D.SENDING)).exists()
+
+
 def finalize_if_done(campaign_id):
-    """Complete (or fail) a live campaign once every recipient is terminal; exactly once."""
-    if DeliveryLog.objects.filter(campaign_id=campaign_id, status__in=(D.PENDING, D.SENDING)).exists():
-        return None
-    counts = Campaign.objects.filter(pk=campaign_id).values("status", "sent_count", "failed_count",
-                                                            "unknown_count").first()
-    if not counts or counts["status"] != Campaign.Status.IN_PROGRESS:
-        return None
-    try:
-        if counts["sent_count"] == 0 and counts["failed_count"] + counts["unknown_count"] > 0:
-            last = (DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.FAILED)
-                    .exclude(last_error="").values_list("last_error", flat=True).first())
-            status = states.fail(campaign_id, f"Nothing could be sent. Last error: {last or 'unknown'}")
-        else:
-            status = states.complete(campaign_id)
-    except states.IllegalTransition:
-        return None  # another batch, or the sweep, finalised it first
+    """Complete (or fail) a live campaign once every recipient is terminal; exactly once.
+
+    The campaign row is locked before its rows are looked at, and the transition itself is conditional
+    on no row being pending or sending, so a concurrent "retry failed" (which reopens the campaign and
+    puts rows back to pending under the same lock) can never be completed over.
+    """
+    if has_unfinished_rows(campaign_id):
+        return None  # the cheap, common answer while batches are still going
+    with transaction.atomic():
+        counts = (Campaign.objects.select_for_update().filter(pk=campaign_id)
+                  .values("status", "sent_count", "failed_count", "unknown_count").first())
+        if not counts or counts["status"] != Campaign.Status.IN_PROGRESS:
+            return None
+        unfinished = DeliveryLog.objects.filter(campaign_id=OuterRef("pk"), status__in=(D.PENDING, D.SENDING))
+        all_terminal = ~Exists(unfinished)
+        try:
+            if counts["sent_count"] == 0 and counts["failed_count"] + counts["unknown_count"] > 0:
+                last = (DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.FAILED)
+                        .exclude(last_error="").values_list("last_error", flat=True).first())
+                status = states.fail(campaign_id, f"Nothing could be sent. Last error: {last or 'unknown'}",
+                                     where=all_terminal)
+            else:
+                status = states.complete(campaign_id, where=all_terminal)
+        except states.IllegalTransition:
+            return None  # rows went back to pending, or another batch or the sweep finalised it first
     logger.info("Campaign %s finalised: %s (sent=%s failed=%s unknown=%s)", campaign_id, status,
                 counts["sent_count"], counts["failed_count"], counts["unknown_count"])
     return status

@@ -1,10 +1,18 @@
-"""Per-provider rate limits shared by every worker process: a token bucket held in Redis.
+"""Per-provider rate limits shared by every worker process, held in Redis.
 
-The bucket lives in one Redis hash (``ratelimit:<provider>``) and is updated by a Lua script, so
-concurrent workers cannot both spend the same tokens. A request reserves its tokens at once and is
-told how long to wait before using them: the bucket may go into debt, which queues callers in the
-order they asked (no polling, no starvation of big requests). Time comes from Redis (TIME), so
-workers' clocks do not matter.
+The limit is a sliding window: in every window of one second (plus a small guard, below) no more
+sends start than the provider's rate. Each send's start time is one member of a sorted set
+(``ratelimit:<provider>``), and a Lua script reserves start times for a group of sends at once, so
+concurrent workers cannot both take the same place. A send that may not start yet is given a start
+time in the future, queueing callers in the order they asked (no polling, no starvation). Bursts are
+at most one second's worth. Time comes from Redis (TIME), so workers' clocks do not matter.
+
+The guard (``RATE_LIMIT_GUARD_SECONDS``, default 0.05 s) widens the window a little, so that the
+time between a send's reservation and its arrival at the provider, which varies, does not let a
+relay that counts by its own clock see more than the rate in one of its seconds.
+
+SMTP reserves one start time per message (`schedule`), SendGrid one per request of up to a second's
+worth of messages (`acquire`).
 """
 
 import functools
@@ -22,28 +30,40 @@ RATE_SETTINGS = {
     "smtp": "SMTP_RATE_LIMIT_PER_SEC",
 }
 
-# KEYS[1]: bucket. ARGV: rate (tokens/s), capacity, tokens wanted (<= capacity).
-# Returns {wait seconds, ready_at epoch seconds} as strings (Lua numbers would be truncated to integers).
+# KEYS[1]: the window's sorted set, KEYS[2]: its member counter.
+# ARGV: limit (sends per window), window seconds, group size (<= limit), groups.
+# Returns {now, offset of group 1, offset of group 2, ...} as strings (seconds; Lua numbers would be
+# truncated to integers on the way out).
 RESERVE_SCRIPT = """
-local rate = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local wanted = tonumber(ARGV[3])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local size = tonumber(ARGV[3])
+local groups = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or capacity
-local ts = tonumber(state[2]) or now
-if now > ts then
-  tokens = math.min(capacity, tokens + (now - ts) * rate)
-  ts = now
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.17g', now - window))
+local seq = redis.call('INCRBY', KEYS[2], size * groups)
+local out = {string.format('%.17g', now)}
+local at = now
+for g = 1, groups do
+  at = now
+  -- The group may start once the send `limit - size` places before the newest is a window old.
+  local edge = redis.call('ZREVRANGE', KEYS[1], limit - size, limit - size, 'WITHSCORES')
+  if edge[2] then at = math.max(at, tonumber(edge[2]) + window) end
+  local members = {}
+  local score = string.format('%.17g', at)
+  for i = 1, size do
+    members[#members + 1] = score
+    members[#members + 1] = seq
+    seq = seq - 1
+  end
+  redis.call('ZADD', KEYS[1], unpack(members))
+  out[#out + 1] = string.format('%.17g', at - now)
 end
-tokens = tokens - wanted
-local wait = 0
-if tokens < 0 then wait = -tokens / rate end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts))
--- An idle bucket is full again after (capacity - tokens) / rate seconds: drop it then.
-redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
-return {string.format('%.17g', wait), string.format('%.17g', now + wait)}
+local ttl = math.ceil((at - now + window) * 1000) + 1000
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return out
 """
 
 
@@ -59,28 +79,44 @@ def _client(url):
     return redis.Redis.from_url(url)
 
 
-class TokenBucket:
-    def __init__(self, key, rate, capacity=None, client=None):
+def window_seconds():
+    return 1.0 + max(0.0, settings.RATE_LIMIT_GUARD_SECONDS)
+
+
+class SlidingWindow:
+    """At most RATE sends start in any window of WINDOW seconds (one second plus the guard)."""
+
+    def __init__(self, key, rate, window=None, client=None):
         if rate <= 0:
-            raise ValueError("rate must be positive (0 means no limit: do not build a bucket)")
+            raise ValueError("rate must be positive (0 means no limit: do not build a limiter)")
         self.key = key
-        self.rate = float(rate)
-        # About one second of sending; never less than one token.
-        self.capacity = max(1, int(capacity if capacity is not None else rate))
+        self.limit = max(1, int(rate))
+        self.window = window_seconds() if window is None else float(window)
         self.client = client or _client(settings.REDIS_URL)
         self._reserve = self.client.register_script(RESERVE_SCRIPT)
 
-    def reserve(self, tokens):
-        if not 0 < tokens <= self.capacity:
-            raise ValueError(f"reserve between 1 and {self.capacity} tokens, not {tokens}")
-        wait, ready_at = self._reserve(keys=[self.key], args=[self.rate, self.capacity, tokens])
-        return Reservation(tokens, float(wait), float(ready_at))
+    @property
+    def capacity(self):
+        return self.limit
 
-    def acquire(self, tokens, sleep=time.sleep):
-        """Block until `tokens` are granted; more than the capacity is granted in parts."""
+    def reserve_groups(self, size, groups=1):
+        """Start times for GROUPS groups of SIZE sends each: [Reservation], in order."""
+        if not 0 < size <= self.limit:
+            raise ValueError(f"reserve between 1 and {self.limit} sends at once, not {size}")
+        now, *offsets = self._reserve(keys=[self.key, self.key + ":seq"],
+                                      args=[self.limit, self.window, size, groups])
+        now = float(now)
+        return [Reservation(size, float(offset), now + float(offset)) for offset in offsets]
+
+    def reserve(self, tokens):
+        return self.reserve_groups(tokens)[0]
+
+    def acquire(self, tokens, sleep=None):
+        """Block until TOKENS sends may start; more than one window's worth is granted in parts."""
+        sleep = sleep or wait
         reservations = []
         while tokens > 0:
-            reservation = self.reserve(min(tokens, self.capacity))
+            reservation = self.reserve(min(tokens, self.limit))
             if reservation.wait > 0:
                 sleep(reservation.wait)
             reservations.append(reservation)
@@ -92,13 +128,56 @@ def rate_for(provider):
     return float(getattr(settings, RATE_SETTINGS.get(provider, ""), 0) or 0)
 
 
-def acquire(provider, tokens, sleep=time.sleep):
-    """Wait for `tokens` sends on `provider` under its configured rate (0 = no limit, no Redis call)."""
+def limiter_for(provider):
     rate = rate_for(provider)
-    if rate <= 0 or tokens <= 0:
+    return SlidingWindow(f"ratelimit:{provider}", rate) if rate > 0 else None
+
+
+def acquire(provider, tokens, sleep=None):
+    """Wait for `tokens` sends on `provider` under its configured rate (0 = no limit, no Redis call)."""
+    limiter = limiter_for(provider)
+    if limiter is None or tokens <= 0:
         return []
-    reservations = TokenBucket(f"ratelimit:{provider}", rate).acquire(tokens, sleep=sleep)
+    reservations = limiter.acquire(tokens, sleep=sleep)
     waited = sum(r.wait for r in reservations)
     if waited >= 1:
-        logger.info("%s rate limit (%g/s): waited %.1f s for %d sends", provider, rate, waited, tokens)
+        logger.info("%s rate limit (%g/s): waited %.1f s for %d sends", provider, limiter.limit, waited, tokens)
     return reservations
+
+
+def wait(seconds):
+    """Sleep for a rate-limit wait (one place, so that tests can stop a worker in one)."""
+    time.sleep(seconds)
+
+
+class Schedule:
+    """Start times (time.monotonic) for COUNT sends, one per send: iterate, then `wait_until` each."""
+
+    def __init__(self, dues):
+        self.dues = dues
+
+    def __iter__(self):
+        return iter(self.dues)
+
+    @staticmethod
+    def delay(due):
+        return due - time.monotonic()
+
+    def wait_until(self, due):
+        delay = self.delay(due)
+        if delay > 0:
+            wait(delay)
+
+
+def schedule(provider, count):
+    """Reserve a start time for each of COUNT sends on PROVIDER, in one Redis call (none without a limit)."""
+    limiter = limiter_for(provider)
+    if limiter is None:
+        return Schedule([float("-inf")] * count)
+    base = time.monotonic()
+    dues = []
+    while count > 0:
+        groups = min(count, limiter.limit)
+        dues += [base + r.wait for r in limiter.reserve_groups(1, groups)]
+        count -= groups
+    return Schedule(dues)

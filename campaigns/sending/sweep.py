@@ -3,18 +3,17 @@
 1. Due scheduled campaigns are started (ETA tasks are the fast path; this catches any that vanished),
    and campaigns due before the next sweep get an ETA task, so they start on the second.
 2. Expired claims are recovered: back to pending when no provider call began, else unknown.
-3. Live campaigns that stopped progressing get their pending batches dispatched again.
-4. Live campaigns whose every recipient is terminal are finalised.
+3. Rows of cancelled campaigns that went back to pending after the cancel are skipped.
+4. Live campaigns that stopped progressing get their pending batches dispatched again, at most once
+   per stall window (SWEEP_STALL_SECONDS), judged by the database's clock.
+5. Live campaigns whose every recipient is terminal are finalised.
 """
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
-
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
-from django.utils import timezone
+from django.db.models import F
 
 from campaigns.models import Campaign, DeliveryLog
 from campaigns.sending.pipeline import dispatch_batches, enqueue_start, finalize_if_done, pending_batch_numbers
@@ -22,6 +21,7 @@ from campaigns.sending.pipeline import dispatch_batches, enqueue_start, finalize
 logger = logging.getLogger(__name__)
 S = Campaign.Status
 
+# Judged by the database's clock, never a worker's.
 RECOVER_EXPIRED_CLAIMS = """
 UPDATE campaigns_deliverylog
 SET status = CASE WHEN call_started_at IS NULL THEN 'pending' ELSE 'unknown' END,
@@ -32,6 +32,33 @@ WHERE status = 'sending' AND lease_expires_at < now()
 RETURNING campaign_id, status, batch_number
 """
 
+# A cancelled campaign keeps nothing pending: rows a batch or the sweep put back after the cancel.
+SKIP_CANCELLED = """
+WITH skipped AS (
+    UPDATE campaigns_deliverylog AS d SET status = 'skipped', last_error = 'cancelled', updated_at = now()
+    FROM campaigns_campaign c
+    WHERE c.id = d.campaign_id AND c.status = 'cancelled' AND d.status = 'pending'
+    RETURNING d.campaign_id
+)
+SELECT campaign_id, count(*) FROM skipped GROUP BY campaign_id
+"""
+
+# A live campaign that made no progress for a stall window, claimed for one re-dispatch: the same
+# conditional update also starts its next window, so however often (and however many) sweeps run,
+# its pending batches are re-dispatched at most once per window.
+CLAIM_STALLED = """
+UPDATE campaigns_campaign SET last_progress_at = now()
+WHERE status = 'in_progress'
+  AND (last_progress_at IS NULL OR last_progress_at < now() - %(stall)s * interval '1 second')
+  AND NOT (id = ANY(%(skip)s))
+RETURNING id
+"""
+
+DUE_SCHEDULED = """
+SELECT id, scheduled_at, scheduled_at > now() FROM campaigns_campaign
+WHERE status = 'scheduled' AND scheduled_at <= now() + %(ahead)s * interval '1 second'
+"""
+
 
 @dataclass
 class SweepReport:
@@ -40,17 +67,18 @@ class SweepReport:
     unknown: int = 0
     redispatched: dict = field(default_factory=dict)
     finalised: list = field(default_factory=list)
+    cancelled_skipped: int = 0
 
 
 def sweep():
     report = SweepReport()
-    now = timezone.now()
 
-    for campaign_id, when in Campaign.objects.filter(
-        status=S.SCHEDULED, scheduled_at__lte=now + timedelta(seconds=2 * settings.SWEEP_INTERVAL_SECONDS)
-    ).values_list("id", "scheduled_at"):
+    with connection.cursor() as cursor:
+        cursor.execute(DUE_SCHEDULED, {"ahead": 2 * settings.SWEEP_INTERVAL_SECONDS})
+        due = cursor.fetchall()
+    for campaign_id, when, in_future in due:
         with transaction.atomic():
-            enqueue_start(campaign_id, eta=when if when > now else None)
+            enqueue_start(campaign_id, eta=when if in_future else None)
         report.started.append(campaign_id)
 
     with transaction.atomic():
@@ -71,16 +99,19 @@ def sweep():
         for campaign_id in live:
             report.redispatched[campaign_id] = dispatch_batches(campaign_id, batches_by_campaign[campaign_id])
 
-    stalled_before = now - timedelta(seconds=settings.SWEEP_STALL_SECONDS)
-    for campaign_id in Campaign.objects.filter(status=S.IN_PROGRESS).filter(
-        Q(last_progress_at__lt=stalled_before) | Q(last_progress_at__isnull=True)
-    ).values_list("id", flat=True):
-        if campaign_id in report.redispatched:
-            continue
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(SKIP_CANCELLED)
+            for campaign_id, count in cursor.fetchall():
+                Campaign.objects.filter(pk=campaign_id).update(skipped_count=F("skipped_count") + count)
+                report.cancelled_skipped += count
+
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_STALLED, {"stall": settings.SWEEP_STALL_SECONDS, "skip": list(report.redispatched)})
+        stalled = [row[0] for row in cursor.fetchall()]
+    for campaign_id in stalled:
         with transaction.atomic():
             count = dispatch_batches(campaign_id, pending_batch_numbers(campaign_id))
-            # Count the dispatch as progress, so a slow campaign is not flooded with copies every sweep.
-            Campaign.objects.filter(pk=campaign_id).update(last_progress_at=now)
         if count:
             report.redispatched[campaign_id] = count
 
@@ -88,7 +119,8 @@ def sweep():
         if finalize_if_done(campaign_id):
             report.finalised.append(campaign_id)
 
-    if report.released or report.unknown or report.redispatched or report.finalised:
+    if report.released or report.unknown or report.redispatched or report.finalised or report.cancelled_skipped:
         logger.warning("Sweep: released %s expired claims to pending, marked %s unknown, re-dispatched %s, "
-                       "finalised %s", report.released, report.unknown, report.redispatched, report.finalised)
+                       "finalised %s, skipped %s rows of cancelled campaigns", report.released, report.unknown,
+                       report.redispatched, report.finalised, report.cancelled_skipped)
     return report

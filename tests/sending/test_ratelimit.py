@@ -1,5 +1,5 @@
-"""The shared token bucket, checked on the limiter's own accounting (Redis time), never on how fast
-the test ran."""
+"""The shared sliding-window limit, checked on the limiter's own accounting (Redis time), never on
+how fast the test ran."""
 
 import json
 import subprocess
@@ -12,19 +12,19 @@ from django.conf import settings
 
 from campaigns.localservers import REPO_ROOT
 from campaigns.sending import ratelimit
-from campaigns.sending.ratelimit import TokenBucket
+from campaigns.sending.ratelimit import SlidingWindow
 
 # One worker process: wait for the go signal, then acquire PARTS x SIZE tokens; print every grant.
 WORKER = """
 import json, sys, time
 import redis
-from campaigns.sending.ratelimit import TokenBucket
-url, key, rate, capacity, parts, size = sys.argv[1:7]
+from campaigns.sending.ratelimit import SlidingWindow
+url, key, rate, window, parts, size = sys.argv[1:7]
 client = redis.Redis.from_url(url)
 client.incr(key + ":ready")
 while not client.exists(key + ":go"):
     time.sleep(0.005)
-bucket = TokenBucket(key, float(rate), int(capacity), client=client)
+bucket = SlidingWindow(key, float(rate), float(window), client=client)
 grants = []
 for _ in range(int(parts)):
     grants += [[r.tokens, r.wait, r.ready_at] for r in bucket.acquire(int(size))]
@@ -36,12 +36,12 @@ print(json.dumps(grants))
 def bucket_key(redis_client):
     key = f"ratelimit:test-{uuid.uuid4().hex}"
     yield key
-    redis_client.delete(key, key + ":ready", key + ":go")
+    redis_client.delete(key, key + ":seq", key + ":ready", key + ":go")
 
 
-def run_workers(redis_client, key, count, rate, capacity, parts, size):
+def run_workers(redis_client, key, count, rate, window, parts, size):
     processes = [
-        subprocess.Popen([sys.executable, "-c", WORKER, settings.REDIS_URL, key, str(rate), str(capacity),
+        subprocess.Popen([sys.executable, "-c", WORKER, settings.REDIS_URL, key, str(rate), str(window),
                           str(parts), str(size)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
         for _ in range(count)
     ]
@@ -55,58 +55,65 @@ def run_workers(redis_client, key, count, rate, capacity, parts, size):
     return [json.loads(output) for output in outputs]
 
 
-def test_two_processes_sharing_a_bucket_never_exceed_the_rate_together(redis_client, bucket_key):
-    rate, capacity, parts, size = 400, 100, 6, 80
-    per_process = run_workers(redis_client, bucket_key, 2, rate, capacity, parts, size)
+def test_two_processes_sharing_a_limit_never_exceed_the_rate_in_any_window(redis_client, bucket_key):
+    rate, window, parts, size = 400, 0.25, 6, 80
+    per_process = run_workers(redis_client, bucket_key, 2, rate, window, parts, size)
 
     assert [sum(tokens for tokens, _, _ in grants) for grants in per_process] == [parts * size] * 2
     # Both really competed: each one's grants start before the other's end.
     first, second = ([ready for _, _, ready in grants] for grants in per_process)
     assert min(first) < max(second) and min(second) < max(first)
-    # Every process was made to wait by the other's use of the bucket.
+    # Every process was made to wait by the other's use of the limit.
     assert all(sum(wait for _, wait, _ in grants) > 0 for grants in per_process)
 
     grants = sorted((ready, tokens) for grants in per_process for tokens, _, ready in grants)
-    total = sum(tokens for _, tokens in grants)
-    # In any window [t_i, t_j], the tokens granted never exceed one bucketful plus the rate times its length
-    # (the bound is exact, so allow only the float error of epoch timestamps: a thousandth of a token).
-    for i in range(len(grants)):
-        granted = 0
-        for j in range(i, len(grants)):
-            granted += grants[j][1]
-            assert granted <= capacity + rate * (grants[j][0] - grants[i][0]) + 1e-3
-    # Hence granting N tokens took at least (N - capacity) / rate seconds of the limiter's time.
-    assert grants[-1][0] - grants[0][0] >= (total - capacity) / rate - 1e-5
+    # In every window [t_i, t_i + window) of the limiter's clock, at most `rate` sends start (the
+    # bound is exact: allow only the float error of epoch timestamps).
+    for i, (start, _) in enumerate(grants):
+        assert sum(tokens for at, tokens in grants[i:] if at < start + window - 1e-6) <= rate
 
 
-def test_a_request_larger_than_the_bucket_is_granted_in_parts(redis_client, bucket_key):
+def test_a_request_larger_than_the_limit_is_granted_in_parts(redis_client, bucket_key):
     waits = []
-    bucket = TokenBucket(bucket_key, rate=100, capacity=50, client=redis_client)
+    limiter = SlidingWindow(bucket_key, rate=100, window=1.05, client=redis_client)
 
-    reservations = bucket.acquire(180, sleep=waits.append)
+    reservations = limiter.acquire(180, sleep=waits.append)
 
-    assert [r.tokens for r in reservations] == [50, 50, 50, 30]
-    # The first part empties the full bucket; each further part waits for its own tokens to refill.
+    assert [r.tokens for r in reservations] == [100, 80]
+    # The first part is a burst of one window's worth; the next waits until that window has passed.
     assert reservations[0].wait == 0
-    for previous, current in zip(reservations, reservations[1:]):
-        assert current.ready_at - previous.ready_at == pytest.approx(current.tokens / 100, abs=1e-6)
+    assert reservations[1].ready_at - reservations[0].ready_at == pytest.approx(1.05, abs=1e-6)
     assert waits == [r.wait for r in reservations if r.wait > 0]
 
 
 def test_a_second_caller_queues_behind_the_first(redis_client, bucket_key):
-    first = TokenBucket(bucket_key, rate=10, capacity=10, client=redis_client)
-    second = TokenBucket(bucket_key, rate=10, capacity=10, client=redis_client)
+    first = SlidingWindow(bucket_key, rate=10, window=1.05, client=redis_client)
+    second = SlidingWindow(bucket_key, rate=10, window=1.05, client=redis_client)
 
     full = first.reserve(10)
     queued = second.reserve(5)
 
     assert full.wait == 0
-    assert queued.ready_at - full.ready_at == pytest.approx(0.5, abs=1e-6)
+    assert queued.ready_at - full.ready_at == pytest.approx(1.05, abs=1e-6)
+
+
+def test_a_schedule_gives_each_send_its_own_start_time(settings, redis_client):
+    settings.SMTP_RATE_LIMIT_PER_SEC = 10
+    settings.RATE_LIMIT_GUARD_SECONDS = 0.05
+    redis_client.delete("ratelimit:smtp", "ratelimit:smtp:seq")
+
+    dues = list(ratelimit.schedule("smtp", 25))
+
+    offsets = [due - dues[0] for due in dues]
+    assert offsets[:10] == pytest.approx([0] * 10, abs=0.01)  # a burst of one second's worth
+    assert offsets[10:20] == pytest.approx([1.05] * 10, abs=0.01)
+    assert offsets[20:] == pytest.approx([2.1] * 5, abs=0.01)
+    redis_client.delete("ratelimit:smtp", "ratelimit:smtp:seq")
 
 
 def test_acquire_uses_the_providers_configured_rate(settings, redis_client):
     settings.SMTP_RATE_LIMIT_PER_SEC = 20
-    redis_client.delete("ratelimit:smtp")
+    redis_client.delete("ratelimit:smtp", "ratelimit:smtp:seq")
     waits = []
 
     reservations = ratelimit.acquire("smtp", 50, sleep=waits.append)
@@ -114,7 +121,7 @@ def test_acquire_uses_the_providers_configured_rate(settings, redis_client):
     assert [r.tokens for r in reservations] == [20, 20, 10]
     assert redis_client.exists("ratelimit:smtp")
     assert len(waits) == 2
-    redis_client.delete("ratelimit:smtp")
+    redis_client.delete("ratelimit:smtp", "ratelimit:smtp:seq")
 
 
 def test_rate_zero_means_no_limit_and_no_redis_state(settings, redis_client):
@@ -122,4 +129,5 @@ def test_rate_zero_means_no_limit_and_no_redis_state(settings, redis_client):
     redis_client.delete("ratelimit:smtp")
 
     assert ratelimit.acquire("smtp", 10_000) == []
+    assert list(ratelimit.schedule("smtp", 3)) == [float("-inf")] * 3
     assert not redis_client.exists("ratelimit:smtp")

@@ -41,10 +41,13 @@ class Batch:
     categories: tuple[str, ...] = ()
     # Open/click tracking for the SMTP path (campaigns.tracking.Tracking), when the campaign wants it.
     tracking: Any = None
+    # The claim's record of its rows (campaigns.sending.ledger.BatchLedger), or None outside a
+    # campaign (test sends): providers tell it when a call begins and, on SMTP, results as they go.
+    ledger: Any = None
 
     def with_messages(self, messages):
         return Batch(self.campaign_id, self.from_email, self.reply_to, self.compiled, list(messages),
-                     self.categories, self.tracking)
+                     self.categories, self.tracking, self.ledger)
 
 
 class Outcome(str, Enum):
@@ -131,6 +134,10 @@ class TemporaryError(ProviderError):
     """5xx or a connection that could not be made: retry with backoff."""
 
 
+class ClaimLost(ProviderError):
+    """The batch's claim on some of its rows expired before the call began: nothing was sent."""
+
+
 class RecipientsRejected(ProviderError):
     """The request was refused as a whole (nothing sent) because of some of its recipients.
 
@@ -151,16 +158,41 @@ class Provider(ABC):
         ...
 
     def send_batch(self, batch: Batch) -> list[DeliveryResult]:
-        """One attempt at the whole batch: one result per message, in order, or a ProviderError."""
+        """One attempt at the whole batch: one result per message, in order, or a ProviderError.
+
+        `deliver` paces itself and calls `call_begins` at the last moment before bytes leave; a
+        ProviderError means the messages without a result in it were not accepted, so their marks are
+        cleared again before any backoff.
+        """
         if not batch.messages:
             return []
-        ratelimit.acquire(self.name, len(batch.messages))
         payload = self.build_payload(batch)
-        response = self.deliver(batch, payload)
+        try:
+            response = self.deliver(batch, payload)
+        except ProviderError as error:
+            if batch.ledger is not None:
+                settled = {result.delivery_id for result in error.results}
+                batch.ledger.call_ended([m.delivery_id for m in batch.messages if m.delivery_id not in settled])
+            raise
         results = self.parse_response(batch, payload, response)
         if len(results) != len(batch.messages):
             raise AssertionError(f"{self.name} returned {len(results)} results for {len(batch.messages)} messages")
         return results
+
+    def pace(self, count):
+        """Wait for COUNT sends under this provider's shared rate limit."""
+        return ratelimit.acquire(self.name, count)
+
+    @staticmethod
+    def call_begins(batch: Batch, messages):
+        """Record that the call for MESSAGES begins now; returns those this batch's claim still owns.
+
+        Call it after every wait (rate limit, backoff), immediately before the bytes leave.
+        """
+        if batch.ledger is None:
+            return list(messages)
+        owned = batch.ledger.call_began([m.delivery_id for m in messages])
+        return [m for m in messages if m.delivery_id in owned]
 
     @abstractmethod
     def build_payload(self, batch: Batch):

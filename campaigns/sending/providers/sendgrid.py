@@ -33,6 +33,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from campaigns.sending.providers.base import (
+    ClaimLost,
     DeliveryResult,
     Headers,
     list_unsubscribe_headers,
@@ -140,6 +141,9 @@ class SendGridProvider(Provider):
 
     def deliver(self, batch, payload):
         client = SendGridAPIClient(api_key=self.api_key, host=self.host)
+        self.pace(len(batch.messages))
+        if len(self.call_begins(batch, batch.messages)) != len(batch.messages):
+            raise ClaimLost("the batch's claim expired before the request was sent", provider=self.name)
         try:
             return client.client.mail.send.post(request_body=payload, timeout=self.timeout)
         except HTTPError as exc:

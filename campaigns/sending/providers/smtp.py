@@ -17,6 +17,7 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from django.conf import settings
 from django.core.mail.utils import DNS_NAME
 
+from campaigns.sending import ratelimit
 from campaigns.sending.providers.base import (
     DeliveryResult,
     Outcome,
@@ -25,6 +26,7 @@ from campaigns.sending.providers.base import (
     ProviderRefused,
     ProviderUnavailable,
     TemporaryError,
+    ascii_domain,
     list_unsubscribe_headers,
 )
 from campaigns.sending.providers.smtp_replies import Phase, Scope, classify, uniform_refusal
@@ -53,6 +55,10 @@ class ConnectionLost(Exception):
     """The connection failed before this message's content was sent: it was not delivered."""
 
 
+# What SmtpSession.start returns when the batch's claim no longer owns the message: nothing left.
+NOT_OWNED = "not owned"
+
+
 class NeedsSmtpUtf8(ValueError):
     """The address has a non-ASCII local part and the server does not offer SMTPUTF8."""
 
@@ -60,16 +66,13 @@ class NeedsSmtpUtf8(ValueError):
 def _envelope_address(address, smtputf8):
     """The address as it goes in RCPT TO: an IDNA domain when the local part is ASCII; as it stands
     (UTF-8) when it is not and the server offers SMTPUTF8 (RFC 6531). Raises NeedsSmtpUtf8."""
-    local, _, domain = address.rpartition("@")
-    if not local.isascii():
+    if not address.rpartition("@")[0].isascii():
         if not smtputf8:
             raise NeedsSmtpUtf8(
                 f"the address has a non-ASCII local part, which needs SMTPUTF8 (RFC 6531), and the SMTP server "
                 f"{settings.EMAIL_HOST} does not offer it; send to it through a server that does")
         return address
-    if not domain.isascii():
-        domain = domain.encode("idna").decode("ascii")
-    return f"{local}@{domain}"
+    return ascii_domain(address)
 
 
 def _to_header(display_name, address):
@@ -190,9 +193,12 @@ class SmtpSession:
             raise ConnectionLost(reply.decode("utf-8", "replace"))
         return code, reply.decode("utf-8", "replace")
 
-    def start(self, envelope_from, rcpt):
+    def start(self, envelope_from, rcpt, call_begins=lambda: True):
         """MAIL, RCPT and DATA for one message. None when the server is ready for the content,
-        else the Verdict (providers.smtp_replies) of the refusal.
+        else the Verdict (providers.smtp_replies) of the refusal, or NOT_OWNED.
+
+        CALL_BEGINS runs between RCPT and DATA: it records that the message is about to leave and
+        says whether the batch still owns it (if not, the transaction is reset and nothing leaves).
 
         Raises ConnectionLost; ProviderRefused or TemporaryError when MAIL FROM is refused, since
         that refusal is about us and would meet every message."""
@@ -206,12 +212,17 @@ class SmtpSession:
                 error = ProviderRefused if verdict.outcome == Outcome.FAILED else TemporaryError
                 raise error(f"SMTP server {settings.EMAIL_HOST} {verdict.error}", provider=self.provider.name)
             return verdict
-        for phase, command, accepted in ((Phase.RCPT, lambda: conn.rcpt(rcpt), (250, 251)),
-                                         (Phase.DATA, lambda: conn.docmd("data"), (354,))):
-            code, reply = self._command(command)
-            if code not in accepted:
-                self._command(conn.rset)
-                return classify(phase, code, reply)
+        code, reply = self._command(lambda: conn.rcpt(rcpt))
+        if code not in (250, 251):
+            self._command(conn.rset)
+            return classify(Phase.RCPT, code, reply)
+        if not call_begins():
+            self._command(conn.rset)
+            return NOT_OWNED
+        code, reply = self._command(lambda: conn.docmd("data"))
+        if code != 354:
+            self._command(conn.rset)
+            return classify(Phase.DATA, code, reply)
         return None
 
     def send_content(self, data):
@@ -284,28 +295,25 @@ class SmtpProvider(Provider):
         session = SmtpSession(self, batch.campaign_id)
         session.connect()  # a refusal here raises: nothing has been sent
         results = [None] * len(batch.messages)
-        awaiting = None  # (index, message id) whose content was sent and whose reply is unread
+
+        def about_us(result):
+            # A refusal about us (a relay's policy) is held back until the whole batch is judged:
+            # the same refusal for every recipient is a provider problem, not failures to record.
+            verdict = session.refusals.get(result.delivery_id)
+            return verdict is not None and verdict.scope == Scope.SENDER
         try:
-            for index, message in enumerate(batch.messages):
-                try:
-                    built = builder.build(message, session.eight_bit_ok, session.smtputf8)
-                except (ValueError, UnicodeError) as exc:
-                    built = exc
-                if awaiting is not None:
-                    results[awaiting[0]] = self._finished(session, batch, awaiting)
-                    awaiting = None
-                if isinstance(built, Exception):
-                    results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
-                    continue
-                results[index], awaiting = self._send_one(session, builder, message, index, built)
-                if results[index] is None and awaiting is None:
-                    # Could not reconnect: the rest of the batch waits for a later attempt.
-                    break
-            if awaiting is not None:
-                results[awaiting[0]] = self._finished(session, batch, awaiting)
+            for run in self._runs(batch.messages):
+                # Each message is marked as begun just before its DATA; the run's results are written
+                # before the next wait or run, so after a crash only this run's rows can be unknown.
+                lost_connection = self._send_run(session, builder, batch, run, results)
+                if batch.ledger is not None:
+                    batch.ledger.record(self.name, [results[i] for i, _ in run
+                                                    if results[i] is not None and not about_us(results[i])])
+                if lost_connection:
+                    break  # could not reconnect: the rest of the batch waits for a later attempt
         except ProviderError as error:
             # MAIL FROM refused: what was settled before it stands, the rest was not sent.
-            error.results = [result for result in results if result is not None]
+            error.results = [result for result in results if result is not None and not about_us(result)]
             raise
         finally:
             session.close()
@@ -329,24 +337,72 @@ class SmtpProvider(Provider):
                      "problem, nobody failed or suppressed", batch.campaign_id, verdict.code, verdict.enhanced)
         raise ProviderRefused(
             f"SMTP server {settings.EMAIL_HOST} refused every recipient of a batch of {len(results)} alike "
-            f"({verdict.error}); this is about our account or sender, not the recipients",
+            f"({verdict.error_for_everyone}); this is about our account or sender, not the recipients",
             provider=self.name, results=[r for r in results if r.delivery_id not in session.refusals])
 
-    def _send_one(self, session, builder, message, index, built):
+    def _runs(self, messages):
+        """(index, message) runs that may leave now: at most SEND_SMTP_CHUNK messages each, paced per
+        message under the shared rate limit. A run ends before every wait, so no wait ever falls
+        between a run's call-began mark and its results."""
+        indexed = list(enumerate(messages))
+        chunk = max(1, settings.SEND_SMTP_CHUNK)
+        for start in range(0, len(indexed), chunk):
+            part = indexed[start:start + chunk]
+            schedule = ratelimit.schedule(self.name, len(part))
+            run = []
+            for item, due in zip(part, schedule):
+                if schedule.delay(due) > 0:
+                    if run:
+                        yield run
+                        run = []
+                    schedule.wait_until(due)
+                run.append(item)
+            if run:
+                yield run
+
+    def _send_run(self, session, builder, batch, run, results):
+        """Send one run, reading each reply while the next message is built. True when the connection
+        was lost and could not be re-established."""
+        awaiting = None  # (index, message id) whose content was sent and whose reply is unread
+        for index, message in run:
+            try:
+                built = builder.build(message, session.eight_bit_ok, session.smtputf8)
+            except (ValueError, UnicodeError) as exc:
+                built = exc
+            if awaiting is not None:
+                results[awaiting[0]] = self._finished(session, batch, awaiting)
+                awaiting = None
+            if isinstance(built, Exception):
+                results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
+                continue
+            results[index], awaiting = self._send_one(session, builder, batch, message, index, built)
+            if results[index] is None and awaiting is None:
+                return True
+        if awaiting is not None:
+            results[awaiting[0]] = self._finished(session, batch, awaiting)
+        return False
+
+    def _send_one(self, session, builder, batch, message, index, built):
         """Start one message, reconnecting once if the connection was lost before its content went out.
 
         Returns (result or None, awaiting or None)."""
         rcpt, message_id, data = built
+
+        def call_begins():  # after RCPT was accepted, just before DATA
+            return bool(self.call_begins(batch, [message]))
         for _ in range(2):
             if session.conn is None:
                 if not self._reconnect(session):
                     return None, None
             try:
-                refusal = session.start(builder.envelope_from, rcpt)
+                refusal = session.start(builder.envelope_from, rcpt, call_begins)
             except ConnectionLost as exc:
                 session.last_error = str(exc)
                 session.drop()
                 continue
+            if refusal is NOT_OWNED:
+                return DeliveryResult(message.delivery_id, Outcome.DEFERRED,
+                                      error="claim expired before the message was sent"), None
             if refusal is not None:
                 session.refusals[message.delivery_id] = refusal
                 return DeliveryResult(message.delivery_id, refusal.outcome, error=refusal.error,

@@ -1,0 +1,357 @@
+"""A batch's claim on its delivery rows, as the providers see it: the lease a live batch keeps
+renewing, the "call began" mark set at the last moment before bytes leave, and the results written
+as they become known. Every write is conditional on the claim token, so a batch whose claim expired
+(and was recovered by the sweep) can no longer change rows it does not own.
+
+The guarantees this gives are set out for staff and ops in docs/delivery-guarantees.md.
+"""
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Now
+
+from campaigns import suppression
+from campaigns.models import Campaign, DeliveryLog, Suppression
+from campaigns.sending.providers.base import Outcome
+
+logger = logging.getLogger(__name__)
+D = DeliveryLog.Status
+
+LOCK_CAMPAIGN = "SELECT status FROM campaigns_campaign WHERE id = %s FOR UPDATE"
+
+RENEW_LEASE = """
+UPDATE campaigns_deliverylog SET lease_expires_at = now() + %(lease)s * interval '1 second'
+WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
+"""
+
+MARK_CALL_BEGAN = """
+UPDATE campaigns_deliverylog SET call_started_at = now()
+WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
+RETURNING id
+"""
+
+CLEAR_CALL_BEGAN = """
+UPDATE campaigns_deliverylog SET call_started_at = NULL
+WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
+"""
+
+# Rows whose content never left go back to pending, at once (no need to wait for the lease).
+RELEASE_UNSTARTED = """
+UPDATE campaigns_deliverylog SET status = 'pending', claim_token = NULL, lease_expires_at = NULL,
+    attempts = greatest(attempts - 1, 0), updated_at = now()
+WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending' AND call_started_at IS NULL
+"""
+
+# Results of rows this claim still owns. The claim-token condition is what keeps a worker whose claim
+# expired from overwriting what the sweep (or another batch) decided since: see LATE_RESULTS for what
+# such a worker may still record.
+WRITE_RESULTS = """
+UPDATE campaigns_deliverylog AS d
+SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
+    sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
+    call_started_at = CASE WHEN v.status = 'pending' THEN NULL ELSE d.call_started_at END,
+    claim_token = NULL, lease_expires_at = NULL, updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
+            %(errors)s::text[]) AS v(id, status, provider, message_id, error)
+WHERE d.id = v.id AND d.claim_token = %(token)s::uuid AND d.status = 'sending'
+RETURNING d.id, d.status
+"""
+
+# A late result from a worker whose claim expired: recorded when it is more certain than what the
+# row holds, that is, the provider accepted (or refused) a row the sweep could only mark unknown.
+# Rows another claim has taken since (a staff re-send) are left alone.
+LATE_RESULTS = """
+UPDATE campaigns_deliverylog AS d
+SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
+    sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END, updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
+            %(errors)s::text[]) AS v(id, status, provider, message_id, error)
+WHERE d.id = v.id AND d.status = 'unknown' AND d.claim_token IS NULL AND v.status IN ('sent', 'failed')
+RETURNING d.id, d.status
+"""
+
+
+class Heartbeat:
+    """Renews a live batch's lease every third of it, from a thread of its own (with its own
+    database connection), so a slow batch keeps its claim and a dead one loses it within one lease."""
+
+    def __init__(self, token, ids, lease=None):
+        self.token, self.ids = token, list(ids)
+        self.lease = lease or settings.SEND_LEASE_SECONDS
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(timeout=10)
+
+    def _run(self):
+        try:
+            while not self.stopped.wait(self.lease / 3):
+                try:
+                    renew_lease(self.token, self.ids, self.lease)
+                except Exception:  # a lost connection must not end the thread: try again next time
+                    logger.exception("Lease renewal failed; retrying")
+                    connection.close()
+        finally:
+            connection.close()
+
+
+def renew_lease(token, ids, lease):
+    with connection.cursor() as cursor:
+        cursor.execute(RENEW_LEASE, {"ids": ids, "token": token, "lease": lease})
+        return cursor.rowcount
+
+
+class BatchLedger:
+    """One claim's view of its rows, handed to providers with the batch (Batch.ledger).
+
+    Providers call `call_began` at the last moment before bytes leave, `call_ended` when a call
+    was refused before anything was accepted, and (SMTP) `record` for each small chunk of results as
+    it goes. `recorded` holds the rows already written, so the pipeline writes only the rest.
+    """
+
+    def __init__(self, campaign_id, token, attempts):
+        self.campaign_id = campaign_id
+        self.token = token
+        self.attempts = attempts  # delivery id -> attempts, this one included
+        self.recorded = set()
+        self.report = LedgerReport()
+
+    def call_began(self, delivery_ids):
+        """Mark the call as begun for DELIVERY_IDS; returns the set of those this claim still owns."""
+        with connection.cursor() as cursor:
+            cursor.execute(MARK_CALL_BEGAN, {"ids": list(delivery_ids), "token": self.token})
+            return {row[0] for row in cursor.fetchall()}
+
+    def call_ended(self, delivery_ids):
+        """The call was refused before the provider accepted anything: the rows are not in flight."""
+        with connection.cursor() as cursor:
+            cursor.execute(CLEAR_CALL_BEGAN, {"ids": list(delivery_ids), "token": self.token})
+
+    def release_unstarted(self):
+        """Rows of this claim whose content never left go back to pending now."""
+        with connection.cursor() as cursor:
+            cursor.execute(RELEASE_UNSTARTED, {"ids": list(self.attempts), "token": self.token})
+            return cursor.rowcount
+
+    def record(self, provider, results, give_up=True):
+        """Write RESULTS (DeliveryResults) now, with the campaign's counters. With GIVE_UP, a deferred
+        row that has used its last attempt is failed rather than put back to pending."""
+        rows = [self.row_for(provider, r, give_up) for r in results if r.delivery_id not in self.recorded]
+        bounced = [r.delivery_id for r in results if r.bounced]
+        self.write(rows, bounced)
+
+    def row_for(self, provider, result, give_up=True):
+        status = {Outcome.SENT: D.SENT, Outcome.FAILED: D.FAILED, Outcome.UNKNOWN: D.UNKNOWN}.get(result.outcome)
+        error = result.error or ""
+        if result.outcome == Outcome.DEFERRED:
+            tries = self.attempts.get(result.delivery_id, 0)
+            if give_up and tries >= settings.SEND_MAX_ATTEMPTS:
+                status, error = D.FAILED, f"gave up after {tries} attempts: {error}"
+            else:
+                status = D.PENDING
+        return result.delivery_id, status, provider, result.message_id or "", error
+
+    def write(self, rows, bounced_ids=()):
+        """Write (id, status, provider, message id, error) rows and the counters in one transaction.
+
+        The campaign row is locked first (the same order as cancel), and rows that would go back to
+        pending after a cancel end `skipped` with "cancelled" instead.
+        """
+        rows = [row for row in rows if row[0] not in self.recorded]
+        if not rows:
+            return
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(LOCK_CAMPAIGN, [self.campaign_id])
+                (campaign_status,) = cursor.fetchone()
+                if campaign_status == Campaign.Status.CANCELLED:
+                    rows = [(pk, D.SKIPPED, provider, message_id, "cancelled") if status == D.PENDING
+                            else (pk, status, provider, message_id, error)
+                            for pk, status, provider, message_id, error in rows]
+                cursor.execute(WRITE_RESULTS, {**_columns(rows), "token": self.token})
+                written = cursor.fetchall()
+                owned = {pk for pk, _ in written}
+                late = [row for row in rows if row[0] not in owned and row[1] in (D.SENT, D.FAILED)]
+                corrected = []
+                if late:
+                    cursor.execute(LATE_RESULTS, _columns(late))
+                    corrected = cursor.fetchall()
+            counts = LedgerReport.of(status for _, status in written)
+            fixed = LedgerReport.of(status for _, status in corrected)
+            if corrected:
+                logger.warning("Campaign %s: %d late results recorded for rows the sweep had marked unknown",
+                               self.campaign_id, len(corrected))
+            Campaign.objects.filter(pk=self.campaign_id).update(
+                sent_count=F("sent_count") + counts.sent + fixed.sent,
+                failed_count=F("failed_count") + counts.failed + fixed.failed,
+                unknown_count=F("unknown_count") + counts.unknown - fixed.sent - fixed.failed,
+                skipped_count=F("skipped_count") + counts.skipped,
+                last_progress_at=Now(),
+            )
+            if bounced_ids:
+                done = owned | {pk for pk, _ in corrected}
+                suppress_bounced(self.campaign_id, [pk for pk in bounced_ids if pk in done])
+        self.recorded.update(row[0] for row in rows)
+        self.report.add(counts)
+        self.report.add(fixed)
+
+
+def _columns(rows):
+    return dict(zip(("ids", "statuses", "providers", "message_ids", "errors"), (list(c) for c in zip(*rows))))
+
+
+class LedgerReport:
+    def __init__(self, sent=0, failed=0, unknown=0, retrying=0, skipped=0):
+        self.sent, self.failed, self.unknown, self.retrying, self.skipped = sent, failed, unknown, retrying, skipped
+
+    @classmethod
+    def of(cls, statuses):
+        report = cls()
+        for status in statuses:
+            if status == D.SENT:
+                report.sent += 1
+            elif status == D.FAILED:
+                report.failed += 1
+            elif status == D.UNKNOWN:
+                report.unknown += 1
+            elif status == D.PENDING:
+                report.retrying += 1
+            elif status == D.SKIPPED:
+                report.skipped += 1
+        return report
+
+    def add(self, other):
+        self.sent += other.sent
+        self.failed += other.failed
+        self.unknown += other.unknown
+        self.retrying += other.retrying
+        self.skipped += other.skipped
+
+
+def suppress_bounced(campaign_id, delivery_ids):
+    if not delivery_ids:
+        return
+    emails = DeliveryLog.objects.filter(pk__in=delivery_ids).values_list("email", flat=True)
+    suppression.suppress_many((email, Suppression.Reason.BOUNCED, "smtp 5xx at send time", campaign_id)
+                              for email in emails)
+
+
+# --- counters == rows -------------------------------------------------------------------------------
+
+COUNTERS = {"sent_count": D.SENT, "failed_count": D.FAILED, "skipped_count": D.SKIPPED,
+            "unknown_count": D.UNKNOWN}
+
+ROW_COUNTS = """
+SELECT status, count(*) FROM campaigns_deliverylog WHERE campaign_id = %s GROUP BY status
+"""
+
+
+@dataclass(frozen=True)
+class Drift:
+    campaign_id: int
+    counter: str
+    stored: int
+    rows: int
+
+    def __str__(self):
+        return f"Campaign #{self.campaign_id}: {self.counter} is {self.stored}, the rows say {self.rows}"
+
+
+def check_counters(campaign_ids=None, fix=False):
+    """Recompute each campaign's counters from its delivery rows; return the drift found (fixed with FIX).
+
+    Each campaign row is locked first and its rows counted after, so a batch writing concurrently is
+    either counted in full (it committed) or not at all (its counter update waits for the lock).
+    """
+    if campaign_ids is None:
+        campaign_ids = Campaign.objects.order_by("pk").values_list("pk", flat=True)
+    drift = []
+    for campaign_id in campaign_ids:
+        with transaction.atomic():
+            stored = (Campaign.objects.select_for_update().filter(pk=campaign_id)
+                      .values(*COUNTERS).first())
+            if stored is None:
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(ROW_COUNTS, [campaign_id])
+                rows = dict(cursor.fetchall())
+            found = [Drift(campaign_id, counter, stored[counter], rows.get(status, 0))
+                     for counter, status in COUNTERS.items() if stored[counter] != rows.get(status, 0)]
+            if found and fix:
+                Campaign.objects.filter(pk=campaign_id).update(**{d.counter: d.rows for d in found})
+                logger.warning("Campaign %s: counters corrected from the rows: %s", campaign_id,
+                               ", ".join(f"{d.counter} {d.stored} -> {d.rows}" for d in found))
+        drift += found
+    return drift
+
+
+# --- evidence wins ------------------------------------------------------------------------------------
+
+# Provider events that prove what happened to a delivery settle an `unknown` row: proof of sending
+# (processed, delivered, open, click, bounce ...) makes it `sent`, a drop makes it `failed`. When
+# events of both kinds arrive for a row, `sent` wins (the mail left).
+SETTLE_UNKNOWN = """
+WITH v AS (
+    SELECT DISTINCT ON (id) id, status, note
+    FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(notes)s::text[]) AS e(id, status, note)
+    ORDER BY id, status DESC
+), settled AS (
+    UPDATE campaigns_deliverylog AS d
+    SET status = v.status, last_error = v.note, updated_at = now(),
+        sent_at = CASE WHEN v.status = 'sent' THEN coalesce(d.sent_at, now()) ELSE d.sent_at END
+    FROM v WHERE d.id = v.id AND d.status = 'unknown'
+    RETURNING d.campaign_id, d.status
+)
+SELECT campaign_id, count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'failed')
+FROM settled GROUP BY campaign_id ORDER BY campaign_id
+"""
+
+# Rows whose evidence is already on the row (an event's timestamp) but that are still unknown.
+UNKNOWN_WITH_EVIDENCE = """
+SELECT id, CASE WHEN delivered_at IS NOT NULL THEN 'delivered' WHEN opened_at IS NOT NULL THEN 'opened'
+                WHEN clicked_at IS NOT NULL THEN 'clicked' WHEN bounced_at IS NOT NULL THEN 'bounced'
+                WHEN complained_at IS NOT NULL THEN 'complained' ELSE 'unsubscribed' END
+FROM campaigns_deliverylog
+WHERE campaign_id = %s AND status = 'unknown'
+  AND (delivered_at IS NOT NULL OR opened_at IS NOT NULL OR clicked_at IS NOT NULL OR bounced_at IS NOT NULL
+       OR complained_at IS NOT NULL OR unsubscribed_at IS NOT NULL)
+"""
+
+
+def settle_unknown(outcomes):
+    """Settle `unknown` rows from evidence: OUTCOMES is [(delivery id, 'sent' | 'failed', note)].
+
+    Runs in the caller's transaction; counters move with the rows. Returns the rows settled."""
+    outcomes = list(outcomes)
+    if not outcomes:
+        return 0
+    ids, statuses, notes = (list(column) for column in zip(*outcomes))
+    with connection.cursor() as cursor:
+        cursor.execute(SETTLE_UNKNOWN, {"ids": ids, "statuses": statuses, "notes": notes})
+        settled = cursor.fetchall()
+    for campaign_id, sent, failed in settled:
+        Campaign.objects.filter(pk=campaign_id).update(
+            sent_count=F("sent_count") + sent, failed_count=F("failed_count") + failed,
+            unknown_count=F("unknown_count") - sent - failed)
+        logger.info("Campaign %s: %d unknown deliveries settled by provider evidence (sent=%d failed=%d)",
+                    campaign_id, sent + failed, sent, failed)
+    return sum(sent + failed for _, sent, failed in settled)
+
+
+def settle_unknown_with_evidence(campaign_id):
+    """Settle the campaign's unknown rows that already carry an event's timestamp (they were sent)."""
+    with connection.cursor() as cursor:
+        cursor.execute(UNKNOWN_WITH_EVIDENCE, [campaign_id])
+        rows = cursor.fetchall()
+    return settle_unknown([(pk, D.SENT, f"sent: the provider reported it {kind}") for pk, kind in rows])

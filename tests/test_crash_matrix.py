@@ -1,0 +1,133 @@
+"""The crash matrix: a real sender worker process is killed with SIGKILL at each step of a batch, and the
+ledger is checked against the provider server's own record.
+
+The worker is started through tests/crashing_worker.py, which stops it at the step (a test-only
+patch); the test then kills its whole process group, as a crashed machine would. Each case asserts:
+nobody was mailed twice; every `unknown` row is an address the server saw or had in flight (SMTP:
+accepted a RCPT for; SendGrid: received in a request), and there are at most SEND_SMTP_CHUNK of them
+on SMTP, one request's worth on SendGrid; nothing is pending or sending after recovery; the dead
+worker's claim ended within one lease of its death; the counters equal the rows.
+"""
+
+import collections
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.models import Max
+
+from campaigns.models import Campaign, DeliveryLog
+from campaigns.sending import control
+from tests.test_sending_pipeline import assert_exactly_once, make_campaign, wait_for, wait_until_finished
+
+D = DeliveryLog.Status
+S = Campaign.Status
+pytestmark = pytest.mark.slow
+
+LEASE = 4
+CHUNK = 10
+BATCH = 20
+RECIPIENTS = 60
+
+
+def db_now():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        return cursor.fetchone()[0]
+
+
+def emails(campaign, status):
+    return set(DeliveryLog.objects.filter(campaign=campaign, status=status).values_list("email", flat=True))
+
+
+CASES = [
+    # (step, provider, environment of the doomed worker)
+    ("after_claim", "smtp", {}),
+    ("rate_limit_wait", "smtp", {"SMTP_RATE_LIMIT_PER_SEC": 5}),
+    ("after_call_began", "smtp", {}),
+    ("after_call_began", "sendgrid", {}),
+    ("mid_data", "smtp", {"CRASH_K": 3}),
+    ("request_in_flight", "sendgrid", {}),
+    ("before_results", "smtp", {}),
+    ("before_results", "sendgrid", {}),
+    ("while_writing", "smtp", {}),
+    ("while_writing", "sendgrid", {}),
+]
+
+
+@pytest.mark.parametrize("step,provider,env", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_a_sender_killed_at_each_step_of_a_batch_mails_nobody_twice_and_bounds_unknown(
+        step, provider, env, request, start_worker, smtp_sink_server, worker_env, settings, tmp_path):
+    if provider == "sendgrid":
+        api = request.getfixturevalue("fake_sendgrid")
+    else:
+        request.getfixturevalue("no_sendgrid")
+        api = None
+    settings.SWEEP_STALL_SECONDS = 2  # the dead worker's prefetched tasks are re-dispatched by the sweep
+    worker_env.update(SEND_LEASE_SECONDS=LEASE, SEND_SMTP_CHUNK=CHUNK)
+    signal_file = tmp_path / "crash.json"
+    campaign = make_campaign(RECIPIENTS, batch_size=BATCH)
+    start_worker(["scheduler"], concurrency=1)
+    if step == "request_in_flight":
+        api.fail("hang", count=1, hang_seconds=120)
+        doomed = start_worker(["senders"], concurrency=1)
+    else:
+        doomed = start_worker(["senders"], concurrency=1, module="tests.crashing_worker", CRASH_AT=step,
+                              CRASH_SIGNAL_FILE=signal_file, **env)
+
+    control.send_now(campaign.pk)
+    if step == "request_in_flight":
+        wait_for(lambda: api.stats()["requests_by_status"].get("hang"))
+        stopped = {}
+    else:
+        stopped = json.loads(wait_for(lambda: signal_file.exists() and signal_file.read_text() or None))
+    killed_at = db_now()
+    doomed.kill()
+
+    # The dead worker's claim ends within one lease of its death: its heartbeat renewed it at most
+    # up to then.
+    claim_ends = DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).aggregate(
+        end=Max("lease_expires_at"))["end"]
+    assert claim_ends is not None and claim_ends <= killed_at + timedelta(seconds=LEASE)
+    marked_at_kill = set(DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING,
+                                                    call_started_at__isnull=False).values_list("email", flat=True))
+
+    start_worker(["senders"], concurrency=2)
+    wait_until_finished(campaign, sweeping=True)
+
+    assert campaign.status == S.COMPLETED
+    assert not DeliveryLog.objects.filter(campaign=campaign, status__in=(D.PENDING, D.SENDING)).exists()
+    smtp_received = collections.Counter(m["X-Sink-Rcpt-To"] for m in smtp_sink_server.messages())
+    api_received = collections.Counter(r["to"][0] for r in api.records()) if api else collections.Counter()
+    received = smtp_received + api_received
+    assert_exactly_once(campaign, received)  # nobody twice; counters == rows
+    unknown = emails(campaign, D.UNKNOWN)
+    assert emails(campaign, D.SENT) | unknown == {f"r{i:05d}@example.com" for i in range(RECIPIENTS)}
+    # Unknown is exactly what was marked in flight when the worker died, and no more.
+    assert unknown == marked_at_kill
+    if provider == "smtp":
+        in_flight = set(smtp_sink_server.accepted_rcpts()) - set(smtp_received)
+        assert unknown <= set(smtp_received) | in_flight  # the server saw it, or had it in flight
+        assert len(unknown) <= CHUNK
+    else:
+        in_flight = set(api.stats()["hung_recipients"])
+        if step != "after_call_began":  # (see below)
+            assert unknown <= set(api_received) | in_flight
+        assert len(unknown) <= BATCH  # the one request
+        assert not smtp_received  # nothing fell back to SMTP and went out twice
+
+    if step in ("after_claim", "rate_limit_wait"):
+        assert not unknown  # nothing had left: everything went back to pending and was sent once
+    elif step == "after_call_began":
+        assert unknown == set(stopped["marked"])
+        assert not unknown & set(received)  # it had not left, but nobody can prove that
+        assert len(unknown) == (1 if provider == "smtp" else BATCH)
+    elif step == "mid_data":
+        assert len(unknown) == 3 and len(unknown & set(received)) == 2  # two accepted, one cut off in DATA
+    elif step == "request_in_flight":
+        assert unknown == in_flight and len(unknown) == BATCH
+    else:  # accepted by the provider, results not (or not durably) written
+        assert unknown == set(stopped.get("accepted") or stopped.get("writing"))
+        assert unknown <= set(received)
+        assert len(unknown) == (CHUNK if provider == "smtp" else BATCH)
