@@ -25,6 +25,7 @@ from campaigns.sending.providers.base import (
     ProviderRefused,
     ProviderUnavailable,
     TemporaryError,
+    ascii_domain,
     list_unsubscribe_headers,
 )
 from campaigns.sending.providers.smtp_replies import Phase, Scope, classify, uniform_refusal
@@ -60,16 +61,13 @@ class NeedsSmtpUtf8(ValueError):
 def _envelope_address(address, smtputf8):
     """The address as it goes in RCPT TO: an IDNA domain when the local part is ASCII; as it stands
     (UTF-8) when it is not and the server offers SMTPUTF8 (RFC 6531). Raises NeedsSmtpUtf8."""
-    local, _, domain = address.rpartition("@")
-    if not local.isascii():
+    if not address.rpartition("@")[0].isascii():
         if not smtputf8:
             raise NeedsSmtpUtf8(
                 f"the address has a non-ASCII local part, which needs SMTPUTF8 (RFC 6531), and the SMTP server "
                 f"{settings.EMAIL_HOST} does not offer it; send to it through a server that does")
         return address
-    if not domain.isascii():
-        domain = domain.encode("idna").decode("ascii")
-    return f"{local}@{domain}"
+    return ascii_domain(address)
 
 
 def _to_header(display_name, address):
@@ -329,7 +327,7 @@ class SmtpProvider(Provider):
                      "problem, nobody failed or suppressed", batch.campaign_id, verdict.code, verdict.enhanced)
         raise ProviderRefused(
             f"SMTP server {settings.EMAIL_HOST} refused every recipient of a batch of {len(results)} alike "
-            f"({verdict.error}); this is about our account or sender, not the recipients",
+            f"({verdict.error_for_everyone}); this is about our account or sender, not the recipients",
             provider=self.name, results=[r for r in results if r.delivery_id not in session.refusals])
 
     def _send_one(self, session, builder, message, index, built):
