@@ -23,7 +23,8 @@ from campaigns import links, states, suppression, tracking
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
-from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage, ProviderError, ProviderRefused
+from campaigns.sending.providers.base import (
+    Batch, DeliveryResult, Outcome, OutgoingMessage, ProviderError, ProviderRefused)
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
