@@ -18,7 +18,7 @@ Mail send:
   * An invalid request gets 400 with SendGrid's error body
     ``{"errors": [{"message", "field", "help": null}]}``: everything SendGrid's
     published OpenAPI description refuses (contracts/sendgrid/tsg_mail_v3.yaml,
-    checked by sendgrid_contract.py; for example a top-level ``custom_args``
+    checked by sendgrid_contract.py with jsonschema-rs; for example a top-level ``custom_args``
     that is not a string), plus SendGrid's own rules that the description does
     not express (valid addresses, text/plain before text/html, ...).  One
     deliberate strictness: an address repeated anywhere in the request is

@@ -26,7 +26,8 @@ from campaigns.models import Campaign, DeliveryLog
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.ledger import BatchLedger, Heartbeat
-from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage, ProviderError, ProviderRefused
+from campaigns.sending.providers.base import (
+    Batch, DeliveryResult, Outcome, OutgoingMessage, ProviderError, ProviderRefused)
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status

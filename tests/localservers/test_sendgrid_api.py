@@ -214,7 +214,7 @@ def test_top_level_custom_args_object_is_refused_as_the_published_description_ty
 
     assert error.status_code == 400
     assert error_fields(error) == ["custom_args"]
-    assert "is not of type 'string'" in error.to_dict["errors"][0]["message"]
+    assert 'is not of type "string"' in error.to_dict["errors"][0]["message"]
     assert read_records(server["record_file"]) == []
 
 

@@ -207,6 +207,12 @@ class Provider(ABC):
         ...
 
 
+def ascii_domain(address):
+    """The address with its domain in IDNA (A-label) form, which every server and API takes."""
+    local, _, domain = address.rpartition("@")
+    return address if domain.isascii() else f"{local}@{domain.encode('idna').decode('ascii')}"
+
+
 def list_unsubscribe_headers(unsubscribe_url):
     """RFC 8058 one-click unsubscribe headers, plus a mailto: when UNSUBSCRIBE_MAILTO is set."""
     from django.conf import settings

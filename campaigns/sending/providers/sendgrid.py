@@ -36,6 +36,7 @@ from campaigns.sending.providers.base import (
     ClaimLost,
     DeliveryResult,
     Headers,
+    ascii_domain,
     list_unsubscribe_headers,
     Outcome,
     Provider,
@@ -68,7 +69,9 @@ def _address(value):
 def _recipient(message):
     context = message.context
     name = " ".join(part for part in (context.get("first_name"), context.get("last_name")) if part)
-    return {"email": message.email, "name": name} if name else {"email": message.email}
+    # The description's "format: email" takes an internationalised domain only in its IDNA form.
+    email = ascii_domain(message.email)
+    return {"email": email, "name": name} if name else {"email": email}
 
 
 def _without_empty(personalization):

@@ -76,12 +76,17 @@ def _envelope_address(address, smtputf8):
 
 
 def _to_header(display_name, address):
-    """The To header: a non-ASCII address travels raw in UTF-8 (RFC 6532), as no encoded word may
-    stand for an address; the display name is RFC 2047-encoded either way."""
+    """The To header. An address with a non-ASCII local part (sent with SMTPUTF8) travels raw in
+    UTF-8 (RFC 6532): no encoded word may stand for an address. The name is quoted or RFC 2047-encoded
+    either way."""
+    display_name = LINE_BREAKS.sub(" ", display_name)  # recipient data must never start a header
     if address.isascii():
-        return SMTP_POLICY.fold_binary("To", LINE_BREAKS.sub(" ", formataddr((display_name, address), charset="utf-8")))
-    name = formataddr((LINE_BREAKS.sub(" ", display_name), "x@x"), charset="utf-8")[:-len("<x@x>")] if display_name else ""
-    return f"To: {name}<{address}>\r\n".encode("utf-8") if name else f"To: {address}\r\n".encode("utf-8")
+        return SMTP_POLICY.fold_binary("To", formataddr((display_name, address), charset="utf-8"))
+    if not display_name:
+        return f"To: {address}\r\n".encode("utf-8")
+    # formataddr refuses a non-ASCII address, so it formats the name alone.
+    name = formataddr((display_name, "x@x"), charset="utf-8").rsplit(" <", 1)[0]
+    return f"To: {name} <{address}>\r\n".encode("utf-8")
 
 
 def _text_part(subtype, text, eight_bit_ok):
@@ -126,7 +131,8 @@ class MessageBuilder:
                  for subtype, body in (("plain", rendered.text), ("html", rendered.html)) if body]
         boundary = secrets.token_hex(16)
 
-        headers = [("From", self.from_header), ("Subject", rendered.subject), ("Date", formatdate(usegmt=True)), ("Message-ID", message_id)]
+        headers = [("From", self.from_header), ("Subject", rendered.subject), ("Date", formatdate(usegmt=True)),
+                   ("Message-ID", message_id)]
         if self.reply_to:
             headers.append(("Reply-To", self.reply_to))
         headers += list_unsubscribe_headers(context.get("unsubscribe_url", "")).items()
@@ -319,8 +325,9 @@ class SmtpProvider(Provider):
             session.close()
         for index, message in enumerate(batch.messages):
             if results[index] is None:
-                results[index] = DeliveryResult(message.delivery_id, Outcome.DEFERRED,
-                                                error=f"SMTP connection lost and not re-established ({session.last_error})")
+                results[index] = DeliveryResult(
+                    message.delivery_id, Outcome.DEFERRED,
+                    error=f"SMTP connection lost and not re-established ({session.last_error})")
         self._log(batch, results, session)
         self._refuse_if_refused_as_a_whole(batch, results, session)
         return results

@@ -47,6 +47,7 @@ class Scope(str, Enum):
     SENDER = "sender"  # us: our credentials, sender address, relay rights or reputation
 
 
+ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 ENHANCED_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 ANY_PHASE = frozenset(Phase)
 RECIPIENT_PHASES = frozenset({Phase.RCPT, Phase.DATA, Phase.CONTENT})
@@ -115,6 +116,12 @@ class Verdict:
     @property
     def error(self):
         return f"SMTP {self.phase.value} refused ({self.rule.name}): {self.code} {self.text}".rstrip()
+
+    @property
+    def error_for_everyone(self):
+        """The error with the recipient's address left out: for a refusal that met every recipient
+        alike, logged and shown on the campaign."""
+        return ADDRESS.sub("<recipient>", self.error)
 
 
 def enhanced_code(text):

@@ -1,0 +1,70 @@
+"""The SMTP reply table: every row, as staff read it in docs/delivery-guarantees.md."""
+
+import pytest
+
+from campaigns.sending.providers.base import Outcome
+from campaigns.sending.providers.smtp_replies import Phase, Scope, classify, enhanced_code, uniform_refusal
+
+FAILED, DEFERRED, SENT, UNKNOWN = Outcome.FAILED, Outcome.DEFERRED, Outcome.SENT, Outcome.UNKNOWN
+
+
+@pytest.mark.parametrize("phase, code, text, outcome, scope, suppresses", [
+    (Phase.CONTENT, 250, "2.0.0 Ok: queued as 4Zx", SENT, Scope.MESSAGE, False),
+    (Phase.RCPT, 251, "User not local; will forward", SENT, Scope.MESSAGE, False),
+    (Phase.MAIL, 553, "5.7.1 Sender address rejected: not owned by user", FAILED, Scope.SENDER, False),
+    (Phase.MAIL, 550, "Sender refused", FAILED, Scope.SENDER, False),
+    (Phase.MAIL, 452, "4.5.3 Too many messages", DEFERRED, Scope.SENDER, False),
+    (Phase.RCPT, 550, "5.1.1 <bob@example.com>: Recipient address rejected: User unknown", FAILED, Scope.ADDRESS, True),
+    (Phase.RCPT, 550, "5.1.2 Bad destination system address", FAILED, Scope.ADDRESS, True),
+    (Phase.RCPT, 553, "5.1.3 Bad destination mailbox address syntax", FAILED, Scope.ADDRESS, True),
+    (Phase.RCPT, 556, "5.1.10 Recipient address has null MX", FAILED, Scope.ADDRESS, True),
+    (Phase.CONTENT, 550, "5.1.1 The email account that you tried to reach does not exist", FAILED, Scope.ADDRESS,
+     True),
+    (Phase.RCPT, 553, "5.1.7 Bad sender's mailbox address syntax", FAILED, Scope.SENDER, False),
+    (Phase.RCPT, 550, "5.1.8 Bad sender's system address", FAILED, Scope.SENDER, False),
+    (Phase.RCPT, 554, "5.7.1 <bob@example.com>: Relay access denied", FAILED, Scope.SENDER, False),
+    (Phase.CONTENT, 550, "5.7.26 Unauthenticated email is not accepted (DMARC)", FAILED, Scope.SENDER, False),
+    (Phase.CONTENT, 552, "5.2.2 Mailbox full", FAILED, Scope.MESSAGE, False),
+    (Phase.CONTENT, 552, "5.3.4 Message size exceeds fixed limit", FAILED, Scope.MESSAGE, False),
+    (Phase.RCPT, 550, "Requested action not taken: mailbox unavailable", FAILED, Scope.MESSAGE, False),
+    (Phase.DATA, 554, "Transaction failed", FAILED, Scope.MESSAGE, False),
+    (Phase.RCPT, 450, "4.2.1 Mailbox busy", DEFERRED, Scope.MESSAGE, False),
+    (Phase.RCPT, 451, "4.7.1 Greylisted, try again later", DEFERRED, Scope.MESSAGE, False),
+    (Phase.CONTENT, 452, "Insufficient system storage", DEFERRED, Scope.MESSAGE, False),
+    (Phase.CONTENT, -1, "", UNKNOWN, Scope.MESSAGE, False),
+    (Phase.RCPT, 354, "Unexpected", DEFERRED, Scope.MESSAGE, False),
+])
+def test_each_reply_has_one_outcome(phase, code, text, outcome, scope, suppresses):
+    verdict = classify(phase, code, text)
+
+    assert (verdict.outcome, verdict.scope, verdict.suppresses) == (outcome, scope, suppresses)
+    assert str(code) in verdict.error and verdict.rule.name in verdict.error
+
+
+@pytest.mark.parametrize("text, code", [
+    ("5.1.1 User unknown", "5.1.1"), ("5.7.26 DMARC", "5.7.26"), ("  4.2.1 busy", "4.2.1"),
+    ("5.1.1", "5.1.1"), ("User unknown 5.1.1", ""), ("5.1 incomplete", ""), ("3.1.1 not a class", ""),
+])
+def test_the_enhanced_code_is_read_from_the_start_of_the_text(text, code):
+    assert enhanced_code(text) == code
+
+
+def relay_denied(address):
+    return classify(Phase.RCPT, 554, f"5.7.1 <{address}>: Relay access denied")
+
+
+def test_the_same_refusal_about_us_for_every_recipient_is_one_refusal_whatever_address_it_names():
+    verdict = uniform_refusal([relay_denied("a@example.com"), relay_denied("b@example.com")])
+
+    assert verdict is not None and verdict.enhanced == "5.7.1"
+    assert "@" not in verdict.error_for_everyone and "Relay access denied" in verdict.error_for_everyone
+
+
+@pytest.mark.parametrize("verdicts", [
+    [relay_denied("a@example.com")],  # one recipient cannot tell us from its own server
+    [relay_denied("a@example.com"), classify(Phase.RCPT, 554, "5.7.0 other policy")],
+    [classify(Phase.RCPT, 550, "5.1.1 unknown"), classify(Phase.RCPT, 550, "5.1.1 unknown")],  # bounces
+    [classify(Phase.RCPT, 451, "4.7.1 later"), classify(Phase.RCPT, 451, "4.7.1 later")],  # deferred anyway
+], ids=["one", "different", "address-level", "temporary"])
+def test_other_refusals_are_not_a_provider_problem(verdicts):
+    assert uniform_refusal(verdicts) is None
