@@ -110,12 +110,12 @@ class _BatchSend:
                 if wait is not None:
                     # A reset the provider named: wait for it (never retry before it), on this provider,
                     # while the batch's budget lasts; a reset beyond it is a reason to fall back now.
-                    if wait > rate_limit_budget:
+                    if wait > rate_limit_budget or rate_limit_budget <= 0:
                         raise ProviderUnavailable(
                             f"{provider.name} rate limit resets in {wait:.0f} s, more than this batch may still "
                             f"wait ({rate_limit_budget:.0f} s): {error}", provider=provider.name,
                             payload=error.payload, response=error.response) from error
-                    rate_limit_budget -= wait
+                    rate_limit_budget -= max(wait, 1.0)  # a reset already past still costs, so this ends
                 else:
                     retry += 1
                     if retry > self.policy.retries:

@@ -359,3 +359,15 @@ def test_smtp_drop_during_a_batch_after_sendgrid_fallback_still_mails_each_once(
     assert outcomes == {Outcome.SENT: 39, Outcome.FAILED: 1}
     assert [r.delivery_id for r in results if r.bounced] == [13]
     assert Counter(sink.recipients()) == Counter(m.email for m in batch.messages if m.delivery_id != 13)
+
+
+def test_sendgrid_429s_whose_reset_has_passed_still_end_in_a_fallback(
+        providers, fake_sendgrid, sink, no_sleep, batch_of):
+    fake_sendgrid.fail("429", reset_after=-30)  # a reset in the past: no wait, but not forever
+    batch = batch_of(3)
+
+    provider, _ = send_with_fallback(batch, providers, sleep=no_sleep, policy=RetryPolicy(max_rate_limit_wait=5))
+
+    assert provider == "smtp"
+    assert no_sleep.waits == [0.0] * 5
+    assert_each_mailed_once(batch, sink.recipients())

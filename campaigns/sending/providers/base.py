@@ -141,8 +141,8 @@ class ClaimLost(ProviderError):
 class RecipientsRejected(ProviderError):
     """The request was refused as a whole (nothing sent) because of some of its recipients.
 
-    ``reasons`` maps the index of each offending message in the batch to why; when it is empty the
-    refusal could not be attributed and applies to every message.
+    ``reasons`` maps the index of each offending message in the batch to why. A refusal that names
+    no recipient is about the request itself: a ProviderRefused, not this.
     """
 
     def __init__(self, message, reasons=None, **kwargs):
