@@ -154,6 +154,16 @@ def test_readyz_is_served_to_private_addresses_only(nginx_site, web_server, tran
     assert client("127.0.2.1").get("/healthz").status == 200  # liveness stays public
 
 
+def test_ops_read_readiness_from_inside_the_web_container(web_server, production_env, transactional_db):
+    """/readyz is private, so the guides ask gunicorn directly: `docker/healthcheck.py ready`."""
+    from tests.deploy.test_nginx import run_probe
+
+    result = run_probe({**production_env, "ALLOWED_HOSTS": "127.0.0.1,localhost"}, "ready",
+                       f"http://127.0.0.1:{web_server.port}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"database": "ok"' in result.stdout and '"status": "ready"' in result.stdout
+
+
 def test_readyz_allow_list_names_exactly_the_private_ranges():
     text = (tools.ROOT / "nginx" / "snippets" / "locations.conf").read_text()
     block = re.search(r"location = /readyz \{(.*?)\}", text, re.DOTALL).group(1)
