@@ -1,6 +1,7 @@
 """Container health probes, used by the Dockerfile's HEALTHCHECK and docker-compose*.yml.
 
     python docker/healthcheck.py web [URL]     # GET /healthz on gunicorn (default http://127.0.0.1:8000)
+    python docker/healthcheck.py ready [URL]   # GET /readyz on gunicorn, printing which checks failed
     python docker/healthcheck.py flower [URL]  # GET /flower/healthcheck (default http://127.0.0.1:5555)
     python docker/healthcheck.py tcp PORT      # something accepts connections on 127.0.0.1:PORT
 
@@ -11,6 +12,7 @@ Exit 0 when healthy, 1 otherwise (with the reason on stderr). Standard library o
 import os
 import socket
 import sys
+import urllib.error
 import urllib.request
 
 TIMEOUT = 5
@@ -34,6 +36,18 @@ def http_ok(url, host=None):
         return response.status == 200
 
 
+def ready(url, host):
+    """Print /readyz's answer (Nginx serves it to private networks only; this asks gunicorn)."""
+    request = urllib.request.Request(url, headers={"X-Forwarded-Proto": "https", "Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT * 4) as response:
+            print(response.read().decode())
+            return True
+    except urllib.error.HTTPError as error:  # 503: not ready, and the body says which check failed
+        print(error.read().decode())
+        return False
+
+
 def tcp_ok(port):
     with socket.create_connection(("127.0.0.1", int(port)), timeout=TIMEOUT):
         return True
@@ -44,12 +58,14 @@ def main(argv):
     try:
         if kind == "web":
             ok = http_ok((argv[1] if len(argv) > 1 else "http://127.0.0.1:8000") + "/healthz", allowed_host())
+        elif kind == "ready":
+            ok = ready((argv[1] if len(argv) > 1 else "http://127.0.0.1:8000") + "/readyz", allowed_host())
         elif kind == "flower":
             ok = http_ok((argv[1] if len(argv) > 1 else "http://127.0.0.1:5555") + "/flower/healthcheck")
         elif kind == "tcp":
             ok = tcp_ok(argv[1])
         else:
-            print(f"unknown probe {kind!r}: use web, flower or tcp", file=sys.stderr)
+            print(f"unknown probe {kind!r}: use web, ready, flower or tcp", file=sys.stderr)
             return 2
     except OSError as error:
         print(f"{kind} probe failed: {error}", file=sys.stderr)

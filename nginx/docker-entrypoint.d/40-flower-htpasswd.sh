@@ -4,8 +4,10 @@
 #     with the password hashed (SHA-512 crypt, which nginx checks through the C library's crypt());
 #   - the address allow-list, from FLOWER_ALLOW_IPS (comma-separated addresses or CIDR ranges;
 #     empty: any address may try the login).
-# The nginx image has BusyBox's mkpasswd but no openssl; Debian (the tests) has openssl. The
-# password goes through a pipe, never onto a command line.
+# FLOWER_HTPASSWD_FILE and FLOWER_ACCESS_FILE move the two files (the tests do; nginx/snippets/
+# locations.conf reads them from /etc/nginx/htpasswd/). The nginx image has BusyBox's mkpasswd but
+# no openssl; Debian (the tests) has openssl. The password goes through a pipe, never onto a
+# command line.
 set -eu
 file="${FLOWER_HTPASSWD_FILE:-/etc/nginx/htpasswd/flower}"
 access="${FLOWER_ACCESS_FILE:-$(dirname "$file")/flower-access.conf}"

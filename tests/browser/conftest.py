@@ -26,9 +26,16 @@ def page(live_server, transactional_db, monkeypatch):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": WIDE, "height": 900})
         context.set_default_timeout(20_000)
-        yield context.new_page()
+        page = context.new_page()
+        # Anything the Content-Security-Policy refuses (a script, a style, an image) fails the test:
+        # Chromium reports each refusal on the console.
+        violations = []
+        page.on("console", lambda message: violations.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        yield page
         context.close()
         browser.close()
+        assert violations == [], violations
 
 
 @pytest.fixture(scope="session")

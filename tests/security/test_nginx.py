@@ -62,6 +62,31 @@ def post_body(client, path, body):
     return client.request("POST", path, body=body, headers={"Content-Type": "application/octet-stream"})
 
 
+def post_form_upload(client, path, size):
+    """A multipart upload of SIZE bytes from the site's own origin (nginx passes Host without the
+    port) with a CSRF cookie, so Django reads the whole body before refusing it for its missing
+    CSRF token: a body
+    left unread would race the answer (nginx may see the connection reset: a 502)."""
+    boundary = "securitytestboundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="people.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n").encode() + b"x" * size + f"\r\n--{boundary}--\r\n".encode()
+    return client.request("POST", path, body=body, headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}", "Origin": "https://127.0.0.1",
+        "Cookie": "csrftoken=" + "a" * 32})
+
+
+def log_with(path, *lines):
+    """The log at PATH once it holds every one of LINES (a server writes its line after answering)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    text = path.read_text()
+    while not all(line in text for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        text = path.read_text()
+    return text
+
+
 # --- item 4: rate limits and body sizes ----------------------------------------------------------------
 
 @pytest.mark.parametrize("path, source", [("/u/not-a-token/", "127.0.1.1"), ("/t/o/not-a-token/", "127.0.1.2"),
@@ -102,15 +127,22 @@ def test_the_webhook_takes_a_few_megabytes_but_not_more(nginx_site):
                                   "/admin/campaigns/campaign/1/change/"])
 def test_the_import_urls_and_admin_forms_take_a_two_megabyte_body(nginx_site, path):
     client, _ = nginx_site
-    response = post_body(client("127.0.1.8"), path, TWO_MB)
+    response = post_form_upload(client("127.0.1.8"), path, len(TWO_MB))
     assert response.status == 403 and "CSRF" in response.text  # Django answered: nginx let it through
+
+
+def test_django_reads_the_whole_upload_before_refusing_it(nginx_site, web_server):
+    client, _ = nginx_site
+    assert post_form_upload(client("127.0.1.10"), "/admin/campaigns/suppression/import/", 1000).status == 403
+    assert "Forbidden (CSRF token missing.)" in log_with(web_server.log_path, "Forbidden (CSRF token missing.)")
 
 
 def test_only_the_import_urls_take_more_than_the_admin_limit(nginx_site):
     client, _ = nginx_site
-    twenty_mb = TWO_MB * 10
-    assert post_body(client("127.0.1.9"), "/admin/campaigns/campaign/1/change/", twenty_mb).status == 413
-    assert post_body(client("127.0.1.9"), "/admin/campaigns/suppression/import/", twenty_mb).status == 403
+    twenty_mb = len(TWO_MB) * 10
+    assert post_form_upload(client("127.0.1.9"), "/admin/campaigns/campaign/1/change/", twenty_mb).status == 413
+    response = post_form_upload(client("127.0.1.9"), "/admin/campaigns/suppression/import/", twenty_mb)
+    assert response.status == 403 and "CSRF" in response.text
 
 
 def test_readyz_is_served_to_private_addresses_only(nginx_site, web_server, transactional_db):
@@ -120,6 +152,16 @@ def test_readyz_is_served_to_private_addresses_only(nginx_site, web_server, tran
     refused = client("127.0.2.1").get("/readyz")
     assert refused.status == 403 and b"nginx" in refused.body  # refused by nginx, never reached Django
     assert client("127.0.2.1").get("/healthz").status == 200  # liveness stays public
+
+
+def test_ops_read_readiness_from_inside_the_web_container(web_server, production_env, transactional_db):
+    """/readyz is private, so the guides ask gunicorn directly: `docker/healthcheck.py ready`."""
+    from tests.deploy.test_nginx import run_probe
+
+    result = run_probe({**production_env, "ALLOWED_HOSTS": "127.0.0.1,localhost"}, "ready",
+                       f"http://127.0.0.1:{web_server.port}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"database": "ok"' in result.stdout and '"status": "ready"' in result.stdout
 
 
 def test_readyz_allow_list_names_exactly_the_private_ranges():
@@ -186,12 +228,9 @@ def test_link_tokens_are_masked_in_the_nginx_and_gunicorn_access_logs(nginx_site
     referer = f"https://mail.example.com/u/{TOKEN}/"
     for path in (f"/u/{TOKEN}/", f"/t/o/{TOKEN}/", f"/t/c/{TOKEN}/?x=1"):  # 404s, which Django logs too
         assert client("127.0.4.1").get(path, headers={"Referer": referer}).status == 404
-    # nginx writes the line after answering; gunicorn before the client gets the body.
-    nginx_log = server.log_path.read_text()
-    gunicorn_log = web_server.log_path.read_text()
-    assert TOKEN not in nginx_log and TOKEN not in gunicorn_log
-    for log in (nginx_log, gunicorn_log):
-        assert "GET /u/***/ HTTP/1.1" in log
-        assert "GET /t/o/***/ HTTP/1.1" in log
-        assert "GET /t/c/***/?x=1 HTTP/1.1" in log
-        assert '"https://mail.example.com/u/***/"' in log
+    expected = ["GET /u/***/ HTTP/1.1", "GET /t/o/***/ HTTP/1.1", "GET /t/c/***/?x=1 HTTP/1.1",
+                '"https://mail.example.com/u/***/"']
+    for log in (log_with(server.log_path, *expected), log_with(web_server.log_path, *expected)):
+        assert TOKEN not in log
+        for line in expected:
+            assert line in log
