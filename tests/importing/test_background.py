@@ -83,6 +83,17 @@ def test_long_imports_show_progress_and_block_neither_the_campaign_page_nor_a_ca
     assert "Import in progress" in page.content.decode()
     assert reverse("admin:campaigns_campaign_import_status", args=[record.pk]) in page.content.decode()
 
+    # Saving it does not wait either: the form says why it cannot be saved yet, and keeps the changes.
+    form = {"name": "Renamed while importing", "subject": campaign.subject, "from_email": campaign.from_email,
+            "reply_to": "", "html_body": campaign.html_body, "text_body": "", "batch_size": campaign.batch_size,
+            "schedule_for_0": "", "schedule_for_1": ""}
+    saved = staff_client.post(reverse("admin:campaigns_campaign_change", args=[campaign.pk]), form)
+    assert saved.status_code == 200
+    assert "An import into this campaign is still running" in saved.content.decode()
+    assert "Renamed while importing" in saved.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.name != "Renamed while importing"
+
     # A campaign due now starts and is sent while both imports are still running.
     due = make_campaign(5)
     control.send_now(due.pk)
