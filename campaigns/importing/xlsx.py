@@ -54,17 +54,18 @@ class _SheetRows:
         self.done: list[tuple[int, list[str]]] = []
         self.row_number, self.values, self.column = 0, {}, -1
         self.cell: dict = {}
-        self.parts: list[str] = []
+        self.text: str | None = None  # the cell's value; None: the cell has none
         self.collecting = False
-        self.has_value = False
         self.in_phonetic = False
 
+    # Called once or more per cell (a million-row sheet: tens of millions of calls), so kept lean.
     def start(self, tag, attrib):
         if tag == CELL:
-            self.cell, self.parts, self.has_value = attrib, [], False
+            self.cell, self.text = attrib, None
         elif tag == VALUE or tag == TEXT:
             self.collecting = not self.in_phonetic
-            self.has_value = True
+            if self.text is None:
+                self.text = ""
         elif tag == ROW:
             self.row_number = int(attrib.get("r") or self.row_number + 1)
             self.values, self.column = {}, -1
@@ -73,17 +74,20 @@ class _SheetRows:
 
     def data(self, text):
         if self.collecting:
-            self.parts.append(text)
+            self.text += text
 
     def end(self, tag):
         if tag == VALUE or tag == TEXT:
             self.collecting = False
         elif tag == CELL:
-            reference = self.cell.get("r")
+            cell = self.cell
+            reference = cell.get("r")
             self.column = _column_index(reference) if reference else self.column + 1
-            text = self._cell_text("".join(self.parts)) if self.has_value else ""
-            if text:
-                self.values[self.column] = text
+            value = self.text
+            if value is not None:
+                text = self.strings[int(value)] if cell.get("t") == "s" else self._cell_text(value)
+                if text:
+                    self.values[self.column] = text
         elif tag == ROW:
             values = self.values
             self.done.append((self.row_number, [values.get(i, "") for i in range(max(values) + 1)] if values else []))

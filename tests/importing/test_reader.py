@@ -89,3 +89,15 @@ def test_workbook_cells_read_as_the_text_a_spreadsheet_shows(make_xlsx):
         ["", "", "", "", "", "", ""],
         ["b@example.com", "-1", "100000000000000000000", "", "", "False", ""]]
     assert list(chunk.frame.index) == [2, 3, 4]
+
+
+def test_a_workbook_with_shared_strings_as_excel_writes_them(tmp_path):
+    from benchmarks.corpus import recipients_frame, write_xlsx
+
+    path = tmp_path / "excel-style.xlsx"
+    write_xlsx(path, 50)  # every text in xl/sharedStrings.xml, cells refer to it by index
+    table = open_table(path)
+    expected = recipients_frame(50)
+    assert table.header == list(expected.columns)
+    (chunk,) = table.chunks
+    assert chunk.frame.values.tolist() == expected.astype(str).values.tolist()
