@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib.admin import widgets as admin_widgets
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db import OperationalError, transaction
 from django.utils import timezone
 from django.utils.html import escape
 
@@ -70,7 +71,26 @@ class CampaignForm(forms.ModelForm):
         when = cleaned.get("schedule_for")
         if when and when <= timezone.now():
             self.add_error("schedule_for", "Choose a time in the future, or use Send now.")
+        if self.instance.pk and not lock_without_waiting(self.instance.pk):
+            raise ValidationError(IMPORT_HOLDS_CAMPAIGN)
         return cleaned
+
+
+IMPORT_HOLDS_CAMPAIGN = ("An import into this campaign is still running, so the campaign cannot be saved until it "
+                         "finishes; your changes are still in the form: save again then.")
+
+
+def lock_without_waiting(campaign_id) -> bool:
+    """Lock the campaign row for the save under way, or return False at once if an import holds it (until the
+    import commits), instead of waiting minutes for it."""
+    if not transaction.get_connection().in_atomic_block:
+        return True  # no transaction to hold the lock in: the save itself will take it
+    try:
+        with transaction.atomic():  # a savepoint: the refused lock leaves the request's transaction usable
+            list(Campaign.objects.select_for_update(nowait=True).filter(pk=campaign_id).values_list("pk"))
+    except OperationalError:
+        return False
+    return True
 
 
 class ScheduleForm(forms.Form):

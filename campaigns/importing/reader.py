@@ -21,6 +21,7 @@ from xml.etree import ElementTree
 import pandas as pd
 import python_calamine
 
+from campaigns.importing import xlsx
 from campaigns.importing.errors import ImportRefused
 
 CHUNK_ROWS = 50_000
@@ -298,7 +299,8 @@ def _open_xlsx(path: Path, sheet: str | None, max_rows: int) -> Table:
     if declared_rows - 1 > max_rows:
         raise ImportRefused(f"The sheet '{name}' has {declared_rows - 1:,} rows, more than the limit of "
                             f"{max_rows:,} for one import; split it into smaller files.")
-    return _excel_table(path, name, "xlsx", max_rows)
+    rows = xlsx.sheet_rows(path, sheet_paths[name])
+    return _rows_table(_damaged_as_refusal(rows), name, "xlsx", max_rows, declared_rows)
 
 
 def _xlsx_sheet_paths(archive: zipfile.ZipFile) -> dict[str, str]:
@@ -325,35 +327,85 @@ def _open_ole(path: Path, sheet: str | None, max_rows: int) -> Table:
         while block := f.read(BLOCK_BYTES):
             if ENCRYPTED_PACKAGE in block:
                 raise ImportRefused(PASSWORD_PROTECTED)
-    return _excel_table(path, None if sheet is None else sheet, "xls", max_rows)
-
-
-def _excel_table(path: Path, sheet: str | None, kind: str, max_rows: int) -> Table:
     try:
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
         name = _choose_sheet(workbook.sheet_names, sheet)
-        workbook.close()
-        frame = pd.read_excel(path, engine="calamine", sheet_name=name, header=None, dtype=str, na_filter=False)
+        # An XLS sheet holds at most 65,536 rows, so calamine may load it whole; rows become text one at a time.
+        rows = _calamine_rows(workbook.get_sheet_by_name(name))
+        return _rows_table(_damaged_as_refusal(rows), name, "xls", max_rows, 0)
     except ImportRefused:
         raise
-    except python_calamine.PasswordError:
-        raise ImportRefused(PASSWORD_PROTECTED) from None
     except Exception as error:  # calamine raises several types for damaged files
-        if "password" in str(error).lower() or "encrypt" in str(error).lower():
-            raise ImportRefused(PASSWORD_PROTECTED) from None
-        raise ImportRefused(DAMAGED_WORKBOOK) from None
-    frame = frame.astype(object)
-    frame.index = pd.RangeIndex(1, len(frame) + 1)
-    filled = frame.ne("").any(axis=1)
-    if not filled.any():
-        raise ImportRefused(f"The sheet '{name}' is empty." if kind != "csv" else EMPTY_FILE)
-    header_row = int(filled.idxmax())
-    header = [str(v) for v in frame.loc[header_row]]
-    data = frame.loc[header_row + 1:]
-    data.columns = range(len(header))
-    _check_row_limit(len(data), max_rows)
-    chunks = (Chunk(data.iloc[i:i + CHUNK_ROWS]) for i in range(0, len(data), CHUNK_ROWS))
-    return Table(header, header_row, len(data), chunks, kind, f"sheet '{name}'")
+        raise _calamine_refusal(error) from None
+
+
+def _calamine_refusal(error: Exception) -> ImportRefused:
+    if isinstance(error, python_calamine.PasswordError) or "password" in str(error).lower() \
+            or "encrypt" in str(error).lower():
+        return ImportRefused(PASSWORD_PROTECTED)
+    return ImportRefused(DAMAGED_WORKBOOK)
+
+
+def _calamine_rows(sheet) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cell texts) of a calamine sheet, columns counted from A like the sheet shows them."""
+    first_column = sheet.start[1] if sheet.start else 0
+    for number, row in enumerate(sheet.iter_rows(), start=1):
+        yield number, [""] * first_column + [xlsx.cell_text(value) for value in row]
+
+
+def _damaged_as_refusal(rows: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
+    """A workbook found damaged part-way through is refused like one that cannot be opened."""
+    try:
+        yield from rows
+    except ImportRefused:
+        raise
+    except Exception as error:
+        raise _calamine_refusal(error) from None
+
+
+def _rows_table(rows: Iterator[tuple[int, list[str]]], name: str, kind: str, max_rows: int,
+                declared_rows: int) -> Table:
+    """A Table over a sheet's rows, read as they come: the header is the first row with a value; data rows
+    are grouped in chunks of CHUNK_ROWS, counted against MAX_ROWS as they are read."""
+    for header_row, header in rows:
+        if any(cell.strip() for cell in header):
+            break
+    else:
+        raise ImportRefused(f"The sheet '{name}' is empty.")
+    chunks = _sheet_chunks(rows, header_row, len(header), max_rows)
+    estimated = max(declared_rows - header_row, 1)
+    return Table(header, header_row, estimated, chunks, kind, f"sheet '{name}'")
+
+
+def _sheet_chunks(rows, header_row: int, width: int, max_rows: int) -> Iterator[Chunk]:
+    """Rows the sheet skips (blank ones) are filled in, so that a chunk's index is the sheet's row numbers."""
+    block, ragged, start, expected = [], {}, header_row + 1, header_row + 1
+    done = 0
+    for number, values in rows:
+        while len(values) > width and not values[-1]:
+            values.pop()
+        missing = number - expected
+        if missing > 0:
+            block.extend([[""] * width] * missing)
+        if len(values) > width:
+            ragged[number] = values
+            values = values[:width]
+        elif len(values) < width:
+            values = values + [""] * (width - len(values))
+        block.append(values)
+        expected = number + 1
+        while len(block) >= CHUNK_ROWS:
+            done += CHUNK_ROWS
+            _check_row_limit(done, max_rows)
+            head, block = block[:CHUNK_ROWS], block[CHUNK_ROWS:]
+            yield _chunk(head, {n: v for n, v in ragged.items() if n < start + CHUNK_ROWS}, start, width)
+            ragged = {n: v for n, v in ragged.items() if n >= start + CHUNK_ROWS}
+            start += CHUNK_ROWS
+    while block and not any(block[-1]) and start + len(block) - 1 not in ragged:
+        block.pop()  # trailing blank rows are not data
+    if block:
+        _check_row_limit(done + len(block), max_rows)
+        yield _chunk(block, ragged, start, width)
 
 
 def _choose_sheet(names: list[str], wanted: str | None) -> str:

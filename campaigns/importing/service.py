@@ -56,11 +56,11 @@ def import_recipients(target: RecipientImport | Campaign, path=None, sheet: str 
         return _import(campaign_id, record, Path(path), sheet, progress or _no_progress, check_mx, resolver)
     except ImportRefused as refusal:
         if record and str(refusal) != ALREADY_STARTED:  # that one keeps the reason it was stopped for
-            _mark_failed(record, str(refusal))
+            mark_failed(record.pk, str(refusal))
         raise
     except Exception:
         if record:
-            _mark_failed(record, UNEXPECTED_FAILURE)
+            mark_failed(record.pk, UNEXPECTED_FAILURE)
         raise
 
 
@@ -227,10 +227,6 @@ def _save_report(record, campaign_id, path, sheet, report: ImportReport, rejecte
             **{name: getattr(record, name) for name in REPORT_FIELDS}):
         raise ImportRefused(ALREADY_STARTED)  # marked failed meanwhile (a time limit): roll back
     return record
-
-
-def _mark_failed(record: RecipientImport, message: str) -> None:
-    mark_failed(record.pk, message)
 
 
 def mark_failed(recipient_import_id: int, message: str) -> bool:

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from campaigns.models import Campaign
 from tests.browser.conftest import NARROW, WIDE
-from tests.factories import UserFactory
+from tests.factories import CampaignFactory, UserFactory
 
 expect = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed").expect
 pytestmark = pytest.mark.slow
@@ -19,10 +19,11 @@ RECIPIENTS = 30
 
 
 class Journey:
-    def __init__(self, page, base_url, shots):
+    def __init__(self, page, base_url, shots, prefix=""):
         self.page = page
         self.base = base_url
         self.shots = shots
+        self.prefix = prefix  # keeps each test's numbered screenshots apart
         self.step = itertools.count(1)
 
     def go(self, path):
@@ -33,7 +34,8 @@ class Journey:
         number = next(self.step)
         for width in (WIDE, NARROW):
             self.page.set_viewport_size({"width": width, "height": 900})
-            self.page.screenshot(path=str(self.shots / f"{number:02d}-{name}-{width}.png"), full_page=True)
+            self.page.screenshot(path=str(self.shots / f"{self.prefix}{number:02d}-{name}-{width}.png"),
+                                 full_page=True)
             if width == NARROW and check_width:
                 overflow = self.page.evaluate("document.documentElement.scrollWidth")
                 assert overflow <= NARROW + 4, f"{name}: the page is {overflow}px wide at {NARROW}px"
@@ -58,11 +60,47 @@ def recipients_csv(tmp_path):
     return path
 
 
+def log_in(journey):
+    journey.go("/admin/")
+    journey.page.fill("#id_username", "staff")
+    journey.page.fill("#id_password", PASSWORD)
+    journey.page.click("input[type=submit]")
+    journey.page.locator("#campaign-overview").wait_for()
+
+
+def test_a_300000_row_upload_shows_its_progress_and_succeeds(page, live_server, screenshot_dir, start_worker,
+                                                             settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    start_worker(["imports"], concurrency=1, MEDIA_ROOT=settings.MEDIA_ROOT)
+    UserFactory(username="staff", is_superuser=True)
+    campaign = CampaignFactory(name="Spring sale")
+    rows = 300_000
+    path = tmp_path / "crm-export.csv"
+    path.write_text("Email,First Name,Last Name,City,Plan\n" + "".join(
+        f"customer{i}@example.com,First{i},Last{i},City{i % 50},{('free', 'pro')[i % 2]}\n" for i in range(rows)))
+    journey = Journey(page, live_server.url, screenshot_dir, prefix="big-import-")
+    log_in(journey)
+
+    journey.go(f"/admin/campaigns/campaign/{campaign.pk}/import/")
+    page.set_input_files("#id_file", str(path))
+    page.click("#recipient-import-form input[type=submit]")
+    # The bar moves while the file is read (the import writes its progress at most every half second).
+    page.wait_for_function("() => { const bar = document.getElementById('import-progress');"
+                           " return bar !== null && bar.value > 0; }", timeout=60_000)
+    assert re.search(r"of about 300,?000 rows read", page.locator("#import-rows").inner_text())
+    journey.shoot("progress")
+    page.locator("#import-summary").wait_for(timeout=180_000)
+    summary = page.locator("#import-summary").inner_text()
+    assert re.search(r"Rows in the file\s+300000", summary) and re.search(r"Imported\s+300000", summary)
+    journey.shoot("finished")
+    assert campaign.recipients.count() == rows
+
+
 def test_staff_journey(page, live_server, screenshot_dir, start_worker, smtp_sink_server, no_sendgrid, settings,
                        tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     # A slow SMTP rate so a campaign is still sending when the pause button is pressed.
-    start_worker(["scheduler", "senders"], concurrency=2, MEDIA_ROOT=settings.MEDIA_ROOT,
+    start_worker(["scheduler", "senders", "imports"], concurrency=2, MEDIA_ROOT=settings.MEDIA_ROOT,
                  SMTP_RATE_LIMIT_PER_SEC="3")
     call_command("load_email_templates", verbosity=0)
     UserFactory(username="staff", is_superuser=True)
