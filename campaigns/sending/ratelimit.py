@@ -11,8 +11,8 @@ The guard (``RATE_LIMIT_GUARD_SECONDS``, default 0.05 s) widens the window a lit
 time between a send's reservation and its arrival at the provider, which varies, does not let a
 relay that counts by its own clock see more than the rate in one of its seconds.
 
-SMTP reserves one start time per message (`schedule`), SendGrid one per request of up to a second's
-worth of messages (`acquire`).
+SMTP reserves one start time per message, just before it goes (`Pacer`), so a message never leaves
+long after its reserved time; SendGrid one per request of up to a second's worth (`acquire`).
 """
 
 import functools
@@ -150,14 +150,17 @@ def wait(seconds):
     time.sleep(seconds)
 
 
-class Schedule:
-    """Start times (time.monotonic) for COUNT sends, one per send: iterate, then `wait_until` each."""
+class Pacer:
+    """Paces sends one at a time: `reserve` takes the next send's start time (time.monotonic) from
+    the shared limit, `wait_until` sleeps until it. Without a limit, no Redis call and no wait."""
 
-    def __init__(self, dues):
-        self.dues = dues
+    def __init__(self, provider):
+        self.limiter = limiter_for(provider)
 
-    def __iter__(self):
-        return iter(self.dues)
+    def reserve(self):
+        if self.limiter is None:
+            return float("-inf")
+        return time.monotonic() + self.limiter.reserve(1).wait
 
     @staticmethod
     def delay(due):
@@ -167,17 +170,3 @@ class Schedule:
         delay = self.delay(due)
         if delay > 0:
             wait(delay)
-
-
-def schedule(provider, count):
-    """Reserve a start time for each of COUNT sends on PROVIDER, in one Redis call (none without a limit)."""
-    limiter = limiter_for(provider)
-    if limiter is None:
-        return Schedule([float("-inf")] * count)
-    base = time.monotonic()
-    dues = []
-    while count > 0:
-        groups = min(count, limiter.limit)
-        dues += [base + r.wait for r in limiter.reserve_groups(1, groups)]
-        count -= groups
-    return Schedule(dues)

@@ -97,12 +97,13 @@ def test_a_second_caller_queues_behind_the_first(redis_client, bucket_key):
     assert queued.ready_at - full.ready_at == pytest.approx(1.05, abs=1e-6)
 
 
-def test_a_schedule_gives_each_send_its_own_start_time(settings, redis_client):
+def test_a_pacer_gives_each_send_its_own_start_time(settings, redis_client):
     settings.SMTP_RATE_LIMIT_PER_SEC = 10
     settings.RATE_LIMIT_GUARD_SECONDS = 0.05
     redis_client.delete("ratelimit:smtp", "ratelimit:smtp:seq")
+    pacer = ratelimit.Pacer("smtp")
 
-    dues = list(ratelimit.schedule("smtp", 25))
+    dues = [pacer.reserve() for _ in range(25)]
 
     offsets = [due - dues[0] for due in dues]
     assert offsets[:10] == pytest.approx([0] * 10, abs=0.01)  # a burst of one second's worth
@@ -129,5 +130,5 @@ def test_rate_zero_means_no_limit_and_no_redis_state(settings, redis_client):
     redis_client.delete("ratelimit:smtp")
 
     assert ratelimit.acquire("smtp", 10_000) == []
-    assert list(ratelimit.schedule("smtp", 3)) == [float("-inf")] * 3
+    assert ratelimit.Pacer("smtp").reserve() == float("-inf")
     assert not redis_client.exists("ratelimit:smtp")

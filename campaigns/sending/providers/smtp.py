@@ -3,6 +3,11 @@ every refusal is attributed to its recipient and its phase.
 
 Each message is built while the server is still processing the previous one's DATA (its reply is
 read afterwards), so building costs little wall time next to the server's own work.
+
+The ledger (Batch.ledger): messages are paced one by one under the shared rate limit; each is marked
+"call began" between RCPT and DATA, only if the batch still owns it; results are written per run of
+at most SEND_SMTP_CHUNK messages, and a run ends before every rate-limit wait. So a crash leaves at
+most one run's rows unknown, each of them accepted by the server or in flight on the connection.
 """
 
 import binascii
@@ -269,15 +274,37 @@ class SmtpProvider(Provider):
         session = SmtpSession(self, batch.campaign_id)
         session.connect()  # a refusal here raises: nothing has been sent
         results = [None] * len(batch.messages)
+        pacer = ratelimit.Pacer(self.name)
+        chunk = max(1, settings.SEND_SMTP_CHUNK)
+        run = []  # indexes of the messages whose results are not written yet
+        awaiting = None  # (index, message id) whose content was sent and whose reply is unread
         try:
-            for run in self._runs(batch.messages):
-                # Each message is marked as begun just before its DATA; the run's results are written
-                # before the next wait or run, so after a crash only this run's rows can be unknown.
-                lost_connection = self._send_run(session, builder, batch, run, results)
-                if batch.ledger is not None:
-                    batch.ledger.record(self.name, [results[i] for i, _ in run if results[i] is not None])
-                if lost_connection:
+            for index, message in enumerate(batch.messages):
+                try:
+                    built = builder.build(message, session.eight_bit_ok)
+                except (ValueError, UnicodeError) as exc:
+                    built = exc
+                if awaiting is not None:
+                    results[awaiting[0]] = self._finished(session, batch, awaiting)
+                    awaiting = None
+                # This message's start under the shared rate limit. The results so far are written
+                # before any wait (and every SEND_SMTP_CHUNK messages), so that no wait ever falls
+                # between a message's call-began mark and its result.
+                due = pacer.reserve()
+                if run and (len(run) >= chunk or pacer.delay(due) > 0):
+                    self._record(batch, results, run)
+                    run = []
+                pacer.wait_until(due)
+                run.append(index)
+                if isinstance(built, Exception):
+                    results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
+                    continue
+                results[index], awaiting = self._send_one(session, builder, batch, message, index, built)
+                if results[index] is None and awaiting is None:
                     break  # could not reconnect: the rest of the batch waits for a later attempt
+            if awaiting is not None:
+                results[awaiting[0]] = self._finished(session, batch, awaiting)
+            self._record(batch, results, run)
         finally:
             session.close()
         for index, message in enumerate(batch.messages):
@@ -287,47 +314,9 @@ class SmtpProvider(Provider):
         self._log(batch, results, session)
         return results
 
-    def _runs(self, messages):
-        """(index, message) runs that may leave now: at most SEND_SMTP_CHUNK messages each, paced per
-        message under the shared rate limit. A run ends before every wait, so no wait ever falls
-        between a run's call-began mark and its results."""
-        indexed = list(enumerate(messages))
-        chunk = max(1, settings.SEND_SMTP_CHUNK)
-        for start in range(0, len(indexed), chunk):
-            part = indexed[start:start + chunk]
-            schedule = ratelimit.schedule(self.name, len(part))
-            run = []
-            for item, due in zip(part, schedule):
-                if schedule.delay(due) > 0:
-                    if run:
-                        yield run
-                        run = []
-                    schedule.wait_until(due)
-                run.append(item)
-            if run:
-                yield run
-
-    def _send_run(self, session, builder, batch, run, results):
-        """Send one run, reading each reply while the next message is built. True when the connection
-        was lost and could not be re-established."""
-        awaiting = None  # (index, message id) whose content was sent and whose reply is unread
-        for index, message in run:
-            try:
-                built = builder.build(message, session.eight_bit_ok)
-            except (ValueError, UnicodeError) as exc:
-                built = exc
-            if awaiting is not None:
-                results[awaiting[0]] = self._finished(session, batch, awaiting)
-                awaiting = None
-            if isinstance(built, Exception):
-                results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
-                continue
-            results[index], awaiting = self._send_one(session, builder, batch, message, index, built)
-            if results[index] is None and awaiting is None:
-                return True
-        if awaiting is not None:
-            results[awaiting[0]] = self._finished(session, batch, awaiting)
-        return False
+    def _record(self, batch, results, run):
+        if batch.ledger is not None:
+            batch.ledger.record(self.name, [results[i] for i in run if results[i] is not None])
 
     def _send_one(self, session, builder, batch, message, index, built):
         """Start one message, reconnecting once if the connection was lost before its content went out.
