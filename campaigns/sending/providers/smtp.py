@@ -287,14 +287,15 @@ class SmtpProvider(Provider):
                 if awaiting is not None:
                     results[awaiting[0]] = self._finished(session, batch, awaiting)
                     awaiting = None
-                # This message's start under the shared rate limit. The results so far are written
+                # This message's place under the shared rate limit. The results so far are written
                 # before any wait (and every SEND_SMTP_CHUNK messages), so that no wait ever falls
                 # between a message's call-began mark and its result.
-                due = pacer.reserve()
-                if run and (len(run) >= chunk or pacer.delay(due) > 0):
+                may_start = pacer.try_start()
+                if run and (len(run) >= chunk or not may_start):
                     self._record(batch, results, run)
                     run = []
-                pacer.wait_until(due)
+                if not may_start:
+                    pacer.start()
                 run.append(index)
                 if isinstance(built, Exception):
                     results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
@@ -304,6 +305,7 @@ class SmtpProvider(Provider):
                     break  # could not reconnect: the rest of the batch waits for a later attempt
             if awaiting is not None:
                 results[awaiting[0]] = self._finished(session, batch, awaiting)
+            pacer.done()
             self._record(batch, results, run)
         finally:
             session.close()
