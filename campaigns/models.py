@@ -229,8 +229,9 @@ class DeliveryLog(models.Model):
     provider_message_id = models.CharField(max_length=255, blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
-    # The lease: a batch claims its rows until lease_expires_at. call_started_at is set just before
-    # the provider call, so an expired lease tells whether the provider may have accepted the mail.
+    # The lease: a batch claims its rows until lease_expires_at, which the live batch keeps renewing.
+    # call_started_at is set at the last moment before the content leaves (after every wait), so an
+    # expired lease tells whether the provider may have accepted the mail (campaigns.sending.ledger).
     claim_token = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     call_started_at = models.DateTimeField(null=True, blank=True)

@@ -1,6 +1,7 @@
 """The sending pipeline end to end: real worker processes, real Redis and PostgreSQL, local providers."""
 
 import collections
+import signal
 import subprocess
 import time
 from urllib.parse import urlparse
@@ -11,6 +12,7 @@ from django.conf import settings
 
 from campaigns.models import Campaign, DeliveryLog, Recipient
 from campaigns.sending import control, pipeline, sweep
+from campaigns.sending.ledger import check_counters
 from tests.factories import CampaignFactory, RecipientFactory, SuppressionFactory
 
 D = DeliveryLog.Status
@@ -77,6 +79,16 @@ def assert_exactly_once(campaign, delivered):
     counts = statuses(campaign)
     assert (campaign.sent_count, campaign.failed_count, campaign.skipped_count, campaign.unknown_count) == (
         counts[D.SENT], counts[D.FAILED], counts[D.SKIPPED], counts[D.UNKNOWN])
+    assert check_counters([campaign.pk]) == []
+
+
+def assert_unknown_was_in_flight(campaign, sink, batches_in_flight):
+    """Every unknown row is an address the SMTP server saw or had in flight (it accepted its RCPT), and
+    there are at most SEND_SMTP_CHUNK of them per batch that was in flight."""
+    unknown = set(DeliveryLog.objects.filter(campaign=campaign, status=D.UNKNOWN).values_list("email", flat=True))
+    assert unknown <= set(sink.accepted_rcpts())
+    assert len(unknown) <= settings.SEND_SMTP_CHUNK * batches_in_flight
+    return unknown
 
 
 def test_campaign_over_smtp_reaches_completed_with_one_personalised_message_each(
@@ -160,6 +172,8 @@ def test_killing_a_sender_worker_mid_campaign_loses_and_doubles_nothing(
     assert campaign.status == S.COMPLETED
     assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
     assert campaign.sent_count + campaign.unknown_count == 3000
+    # Only what was really in flight is unknown: at most one chunk for each of the two batches.
+    assert_unknown_was_in_flight(campaign, smtp_sink_server, batches_in_flight=2)
     if campaign.unknown_count:
         unknown = DeliveryLog.objects.filter(campaign=campaign, status=D.UNKNOWN).first()
         assert "not re-sent automatically" in unknown.last_error
@@ -180,6 +194,9 @@ def test_redis_restarted_mid_campaign_the_campaign_still_completes(
     assert campaign.status == S.COMPLETED
     assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
     assert campaign.sent_count + campaign.unknown_count == 2400
+    # The limiter's Redis vanished under live batches: they fail and release what never left, and
+    # only what was in flight (if anything) is unknown.
+    assert_unknown_was_in_flight(campaign, smtp_sink_server, batches_in_flight=2)
 
 
 @pytest.mark.parametrize("fault", [
@@ -316,3 +333,84 @@ def _pings(client):
         return client.ping()
     except redis_lib.ConnectionError:
         return False
+
+
+def test_a_slow_live_batch_keeps_its_claim_by_renewing_its_lease(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    # Each batch of 100 at 40/s takes about 2.5 s, longer than its 2 s lease: only renewals keep it.
+    worker_env.update(SEND_LEASE_SECONDS=2, SMTP_RATE_LIMIT_PER_SEC=40)
+    campaign = make_campaign(300, batch_size=100)
+    start_worker(["scheduler", "senders"], concurrency=2)
+    reports = []
+
+    control.send_now(campaign.pk)
+    wait_for(lambda: status_of(campaign) in (S.COMPLETED, S.FAILED), on_tick=lambda: reports.append(sweep.sweep()),
+             every=0.3)
+
+    assert campaign.status == S.COMPLETED and campaign.sent_count == 300
+    assert sum(r.released + r.unknown for r in reports) == 0  # the sweep never took a live claim
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+
+
+def test_pacing_holds_the_smtp_rate_in_every_one_second_window(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    rate = 20
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=rate)
+    campaign = make_campaign(140, batch_size=20)
+    start_worker(["scheduler", "senders"], concurrency=2)
+    start_worker(["senders"], concurrency=2)
+
+    control.send_now(campaign.pk)
+    wait_until_finished(campaign)
+
+    assert campaign.status == S.COMPLETED
+    # Measured by the server: when each message arrived. No one-second window holds more than the rate.
+    times = smtp_sink_server.receive_times()
+    assert len(times) == 140
+    busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+    assert busiest <= rate
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+
+
+def test_cancel_while_every_recipient_is_deferred_leaves_nothing_pending(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=40)
+    smtp_sink_server.set_faults(defer_rcpt=".")  # 451 for every RCPT: every row is deferred
+    campaign = make_campaign(400, batch_size=50)
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    control.send_now(campaign.pk)
+    wait_for(lambda: DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists(), every=0.05)
+    control.cancel(campaign.pk)  # while batches are in flight, deferring their rows after the cancel
+    wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists())
+
+    counts = statuses(campaign)
+    assert counts == {D.SKIPPED: 400}
+    assert set(DeliveryLog.objects.filter(campaign=campaign).values_list("last_error", flat=True)) == {"cancelled"}
+    assert smtp_sink_server.count() == 0
+    assert check_counters([campaign.pk]) == []
+
+
+def test_sigterm_lets_a_sender_finish_its_batch_before_it_exits(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    # A batch of 100 at 40/s takes about 2.5 s; the worker is asked to stop in the middle of one.
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=40)
+    campaign = make_campaign(300, batch_size=100)
+    start_worker(["scheduler"], concurrency=1)
+    sender = start_worker(["senders"], concurrency=1)
+
+    control.send_now(campaign.pk)
+    wait_for(lambda: DeliveryLog.objects.filter(campaign=campaign, status=D.SENT).exists(), every=0.05)
+    sender.proc.send_signal(signal.SIGTERM)  # what `docker compose stop` sends to the worker
+    sender.proc.wait(timeout=60)
+
+    # The batch in flight finished: nothing is left claimed, unknown or half-sent.
+    counts = statuses(campaign)
+    assert counts[D.SENDING] == 0 and counts[D.UNKNOWN] == 0
+    assert counts[D.SENT] >= 100 and counts[D.SENT] % 100 == 0
+    assert smtp_sink_server.count() == counts[D.SENT]
+
+    start_worker(["senders"], concurrency=1)
+    wait_until_finished(campaign, sweeping=True)
+    assert campaign.status == S.COMPLETED and campaign.sent_count == 300
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))

@@ -85,3 +85,15 @@ def test_production_settings_pass_check_deploy():
                             cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_a_dead_sender_is_noticed_within_a_minute_and_a_live_one_keeps_its_claim():
+    from django.conf import settings
+
+    from campaigns.periodic import PERIODIC_TASKS
+
+    sweep_every = PERIODIC_TASKS["Sweep: start due campaigns, recover stale claims"][1]
+    # A dead worker's claim expires within one lease; the next sweep recovers it.
+    assert settings.SEND_LEASE_SECONDS + sweep_every <= 60
+    # A live batch renews every third of the lease, and its time limit is its own, not the lease's.
+    assert settings.SEND_BATCH_TIME_LIMIT > settings.SEND_LEASE_SECONDS

@@ -32,7 +32,11 @@ WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
 MARK_CALL_BEGAN = """
 UPDATE campaigns_deliverylog SET call_started_at = now()
 WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
-RETURNING id
+"""
+
+STILL_OWNED = """
+SELECT id FROM campaigns_deliverylog
+WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
 """
 
 CLEAR_CALL_BEGAN = """
@@ -129,8 +133,12 @@ class BatchLedger:
 
     def call_began(self, delivery_ids):
         """Mark the call as begun for DELIVERY_IDS; returns the set of those this claim still owns."""
+        params = {"ids": list(delivery_ids), "token": self.token}
         with connection.cursor() as cursor:
-            cursor.execute(MARK_CALL_BEGAN, {"ids": list(delivery_ids), "token": self.token})
+            cursor.execute(MARK_CALL_BEGAN, params)
+            if cursor.rowcount == len(params["ids"]):
+                return set(params["ids"])  # the usual case: all still ours
+            cursor.execute(STILL_OWNED, params)
             return {row[0] for row in cursor.fetchall()}
 
     def call_ended(self, delivery_ids):

@@ -230,7 +230,10 @@ def send_batch(campaign_id, batch_number):
     except BaseException:
         # A crash inside the worker (a Redis error in the limiter, a soft time limit, a bug): rows
         # whose content never left go back to pending now; the others wait for the sweep (unknown).
-        ledger.release_unstarted()
+        try:
+            ledger.release_unstarted()
+        except Exception:  # e.g. the database is gone too: the sweep releases them after the lease
+            logger.exception("Campaign %s batch %s: could not release the unsent rows", campaign_id, batch_number)
         raise
     report.provider = provider
     report.sent, report.failed, report.unknown, report.retrying = (

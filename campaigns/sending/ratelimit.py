@@ -11,13 +11,15 @@ The guard (``RATE_LIMIT_GUARD_SECONDS``, default 0.05 s) widens the window a lit
 time between a send's reservation and its arrival at the provider, which varies, does not let a
 relay that counts by its own clock see more than the rate in one of its seconds.
 
-SMTP reserves one start time per message (`schedule`), SendGrid one per request of up to a second's
-worth of messages (`acquire`).
+SendGrid reserves start times per request of up to a second's worth (`acquire`). SMTP paces each
+connection one message at a time by when messages *completed* (`Pacer`), which bounds what arrives
+at the relay in every window exactly, whatever the delays on the way.
 """
 
 import functools
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -150,34 +152,89 @@ def wait(seconds):
     time.sleep(seconds)
 
 
-class Schedule:
-    """Start times (time.monotonic) for COUNT sends, one per send: iterate, then `wait_until` each."""
+# KEYS[1]: the provider's sends, scored by when each completed (or, while in flight, by when it is
+# assumed to have completed at the latest: its start + ARGV[3]). ARGV: limit, window seconds, hold
+# seconds, the member that has just completed ('' for none), the member to start ('' for none).
+# Returns {'1'} when the new send may start now, else {'0', seconds until a place is expected}.
+PACE_SCRIPT = """
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local hold = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[1], 'XX', 'LT', string.format('%.17g', now), ARGV[4])
+end
+if ARGV[5] == '' then return {'1'} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.17g', now - window))
+local n = redis.call('ZCARD', KEYS[1])
+if n < limit then
+  redis.call('ZADD', KEYS[1], string.format('%.17g', now + hold), ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], math.ceil((hold + window) * 1000) + 1000)
+  return {'1'}
+end
+local edge = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+return {'0', string.format('%.17g', tonumber(edge[2]) + window - now)}
+"""
 
-    def __init__(self, dues):
-        self.dues = dues
-
-    def __iter__(self):
-        return iter(self.dues)
-
-    @staticmethod
-    def delay(due):
-        return due - time.monotonic()
-
-    def wait_until(self, due):
-        delay = self.delay(due)
-        if delay > 0:
-            wait(delay)
+# How long a send in flight is assumed to take at most (a killed worker's send holds its place this long).
+PACE_HOLD_SECONDS = 30.0
+# How often a waiting sender asks again (a send in flight may complete earlier than assumed).
+PACE_POLL_SECONDS = 0.05
 
 
-def schedule(provider, count):
-    """Reserve a start time for each of COUNT sends on PROVIDER, in one Redis call (none without a limit)."""
-    limiter = limiter_for(provider)
-    if limiter is None:
-        return Schedule([float("-inf")] * count)
-    base = time.monotonic()
-    dues = []
-    while count > 0:
-        groups = min(count, limiter.limit)
-        dues += [base + r.wait for r in limiter.reserve_groups(1, groups)]
-        count -= groups
-    return Schedule(dues)
+class Pacer:
+    """Paces one connection's sends, one message at a time, so that at most the rate *arrive* at the
+    provider in any window of one second, across every worker, whatever the network's delays.
+
+    A send may start only when fewer than the rate sends completed within the window before it or
+    are still in flight. A send counts as completed when its reply was read (this connection's next
+    `try_start`, or `done`): no earlier than its arrival. So any two arrivals the rate apart are at
+    least a window apart. Without a limit: no Redis call and no wait.
+    """
+
+    def __init__(self, provider):
+        rate = rate_for(provider)
+        self.limit = max(1, int(rate)) if rate > 0 else 0
+        self.key = f"ratelimit:{provider}:sends"
+        self.previous = ""
+        self.hint = 0.0
+        if self.limit:
+            self.client = _client(settings.REDIS_URL)
+            self._pace = self.client.register_script(PACE_SCRIPT)
+            self.prefix = uuid.uuid4().hex
+            self.seq = 0
+
+    def _call(self, completed, start):
+        reply = self._pace(keys=[self.key], args=[self.limit, window_seconds(), PACE_HOLD_SECONDS, completed, start])
+        return reply[0] in (b"1", "1"), float(reply[1]) if len(reply) > 1 else 0.0
+
+    def try_start(self):
+        """Take a place for the next send now (the previous one is complete): True, or False when it
+        must wait (then call `start`)."""
+        if not self.limit:
+            return True
+        self.seq += 1
+        member = f"{self.prefix}:{self.seq}"
+        granted, self.hint = self._call(self.previous, member)
+        self.previous = ""
+        if granted:
+            self.previous = member
+        else:
+            self.pending = member
+        return granted
+
+    def start(self):
+        """Wait until the send `try_start` refused may start."""
+        while True:
+            wait(max(0.001, min(self.hint, PACE_POLL_SECONDS)))
+            granted, self.hint = self._call("", self.pending)
+            if granted:
+                self.previous = self.pending
+                return
+
+    def done(self):
+        """The last send's reply was read."""
+        if self.limit and self.previous:
+            self._call(self.previous, "")
+            self.previous = ""

@@ -1,5 +1,6 @@
 """docker-compose.yml and docker-compose.prod.yml, validated and rendered by Debian's docker-compose."""
 
+import re
 import shutil
 
 import pytest
@@ -148,3 +149,19 @@ def test_development_renders_from_a_fresh_clone_without_env_file(docker_compose,
     assert result.returncode == 0, result.stderr
     data = tools.yaml_to_data(result.stdout, docker_compose)
     assert data["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "admin:admin"
+
+
+def _seconds(duration):
+    """Compose durations ("390s", "6m30s", "1h") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", str(duration)))
+
+
+def test_sender_workers_may_finish_their_batch_when_stopped(dev_compose, prod_compose):
+    from django.conf import settings
+
+    hard_limit = settings.SEND_BATCH_TIME_LIMIT * 1.2  # campaigns/tasks/senders.py
+    for compose in (dev_compose, prod_compose):
+        grace = compose["services"]["celery_worker_sender"].get("stop_grace_period")
+        assert grace and _seconds(grace) > hard_limit
+    assert prod_compose["services"]["celery_worker_sender"]["environment"]["SEND_LEASE_SECONDS"] == "30"

@@ -8,7 +8,8 @@ from django.core.management import get_commands
 from tests.deploy import tools
 
 OUR_GUIDES = ["README.md", "local-setup.md", "docker-setup.md", "campaign-examples.md", "flower-monitoring.md",
-              "sendgrid-and-sender-authentication.md", "scaling.md", "troubleshooting.md", "security.md"]
+              "sendgrid-and-sender-authentication.md", "scaling.md", "troubleshooting.md", "security.md",
+              "delivery-guarantees.md"]
 # Where a variable can be defined: settings, .env.example, compose files, the image's scripts, make run.
 CONFIG_SOURCES = [".env.example", "mailer_project/settings.py", "docker-compose.yml", "docker-compose.prod.yml",
                   "docker/gunicorn.conf.py", "docker/entrypoint.sh", "docker/wait_for_services.py",

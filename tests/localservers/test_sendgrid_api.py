@@ -185,6 +185,8 @@ def test_hang_times_the_client_out_then_recovers(server, sendgrid):
         sendgrid.client.mail.send.post(request_body=payload_for(1), timeout=0.5)
     assert sendgrid.send(payload_for(1)).status_code == 202
     assert get_stats(server["url"])["requests_by_status"] == {"hang": 1, "202": 1}
+    # The held request's recipients are what the server had in flight.
+    assert get_stats(server["url"])["hung_recipients"] == ["user0@example.com"]
 
 
 def test_fault_without_count_lasts_until_changed(server, sendgrid):
@@ -202,7 +204,8 @@ def test_reset_clears_faults_and_stats(server, sendgrid):
 
     reset(server["url"])
 
-    assert get_stats(server["url"]) == {"requests_by_status": {}, "personalizations_accepted": 0, "hung_recipients": []}
+    assert get_stats(server["url"]) == {"requests_by_status": {}, "personalizations_accepted": 0,
+                                        "hung_recipients": []}
     assert sendgrid.send(payload_for(1)).status_code == 202
 
 

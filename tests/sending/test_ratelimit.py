@@ -97,18 +97,19 @@ def test_a_second_caller_queues_behind_the_first(redis_client, bucket_key):
     assert queued.ready_at - full.ready_at == pytest.approx(1.05, abs=1e-6)
 
 
-def test_a_schedule_gives_each_send_its_own_start_time(settings, redis_client):
+def test_a_pacer_lets_the_rate_start_then_waits_a_window_from_their_completion(settings, redis_client):
     settings.SMTP_RATE_LIMIT_PER_SEC = 10
     settings.RATE_LIMIT_GUARD_SECONDS = 0.05
-    redis_client.delete("ratelimit:smtp", "ratelimit:smtp:seq")
+    redis_client.delete("ratelimit:smtp:sends")
+    pacer, other = ratelimit.Pacer("smtp"), ratelimit.Pacer("smtp")
 
-    dues = list(ratelimit.schedule("smtp", 25))
-
-    offsets = [due - dues[0] for due in dues]
-    assert offsets[:10] == pytest.approx([0] * 10, abs=0.01)  # a burst of one second's worth
-    assert offsets[10:20] == pytest.approx([1.05] * 10, abs=0.01)
-    assert offsets[20:] == pytest.approx([2.1] * 5, abs=0.01)
-    redis_client.delete("ratelimit:smtp", "ratelimit:smtp:seq")
+    assert [pacer.try_start() for _ in range(9)] == [True] * 9  # each completes the one before
+    assert other.try_start() is True  # the tenth place, taken by another connection (in flight)
+    assert pacer.try_start() is False  # the rate has started within the window
+    # The place frees a window after the oldest completion (Redis time), not before.
+    assert 0.9 < pacer.hint <= 1.05
+    other.done()
+    redis_client.delete("ratelimit:smtp:sends")
 
 
 def test_acquire_uses_the_providers_configured_rate(settings, redis_client):
@@ -129,5 +130,5 @@ def test_rate_zero_means_no_limit_and_no_redis_state(settings, redis_client):
     redis_client.delete("ratelimit:smtp")
 
     assert ratelimit.acquire("smtp", 10_000) == []
-    assert list(ratelimit.schedule("smtp", 3)) == [float("-inf")] * 3
+    assert ratelimit.Pacer("smtp").try_start() is True
     assert not redis_client.exists("ratelimit:smtp")

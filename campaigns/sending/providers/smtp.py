@@ -3,6 +3,11 @@ every refusal is attributed to its recipient and its phase.
 
 Each message is built while the server is still processing the previous one's DATA (its reply is
 read afterwards), so building costs little wall time next to the server's own work.
+
+The ledger (Batch.ledger): messages are paced one by one under the shared rate limit; each is marked
+"call began" between RCPT and DATA, only if the batch still owns it; results are written per run of
+at most SEND_SMTP_CHUNK messages, and a run ends before every rate-limit wait. So a crash leaves at
+most one run's rows unknown, each of them accepted by the server or in flight on the connection.
 """
 
 import binascii
@@ -162,6 +167,11 @@ class SmtpSession:
         self.last_error = ""
         self.refusals = {}  # delivery id -> the Verdict of a refusal, to judge the batch as a whole
 
+    def refused_about_us(self, result):
+        """Whether RESULT is a refusal that concerns the sender rather than the recipient."""
+        verdict = self.refusals.get(result.delivery_id)
+        return verdict is not None and verdict.scope == Scope.SENDER
+
     def connect(self):
         conn = self.provider.open_connection()
         self.conn, self.sent_on_this_connection = conn, 0
@@ -301,25 +311,43 @@ class SmtpProvider(Provider):
         session = SmtpSession(self, batch.campaign_id)
         session.connect()  # a refusal here raises: nothing has been sent
         results = [None] * len(batch.messages)
-
-        def about_us(result):
-            # A refusal about us (a relay's policy) is held back until the whole batch is judged:
-            # the same refusal for every recipient is a provider problem, not failures to record.
-            verdict = session.refusals.get(result.delivery_id)
-            return verdict is not None and verdict.scope == Scope.SENDER
+        pacer = ratelimit.Pacer(self.name)
+        chunk = max(1, settings.SEND_SMTP_CHUNK)
+        run = []  # indexes of the messages whose results are not written yet
+        awaiting = None  # (index, message id) whose content was sent and whose reply is unread
         try:
-            for run in self._runs(batch.messages):
-                # Each message is marked as begun just before its DATA; the run's results are written
-                # before the next wait or run, so after a crash only this run's rows can be unknown.
-                lost_connection = self._send_run(session, builder, batch, run, results)
-                if batch.ledger is not None:
-                    batch.ledger.record(self.name, [results[i] for i, _ in run
-                                                    if results[i] is not None and not about_us(results[i])])
-                if lost_connection:
+            for index, message in enumerate(batch.messages):
+                try:
+                    built = builder.build(message, session.eight_bit_ok, session.smtputf8)
+                except (ValueError, UnicodeError) as exc:
+                    built = exc
+                if awaiting is not None:
+                    results[awaiting[0]] = self._finished(session, batch, awaiting)
+                    awaiting = None
+                # This message's place under the shared rate limit. The results so far are written
+                # before any wait (and every SEND_SMTP_CHUNK messages), so that no wait ever falls
+                # between a message's call-began mark and its result.
+                may_start = pacer.try_start()
+                if run and (len(run) >= chunk or not may_start):
+                    self._record(batch, session, results, run)
+                    run = []
+                if not may_start:
+                    pacer.start()
+                run.append(index)
+                if isinstance(built, Exception):
+                    results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
+                    continue
+                results[index], awaiting = self._send_one(session, builder, batch, message, index, built)
+                if results[index] is None and awaiting is None:
                     break  # could not reconnect: the rest of the batch waits for a later attempt
+            if awaiting is not None:
+                results[awaiting[0]] = self._finished(session, batch, awaiting)
+            pacer.done()
+            self._record(batch, session, results, run)
         except ProviderError as error:
             # MAIL FROM refused: what was settled before it stands, the rest was not sent.
-            error.results = [result for result in results if result is not None and not about_us(result)]
+            error.results = [result for result in results
+                             if result is not None and not session.refused_about_us(result)]
             raise
         finally:
             session.close()
@@ -347,47 +375,15 @@ class SmtpProvider(Provider):
             f"({verdict.error_for_everyone}); this is about our account or sender, not the recipients",
             provider=self.name, results=[r for r in results if r.delivery_id not in session.refusals])
 
-    def _runs(self, messages):
-        """(index, message) runs that may leave now: at most SEND_SMTP_CHUNK messages each, paced per
-        message under the shared rate limit. A run ends before every wait, so no wait ever falls
-        between a run's call-began mark and its results."""
-        indexed = list(enumerate(messages))
-        chunk = max(1, settings.SEND_SMTP_CHUNK)
-        for start in range(0, len(indexed), chunk):
-            part = indexed[start:start + chunk]
-            schedule = ratelimit.schedule(self.name, len(part))
-            run = []
-            for item, due in zip(part, schedule):
-                if schedule.delay(due) > 0:
-                    if run:
-                        yield run
-                        run = []
-                    schedule.wait_until(due)
-                run.append(item)
-            if run:
-                yield run
+    def _record(self, batch, session, results, run):
+        """Write the results of RUN (indexes) now.
 
-    def _send_run(self, session, builder, batch, run, results):
-        """Send one run, reading each reply while the next message is built. True when the connection
-        was lost and could not be re-established."""
-        awaiting = None  # (index, message id) whose content was sent and whose reply is unread
-        for index, message in run:
-            try:
-                built = builder.build(message, session.eight_bit_ok, session.smtputf8)
-            except (ValueError, UnicodeError) as exc:
-                built = exc
-            if awaiting is not None:
-                results[awaiting[0]] = self._finished(session, batch, awaiting)
-                awaiting = None
-            if isinstance(built, Exception):
-                results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
-                continue
-            results[index], awaiting = self._send_one(session, builder, batch, message, index, built)
-            if results[index] is None and awaiting is None:
-                return True
-        if awaiting is not None:
-            results[awaiting[0]] = self._finished(session, batch, awaiting)
-        return False
+        A refusal about us (a relay's policy) is held back until the whole batch is judged, since the
+        same refusal for every recipient is a provider problem, not failures to record: the pipeline
+        writes it with the batch's results, or puts it back to pending."""
+        if batch.ledger is not None:
+            batch.ledger.record(self.name, [results[i] for i in run if results[i] is not None
+                                            and not session.refused_about_us(results[i])])
 
     def _send_one(self, session, builder, batch, message, index, built):
         """Start one message, reconnecting once if the connection was lost before its content went out.
