@@ -6,7 +6,7 @@ from django.contrib.admin import widgets as admin_widgets
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 
 from campaigns.models import Campaign, EmailTemplate
 
@@ -51,9 +51,10 @@ class CampaignForm(forms.ModelForm):
             self.fields["schedule_for"].help_text = (
                 f"Date and time in {zone_name()}. " + self.fields["schedule_for"].help_text)
         if "html_body" in self.fields:
-            self.fields["html_body"].help_text = (
-                f"Must contain {{{{ unsubscribe_url }}}}. Available merge tags: "
-                f"{tag_list(self.instance.available_merge_tags())}.")
+            # Admin help texts are HTML and the tag names come from recipient data: escape them.
+            self.fields["html_body"].help_text = format_html(
+                "Must contain {{{{ unsubscribe_url }}}}. Available merge tags: {}.",
+                tag_list(self.instance.available_merge_tags()))
         if self.instance.pk and "start_from" in self.fields:
             del self.fields["start_from"]
 
