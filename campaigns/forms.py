@@ -10,7 +10,7 @@ from django.utils.html import escape, format_html
 
 from campaigns.models import Campaign, EmailTemplate
 
-MAX_TEST_ADDRESSES = 10
+MAX_TEST_ADDRESSES = 5
 
 
 def zone_name():
