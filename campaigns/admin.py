@@ -200,6 +200,9 @@ class CampaignAdmin(CampaignActionsMixin, RecipientImportAdminMixin, admin.Model
         # Re-checked in the DELETE itself: a campaign may have started since the confirmation page.
         queryset.filter(NEVER_STARTED).delete()
 
+    def delete_model(self, request, obj):
+        Campaign.objects.filter(NEVER_STARTED, pk=obj.pk).delete()
+
     @admin.action(description="Archive selected campaigns (finished ones)", permissions=["change"])
     def archive(self, request, queryset):
         count = queryset.filter(status__in=ARCHIVABLE, archived=False).update(archived=True)
@@ -325,6 +328,7 @@ class DeliveryLogAdmin(LedgerAdmin):
 class RecipientImportAdmin(LedgerAdmin):
     list_display = ("original_name", "campaign", "status", "imported", "invalid", "created_at")
     list_filter = ("status",)
+    search_fields = ("original_name",)
     raw_id_fields = ("campaign",)
 
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -20,6 +21,7 @@ from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.pipeline import dispatch_batches, enqueue_start, pending_batch_numbers
 from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage
+from campaigns.validators import validate_from_email
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
@@ -40,6 +42,15 @@ def create_from_template(template, **fields):
     return Campaign.objects.create(**values)
 
 
+def check_sender(campaign_id, from_email):
+    """The sender mail goes out with must be valid and allowed now (ALLOWED_FROM_DOMAINS may have been set
+    after the campaign was written)."""
+    try:
+        validate_from_email(from_email or settings.DEFAULT_FROM_EMAIL)
+    except ValidationError as error:
+        raise CampaignError(f"Campaign #{campaign_id} cannot send from this address: {' '.join(error.messages)}")
+
+
 def _eta_if_near(campaign_id, when):
     if when - timezone.now() <= ETA_WINDOW:
         enqueue_start(campaign_id, eta=when)
@@ -49,8 +60,10 @@ def schedule(campaign_id, when):
     """Schedule a draft (or reschedule a scheduled) campaign for WHEN, a timezone-aware datetime."""
     if timezone.is_naive(when):
         raise CampaignError("The schedule needs a time zone: give an aware datetime.")
-    if not Campaign.objects.filter(pk=campaign_id).exists():
+    from_email = Campaign.objects.filter(pk=campaign_id).values_list("from_email", flat=True).first()
+    if from_email is None:
         raise CampaignError(f"Campaign #{campaign_id} does not exist.")
+    check_sender(campaign_id, from_email)
     if not Campaign.objects.filter(pk=campaign_id, recipients__isnull=False).exists():
         raise CampaignError(f"Campaign #{campaign_id} has no recipients: import some before scheduling it.")
     with transaction.atomic():
@@ -157,7 +170,12 @@ def reserve_test_emails(user_id, count):
     limit = settings.TEST_EMAILS_PER_USER_PER_HOUR
     key = f"test-emails:user:{user_id}"
     cache.add(key, 0, timeout=3600)
-    if cache.incr(key, count) > limit:
+    try:
+        used = cache.incr(key, count)
+    except ValueError:  # the hour ended between add and incr
+        cache.set(key, count, timeout=3600)
+        used = count
+    if used > limit:
         cache.decr(key, count)
         raise CampaignError(f"Test email not sent: you may send tests to at most {limit} addresses an hour. "
                             "Try again later.")
@@ -170,6 +188,7 @@ def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=Tr
     without WITH_RECIPIENT_DATA the sample values are used. Touches no delivery log and no counter.
     """
     campaign = Campaign.objects.get(pk=campaign_id)
+    check_sender(campaign_id, campaign.from_email)
     suppressed = set(Suppression.objects.filter(email__in=[a.strip().lower() for a in addresses])
                      .values_list("email", flat=True))
     allowed = [a for a in addresses if a.strip().lower() not in suppressed]
@@ -203,4 +222,4 @@ def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=Tr
 
 
 __all__ = ["CampaignError", "schedule", "send_now", "unschedule", "pause", "resume", "cancel", "retry_failed",
-           "resend_unknown", "reserve_test_emails", "send_test_email"]
+           "resend_unknown", "check_sender", "reserve_test_emails", "send_test_email"]

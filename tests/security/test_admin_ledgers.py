@@ -134,6 +134,19 @@ def test_from_email_must_use_an_allowed_domain_when_they_are_set(staff_client, s
                              form_data("Acme <hello@news.acme.com>")).status_code == 302
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("from_email", ["news@example.com", ""])  # empty: DEFAULT_FROM_EMAIL, on example.com
+def test_a_campaign_from_a_domain_no_longer_allowed_is_not_scheduled(staff_client, settings, from_email):
+    campaign = CampaignFactory(from_email=from_email)
+    add_recipients(campaign, 1)
+    settings.ALLOWED_FROM_DOMAINS = ["acme.com"]
+    response = staff_client.post(reverse("admin:campaigns_campaign_action", args=[campaign.pk, "send_now"]),
+                                 {"confirm": "yes"})
+    assert "cannot send from this address: The sender's domain must be one of: acme.com." in messages_of(response)[0]
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
+
+
 # --- deleting and archiving campaigns -------------------------------------------------------------------
 
 @pytest.mark.django_db
