@@ -38,29 +38,30 @@ class StaffAction:
     run: Callable  # campaign id -> message
     shown_when: Callable  # campaign -> bool
     confirm: str = ""  # the question asked before an irreversible action; empty for none
-    permission: str = "change"
+    permission: str = "change"  # checked by the admin's has_<permission>_permission(request, campaign)
     style: str = ""
 
 
 ACTIONS = {a.name: a for a in (
     StaffAction("send_now", "Send now", control.send_now, lambda c: c.status in (S.DRAFT, S.SCHEDULED),
                 confirm="Start sending this campaign to all its recipients now? Sent mail cannot be recalled.",
-                style="primary"),
+                permission="send", style="primary"),
     StaffAction("unschedule", "Unschedule", control.unschedule, lambda c: c.status == S.SCHEDULED),
     StaffAction("pause", "Pause", control.pause, lambda c: c.status == S.IN_PROGRESS),
-    StaffAction("resume", "Resume", control.resume, lambda c: c.status == S.PAUSED, style="primary"),
+    StaffAction("resume", "Resume", control.resume, lambda c: c.status == S.PAUSED, permission="send",
+                style="primary"),
     StaffAction("retry_failed", "Retry failed", control.retry_failed,
                 lambda c: c.failed_count > 0 and c.status in (S.IN_PROGRESS, S.PAUSED, S.COMPLETED, S.FAILED),
-                confirm="Send again to every recipient whose delivery failed?"),
+                confirm="Send again to every recipient whose delivery failed?", permission="send"),
     StaffAction("resend_unknown", "Resend unknown", control.resend_unknown,
                 lambda c: c.unknown_count > 0 and c.status in (S.IN_PROGRESS, S.PAUSED, S.COMPLETED, S.FAILED),
                 confirm="Send again to recipients whose delivery is unknown? The provider may have accepted some "
-                        "of them already, so a few people may get the email twice."),
+                        "of them already, so a few people may get the email twice.", permission="send"),
     StaffAction("cancel", "Cancel", control.cancel,
                 lambda c: c.status in (S.DRAFT, S.SCHEDULED, S.IN_PROGRESS, S.PAUSED),
                 confirm="Cancel this campaign? Recipients not yet sent are skipped and it cannot be restarted.",
                 style="danger"),
-    StaffAction("duplicate", "Duplicate", lambda pk: _duplicate(pk)[0], lambda c: True, permission="add"),
+    StaffAction("duplicate", "Duplicate", lambda pk: _duplicate(pk)[0], lambda c: True, permission="duplicate"),
 )}
 BULK_ACTIONS = ("send_now", "pause", "resume", "cancel", "duplicate", "retry_failed", "resend_unknown")
 
@@ -70,13 +71,24 @@ def visible_actions(campaign):
 
 
 def _allowed(model_admin, request, action, campaign=None):
-    if action.permission == "add":
-        return model_admin.has_add_permission(request)
-    return model_admin.has_change_permission(request, campaign)
+    return getattr(model_admin, f"has_{action.permission}_permission")(request, campaign)
 
 
 class CampaignActionsMixin:
     """Mixed into CampaignAdmin: the action URL and the bulk actions of the change list."""
+
+    def has_send_permission(self, request, obj=None):
+        """Starting mail to recipients (schedule, send now, resume, retry, resend) is its own permission."""
+        return request.user.has_perm("campaigns.send_campaign")
+
+    def has_export_recipients_permission(self, request, obj=None):
+        """Recipients' personal data leaves the admin (CSV export, preview and tests with real data)."""
+        return request.user.has_perm("campaigns.export_recipients") and self.has_view_or_change_permission(
+            request, obj)
+
+    def has_duplicate_permission(self, request, obj=None):
+        """A copy is a new campaign made from one the user may see."""
+        return self.has_add_permission(request) and self.has_view_or_change_permission(request, obj)
 
     def campaign_action_view(self, request, campaign_id, name):
         if request.method != "POST":
@@ -112,7 +124,7 @@ class CampaignActionsMixin:
         return HttpResponseRedirect(target)
 
     def _schedule(self, request, campaign, change_url):
-        if not self.has_change_permission(request, campaign):
+        if not self.has_send_permission(request, campaign):
             raise PermissionDenied
         form = ScheduleForm(request.POST)
         if not form.is_valid():
@@ -134,7 +146,9 @@ class CampaignActionsMixin:
             self.message_user(request, "Test email: " + " ".join(form.errors["addresses"]), messages.ERROR)
             return HttpResponseRedirect(change_url)
         try:
-            message = control.send_test_email(campaign.pk, form.cleaned_data["addresses"])
+            message = control.send_test_email(
+                campaign.pk, form.cleaned_data["addresses"], user_id=request.user.pk,
+                with_recipient_data=self.has_export_recipients_permission(request, campaign))
         except REFUSALS as refusal:
             self.message_user(request, str(refusal), messages.ERROR)
         except Exception as error:  # a provider outage is shown to staff, not a server error page
@@ -148,7 +162,7 @@ class CampaignActionsMixin:
         return {
             "staff_actions": [a for a in visible_actions(campaign) if _allowed(self, request, a, campaign)],
             "can_change": can_change,
-            "can_schedule": can_change and campaign.status in (S.DRAFT, S.SCHEDULED),
+            "can_schedule": self.has_send_permission(request, campaign) and campaign.status in (S.DRAFT, S.SCHEDULED),
             "schedule_form": ScheduleForm(initial={"when": timezone.localtime(campaign.scheduled_at)
                                                    if campaign.scheduled_at else None}),
             "test_form": TestEmailForm(),

@@ -56,13 +56,14 @@ def preview_recipient(campaign, email):
 
 def preview_view(model_admin, request, campaign_id):
     campaign = _viewable(model_admin, request, campaign_id)
-    email = request.GET.get("recipient", "")
-    recipient, not_found = preview_recipient(campaign, email)
+    real_data = model_admin.has_export_recipients_permission(request, campaign)
+    email = request.GET.get("recipient", "") if real_data else ""
+    recipient, not_found = preview_recipient(campaign, email) if real_data else (SAMPLE_RECIPIENT, False)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": Campaign._meta, "title": f"Preview of “{campaign}”", "campaign": campaign,
         "recipient": recipient, "not_found": not_found, "asked_for": email,
-        "is_sample": recipient is SAMPLE_RECIPIENT,
+        "is_sample": recipient is SAMPLE_RECIPIENT, "real_data_allowed": real_data,
     }
     try:
         rendered = compile_campaign(campaign.subject, campaign.html_body, campaign.text_body).render(

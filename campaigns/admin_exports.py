@@ -48,7 +48,7 @@ def delivery_log_rows(campaign_id):
 
 def export_delivery_logs_view(model_admin, request, campaign_id):
     campaign = get_object_or_404(Campaign, pk=campaign_id)
-    if not model_admin.has_view_or_change_permission(request, campaign):
+    if not model_admin.has_export_recipients_permission(request, campaign):
         raise PermissionDenied
     response = StreamingHttpResponse(delivery_log_rows(campaign.pk), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-delivery-logs.csv"'

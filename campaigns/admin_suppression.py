@@ -53,6 +53,16 @@ class SuppressionAdmin(admin.ModelAdmin):
     list_select_related = ("campaign",)
     show_full_result_count = False
 
+    # Removing an address means mailing someone who asked not to be: its own permission, not the model's.
+    def has_add_permission(self, request):
+        return request.user.has_perm("campaigns.manage_suppressions")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("campaigns.manage_suppressions")
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm("campaigns.manage_suppressions")
+
     def get_urls(self):
         return [
             path("import/", self.admin_site.admin_view(self.import_view), name="campaigns_suppression_import"),

@@ -7,11 +7,11 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import OperationalError, transaction
 from django.utils import timezone
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 
 from campaigns.models import Campaign, EmailTemplate
 
-MAX_TEST_ADDRESSES = 10
+MAX_TEST_ADDRESSES = 5
 
 
 def zone_name():
@@ -52,9 +52,10 @@ class CampaignForm(forms.ModelForm):
             self.fields["schedule_for"].help_text = (
                 f"Date and time in {zone_name()}. " + self.fields["schedule_for"].help_text)
         if "html_body" in self.fields:
-            self.fields["html_body"].help_text = (
-                f"Must contain {{{{ unsubscribe_url }}}}. Available merge tags: "
-                f"{tag_list(self.instance.available_merge_tags())}.")
+            # Admin help texts are HTML and the tag names come from recipient data: escape them.
+            self.fields["html_body"].help_text = format_html(
+                "Must contain {{{{ unsubscribe_url }}}}. Available merge tags: {}.",
+                tag_list(self.instance.available_merge_tags()))
         if self.instance.pk and "start_from" in self.fields:
             del self.fields["start_from"]
 

@@ -5,6 +5,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
+
+from campaigns.validators import refuse_line_breaks, require_json_object, validate_from_email
 
 # SendGrid accepts at most this many personalizations in one request.
 MAX_BATCH_SIZE = 1000
@@ -46,7 +49,7 @@ class Campaign(models.Model):
 
     name = models.CharField(max_length=200)
     subject = models.CharField(max_length=998)
-    from_email = models.CharField(max_length=320, default="", blank=True,
+    from_email = models.CharField(max_length=320, default="", blank=True, validators=[validate_from_email],
                                   help_text="Sender, e.g. 'Acme <news@acme.com>'. Defaults to DEFAULT_FROM_EMAIL.")
     reply_to = models.EmailField(blank=True)
     html_body = models.TextField()
@@ -65,6 +68,9 @@ class Campaign(models.Model):
         default=True, help_text="Open pixel and click tracking on the SMTP path (SendGrid tracks its own)."
     )
     last_error = models.TextField(blank=True)
+    # Hidden from the default admin list; a campaign that has started sending is archived, never deleted,
+    # because its delivery logs are the record of who was mailed.
+    archived = models.BooleanField(default=False)
     # Why sending paused by itself: every provider refused us (credentials, configuration, a relay's
     # policy). Empty for a pause staff chose; cleared on resume.
     pause_reason = models.TextField(blank=True, editable=False)
@@ -96,6 +102,10 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("send_campaign", "Can send campaigns (schedule, send now, resume, retry failed, resend unknown)"),
+            ("export_recipients", "Can export recipient data (CSV) and preview with real recipient data"),
+        ]
         indexes = [
             # The beat sweep looks for due scheduled campaigns and live ones.
             models.Index(fields=["status", "scheduled_at"], name="campaign_status_sched_idx"),
@@ -109,9 +119,22 @@ class Campaign(models.Model):
         return self.sent_count + self.failed_count + self.skipped_count + self.unknown_count
 
     @property
+    def is_deletable(self):
+        """Only a campaign that never started sending: it has no delivery logs, no record to keep."""
+        return self.status == self.Status.DRAFT or (self.status == self.Status.CANCELLED and self.started_at is None)
+
+    @property
     def is_editable(self):
         """Content can change until sending starts."""
         return self.status in (self.Status.DRAFT, self.Status.SCHEDULED)
+
+    @classmethod
+    def recount_recipients(cls, campaign_ids):
+        """Set total_recipients from the rows, after recipients were deleted."""
+        count = Recipient.objects.filter(campaign=models.OuterRef("pk")).order_by().values("campaign").annotate(
+            n=models.Count("pk")).values("n")
+        cls.objects.filter(pk__in=list(campaign_ids)).update(
+            total_recipients=Coalesce(models.Subquery(count), 0))
 
     def recipient_data_keys(self):
         """The distinct imported column names of this campaign's recipients (cached, see merge_fields)."""
@@ -184,13 +207,19 @@ class Campaign(models.Model):
         return copy
 
 
+# Campaigns that never started sending (no delivery logs): the only ones that may be deleted.
+NEVER_STARTED = Q(status=Campaign.Status.DRAFT) | Q(status=Campaign.Status.CANCELLED, started_at__isnull=True)
+
+
 class Recipient(models.Model):
     # No index of its own: (campaign, email) below leads with campaign_id and serves every lookup.
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients", db_index=False)
-    email = models.CharField(max_length=320, help_text="Normalised (validated, lower-cased).")
+    email = models.CharField(max_length=320, help_text="Normalised (validated, lower-cased).",
+                             validators=[refuse_line_breaks])
     first_name = models.CharField(max_length=200, blank=True, default="")
     last_name = models.CharField(max_length=200, blank=True, default="")
-    data = models.JSONField(default=dict, blank=True, help_text="Every other imported column; each is a merge tag.")
+    data = models.JSONField(default=dict, blank=True, validators=[require_json_object],
+                            help_text="Every other imported column; each is a merge tag.")
 
     class Meta:
         constraints = [
@@ -220,7 +249,7 @@ class DeliveryLog(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="delivery_logs", db_index=False)
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="delivery_logs")
     # Copied from the recipient so that sending, webhooks and admin search need no join.
-    email = models.CharField(max_length=320)
+    email = models.CharField(max_length=320, validators=[refuse_line_breaks])
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     # Assigned when the campaign starts: rows [n * batch_size, (n + 1) * batch_size) form batch n,
     # so a batch task (and any redelivery of it) always claims the same rows.
@@ -276,7 +305,8 @@ class Suppression(models.Model):
         COMPLAINED = "complained", "Complained (spam report)"
         MANUAL = "manual", "Added by staff"
 
-    email = models.CharField(max_length=320, unique=True, help_text="Normalised (lower-cased).")
+    email = models.CharField(max_length=320, unique=True, help_text="Normalised (lower-cased).",
+                             validators=[refuse_line_breaks])
     reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.MANUAL)
     source = models.CharField(max_length=200, blank=True, default="",
                               help_text="Where it came from, e.g. 'one-click unsubscribe', 'sendgrid webhook'.")
@@ -285,6 +315,7 @@ class Suppression(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("manage_suppressions", "Can add, remove and import suppressions")]
 
     def __str__(self):
         return f"{self.email} ({self.reason})"

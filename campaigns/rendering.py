@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 
 STANDARD_TAGS = ("email", "first_name", "last_name", "unsubscribe_url")
+# What an imported column name becomes (campaigns.importing.headers.merge_tag_name). A data key of any
+# other shape (planted by hand, or from an old import) is never offered, accepted or rendered as a tag.
+MERGE_TAG_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 _TAG = re.compile(
     r"""\{\{\s*(?P<name>\w+)\s*(?:\|\s*default\s*:\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)')\s*)?\}\}"""
@@ -108,8 +111,8 @@ def find_tags(text: str) -> set[str]:
 
 
 def available_tags(data_keys=()) -> list[str]:
-    """The tags a campaign may use: the standard ones plus its recipients' imported columns."""
-    return sorted(set(STANDARD_TAGS).union(data_keys))
+    """The tags a campaign may use: the standard ones plus those of its recipients' data keys that are tag names."""
+    return sorted(set(STANDARD_TAGS).union(key for key in data_keys if MERGE_TAG_NAME.fullmatch(key)))
 
 
 def validate_merge_tags(*texts: str, available) -> None:

@@ -188,6 +188,10 @@ EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 SMTP_RATE_LIMIT_PER_SEC = env.float("SMTP_RATE_LIMIT_PER_SEC", default=0)  # 0: no limit
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Acme <news@example.com>")
+# Domains a campaign's From address may use (exact names, comma-separated); empty allows any domain.
+ALLOWED_FROM_DOMAINS = env.list("ALLOWED_FROM_DOMAINS", default=[])
+# Test-send addresses one staff user may mail per hour (a counter in Redis).
+TEST_EMAILS_PER_USER_PER_HOUR = env.int("TEST_EMAILS_PER_USER_PER_HOUR", default=30)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
 

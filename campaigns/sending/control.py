@@ -9,17 +9,20 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
 from campaigns import states
-from campaigns.models import Campaign, DeliveryLog
+from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.ledger import settle_unknown_with_evidence
 from campaigns.sending.pipeline import dispatch_batches, enqueue_start, pending_batch_numbers
 from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage
+from campaigns.validators import validate_from_email
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
@@ -40,6 +43,15 @@ def create_from_template(template, **fields):
     return Campaign.objects.create(**values)
 
 
+def check_sender(campaign_id, from_email):
+    """The sender mail goes out with must be valid and allowed now (ALLOWED_FROM_DOMAINS may have been set
+    after the campaign was written)."""
+    try:
+        validate_from_email(from_email or settings.DEFAULT_FROM_EMAIL)
+    except ValidationError as error:
+        raise CampaignError(f"Campaign #{campaign_id} cannot send from this address: {' '.join(error.messages)}")
+
+
 def _eta_if_near(campaign_id, when):
     if when - timezone.now() <= ETA_WINDOW:
         enqueue_start(campaign_id, eta=when)
@@ -49,8 +61,10 @@ def schedule(campaign_id, when):
     """Schedule a draft (or reschedule a scheduled) campaign for WHEN, a timezone-aware datetime."""
     if timezone.is_naive(when):
         raise CampaignError("The schedule needs a time zone: give an aware datetime.")
-    if not Campaign.objects.filter(pk=campaign_id).exists():
+    from_email = Campaign.objects.filter(pk=campaign_id).values_list("from_email", flat=True).first()
+    if from_email is None:
         raise CampaignError(f"Campaign #{campaign_id} does not exist.")
+    check_sender(campaign_id, from_email)
     if not Campaign.objects.filter(pk=campaign_id, recipients__isnull=False).exists():
         raise CampaignError(f"Campaign #{campaign_id} has no recipients: import some before scheduling it.")
     with transaction.atomic():
@@ -161,31 +175,65 @@ def resend_unknown(campaign_id):
 SAMPLE_RECIPIENT = {"email": "sample@example.com", "first_name": "Sam", "last_name": "Sample", "data": {}}
 
 
-def send_test_email(campaign_id, addresses):
+def reserve_test_emails(user_id, count):
+    """Count COUNT test addresses against the user's hourly allowance; CampaignError when it is spent.
+
+    The counter lives in Redis (the cache) so every web process shares it; its hour starts at the first
+    test send, and refused requests do not count.
+    """
+    limit = settings.TEST_EMAILS_PER_USER_PER_HOUR
+    key = f"test-emails:user:{user_id}"
+    cache.add(key, 0, timeout=3600)
+    try:
+        used = cache.incr(key, count)
+    except ValueError:  # the hour ended between add and incr
+        cache.set(key, count, timeout=3600)
+        used = count
+    if used > limit:
+        cache.decr(key, count)
+        raise CampaignError(f"Test email not sent: you may send tests to at most {limit} addresses an hour. "
+                            "Try again later.")
+
+
+def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=True):
     """Send the rendered campaign to ADDRESSES, with the first recipient's data (or sample values).
 
-    Touches no delivery log and no counter.
+    Suppressed addresses are skipped. USER_ID (staff sending from the admin) is rate-limited and logged;
+    without WITH_RECIPIENT_DATA the sample values are used. Touches no delivery log and no counter.
     """
     campaign = Campaign.objects.get(pk=campaign_id)
-    first = campaign.recipients.order_by("id").values("email", "first_name", "last_name", "data").first()
+    check_sender(campaign_id, campaign.from_email)
+    suppressed = set(Suppression.objects.filter(email__in=[a.strip().lower() for a in addresses])
+                     .values_list("email", flat=True))
+    allowed = [a for a in addresses if a.strip().lower() not in suppressed]
+    if not allowed:
+        raise CampaignError("Test email not sent: every address given is on the suppression list.")
+    if user_id is not None:
+        reserve_test_emails(user_id, len(allowed))
+    first = None
+    if with_recipient_data:
+        first = campaign.recipients.order_by("id").values("email", "first_name", "last_name", "data").first()
     sample = first or SAMPLE_RECIPIENT
     context = recipient_context(sample["email"], sample["first_name"], sample["last_name"], sample["data"] or {},
                                 f"{settings.SITE_URL}/u/test-link-not-active/")
     compiled = compile_campaign("[TEST] " + campaign.subject, campaign.html_body, campaign.text_body)
-    messages = [OutgoingMessage(delivery_id=0, email=address, context={**context}) for address in addresses]
+    messages = [OutgoingMessage(delivery_id=0, email=address, context={**context}) for address in allowed]
     batch = Batch(campaign_id=campaign_id, from_email=campaign.from_email or settings.DEFAULT_FROM_EMAIL,
                   reply_to=campaign.reply_to, compiled=compiled, messages=messages,
                   categories=("test-send",))
     provider, results = send_with_fallback(batch)
     sent = [r for r in results if r.outcome == Outcome.SENT]
     problems = [f"{m.email}: {r.error or r.outcome.value}" for m, r in zip(messages, results) if r.outcome != Outcome.SENT]
-    logger.info("Campaign %s test email via %s to %s: %s sent", campaign_id, provider, addresses, len(sent))
+    logger.info("Campaign %s test email by user %s via %s: %s of %s addresses sent, %s suppressed", campaign_id,
+                user_id, provider, len(sent), len(addresses), len(addresses) - len(allowed))
     message = f"Test email sent to {len(sent)} of {len(addresses)} addresses via {provider}"
     message += f" (data of {sample['email']})." if first else " (sample data)."
+    if suppressed:
+        message += f" Not sent to {len(addresses) - len(allowed)} suppressed address(es)."
     if problems:
         message += " Not sent: " + "; ".join(problems)
     return message
 
 
 __all__ = ["CampaignError", "schedule", "send_now", "unschedule", "pause", "resume", "cancel", "retry_failed",
-           "resend_unknown", "send_test_email"]
+           "resend_unknown", "check_sender", "reserve_test_emails", "send_test_email"]
