@@ -179,7 +179,8 @@ def test_changing_suppressions_needs_manage_suppressions(client):
     entry = SuppressionFactory(email="gone@example.com")
     assert staff.post(reverse("admin:campaigns_suppression_add"),
                       {"email": "new@example.com", "reason": "manual"}).status_code == 403
-    assert staff.post(reverse("admin:campaigns_suppression_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
+    delete_url = reverse("admin:campaigns_suppression_delete", args=[entry.pk])
+    assert staff.post(delete_url, {"post": "yes"}).status_code == 403
     assert staff.get(reverse("admin:campaigns_suppression_import")).status_code == 403
     assert list(Suppression.objects.values_list("email", flat=True)) == ["gone@example.com"]
     staff.user.user_permissions.add(Permission.objects.get(codename="manage_suppressions"))
