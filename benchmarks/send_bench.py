@@ -4,6 +4,8 @@ baseline measured in the same run against the same kind of server.
 
     make bench-send ARGS="--recipients 200000 --provider sendgrid"
     make bench-send ARGS="--recipients 50000 --provider smtp"
+    make bench-send ARGS="--recipients 10000 --provider smtp --sink postfix --baseline-sample 10000"
+    make bench-send ARGS="--recipients 20000 --provider sendgrid --workers 1,2,4 --concurrency 2 --rate-limit 1500"
 
 (`make bench-send` runs this under `scripts/devstack.py exec`, i.e. against a throwaway PostgreSQL
 and Redis given as DATABASE_URL / REDIS_URL.)
@@ -16,6 +18,20 @@ and Redis given as DATABASE_URL / REDIS_URL.)
   messages the pipeline delivered, and django-post_office (installed into .venv when missing, never a
   dependency) queuing the same rendered messages and delivering them with its own
   `send_queued_mail_until_done()`. Each phase gets a fresh sink with an empty maildir.
+
+With `--sink postfix` (SMTP) the server is Postfix's own `smtp-sink` (C), fetched with `apt-get
+download postfix` + `dpkg -x` into var/postfix/ when missing and run from there (LD_LIBRARY_PATH to
+its libraries; Postfix is not installed), and the baselines are Postfix's `smtp-source` at the mean
+size of the pipeline's messages over as many connections as the pipeline had, and django-post_office.
+
+SendGrid runs also measure a same-run floor, the least work any ledgered sender must do for the same
+recipients: every delivery row in one INSERT ... SELECT, every result in 200-row UPDATE ... FROM
+unnest statements, and the same payloads POSTed to the same fake API by as many client processes as
+the sender pool had; it prints pipeline / floor, in emails/s and in CPU µs per email.
+
+`--workers 1,2,4` runs that many separate sender worker processes (`-n send1@hostA`, ...), a fresh
+campaign each; with `--rate-limit N` the shared limit is checked at the fake API's receive timestamps
+(benchmarks/timed_sendgrid_api.py).
 
 Exactly-once is checked at the server: duplicates = extra copies of any address; lost = recipients
 the server never saw and whose delivery log is not failed or skipped. The last line is
