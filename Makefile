@@ -33,6 +33,8 @@ demo: $(STAMP)
 	$(VENV_PY) scripts/devstack.py demo
 
 ## Sending benchmark against throwaway PostgreSQL and Redis, e.g. ARGS="--recipients 200000 --provider sendgrid".
+## ARGS="--provider smtp --sink postfix" sends to Postfix's smtp-sink (fetched into var/postfix/ with apt-get download
+## when missing, never installed); ARGS="--workers 1,2,4 --rate-limit 1500" runs separate sender workers.
 bench-send: $(STAMP)
 	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/send_bench.py $(ARGS)
 
