@@ -39,6 +39,16 @@ ALLOWED_HOSTS = _required_in_production(
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+if not DEBUG and not SITE_URL.lower().startswith("https://"):
+    raise ImproperlyConfigured(
+        f"SITE_URL must be an https:// URL in production (DEBUG is off), not {SITE_URL!r}: it is the base of "
+        f"the unsubscribe and tracking links in every email. See .env.example."
+    )
+# Keys of the links in emails (campaigns/links.py), separate from SECRET_KEY so either can rotate
+# alone. Rotation: the new key here, the old one(s) in LINK_SIGNING_KEY_FALLBACKS (comma-separated)
+# for as long as mailed links must work (docs/security.md, "Rotating keys").
+LINK_SIGNING_KEY = _required_in_production("LINK_SIGNING_KEY", f"dev-link-signing-key:{SECRET_KEY}")
+LINK_SIGNING_KEY_FALLBACKS = env.list("LINK_SIGNING_KEY_FALLBACKS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
