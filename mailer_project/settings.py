@@ -259,9 +259,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     # Link tokens (/u/, /t/) never reach a log line, e.g. in Django's "Not Found: <path>".
-    "filters": {"mask_link_tokens": {"()": "mailer_project.access_log.TokenMaskingFilter"}},
+    # Recipient addresses masked, control characters escaped (campaigns/logsafe.py), in every line.
+    "filters": {"mask_link_tokens": {"()": "mailer_project.access_log.TokenMaskingFilter"},
+                "log_safe": {"()": "campaigns.logsafe.LogSafeFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
-                             "filters": ["mask_link_tokens"]}},
+                             "filters": ["mask_link_tokens", "log_safe"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "campaigns": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
