@@ -33,6 +33,9 @@ def _required_in_production(name, dev_default, cast=str):
 
 
 SECRET_KEY = _required_in_production("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
+# Earlier SECRET_KEYs, still accepted for what they signed (sessions, password reset links, and
+# links mailed before LINK_SIGNING_KEY existed) while SECRET_KEY rotates.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = _required_in_production(
     "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], cast=list
 )

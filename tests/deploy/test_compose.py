@@ -108,7 +108,7 @@ def test_production_stack(prod_compose):
         assert env["DEBUG"] == "False", name
         assert env["SECRET_KEY"] == PRODUCTION_SECRETS["SECRET_KEY"]
         assert env["LINK_SIGNING_KEY"] == PRODUCTION_SECRETS["LINK_SIGNING_KEY"]
-        assert env["LINK_SIGNING_KEY_FALLBACKS"] == ""
+        assert env["LINK_SIGNING_KEY_FALLBACKS"] == env["SECRET_KEY_FALLBACKS"] == ""
         assert env["ALLOWED_HOSTS"] == "mail.example.com"
         assert env["CSRF_TRUSTED_ORIGINS"] == "https://mail.example.com"
         assert env["DATABASE_URL"] == "postgres://mailer:postgres-secret-pw@db:5432/mailer"

@@ -200,3 +200,15 @@ def test_one_hmac_and_one_aes_block_per_recipient_serve_all_its_links(monkeypatc
     assert all(f"/{token}/" in url for url in values.values())
     assert f"/u/{links.unsubscribe_token(424242)}/" in unsubscribe
     assert len(calls) == 1
+
+
+@pytest.mark.django_db
+def test_legacy_links_survive_a_secret_key_rotation_only_with_the_old_key_in_the_fallbacks(settings):
+    log = DeliveryLogFactory(status=DeliveryLog.Status.SENT)
+    settings.SECRET_KEY = "old-secret-key-" + "s" * 50
+    legacy = f"/u/{signing.dumps(log.pk, salt=links.UNSUBSCRIBE_SALT)}/"
+
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "new-secret-key-" + "n" * 50, []
+    assert Client().get(legacy).status_code == 404
+    settings.SECRET_KEY_FALLBACKS = ["old-secret-key-" + "s" * 50]
+    assert Client().get(legacy).status_code == 200
