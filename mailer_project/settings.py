@@ -35,7 +35,7 @@ def _required_in_production(name, dev_default, cast=str):
 SECRET_KEY = _required_in_production("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
 # Earlier SECRET_KEYs, still accepted for what they signed (sessions, password reset links, and
 # links mailed before LINK_SIGNING_KEY existed) while SECRET_KEY rotates.
-SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+SECRET_KEY_FALLBACKS = [key.strip() for key in env.list("SECRET_KEY_FALLBACKS", default=[]) if key.strip()]
 ALLOWED_HOSTS = _required_in_production(
     "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], cast=list
 )
@@ -51,7 +51,9 @@ if not DEBUG and not SITE_URL.lower().startswith("https://"):
 # alone. Rotation: the new key here, the old one(s) in LINK_SIGNING_KEY_FALLBACKS (comma-separated)
 # for as long as mailed links must work (docs/security.md, "Rotating keys").
 LINK_SIGNING_KEY = _required_in_production("LINK_SIGNING_KEY", f"dev-link-signing-key:{SECRET_KEY}")
-LINK_SIGNING_KEY_FALLBACKS = env.list("LINK_SIGNING_KEY_FALLBACKS", default=[])
+# Blank entries ("old,", "a, ,b") are dropped: an empty key would accept links anyone can make.
+LINK_SIGNING_KEY_FALLBACKS = [key.strip() for key in env.list("LINK_SIGNING_KEY_FALLBACKS", default=[])
+                              if key.strip()]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

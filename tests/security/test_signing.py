@@ -54,6 +54,22 @@ def test_link_signing_key_is_required_in_production_and_derived_in_development()
     assert load_settings({"DEBUG": "True"}).returncode == 0
 
 
+def test_blank_fallback_entries_are_dropped_so_an_empty_key_never_verifies():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_settings import ROOT
+    probe = ("import json, django; django.setup(); from django.conf import settings as s; "
+             "print(json.dumps([s.LINK_SIGNING_KEY_FALLBACKS, s.SECRET_KEY_FALLBACKS]))")
+    env = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "mailer_project.settings", **PRODUCTION,
+           "LINK_SIGNING_KEY_FALLBACKS": "old-key, , ,", "SECRET_KEY_FALLBACKS": ","}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [["old-key"], []]
+
+
 # --- Rotation ------------------------------------------------------------------------------------
 
 @pytest.mark.django_db
@@ -186,20 +202,21 @@ def test_one_hmac_and_one_aes_block_per_recipient_serve_all_its_links(monkeypatc
     track = tracking.tracking_for(campaign)
     links.recipient_tokens(1)  # derive the keys once (per key, per process)
     calls = []
-    real_new = links.hmac.new
-    monkeypatch.setattr(links.hmac, "new", lambda *a, **k: calls.append(1) or real_new(*a, **k))
+    real_tags, real_aes = links._tags, links._aes
+    monkeypatch.setattr(links, "_tags", lambda *a: calls.append("hmac") or real_tags(*a))
+    monkeypatch.setattr(links, "_aes", lambda *a, **k: calls.append("aes") or real_aes(*a, **k))
     links._recipient_tokens.cache_clear()
 
     unsubscribe = links.unsubscribe_url(424242)   # build_batch
     values = track.values(424242)                 # the SMTP provider's tracking values
 
-    assert len(calls) == 1
+    assert sorted(calls) == ["aes", "hmac"]
     token = links.tracking_token(424242)
     assert values == {"_t_open": f"{links.open_url(424242)}", "_t_click_0": links.click_url(424242, 0),
                       "_t_click_1": links.click_url(424242, 1)}
     assert all(f"/{token}/" in url for url in values.values())
     assert f"/u/{links.unsubscribe_token(424242)}/" in unsubscribe
-    assert len(calls) == 1
+    assert sorted(calls) == ["aes", "hmac"]
 
 
 @pytest.mark.django_db
