@@ -65,7 +65,8 @@ BENCH_DIR = ROOT / "var" / "bench"  # writes under /tmp were measured much slowe
 API_KEY = "SG.send-bench"
 POST_OFFICE_VERSION = "3.12.0"
 # The workers run as in production (DEBUG off: no query log, no debug cursor).
-PRODUCTION_ENV = {"DEBUG": "False", "SECRET_KEY": "send-bench-not-a-secret", "ALLOWED_HOSTS": "127.0.0.1",
+PRODUCTION_ENV = {"DEBUG": "False", "SECRET_KEY": "send-bench-not-a-secret", "LINK_SIGNING_KEY": "send-bench-links",
+                  "ALLOWED_HOSTS": "127.0.0.1",
                   "FLOWER_PASSWORD": "send-bench", "SITE_URL": "https://mail.example.com"}
 # High enough that the shared Redis token bucket never makes a batch wait: the run measures the pipeline.
 UNCAPPED_RATE = "1000000"

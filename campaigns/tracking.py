@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.conf import settings
+
 from campaigns import links
 from campaigns.rendering import CompiledCampaign, compile_campaign, html_to_text
 
@@ -95,9 +97,12 @@ class Tracking:
     link_count: int
 
     def values(self, delivery_id) -> dict:
-        values = {OPEN_TAG: links.open_url(delivery_id)}
+        # One tracking token per recipient (campaigns.links) serves the pixel and every click link.
+        base = f"{settings.SITE_URL}/t/"
+        token = links.tracking_token(delivery_id)
+        values = {OPEN_TAG: f"{base}o/{token}/"}
         for index in range(self.link_count):
-            values[click_tag(index)] = links.click_url(delivery_id, index)
+            values[click_tag(index)] = f"{base}c/{token}/{index}/"
         return values
 
 

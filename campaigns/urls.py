@@ -9,6 +9,7 @@ app_name = "public"
 urlpatterns = [
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("t/o/<str:token>/", views.open_pixel, name="open"),
-    path("t/c/<str:token>/", views.click, name="click"),
+    path("t/c/<str:token>/<int:index>/", views.click, name="click"),
+    path("t/c/<str:token>/", views.click, name="click-legacy"),  # links mailed before one token per recipient
     path("webhooks/sendgrid/", views.sendgrid_webhook, name="sendgrid-webhook"),
 ]

@@ -78,9 +78,9 @@ def open_pixel(request, token):
 
 @never_cache
 @require_GET
-def click(request, token):
+def click(request, token, index=None):
     try:
-        delivery_id, index = links.click_from_token(token)
+        delivery_id, index = links.click_from_token(token, index)
     except signing.BadSignature:
         return _not_found(request)
     version = (DeliveryLog.objects.filter(pk=delivery_id)

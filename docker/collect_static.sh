@@ -6,6 +6,8 @@ set -eu
 cd "$(dirname "$0")/.."
 DEBUG=False \
 SECRET_KEY=build-time-placeholder-not-used-at-runtime \
+LINK_SIGNING_KEY=build-time-placeholder-not-used-at-runtime \
+SITE_URL=https://build.invalid \
 DATABASE_URL=postgres://build@127.0.0.1:1/build \
 REDIS_URL=redis://127.0.0.1:1/0 \
 ALLOWED_HOSTS=localhost \

@@ -33,12 +33,27 @@ def _required_in_production(name, dev_default, cast=str):
 
 
 SECRET_KEY = _required_in_production("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
+# Earlier SECRET_KEYs, still accepted for what they signed (sessions, password reset links, and
+# links mailed before LINK_SIGNING_KEY existed) while SECRET_KEY rotates.
+SECRET_KEY_FALLBACKS = [key.strip() for key in env.list("SECRET_KEY_FALLBACKS", default=[]) if key.strip()]
 ALLOWED_HOSTS = _required_in_production(
     "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], cast=list
 )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+if not DEBUG and not SITE_URL.lower().startswith("https://"):
+    raise ImproperlyConfigured(
+        f"SITE_URL must be an https:// URL in production (DEBUG is off), not {SITE_URL!r}: it is the base of "
+        f"the unsubscribe and tracking links in every email. See .env.example."
+    )
+# Keys of the links in emails (campaigns/links.py), separate from SECRET_KEY so either can rotate
+# alone. Rotation: the new key here, the old one(s) in LINK_SIGNING_KEY_FALLBACKS (comma-separated)
+# for as long as mailed links must work (docs/security.md, "Rotating keys").
+LINK_SIGNING_KEY = _required_in_production("LINK_SIGNING_KEY", f"dev-link-signing-key:{SECRET_KEY}")
+# Blank entries ("old,", "a, ,b") are dropped: an empty key would accept links anyone can make.
+LINK_SIGNING_KEY_FALLBACKS = [key.strip() for key in env.list("LINK_SIGNING_KEY_FALLBACKS", default=[])
+                              if key.strip()]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -249,9 +264,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     # Link tokens (/u/, /t/) never reach a log line, e.g. in Django's "Not Found: <path>".
-    "filters": {"mask_link_tokens": {"()": "mailer_project.access_log.TokenMaskingFilter"}},
+    # Recipient addresses masked, control characters escaped (campaigns/logsafe.py), in every line.
+    "filters": {"mask_link_tokens": {"()": "mailer_project.access_log.TokenMaskingFilter"},
+                "log_safe": {"()": "campaigns.logsafe.LogSafeFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
-                             "filters": ["mask_link_tokens"]}},
+                             "filters": ["mask_link_tokens", "log_safe"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "campaigns": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},

@@ -18,6 +18,8 @@ PRODUCTION = {
     "CSRF_TRUSTED_ORIGINS": "https://mail.example.com",
     "SENDGRID_API_KEY": "SG.test-key",
     "FLOWER_PASSWORD": "flower-secret",
+    "SITE_URL": "https://mail.example.com",
+    "LINK_SIGNING_KEY": "l" * 60 + "link-signing-key-from-the-environment",
 }
 PROBE = (
     "import json; from django.conf import settings as s; "
@@ -49,7 +51,7 @@ def test_production_settings_are_read_from_the_environment():
     assert values["SECURE"] == [True, True, 31536000, True]
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "LINK_SIGNING_KEY"])
 def test_production_without_a_required_variable_fails_naming_it(missing):
     env = {k: v for k, v in PRODUCTION.items() if k != missing}
     result = load_settings(env)

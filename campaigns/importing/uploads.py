@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.importing.errors import ImportRefused
+from campaigns.logsafe import for_log
 from campaigns.importing.progress import DatabaseProgress
 from campaigns.importing.service import import_recipients, mark_failed
 from campaigns.models import RecipientImport
@@ -48,7 +49,7 @@ def import_upload(recipient_import_id: int, check_mx: bool = False) -> dict | No
     try:
         report = import_recipients(record, progress=progress, check_mx=check_mx)
     except ImportRefused as refusal:
-        logger.info("Import %s into campaign %s refused: %s", record.pk, record.campaign_id, refusal)
+        logger.info("Import %s into campaign %s refused: %s", record.pk, record.campaign_id, for_log(refusal))
         return {"error": str(refusal)}
     finally:
         progress.close()
@@ -60,7 +61,7 @@ def import_upload(recipient_import_id: int, check_mx: bool = False) -> dict | No
 def mark_stopped(recipient_import_id: int, reason: str) -> None:
     """An import's run ended without finishing: mark it failed with REASON (unless it succeeded)."""
     if mark_failed(recipient_import_id, reason):
-        logger.warning("Import %s stopped: %s", recipient_import_id, reason)
+        logger.warning("Import %s stopped: %s", recipient_import_id, for_log(reason))
     remove_finished_uploads(recipient_import_id)
 
 

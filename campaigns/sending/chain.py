@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from campaigns.logsafe import for_log
 from campaigns.sending.providers.base import (
     DeliveryResult,
     Outcome,
@@ -124,7 +125,7 @@ class _BatchSend:
                             provider=provider.name, payload=error.payload, response=error.response) from error
                     wait = self.policy.backoff(retry)
                 logger.warning("Campaign %s: %s (status %s); retrying %d messages on %s in %.1f s", campaign_id,
-                               error, error.status, len(self.remaining.messages), provider.name, wait)
+                               for_log(error), error.status, len(self.remaining.messages), provider.name, wait)
                 self.sleep(wait)
         return self.results()
 
@@ -162,9 +163,9 @@ def send_with_fallback(batch, providers=None, sleep=time.sleep, policy=None):
         then = f"falling back to {following}" if following else "no provider left"
         if isinstance(error, ProviderRefused):
             logger.error("Campaign %s: provider problem (a configuration error, not the recipients): %s refused us "
-                         "(status %s): %s; %s", batch.campaign_id, provider.name, error.status, error, then)
+                         "(status %s): %s; %s", batch.campaign_id, provider.name, error.status, for_log(error), then)
         else:
-            logger.error("Campaign %s: %s unavailable: %s; %s", batch.campaign_id, provider.name, error, then)
+            logger.error("Campaign %s: %s unavailable: %s; %s", batch.campaign_id, provider.name, for_log(error), then)
     settled = list(state.settled.values())
     if all(isinstance(error, ProviderRefused) for error in errors):
         reason = "; ".join(str(error) for error in errors)

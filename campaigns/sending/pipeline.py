@@ -22,6 +22,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from campaigns import links, states, tracking
+from campaigns.logsafe import for_log
 from campaigns.models import Campaign, DeliveryLog
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
@@ -269,7 +270,7 @@ def send_claimed(campaign, batch_number, claimed, ledger):
         results += [DeliveryResult(m.delivery_id, Outcome.DEFERRED, error=f"no provider available: {error}")
                     for m in batch.messages if m.delivery_id not in settled]
         logger.warning("Campaign %s batch %s: no provider could send %d messages (%s)", campaign["id"],
-                       batch_number, len(batch.messages) - len(settled), error)
+                       batch_number, len(batch.messages) - len(settled), for_log(error))
         return provider, results, (error if isinstance(error, ProviderRefused) else None)
 
 
@@ -281,7 +282,7 @@ def pause_for_provider_problem(campaign_id, error):
         states.pause(campaign_id, reason=reason[:2000])
     except states.IllegalTransition:
         return  # another batch paused it first, or staff paused or cancelled it
-    logger.error("Campaign %s paused: provider problem: %s", campaign_id, error)
+    logger.error("Campaign %s paused: provider problem: %s", campaign_id, for_log(error))
 
 
 # --- finalising ---------------------------------------------------------------------------------

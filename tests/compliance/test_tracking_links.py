@@ -56,10 +56,11 @@ def test_the_click_redirect_refuses_foreign_urls(client, delivery):
     unsigned = client.get(f"/t/c/{delivery.pk}.0/")
     forged = client.get(f"/t/c/{delivery.pk}.0:{'A' * 43}/")
     other_purpose = client.get(f"/t/c/{signing.Signer(salt=links.OPEN_SALT).sign(f'{delivery.pk}.0')}/")
+    unsubscribe_token = client.get(f"/t/c/{links.unsubscribe_token(delivery.pk)}/0/")
 
     assert beyond.status_code == 404
     assert with_param.status_code == 302 and with_param["Location"] == "http://acme.test/blog"
-    for response in (unsigned, forged, other_purpose):
+    for response in (unsigned, forged, other_purpose, unsubscribe_token):
         assert response.status_code == 404
     delivery.campaign.refresh_from_db()
     assert delivery.campaign.clicked_count == 1  # only the genuine click

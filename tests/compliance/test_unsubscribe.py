@@ -89,16 +89,20 @@ def test_the_link_opened_in_a_browser_asks_first_and_changes_nothing(client):
 def test_one_recipients_token_cannot_unsubscribe_another(mail_client, client):
     mine = DeliveryLogFactory(status=DeliveryLog.Status.SENT)
     theirs = DeliveryLogFactory(recipient__campaign=mine.campaign, status=DeliveryLog.Status.SENT)
-    token = links.unsubscribe_token(mine.pk)
-    # Swap the signed id for the neighbour's, keeping my signature.
+    # Swap the neighbour's opaque id (the first 22 characters) into my token, keeping my signature.
+    token, their_token = links.unsubscribe_token(mine.pk), links.unsubscribe_token(theirs.pk)
+    forged = [their_token[:21] + token[21:], token[:21] + their_token[21:]]
+    # The same with a legacy token (links mailed before one token per recipient, signed with SECRET_KEY).
+    legacy = signing.dumps(mine.pk, salt=links.UNSUBSCRIBE_SALT)
     their_payload = signing.dumps(theirs.pk, salt=links.UNSUBSCRIBE_SALT).split(":")[0]
-    forged = ":".join([their_payload, *token.split(":")[1:]])
+    forged.append(":".join([their_payload, *legacy.split(":")[1:]]))
 
-    for response in (mail_client.post(f"/u/{forged}/", data=ONE_CLICK,
-                                      content_type="application/x-www-form-urlencoded"),
-                     client.get(f"/u/{forged}/")):
-        assert response.status_code == 404
-        assert "This link is not valid" in response.content.decode()
+    for bad in forged:
+        for response in (mail_client.post(f"/u/{bad}/", data=ONE_CLICK,
+                                          content_type="application/x-www-form-urlencoded"),
+                         client.get(f"/u/{bad}/")):
+            assert response.status_code == 404
+            assert "This link is not valid" in response.content.decode()
     assert not Suppression.objects.exists()
     assert not DeliveryLog.objects.filter(unsubscribed_at__isnull=False).exists()
 
@@ -106,6 +110,7 @@ def test_one_recipients_token_cannot_unsubscribe_another(mail_client, client):
 @pytest.mark.parametrize("token", [
     "1", "MQ:1tZ0Zx:forged", "not-a-token",
     signing.dumps(1, salt="campaigns.open"),  # a valid signature for another purpose
+    "A" * 38,  # the new format's shape, unsigned
 ])
 def test_forged_or_foreign_tokens_get_a_404_and_change_nothing(mail_client, token):
     DeliveryLogFactory(status=DeliveryLog.Status.SENT)

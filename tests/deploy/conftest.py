@@ -14,6 +14,7 @@ from tests.workers import service_env
 FLOWER_USER, FLOWER_PASSWORD = "ops", "flower-secret-pw"
 PRODUCTION_SECRETS = {
     "SECRET_KEY": "k" * 50 + "-deployment-test-secret",
+    "LINK_SIGNING_KEY": "l" * 50 + "-deployment-test-link-key",
     "ALLOWED_HOSTS": "mail.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://mail.example.com",
     "SITE_URL": "https://mail.example.com",
@@ -71,7 +72,8 @@ def production_env(django_db_setup, ports, static_root):
     """Production settings (DEBUG off, SSL redirect on) against the test database and Redis."""
     tls = ports["tls"].https
     return tools.path_with_venv(service_env(
-        DEBUG="False", SECRET_KEY=PRODUCTION_SECRETS["SECRET_KEY"], ALLOWED_HOSTS="127.0.0.1,localhost",
+        DEBUG="False", SECRET_KEY=PRODUCTION_SECRETS["SECRET_KEY"],
+        LINK_SIGNING_KEY=PRODUCTION_SECRETS["LINK_SIGNING_KEY"], ALLOWED_HOSTS="127.0.0.1,localhost",
         CSRF_TRUSTED_ORIGINS=f"https://127.0.0.1:{tls}", SITE_URL=f"https://127.0.0.1:{tls}",
         REDIS_URL=settings.REDIS_URL, CELERY_BROKER_URL=settings.REDIS_URL, CELERY_RESULT_BACKEND=settings.REDIS_URL,
         SENDGRID_API_KEY="SG.never-called", FLOWER_USER=FLOWER_USER, FLOWER_PASSWORD=FLOWER_PASSWORD,

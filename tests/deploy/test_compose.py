@@ -107,6 +107,8 @@ def test_production_stack(prod_compose):
         env = services[name]["environment"]
         assert env["DEBUG"] == "False", name
         assert env["SECRET_KEY"] == PRODUCTION_SECRETS["SECRET_KEY"]
+        assert env["LINK_SIGNING_KEY"] == PRODUCTION_SECRETS["LINK_SIGNING_KEY"]
+        assert env["LINK_SIGNING_KEY_FALLBACKS"] == env["SECRET_KEY_FALLBACKS"] == ""
         assert env["ALLOWED_HOSTS"] == "mail.example.com"
         assert env["CSRF_TRUSTED_ORIGINS"] == "https://mail.example.com"
         assert env["DATABASE_URL"] == "postgres://mailer:postgres-secret-pw@db:5432/mailer"
@@ -130,7 +132,7 @@ def test_production_nginx_serves_tls_with_mounted_certificates(prod_compose, dev
     assert dev_mounts["/etc/nginx/sites/mailer.conf"].endswith("nginx/sites/http.conf")
 
 
-REQUIRED = ["SECRET_KEY", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "SITE_URL", "POSTGRES_PASSWORD",
+REQUIRED = ["SECRET_KEY", "LINK_SIGNING_KEY", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "SITE_URL", "POSTGRES_PASSWORD",
             "FLOWER_PASSWORD", "DEFAULT_FROM_EMAIL", "REDIS_PASSWORD"]
 
 
