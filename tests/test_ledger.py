@@ -91,6 +91,19 @@ def test_the_call_began_mark_is_set_only_on_rows_the_claim_still_owns():
 
 
 @pytest.mark.django_db
+def test_the_mark_of_one_message_is_set_only_while_the_claim_still_owns_it():
+    campaign = started_campaign(2)
+    mine, lost = rows_of(campaign)
+    batch_ledger = claim([mine, lost], began=False)
+    DeliveryLog.objects.filter(pk=lost.pk).update(claim_token=uuid4())  # expired and taken by another claim
+
+    assert batch_ledger.call_began([mine.pk]) == {mine.pk}  # SMTP marks one message at a time
+    assert batch_ledger.call_began([lost.pk]) == set()
+    assert DeliveryLog.objects.get(pk=mine.pk).call_started_at is not None
+    assert DeliveryLog.objects.get(pk=lost.pk).call_started_at is None
+
+
+@pytest.mark.django_db
 def test_rows_deferred_after_a_cancel_end_skipped_as_cancelled():
     campaign = started_campaign(2)
     a, b = rows_of(campaign)

@@ -22,7 +22,20 @@ from campaigns.sending.providers.base import Outcome
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
 
-LOCK_CAMPAIGN = "SELECT status FROM campaigns_campaign WHERE id = %s FOR UPDATE"
+# The first statement of a results write: it locks the campaign row (the order cancel uses: campaign,
+# then rows) by adding the counts the rows are expected to move, and returns the campaign's status.
+# Rows going back to pending are counted as skipped when the campaign is cancelled, since write()
+# then writes them `skipped`. `status` is the row as locked: after waiting for a concurrent cancel,
+# PostgreSQL re-evaluates SET and RETURNING on the cancel's version of the row.
+ADD_EXPECTED_COUNTS = """
+UPDATE campaigns_campaign
+SET sent_count = sent_count + %(sent)s, failed_count = failed_count + %(failed)s,
+    unknown_count = unknown_count + %(unknown)s,
+    skipped_count = skipped_count + %(skipped)s + CASE WHEN status = 'cancelled' THEN %(pending)s ELSE 0 END,
+    last_progress_at = now()
+WHERE id = %(campaign)s
+RETURNING status
+"""
 
 RENEW_LEASE = """
 UPDATE campaigns_deliverylog SET lease_expires_at = now() + %(lease)s * interval '1 second'
@@ -32,6 +45,12 @@ WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
 MARK_CALL_BEGAN = """
 UPDATE campaigns_deliverylog SET call_started_at = now()
 WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
+"""
+
+# The same for one row (SMTP marks every message on its own): no array to build or to plan.
+MARK_ONE_CALL_BEGAN = """
+UPDATE campaigns_deliverylog SET call_started_at = now()
+WHERE id = %s AND claim_token = %s::uuid AND status = 'sending'
 """
 
 STILL_OWNED = """
@@ -133,7 +152,13 @@ class BatchLedger:
 
     def call_began(self, delivery_ids):
         """Mark the call as begun for DELIVERY_IDS; returns the set of those this claim still owns."""
-        params = {"ids": list(delivery_ids), "token": self.token}
+        ids = list(delivery_ids)
+        if len(ids) == 1:
+            # One row: the update's row count says whether this claim still owns it.
+            with connection.cursor() as cursor:
+                cursor.execute(MARK_ONE_CALL_BEGAN, [ids[0], self.token])
+                return set(ids) if cursor.rowcount == 1 else set()
+        params = {"ids": ids, "token": self.token}
         with connection.cursor() as cursor:
             cursor.execute(MARK_CALL_BEGAN, params)
             if cursor.rowcount == len(params["ids"]):
@@ -175,38 +200,51 @@ class BatchLedger:
 
         The campaign row is locked first (the same order as cancel), and rows that would go back to
         pending after a cancel end `skipped` with "cancelled" instead.
+
+        The lock is taken by the counters' own UPDATE, with the counts the rows are expected to move
+        (every row still owned by this claim, the usual case); when the results' UPDATE wrote
+        something else (rows no longer owned, late results), a second UPDATE in the same transaction
+        corrects the counters. Either way they commit together with the rows.
         """
         rows = [row for row in rows if row[0] not in self.recorded]
         if not rows:
             return
+        expected = LedgerReport.of(status for _, status, *_ in rows)
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(LOCK_CAMPAIGN, [self.campaign_id])
+                cursor.execute(ADD_EXPECTED_COUNTS, {
+                    "campaign": self.campaign_id, "sent": expected.sent, "failed": expected.failed,
+                    "unknown": expected.unknown, "skipped": expected.skipped, "pending": expected.retrying})
                 (campaign_status,) = cursor.fetchone()
                 if campaign_status == Campaign.Status.CANCELLED:
                     rows = [(pk, D.SKIPPED, provider, message_id, "cancelled") if status == D.PENDING
                             else (pk, status, provider, message_id, error)
                             for pk, status, provider, message_id, error in rows]
+                    expected.skipped += expected.retrying
+                    expected.retrying = 0
                 cursor.execute(WRITE_RESULTS, {**_columns(rows), "token": self.token})
                 written = cursor.fetchall()
                 owned = {pk for pk, _ in written}
-                late = [row for row in rows if row[0] not in owned and row[1] in (D.SENT, D.FAILED)]
                 corrected = []
-                if late:
-                    cursor.execute(LATE_RESULTS, _columns(late))
-                    corrected = cursor.fetchall()
+                if len(owned) < len(rows):
+                    late = [row for row in rows if row[0] not in owned and row[1] in (D.SENT, D.FAILED)]
+                    if late:
+                        cursor.execute(LATE_RESULTS, _columns(late))
+                        corrected = cursor.fetchall()
             counts = LedgerReport.of(status for _, status in written)
             fixed = LedgerReport.of(status for _, status in corrected)
             if corrected:
                 logger.warning("Campaign %s: %d late results recorded for rows the sweep had marked unknown",
                                self.campaign_id, len(corrected))
-            Campaign.objects.filter(pk=self.campaign_id).update(
-                sent_count=F("sent_count") + counts.sent + fixed.sent,
-                failed_count=F("failed_count") + counts.failed + fixed.failed,
-                unknown_count=F("unknown_count") + counts.unknown - fixed.sent - fixed.failed,
-                skipped_count=F("skipped_count") + counts.skipped,
-                last_progress_at=Now(),
-            )
+            delta = {
+                "sent_count": counts.sent + fixed.sent - expected.sent,
+                "failed_count": counts.failed + fixed.failed - expected.failed,
+                "unknown_count": counts.unknown - fixed.sent - fixed.failed - expected.unknown,
+                "skipped_count": counts.skipped - expected.skipped,
+            }
+            if any(delta.values()):
+                Campaign.objects.filter(pk=self.campaign_id).update(
+                    **{counter: F(counter) + change for counter, change in delta.items() if change})
             if bounced_ids:
                 done = owned | {pk for pk, _ in corrected}
                 suppress_bounced(self.campaign_id, [pk for pk in bounced_ids if pk in done])
