@@ -50,15 +50,23 @@ def for_log(value) -> str:
     return escape(mask_addresses(value))
 
 
-class LogSafeFilter:
-    """Masks addresses and escapes control characters in every message a handler writes."""
+class RewritingFilter:
+    """A logging filter that rewrites every message a handler writes with the subclass's `rewrite`."""
+
+    rewrite = staticmethod(str)
 
     def filter(self, record):
         try:
             message = record.getMessage()
         except Exception:  # a malformed record is the handler's to report, not this filter's
             return True
-        safe = for_log(message)
-        if safe != message:
-            record.msg, record.args = safe, None
+        rewritten = self.rewrite(message)
+        if rewritten != message:
+            record.msg, record.args = rewritten, None
         return True
+
+
+class LogSafeFilter(RewritingFilter):
+    """Masks addresses and escapes control characters in every message a handler writes."""
+
+    rewrite = staticmethod(for_log)

@@ -11,6 +11,8 @@ import re
 
 from gunicorn.glogging import Logger
 
+from campaigns.logsafe import RewritingFilter
+
 # A link path at the start of a value, after a space (the request line) or after scheme://host.
 _LINK_TOKEN = re.compile(r"(^|\s|//[^/\s]*)(/(?:u|t/o|t/c)/)[^/?#\s]*")
 
@@ -25,15 +27,7 @@ class TokenMaskingLogger(Logger):
         return {key: mask_link_tokens(value) if isinstance(value, str) else value for key, value in atoms.items()}
 
 
-class TokenMaskingFilter:
+class TokenMaskingFilter(RewritingFilter):
     """A logging filter for the app's own lines: Django logs "Not Found: /u/<token>/" for a bad link."""
 
-    def filter(self, record):
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is the handler's to report, not this filter's
-            return True
-        masked = mask_link_tokens(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
+    rewrite = staticmethod(mask_link_tokens)
