@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import ctypes
 import http.client
 import json
@@ -770,7 +771,7 @@ def run_forked(target, work, processes):
             if proc.is_alive():
                 proc.kill()
     if set(statuses) != {202}:
-        raise RuntimeError(f"a floor client got answers other than 202: {dict(statuses)}")
+        raise RuntimeError(f"a client got answers other than 202: {dict(statuses)}")
     return seconds
 
 
@@ -860,31 +861,7 @@ def _post_all(url, payloads, ready, go, results):
 
 def post_concurrently(url, payloads, clients):
     """Seconds for CLIENTS processes to POST every payload (round robin) and get every answer."""
-    from django.db import connections
-
-    connections.close_all()  # forked children must not share the database socket
-    ctx = multiprocessing.get_context("fork")
-    ready, go, results = ctx.Barrier(clients + 1), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_post_all, args=(url, payloads[i::clients], ready, go, results))
-             for i in range(clients)]
-    for proc in procs:
-        proc.start()
-    try:
-        ready.wait()
-        started = time.perf_counter()
-        go.set()
-        statuses = collections.Counter()
-        for _ in procs:
-            statuses.update(results.get(timeout=600))
-        seconds = time.perf_counter() - started
-    finally:
-        for proc in procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-    if set(statuses) != {202}:
-        raise RuntimeError(f"the raw baseline got answers other than 202: {dict(statuses)}")
-    return seconds
+    return run_forked(functools.partial(_post_all, url), payloads, clients)
 
 
 # --- SMTP -------------------------------------------------------------------------------------------
