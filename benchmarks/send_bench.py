@@ -506,23 +506,13 @@ def report_campaign(run, check, total, concurrency):
 @contextlib.contextmanager
 def timed_sendgrid(records):
     """The fake SendGrid API with receive timestamps in its record file (benchmarks/timed_sendgrid_api.py)."""
-    from campaigns.localservers import free_port, stop_when_parent_dies, wait_for_port
+    from campaigns.localservers import free_port, serving
 
     port = free_port()
-    with open(BENCH_DIR / "sendgrid_api.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "timed_sendgrid_api.py"), "--host",
-                                 "127.0.0.1", "--port", str(port), "--record-file", str(records), "--api-key", API_KEY],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=stop_when_parent_dies)
-    try:
-        wait_for_port("127.0.0.1", port, proc)
-        yield proc, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    command = [sys.executable, str(ROOT / "benchmarks" / "timed_sendgrid_api.py"), "--host", "127.0.0.1",
+               "--port", str(port), "--record-file", str(records), "--api-key", API_KEY]
+    with serving(command, "127.0.0.1", port, log_path=BENCH_DIR / "sendgrid_api.log", cwd=ROOT) as server:
+        yield server
 
 
 def read_sendgrid_records(records):
@@ -909,7 +899,7 @@ def postfix_sink(dump):
     """Postfix's smtp-sink on 127.0.0.1, appending every message to DUMP (with X-Rcpt-Args: headers).
 
     As root it must drop privileges (-u nobody) after binding, so DUMP's directory is made writable."""
-    from campaigns.localservers import free_port, stop_when_parent_dies, wait_for_port
+    from campaigns.localservers import free_port, serving
 
     dump.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(dump.parent, 0o777)
@@ -918,19 +908,8 @@ def postfix_sink(dump):
     if os.geteuid() == 0:
         cmd += ["-u", "nobody"]
     cmd += [f"127.0.0.1:{port}", "1024"]
-    with open(BENCH_DIR / "smtp-sink.log", "ab") as log:
-        proc = subprocess.Popen(cmd, env=postfix_env(), stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=stop_when_parent_dies)
-    try:
-        wait_for_port("127.0.0.1", port, proc)
-        yield proc, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(cmd, "127.0.0.1", port, log_path=BENCH_DIR / "smtp-sink.log", env=postfix_env()) as server:
+        yield server
 
 
 def postfix_dump(dump):

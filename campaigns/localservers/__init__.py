@@ -41,7 +41,6 @@ def stop_when_parent_dies():
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-@contextlib.contextmanager
 def running(module, *args, host="127.0.0.1", port=None, log_path=None):
     """Run ``python -m campaigns.localservers.<module>`` until the block ends.
 
@@ -50,10 +49,18 @@ def running(module, *args, host="127.0.0.1", port=None, log_path=None):
     port = port or free_port(host)
     command = [sys.executable, "-m", f"campaigns.localservers.{module}",
                "--host", host, "--port", str(port), *map(str, args)]
+    return serving(command, host, port, log_path=log_path, cwd=REPO_ROOT)
+
+
+@contextlib.contextmanager
+def serving(command, host, port, log_path=None, **popen_options):
+    """Run the server COMMAND, which listens on HOST:PORT, until the block ends (output to LOG_PATH).
+
+    Yields ``(process, port)`` once the port accepts connections."""
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(log_path, "ab")) if log_path else subprocess.DEVNULL
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   preexec_fn=stop_when_parent_dies)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=stop_when_parent_dies,
+                                   **popen_options)
         try:
             wait_for_port(host, port, process)
             yield process, port
