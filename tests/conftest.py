@@ -145,12 +145,17 @@ def sendgrid_process(tmp_path_factory):
 def smtp_sink_server(sink_process, settings, worker_env):
     """The SMTP capture sink, empty; settings and worker_env point SMTP at it."""
     sink_process.clear()
-    smtp = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": sink_process.port, "EMAIL_HOST_USER": "",
+    point_smtp_at(sink_process.port, settings, worker_env)
+    return sink_process
+
+
+def point_smtp_at(port, settings, worker_env):
+    """Send this test's SMTP mail, in-process and in its workers, to the server on 127.0.0.1:PORT."""
+    smtp = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": port, "EMAIL_HOST_USER": "",
             "EMAIL_HOST_PASSWORD": "", "EMAIL_USE_TLS": False, "EMAIL_TIMEOUT": 10}
     for name, value in smtp.items():
         setattr(settings, name, value)
     worker_env.update(smtp)
-    return sink_process
 
 
 @pytest.fixture

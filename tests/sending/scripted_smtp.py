@@ -15,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from campaigns.localservers import free_port
+from tests.conftest import point_smtp_at
 
 
 class ScriptedHandler:
@@ -77,11 +78,7 @@ class ScriptedSmtp:
 def _serve(settings, worker_env, smtputf8):
     server = ScriptedSmtp(smtputf8=smtputf8)
     server.controller.start()
-    smtp = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": server.port, "EMAIL_HOST_USER": "",
-            "EMAIL_HOST_PASSWORD": "", "EMAIL_USE_TLS": False, "EMAIL_TIMEOUT": 10}
-    for name, value in smtp.items():
-        setattr(settings, name, value)
-    worker_env.update(smtp)
+    point_smtp_at(server.port, settings, worker_env)
     return server
 
 
