@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files import File
 from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.importing import reader, writer
-from campaigns.importing.errors import ImportRefused
+from campaigns.importing.errors import ImportRefused, time_limit_reason
 from campaigns.importing.headers import HeaderMap, map_headers
 from campaigns.importing.report import ImportReport, RejectedRows
 from campaigns.importing.validation import MISSING_EMAIL, check_mx, validate_emails
@@ -57,6 +58,12 @@ def import_recipients(target: RecipientImport | Campaign, path=None, sheet: str 
     except ImportRefused as refusal:
         if record and str(refusal) != ALREADY_STARTED:  # that one keeps the reason it was stopped for
             mark_failed(record.pk, str(refusal))
+        raise
+    except SoftTimeLimitExceeded:
+        # Recorded here, before the exception reaches Celery: a reader polling the import never sees
+        # a time limit reported as an unexpected failure.
+        if record:
+            mark_failed(record.pk, time_limit_reason())
         raise
     except Exception:
         if record:

@@ -28,13 +28,6 @@ WORKER_STOPPED = ("The import worker stopped while reading this file, so nothing
 HARD_TIME_LIMIT_MARGIN_SECONDS = 60
 
 
-def time_limit_reason() -> str:
-    seconds = settings.IMPORT_TIME_LIMIT_SECONDS
-    limit = f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
-    return (f"The import was stopped after {limit}, its time limit (IMPORT_TIME_LIMIT_SECONDS), "
-            f"so nothing was imported; split the file into smaller ones and upload them.")
-
-
 def import_upload(recipient_import_id: int, check_mx: bool = False) -> dict | None:
     """Import an uploaded file once. A run that finds its import already running is a second delivery
     of a run that died (the first one's transaction rolled back): the import is marked failed, not rerun."""

@@ -9,6 +9,7 @@ from celery.signals import task_failure
 from django.conf import settings
 
 from campaigns.importing import uploads
+from campaigns.importing.errors import time_limit_reason
 
 
 # Acknowledged when it starts: an import whose worker died is marked failed, never run again by a
@@ -30,7 +31,7 @@ def record_why_an_import_stopped(sender=None, args=(), kwargs=None, exception=No
     if sender is None or sender.name != import_recipients_file.name:
         return
     if isinstance(exception, (SoftTimeLimitExceeded, TimeLimitExceeded)):
-        reason = uploads.time_limit_reason()
+        reason = time_limit_reason()
     elif isinstance(exception, WorkerLostError):
         reason = uploads.WORKER_STOPPED
     else:

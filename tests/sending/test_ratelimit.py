@@ -56,7 +56,9 @@ def run_workers(redis_client, key, count, rate, window, parts, size):
 
 
 def test_two_processes_sharing_a_limit_never_exceed_the_rate_in_any_window(redis_client, bucket_key):
-    rate, window, parts, size = 400, 0.25, 6, 80
+    # Each process alone needs four windows (1,600 tokens at 400 a window), so a process that starts up
+    # to three windows after the other still competes with it.
+    rate, window, parts, size = 400, 0.25, 20, 80
     per_process = run_workers(redis_client, bucket_key, 2, rate, window, parts, size)
 
     assert [sum(tokens for tokens, _, _ in grants) for grants in per_process] == [parts * size] * 2
