@@ -13,7 +13,7 @@ from campaigns.admin_lists import CappedCountPaginator, address_search
 from campaigns.forms import CampaignForm, zone_name
 from campaigns.models import (NEVER_STARTED, Campaign, DeliveryLog, EmailTemplate, Recipient, RecipientImport,
                               Suppression)
-from campaigns.sending import control
+from campaigns import services as control
 from campaigns.suppression import suppress_many
 
 CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",

@@ -20,7 +20,7 @@ from django.utils import timezone
 from campaigns import states
 from campaigns.forms import ScheduleForm, TestEmailForm, zone_name
 from campaigns.models import Campaign
-from campaigns.sending import control
+from campaigns import services as control
 
 S = Campaign.Status
 REFUSALS = (states.IllegalTransition, control.CampaignError)

@@ -8,9 +8,10 @@ from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
 from campaigns import stats
+from campaigns.exceptions import MergeTagError
 from campaigns.models import Campaign
-from campaigns.rendering import MergeTagError, compile_campaign, recipient_context
-from campaigns.sending.control import SAMPLE_RECIPIENT
+from campaigns.rendering import compile_campaign, recipient_context
+from campaigns.services import SAMPLE_RECIPIENT
 
 POLL_SECONDS = 3
 LIVE_STATUSES = (Campaign.Status.SCHEDULED, Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED)

@@ -24,7 +24,7 @@ class SuppressionForm(forms.ModelForm):
         fields = ("email", "reason", "source", "campaign")
 
     def clean_email(self):
-        email = suppression.normalise(self.cleaned_data["email"])
+        email = suppression.normalize(self.cleaned_data["email"])
         validate_email(email)
         return email
 
