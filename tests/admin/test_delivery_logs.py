@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from campaigns import admin_lists
+from campaigns.admin import pagination as admin_lists
 from tests.admin.conftest import add_logs
 from tests.factories import CampaignFactory
 
@@ -90,7 +90,7 @@ def test_csv_export_is_streamed_and_formula_safe(staff_client, campaign):
 
 
 def test_spreadsheet_safe_prefixes_every_formula_start():
-    from campaigns.admin_exports import spreadsheet_safe
+    from campaigns.admin.exports import spreadsheet_safe
 
     assert [spreadsheet_safe(v) for v in ("=1", "+1", "-1", "@a", "\tx", "\rx", "ok", None, 3)] == [
         "'=1", "'+1", "'-1", "'@a", "'\tx", "'\rx", "ok", "", "3"]

@@ -6,10 +6,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from campaigns import admin_dashboard, admin_exports, stats
-from campaigns.admin_campaign import REFUSALS, CampaignActionsMixin, bulk_actions
-from campaigns.admin_import import RecipientImportAdminMixin
-from campaigns.admin_lists import CappedCountPaginator, address_search
+from campaigns import stats
+from campaigns.admin import dashboard as admin_dashboard
+from campaigns.admin import exports as admin_exports
+from campaigns.admin.imports import RecipientImportAdminMixin
+from campaigns.admin.pagination import CappedCountPaginator, address_search
+from campaigns.admin.staff_actions import REFUSALS, CampaignActionsMixin, bulk_actions
 from campaigns.forms import CampaignForm, zone_name
 from campaigns.models import (NEVER_STARTED, Campaign, DeliveryLog, EmailTemplate, Recipient, RecipientImport,
                               Suppression)
@@ -332,4 +334,4 @@ class RecipientImportAdmin(LedgerAdmin):
     raw_id_fields = ("campaign",)
 
 
-from campaigns import admin_suppression  # noqa: E402,F401  (SuppressionAdmin lives there)
+from campaigns.admin import suppression  # noqa: E402,F401  (SuppressionAdmin lives there)
