@@ -1,23 +1,33 @@
-"""Admin registration: the staff product. Views live in campaigns/admin_*.py; figures in campaigns.stats."""
+"""The campaign admin: the list, the campaign page and every URL under it, and the campaign's actions.
+
+Each page and action is a CampaignAdmin method: it finds the campaign, checks the permission and calls
+the area's module (dashboard, preview, exports, imports) or runs through staff_actions.perform.
+Figures come from campaigns.stats.
+"""
+
+from functools import partial
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns import stats
-from campaigns.admin import dashboard as admin_dashboard
-from campaigns.admin import exports as admin_exports
-from campaigns.admin.imports import RecipientImportAdminMixin
-from campaigns.admin.pagination import CappedCountPaginator, address_search
-from campaigns.admin.staff_actions import REFUSALS, CampaignActionsMixin, bulk_actions
-from campaigns.forms import CampaignForm, zone_name
-from campaigns.models import (NEVER_STARTED, Campaign, DeliveryLog, EmailTemplate, Recipient, RecipientImport,
-                              Suppression)
+from campaigns.admin import dashboard, exports, imports, preview
+from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
+from campaigns.forms import CampaignForm, ScheduleForm, TestEmailForm, zone_name
+from campaigns.models import NEVER_STARTED, Campaign, EmailTemplate, RecipientImport
 from campaigns.sending import control
-from campaigns.suppression import suppress_many
 
+S = Campaign.Status
+# Archiving is for finished campaigns; a live one stays in view.
+ARCHIVABLE = (S.COMPLETED, S.FAILED, S.CANCELLED)
 CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
                   "track_engagement")
 COUNTER_FIELDS = (
@@ -39,7 +49,6 @@ def local_time(value):
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "—"
 
 
-@admin.register(EmailTemplate)
 class EmailTemplateAdmin(admin.ModelAdmin):
     list_display = ("name", "key", "subject", "is_starter", "updated_at")
     search_fields = ("name", "key", "subject")
@@ -68,12 +77,18 @@ class ArchivedFilter(admin.SimpleListFilter):
         return queryset.filter(archived=self.value() == "yes")
 
 
-# Archiving is for finished campaigns; a live one stays in view.
-ARCHIVABLE = (Campaign.Status.COMPLETED, Campaign.Status.FAILED, Campaign.Status.CANCELLED)
+def bulk_action(name):
+    """A CampaignAdmin method for the change list: the campaign action NAME on every selected campaign."""
+    action = ACTIONS[name]
+
+    @admin.action(description=f"{action.label} (selected campaigns)", permissions=[action.permission])
+    def on_selected(model_admin, request, queryset):
+        return model_admin.on_selection(request, queryset, action)
+
+    return on_selected
 
 
-@admin.register(Campaign)
-class CampaignAdmin(CampaignActionsMixin, RecipientImportAdminMixin, admin.ModelAdmin):
+class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/campaign_change_form.html"
     list_display = ("name", "status_badge", "progress", "delivery_rate", "scheduled", "total_recipients",
@@ -82,7 +97,8 @@ class CampaignAdmin(CampaignActionsMixin, RecipientImportAdminMixin, admin.Model
     list_filter = ("status", ArchivedFilter, "template", ("created_at", admin.DateFieldListFilter))
     search_fields = ("name", "subject")
     list_per_page = 50
-    actions = [*bulk_actions, "archive", "unarchive", "delete_selected"]
+    actions = ["bulk_send_now", "bulk_pause", "bulk_resume", "bulk_cancel", "bulk_duplicate", "bulk_retry_failed",
+               "bulk_resend_unknown", "archive", "unarchive", "delete_selected"]
     readonly_fields = ("status", "scheduled_local", "started_at", "paused_at", "completed_at", "last_error",
                        *COUNTER_FIELDS, "created_by", "created_at", "updated_at")
 
@@ -119,6 +135,25 @@ class CampaignAdmin(CampaignActionsMixin, RecipientImportAdminMixin, admin.Model
     @admin.display(description="Scheduled at")
     def scheduled_local(self, campaign):
         return local_time(campaign.scheduled_at)
+
+    # --- permissions -----------------------------------------------------------------------------
+
+    def has_send_permission(self, request, obj=None):
+        """Starting mail to recipients (schedule, send now, resume, retry, resend) is its own permission."""
+        return request.user.has_perm("campaigns.send_campaign")
+
+    def has_export_recipients_permission(self, request, obj=None):
+        """Recipients' personal data leaves the admin (CSV export, preview and tests with real data)."""
+        return request.user.has_perm("campaigns.export_recipients") and self.has_view_or_change_permission(
+            request, obj)
+
+    def has_duplicate_permission(self, request, obj=None):
+        """A copy is a new campaign made from one the user may see."""
+        return self.has_add_permission(request) and self.has_view_or_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        # A campaign that has started sending keeps its delivery logs, the record of who was mailed.
+        return super().has_delete_permission(request, obj) and (obj is None or obj.is_deletable)
 
     # --- form ------------------------------------------------------------------------------------
 
@@ -172,8 +207,9 @@ class CampaignAdmin(CampaignActionsMixin, RecipientImportAdminMixin, admin.Model
                                                                          "text_body"))
         if obj is not None:
             context.update(self.action_context(request, obj))
-            context.update(admin_dashboard.dashboard_context(obj))
+            context.update(dashboard.dashboard_context(obj))
             context.update(
+                running_import=imports.running_import(obj),
                 deliveries_url=deliveries_url(obj.pk), recipients_url=recipients_url(obj.pk),
                 failed_url=deliveries_url(obj.pk, status__exact="failed"),
                 unknown_url=deliveries_url(obj.pk, status__exact="unknown"),
@@ -182,11 +218,85 @@ class CampaignAdmin(CampaignActionsMixin, RecipientImportAdminMixin, admin.Model
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    # --- deleting and archiving ------------------------------------------------------------------
+    def action_context(self, request, campaign):
+        can_change = self.has_change_permission(request, campaign)
+        return {
+            "staff_actions": [a for a in visible_actions(campaign) if a.allowed(self, request, campaign)],
+            "can_change": can_change,
+            "can_schedule": self.has_send_permission(request, campaign) and campaign.status in (S.DRAFT, S.SCHEDULED),
+            "schedule_form": ScheduleForm(initial={"when": timezone.localtime(campaign.scheduled_at)
+                                                   if campaign.scheduled_at else None}),
+            "test_form": TestEmailForm(),
+            "zone_name": zone_name(),
+        }
 
-    def has_delete_permission(self, request, obj=None):
-        # A campaign that has started sending keeps its delivery logs, the record of who was mailed.
-        return super().has_delete_permission(request, obj) and (obj is None or obj.is_deletable)
+    # --- the campaign page's buttons and forms ---------------------------------------------------
+
+    def campaign_action_view(self, request, campaign_id, name):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        if name == "schedule":
+            return self.schedule(request, campaign)
+        if name == "send_test_email":
+            return self.send_test_email(request, campaign)
+        if name not in ACTIONS:
+            raise PermissionDenied("No such action.")
+        action = ACTIONS[name]
+        return perform(self, request, allowed=action.allowed(self, request, campaign),
+                       form=action.confirmation(request),
+                       page=partial(self.confirm_page, request, action, [campaign]),
+                       call=partial(action.on_campaign, campaign.pk), done_url=change_url(campaign.pk))
+
+    def schedule(self, request, campaign):
+        return perform(self, request, allowed=self.has_send_permission(request, campaign),
+                       form=partial(ScheduleForm, request.POST), label="Schedule",
+                       call=lambda when: done(control.schedule(campaign.pk, when)),
+                       done_url=change_url(campaign.pk))
+
+    def send_test_email(self, request, campaign):
+        def send(addresses):
+            try:
+                return done(control.send_test_email(
+                    campaign.pk, addresses, user_id=request.user.pk,
+                    with_recipient_data=self.has_export_recipients_permission(request, campaign)))
+            except REFUSALS:
+                raise  # perform shows them as it shows every refusal
+            except Exception as error:  # a provider outage is shown to staff, not a server error page
+                return done(f"Test email not sent: {error}", messages.ERROR)
+
+        return perform(self, request, allowed=self.has_change_permission(request, campaign),
+                       form=partial(TestEmailForm, request.POST), label="Test email", call=send,
+                       done_url=change_url(campaign.pk))
+
+    def confirm_page(self, request, action, campaigns, form, bulk=False):
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": f"{action.label}?",
+                   "action": action, "campaigns": campaigns, "bulk": bulk}
+        if bulk:
+            context.update(selected=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                           action_checkbox_name=helpers.ACTION_CHECKBOX_NAME)
+        else:
+            [campaign] = campaigns
+            context.update(campaign=campaign, action_url=request.path, cancel_url=change_url(campaign.pk))
+        return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)
+
+    # --- bulk actions of the change list ---------------------------------------------------------
+
+    def on_selection(self, request, queryset, action):
+        return perform(self, request, allowed=action.allowed(self, request), form=action.confirmation(request),
+                       page=partial(self.confirm_page, request, action, list(queryset), bulk=True),
+                       call=partial(action.on_each, queryset.values_list("pk", flat=True)),
+                       done_url=request.get_full_path())
+
+    bulk_send_now = bulk_action("send_now")
+    bulk_pause = bulk_action("pause")
+    bulk_resume = bulk_action("resume")
+    bulk_cancel = bulk_action("cancel")
+    bulk_duplicate = bulk_action("duplicate")
+    bulk_retry_failed = bulk_action("retry_failed")
+    bulk_resend_unknown = bulk_action("resend_unknown")
+
+    # --- deleting and archiving ------------------------------------------------------------------
 
     @admin.action(description="Delete selected campaigns (drafts and cancelled before sending only)",
                   permissions=["delete"])
@@ -207,15 +317,61 @@ class CampaignAdmin(CampaignActionsMixin, RecipientImportAdminMixin, admin.Model
 
     @admin.action(description="Archive selected campaigns (finished ones)", permissions=["change"])
     def archive(self, request, queryset):
-        count = queryset.filter(status__in=ARCHIVABLE, archived=False).update(archived=True)
-        self.message_user(request, f"Archived {count} campaign{'s' * (count != 1)}; only completed, failed and "
-                                   "cancelled campaigns are archived. The Archived filter shows them.",
-                          messages.SUCCESS)
+        return perform(self, request, allowed=self.has_change_permission(request),
+                       call=partial(archive_finished, queryset), done_url=request.get_full_path())
 
     @admin.action(description="Unarchive selected campaigns", permissions=["change"])
     def unarchive(self, request, queryset):
-        count = queryset.filter(archived=True).update(archived=False)
-        self.message_user(request, f"Unarchived {count} campaign{'s' * (count != 1)}.", messages.SUCCESS)
+        return perform(self, request, allowed=self.has_change_permission(request),
+                       call=partial(unarchive_all, queryset), done_url=request.get_full_path())
+
+    # --- pages under the campaign ----------------------------------------------------------------
+
+    def viewable_campaign(self, request, campaign_id):
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        if not self.has_view_or_change_permission(request, campaign):
+            raise PermissionDenied
+        return campaign
+
+    def dashboard_json_view(self, request, campaign_id):
+        return dashboard.dashboard_json(self.viewable_campaign(request, campaign_id))
+
+    def preview_view(self, request, campaign_id):
+        campaign = self.viewable_campaign(request, campaign_id)
+        return preview.preview_page(request, campaign,
+                                    real_data=self.has_export_recipients_permission(request, campaign),
+                                    admin_context=self.admin_site.each_context(request))
+
+    def export_delivery_logs_view(self, request, campaign_id):
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        if not self.has_export_recipients_permission(request, campaign):
+            raise PermissionDenied
+        return exports.delivery_logs_csv(campaign)
+
+    def import_recipients_view(self, request, campaign_id):
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        admin_context = self.admin_site.each_context(request)
+        return perform(self, request, allowed=self.has_change_permission(request, campaign),
+                       form=partial(imports.upload_form, request, campaign),
+                       page=partial(imports.upload_page, request, admin_context, campaign),
+                       call=partial(imports.start_import, request.user, campaign),
+                       done_url=change_url(campaign.pk))
+
+    def viewable_import(self, request, import_id) -> RecipientImport:
+        record = get_object_or_404(RecipientImport.objects.select_related("campaign"), pk=import_id)
+        if not self.has_view_or_change_permission(request, record.campaign):
+            raise PermissionDenied
+        return record
+
+    def import_status_view(self, request, import_id):
+        return imports.status_page(request, self.admin_site.each_context(request),
+                                   self.viewable_import(request, import_id))
+
+    def import_status_json(self, request, import_id):
+        return JsonResponse(imports.import_status(self.viewable_import(request, import_id)))
+
+    def import_rejected_csv(self, request, import_id):
+        return imports.rejected_rows_csv(self.viewable_import(request, import_id))
 
     # --- extra URLs ------------------------------------------------------------------------------
 
@@ -224,114 +380,27 @@ class CampaignAdmin(CampaignActionsMixin, RecipientImportAdminMixin, admin.Model
         return [
             path("<int:campaign_id>/action/<slug:name>/", view(self.campaign_action_view),
                  name="campaigns_campaign_action"),
-            path("<int:campaign_id>/dashboard.json",
-                 view(lambda request, campaign_id: admin_dashboard.dashboard_json_view(self, request, campaign_id)),
+            path("<int:campaign_id>/dashboard.json", view(self.dashboard_json_view),
                  name="campaigns_campaign_dashboard_json"),
-            path("<int:campaign_id>/preview/",
-                 view(lambda request, campaign_id: admin_dashboard.preview_view(self, request, campaign_id)),
-                 name="campaigns_campaign_preview"),
-            path("<int:campaign_id>/delivery-logs.csv",
-                 view(lambda request, campaign_id: admin_exports.export_delivery_logs_view(self, request,
-                                                                                           campaign_id)),
+            path("<int:campaign_id>/preview/", view(self.preview_view), name="campaigns_campaign_preview"),
+            path("<int:campaign_id>/delivery-logs.csv", view(self.export_delivery_logs_view),
                  name="campaigns_campaign_export"),
+            path("<int:campaign_id>/import/", view(self.import_recipients_view), name="campaigns_campaign_import"),
+            path("imports/<int:import_id>/", view(self.import_status_view), name="campaigns_campaign_import_status"),
+            path("imports/<int:import_id>/status.json", view(self.import_status_json),
+                 name="campaigns_campaign_import_status_json"),
+            path("imports/<int:import_id>/rejected.csv", view(self.import_rejected_csv),
+                 name="campaigns_campaign_import_rejected"),
             *super().get_urls(),
         ]
 
 
-class LedgerAdmin(admin.ModelAdmin):
-    """A record of what happened: view, filter, search and export only. Rows are written by imports and
-    sending; one is deleted only together with a campaign that never started sending."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        # Asked for each related row when a campaign (or recipient) is deleted: allowed only for one that
-        # never started sending. No delete button or bulk action of its own (obj is None there).
-        return obj is not None and obj.campaign.is_deletable and super().has_delete_permission(request, obj)
+def archive_finished(queryset):
+    count = queryset.filter(status__in=ARCHIVABLE, archived=False).update(archived=True)
+    return done(f"Archived {count} campaign{'s' * (count != 1)}; only completed, failed and cancelled campaigns "
+                "are archived. The Archived filter shows them.")
 
 
-@admin.register(Recipient)
-class RecipientAdmin(LedgerAdmin):
-    list_display = ("email", "first_name", "last_name", "campaign")
-    list_select_related = ("campaign",)
-    search_fields = ("email",)
-    search_help_text = "An exact address, or the beginning of one."
-    raw_id_fields = ("campaign",)
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-    show_facets = admin.ShowFacets.NEVER
-    actions = ["suppress_selected", "delete_selected"]
-
-    def get_search_results(self, request, queryset, search_term):
-        return address_search(queryset, search_term), False
-
-    def has_delete_permission(self, request, obj=None):
-        # The bulk "Delete selected recipients" (with Django's confirmation page); deleting a recipient who
-        # has a delivery log is refused there, because LedgerAdmin refuses to delete the log.
-        return admin.ModelAdmin.has_delete_permission(self, request, obj)
-
-    def has_manage_suppressions_permission(self, request, obj=None):
-        return request.user.has_perm("campaigns.manage_suppressions")
-
-    @admin.action(description="Suppress the selected addresses (never mail them again)",
-                  permissions=["manage_suppressions"])
-    def suppress_selected(self, request, queryset):
-        source = f"admin, by user {request.user.pk}"
-        added = suppress_many((email, Suppression.Reason.MANUAL, source, campaign_id)
-                              for email, campaign_id in queryset.values_list("email", "campaign_id"))
-        self.message_user(request, f"Suppressed {added} new address{'es' * (added != 1)}.", messages.SUCCESS)
-
-    def delete_queryset(self, request, queryset):
-        campaign_ids = set(queryset.values_list("campaign_id", flat=True))
-        super().delete_queryset(request, queryset)
-        Campaign.recount_recipients(campaign_ids)
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        Campaign.recount_recipients([obj.campaign_id])
-
-
-@admin.register(DeliveryLog)
-class DeliveryLogAdmin(LedgerAdmin):
-    list_display = ("email", "campaign", "status", "provider", "attempts", "sent_at", "short_error")
-    list_filter = ("status", "provider")
-    list_select_related = ("campaign",)
-    search_fields = ("email",)
-    search_help_text = "An exact address, or the beginning of one."
-    raw_id_fields = ("campaign", "recipient")
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-    show_facets = admin.ShowFacets.NEVER
-    ordering = ("-id",)
-    # Rendering rows, not querying, is where a page of logs spends its time: 50 rows, and no action
-    # checkboxes (deleting logs would break "one log per recipient" anyway).
-    list_per_page = 50
-    actions = None
-
-    @admin.display(description="Error")
-    def short_error(self, log):
-        return (log.last_error[:80] + "…") if len(log.last_error) > 80 else log.last_error
-
-    def get_search_results(self, request, queryset, search_term):
-        return address_search(queryset, search_term), False
-
-    def changelist_view(self, request, extra_context=None):
-        campaign_id = request.GET.get("campaign__id__exact")
-        campaign = Campaign.objects.filter(pk=campaign_id).first() if campaign_id and campaign_id.isdigit() else None
-        extra_context = {**(extra_context or {}), "filtered_campaign": campaign}
-        return super().changelist_view(request, extra_context)
-
-
-@admin.register(RecipientImport)
-class RecipientImportAdmin(LedgerAdmin):
-    list_display = ("original_name", "campaign", "status", "imported", "invalid", "created_at")
-    list_filter = ("status",)
-    search_fields = ("original_name",)
-    raw_id_fields = ("campaign",)
-
-
-from campaigns.admin import suppression  # noqa: E402,F401  (SuppressionAdmin lives there)
+def unarchive_all(queryset):
+    count = queryset.filter(archived=True).update(archived=False)
+    return done(f"Unarchived {count} campaign{'s' * (count != 1)}.")

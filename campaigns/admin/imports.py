@@ -1,6 +1,6 @@
-"""The admin's "Import recipients" pages: upload, live progress, report, rejected rows.
+"""The admin's "Import recipients" pages: upload, live progress, report, rejected rows; and the imports' list.
 
-`RecipientImportAdminMixin` adds them to CampaignAdmin. The upload is stored as a RecipientImport
+CampaignAdmin serves the pages (under the campaign's URLs). The upload is stored as a RecipientImport
 and imported by a Celery task once the row is committed; the status page polls a JSON endpoint.
 """
 
@@ -9,13 +9,13 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import FileResponse, Http404, JsonResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.http import FileResponse, Http404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 
+from campaigns.admin.delivery_logs import LedgerAdmin
+from campaigns.admin.staff_actions import Outcome, done
 from campaigns.models import Campaign, RecipientImport
 
 ACCEPTED_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xls")
@@ -56,94 +56,64 @@ class RecipientImportForm(forms.Form):
         return upload
 
 
-class RecipientImportAdminMixin:
-    """Mixed into CampaignAdmin: the import URLs and an "Import recipients" button on the change page."""
+def upload_form(request, campaign) -> RecipientImportForm:
+    """The form, bound to the upload once there is one. An oversized upload is refused from its declared
+    length, before Django reads the body: the form comes back empty, with the reason as a message."""
+    if request.method != "POST":
+        return RecipientImportForm(campaign=campaign)
+    if int(request.META.get("CONTENT_LENGTH") or 0) > upload_limit_bytes() + 2**20:
+        messages.error(request, f"The file is larger than the {settings.IMPORT_MAX_UPLOAD_MB} MB limit.")
+        return RecipientImportForm(campaign=campaign)
+    return RecipientImportForm(request.POST, request.FILES, campaign=campaign)
 
-    change_form_template = "admin/campaigns/import/campaign_change_form.html"
 
-    def get_urls(self):
-        view = self.admin_site.admin_view
-        return [
-            path("<int:campaign_id>/import/", view(self.import_recipients_view), name="campaigns_campaign_import"),
-            path("imports/<int:import_id>/", view(self.import_status_view), name="campaigns_campaign_import_status"),
-            path("imports/<int:import_id>/status.json", view(self.import_status_json),
-                 name="campaigns_campaign_import_status_json"),
-            path("imports/<int:import_id>/rejected.csv", view(self.import_rejected_csv),
-                 name="campaigns_campaign_import_rejected"),
-            *super().get_urls(),
-        ]
+def upload_page(request, admin_context, campaign, form):
+    return TemplateResponse(request, "admin/campaigns/import/upload.html", {
+        **admin_context,
+        "title": f"Import recipients into “{campaign}”",
+        "opts": Campaign._meta,
+        "campaign": campaign,
+        "form": form,
+        "max_upload_mb": settings.IMPORT_MAX_UPLOAD_MB,
+        "max_rows": settings.IMPORT_MAX_ROWS,
+        "recent_imports": campaign.imports.all()[:10],
+    })
 
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None:
-            context["running_import"] = obj.imports.exclude(status__in=FINISHED).order_by("created_at").first()
-        return super().render_change_form(request, context, add, change, form_url, obj)
 
-    def import_recipients_view(self, request, campaign_id):
-        campaign = get_object_or_404(Campaign, pk=campaign_id)
-        if not self.has_change_permission(request, campaign):
-            raise PermissionDenied
-        form = RecipientImportForm(campaign=campaign)
-        # An oversized upload is refused from its declared length, before Django reads the body.
-        if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > upload_limit_bytes() + 2**20:
-            messages.error(request, f"The file is larger than the {settings.IMPORT_MAX_UPLOAD_MB} MB limit.")
-        elif request.method == "POST":
-            form = RecipientImportForm(request.POST, request.FILES, campaign=campaign)
-            if form.is_valid():
-                record = self._start_import(request, campaign, form.cleaned_data)
-                return redirect("admin:campaigns_campaign_import_status", import_id=record.pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Import recipients into “{campaign}”",
-            "opts": self.model._meta,
-            "campaign": campaign,
-            "form": form,
-            "max_upload_mb": settings.IMPORT_MAX_UPLOAD_MB,
-            "max_rows": settings.IMPORT_MAX_ROWS,
-            "recent_imports": campaign.imports.all()[:10],
-        }
-        return TemplateResponse(request, "admin/campaigns/import/upload.html", context)
+def start_import(user, campaign, *, file, sheet, check_mx) -> Outcome:
+    """Stores the upload as a RecipientImport; a Celery task imports it once the row is committed."""
+    from campaigns.tasks.imports import import_recipients_file
 
-    def _start_import(self, request, campaign, data):
-        from campaigns.tasks.imports import import_recipients_file
+    with transaction.atomic():
+        record = RecipientImport.objects.create(
+            campaign=campaign, file=file, original_name=Path(file.name).name[:255], sheet=sheet or "",
+            created_by=user,
+        )
+        transaction.on_commit(lambda: import_recipients_file.delay(record.pk, bool(check_mx)))
+    return done(url=reverse("admin:campaigns_campaign_import_status", args=[record.pk]))
 
-        upload = data["file"]
-        with transaction.atomic():
-            record = RecipientImport.objects.create(
-                campaign=campaign, file=upload, original_name=Path(upload.name).name[:255],
-                sheet=data.get("sheet") or "", created_by=request.user,
-            )
-            check_mx = bool(data.get("check_mx"))
-            transaction.on_commit(lambda: import_recipients_file.delay(record.pk, check_mx))
-        return record
 
-    def _viewable_import(self, request, import_id) -> RecipientImport:
-        record = get_object_or_404(RecipientImport.objects.select_related("campaign"), pk=import_id)
-        if not self.has_view_or_change_permission(request, record.campaign):
-            raise PermissionDenied
-        return record
+def running_import(campaign):
+    return campaign.imports.exclude(status__in=FINISHED).order_by("created_at").first()
 
-    def import_status_view(self, request, import_id):
-        record = self._viewable_import(request, import_id)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Import of {record.original_name}",
-            "opts": self.model._meta,
-            "campaign": record.campaign,
-            "record": record,
-            "finished": record.status in FINISHED,
-            "status": import_status(record),
-        }
-        return TemplateResponse(request, "admin/campaigns/import/status.html", context)
 
-    def import_status_json(self, request, import_id):
-        return JsonResponse(import_status(self._viewable_import(request, import_id)))
+def status_page(request, admin_context, record):
+    return TemplateResponse(request, "admin/campaigns/import/status.html", {
+        **admin_context,
+        "title": f"Import of {record.original_name}",
+        "opts": Campaign._meta,
+        "campaign": record.campaign,
+        "record": record,
+        "finished": record.status in FINISHED,
+        "status": import_status(record),
+    })
 
-    def import_rejected_csv(self, request, import_id):
-        record = self._viewable_import(request, import_id)
-        if not record.rejected_file:
-            raise Http404("This import rejected no rows.")
-        return FileResponse(record.rejected_file.open("rb"), as_attachment=True, content_type="text/csv",
-                            filename=f"rejected-rows-{Path(record.original_name).stem}.csv")
+
+def rejected_rows_csv(record):
+    if not record.rejected_file:
+        raise Http404("This import rejected no rows.")
+    return FileResponse(record.rejected_file.open("rb"), as_attachment=True, content_type="text/csv",
+                        filename=f"rejected-rows-{Path(record.original_name).stem}.csv")
 
 
 def import_status(record: RecipientImport) -> dict:
@@ -166,3 +136,10 @@ def import_status(record: RecipientImport) -> dict:
         "rejected_url": (reverse("admin:campaigns_campaign_import_rejected", args=[record.pk])
                          if record.rejected_file else None),
     }
+
+
+class RecipientImportAdmin(LedgerAdmin):
+    list_display = ("original_name", "campaign", "status", "imported", "invalid", "created_at")
+    list_filter = ("status",)
+    search_fields = ("original_name",)
+    raw_id_fields = ("campaign",)

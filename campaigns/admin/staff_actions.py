@@ -1,24 +1,25 @@
-"""The campaign page's staff actions: buttons, bulk actions and their confirmation pages.
+"""Staff actions: the one helper every action in the admin runs through, and the campaign's actions.
 
-Every action calls one function of `campaigns.sending.control` (or `Campaign.duplicate`) and reports
-its message, or the IllegalTransition / CampaignError text as an error. Buttons POST with CSRF;
-irreversible actions first show a confirmation page.
+`perform` is the whole life of an action: permission check → form (a confirmation, or fields to fill
+in) → one service call → message → redirect. The campaign's buttons and bulk actions, its schedule and
+test-email forms, archiving, the recipient import and the suppression import all use it, so each reads
+the same way and a refusal is shown the same way everywhere.
+
+A refusal from the domain (an IllegalTransition or a CampaignError) is an error message, never a server
+error page. Buttons POST with CSRF; irreversible actions first show a confirmation page.
 """
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
+from django import forms
 from django.contrib import messages
-from django.contrib.admin import helpers
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils import timezone
 
 from campaigns import states
-from campaigns.forms import ScheduleForm, TestEmailForm, zone_name
 from campaigns.models import Campaign
 from campaigns.sending import control
 
@@ -26,177 +27,131 @@ S = Campaign.Status
 REFUSALS = (states.IllegalTransition, control.CampaignError)
 
 
-def _duplicate(campaign_id):
-    copy = Campaign.objects.get(pk=campaign_id).duplicate()
-    return f"Duplicated as draft “{copy.name}” with {copy.total_recipients} recipients.", copy
+@dataclass(frozen=True)
+class Outcome:
+    """What a service call tells staff ((level, text) pairs), and where they land ("": the action's done_url)."""
+
+    notes: tuple = ()
+    url: str = ""
+
+
+def done(message="", level=messages.SUCCESS, url=""):
+    return Outcome(((level, message),) if message else (), url)
+
+
+def perform(model_admin, request, *, allowed, call, done_url, form=None, page=None, label=""):
+    """Run one staff action and answer the request.
+
+    allowed: the permission check's answer; False is a 403.
+    form: builds the form, once the check has passed; None when there is nothing to fill in or confirm.
+    call: one service call, given the form's cleaned data as keyword arguments; returns an Outcome.
+    page: form -> response, for an action with a page of its own: an unbound or invalid form is shown there,
+        and so is a ValidationError raised by `call`. Without a page, form errors become the message
+        "label: errors" on done_url.
+    """
+    if not allowed:
+        raise PermissionDenied
+    bound = form() if form else None
+    if bound is not None and not bound.is_valid():
+        if page:
+            return page(bound)
+        errors = " ".join(error for field_errors in bound.errors.values() for error in field_errors)
+        model_admin.message_user(request, f"{label}: {errors}", messages.ERROR)
+        return HttpResponseRedirect(done_url)
+    try:
+        outcome = call(**(bound.cleaned_data if bound else {}))
+    except ValidationError as invalid:  # the input was read and found wrong: say so on its form
+        bound.add_error(None, invalid)
+        return page(bound)
+    except REFUSALS as refusal:
+        model_admin.message_user(request, str(refusal), messages.ERROR)
+        return HttpResponseRedirect(done_url)
+    for level, text in outcome.notes:
+        model_admin.message_user(request, text, level)
+    return HttpResponseRedirect(outcome.url or done_url)
+
+
+class ConfirmForm(forms.Form):
+    """The "Yes, …" button of a confirmation page: valid once staff have answered it."""
+
+    confirm = forms.ChoiceField(choices=[("yes", "yes")], widget=forms.HiddenInput)
+
+    def clean(self):
+        return {}  # the answer is all there is: the service call is given nothing from it
+
+
+# --- the campaign's actions ----------------------------------------------------------------------
+
+
+def change_url(campaign_id):
+    return reverse("admin:campaigns_campaign_change", args=[campaign_id])
 
 
 @dataclass(frozen=True)
-class StaffAction:
+class CampaignAction:
+    """A button on the campaign page, and (for most) a bulk action of the change list."""
+
     name: str
     label: str
-    run: Callable  # campaign id -> message
+    run: Callable  # campaign id -> message, or an Outcome for an action that lands elsewhere
     shown_when: Callable  # campaign -> bool
     confirm: str = ""  # the question asked before an irreversible action; empty for none
     permission: str = "change"  # checked by the admin's has_<permission>_permission(request, campaign)
     style: str = ""
 
+    def allowed(self, model_admin, request, campaign=None):
+        return getattr(model_admin, f"has_{self.permission}_permission")(request, campaign)
+
+    def confirmation(self, request):
+        """The confirmation form of an irreversible action (None for the others)."""
+        return partial(ConfirmForm, request.POST) if self.confirm else None
+
+    def on_campaign(self, campaign_id) -> Outcome:
+        result = self.run(campaign_id)
+        outcome = result if isinstance(result, Outcome) else done(result)
+        return Outcome(tuple((level, f"{self.label}: {text}") for level, text in outcome.notes), outcome.url)
+
+    def on_each(self, campaign_ids) -> Outcome:
+        """Run on every selected campaign: one message with the count, one per refusal."""
+        count, refusals = 0, []
+        for campaign_id in campaign_ids:
+            try:
+                self.run(campaign_id)
+                count += 1
+            except REFUSALS as refusal:
+                refusals.append((messages.ERROR, str(refusal)))
+        counted = ((messages.SUCCESS, f"{self.label}: done for {count} campaign{'s' * (count != 1)}."),)
+        return Outcome((*(counted if count else ()), *refusals))
+
+
+def duplicate(campaign_id):
+    copy = Campaign.objects.get(pk=campaign_id).duplicate()
+    return done(f"Duplicated as draft “{copy.name}” with {copy.total_recipients} recipients.",
+                url=change_url(copy.pk))
+
 
 ACTIONS = {a.name: a for a in (
-    StaffAction("send_now", "Send now", control.send_now, lambda c: c.status in (S.DRAFT, S.SCHEDULED),
-                confirm="Start sending this campaign to all its recipients now? Sent mail cannot be recalled.",
-                permission="send", style="primary"),
-    StaffAction("unschedule", "Unschedule", control.unschedule, lambda c: c.status == S.SCHEDULED),
-    StaffAction("pause", "Pause", control.pause, lambda c: c.status == S.IN_PROGRESS),
-    StaffAction("resume", "Resume", control.resume, lambda c: c.status == S.PAUSED, permission="send",
-                style="primary"),
-    StaffAction("retry_failed", "Retry failed", control.retry_failed,
-                lambda c: c.failed_count > 0 and c.status in (S.IN_PROGRESS, S.PAUSED, S.COMPLETED, S.FAILED),
-                confirm="Send again to every recipient whose delivery failed?", permission="send"),
-    StaffAction("resend_unknown", "Resend unknown", control.resend_unknown,
-                lambda c: c.unknown_count > 0 and c.status in (S.IN_PROGRESS, S.PAUSED, S.COMPLETED, S.FAILED),
-                confirm="Send again to recipients whose delivery is unknown? The provider may have accepted some "
-                        "of them already, so a few people may get the email twice.", permission="send"),
-    StaffAction("cancel", "Cancel", control.cancel,
-                lambda c: c.status in (S.DRAFT, S.SCHEDULED, S.IN_PROGRESS, S.PAUSED),
-                confirm="Cancel this campaign? Recipients not yet sent are skipped and it cannot be restarted.",
-                style="danger"),
-    StaffAction("duplicate", "Duplicate", lambda pk: _duplicate(pk)[0], lambda c: True, permission="duplicate"),
+    CampaignAction("send_now", "Send now", control.send_now, lambda c: c.status in (S.DRAFT, S.SCHEDULED),
+                   confirm="Start sending this campaign to all its recipients now? Sent mail cannot be recalled.",
+                   permission="send", style="primary"),
+    CampaignAction("unschedule", "Unschedule", control.unschedule, lambda c: c.status == S.SCHEDULED),
+    CampaignAction("pause", "Pause", control.pause, lambda c: c.status == S.IN_PROGRESS),
+    CampaignAction("resume", "Resume", control.resume, lambda c: c.status == S.PAUSED, permission="send",
+                   style="primary"),
+    CampaignAction("retry_failed", "Retry failed", control.retry_failed,
+                   lambda c: c.failed_count > 0 and c.status in (S.IN_PROGRESS, S.PAUSED, S.COMPLETED, S.FAILED),
+                   confirm="Send again to every recipient whose delivery failed?", permission="send"),
+    CampaignAction("resend_unknown", "Resend unknown", control.resend_unknown,
+                   lambda c: c.unknown_count > 0 and c.status in (S.IN_PROGRESS, S.PAUSED, S.COMPLETED, S.FAILED),
+                   confirm="Send again to recipients whose delivery is unknown? The provider may have accepted "
+                           "some of them already, so a few people may get the email twice.", permission="send"),
+    CampaignAction("cancel", "Cancel", control.cancel,
+                   lambda c: c.status in (S.DRAFT, S.SCHEDULED, S.IN_PROGRESS, S.PAUSED),
+                   confirm="Cancel this campaign? Recipients not yet sent are skipped and it cannot be restarted.",
+                   style="danger"),
+    CampaignAction("duplicate", "Duplicate", duplicate, lambda c: True, permission="duplicate"),
 )}
-BULK_ACTIONS = ("send_now", "pause", "resume", "cancel", "duplicate", "retry_failed", "resend_unknown")
 
 
 def visible_actions(campaign):
     return [action for action in ACTIONS.values() if action.shown_when(campaign)]
-
-
-def _allowed(model_admin, request, action, campaign=None):
-    return getattr(model_admin, f"has_{action.permission}_permission")(request, campaign)
-
-
-class CampaignActionsMixin:
-    """Mixed into CampaignAdmin: the action URL and the bulk actions of the change list."""
-
-    def has_send_permission(self, request, obj=None):
-        """Starting mail to recipients (schedule, send now, resume, retry, resend) is its own permission."""
-        return request.user.has_perm("campaigns.send_campaign")
-
-    def has_export_recipients_permission(self, request, obj=None):
-        """Recipients' personal data leaves the admin (CSV export, preview and tests with real data)."""
-        return request.user.has_perm("campaigns.export_recipients") and self.has_view_or_change_permission(
-            request, obj)
-
-    def has_duplicate_permission(self, request, obj=None):
-        """A copy is a new campaign made from one the user may see."""
-        return self.has_add_permission(request) and self.has_view_or_change_permission(request, obj)
-
-    def campaign_action_view(self, request, campaign_id, name):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        campaign = get_object_or_404(Campaign, pk=campaign_id)
-        change_url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
-        if name == "schedule":
-            return self._schedule(request, campaign, change_url)
-        if name == "send_test_email":
-            return self._send_test(request, campaign, change_url)
-        action = ACTIONS.get(name)
-        if action is None:
-            raise PermissionDenied("No such action.")
-        if not _allowed(self, request, action, campaign):
-            raise PermissionDenied
-        if action.confirm and request.POST.get("confirm") != "yes":
-            return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", {
-                **self.admin_site.each_context(request), "opts": self.model._meta, "title": f"{action.label}?",
-                "campaign": campaign, "action": action, "campaigns": [campaign],
-                "action_url": request.path, "cancel_url": change_url,
-            })
-        target = change_url
-        try:
-            if name == "duplicate":
-                message, copy = _duplicate(campaign.pk)
-                target = reverse("admin:campaigns_campaign_change", args=[copy.pk])
-            else:
-                message = action.run(campaign.pk)
-        except REFUSALS as refusal:
-            self.message_user(request, str(refusal), messages.ERROR)
-        else:
-            self.message_user(request, f"{action.label}: {message}", messages.SUCCESS)
-        return HttpResponseRedirect(target)
-
-    def _schedule(self, request, campaign, change_url):
-        if not self.has_send_permission(request, campaign):
-            raise PermissionDenied
-        form = ScheduleForm(request.POST)
-        if not form.is_valid():
-            self.message_user(request, "Schedule: " + " ".join(form.errors["when"]), messages.ERROR)
-            return HttpResponseRedirect(change_url)
-        try:
-            message = control.schedule(campaign.pk, form.cleaned_data["when"])
-        except REFUSALS as refusal:
-            self.message_user(request, str(refusal), messages.ERROR)
-        else:
-            self.message_user(request, message, messages.SUCCESS)
-        return HttpResponseRedirect(change_url)
-
-    def _send_test(self, request, campaign, change_url):
-        if not self.has_change_permission(request, campaign):
-            raise PermissionDenied
-        form = TestEmailForm(request.POST)
-        if not form.is_valid():
-            self.message_user(request, "Test email: " + " ".join(form.errors["addresses"]), messages.ERROR)
-            return HttpResponseRedirect(change_url)
-        try:
-            message = control.send_test_email(
-                campaign.pk, form.cleaned_data["addresses"], user_id=request.user.pk,
-                with_recipient_data=self.has_export_recipients_permission(request, campaign))
-        except REFUSALS as refusal:
-            self.message_user(request, str(refusal), messages.ERROR)
-        except Exception as error:  # a provider outage is shown to staff, not a server error page
-            self.message_user(request, f"Test email not sent: {error}", messages.ERROR)
-        else:
-            self.message_user(request, message, messages.SUCCESS)
-        return HttpResponseRedirect(change_url)
-
-    def action_context(self, request, campaign):
-        can_change = self.has_change_permission(request, campaign)
-        return {
-            "staff_actions": [a for a in visible_actions(campaign) if _allowed(self, request, a, campaign)],
-            "can_change": can_change,
-            "can_schedule": self.has_send_permission(request, campaign) and campaign.status in (S.DRAFT, S.SCHEDULED),
-            "schedule_form": ScheduleForm(initial={"when": timezone.localtime(campaign.scheduled_at)
-                                                   if campaign.scheduled_at else None}),
-            "test_form": TestEmailForm(),
-            "zone_name": zone_name(),
-        }
-
-
-def _bulk(action):
-    def run(model_admin, request, queryset):
-        if action.confirm and request.POST.get("confirm") != "yes":
-            return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", {
-                **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-                "title": f"{action.label}?", "action": action, "campaigns": list(queryset),
-                "bulk": True, "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            })
-        done, refusals = 0, []
-        for campaign_id in queryset.values_list("pk", flat=True):
-            try:
-                action.run(campaign_id)
-                done += 1
-            except REFUSALS as refusal:
-                refusals.append(str(refusal))
-        if done:
-            model_admin.message_user(request, f"{action.label}: done for {done} campaign{'s' * (done != 1)}.",
-                                     messages.SUCCESS)
-        for refusal in refusals:
-            model_admin.message_user(request, refusal, messages.ERROR)
-        return None
-
-    run.__name__ = f"bulk_{action.name}"
-    run.short_description = f"{action.label} (selected campaigns)"
-    run.allowed_permissions = (action.permission,)
-    return run
-
-
-bulk_actions = [_bulk(ACTIONS[name]) for name in BULK_ACTIONS]

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from campaigns.admin import pagination as admin_lists
+from campaigns.admin import pagination
 from tests.admin.conftest import add_logs
 from tests.factories import CampaignFactory
 
@@ -52,7 +52,7 @@ def test_search_by_exact_address_or_prefix(staff_client, campaign):
 
 @pytest.mark.django_db
 def test_list_never_counts_the_whole_table(staff_client, campaign, monkeypatch):
-    monkeypatch.setattr(admin_lists, "COUNT_CAP", 5)
+    monkeypatch.setattr(pagination, "COUNT_CAP", 5)
     add_logs(campaign, ["sent"] * 8)
     with CaptureQueriesContext(connection) as queries:
         response = staff_client.get(LOGS)
