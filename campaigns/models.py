@@ -1,4 +1,4 @@
-"""The data model of DESIGN.md. Names are fixed; state changes live in `campaigns.states`."""
+"""The data model of docs/design.md. Names are fixed; state changes live in `campaigns.states`."""
 
 from django.conf import settings
 from django.core.exceptions import ValidationError

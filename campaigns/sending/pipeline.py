@@ -1,11 +1,13 @@
-"""The sending pipeline: start a campaign, send one batch, finalise. Each step keeps DESIGN.md's promises.
+"""The sending pipeline: start a campaign, send one batch, finalise. Each step keeps the sending
+promises of docs/design.md, numbered as there:
 
-- A campaign starts once: the start is a conditional UPDATE on status (campaigns.states).
-- Each recipient gets exactly one DeliveryLog: one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
-- Nobody is mailed twice automatically: a batch claims its rows with a short lease that it keeps
-  renewing, and the providers record that the call began at the last moment before bytes leave;
-  results are written only for rows still under its claim (campaigns.sending.ledger).
-- Work is enqueued only after its transaction commits.
+1. A campaign starts once: the start is a conditional UPDATE on status (campaigns.states).
+2. Each recipient gets exactly one DeliveryLog: one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+3. Nobody is mailed twice automatically: a batch claims its rows with a short lease that it keeps
+   renewing, and the providers record that the call began at the last moment before bytes leave;
+   results are written only for rows still under its claim (campaigns.sending.ledger).
+5. Work is enqueued only after its transaction commits.
+6. Pause and cancel take effect at the batch boundary: send_batch checks the status before it claims.
 """
 
 import json
