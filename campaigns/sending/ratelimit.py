@@ -88,7 +88,9 @@ return {'0', string.format('%.17g', tonumber(edge[2]) + window - now)}
 
 # How long a send in flight is assumed to take at most (a killed worker's send holds its places this long).
 PACE_HOLD_SECONDS = 30.0
-# How often a waiting sender asks again (a send in flight may complete earlier than assumed).
+# How often a waiting sender asks again while the place it waits for is held by a send in flight
+# (which may complete at any moment). A place held by a completed send frees exactly when the hint
+# says: places are only ever added, or expire, and completions are stamped in time order.
 PACE_POLL_SECONDS = 0.05
 
 NO_SEND = ("", 0)
@@ -140,7 +142,8 @@ class Pacer:
     def start(self):
         """Wait until the send `try_start` refused may start."""
         while True:
-            wait(max(0.001, min(self.hint, PACE_POLL_SECONDS)))
+            in_flight = self.hint > window_seconds()  # the place's score is its start + the hold
+            wait(PACE_POLL_SECONDS if in_flight else max(0.001, self.hint))
             granted, self.hint = self._call(NO_SEND, self.pending)
             if granted:
                 self.previous, self.pending = self.pending, NO_SEND

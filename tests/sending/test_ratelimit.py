@@ -98,6 +98,21 @@ def test_a_request_waits_until_its_places_free_a_window_after_the_answers(settin
     assert 0.9 < second.hint <= 1.05
 
 
+def test_a_waiting_request_sleeps_until_its_places_free_instead_of_polling(settings, pacer_keys, monkeypatch):
+    settings.SENDGRID_RATE_LIMIT_PER_SEC = 10
+    first, second = ratelimit.Pacer("sendgrid"), ratelimit.Pacer("sendgrid")
+    first.take(10)
+    first.done()  # every place answered: when each frees is known
+    waits = []
+    monkeypatch.setattr(ratelimit, "wait", lambda seconds: (waits.append(seconds), time.sleep(seconds)))
+
+    second.take(5)
+
+    # One wait for the whole window (and at most one more if the sleep ended a hair early).
+    assert waits[0] > 0.9 and len(waits) <= 2
+    second.done()
+
+
 def test_a_request_larger_than_the_limit_takes_every_place(settings, pacer_keys, redis_client):
     settings.SENDGRID_RATE_LIMIT_PER_SEC = 10
     pacer, other = ratelimit.Pacer("sendgrid"), ratelimit.Pacer("sendgrid")
