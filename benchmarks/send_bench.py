@@ -69,7 +69,7 @@ POST_OFFICE_VERSION = "3.12.0"
 PRODUCTION_ENV = {"DEBUG": "False", "SECRET_KEY": "send-bench-not-a-secret", "LINK_SIGNING_KEY": "send-bench-links",
                   "ALLOWED_HOSTS": "127.0.0.1",
                   "FLOWER_PASSWORD": "send-bench", "SITE_URL": "https://mail.example.com"}
-# High enough that the shared Redis token bucket never makes a batch wait: the run measures the pipeline.
+# High enough that the shared rate limit in Redis never makes a batch wait: the run measures the pipeline.
 UNCAPPED_RATE = "1000000"
 LIMIT_NOTES = {"sendgrid": f"SENDGRID_RATE_LIMIT_PER_SEC raised to {UNCAPPED_RATE} so the limiter never waits",
                "smtp": "no SMTP rate limit (SMTP_RATE_LIMIT_PER_SEC=0, the default)"}
