@@ -112,6 +112,7 @@ class Pacer:
 
     def __init__(self, provider):
         rate = rate_for(provider)
+        self.provider = provider
         self.limit = max(1, int(rate)) if rate > 0 else 0
         self.key = f"ratelimit:{provider}:sends"
         self.previous = NO_SEND  # (member, size) of the send whose reply is not read yet
@@ -141,13 +142,18 @@ class Pacer:
 
     def start(self):
         """Wait until the send `try_start` refused may start."""
+        began = time.monotonic()
         while True:
             in_flight = self.hint > window_seconds()  # the place's score is its start + the hold
             wait(PACE_POLL_SECONDS if in_flight else max(0.001, self.hint))
             granted, self.hint = self._call(NO_SEND, self.pending)
             if granted:
-                self.previous, self.pending = self.pending, NO_SEND
-                return
+                break
+        self.previous, self.pending = self.pending, NO_SEND
+        waited = time.monotonic() - began
+        if waited >= 1:  # what a long batch was doing, in the worker log
+            logger.info("%s rate limit (%d/s): waited %.1f s for %d sends", self.provider, self.limit, waited,
+                        self.previous[1])
 
     def take(self, size=1):
         """Wait for SIZE places, then hold them for the next send."""
