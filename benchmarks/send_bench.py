@@ -31,7 +31,7 @@ the sender pool had; it prints pipeline / floor, in emails/s and in CPU µs per 
 
 `--workers 1,2,4` runs that many separate sender worker processes (`-n send1@hostA`, ...), a fresh
 campaign each; with `--rate-limit N` the shared limit is checked at the fake API's receive timestamps
-(benchmarks/timed_sendgrid_api.py).
+(each recorded personalization's `received_at`).
 
 Exactly-once is checked at the server: duplicates = extra copies of any address; lost = recipients
 the server never saw and whose delivery log is not failed or skipped. The last line is
@@ -69,7 +69,7 @@ POST_OFFICE_VERSION = "3.12.0"
 PRODUCTION_ENV = {"DEBUG": "False", "SECRET_KEY": "send-bench-not-a-secret", "LINK_SIGNING_KEY": "send-bench-links",
                   "ALLOWED_HOSTS": "127.0.0.1",
                   "FLOWER_PASSWORD": "send-bench", "SITE_URL": "https://mail.example.com"}
-# High enough that the shared Redis token bucket never makes a batch wait: the run measures the pipeline.
+# High enough that the shared rate limit in Redis never makes a batch wait: the run measures the pipeline.
 UNCAPPED_RATE = "1000000"
 LIMIT_NOTES = {"sendgrid": f"SENDGRID_RATE_LIMIT_PER_SEC raised to {UNCAPPED_RATE} so the limiter never waits",
                "smtp": "no SMTP rate limit (SMTP_RATE_LIMIT_PER_SEC=0, the default)"}
@@ -503,26 +503,19 @@ def report_campaign(run, check, total, concurrency):
 
 # --- SendGrid ---------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def timed_sendgrid(records):
-    """The fake SendGrid API with receive timestamps in its record file (benchmarks/timed_sendgrid_api.py)."""
-    from campaigns.localservers import free_port, serving
-
-    port = free_port()
-    command = [sys.executable, str(ROOT / "benchmarks" / "timed_sendgrid_api.py"), "--host", "127.0.0.1",
-               "--port", str(port), "--record-file", str(records), "--api-key", API_KEY]
-    with serving(command, "127.0.0.1", port, log_path=BENCH_DIR / "sendgrid_api.log", cwd=ROOT) as server:
-        yield server
+def fake_sendgrid(records):
+    """The fake SendGrid API, recording every personalization with its request's receive time."""
+    return local_server("sendgrid_api", "--record-file", records, "--api-key", API_KEY)
 
 
 def read_sendgrid_records(records):
-    """(Counter of addresses seen, Counter of receive time -> personalizations) from a timed record file."""
+    """(Counter of addresses seen, Counter of receive time -> personalizations) from a record file."""
     seen, arrivals = collections.Counter(), collections.Counter()
     with open(records, encoding="utf-8") as lines:
         for line in lines:
             record = json.loads(line)
             seen.update(record["to"])
-            arrivals[record.get("t", 0)] += 1
+            arrivals[record["received_at"]] += 1
     return seen, arrivals
 
 
@@ -550,7 +543,7 @@ def bench_sendgrid(campaign_id, args, sample):
     print(f"== SendGrid path: fake SendGrid API, {total:,} recipients", flush=True)
     records = BENCH_DIR / "sendgrid-pipeline.jsonl"
     note = LIMIT_NOTES["sendgrid"] if args.rate_limit is None else f"SENDGRID_RATE_LIMIT_PER_SEC={args.rate_limit:g}"
-    with timed_sendgrid(records) as (server, port):
+    with fake_sendgrid(records) as (server, port):
         env = sendgrid_env(f"http://127.0.0.1:{port}", args.rate_limit)
         with workers(env, args.concurrency, note) as sender:
             run = send_campaign(campaign_id, total, sender, server, args.timeout)
@@ -569,7 +562,7 @@ def bench_sendgrid(campaign_id, args, sample):
         print(f"== {'Floor part 3' if floor else 'Baseline'}: the fake SendGrid API's raw accept rate, {sample:,} "
               f"recipients in batches of {args.batch_size}, POSTed by {args.concurrency} client processes", flush=True)
         raw_records = BENCH_DIR / "sendgrid-raw.jsonl"
-        with timed_sendgrid(raw_records) as (raw_server, port):
+        with fake_sendgrid(raw_records) as (raw_server, port):
             url = f"http://127.0.0.1:{port}"
             settle_database()
             meter = floor_meter(raw_server)
@@ -779,7 +772,7 @@ def bench_scale_out(campaign_id, args):
         print(f"== Scale-out: {count} sender worker process(es), fresh campaign #{campaign_id} of {total:,}, "
               f"fake SendGrid API", flush=True)
         records = BENCH_DIR / f"sendgrid-workers-{count}.jsonl"
-        with timed_sendgrid(records) as (server, port):
+        with fake_sendgrid(records) as (server, port):
             env = sendgrid_env(f"http://127.0.0.1:{port}", limit)
             with workers(env, args.concurrency, note, count=count) as senders:
                 run = send_campaign(campaign_id, total, senders, server, args.timeout)

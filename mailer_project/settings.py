@@ -221,8 +221,8 @@ SEND_BATCH_TIME_LIMIT = env.int("SEND_BATCH_TIME_LIMIT", default=300)
 # SMTP writes its results every this many messages (and before every rate-limit wait): after a
 # crash at most this many rows per batch in flight are unknown.
 SEND_SMTP_CHUNK = env.int("SEND_SMTP_CHUNK", default=10)
-# The rate-limit window is one second plus this guard, for the varying delay between a send's
-# reservation and its arrival at the provider.
+# The rate-limit window is one second plus this guard, for the difference between Redis's clock (by
+# which sends are paced) and the provider's.
 RATE_LIMIT_GUARD_SECONDS = env.float("RATE_LIMIT_GUARD_SECONDS", default=0.05)
 SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)
 # Within one batch: retries per provider on 5xx/429/connection errors, the backoff base (full jitter

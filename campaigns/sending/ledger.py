@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
-from django.db.models.functions import Now
 
 from campaigns import suppression
 from campaigns.models import Campaign, DeliveryLog, Suppression
@@ -72,12 +71,15 @@ WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
 
 # Results of rows this claim still owns. The claim-token condition is what keeps a worker whose claim
 # expired from overwriting what the sweep (or another batch) decided since: see LATE_RESULTS for what
-# such a worker may still record.
+# such a worker may still record. Rows going back to pending give their attempt back when it did not
+# count (a provider problem: nothing of theirs left).
 WRITE_RESULTS = """
 UPDATE campaigns_deliverylog AS d
 SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
     sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
     call_started_at = CASE WHEN v.status = 'pending' THEN NULL ELSE d.call_started_at END,
+    attempts = CASE WHEN v.status = 'pending' AND NOT %(counted)s THEN greatest(d.attempts - 1, 0)
+                    ELSE d.attempts END,
     claim_token = NULL, lease_expires_at = NULL, updated_at = now()
 FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
             %(errors)s::text[]) AS v(id, status, provider, message_id, error)
@@ -179,10 +181,11 @@ class BatchLedger:
 
     def record(self, provider, results, give_up=True):
         """Write RESULTS (DeliveryResults) now, with the campaign's counters. With GIVE_UP, a deferred
-        row that has used its last attempt is failed rather than put back to pending."""
+        row that has used its last attempt is failed rather than put back to pending; without it (a
+        provider problem), deferred rows go back to pending and this attempt does not count."""
         rows = [self.row_for(provider, r, give_up) for r in results if r.delivery_id not in self.recorded]
         bounced = [r.delivery_id for r in results if r.bounced]
-        self.write(rows, bounced)
+        self.write(rows, bounced, attempt_counted=give_up)
 
     def row_for(self, provider, result, give_up=True):
         status = {Outcome.SENT: D.SENT, Outcome.FAILED: D.FAILED, Outcome.UNKNOWN: D.UNKNOWN}.get(result.outcome)
@@ -195,7 +198,7 @@ class BatchLedger:
                 status = D.PENDING
         return result.delivery_id, status, provider, result.message_id or "", error
 
-    def write(self, rows, bounced_ids=()):
+    def write(self, rows, bounced_ids=(), attempt_counted=True):
         """Write (id, status, provider, message id, error) rows and the counters in one transaction.
 
         The campaign row is locked first (the same order as cancel), and rows that would go back to
@@ -222,7 +225,7 @@ class BatchLedger:
                             for pk, status, provider, message_id, error in rows]
                     expected.skipped += expected.retrying
                     expected.retrying = 0
-                cursor.execute(WRITE_RESULTS, {**_columns(rows), "token": self.token})
+                cursor.execute(WRITE_RESULTS, {**_columns(rows), "token": self.token, "counted": attempt_counted})
                 written = cursor.fetchall()
                 owned = {pk for pk, _ in written}
                 corrected = []

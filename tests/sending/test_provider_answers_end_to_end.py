@@ -37,6 +37,8 @@ def test_a_relay_refusing_every_recipient_pauses_the_campaign_with_the_reason_an
     assert campaign.status == S.PAUSED
     assert "554 5.7.1" in campaign.pause_reason and "Relay access denied" in campaign.pause_reason
     assert statuses(campaign) == {D.PENDING: 30}
+    # Nothing of theirs left: the refused batches do not count as attempts.
+    assert set(campaign.delivery_logs.values_list("attempts", flat=True)) == {0}
     assert not Suppression.objects.exists()
     assert (campaign.sent_count, campaign.failed_count, campaign.unknown_count) == (0, 0, 0)
     assert scripted_smtp.recipients() == []
@@ -49,6 +51,7 @@ def test_a_relay_refusing_every_recipient_pauses_the_campaign_with_the_reason_an
     services.resume(campaign.pk)
     wait_until_finished(campaign)
     assert campaign.status == S.COMPLETED and campaign.sent_count == 30 and campaign.pause_reason == ""
+    assert set(campaign.delivery_logs.values_list("attempts", flat=True)) == {1}
     assert_exactly_once(campaign, collections.Counter(scripted_smtp.recipients()))
 
 

@@ -14,7 +14,6 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from campaigns.exceptions import ProviderError
-from campaigns.sending import ratelimit
 
 if TYPE_CHECKING:
     from campaigns.rendering import CompiledCampaign
@@ -118,10 +117,6 @@ class Provider(ABC):
         if len(results) != len(batch.messages):
             raise AssertionError(f"{self.name} returned {len(results)} results for {len(batch.messages)} messages")
         return results
-
-    def pace(self, count):
-        """Wait for COUNT sends under this provider's shared rate limit."""
-        return ratelimit.acquire(self.name, count)
 
     @staticmethod
     def call_begins(batch: Batch, messages):

@@ -33,6 +33,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from campaigns.exceptions import ClaimLost, ProviderRefused, RateLimited, RecipientsRejected, TemporaryError
+from campaigns.sending import ratelimit
 from campaigns.sending.providers.base import (
     DeliveryResult,
     Headers,
@@ -140,7 +141,17 @@ class SendGridProvider(Provider):
 
     def deliver(self, batch, payload):
         client = SendGridAPIClient(api_key=self.api_key, host=self.host)
-        self.pace(len(batch.messages))
+        # One place per recipient under the shared limit, freed a window after this request's answer
+        # (ratelimit.Pacer): SendGrid sees at most the rate in every second, however the requests of
+        # every worker bunch up on the way.
+        pacer = ratelimit.Pacer(self.name)
+        pacer.take(len(batch.messages))
+        try:
+            return self._post(client, batch, payload)
+        finally:
+            pacer.done()
+
+    def _post(self, client, batch, payload):
         if len(self.call_begins(batch, batch.messages)) != len(batch.messages):
             raise ClaimLost("the batch's claim expired before the request was sent", provider=self.name)
         try:
