@@ -384,7 +384,7 @@ def test_pacing_holds_the_sendgrid_rate_in_every_one_second_window_across_worker
     for _ in range(3):
         start_worker(["senders"], concurrency=2, app_module="tests.sending.slow_requests_app")
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_until_finished(campaign)
 
     assert campaign.status == S.COMPLETED
