@@ -9,7 +9,7 @@ import json
 import pytest
 
 from campaigns import events as webhook_events
-from tests.compliance.conftest import event
+from tests.compliance.conftest import event, sendgrid, sent_campaign  # noqa: F401 (fixtures)
 from tests.compliance.test_webhook import state
 
 pytestmark = pytest.mark.django_db
