@@ -18,12 +18,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from campaigns import stats
+from campaigns import services, stats
 from campaigns.admin import dashboard, exports, imports, preview
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
 from campaigns.forms import CampaignForm, ScheduleForm, TestEmailForm, zone_name
 from campaigns.models import NEVER_STARTED, Campaign, EmailTemplate, RecipientImport
-from campaigns.sending import control
 
 S = Campaign.Status
 # Archiving is for finished campaigns; a live one stays in view.
@@ -198,7 +197,7 @@ class CampaignAdmin(admin.ModelAdmin):
                               messages.WARNING)
         elif when:
             try:
-                self.message_user(request, control.schedule(form.instance.pk, when), messages.SUCCESS)
+                self.message_user(request, services.schedule(form.instance.pk, when), messages.SUCCESS)
             except REFUSALS as refusal:
                 self.message_user(request, f"Saved, but not scheduled: {refusal}", messages.WARNING)
 
@@ -251,13 +250,13 @@ class CampaignAdmin(admin.ModelAdmin):
     def schedule(self, request, campaign):
         return perform(self, request, allowed=self.has_send_permission(request, campaign),
                        form=partial(ScheduleForm, request.POST), label="Schedule",
-                       call=lambda when: done(control.schedule(campaign.pk, when)),
+                       call=lambda when: done(services.schedule(campaign.pk, when)),
                        done_url=change_url(campaign.pk))
 
     def send_test_email(self, request, campaign):
         def send(addresses):
             try:
-                return done(control.send_test_email(
+                return done(services.send_test_email(
                     campaign.pk, addresses, user_id=request.user.pk,
                     with_recipient_data=self.has_export_recipients_permission(request, campaign)))
             except REFUSALS:

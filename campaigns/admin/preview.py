@@ -3,9 +3,10 @@
 from django.conf import settings
 from django.template.response import TemplateResponse
 
+from campaigns.exceptions import MergeTagError
 from campaigns.models import Campaign
-from campaigns.rendering import MergeTagError, compile_campaign, recipient_context
-from campaigns.sending.control import SAMPLE_RECIPIENT
+from campaigns.rendering import compile_campaign, recipient_context
+from campaigns.services import SAMPLE_RECIPIENT
 
 
 def preview_recipient(campaign, email):

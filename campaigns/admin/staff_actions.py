@@ -19,12 +19,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from campaigns import states
+from campaigns import services
+from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.models import Campaign
-from campaigns.sending import control
 
 S = Campaign.Status
-REFUSALS = (states.IllegalTransition, control.CampaignError)
+REFUSALS = (IllegalTransition, CampaignError)
 
 
 @dataclass(frozen=True)
@@ -131,21 +131,21 @@ def duplicate(campaign_id):
 
 
 ACTIONS = {a.name: a for a in (
-    CampaignAction("send_now", "Send now", control.send_now, lambda c: c.status in (S.DRAFT, S.SCHEDULED),
+    CampaignAction("send_now", "Send now", services.send_now, lambda c: c.status in (S.DRAFT, S.SCHEDULED),
                    confirm="Start sending this campaign to all its recipients now? Sent mail cannot be recalled.",
                    permission="send", style="primary"),
-    CampaignAction("unschedule", "Unschedule", control.unschedule, lambda c: c.status == S.SCHEDULED),
-    CampaignAction("pause", "Pause", control.pause, lambda c: c.status == S.IN_PROGRESS),
-    CampaignAction("resume", "Resume", control.resume, lambda c: c.status == S.PAUSED, permission="send",
+    CampaignAction("unschedule", "Unschedule", services.unschedule, lambda c: c.status == S.SCHEDULED),
+    CampaignAction("pause", "Pause", services.pause, lambda c: c.status == S.IN_PROGRESS),
+    CampaignAction("resume", "Resume", services.resume, lambda c: c.status == S.PAUSED, permission="send",
                    style="primary"),
-    CampaignAction("retry_failed", "Retry failed", control.retry_failed,
+    CampaignAction("retry_failed", "Retry failed", services.retry_failed,
                    lambda c: c.failed_count > 0 and c.status in (S.IN_PROGRESS, S.PAUSED, S.COMPLETED, S.FAILED),
                    confirm="Send again to every recipient whose delivery failed?", permission="send"),
-    CampaignAction("resend_unknown", "Resend unknown", control.resend_unknown,
+    CampaignAction("resend_unknown", "Resend unknown", services.resend_unknown,
                    lambda c: c.unknown_count > 0 and c.status in (S.IN_PROGRESS, S.PAUSED, S.COMPLETED, S.FAILED),
                    confirm="Send again to recipients whose delivery is unknown? The provider may have accepted "
                            "some of them already, so a few people may get the email twice.", permission="send"),
-    CampaignAction("cancel", "Cancel", control.cancel,
+    CampaignAction("cancel", "Cancel", services.cancel,
                    lambda c: c.status in (S.DRAFT, S.SCHEDULED, S.IN_PROGRESS, S.PAUSED),
                    confirm="Cancel this campaign? Recipients not yet sent are skipped and it cannot be restarted.",
                    style="danger"),

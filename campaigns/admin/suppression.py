@@ -14,6 +14,7 @@ from django.urls import path, reverse
 
 from campaigns import suppression
 from campaigns.admin.staff_actions import done, perform
+from campaigns.exceptions import SuppressionImportError
 from campaigns.models import Suppression
 
 MAX_UPLOAD_MB = 50
@@ -25,7 +26,7 @@ class SuppressionForm(forms.ModelForm):
         fields = ("email", "reason", "source", "campaign")
 
     def clean_email(self):
-        email = suppression.normalise(self.cleaned_data["email"])
+        email = suppression.normalize(self.cleaned_data["email"])
         validate_email(email)
         return email
 
@@ -84,6 +85,6 @@ class SuppressionAdmin(admin.ModelAdmin):
 def import_suppressions(*, file, reason, source):
     try:
         report = suppression.import_csv(file.file, reason=reason, source=source or f"CSV import: {file.name}"[:200])
-    except suppression.SuppressionImportError as refused:
+    except SuppressionImportError as refused:
         raise forms.ValidationError({"file": str(refused)}) from refused
     return done(report.summary(), messages.WARNING if report.invalid else messages.SUCCESS)

@@ -17,10 +17,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from campaigns.logsafe import for_log
-from campaigns.sending.providers.base import (
-    DeliveryResult,
-    Outcome,
+from campaigns.exceptions import (
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
@@ -28,8 +25,10 @@ from campaigns.sending.providers.base import (
     RecipientsRejected,
     TemporaryError,
 )
+from campaigns.logsafe import for_log
+from campaigns.sending.providers.base import DeliveryResult, Outcome
 
-logger = logging.getLogger("campaigns.sending")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

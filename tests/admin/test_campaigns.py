@@ -134,7 +134,7 @@ def row_of(html, name):
 
 
 @pytest.mark.django_db
-def test_badges_progress_and_rate_colours(staff_client):
+def test_badges_progress_and_rate_colors(staff_client):
     CampaignFactory(name="Great", status="completed", total_recipients=1000, sent_count=990, failed_count=10)
     CampaignFactory(name="Middling", status="in_progress", total_recipients=1000, sent_count=450, failed_count=50)
     CampaignFactory(name="Poor", status="failed", total_recipients=100, sent_count=50, failed_count=50)

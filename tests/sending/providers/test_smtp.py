@@ -3,11 +3,8 @@ result or typed error the pipeline gets back."""
 
 import pytest
 
-from campaigns.sending.providers.base import (
-    Outcome,
-    ProviderRefused,
-    TemporaryError,
-)
+from campaigns.exceptions import ProviderRefused, TemporaryError
+from campaigns.sending.providers.base import Outcome
 from campaigns.sending.providers.smtp import SmtpProvider
 from tests.sending.conftest import make_batch, make_recipients, unsubscribe_url
 from tests.support.scripted_smtp import scripted_smtp, scripted_smtp_without_smtputf8  # noqa: F401 (fixtures)
