@@ -50,7 +50,7 @@ class CeleryWorker:
         self.name = f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}@test"
         self.log_path = Path(log_dir) / f"{self.name}.log"
         # Fault injection, test-only: APP_MODULE may be a wrapper of mailer_project's app that patches a
-        # step; MODULE runs the celery command line (tests.crashing_worker wraps it with a hook).
+        # step; MODULE runs the celery command line (tests.support.crashing_worker wraps it with a hook).
         self.cmd = [sys.executable, "-m", module, "-A", app_module, "worker", "-Q", ",".join(queues),
                     "-n", self.name, "--concurrency", str(concurrency), "--pool", pool, "--loglevel", "INFO",
                     "--without-gossip", "--without-mingle"]

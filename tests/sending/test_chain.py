@@ -12,7 +12,7 @@ from campaigns.sending.providers.base import Outcome
 from campaigns.sending.providers.sendgrid import SendGridProvider
 from campaigns.sending.providers.smtp import SmtpProvider
 from tests.sending.conftest import make_batch, make_recipients
-from tests.sending.scripted_smtp import scripted_smtp  # noqa: F401 (fixture)
+from tests.support.scripted_smtp import scripted_smtp  # noqa: F401 (fixture)
 
 
 @pytest.fixture

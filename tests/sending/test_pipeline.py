@@ -382,7 +382,7 @@ def test_pacing_holds_the_sendgrid_rate_in_every_one_second_window_across_worker
     campaign = make_campaign(3200, batch_size=100)
     start_worker(["scheduler"], concurrency=1)
     for _ in range(3):
-        start_worker(["senders"], concurrency=2, app_module="tests.sending.slow_requests_app")
+        start_worker(["senders"], concurrency=2, app_module="tests.support.slow_requests_app")
 
     services.send_now(campaign.pk)
     wait_until_finished(campaign)

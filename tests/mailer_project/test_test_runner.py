@@ -10,7 +10,7 @@ from mailer_project.test_runner import ROOT, UnknownTestLabel, pytest_path
 
 @pytest.fixture
 def tree(tmp_path):
-    for name in ["tests/sending/test_ratelimit.py", "tests/sending/scripted_smtp.py", "tests/test_states.py",
+    for name in ["tests/sending/test_ratelimit.py", "tests/support/scripted_smtp.py", "tests/test_states.py",
                  "tests/support/factories.py", "campaigns/sending/ratelimit.py"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("")
@@ -37,7 +37,7 @@ def test_dotted_labels_and_paths_map_to_their_files(tree, label, path):
 @pytest.mark.parametrize("label", [
     "tests.no_such_module",
     "tests.sending.no_such_module.test_name",
-    "tests.sending.scripted_smtp",       # a helper, not a test module
+    "tests.support.scripted_smtp",       # a helper, not a test module
     "tests.support",                     # a folder without test modules
     "campaigns.sending",                 # app code: its tests are under tests/
     "tests/no_such_file.py",
@@ -60,6 +60,6 @@ def test_manage_py_test_with_an_unknown_label_fails_and_says_why():
 
 
 def test_manage_py_test_runs_the_test_a_dotted_label_names():
-    result = manage_test("tests.test_test_runner.test_an_app_label_runs_the_suite_that_mirrors_the_app")
+    result = manage_test("tests.mailer_project.test_test_runner.test_an_app_label_runs_the_suite_that_mirrors_the_app")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout

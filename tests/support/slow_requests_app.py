@@ -2,7 +2,7 @@
 random, are held up SLOW_REQUEST_SECONDS (default 0.4 s) between taking their place under the rate
 limit and leaving, as a busy database or network holds them up. Production code has no such switch.
 
-    celery -A tests.sending.slow_requests_app worker -Q senders ...
+    celery -A tests.support.slow_requests_app worker -Q senders ...
 """
 
 import os

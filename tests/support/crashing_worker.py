@@ -1,6 +1,6 @@
 """A Celery worker that stops at one step of a batch, so that a test can SIGKILL it there. Tests only.
 
-    python -m tests.crashing_worker -A mailer_project worker -Q senders ...   (celery's own arguments)
+    python -m tests.support.crashing_worker -A mailer_project worker -Q senders ...   (celery's own arguments)
 
 CRASH_AT names the step (one of STEPS). The first time a batch reaches it, the worker writes what is
 in flight to CRASH_SIGNAL_FILE (JSON) and blocks there until it is killed. The production code has no

@@ -5,7 +5,7 @@ reach it over TCP like any relay, and it records what it accepted.
     def test_x(scripted_smtp):
         scripted_smtp.refuse_rcpt(".", "554 5.7.1 Relay access denied")
 
-Import the fixture into a test module with ``from tests.sending.scripted_smtp import scripted_smtp``.
+Import the fixture into a test module with ``from tests.support.scripted_smtp import scripted_smtp``.
 """
 
 import re

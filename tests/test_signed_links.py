@@ -13,7 +13,7 @@ from django.test import Client
 from campaigns import click_tracking, signed_links
 from campaigns.models import DeliveryLog, Suppression
 from tests.factories import CampaignFactory, DeliveryLogFactory
-from tests.test_settings import PRODUCTION, load_settings
+from tests.mailer_project.test_settings import PRODUCTION, load_settings
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 HTML = '<html><body><a href="https://shop.acme.test/sale">Sale</a><a href="https://acme.test/b">B</a></body></html>'
@@ -60,7 +60,7 @@ def test_blank_fallback_entries_are_dropped_so_an_empty_key_never_verifies():
     import subprocess
     import sys
 
-    from tests.test_settings import ROOT
+    from tests.mailer_project.test_settings import ROOT
     probe = ("import json, django; django.setup(); from django.conf import settings as s; "
              "print(json.dumps([s.LINK_SIGNING_KEY_FALLBACKS, s.SECRET_KEY_FALLBACKS]))")
     env = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "mailer_project.settings", **PRODUCTION,

@@ -19,7 +19,18 @@ from django.test import Client
 
 from campaigns import signed_links
 from campaigns.models import DeliveryLog
+from tests.sending.providers.conftest import sendgrid  # noqa: F401  (fixture)
 from tests.deploy import tools
+from tests.deploy.conftest import (  # noqa: F401  (fixtures: gunicorn, Flower and nginx as deployed)
+    dev_compose,
+    docker_compose,
+    flower_server,
+    nginx_bin,
+    ports,
+    production_env,
+    static_root,
+    web_server,
+)
 from tests.factories import CampaignFactory, DeliveryLogFactory
 
 SEED = 1313

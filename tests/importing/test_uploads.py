@@ -1,6 +1,6 @@
 """Uploads imported by the `imports` worker while staff and the scheduler carry on: progress inside the
 import's transaction, a campaign page that never waits, campaign starts on time, no import run twice or
-forever, uploaded files removed. Long imports are held mid-file by tests/importing/paused_imports_app.py."""
+forever, uploaded files removed. Long imports are held mid-file by tests/support/paused_imports_app.py."""
 
 import os
 import signal
@@ -18,7 +18,7 @@ from tests.importing.conftest import csv_upload, import_url, status_json_url, up
 from tests.sending.test_pipeline import make_campaign, status_of, wait_for
 
 S = RecipientImport.Status
-PAUSED_APP = "tests.importing.paused_imports_app"
+PAUSED_APP = "tests.support.paused_imports_app"
 CHUNK_ROWS = 100
 
 

@@ -1,6 +1,6 @@
 """Test-only fault injection: mailer_project's Celery app, with imports that can be held mid-file.
 
-    celery -A tests.importing.paused_imports_app worker -Q imports ...
+    celery -A tests.support.paused_imports_app worker -Q imports ...
 
 In this worker's pool processes an import reads IMPORT_TEST_CHUNK_ROWS rows per chunk, writes its progress
 after every chunk (inside its transaction, holding the campaign row), and then waits for as long as the

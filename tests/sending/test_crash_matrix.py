@@ -1,7 +1,7 @@
 """The crash matrix: a real sender worker process is killed with SIGKILL at each step of a batch, and the
 ledger is checked against the provider server's own record.
 
-The worker is started through tests/crashing_worker.py, which stops it at the step (a test-only
+The worker is started through tests/support/crashing_worker.py, which stops it at the step (a test-only
 patch); the test then kills its whole process group, as a crashed machine would. Each case asserts:
 nobody was mailed twice; every `unknown` row is an address the server saw or had in flight (SMTP:
 accepted a RCPT for; SendGrid: received in a request), and there are at most SEND_SMTP_CHUNK of them
@@ -73,7 +73,7 @@ def test_a_sender_killed_at_each_step_of_a_batch_mails_nobody_twice_and_bounds_u
         api.fail("hang", count=1, hang_seconds=120)
         doomed = start_worker(["senders"], concurrency=1)
     else:
-        doomed = start_worker(["senders"], concurrency=1, module="tests.crashing_worker", CRASH_AT=step,
+        doomed = start_worker(["senders"], concurrency=1, module="tests.support.crashing_worker", CRASH_AT=step,
                               CRASH_SIGNAL_FILE=signal_file, **env)
 
     services.send_now(campaign.pk)
