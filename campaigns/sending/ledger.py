@@ -58,7 +58,7 @@ WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
 
 # Results of rows this claim still owns, and the campaign's counters, in one statement (so they
 # commit together, in one round trip). The campaign row is locked first, the order cancel uses
-# (campaign, then rows): every other CTE reads `campaign`, so none runs before its lock is held.
+# (campaign, then rows): every other CTE depends on `campaign`, so none runs before its lock is held.
 # Rows going back to pending end `skipped` with "cancelled" when the campaign is cancelled. `status`
 # is the row as locked: after waiting for a concurrent cancel, FOR UPDATE returns the cancel's version.
 # The claim-token condition is what keeps a worker whose claim expired from overwriting what the sweep
