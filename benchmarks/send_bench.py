@@ -1,5 +1,5 @@
 """Sending benchmark: a whole campaign through real Celery workers to a local provider, timed from
-`control.send_now()` to `completed`, checked for exactly-once delivery at the server, next to a
+`services.send_now()` to `completed`, checked for exactly-once delivery at the server, next to a
 baseline measured in the same run against the same kind of server.
 
     make bench-send ARGS="--recipients 200000 --provider sendgrid"
@@ -31,7 +31,7 @@ the sender pool had; it prints pipeline / floor, in emails/s and in CPU µs per 
 
 `--workers 1,2,4` runs that many separate sender worker processes (`-n send1@hostA`, ...), a fresh
 campaign each; with `--rate-limit N` the shared limit is checked at the fake API's receive timestamps
-(benchmarks/timed_sendgrid_api.py).
+(each recorded personalization's `received_at`).
 
 Exactly-once is checked at the server: duplicates = extra copies of any address; lost = recipients
 the server never saw and whose delivery log is not failed or skipped. The last line is
@@ -69,7 +69,7 @@ POST_OFFICE_VERSION = "3.12.0"
 PRODUCTION_ENV = {"DEBUG": "False", "SECRET_KEY": "send-bench-not-a-secret", "LINK_SIGNING_KEY": "send-bench-links",
                   "ALLOWED_HOSTS": "127.0.0.1",
                   "FLOWER_PASSWORD": "send-bench", "SITE_URL": "https://mail.example.com"}
-# High enough that the shared Redis token bucket never makes a batch wait: the run measures the pipeline.
+# High enough that the shared rate limit in Redis never makes a batch wait: the run measures the pipeline.
 UNCAPPED_RATE = "1000000"
 LIMIT_NOTES = {"sendgrid": f"SENDGRID_RATE_LIMIT_PER_SEC raised to {UNCAPPED_RATE} so the limiter never waits",
                "smtp": "no SMTP rate limit (SMTP_RATE_LIMIT_PER_SEC=0, the default)"}
@@ -402,8 +402,8 @@ def send_campaign(campaign_id, total, sender, server, timeout):
     samples and the CPU each part used. SENDER is one Worker or a list of them."""
     from tqdm import tqdm
 
+    from campaigns import services
     from campaigns.models import Campaign
-    from campaigns.sending import control
 
     senders = sender if isinstance(sender, list) else [sender]
     finished = (Campaign.Status.COMPLETED, Campaign.Status.FAILED, Campaign.Status.CANCELLED)
@@ -418,7 +418,7 @@ def send_campaign(campaign_id, total, sender, server, timeout):
     settle_database()  # the recipients' INSERT must not be flushed on the campaign's time
     cpu_before = meter.snapshot()
     started_wall, started = time.time(), time.perf_counter()
-    control.send_now(campaign_id)
+    services.send_now(campaign_id)
     while True:
         row = Campaign.objects.filter(pk=campaign_id).values(*fields).get()
         done = row["sent_count"] + row["failed_count"] + row["skipped_count"] + row["unknown_count"]
@@ -503,26 +503,19 @@ def report_campaign(run, check, total, concurrency):
 
 # --- SendGrid ---------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def timed_sendgrid(records):
-    """The fake SendGrid API with receive timestamps in its record file (benchmarks/timed_sendgrid_api.py)."""
-    from campaigns.localservers import free_port, serving
-
-    port = free_port()
-    command = [sys.executable, str(ROOT / "benchmarks" / "timed_sendgrid_api.py"), "--host", "127.0.0.1",
-               "--port", str(port), "--record-file", str(records), "--api-key", API_KEY]
-    with serving(command, "127.0.0.1", port, log_path=BENCH_DIR / "sendgrid_api.log", cwd=ROOT) as server:
-        yield server
+def fake_sendgrid(records):
+    """The fake SendGrid API, recording every personalization with its request's receive time."""
+    return local_server("sendgrid_api", "--record-file", records, "--api-key", API_KEY)
 
 
 def read_sendgrid_records(records):
-    """(Counter of addresses seen, Counter of receive time -> personalizations) from a timed record file."""
+    """(Counter of addresses seen, Counter of receive time -> personalizations) from a record file."""
     seen, arrivals = collections.Counter(), collections.Counter()
     with open(records, encoding="utf-8") as lines:
         for line in lines:
             record = json.loads(line)
             seen.update(record["to"])
-            arrivals[record.get("t", 0)] += 1
+            arrivals[record["received_at"]] += 1
     return seen, arrivals
 
 
@@ -550,7 +543,7 @@ def bench_sendgrid(campaign_id, args, sample):
     print(f"== SendGrid path: fake SendGrid API, {total:,} recipients", flush=True)
     records = BENCH_DIR / "sendgrid-pipeline.jsonl"
     note = LIMIT_NOTES["sendgrid"] if args.rate_limit is None else f"SENDGRID_RATE_LIMIT_PER_SEC={args.rate_limit:g}"
-    with timed_sendgrid(records) as (server, port):
+    with fake_sendgrid(records) as (server, port):
         env = sendgrid_env(f"http://127.0.0.1:{port}", args.rate_limit)
         with workers(env, args.concurrency, note) as sender:
             run = send_campaign(campaign_id, total, sender, server, args.timeout)
@@ -569,7 +562,7 @@ def bench_sendgrid(campaign_id, args, sample):
         print(f"== {'Floor part 3' if floor else 'Baseline'}: the fake SendGrid API's raw accept rate, {sample:,} "
               f"recipients in batches of {args.batch_size}, POSTed by {args.concurrency} client processes", flush=True)
         raw_records = BENCH_DIR / "sendgrid-raw.jsonl"
-        with timed_sendgrid(raw_records) as (raw_server, port):
+        with fake_sendgrid(raw_records) as (raw_server, port):
             url = f"http://127.0.0.1:{port}"
             settle_database()
             meter = floor_meter(raw_server)
@@ -779,7 +772,7 @@ def bench_scale_out(campaign_id, args):
         print(f"== Scale-out: {count} sender worker process(es), fresh campaign #{campaign_id} of {total:,}, "
               f"fake SendGrid API", flush=True)
         records = BENCH_DIR / f"sendgrid-workers-{count}.jsonl"
-        with timed_sendgrid(records) as (server, port):
+        with fake_sendgrid(records) as (server, port):
             env = sendgrid_env(f"http://127.0.0.1:{port}", limit)
             with workers(env, args.concurrency, note, count=count) as senders:
                 run = send_campaign(campaign_id, total, senders, server, args.timeout)
@@ -1123,7 +1116,7 @@ def post_office_child(campaign_id, sample, processes):
     from post_office import mail
     from post_office.models import STATUS, Email
 
-    from campaigns import links
+    from campaigns import signed_links
     from campaigns.rendering import compile_campaign, recipient_context
     from campaigns.sending.providers.base import list_unsubscribe_headers
 
@@ -1134,7 +1127,7 @@ def post_office_child(campaign_id, sample, processes):
     began = time.perf_counter()
     queued = []
     for _batch, (pk, _status, _attempts, email, first, last, data) in campaign_rows(campaign_id, sample):
-        url = links.unsubscribe_url(pk)
+        url = signed_links.unsubscribe_url(pk)
         data = json.loads(data) if isinstance(data, str) else data or {}
         rendered = compiled.render(recipient_context(email, first, last, data, url))
         queued.append({"recipients": [email], "sender": sender, "subject": rendered.subject,

@@ -47,7 +47,7 @@ if not DEBUG and not SITE_URL.lower().startswith("https://"):
         f"SITE_URL must be an https:// URL in production (DEBUG is off), not {SITE_URL!r}: it is the base of "
         f"the unsubscribe and tracking links in every email. See .env.example."
     )
-# Keys of the links in emails (campaigns/links.py), separate from SECRET_KEY so either can rotate
+# Keys of the links in emails (campaigns/signed_links.py), separate from SECRET_KEY so either can rotate
 # alone. Rotation: the new key here, the old one(s) in LINK_SIGNING_KEY_FALLBACKS (comma-separated)
 # for as long as mailed links must work (docs/security.md, "Rotating keys").
 LINK_SIGNING_KEY = _required_in_production("LINK_SIGNING_KEY", f"dev-link-signing-key:{SECRET_KEY}")
@@ -225,8 +225,8 @@ SEND_SMTP_CHUNK = env.int("SEND_SMTP_CHUNK", default=10)
 # planning per call). Turn off behind a pooler that cannot keep them (PgBouncer before 1.21 in
 # transaction mode, or without max_prepared_statements).
 SEND_PREPARED_STATEMENTS = env.bool("SEND_PREPARED_STATEMENTS", default=True)
-# The rate-limit window is one second plus this guard, for the varying delay between a send's
-# reservation and its arrival at the provider.
+# The rate-limit window is one second plus this guard, for the difference between Redis's clock (by
+# which sends are paced) and the provider's.
 RATE_LIMIT_GUARD_SECONDS = env.float("RATE_LIMIT_GUARD_SECONDS", default=0.05)
 SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)
 # Within one batch: retries per provider on 5xx/429/connection errors, the backoff base (full jitter

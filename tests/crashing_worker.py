@@ -82,10 +82,10 @@ def before_results():
     """The provider accepted (SMTP: a chunk; SendGrid: the request); nothing of it is written yet."""
     original = ledger.BatchLedger.write
 
-    def write(self, rows, bounced_ids=()):
+    def write(self, rows, *args, **kwargs):
         if any(row[1] == "sent" for row in rows):
             stop_here(accepted=_emails(row[0] for row in rows))
-        return original(self, rows, bounced_ids)
+        return original(self, rows, *args, **kwargs)
     ledger.BatchLedger.write = write
 
 
@@ -93,9 +93,9 @@ def while_writing():
     """The results' UPDATE has run in the transaction, which has not committed."""
     original = ledger.BatchLedger.write
 
-    def write(self, rows, bounced_ids=()):
+    def write(self, rows, *args, **kwargs):
         with transaction.atomic():
-            original(self, rows, bounced_ids)
+            original(self, rows, *args, **kwargs)
             if any(row[1] == "sent" for row in rows):
                 stop_here(writing=_emails(row[0] for row in rows))
     ledger.BatchLedger.write = write

@@ -10,8 +10,10 @@ Mail send:
   * A valid request gets 202 with an empty body and an ``X-Message-Id``
     header, and every personalization is appended to --record-file as one
     JSON line: ``message_id``, ``to`` (list of addresses), ``custom_args``
-    (top-level merged with the personalization's), ``substitutions`` and
-    ``subject`` (the personalization's, else the top-level one).  With
+    (top-level merged with the personalization's), ``substitutions``,
+    ``subject`` (the personalization's, else the top-level one) and
+    ``received_at`` (epoch seconds, when the server began to handle the
+    request, before reading its body: what a rate limit is checked on).  With
     --render each line also has ``rendered``: ``{"subject", "text", "html"}``
     with that personalization's substitutions applied by plain string
     replacement, as SendGrid does (costly for big bodies: tests only).
@@ -330,9 +332,9 @@ class FakeSendGrid:
         with self.lock:
             self.hung_recipients.extend(addresses)
 
-    def record(self, payload, message_id):
+    def record(self, payload, message_id, received_at):
         lines = "".join(
-            json.dumps(r) + "\n"
+            json.dumps({**r, "received_at": round(received_at, 6)}) + "\n"
             for r in personalization_records(payload, message_id, self.render))
         with self.lock:
             self.records.write(lines)
@@ -376,6 +378,7 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
             self.send_json(404, error_body(error("Not found")))
 
     def do_POST(self):
+        self.received_at = time.time()
         body = self.read_body()
         path = self.path.split("?")[0]
         if path == "/v3/mail/send":
@@ -415,7 +418,7 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
             self.reply(400, error_body(*errors))
             return
         message_id = secrets.token_urlsafe(16)  # 22 characters, like SendGrid's
-        self.app.record(payload, message_id)
+        self.app.record(payload, message_id, self.received_at)
         if fault:
             # Accepted, but the answer that reaches the client is the fault.
             self.reply_fault(fault, f"{fault['mode']} after accepting", len(payload["personalizations"]), body)

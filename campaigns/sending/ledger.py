@@ -62,7 +62,9 @@ WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
 # Rows going back to pending end `skipped` with "cancelled" when the campaign is cancelled. `status`
 # is the row as locked: after waiting for a concurrent cancel, FOR UPDATE returns the cancel's version.
 # The claim-token condition is what keeps a worker whose claim expired from overwriting what the sweep
-# (or another batch) decided since: see LATE_RESULTS for what such a worker may still record.
+# (or another batch) decided since: see LATE_RESULTS for what such a worker may still record. Rows
+# going back to pending give their attempt back when it did not count (a provider problem: nothing of
+# theirs left).
 WRITE_RESULTS = """
 WITH campaign AS (
     SELECT status FROM campaigns_campaign WHERE id = %(campaign)s FOR UPDATE
@@ -77,6 +79,8 @@ WITH campaign AS (
     SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
         sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
         call_started_at = CASE WHEN v.status = 'pending' THEN NULL ELSE d.call_started_at END,
+        attempts = CASE WHEN v.status = 'pending' AND NOT %(counted)s THEN greatest(d.attempts - 1, 0)
+                        ELSE d.attempts END,
         claim_token = NULL, lease_expires_at = NULL, updated_at = now()
     FROM v
     WHERE d.id = v.id AND d.claim_token = %(token)s::uuid AND d.status = 'sending'
@@ -220,10 +224,11 @@ class BatchLedger:
 
     def record(self, provider, results, give_up=True):
         """Write RESULTS (DeliveryResults) now, with the campaign's counters. With GIVE_UP, a deferred
-        row that has used its last attempt is failed rather than put back to pending."""
+        row that has used its last attempt is failed rather than put back to pending; without it (a
+        provider problem), deferred rows go back to pending and this attempt does not count."""
         rows = [self.row_for(provider, r, give_up) for r in results if r.delivery_id not in self.recorded]
         bounced = [r.delivery_id for r in results if r.bounced]
-        self.write(rows, bounced)
+        self.write(rows, bounced, attempt_counted=give_up)
 
     def row_for(self, provider, result, give_up=True):
         status = {Outcome.SENT: D.SENT, Outcome.FAILED: D.FAILED, Outcome.UNKNOWN: D.UNKNOWN}.get(result.outcome)
@@ -236,7 +241,7 @@ class BatchLedger:
                 status = D.PENDING
         return result.delivery_id, status, provider, result.message_id or "", error
 
-    def write(self, rows, bounced_ids=()):
+    def write(self, rows, bounced_ids=(), attempt_counted=True):
         """Write (id, status, provider, message id, error) rows with the counters they move.
 
         Each statement writes rows and counters together (WRITE_RESULTS), so the counters equal the
@@ -249,7 +254,7 @@ class BatchLedger:
             return
         with transaction.atomic() if bounced_ids else nullcontext():
             written = run_prepared(WRITE_RESULTS, {**_columns(rows), "campaign": self.campaign_id,
-                                                   "token": self.token}).fetchall()
+                                                   "token": self.token, "counted": attempt_counted}).fetchall()
             corrected = []
             if len(written) < len(rows):
                 owned = {pk for pk, _ in written}

@@ -1,108 +1,130 @@
-"""The shared sliding-window limit, checked on the limiter's own accounting (Redis time), never on
-how fast the test ran."""
+"""The shared rate limit, checked on the limiter's own clock (Redis time), never on how fast the test
+ran: at most the rate of messages arrive in any window, however the sends are delayed on their way."""
 
+import bisect
 import json
+import os
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 from django.conf import settings
 
 from campaigns.localservers import REPO_ROOT
 from campaigns.sending import ratelimit
-from campaigns.sending.ratelimit import SlidingWindow
 
-# One worker process: wait for the go signal, then acquire PARTS x SIZE tokens; print every grant.
+KEY = "ratelimit:sendgrid:sends"
+
+# One worker process: wait for the go signal, then make SENDS requests of SIZE messages each, every
+# one held up at random before it "arrives" (Redis time, the provider's clock here) and again before
+# its answer is read; print every arrival.
 WORKER = """
-import json, sys, time
-import redis
-from campaigns.sending.ratelimit import SlidingWindow
-url, key, rate, window, parts, size = sys.argv[1:7]
-client = redis.Redis.from_url(url)
-client.incr(key + ":ready")
-while not client.exists(key + ":go"):
+import json, os, random, sys, time
+import django
+django.setup()
+from campaigns.sending import ratelimit
+sends, size = map(int, sys.argv[1:3])
+client = ratelimit._client(os.environ["REDIS_URL"])
+client.incr("pacer-test:ready")
+while not client.exists("pacer-test:go"):
     time.sleep(0.005)
-bucket = SlidingWindow(key, float(rate), float(window), client=client)
-grants = []
-for _ in range(int(parts)):
-    grants += [[r.tokens, r.wait, r.ready_at] for r in bucket.acquire(int(size))]
-print(json.dumps(grants))
+chance = random.Random(os.getpid())
+arrivals = []
+pacer = ratelimit.Pacer("sendgrid")
+for _ in range(sends):
+    pacer.take(size)
+    time.sleep(chance.choice((0, 0.3)))  # on the way out: a slow database, a busy network
+    seconds, micros = client.time()
+    arrivals.append(seconds + micros / 1e6)
+    time.sleep(chance.choice((0, 0.2)))  # the answer on its way back
+    pacer.done()
+print(json.dumps(arrivals))
 """
 
 
 @pytest.fixture
-def bucket_key(redis_client):
-    key = f"ratelimit:test-{uuid.uuid4().hex}"
-    yield key
-    redis_client.delete(key, key + ":seq", key + ":ready", key + ":go")
+def pacer_keys(redis_client):
+    keys = [KEY, "ratelimit:smtp:sends", "pacer-test:ready", "pacer-test:go"]
+    redis_client.delete(*keys)
+    yield
+    redis_client.delete(*keys)
 
 
-def run_workers(redis_client, key, count, rate, window, parts, size):
-    processes = [
-        subprocess.Popen([sys.executable, "-c", WORKER, settings.REDIS_URL, key, str(rate), str(window),
-                          str(parts), str(size)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-        for _ in range(count)
-    ]
+def run_workers(redis_client, count, rate, sends, size):
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="mailer_project.settings", REDIS_URL=settings.REDIS_URL,
+               SENDGRID_RATE_LIMIT_PER_SEC=str(rate), RATE_LIMIT_GUARD_SECONDS="0")
+    processes = [subprocess.Popen([sys.executable, "-c", WORKER, str(sends), str(size)], cwd=REPO_ROOT, env=env,
+                                  stdout=subprocess.PIPE, text=True)
+                 for _ in range(count)]
     deadline = time.monotonic() + 30
-    while int(redis_client.get(key + ":ready") or 0) < count:
+    while int(redis_client.get("pacer-test:ready") or 0) < count:
         assert time.monotonic() < deadline, "workers did not start"
         time.sleep(0.01)
-    redis_client.set(key + ":go", 1)
-    outputs = [process.communicate(timeout=60)[0] for process in processes]
+    redis_client.set("pacer-test:go", 1)
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
     assert [process.returncode for process in processes] == [0] * count
     return [json.loads(output) for output in outputs]
 
 
-def test_two_processes_sharing_a_limit_never_exceed_the_rate_in_any_window(redis_client, bucket_key):
-    # Each process alone needs four windows (1,600 tokens at 400 a window), so a process that starts up
-    # to three windows after the other still competes with it.
-    rate, window, parts, size = 400, 0.25, 20, 80
-    per_process = run_workers(redis_client, bucket_key, 2, rate, window, parts, size)
+def test_processes_sharing_a_limit_never_let_more_than_the_rate_arrive_in_any_window(redis_client, pacer_keys):
+    # Three processes, requests of 80 under 400/s: five requests' worth in flight or completed within
+    # any window, and each process alone needs several windows, so they compete throughout.
+    rate, sends, size = 400, 8, 80
+    per_process = run_workers(redis_client, 3, rate, sends, size)
 
-    assert [sum(tokens for tokens, _, _ in grants) for grants in per_process] == [parts * size] * 2
-    # Both really competed: each one's grants start before the other's end.
-    first, second = ([ready for _, _, ready in grants] for grants in per_process)
-    assert min(first) < max(second) and min(second) < max(first)
-    # Every process was made to wait by the other's use of the limit.
-    assert all(sum(wait for _, wait, _ in grants) > 0 for grants in per_process)
-
-    grants = sorted((ready, tokens) for grants in per_process for tokens, _, ready in grants)
-    # In every window [t_i, t_i + window) of the limiter's clock, at most `rate` sends start (the
-    # bound is exact: allow only the float error of epoch timestamps).
-    for i, (start, _) in enumerate(grants):
-        assert sum(tokens for at, tokens in grants[i:] if at < start + window - 1e-6) <= rate
+    assert [len(arrivals) for arrivals in per_process] == [sends] * 3
+    first, second, third = (sorted(arrivals) for arrivals in per_process)
+    assert first[0] < second[-1] and second[0] < first[-1] and third[0] < first[-1]  # they overlapped
+    # In every window [t, t + 1 s) of the provider's clock, at most `rate` messages arrive.
+    arrivals = sorted(t for process in per_process for t in process)
+    busiest = max(bisect.bisect_left(arrivals, start + 1.0) - i for i, start in enumerate(arrivals)) * size
+    assert busiest <= rate
 
 
-def test_a_request_larger_than_the_limit_is_granted_in_parts(redis_client, bucket_key):
+def test_a_request_waits_until_its_places_free_a_window_after_the_answers(settings, pacer_keys):
+    settings.SENDGRID_RATE_LIMIT_PER_SEC = 10
+    settings.RATE_LIMIT_GUARD_SECONDS = 0.05
+    first, second = ratelimit.Pacer("sendgrid"), ratelimit.Pacer("sendgrid")
+
+    assert first.try_start(8) is True  # a burst of up to one second's worth starts at once
+    assert second.try_start(5) is False  # 8 in flight: 5 more would exceed the rate
+    assert second.try_start(2) is True  # 2 fit
+    second.done()
+    first.done()
+    # Now all 10 places completed just now: a request of 5 waits for the fifth oldest to be a window
+    # old (Redis time), not before.
+    assert second.try_start(5) is False
+    assert 0.9 < second.hint <= 1.05
+
+
+def test_a_waiting_request_sleeps_until_its_places_free_instead_of_polling(settings, pacer_keys, monkeypatch):
+    settings.SENDGRID_RATE_LIMIT_PER_SEC = 10
+    first, second = ratelimit.Pacer("sendgrid"), ratelimit.Pacer("sendgrid")
+    first.take(10)
+    first.done()  # every place answered: when each frees is known
     waits = []
-    limiter = SlidingWindow(bucket_key, rate=100, window=1.05, client=redis_client)
+    monkeypatch.setattr(ratelimit, "wait", lambda seconds: (waits.append(seconds), time.sleep(seconds)))
 
-    reservations = limiter.acquire(180, sleep=waits.append)
+    second.take(5)
 
-    assert [r.tokens for r in reservations] == [100, 80]
-    # The first part is a burst of one window's worth; the next waits until that window has passed.
-    assert reservations[0].wait == 0
-    assert reservations[1].ready_at - reservations[0].ready_at == pytest.approx(1.05, abs=1e-6)
-    assert waits == [r.wait for r in reservations if r.wait > 0]
+    # One wait for the whole window (and at most one more if the sleep ended a hair early).
+    assert waits[0] > 0.9 and len(waits) <= 2
+    second.done()
 
 
-def test_a_second_caller_queues_behind_the_first(redis_client, bucket_key):
-    first = SlidingWindow(bucket_key, rate=10, window=1.05, client=redis_client)
-    second = SlidingWindow(bucket_key, rate=10, window=1.05, client=redis_client)
+def test_a_request_larger_than_the_limit_takes_every_place(settings, pacer_keys, redis_client):
+    settings.SENDGRID_RATE_LIMIT_PER_SEC = 10
+    pacer, other = ratelimit.Pacer("sendgrid"), ratelimit.Pacer("sendgrid")
 
-    full = first.reserve(10)
-    queued = second.reserve(5)
-
-    assert full.wait == 0
-    assert queued.ready_at - full.ready_at == pytest.approx(1.05, abs=1e-6)
+    assert pacer.try_start(25) is True
+    assert redis_client.zcard(KEY) == 10
+    assert other.try_start(1) is False
 
 
-def test_a_pacer_lets_the_rate_start_then_waits_a_window_from_their_completion(settings, redis_client):
+def test_a_pacer_lets_the_rate_start_then_waits_a_window_from_their_completion(settings, pacer_keys):
     settings.SMTP_RATE_LIMIT_PER_SEC = 10
     settings.RATE_LIMIT_GUARD_SECONDS = 0.05
-    redis_client.delete("ratelimit:smtp:sends")
     pacer, other = ratelimit.Pacer("smtp"), ratelimit.Pacer("smtp")
 
     assert [pacer.try_start() for _ in range(9)] == [True] * 9  # each completes the one before
@@ -111,26 +133,26 @@ def test_a_pacer_lets_the_rate_start_then_waits_a_window_from_their_completion(s
     # The place frees a window after the oldest completion (Redis time), not before.
     assert 0.9 < pacer.hint <= 1.05
     other.done()
-    redis_client.delete("ratelimit:smtp:sends")
 
 
-def test_acquire_uses_the_providers_configured_rate(settings, redis_client):
-    settings.SMTP_RATE_LIMIT_PER_SEC = 20
-    redis_client.delete("ratelimit:smtp", "ratelimit:smtp:seq")
-    waits = []
+def test_a_redis_error_when_a_send_completes_is_logged_not_raised(settings, pacer_keys, caplog):
+    settings.SENDGRID_RATE_LIMIT_PER_SEC = 10
+    pacer = ratelimit.Pacer("sendgrid")
+    pacer.take(3)
 
-    reservations = ratelimit.acquire("smtp", 50, sleep=waits.append)
+    def unreachable(**kwargs):
+        raise ratelimit.redis.ConnectionError("Redis went away")
+    pacer._pace = unreachable
 
-    assert [r.tokens for r in reservations] == [20, 20, 10]
-    assert redis_client.exists("ratelimit:smtp")
-    assert len(waits) == 2
-    redis_client.delete("ratelimit:smtp", "ratelimit:smtp:seq")
+    pacer.done()  # the answer that came back must still be recorded by the caller
+
+    assert "places stay held" in caplog.text
 
 
-def test_rate_zero_means_no_limit_and_no_redis_state(settings, redis_client):
+def test_rate_zero_means_no_limit_and_no_redis_state(settings, redis_client, pacer_keys):
     settings.SMTP_RATE_LIMIT_PER_SEC = 0
-    redis_client.delete("ratelimit:smtp")
+    settings.SENDGRID_RATE_LIMIT_PER_SEC = 0
 
-    assert ratelimit.acquire("smtp", 10_000) == []
     assert ratelimit.Pacer("smtp").try_start() is True
-    assert not redis_client.exists("ratelimit:smtp")
+    ratelimit.Pacer("sendgrid").take(10_000)
+    assert not redis_client.exists("ratelimit:smtp:sends", KEY)

@@ -2,8 +2,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from django.core.management.base import CommandError
 
+from campaigns import services
 from campaigns.management.campaign_command import CampaignActionCommand
-from campaigns.sending import control
 
 
 class Command(CampaignActionCommand):
@@ -18,4 +18,4 @@ class Command(CampaignActionCommand):
             valid = [validate_email(a, check_deliverability=False).normalized for a in addresses]
         except EmailNotValidError as error:
             raise CommandError(f"Not an email address: {error}") from error
-        return control.send_test_email(campaign_id, valid)
+        return services.send_test_email(campaign_id, valid)

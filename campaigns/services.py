@@ -1,0 +1,237 @@
+"""The campaign services, what staff do to a campaign: create from a template, schedule, send now,
+pause, resume, cancel, retry, resend, test send. (What staff read about one is campaigns.stats.)
+
+Each function is the one place its action happens; admin actions, management commands and tests call
+it. Each returns a short sentence for the user and raises IllegalTransition (or CampaignError, both in
+campaigns.exceptions) with a clear message when the action does not apply.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from campaigns import states
+from campaigns.exceptions import CampaignError
+from campaigns.models import Campaign, DeliveryLog, Suppression
+from campaigns.rendering import compile_campaign, recipient_context
+from campaigns.sending.chain import send_with_fallback
+from campaigns.sending.ledger import settle_unknown_with_evidence
+from campaigns.sending.pipeline import dispatch_batches, enqueue_start, pending_batch_numbers
+from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage
+from campaigns.validators import validate_from_email
+
+logger = logging.getLogger(__name__)
+D = DeliveryLog.Status
+
+# ETA tasks wait in Redis; one longer than the broker's visibility timeout would be redelivered, so
+# far-off schedules are left to the beat sweep, which enqueues them when they come near.
+ETA_WINDOW = timedelta(minutes=5)
+
+
+def create_from_template(template, **fields):
+    """A new draft campaign with the template's subject and bodies; FIELDS override or add to them."""
+    values = {"subject": template.subject, "html_body": template.html_body, "text_body": template.text_body,
+              "template": template, "name": template.name, **fields}
+    return Campaign.objects.create(**values)
+
+
+def check_sender(campaign_id, from_email):
+    """The sender mail goes out with must be valid and allowed now (ALLOWED_FROM_DOMAINS may have been set
+    after the campaign was written)."""
+    try:
+        validate_from_email(from_email or settings.DEFAULT_FROM_EMAIL)
+    except ValidationError as error:
+        raise CampaignError(f"Campaign #{campaign_id} cannot send from this address: {' '.join(error.messages)}")
+
+
+def _eta_if_near(campaign_id, when):
+    if when - timezone.now() <= ETA_WINDOW:
+        enqueue_start(campaign_id, eta=when)
+
+
+def schedule(campaign_id, when):
+    """Schedule a draft (or reschedule a scheduled) campaign for WHEN, a timezone-aware datetime."""
+    if timezone.is_naive(when):
+        raise CampaignError("The schedule needs a time zone: give an aware datetime.")
+    from_email = Campaign.objects.filter(pk=campaign_id).values_list("from_email", flat=True).first()
+    if from_email is None:
+        raise CampaignError(f"Campaign #{campaign_id} does not exist.")
+    check_sender(campaign_id, from_email)
+    if not Campaign.objects.filter(pk=campaign_id, recipients__isnull=False).exists():
+        raise CampaignError(f"Campaign #{campaign_id} has no recipients: import some before scheduling it.")
+    with transaction.atomic():
+        states.schedule(campaign_id, when)
+        _eta_if_near(campaign_id, when)
+    local = timezone.localtime(when)
+    logger.info("Campaign %s scheduled for %s", campaign_id, local.isoformat())
+    return f"Scheduled for {local:%Y-%m-%d %H:%M %Z}."
+
+
+def send_now(campaign_id):
+    schedule(campaign_id, timezone.now())
+    return "Sending starts now."
+
+
+def unschedule(campaign_id):
+    states.unschedule(campaign_id)
+    logger.info("Campaign %s unscheduled", campaign_id)
+    return "Unscheduled: the campaign is a draft again."
+
+
+def pause(campaign_id):
+    states.pause(campaign_id)
+    logger.info("Campaign %s paused", campaign_id)
+    return "Paused: batches already sending finish, no new batch starts."
+
+
+def resume(campaign_id):
+    with transaction.atomic():
+        states.resume(campaign_id)
+        batches = dispatch_batches(campaign_id, pending_batch_numbers(campaign_id))
+    logger.info("Campaign %s resumed: %s batches dispatched", campaign_id, batches)
+    return f"Resumed: {batches} batches to send."
+
+
+def cancel(campaign_id):
+    """Cancel; every recipient not yet sent becomes skipped with the reason 'cancelled'."""
+    with transaction.atomic():
+        states.cancel(campaign_id)
+        skipped = DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING).update(
+            status=D.SKIPPED, last_error="cancelled", updated_at=timezone.now()
+        )
+        Campaign.objects.filter(pk=campaign_id).update(skipped_count=F("skipped_count") + skipped)
+    logger.info("Campaign %s cancelled: %s recipients skipped", campaign_id, skipped)
+    return f"Cancelled: {skipped} recipients not yet sent were skipped."
+
+
+def _requeue(campaign_id, from_status, counter, what):
+    """Put every FROM_STATUS recipient back to pending in fresh batches and send them."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status in (Campaign.Status.COMPLETED, Campaign.Status.FAILED):
+            states.reopen(campaign_id)
+        elif campaign.status not in (Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED):
+            raise CampaignError(f"Cannot {what} campaign #{campaign_id}: it is {campaign.get_status_display().lower()};"
+                                f" only a started campaign has {from_status} recipients to {what}.")
+        rows = DeliveryLog.objects.filter(campaign_id=campaign_id, status=from_status)
+        count = rows.count()
+        if not count:
+            if campaign.status in (Campaign.Status.COMPLETED, Campaign.Status.FAILED):
+                raise CampaignError(f"Campaign #{campaign_id} has no {from_status} recipients to {what}.")
+            return 0
+        first = (DeliveryLog.objects.filter(campaign_id=campaign_id).aggregate(m=Max("batch_number"))["m"] or 0) + 1
+        size = min(campaign.batch_size, 1000)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE campaigns_deliverylog AS d
+                SET status = 'pending', attempts = 0, call_started_at = NULL, updated_at = now(),
+                    batch_number = %s + (n.rn - 1) / %s
+                FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM campaigns_deliverylog
+                      WHERE campaign_id = %s AND status = %s) AS n
+                WHERE d.id = n.id AND d.status = %s
+                """,
+                [first, size, campaign_id, from_status, from_status],
+            )
+        Campaign.objects.filter(pk=campaign_id).update(**{counter: F(counter) - count})
+        if campaign.status != Campaign.Status.PAUSED:
+            dispatch_batches(campaign_id, range(first, first + (count + size - 1) // size))
+    logger.info("Campaign %s: %s %s recipients", campaign_id, what, count)
+    return count
+
+
+def retry_failed(campaign_id):
+    count = _requeue(campaign_id, D.FAILED, "failed_count", "retry")
+    return f"Retrying {count} failed recipients."
+
+
+def resend_unknown(campaign_id):
+    """Re-send recipients whose fate is unknown. Explicit only: some of them may get the mail twice.
+
+    Rows with evidence from the provider (delivered, opened, clicked ...) are settled as sent first,
+    so only rows without any evidence are sent again."""
+    with transaction.atomic():
+        settled = settle_unknown_with_evidence(campaign_id)
+    try:
+        count = _requeue(campaign_id, D.UNKNOWN, "unknown_count", "re-send")
+    except CampaignError:
+        if not settled:
+            raise
+        count = 0
+    message = f"Re-sending {count} recipients whose delivery was unknown."
+    if settled:
+        message += f" {settled} more were settled as sent by the provider's events and are not re-sent."
+    return message
+
+
+SAMPLE_RECIPIENT = {"email": "sample@example.com", "first_name": "Sam", "last_name": "Sample", "data": {}}
+
+
+def reserve_test_emails(user_id, count):
+    """Count COUNT test addresses against the user's hourly allowance; CampaignError when it is spent.
+
+    The counter lives in Redis (the cache) so every web process shares it; its hour starts at the first
+    test send, and refused requests do not count.
+    """
+    limit = settings.TEST_EMAILS_PER_USER_PER_HOUR
+    key = f"test-emails:user:{user_id}"
+    cache.add(key, 0, timeout=3600)
+    try:
+        used = cache.incr(key, count)
+    except ValueError:  # the hour ended between add and incr
+        cache.set(key, count, timeout=3600)
+        used = count
+    if used > limit:
+        cache.decr(key, count)
+        raise CampaignError(f"Test email not sent: you may send tests to at most {limit} addresses an hour. "
+                            "Try again later.")
+
+
+def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=True):
+    """Send the rendered campaign to ADDRESSES, with the first recipient's data (or sample values).
+
+    Suppressed addresses are skipped. USER_ID (staff sending from the admin) is rate-limited and logged;
+    without WITH_RECIPIENT_DATA the sample values are used. Touches no delivery log and no counter.
+    """
+    campaign = Campaign.objects.get(pk=campaign_id)
+    check_sender(campaign_id, campaign.from_email)
+    suppressed = set(Suppression.objects.filter(email__in=[a.strip().lower() for a in addresses])
+                     .values_list("email", flat=True))
+    allowed = [a for a in addresses if a.strip().lower() not in suppressed]
+    if not allowed:
+        raise CampaignError("Test email not sent: every address given is on the suppression list.")
+    if user_id is not None:
+        reserve_test_emails(user_id, len(allowed))
+    first = None
+    if with_recipient_data:
+        first = campaign.recipients.order_by("id").values("email", "first_name", "last_name", "data").first()
+    sample = first or SAMPLE_RECIPIENT
+    context = recipient_context(sample["email"], sample["first_name"], sample["last_name"], sample["data"] or {},
+                                f"{settings.SITE_URL}/u/test-link-not-active/")
+    compiled = compile_campaign("[TEST] " + campaign.subject, campaign.html_body, campaign.text_body)
+    messages = [OutgoingMessage(delivery_id=0, email=address, context={**context}) for address in allowed]
+    batch = Batch(campaign_id=campaign_id, from_email=campaign.from_email or settings.DEFAULT_FROM_EMAIL,
+                  reply_to=campaign.reply_to, compiled=compiled, messages=messages,
+                  categories=("test-send",))
+    provider, results = send_with_fallback(batch)
+    sent = [r for r in results if r.outcome == Outcome.SENT]
+    problems = [f"{m.email}: {r.error or r.outcome.value}" for m, r in zip(messages, results) if r.outcome != Outcome.SENT]
+    logger.info("Campaign %s test email by user %s via %s: %s of %s addresses sent, %s suppressed", campaign_id,
+                user_id, provider, len(sent), len(addresses), len(addresses) - len(allowed))
+    message = f"Test email sent to {len(sent)} of {len(addresses)} addresses via {provider}"
+    message += f" (data of {sample['email']})." if first else " (sample data)."
+    if suppressed:
+        message += f" Not sent to {len(addresses) - len(allowed)} suppressed address(es)."
+    if problems:
+        message += " Not sent: " + "; ".join(problems)
+    return message
+
+
+__all__ = ["create_from_template", "schedule", "send_now", "unschedule", "pause", "resume", "cancel", "retry_failed",
+           "resend_unknown", "check_sender", "reserve_test_emails", "send_test_email"]

@@ -1,0 +1,218 @@
+"""The campaign admin (campaigns.admin.campaigns): the form (starter templates, merge-tag validation, the
+unsubscribe link, scheduling), the list (badges, progress, colour-coded delivery rate, local schedule,
+filters, search), and what a user with view permission only sees and may do."""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from tests.admin.conftest import add_recipients
+from tests.factories import HTML_BODY, CampaignFactory, EmailTemplateFactory, UserFactory
+
+ADD = reverse("admin:campaigns_campaign_add")
+LIST = reverse("admin:campaigns_campaign_changelist")
+
+
+def change_url(campaign):
+    return reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+
+
+def form_data(**overrides):
+    data = {"name": "Autumn", "subject": "Hi {{ first_name }}", "from_email": "news@example.com", "reply_to": "",
+            "html_body": HTML_BODY, "text_body": "", "batch_size": 200, "track_engagement": "on",
+            "schedule_for_0": "", "schedule_for_1": ""}
+    data.update(overrides)
+    return data
+
+
+@pytest.mark.django_db
+def test_unknown_tag_is_refused_listing_the_available_ones(staff_client, campaign):
+    add_recipients(campaign, 3, data={"city": "Lisbon", "plan": "pro"})
+    response = staff_client.post(change_url(campaign), form_data(html_body=HTML_BODY + "{{ country }}"))
+    assert response.status_code == 200
+    error = str(response.context["adminform"].form.errors["html_body"])
+    assert "Unknown merge tag {{ country }}" in error
+    for tag in ("city", "plan", "email", "first_name", "last_name", "unsubscribe_url"):
+        assert f"{{{{ {tag} }}}}" in error
+    campaign.refresh_from_db()
+    assert "{{ country }}" not in campaign.html_body
+
+
+@pytest.mark.django_db
+def test_imported_columns_are_accepted_and_listed_on_the_form(staff_client, campaign):
+    add_recipients(campaign, 2, data={"city": "Lisbon"})
+    page = staff_client.get(change_url(campaign)).content.decode()
+    assert "Available merge tags:" in page and "{{ city }}" in page
+    response = staff_client.post(change_url(campaign), form_data(subject="News for {{ city }}"))
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.subject == "News for {{ city }}"
+
+
+@pytest.mark.django_db
+def test_html_without_unsubscribe_link_is_refused(staff_client):
+    response = staff_client.post(ADD, form_data(html_body="<p>Hello {{ first_name }}</p>"))
+    assert "must contain an unsubscribe link" in str(response.context["adminform"].form.errors["html_body"])
+    assert not Campaign.objects.exists()
+
+
+@pytest.mark.django_db
+def test_malformed_tag_is_refused(staff_client):
+    response = staff_client.post(ADD, form_data(subject="Hi {{ first name }}"))
+    assert "Malformed merge tag" in str(response.context["adminform"].form.errors["subject"])
+
+
+@pytest.mark.django_db
+def test_new_columns_from_a_later_import_become_available(campaign):
+    add_recipients(campaign, 2, data={"city": "Lisbon"})
+    assert "plan" not in campaign.available_merge_tags()
+    add_recipients(campaign, 2, data={"city": "Porto", "plan": "pro"}, start=10)  # changes total_recipients
+    campaign.refresh_from_db()
+    assert "plan" in campaign.available_merge_tags()
+    campaign.subject = "{{ plan }}"
+    campaign.full_clean()
+
+
+@pytest.mark.django_db
+def test_starting_from_a_template_prefills_subject_and_bodies(staff_client):
+    template = EmailTemplateFactory(name="Welcome", subject="Welcome {{ first_name }}", html_body=HTML_BODY,
+                                    text_body="Plain welcome")
+    form = staff_client.get(ADD, {"start_from": template.pk}).context["adminform"].form
+    assert form.initial["subject"] == "Welcome {{ first_name }}"
+    assert form.initial["html_body"] == HTML_BODY
+    # Without JavaScript: choose the template, leave the content empty, save.
+    response = staff_client.post(ADD, form_data(start_from=template.pk, subject="", html_body="", text_body=""))
+    assert response.status_code == 302
+    campaign = Campaign.objects.get()
+    assert (campaign.subject, campaign.html_body, campaign.text_body, campaign.template) == (
+        template.subject, template.html_body, "Plain welcome", template)
+
+
+@pytest.mark.django_db
+def test_schedule_on_the_form_is_read_in_the_configured_zone(staff_client, settings, campaign):
+    settings.TIME_ZONE = "Europe/Lisbon"
+    add_recipients(campaign, 1)
+    page = staff_client.get(change_url(campaign)).content.decode()
+    assert "Europe/Lisbon" in page
+    when = timezone.now().astimezone(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(days=30)
+    local = when.astimezone(ZoneInfo("Europe/Lisbon"))
+    response = staff_client.post(change_url(campaign), form_data(
+        schedule_for_0=local.strftime("%Y-%m-%d"), schedule_for_1=local.strftime("%H:%M:%S")), follow=True)
+    campaign.refresh_from_db()
+    assert campaign.status == "scheduled" and campaign.scheduled_at == when
+    assert "Scheduled for" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_content_is_read_only_once_sending_started(staff_client):
+    campaign = CampaignFactory(status="in_progress")
+    form = staff_client.get(change_url(campaign)).context["adminform"].form
+    assert "html_body" not in form.fields and "subject" not in form.fields
+
+
+@pytest.mark.django_db
+def test_model_clean_is_where_validation_lives(campaign):
+    campaign.html_body = "<p>{{ nope }}</p>"
+    with pytest.raises(ValidationError) as error:
+        campaign.full_clean()
+    assert "Unknown merge tag {{ nope }}" in str(error.value)
+
+
+# --- the list -----------------------------------------------------------------------------------
+
+
+def row_of(html, name):
+    start = html.index(f">{name}<")
+    return html[start:html.index("</tr>", start)]
+
+
+@pytest.mark.django_db
+def test_badges_progress_and_rate_colors(staff_client):
+    CampaignFactory(name="Great", status="completed", total_recipients=1000, sent_count=990, failed_count=10)
+    CampaignFactory(name="Middling", status="in_progress", total_recipients=1000, sent_count=450, failed_count=50)
+    CampaignFactory(name="Poor", status="failed", total_recipients=100, sent_count=50, failed_count=50)
+    CampaignFactory(name="Fresh", status="draft")
+    html = staff_client.get(LIST).content.decode()
+
+    great = row_of(html, "Great")
+    assert 'campaign-badge status-completed">Completed<' in great
+    assert 'value="100"' in great and "990 / 1000 sent" in great
+    assert 'rate-good">99.0%' in great
+    middling = row_of(html, "Middling")
+    assert 'rate-fair">90.0%' in middling and 'value="50"' in middling
+    assert 'rate-poor">50.0%' in row_of(html, "Poor")
+    assert "—" in row_of(html, "Fresh")  # nothing attempted: no rate rather than 0 %
+
+
+@pytest.mark.django_db
+def test_list_reads_counters_and_never_counts_delivery_logs(staff_client):
+    CampaignFactory.create_batch(5, status="completed", total_recipients=10, sent_count=10)
+    with CaptureQueriesContext(connection) as queries:
+        assert staff_client.get(LIST).status_code == 200
+    assert not [q["sql"] for q in queries if "campaigns_deliverylog" in q["sql"]]
+
+
+@pytest.mark.django_db
+def test_scheduled_time_is_shown_in_the_configured_zone(staff_client, settings):
+    settings.TIME_ZONE = "America/New_York"
+    CampaignFactory(name="Later", status="scheduled",
+                    scheduled_at=dt.datetime(2030, 1, 15, 15, 0, tzinfo=dt.timezone.utc))
+    assert "2030-01-15 10:00 EST" in row_of(staff_client.get(LIST).content.decode(), "Later")
+
+
+@pytest.mark.django_db
+def test_filter_by_status_and_search_by_name(staff_client):
+    CampaignFactory(name="Spring sale", status="draft")
+    CampaignFactory(name="Summer sale", status="completed")
+    CampaignFactory(name="Newsletter", status="completed")
+    html = staff_client.get(LIST, {"status__exact": "completed"}).content.decode()
+    assert "Summer sale" in html and "Newsletter" in html and "Spring sale" not in html
+    html = staff_client.get(LIST, {"q": "sale"}).content.decode()
+    assert "Summer sale" in html and "Spring sale" in html and "Newsletter" not in html
+
+
+# --- view permission only ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_viewer_sees_the_dashboard_but_no_buttons(viewer_client):
+    campaign = CampaignFactory(status="in_progress", sent_count=3, total_recipients=5)
+    page = viewer_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200 and 'id="campaign-dashboard"' in html
+    assert "action-pause" not in html and 'id="test-email-form"' not in html and "change permission" in html
+    assert viewer_client.get(reverse("admin:campaigns_campaign_dashboard_json", args=[campaign.pk])).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["pause", "cancel", "duplicate", "send_test_email", "schedule"])
+def test_viewer_cannot_act(viewer_client, name):
+    campaign = CampaignFactory(status="in_progress")
+    response = viewer_client.post(reverse("admin:campaigns_campaign_action", args=[campaign.pk, name]),
+                                  {"confirm": "yes", "addresses": "a@example.com", "when": "2099-01-01T10:00"})
+    assert response.status_code == 403
+    assert Campaign.objects.get().status == "in_progress"
+
+
+@pytest.mark.django_db
+def test_viewer_has_no_bulk_actions(viewer_client):
+    CampaignFactory(status="in_progress")
+    response = viewer_client.get(reverse("admin:campaigns_campaign_changelist"))
+    assert "bulk_pause" not in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url_name", ["admin:campaigns_campaign_dashboard_json", "admin:campaigns_campaign_preview",
+                                      "admin:campaigns_campaign_export"])
+def test_non_staff_are_sent_to_login(client, url_name):
+    campaign = CampaignFactory()
+    client.force_login(UserFactory(is_staff=False))
+    response = client.get(reverse(url_name, args=[campaign.pk]))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

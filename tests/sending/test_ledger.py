@@ -1,0 +1,234 @@
+"""The ledger's guarded writes, one at a time against the real database: claim ownership, late results,
+evidence, finalisation, the sweep's bounds and the counter check."""
+
+import datetime
+from io import StringIO
+from uuid import uuid4
+
+import pytest
+import redis as redis_lib
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from campaigns import services
+from campaigns.models import Campaign, DeliveryLog
+from campaigns.sending import ledger, pipeline, sweep
+from campaigns.sending.providers import sendgrid_webhook
+from campaigns.sending.providers.base import DeliveryResult, Outcome
+from tests.test_services import started_campaign
+
+D = DeliveryLog.Status
+S = Campaign.Status
+
+
+def claim(rows, began=True, expired=False):
+    """Put ROWS under a fresh claim, as CLAIM_BATCH does; returns its ledger."""
+    token = uuid4()
+    now = timezone.now()
+    lease = now - datetime.timedelta(seconds=1) if expired else now + datetime.timedelta(minutes=5)
+    DeliveryLog.objects.filter(pk__in=[r.pk for r in rows]).update(
+        status=D.SENDING, claim_token=token, lease_expires_at=lease, attempts=1,
+        call_started_at=now if began else None)
+    return ledger.BatchLedger(rows[0].campaign_id, token, {r.pk: 1 for r in rows})
+
+
+def assert_counters_match(campaign):
+    assert ledger.check_counters([campaign.pk]) == []
+
+
+def rows_of(campaign):
+    return list(DeliveryLog.objects.filter(campaign=campaign).order_by("id"))
+
+
+@pytest.mark.django_db
+def test_a_worker_whose_claim_expired_cannot_overwrite_a_row_another_claim_now_holds():
+    campaign = started_campaign(2)
+    row, other = rows_of(campaign)
+    dead = claim([row, other], expired=True)
+    sweep.sweep()  # the dead worker's rows: unknown
+    Campaign.objects.filter(pk=campaign.pk).update(status=S.COMPLETED)
+    services.resend_unknown(campaign.pk)  # staff choose to re-send them ...
+    live = claim(rows_of(campaign))  # ... and a new batch claims them
+
+    dead.record("smtp", [DeliveryResult(row.pk, Outcome.FAILED, error="late 550"),
+                         DeliveryResult(other.pk, Outcome.SENT, message_id="late")])
+
+    assert {r.status for r in rows_of(campaign)} == {D.SENDING}  # still the live claim's
+    assert {r.claim_token for r in rows_of(campaign)} == {live.token}
+    assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+def test_a_late_result_settles_a_row_the_sweep_had_marked_unknown():
+    campaign = started_campaign(3)
+    sent, failed, deferred = rows_of(campaign)
+    dead = claim([sent, failed, deferred], expired=True)
+    assert sweep.sweep().unknown == 3
+
+    dead.record("smtp", [DeliveryResult(sent.pk, Outcome.SENT, message_id="<m1@x>"),
+                         DeliveryResult(failed.pk, Outcome.FAILED, error="SMTP RCPT TO refused: 550 5.1.1"),
+                         DeliveryResult(deferred.pk, Outcome.DEFERRED, error="451")])
+
+    assert [r.status for r in rows_of(campaign)] == [D.SENT, D.FAILED, D.UNKNOWN]
+    campaign.refresh_from_db()
+    assert (campaign.sent_count, campaign.failed_count, campaign.unknown_count) == (1, 1, 1)
+    assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+def test_the_call_began_mark_is_set_only_on_rows_the_claim_still_owns():
+    campaign = started_campaign(2)
+    mine, lost = rows_of(campaign)
+    batch_ledger = claim([mine, lost], began=False)
+    DeliveryLog.objects.filter(pk=lost.pk).update(claim_token=uuid4())  # expired and taken by another claim
+
+    assert batch_ledger.call_began([mine.pk, lost.pk]) == {mine.pk}
+    assert DeliveryLog.objects.get(pk=lost.pk).call_started_at is None
+
+    batch_ledger.call_ended([mine.pk])  # refused before anything was accepted
+    assert batch_ledger.release_unstarted() == 1
+    assert DeliveryLog.objects.get(pk=mine.pk).status == D.PENDING
+
+
+@pytest.mark.django_db
+def test_the_mark_of_one_message_is_set_only_while_the_claim_still_owns_it():
+    campaign = started_campaign(2)
+    mine, lost = rows_of(campaign)
+    batch_ledger = claim([mine, lost], began=False)
+    DeliveryLog.objects.filter(pk=lost.pk).update(claim_token=uuid4())  # expired and taken by another claim
+
+    assert batch_ledger.call_began([mine.pk]) == {mine.pk}  # SMTP marks one message at a time
+    assert batch_ledger.call_began([lost.pk]) == set()
+    assert DeliveryLog.objects.get(pk=mine.pk).call_started_at is not None
+    assert DeliveryLog.objects.get(pk=lost.pk).call_started_at is None
+
+
+@pytest.mark.django_db
+def test_rows_deferred_after_a_cancel_end_skipped_as_cancelled():
+    campaign = started_campaign(2)
+    a, b = rows_of(campaign)
+    batch_ledger = claim([a, b])
+    services.cancel(campaign.pk)  # while the batch is in flight
+
+    batch_ledger.record("smtp", [DeliveryResult(a.pk, Outcome.SENT), DeliveryResult(b.pk, Outcome.DEFERRED)])
+
+    assert [(r.status, r.last_error) for r in rows_of(campaign)] == [(D.SENT, ""), (D.SKIPPED, "cancelled")]
+    assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+def test_the_sweep_skips_rows_of_a_cancelled_campaign_that_came_back_to_pending():
+    campaign = started_campaign(2)
+    a, _ = rows_of(campaign)
+    claim([a], began=False, expired=True)
+    services.cancel(campaign.pk)
+
+    sweep.sweep()  # the expired claim goes back to pending, then is skipped
+
+    assert {(r.status, r.last_error) for r in rows_of(campaign)} == {(D.SKIPPED, "cancelled")}
+    assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+def test_finalizing_never_completes_over_rows_a_retry_put_back_to_pending(monkeypatch):
+    campaign = started_campaign(2)
+    a, b = rows_of(campaign)
+    DeliveryLog.objects.filter(pk=a.pk).update(status=D.SENT)
+    DeliveryLog.objects.filter(pk=b.pk).update(status=D.FAILED, last_error="550")
+    Campaign.objects.filter(pk=campaign.pk).update(sent_count=1, failed_count=1)
+    original = pipeline.has_unfinished_rows
+
+    def retry_lands_right_after_the_check(campaign_id):
+        unfinished = original(campaign_id)
+        services.retry_failed(campaign_id)  # the race: "retry failed" commits in between
+        return unfinished
+    monkeypatch.setattr(pipeline, "has_unfinished_rows", retry_lands_right_after_the_check)
+
+    assert pipeline.finalize_if_done(campaign.pk) is None
+
+    campaign.refresh_from_db()
+    assert campaign.status == S.IN_PROGRESS
+    assert DeliveryLog.objects.get(pk=b.pk).status == D.PENDING
+
+
+@pytest.fixture
+def senders_queue(transactional_db, clean_broker):
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    yield lambda: client.llen("senders")
+    client.close()
+
+
+def test_the_sweep_judges_a_stall_by_the_database_clock_and_re_dispatches_once_per_window(
+        senders_queue, monkeypatch, settings):
+    settings.SWEEP_STALL_SECONDS = 60
+    campaign = started_campaign(5, batch_size=1)
+    dispatched = senders_queue()
+    assert dispatched == 5
+
+    # A worker whose clock is an hour ahead must not see the campaign as stalled: its progress was
+    # written (by the database's clock) just now.
+    ahead = timezone.now() + datetime.timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: ahead)
+    sweep.sweep()
+    assert senders_queue() == dispatched
+    monkeypatch.undo()
+
+    # Really stalled: re-dispatched once, however many sweeps run in the window.
+    Campaign.objects.filter(pk=campaign.pk).update(last_progress_at=timezone.now() - datetime.timedelta(minutes=5))
+    for _ in range(4):
+        sweep.sweep()
+    assert senders_queue() == dispatched + 5
+
+
+@pytest.mark.django_db
+def test_evidence_from_the_provider_settles_unknown_rows():
+    campaign = started_campaign(4)
+    delivered, opened, dropped, silent = rows_of(campaign)
+    claim([delivered, opened, dropped, silent], expired=True)
+    sweep.sweep()
+
+    def event(row, kind, n):
+        return {"sg_event_id": f"ev-{row.pk}-{n}", "event": kind, "email": row.email, "timestamp": 1_700_000_000,
+                "delivery_id": str(row.pk), "campaign_id": str(campaign.pk), "reason": "Invalid"}
+    report = sendgrid_webhook.apply_events([event(delivered, "processed", 1), event(delivered, "delivered", 2),
+                                  event(opened, "open", 1), event(dropped, "dropped", 1)])
+
+    assert report.settled == 3
+    assert [r.status for r in rows_of(campaign)] == [D.SENT, D.SENT, D.FAILED, D.UNKNOWN]
+    assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+def test_resend_unknown_re_sends_only_rows_without_evidence():
+    campaign = started_campaign(2)
+    opened, silent = rows_of(campaign)
+    claim([opened, silent], expired=True)
+    sweep.sweep()
+    DeliveryLog.objects.filter(pk=opened.pk).update(opened_at=timezone.now())  # e.g. an SMTP tracking pixel
+    Campaign.objects.filter(pk=campaign.pk).update(status=S.COMPLETED)
+
+    message = services.resend_unknown(campaign.pk)
+
+    assert "Re-sending 1 recipients" in message and "1 more were settled as sent" in message
+    assert [r.status for r in rows_of(campaign)] == [D.SENT, D.PENDING]
+    assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+def test_check_ledger_reports_drift_and_fixes_it():
+    campaign = started_campaign(3)
+    DeliveryLog.objects.filter(campaign=campaign).update(status=D.SENT)
+    Campaign.objects.filter(pk=campaign.pk).update(sent_count=1, unknown_count=2)
+
+    with pytest.raises(CommandError, match="2 counters of 1 campaigns drifted"):
+        call_command("check_ledger", str(campaign.pk), stdout=StringIO())
+    out = StringIO()
+    call_command("check_ledger", str(campaign.pk), "--fix", stdout=out)
+
+    assert f"Campaign #{campaign.pk}: sent_count is 1, the rows say 3 (fixed)" in out.getvalue()
+    campaign.refresh_from_db()
+    assert (campaign.sent_count, campaign.unknown_count) == (3, 0)
+    out = StringIO()
+    call_command("check_ledger", stdout=out)
+    assert "Counters match the rows." in out.getvalue()

@@ -1,0 +1,444 @@
+"""The sending pipeline end to end: real worker processes, real Redis and PostgreSQL, local providers."""
+
+import bisect
+import collections
+import signal
+import subprocess
+import time
+from urllib.parse import urlparse
+
+import pytest
+import redis as redis_lib
+from django.conf import settings
+
+from campaigns import services
+from campaigns.models import Campaign, DeliveryLog, Recipient
+from campaigns.sending import pipeline, sweep
+from campaigns.sending.ledger import check_counters
+from tests.factories import CampaignFactory, RecipientFactory, SuppressionFactory
+
+D = DeliveryLog.Status
+S = Campaign.Status
+pytestmark = pytest.mark.slow
+
+
+def make_campaign(n, suppressed=0, **fields):
+    campaign = CampaignFactory(**fields)
+    recipients = RecipientFactory.build_batch(n, campaign=campaign)
+    for i, recipient in enumerate(recipients):
+        recipient.email = f"r{i:05d}@example.com"
+        recipient.first_name = f"First{i}"
+        recipient.data = {"city": f"City{i}"}
+    Recipient.objects.bulk_create(recipients)
+    for recipient in recipients[:suppressed]:
+        SuppressionFactory(email=recipient.email)
+    return campaign
+
+
+def wait_for(predicate, timeout=120, every=0.25, on_tick=None):
+    """Poll PREDICATE until it holds (a bounded wait, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if on_tick:
+            on_tick()
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def status_of(campaign):
+    campaign.refresh_from_db()
+    return campaign.status
+
+
+def wait_until_finished(campaign, timeout=120, sweeping=False):
+    wait_for(lambda: status_of(campaign) in (S.COMPLETED, S.FAILED, S.CANCELLED), timeout=timeout,
+             on_tick=sweep.sweep if sweeping else None, every=0.5 if sweeping else 0.25)
+    return campaign
+
+
+def statuses(campaign):
+    return collections.Counter(DeliveryLog.objects.filter(campaign=campaign).values_list("status", flat=True))
+
+
+def sink_addresses(sink):
+    return collections.Counter(m["X-Sink-Rcpt-To"] for m in sink.messages())
+
+
+def assert_exactly_once(campaign, delivered):
+    """Every recipient is terminal, nobody got two messages, and every `sent` row was delivered once."""
+    logs = DeliveryLog.objects.filter(campaign=campaign)
+    assert logs.count() == campaign.recipients.count()
+    assert not logs.filter(status__in=(D.PENDING, D.SENDING)).exists()
+    assert max(delivered.values(), default=0) <= 1, [a for a, n in delivered.items() if n > 1][:5]
+    sent = set(logs.filter(status=D.SENT).values_list("email", flat=True))
+    assert sent <= set(delivered)
+    never_sent = set(logs.filter(status__in=(D.FAILED, D.SKIPPED)).values_list("email", flat=True))
+    assert not never_sent & set(delivered)
+    campaign.refresh_from_db()
+    counts = statuses(campaign)
+    assert (campaign.sent_count, campaign.failed_count, campaign.skipped_count, campaign.unknown_count) == (
+        counts[D.SENT], counts[D.FAILED], counts[D.SKIPPED], counts[D.UNKNOWN])
+    assert check_counters([campaign.pk]) == []
+
+
+def assert_unknown_was_in_flight(campaign, sink, batches_in_flight):
+    """Every unknown row is an address the SMTP server saw or had in flight (it accepted its RCPT), and
+    there are at most SEND_SMTP_CHUNK of them per batch that was in flight."""
+    unknown = set(DeliveryLog.objects.filter(campaign=campaign, status=D.UNKNOWN).values_list("email", flat=True))
+    assert unknown <= set(sink.accepted_rcpts())
+    assert len(unknown) <= settings.SEND_SMTP_CHUNK * batches_in_flight
+    return unknown
+
+
+def test_campaign_over_smtp_reaches_completed_with_one_personalized_message_each(
+        start_worker, smtp_sink_server, no_sendgrid):
+    campaign = make_campaign(2000, suppressed=25)
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign)
+
+    assert campaign.status == S.COMPLETED
+    assert (campaign.total_recipients, campaign.sent_count, campaign.skipped_count) == (2000, 1975, 25)
+    messages = smtp_sink_server.messages()
+    assert len(messages) == 1975
+    by_address = {m["X-Sink-Rcpt-To"]: m for m in messages}
+    sample = by_address["r01234@example.com"]
+    assert sample["Subject"] == "News for First1234"
+    assert "Hello First1234" in sample.get_body(("html",)).get_content()
+    assert sample["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "r00000@example.com" not in by_address  # suppressed
+    assert DeliveryLog.objects.get(email="r00000@example.com").last_error == "suppressed: unsubscribed"
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+
+
+def test_campaign_over_sendgrid_sends_one_request_per_batch_with_substitutions(
+        start_worker, fake_sendgrid, smtp_sink_server):
+    campaign = make_campaign(1000, suppressed=10, batch_size=200)
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign)
+
+    assert campaign.status == S.COMPLETED and campaign.sent_count == 990
+    records = fake_sendgrid.records()
+    assert fake_sendgrid.stats()["requests_by_status"] == {"202": 5}
+    assert len(records) == 990 and smtp_sink_server.count() == 0
+    record = next(r for r in records if r["to"] == ["r00500@example.com"])
+    assert record["rendered"]["subject"] == "News for First500"
+    assert record["custom_args"]["campaign_id"] == str(campaign.pk)
+    log = DeliveryLog.objects.get(email="r00500@example.com")
+    assert record["custom_args"]["delivery_id"] == str(log.pk)
+    assert log.provider == "sendgrid" and log.provider_message_id == record["message_id"]
+    assert_exactly_once(campaign, collections.Counter(r["to"][0] for r in records))
+
+
+def test_two_schedulers_delivering_the_start_twice_start_the_campaign_once(
+        start_worker, smtp_sink_server, no_sendgrid):
+    campaign = make_campaign(600)
+    start_worker(["scheduler"], concurrency=2)
+    start_worker(["scheduler"], concurrency=2)
+    start_worker(["senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    for _ in range(6):  # the sweep and duplicate deliveries race the ETA task
+        pipeline.enqueue_start(campaign.pk)
+    wait_until_finished(campaign)
+
+    assert campaign.status == S.COMPLETED
+    assert DeliveryLog.objects.filter(campaign=campaign).count() == 600
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+    assert smtp_sink_server.count() == 600
+
+
+def test_killing_a_sender_worker_mid_campaign_loses_and_doubles_nothing(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env, settings):
+    settings.SWEEP_STALL_SECONDS = 5  # the killed worker's prefetched task is re-dispatched by the sweep
+    worker_env.update(SEND_LEASE_SECONDS=12, SMTP_RATE_LIMIT_PER_SEC=400)
+    campaign = make_campaign(3000)
+    start_worker(["scheduler"], concurrency=1)
+    doomed = start_worker(["senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 400
+             and DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists(), every=0.02)
+    doomed.kill()
+    in_flight = DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).count()
+    assert in_flight > 0  # the kill really interrupted batches
+    start_worker(["senders"], concurrency=2)
+    wait_until_finished(campaign, sweeping=True)
+
+    assert campaign.status == S.COMPLETED
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+    assert campaign.sent_count + campaign.unknown_count == 3000
+    # Only what was really in flight is unknown: at most one chunk for each of the two batches.
+    assert_unknown_was_in_flight(campaign, smtp_sink_server, batches_in_flight=2)
+    if campaign.unknown_count:
+        unknown = DeliveryLog.objects.filter(campaign=campaign, status=D.UNKNOWN).first()
+        assert "not re-sent automatically" in unknown.last_error
+
+
+def test_redis_restarted_mid_campaign_the_campaign_still_completes(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env, settings, restartable_redis):
+    settings.SWEEP_STALL_SECONDS = 3
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=400, SEND_LEASE_SECONDS=15)
+    campaign = make_campaign(2400)
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 200)
+    restartable_redis.restart()  # the queue held in Redis is gone
+    wait_until_finished(campaign, sweeping=True, timeout=240)
+
+    assert campaign.status == S.COMPLETED
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+    assert campaign.sent_count + campaign.unknown_count == 2400
+    # The limiter's Redis vanished under live batches: they fail and release what never left, and
+    # only what was in flight (if anything) is unknown.
+    assert_unknown_was_in_flight(campaign, smtp_sink_server, batches_in_flight=2)
+
+
+@pytest.mark.parametrize("fault", [
+    {"mode": "500", "count": 3},
+    {"mode": "429", "count": 2, "reset_after": 1},
+    {"mode": "401", "count": -1},
+], ids=["500-then-recovers", "429-with-reset", "401-falls-back-to-smtp"])
+def test_sendgrid_faults_lose_nothing_and_double_nothing(
+        start_worker, fake_sendgrid, smtp_sink_server, worker_env, fault):
+    worker_env.update(SEND_BACKOFF_SECONDS="0.2")
+    campaign = make_campaign(800)
+    fake_sendgrid.fail(**fault)
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign)
+
+    assert campaign.status == S.COMPLETED and campaign.sent_count == 800
+    via_sendgrid = collections.Counter(r["to"][0] for r in fake_sendgrid.records())
+    via_smtp = sink_addresses(smtp_sink_server)
+    assert_exactly_once(campaign, via_sendgrid + via_smtp)
+    if fault["mode"] == "401":
+        assert not via_sendgrid and len(via_smtp) == 800
+        assert set(DeliveryLog.objects.filter(campaign=campaign).values_list("provider", flat=True)) == {"smtp"}
+    else:
+        assert len(via_sendgrid) == 800 and not via_smtp
+
+
+def test_the_rate_limit_holds_across_two_worker_processes(start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    rate = 300
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=rate)
+    campaign = make_campaign(1500, batch_size=100)
+    start_worker(["scheduler", "senders"], concurrency=2)
+    start_worker(["senders"], concurrency=2)
+
+    began = time.monotonic()
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign)
+    elapsed = time.monotonic() - began
+
+    assert campaign.status == S.COMPLETED
+    # Four sending processes together may not beat the shared bucket: after its initial burst
+    # (one second's worth), 1500 messages at 300/s need at least (1500 - 300) / 300 = 4 s.
+    assert elapsed >= (1500 - rate) / rate
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+
+
+def test_pause_stops_at_the_batch_boundary_and_resume_finishes_without_duplicates(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=300)
+    campaign = make_campaign(2400, batch_size=100)
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 300)
+    services.pause(campaign.pk)
+    wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists())
+    time.sleep(1.5)  # batches queued behind the pause must not send
+    campaign.refresh_from_db()
+    paused_at_count = campaign.sent_count
+    assert campaign.status == S.PAUSED and paused_at_count < 2400
+    assert smtp_sink_server.count() == paused_at_count
+    time.sleep(1.5)
+    assert smtp_sink_server.count() == paused_at_count  # nothing moves while paused
+
+    services.resume(campaign.pk)
+    wait_until_finished(campaign)
+    assert campaign.status == S.COMPLETED and campaign.sent_count == 2400
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+
+
+def test_cancel_marks_every_unsent_recipient_skipped_as_cancelled(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=300)
+    campaign = make_campaign(2000, batch_size=100)
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 200)
+    services.cancel(campaign.pk)
+    wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists())
+
+    campaign.refresh_from_db()
+    counts = statuses(campaign)
+    assert campaign.status == S.CANCELLED
+    assert counts[D.PENDING] == 0 and counts[D.SENT] + counts[D.SKIPPED] == 2000
+    assert counts[D.SKIPPED] > 0
+    assert set(DeliveryLog.objects.filter(campaign=campaign, status=D.SKIPPED)
+               .values_list("last_error", flat=True)) == {"cancelled"}
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+
+
+@pytest.fixture
+def restartable_redis(settings):
+    """Restart the test Redis in place (same port, empty), as a crashed and restarted Redis would be."""
+    if not settings.REDIS_URL.startswith("redis://127.0.0.1:"):
+        pytest.skip("needs the throwaway Redis that `make test` starts")
+    port = urlparse(settings.REDIS_URL).port
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    directory = client.config_get("dir")["dir"]
+
+    class Restarter:
+        process = None
+
+        def restart(self):
+            try:
+                client.shutdown(nosave=True)
+            except redis_lib.ConnectionError:
+                pass  # it closes the connection as it goes
+            time.sleep(1)
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
+                 "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
+            wait_for(lambda: _pings(client), timeout=20)
+            forget_redis_connections()
+
+    # The restarted server serves the rest of the session; devstack shuts down whatever Redis
+    # listens on its port when the run ends.
+    return Restarter()
+
+
+def forget_redis_connections():
+    """Drop this process's pooled connections to the old server, so later tests start clean."""
+    from django_redis import get_redis_connection
+
+    from tests.workers import reset_broker_pool
+
+    reset_broker_pool()
+    get_redis_connection("default").connection_pool.disconnect()
+
+
+def _pings(client):
+    try:
+        return client.ping()
+    except redis_lib.ConnectionError:
+        return False
+
+
+def test_a_slow_live_batch_keeps_its_claim_by_renewing_its_lease(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    # Each batch of 100 at 40/s takes about 2.5 s, longer than its 2 s lease: only renewals keep it.
+    worker_env.update(SEND_LEASE_SECONDS=2, SMTP_RATE_LIMIT_PER_SEC=40)
+    campaign = make_campaign(300, batch_size=100)
+    start_worker(["scheduler", "senders"], concurrency=2)
+    reports = []
+
+    services.send_now(campaign.pk)
+    wait_for(lambda: status_of(campaign) in (S.COMPLETED, S.FAILED), on_tick=lambda: reports.append(sweep.sweep()),
+             every=0.3)
+
+    assert campaign.status == S.COMPLETED and campaign.sent_count == 300
+    assert sum(r.released + r.unknown for r in reports) == 0  # the sweep never took a live claim
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+
+
+def test_pacing_holds_the_smtp_rate_in_every_one_second_window(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    rate = 20
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=rate)
+    campaign = make_campaign(140, batch_size=20)
+    start_worker(["scheduler", "senders"], concurrency=2)
+    start_worker(["senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign)
+
+    assert campaign.status == S.COMPLETED
+    # Measured by the server: when each message arrived. No one-second window holds more than the rate.
+    times = smtp_sink_server.receive_times()
+    assert len(times) == 140
+    assert most_in_any_second(times) <= rate
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+
+
+def test_pacing_holds_the_sendgrid_rate_in_every_one_second_window_across_workers(
+        start_worker, fake_sendgrid, worker_env):
+    # Requests of 100 recipients under a 400/s limit, from three sender workers whose requests are
+    # held up at random on their way out (as a busy database or network holds them up).
+    rate = 400
+    worker_env.update(SENDGRID_RATE_LIMIT_PER_SEC=rate)
+    campaign = make_campaign(3200, batch_size=100)
+    start_worker(["scheduler"], concurrency=1)
+    for _ in range(3):
+        start_worker(["senders"], concurrency=2, app_module="tests.sending.slow_requests_app")
+
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign)
+
+    assert campaign.status == S.COMPLETED
+    # Measured by the server: when each request arrived, once per recipient it carried.
+    times = sorted(record["received_at"] for record in fake_sendgrid.records())
+    assert len(times) == 3200
+    assert most_in_any_second(times) <= rate
+    assert_exactly_once(campaign, collections.Counter(fake_sendgrid.recipients()))
+
+
+def most_in_any_second(times):
+    """The most of TIMES (sorted, epoch seconds) in any sliding window [t, t + 1 s)."""
+    return max(bisect.bisect_left(times, start + 1.0) - i for i, start in enumerate(times))
+
+
+def test_cancel_while_every_recipient_is_deferred_leaves_nothing_pending(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=40)
+    smtp_sink_server.set_faults(defer_rcpt=".")  # 451 for every RCPT: every row is deferred
+    campaign = make_campaign(400, batch_size=50)
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_for(lambda: DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists(), every=0.05)
+    services.cancel(campaign.pk)  # while batches are in flight, deferring their rows after the cancel
+    wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists())
+
+    counts = statuses(campaign)
+    assert counts == {D.SKIPPED: 400}
+    assert set(DeliveryLog.objects.filter(campaign=campaign).values_list("last_error", flat=True)) == {"cancelled"}
+    assert smtp_sink_server.count() == 0
+    assert check_counters([campaign.pk]) == []
+
+
+def test_sigterm_lets_a_sender_finish_its_batch_before_it_exits(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    # A batch of 100 at 40/s takes about 2.5 s; the worker is asked to stop in the middle of one.
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=40)
+    campaign = make_campaign(300, batch_size=100)
+    start_worker(["scheduler"], concurrency=1)
+    sender = start_worker(["senders"], concurrency=1)
+
+    services.send_now(campaign.pk)
+    wait_for(lambda: DeliveryLog.objects.filter(campaign=campaign, status=D.SENT).exists(), every=0.05)
+    sender.proc.send_signal(signal.SIGTERM)  # what `docker compose stop` sends to the worker
+    sender.proc.wait(timeout=60)
+
+    # The batch in flight finished: nothing is left claimed, unknown or half-sent.
+    counts = statuses(campaign)
+    assert counts[D.SENDING] == 0 and counts[D.UNKNOWN] == 0
+    assert counts[D.SENT] >= 100 and counts[D.SENT] % 100 == 0
+    assert smtp_sink_server.count() == counts[D.SENT]
+
+    start_worker(["senders"], concurrency=1)
+    wait_until_finished(campaign, sweeping=True)
+    assert campaign.status == S.COMPLETED and campaign.sent_count == 300
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
