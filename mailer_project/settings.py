@@ -221,6 +221,10 @@ SEND_BATCH_TIME_LIMIT = env.int("SEND_BATCH_TIME_LIMIT", default=300)
 # SMTP writes its results every this many messages (and before every rate-limit wait): after a
 # crash at most this many rows per batch in flight are unknown.
 SEND_SMTP_CHUNK = env.int("SEND_SMTP_CHUNK", default=10)
+# The ledger's per-message and per-chunk statements run as prepared statements (no parsing or
+# planning per call). Turn off behind a pooler that cannot keep them (PgBouncer before 1.21 in
+# transaction mode, or without max_prepared_statements).
+SEND_PREPARED_STATEMENTS = env.bool("SEND_PREPARED_STATEMENTS", default=True)
 # The rate-limit window is one second plus this guard, for the difference between Redis's clock (by
 # which sends are paced) and the provider's.
 RATE_LIMIT_GUARD_SECONDS = env.float("RATE_LIMIT_GUARD_SECONDS", default=0.05)

@@ -8,8 +8,10 @@ The guarantees this gives are set out for staff and ops in docs/delivery-guarant
 
 import logging
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
@@ -20,21 +22,6 @@ from campaigns.sending.providers.base import Outcome
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
-
-# The first statement of a results write: it locks the campaign row (the order cancel uses: campaign,
-# then rows) by adding the counts the rows are expected to move, and returns the campaign's status.
-# Rows going back to pending are counted as skipped when the campaign is cancelled, since write()
-# then writes them `skipped`. `status` is the row as locked: after waiting for a concurrent cancel,
-# PostgreSQL re-evaluates SET and RETURNING on the cancel's version of the row.
-ADD_EXPECTED_COUNTS = """
-UPDATE campaigns_campaign
-SET sent_count = sent_count + %(sent)s, failed_count = failed_count + %(failed)s,
-    unknown_count = unknown_count + %(unknown)s,
-    skipped_count = skipped_count + %(skipped)s + CASE WHEN status = 'cancelled' THEN %(pending)s ELSE 0 END,
-    last_progress_at = now()
-WHERE id = %(campaign)s
-RETURNING status
-"""
 
 RENEW_LEASE = """
 UPDATE campaigns_deliverylog SET lease_expires_at = now() + %(lease)s * interval '1 second'
@@ -69,36 +56,94 @@ UPDATE campaigns_deliverylog SET status = 'pending', claim_token = NULL, lease_e
 WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending' AND call_started_at IS NULL
 """
 
-# Results of rows this claim still owns. The claim-token condition is what keeps a worker whose claim
-# expired from overwriting what the sweep (or another batch) decided since: see LATE_RESULTS for what
-# such a worker may still record. Rows going back to pending give their attempt back when it did not
-# count (a provider problem: nothing of theirs left).
+# Results of rows this claim still owns, and the campaign's counters, in one statement (so they
+# commit together, in one round trip). The campaign row is locked first, the order cancel uses
+# (campaign, then rows): every other CTE depends on `campaign`, so none runs before its lock is held.
+# Rows going back to pending end `skipped` with "cancelled" when the campaign is cancelled. `status`
+# is the row as locked: after waiting for a concurrent cancel, FOR UPDATE returns the cancel's version.
+# The claim-token condition is what keeps a worker whose claim expired from overwriting what the sweep
+# (or another batch) decided since: see LATE_RESULTS for what such a worker may still record. Rows
+# going back to pending give their attempt back when it did not count (a provider problem: nothing of
+# theirs left).
 WRITE_RESULTS = """
-UPDATE campaigns_deliverylog AS d
-SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
-    sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
-    call_started_at = CASE WHEN v.status = 'pending' THEN NULL ELSE d.call_started_at END,
-    attempts = CASE WHEN v.status = 'pending' AND NOT %(counted)s THEN greatest(d.attempts - 1, 0)
-                    ELSE d.attempts END,
-    claim_token = NULL, lease_expires_at = NULL, updated_at = now()
-FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
-            %(errors)s::text[]) AS v(id, status, provider, message_id, error)
-WHERE d.id = v.id AND d.claim_token = %(token)s::uuid AND d.status = 'sending'
-RETURNING d.id, d.status
+WITH campaign AS (
+    SELECT status FROM campaigns_campaign WHERE id = %(campaign)s FOR UPDATE
+), v AS (
+    SELECT v.id, v.provider, v.message_id,
+           CASE WHEN v.status = 'pending' AND campaign.status = 'cancelled' THEN 'skipped' ELSE v.status END AS status,
+           CASE WHEN v.status = 'pending' AND campaign.status = 'cancelled' THEN 'cancelled' ELSE v.error END AS error
+    FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
+                %(errors)s::text[]) AS v(id, status, provider, message_id, error), campaign
+), written AS (
+    UPDATE campaigns_deliverylog AS d
+    SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
+        sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
+        call_started_at = CASE WHEN v.status = 'pending' THEN NULL ELSE d.call_started_at END,
+        attempts = CASE WHEN v.status = 'pending' AND NOT %(counted)s THEN greatest(d.attempts - 1, 0)
+                        ELSE d.attempts END,
+        claim_token = NULL, lease_expires_at = NULL, updated_at = now()
+    FROM v
+    WHERE d.id = v.id AND d.claim_token = %(token)s::uuid AND d.status = 'sending'
+    RETURNING d.id, d.status
+), counted AS (
+    UPDATE campaigns_campaign AS c
+    SET sent_count = sent_count + n.sent, failed_count = failed_count + n.failed,
+        unknown_count = unknown_count + n.unknown, skipped_count = skipped_count + n.skipped,
+        last_progress_at = now()
+    FROM (SELECT count(*) FILTER (WHERE status = 'sent') AS sent, count(*) FILTER (WHERE status = 'failed') AS failed,
+                 count(*) FILTER (WHERE status = 'unknown') AS unknown,
+                 count(*) FILTER (WHERE status = 'skipped') AS skipped
+          FROM written) AS n
+    WHERE c.id = %(campaign)s
+)
+SELECT id, status FROM written
 """
 
 # A late result from a worker whose claim expired: recorded when it is more certain than what the
 # row holds, that is, the provider accepted (or refused) a row the sweep could only mark unknown.
-# Rows another claim has taken since (a staff re-send) are left alone.
+# Rows another claim has taken since (a staff re-send) are left alone. Campaign first, as above.
 LATE_RESULTS = """
-UPDATE campaigns_deliverylog AS d
-SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
-    sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END, updated_at = now()
-FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
-            %(errors)s::text[]) AS v(id, status, provider, message_id, error)
-WHERE d.id = v.id AND d.status = 'unknown' AND d.claim_token IS NULL AND v.status IN ('sent', 'failed')
-RETURNING d.id, d.status
+WITH campaign AS (
+    SELECT id FROM campaigns_campaign WHERE id = %(campaign)s FOR UPDATE
+), settled AS (
+    UPDATE campaigns_deliverylog AS d
+    SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
+        sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END, updated_at = now()
+    FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
+                %(errors)s::text[]) AS v(id, status, provider, message_id, error), campaign
+    WHERE d.id = v.id AND d.status = 'unknown' AND d.claim_token IS NULL AND v.status IN ('sent', 'failed')
+    RETURNING d.id, d.status
+), counted AS (
+    UPDATE campaigns_campaign AS c
+    SET sent_count = sent_count + n.sent, failed_count = failed_count + n.failed,
+        unknown_count = unknown_count - n.sent - n.failed
+    FROM (SELECT count(*) FILTER (WHERE status = 'sent') AS sent, count(*) FILTER (WHERE status = 'failed') AS failed
+          FROM settled) AS n
+    WHERE c.id = %(campaign)s
+)
+SELECT id, status FROM settled
 """
+
+
+def run_prepared(sql, params):
+    """Run SQL (a constant) on Django's connection, in whatever transaction it is in, with server-side
+    binding and, unless SEND_PREPARED_STATEMENTS is off, as a prepared statement: for the statements
+    a batch runs per message or per small chunk, no parsing, planning or client-side quoting per call.
+    Returns the cursor, for rowcount and rows."""
+    connection.ensure_connection()
+    conn = connection.connection
+    prepare = settings.SEND_PREPARED_STATEMENTS
+    if prepare and conn.prepare_threshold is None:
+        # Django turns preparing off. Its own cursors bind client-side and never prepare, so this
+        # lets only these statements (prepare=True) be prepared, never any other automatically.
+        conn.prepare_threshold = NEVER_AUTOMATICALLY
+    with connection.wrap_database_errors:
+        cursor = psycopg.Cursor(conn)
+        cursor.execute(sql, params, prepare=prepare or None)
+        return cursor
+
+
+NEVER_AUTOMATICALLY = 2 ** 31
 
 
 class Heartbeat:
@@ -156,10 +201,8 @@ class BatchLedger:
         """Mark the call as begun for DELIVERY_IDS; returns the set of those this claim still owns."""
         ids = list(delivery_ids)
         if len(ids) == 1:
-            # One row: the update's row count says whether this claim still owns it.
-            with connection.cursor() as cursor:
-                cursor.execute(MARK_ONE_CALL_BEGAN, [ids[0], self.token])
-                return set(ids) if cursor.rowcount == 1 else set()
+            # One row (SMTP, per message): the update's row count says whether this claim still owns it.
+            return set(ids) if run_prepared(MARK_ONE_CALL_BEGAN, (ids[0], self.token)).rowcount == 1 else set()
         params = {"ids": ids, "token": self.token}
         with connection.cursor() as cursor:
             cursor.execute(MARK_CALL_BEGAN, params)
@@ -199,65 +242,41 @@ class BatchLedger:
         return result.delivery_id, status, provider, result.message_id or "", error
 
     def write(self, rows, bounced_ids=(), attempt_counted=True):
-        """Write (id, status, provider, message id, error) rows and the counters in one transaction.
+        """Write (id, status, provider, message id, error) rows with the counters they move.
 
-        The campaign row is locked first (the same order as cancel), and rows that would go back to
-        pending after a cancel end `skipped` with "cancelled" instead.
-
-        The lock is taken by the counters' own UPDATE, with the counts the rows are expected to move
-        (every row still owned by this claim, the usual case); when the results' UPDATE wrote
-        something else (rows no longer owned, late results), a second UPDATE in the same transaction
-        corrects the counters. Either way they commit together with the rows.
+        Each statement writes rows and counters together (WRITE_RESULTS), so the counters equal the
+        rows at every commit. Rows this claim no longer owns are offered to LATE_RESULTS, in a
+        statement of its own so that it sees what the sweep committed meanwhile. A bounce's
+        suppression commits with its row.
         """
         rows = [row for row in rows if row[0] not in self.recorded]
         if not rows:
             return
-        expected = LedgerReport.of(status for _, status, *_ in rows)
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(ADD_EXPECTED_COUNTS, {
-                    "campaign": self.campaign_id, "sent": expected.sent, "failed": expected.failed,
-                    "unknown": expected.unknown, "skipped": expected.skipped, "pending": expected.retrying})
-                (campaign_status,) = cursor.fetchone()
-                if campaign_status == Campaign.Status.CANCELLED:
-                    rows = [(pk, D.SKIPPED, provider, message_id, "cancelled") if status == D.PENDING
-                            else (pk, status, provider, message_id, error)
-                            for pk, status, provider, message_id, error in rows]
-                    expected.skipped += expected.retrying
-                    expected.retrying = 0
-                cursor.execute(WRITE_RESULTS, {**_columns(rows), "token": self.token, "counted": attempt_counted})
-                written = cursor.fetchall()
+        with transaction.atomic() if bounced_ids else nullcontext():
+            written = run_prepared(WRITE_RESULTS, {**_columns(rows), "campaign": self.campaign_id,
+                                                   "token": self.token, "counted": attempt_counted}).fetchall()
+            corrected = []
+            if len(written) < len(rows):
                 owned = {pk for pk, _ in written}
-                corrected = []
-                if len(owned) < len(rows):
-                    late = [row for row in rows if row[0] not in owned and row[1] in (D.SENT, D.FAILED)]
-                    if late:
-                        cursor.execute(LATE_RESULTS, _columns(late))
-                        corrected = cursor.fetchall()
-            counts = LedgerReport.of(status for _, status in written)
-            fixed = LedgerReport.of(status for _, status in corrected)
-            if corrected:
-                logger.warning("Campaign %s: %d late results recorded for rows the sweep had marked unknown",
-                               self.campaign_id, len(corrected))
-            delta = {
-                "sent_count": counts.sent + fixed.sent - expected.sent,
-                "failed_count": counts.failed + fixed.failed - expected.failed,
-                "unknown_count": counts.unknown - fixed.sent - fixed.failed - expected.unknown,
-                "skipped_count": counts.skipped - expected.skipped,
-            }
-            if any(delta.values()):
-                Campaign.objects.filter(pk=self.campaign_id).update(
-                    **{counter: F(counter) + change for counter, change in delta.items() if change})
+                late = [row for row in rows if row[0] not in owned and row[1] in (D.SENT, D.FAILED)]
+                if late:
+                    corrected = run_prepared(LATE_RESULTS, {**_columns(late), "campaign": self.campaign_id}).fetchall()
+                    if corrected:
+                        logger.warning("Campaign %s: %d late results recorded for rows the sweep had marked "
+                                       "unknown", self.campaign_id, len(corrected))
             if bounced_ids:
-                done = owned | {pk for pk, _ in corrected}
+                done = {pk for pk, _ in written} | {pk for pk, _ in corrected}
                 suppress_bounced(self.campaign_id, [pk for pk in bounced_ids if pk in done])
         self.recorded.update(row[0] for row in rows)
-        self.report.add(counts)
-        self.report.add(fixed)
+        self.report.add(LedgerReport.of(status for _, status in written))
+        self.report.add(LedgerReport.of(status for _, status in corrected))
 
 
 def _columns(rows):
-    return dict(zip(("ids", "statuses", "providers", "message_ids", "errors"), (list(c) for c in zip(*rows))))
+    ids, statuses, providers, message_ids, errors = (list(c) for c in zip(*rows))
+    # Plain str for the status: psycopg would adapt a TextChoices member by its Enum name.
+    return {"ids": ids, "statuses": [str(s) for s in statuses], "providers": providers,
+            "message_ids": message_ids, "errors": errors}
 
 
 class LedgerReport:

@@ -5,8 +5,9 @@ Each message is built while the server is still processing the previous one's DA
 read afterwards), so building costs little wall time next to the server's own work.
 
 The ledger (Batch.ledger): messages are paced one by one under the shared rate limit; each is marked
-"call began" between RCPT and DATA, only if the batch still owns it; results are written per run of
-at most SEND_SMTP_CHUNK messages, and a run ends before every rate-limit wait. So a crash leaves at
+"call began" once RCPT was accepted and DATA sent, before any content, only if the batch still owns
+it; results are written per run of at most SEND_SMTP_CHUNK messages, and a run ends before every
+rate-limit wait. So a crash leaves at
 most one run's rows unknown, each of them accepted by the server or in flight on the connection.
 """
 
@@ -199,12 +200,20 @@ class SmtpSession:
             raise ConnectionLost(reply.decode("utf-8", "replace"))
         return code, reply.decode("utf-8", "replace")
 
+    def _put(self, command):
+        """Send COMMAND without reading its reply."""
+        try:
+            self.conn.putcmd(command)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise ConnectionLost(str(exc)) from exc
+
     def start(self, envelope_from, rcpt, call_begins=lambda: True):
         """MAIL, RCPT and DATA for one message. None when the server is ready for the content,
         else the Verdict (providers.smtp_replies) of the refusal, or NOT_OWNED.
 
-        CALL_BEGINS runs between RCPT and DATA: it records that the message is about to leave and
-        says whether the batch still owns it (if not, the transaction is reset and nothing leaves).
+        CALL_BEGINS runs once DATA is sent, before the server's 354 is read: it records that the
+        message is about to leave and says whether the batch still owns it (if not, the transaction
+        is reset, or the connection dropped when it is already in DATA, and no content leaves).
 
         Raises ConnectionLost; ProviderRefused or TemporaryError when MAIL FROM is refused, since
         that refusal is about us and would meet every message."""
@@ -222,13 +231,21 @@ class SmtpSession:
         if code not in (250, 251):
             self._command(conn.rset)
             return classify(Phase.RCPT, code, reply)
-        if not call_begins():
-            self._command(conn.rset)
-            return NOT_OWNED
-        code, reply = self._command(lambda: conn.docmd("data"))
+        # DATA goes out before the mark, so that the server's 354 travels while the mark commits (one
+        # wait instead of two); the content, the first byte that can deliver anything, waits for both.
+        self._put("data")
+        try:
+            owned = call_begins()
+        except BaseException:
+            self.drop()  # mid-DATA: closing before the final dot delivers nothing (RFC 5321 4.1.1.4)
+            raise
+        code, reply = self._command(conn.getreply)
         if code != 354:
             self._command(conn.rset)
-            return classify(Phase.DATA, code, reply)
+            return classify(Phase.DATA, code, reply) if owned else NOT_OWNED
+        if not owned:
+            self.drop()  # the same: the next message opens a new connection
+            return NOT_OWNED
         return None
 
     def send_content(self, data):
@@ -379,7 +396,7 @@ class SmtpProvider(Provider):
         Returns (result or None, awaiting or None)."""
         rcpt, message_id, data = built
 
-        def call_begins():  # after RCPT was accepted, just before DATA
+        def call_begins():  # RCPT was accepted and DATA sent; no content has left
             return bool(self.call_begins(batch, [message]))
         for _ in range(2):
             if session.conn is None:

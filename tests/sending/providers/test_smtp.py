@@ -86,6 +86,34 @@ def test_smtp_reconnects_when_the_server_drops_the_connection_and_sends_each_mes
     assert sorted(sink.recipients()) == sorted(m.email for m in batch.messages)
 
 
+class LosingLedger:
+    """A claim that no longer owns LOST when its call begins; records what the provider writes."""
+
+    def __init__(self, lost):
+        self.lost, self.marked, self.recorded = lost, [], []
+
+    def call_began(self, delivery_ids):
+        self.marked += delivery_ids
+        return {pk for pk in delivery_ids if pk not in self.lost}
+
+    def record(self, provider, results):
+        self.recorded += results
+
+
+def test_smtp_sends_no_content_for_a_message_whose_claim_was_lost_and_carries_on(sink):
+    # DATA is already out when the mark says the claim was lost: only dropping the connection (no
+    # final dot) keeps that message from being delivered, and the next one reconnects.
+    batch = make_batch(make_recipients(5))
+    lost = batch.messages[2]
+    ledger = LosingLedger({lost.delivery_id})
+
+    results = SmtpProvider().send_batch(dataclasses.replace(batch, ledger=ledger))
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 2 + [Outcome.DEFERRED] + [Outcome.SENT] * 2
+    assert sorted(sink.recipients()) == sorted(m.email for m in batch.messages if m is not lost)
+    assert ledger.marked == [m.delivery_id for m in batch.messages]
+
+
 def test_smtp_that_cannot_connect_raises_before_sending_anything(settings, closed_port, batch_of):
     settings.EMAIL_HOST = "127.0.0.1"
     settings.EMAIL_PORT = closed_port
