@@ -274,7 +274,8 @@ class scratch_database:
         env = dict(os.environ, DEBUG="True", DB_CONN_MAX_AGE="0")
         env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")  # imports never touch Redis
         if not env.get("DATABASE_URL"):
-            from scripts.devstack import Postgres, free_port
+            from localservers.ports import free_port
+            from scripts.devstack import Postgres
 
             self.tmp = tempfile.mkdtemp(prefix="import-bench-pg-")
             os.chmod(self.tmp, 0o755)

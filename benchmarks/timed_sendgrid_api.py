@@ -1,4 +1,4 @@
-"""The fake SendGrid API (campaigns.localservers.sendgrid_api) with one addition for the benchmarks:
+"""The fake SendGrid API (localservers.sendgrid_api) with one addition for the benchmarks:
 each recorded personalization carries ``"t"``, the time (time.time()) at which the server began to
 handle its request (before reading the body), so that a shared rate limit can be checked at the
 server. Same arguments as the original.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from campaigns.localservers import sendgrid_api as api  # noqa: E402
+from localservers import sendgrid_api as api  # noqa: E402
 
 _records = api.personalization_records
 _do_post = api.SendGridRequestHandler.do_POST

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from campaigns.localservers import REPO_ROOT
+from localservers.serving import REPO_ROOT
 from campaigns.sending import ratelimit
 from campaigns.sending.ratelimit import SlidingWindow
 
