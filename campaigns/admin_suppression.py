@@ -7,13 +7,13 @@ Addresses are normalised (trimmed, lower-cased) before the unique check, so "Ann
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.validators import validate_email
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from campaigns import suppression
 from campaigns.models import Suppression
+from campaigns.validators import validate_email_address
 
 MAX_UPLOAD_MB = 50
 
@@ -25,7 +25,7 @@ class SuppressionForm(forms.ModelForm):
 
     def clean_email(self):
         email = suppression.normalise(self.cleaned_data["email"])
-        validate_email(email)
+        validate_email_address(email)
         return email
 
 
