@@ -33,12 +33,10 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -148,21 +146,17 @@ def bench_wide_xlsx(rows, env):
 
 def through_the_admin(path: Path, env) -> dict:
     """Start an imports worker, upload PATH through the admin's view, wait for `succeeded`."""
-    name = f"bench-imports-{uuid.uuid4().hex[:6]}@%h"
-    log = open(Path(env["MEDIA_ROOT"]).parent / "imports-worker.log", "ab")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "mailer_project", "worker", "-Q", "imports", "-n", name,
-         "--concurrency", "1", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    from localservers.workers import ALONE, CeleryWorker
+
+    worker = CeleryWorker(["imports"], Path(env["MEDIA_ROOT"]).parent, concurrency=1, env=env, host="bench",
+                          log_name="imports-worker.log", options=ALONE).start()
     try:
-        result = json.loads(run([sys.executable, __file__, "--child", "admin", str(path), name], env)
+        result = json.loads(run([sys.executable, __file__, "--child", "admin", str(path), worker.name], env)
                             .splitlines()[-1])
-        result["worker_peak_rss_mb"] = max(peak_rss_mb(pid) for pid in pool_processes(worker.pid))
+        result["worker_peak_rss_mb"] = max(peak_rss_mb(pid) for pid in pool_processes(worker.proc.pid))
         return result
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(60)
-        log.close()
+        worker.stop(60)
 
 
 def pool_processes(pid: int) -> list[int]:
@@ -202,8 +196,6 @@ def child(step, path, worker_name=None):
 
 def admin_upload(path: Path, worker_name: str) -> dict:
     """POST the file to the admin's upload view and poll its status JSON until the import finished."""
-    import socket
-
     from django.contrib.auth import get_user_model
     from django.test import Client
     from django.urls import reverse
@@ -211,7 +203,6 @@ def admin_upload(path: Path, worker_name: str) -> dict:
     from campaigns.models import Campaign, RecipientImport
     from mailer_project.celery import app
 
-    worker_name = worker_name.replace("%h", socket.gethostname())
     deadline = time.monotonic() + 120
     while not app.control.ping(destination=[worker_name], timeout=1):
         if time.monotonic() > deadline:
