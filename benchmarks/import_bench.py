@@ -153,15 +153,10 @@ def through_the_admin(path: Path, env) -> dict:
     try:
         result = json.loads(run([sys.executable, __file__, "--child", "admin", str(path), worker.name], env)
                             .splitlines()[-1])
-        result["worker_peak_rss_mb"] = max(peak_rss_mb(pid) for pid in pool_processes(worker.proc.pid))
+        result["worker_peak_rss_mb"] = max(peak_rss_mb(pid) for pid in worker.process_ids()[1:])
         return result
     finally:
         worker.stop(60)
-
-
-def pool_processes(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(child) for child in children]
 
 
 def peak_rss_mb(pid: int) -> int:

@@ -74,6 +74,26 @@ class CeleryWorker:
         stats = app.control.inspect(destination=[self.name], timeout=5).stats() or {}
         return stats[self.name]["pool"]["processes"]
 
+    def process_ids(self):
+        """The worker's main process, then its pool children (read from /proc: no broker round trip)."""
+        pid = self.proc.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [pid, *map(int, children)]
+
+    def rss_mb(self):
+        """{pid: resident set size in MB} of the main process and each pool child."""
+        sizes = {}
+        for pid in self.process_ids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            sizes[pid] = int(status.split("VmRSS:")[1].split()[0]) / 1024
+        return sizes
+
     def log_tail(self, lines=40):
         return log_tail(self.log_path, lines)
 
