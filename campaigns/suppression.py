@@ -137,10 +137,10 @@ def import_csv(file, reason=R.MANUAL, source="CSV import") -> SuppressionImportR
             report = SuppressionImportReport()
             with transaction.atomic():
                 if header_is_an_address:
-                    _import_cells(pd.Series(table.header, index=[table.header_row], dtype=object), reason, source,
-                                  report)
+                    _import_rows(pd.DataFrame([table.header], index=[table.header_row], dtype=object), column,
+                                 reason, source, report)
                 for chunk in table.chunks:
-                    _import_cells(chunk.frame[column], reason, source, report, chunk.frame)
+                    _import_rows(chunk.frame, column, reason, source, report)
         except ImportRefused as refusal:
             raise SuppressionImportError(f"{refusal} Nothing was imported.") from None
     if report.rows == 0:
@@ -160,12 +160,11 @@ def _email_column(header):
         "or the file must list one address per line.")
 
 
-def _import_cells(cells, reason, source, report, frame=None):
-    """Suppress the valid addresses among CELLS (a Series indexed by row number) and count them in REPORT.
-    Rows of FRAME with no value at all (blank lines) are skipped."""
-    cells = cells.fillna("").str.strip()
-    if frame is not None:
-        cells = cells[frame.fillna("").apply(lambda column: column.str.strip().ne("")).any(axis=1)]
+def _import_rows(frame, column, reason, source, report):
+    """Suppress the valid addresses in COLUMN of FRAME (indexed by row number), counting them in REPORT.
+    Rows with no value at all (blank lines) are skipped."""
+    frame = frame.fillna("")
+    cells = frame[frame.apply(lambda values: values.str.strip().ne("")).any(axis=1)][column].str.strip()
     report.rows += len(cells)
     result = validate_emails(cells)
     valid = []

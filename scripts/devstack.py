@@ -256,12 +256,12 @@ def main(argv):
         die("usage: devstack.py run | demo | test [pytest args] | exec COMMAND [ARGS]")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        return run(argv)
+        return run_command(argv)
     except RuntimeError as error:  # a server that did not start (wait_for_port says which and why)
         die(str(error))
 
 
-def run(argv):
+def run_command(argv):
     if argv[0] == "run":
         return run_stack()
     if argv[0] == "demo":
