@@ -1,5 +1,5 @@
 """Sending benchmark: a whole campaign through real Celery workers to a local provider, timed from
-`control.send_now()` to `completed`, checked for exactly-once delivery at the server, next to a
+`services.send_now()` to `completed`, checked for exactly-once delivery at the server, next to a
 baseline measured in the same run against the same kind of server.
 
     make bench-send ARGS="--recipients 200000 --provider sendgrid"
@@ -345,8 +345,8 @@ def send_campaign(campaign_id, total, sender, server, timeout):
     samples and the CPU each part used. SENDER is one CeleryWorker or a list of them."""
     from tqdm import tqdm
 
+    from campaigns import services
     from campaigns.models import Campaign
-    from campaigns.sending import control
 
     senders = sender if isinstance(sender, list) else [sender]
     finished = (Campaign.Status.COMPLETED, Campaign.Status.FAILED, Campaign.Status.CANCELLED)
@@ -361,7 +361,7 @@ def send_campaign(campaign_id, total, sender, server, timeout):
     settle_database()  # the recipients' INSERT must not be flushed on the campaign's time
     cpu_before = meter.snapshot()
     started_wall, started = time.time(), time.perf_counter()
-    control.send_now(campaign_id)
+    services.send_now(campaign_id)
     while True:
         row = Campaign.objects.filter(pk=campaign_id).values(*fields).get()
         done = row["sent_count"] + row["failed_count"] + row["skipped_count"] + row["unknown_count"]
@@ -1068,7 +1068,7 @@ def post_office_child(campaign_id, sample, processes):
     from post_office import mail
     from post_office.models import STATUS, Email
 
-    from campaigns import links
+    from campaigns import signed_links
     from campaigns.rendering import compile_campaign, recipient_context
     from campaigns.sending.providers.base import list_unsubscribe_headers
 
@@ -1079,7 +1079,7 @@ def post_office_child(campaign_id, sample, processes):
     began = time.perf_counter()
     queued = []
     for _batch, (pk, _status, _attempts, email, first, last, data) in campaign_rows(campaign_id, sample):
-        url = links.unsubscribe_url(pk)
+        url = signed_links.unsubscribe_url(pk)
         data = json.loads(data) if isinstance(data, str) else data or {}
         rendered = compiled.render(recipient_context(email, first, last, data, url))
         queued.append({"recipients": [email], "sender": sender, "subject": rendered.subject,

@@ -1,4 +1,4 @@
-"""The data model of DESIGN.md. Names are fixed; state changes live in `campaigns.states`."""
+"""The data model of docs/design.md. Names are fixed; state changes live in `campaigns.states`."""
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 
+from campaigns.exceptions import MergeTagError
 from campaigns.validators import refuse_line_breaks, require_json_object, validate_email_address, validate_from_email
 
 # SendGrid accepts at most this many personalizations in one request.
@@ -165,7 +166,7 @@ class Campaign(models.Model):
 
     def clean(self):
         """Refuse unknown or malformed merge tags (listing the available ones) and HTML with no unsubscribe link."""
-        from campaigns.rendering import MergeTagError, find_tags, validate_merge_tags
+        from campaigns.rendering import find_tags, validate_merge_tags
 
         super().clean()
         if not self.is_editable:

@@ -20,6 +20,8 @@ import secrets
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from campaigns.exceptions import MergeTagError
+
 STANDARD_TAGS = ("email", "first_name", "last_name", "unsubscribe_url")
 # What an imported column name becomes (campaigns.importing.headers.merge_tag_name). A data key of any
 # other shape (planted by hand, or from an old import) is never offered, accepted or rendered as a tag.
@@ -31,15 +33,6 @@ _TAG = re.compile(
 # Every character Python treats as a line break; any of them in a header could start a new one.
 _LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 _SNIPPET_MAX = 60
-
-
-class MergeTagError(ValueError):
-    """A template uses an unknown or malformed merge tag; the message says which and what to use."""
-
-    def __init__(self, message, unknown=(), available=()):
-        super().__init__(message)
-        self.unknown = sorted(unknown)
-        self.available = sorted(available)
 
 
 def _tag_list(names):

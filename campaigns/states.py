@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.db.models import Q
 from django.utils import timezone
 
+from campaigns.exceptions import IllegalTransition
 from campaigns.models import Campaign
 
 S = Campaign.Status
@@ -20,6 +21,14 @@ class Transition:
     name: str
     sources: tuple
     target: str
+
+    def refusal(self, campaign_id, actual_status):
+        """Why this transition does not apply to a campaign in ACTUAL_STATUS (None: no such campaign)."""
+        if actual_status is None:
+            return f"Cannot {self.name} campaign #{campaign_id}: it does not exist."
+        allowed = ", ".join(str(S(s).label).lower() for s in self.sources)
+        return (f"Cannot {self.name} campaign #{campaign_id}: it is {S(actual_status).label.lower()}; "
+                f"only a campaign that is {allowed} can be {_past_participle(self.name)}.")
 
 
 TRANSITIONS = {
@@ -37,22 +46,6 @@ TRANSITIONS = {
         Transition("reopen", (S.COMPLETED, S.FAILED), S.IN_PROGRESS),
     )
 }
-
-
-class IllegalTransition(Exception):
-    """Raised when a campaign is not in a state the requested change may start from."""
-
-    def __init__(self, campaign_id, transition, actual_status):
-        self.campaign_id = campaign_id
-        self.transition = transition
-        self.actual_status = actual_status
-        allowed = ", ".join(str(S(s).label).lower() for s in transition.sources)
-        if actual_status is None:
-            message = f"Cannot {transition.name} campaign #{campaign_id}: it does not exist."
-        else:
-            message = (f"Cannot {transition.name} campaign #{campaign_id}: it is {S(actual_status).label.lower()}; "
-                       f"only a campaign that is {allowed} can be {_past_participle(transition.name)}.")
-        super().__init__(message)
 
 
 def _past_participle(verb):
@@ -116,5 +109,5 @@ def reopen(campaign_id):
     return transition(campaign_id, "reopen", completed_at=None, last_error="")
 
 
-__all__ = ["IllegalTransition", "TRANSITIONS", "transition", "schedule", "unschedule", "start", "pause",
-           "resume", "cancel", "complete", "fail", "reopen"]
+__all__ = ["TRANSITIONS", "transition", "schedule", "unschedule", "start", "pause", "resume", "cancel", "complete",
+           "fail", "reopen"]

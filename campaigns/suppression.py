@@ -1,4 +1,4 @@
-"""The suppression list: addresses no campaign mails again. Add, remove, import from CSV, unsubscribe.
+"""The suppression list: addresses no campaign mails again. Add, import from CSV, unsubscribe.
 
 Suppressed addresses are stored lower-cased (the model's rule); the send-time check compares them
 with the lower-cased recipient address. Every write is one set-based statement with
@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns.importing.errors import ImportRefused
+from campaigns.exceptions import ImportRefused, SuppressionImportError, UnknownDelivery
 from campaigns.importing.reader import open_table
 from campaigns.importing.validation import validate_emails
 from campaigns.models import Campaign, DeliveryLog, Suppression
@@ -40,7 +40,7 @@ RETURNING email
 """
 
 
-def normalise(email: str) -> str:
+def normalize(email: str) -> str:
     return (email or "").strip().lower()
 
 
@@ -62,21 +62,11 @@ def suppress(email, reason=R.MANUAL, source="", campaign_id=None) -> bool:
     return suppress_many([(email, reason, source, campaign_id)]) == 1
 
 
-def unsuppress(emails) -> int:
-    """Remove addresses from the list (staff decided they may be mailed again); returns how many."""
-    deleted, _ = Suppression.objects.filter(email__in=[normalise(e) for e in emails]).delete()
-    return deleted
-
-
 def is_suppressed(email) -> bool:
-    return Suppression.objects.filter(email=normalise(email)).exists()
+    return Suppression.objects.filter(email=normalize(email)).exists()
 
 
 # --- unsubscribe ------------------------------------------------------------------------------------
-
-class UnknownDelivery(LookupError):
-    pass
-
 
 @dataclass(frozen=True)
 class Unsubscribed:
@@ -101,10 +91,6 @@ def unsubscribe(delivery_id, source=ONE_CLICK_SOURCE) -> Unsubscribed:
 
 
 # --- CSV import ---------------------------------------------------------------------------------------
-
-class SuppressionImportError(ValueError):
-    """The file cannot be imported; the message says why, and nothing was changed."""
-
 
 @dataclass
 class SuppressionImportReport:

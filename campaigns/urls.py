@@ -2,14 +2,14 @@
 
 from django.urls import path
 
-from campaigns import views
+from campaigns.views import sendgrid_webhook, tracking, unsubscribe
 
 app_name = "public"
 
 urlpatterns = [
-    path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
-    path("t/o/<str:token>/", views.open_pixel, name="open"),
-    path("t/c/<str:token>/<int:index>/", views.click, name="click"),
-    path("t/c/<str:token>/", views.click, name="click-legacy"),  # links mailed before one token per recipient
-    path("webhooks/sendgrid/", views.sendgrid_webhook, name="sendgrid-webhook"),
+    path("u/<str:token>/", unsubscribe.unsubscribe, name="unsubscribe"),
+    path("t/o/<str:token>/", tracking.open_pixel, name="open"),
+    path("t/c/<str:token>/<int:index>/", tracking.click, name="click"),
+    path("t/c/<str:token>/", tracking.click, name="click-legacy"),  # links mailed before one token per recipient
+    path("webhooks/sendgrid/", sendgrid_webhook.sendgrid_webhook, name="sendgrid-webhook"),
 ]

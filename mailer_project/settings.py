@@ -47,7 +47,7 @@ if not DEBUG and not SITE_URL.lower().startswith("https://"):
         f"SITE_URL must be an https:// URL in production (DEBUG is off), not {SITE_URL!r}: it is the base of "
         f"the unsubscribe and tracking links in every email. See .env.example."
     )
-# Keys of the links in emails (campaigns/links.py), separate from SECRET_KEY so either can rotate
+# Keys of the links in emails (campaigns/signed_links.py), separate from SECRET_KEY so either can rotate
 # alone. Rotation: the new key here, the old one(s) in LINK_SIGNING_KEY_FALLBACKS (comma-separated)
 # for as long as mailed links must work (docs/security.md, "Rotating keys").
 LINK_SIGNING_KEY = _required_in_production("LINK_SIGNING_KEY", f"dev-link-signing-key:{SECRET_KEY}")

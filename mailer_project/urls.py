@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from campaigns import views_health
+from campaigns.views import health
 
 admin.site.site_header = "Bulk mailer"
 admin.site.site_title = "Bulk mailer"
@@ -9,7 +9,7 @@ admin.site.index_title = "Campaigns and delivery"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("healthz", views_health.healthz, name="healthz"),
-    path("readyz", views_health.readyz, name="readyz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("", include("campaigns.urls")),
 ]

@@ -17,9 +17,9 @@ import pytest
 from django.db import connection
 from django.db.models import Max
 
+from campaigns import services
 from campaigns.models import Campaign, DeliveryLog
-from campaigns.sending import control
-from tests.test_sending_pipeline import assert_exactly_once, make_campaign, wait_for, wait_until_finished
+from tests.sending.test_pipeline import assert_exactly_once, make_campaign, wait_for, wait_until_finished
 
 D = DeliveryLog.Status
 S = Campaign.Status
@@ -76,7 +76,7 @@ def test_a_sender_killed_at_each_step_of_a_batch_mails_nobody_twice_and_bounds_u
         doomed = start_worker(["senders"], concurrency=1, module="tests.crashing_worker", CRASH_AT=step,
                               CRASH_SIGNAL_FILE=signal_file, **env)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     if step == "request_in_flight":
         wait_for(lambda: api.stats()["requests_by_status"].get("hang"))
         stopped = {}

@@ -3,9 +3,9 @@ import re
 
 import pytest
 
+from campaigns.exceptions import MergeTagError
 from campaigns.rendering import (
     STANDARD_TAGS,
-    MergeTagError,
     available_tags,
     compile_campaign,
     find_tags,

@@ -1,7 +1,9 @@
 """Settings come from the environment; production refuses to start without its secrets."""
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +101,72 @@ def test_a_dead_sender_is_noticed_within_a_minute_and_a_live_one_keeps_its_claim
     assert settings.SEND_LEASE_SECONDS + sweep_every <= 60
     # A live batch renews every third of the lease, and its time limit is its own, not the lease's.
     assert settings.SEND_BATCH_TIME_LIMIT > settings.SEND_LEASE_SECONDS
+
+
+def test_env_example_explains_every_variable_the_settings_read():
+    example = (ROOT / ".env.example").read_text()
+    # "NAME=" or, for a variable best left unset (its default depends on others), "#NAME=".
+    unexplained = {name for name in variables_the_settings_read() if not re.search(rf"^#?{name}=", example, re.M)}
+    assert unexplained == set(), f"add these to .env.example, each with a comment: {sorted(unexplained)}"
+
+
+def test_the_settings_reader_finds_direct_reads_and_reads_through_a_helper():
+    names = variables_the_settings_read()
+    assert {"DEBUG", "CELERY_BROKER_URL", "STATIC_ROOT", "SECRET_KEY", "DATABASE_URL"} <= names
+
+
+def variables_the_settings_read():
+    """Every environment variable named in mailer_project/settings*.py: env(...), env.<cast>(...),
+    os.environ / os.getenv, and helpers that pass their parameter on to one of those."""
+    names = set()
+    for path in sorted((ROOT / "mailer_project").glob("settings*.py")):
+        tree = ast.parse(path.read_text())
+        helpers = _helpers_that_read_a_parameter(tree)
+        for node in ast.walk(tree):
+            name = _variable_read(node)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in helpers:
+                name = node.args[helpers[node.func.id]] if len(node.args) > helpers[node.func.id] else None
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                names.add(name.value)
+    return names
+
+
+def _helpers_that_read_a_parameter(tree):
+    """{function name: position of the parameter it reads as a variable name}, for module-level functions."""
+    helpers = {}
+    for function in tree.body:
+        if isinstance(function, ast.FunctionDef):
+            parameters = [arg.arg for arg in function.args.args]
+            for node in ast.walk(function):
+                name = _variable_read(node)
+                if isinstance(name, ast.Name) and name.id in parameters:
+                    helpers[function.name] = parameters.index(name.id)
+    return helpers
+
+
+def _is_environment(node):
+    """os.environ or env.ENVIRON (django-environ's view of it)."""
+    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
+        (node.value.id, node.attr) in {("os", "environ"), ("env", "ENVIRON")})
+
+
+def _variable_read(node):
+    """The expression naming the variable NODE reads from the environment, or None."""
+    if isinstance(node, ast.Call) and node.args:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "env":
+            return node.args[0]
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "env" \
+                and func.attr != "read_env":
+            return node.args[0]
+        if isinstance(func, ast.Attribute) and func.attr == "get" and _is_environment(func.value):
+            return node.args[0]
+        if isinstance(func, ast.Attribute) and func.attr == "getenv" and isinstance(func.value, ast.Name) \
+                and func.value.id == "os":
+            return node.args[0]
+    if isinstance(node, ast.Subscript) and _is_environment(node.value):
+        return node.slice
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)) \
+            and _is_environment(node.comparators[0]):
+        return node.left
+    return None

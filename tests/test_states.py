@@ -5,6 +5,7 @@ from django.db import connection
 from django.utils import timezone
 
 from campaigns import states
+from campaigns.exceptions import IllegalTransition
 from campaigns.models import Campaign
 from tests.factories import CampaignFactory
 
@@ -48,7 +49,7 @@ def test_every_transition_is_legal_or_refused_with_a_clear_error(action, source)
         campaign.refresh_from_db()
         assert campaign.status == expected
     else:
-        with pytest.raises(states.IllegalTransition) as excinfo:
+        with pytest.raises(IllegalTransition) as excinfo:
             ACTIONS[action](campaign.pk)
         message = str(excinfo.value)
         assert f"Cannot {action} campaign #{campaign.pk}" in message
@@ -77,7 +78,7 @@ def test_transition_on_a_deleted_campaign_says_so():
     campaign = CampaignFactory()
     pk = campaign.pk
     campaign.delete()
-    with pytest.raises(states.IllegalTransition, match="it does not exist"):
+    with pytest.raises(IllegalTransition, match="it does not exist"):
         states.cancel(pk)
 
 
@@ -92,7 +93,7 @@ def test_two_connections_racing_to_start_a_campaign_exactly_one_wins():
             try:
                 barrier.wait()
                 outcomes.append(states.start(campaign.pk))
-            except states.IllegalTransition as error:
+            except IllegalTransition as error:
                 outcomes.append(error)
             finally:
                 connection.close()  # each thread has its own database connection
@@ -104,6 +105,6 @@ def test_two_connections_racing_to_start_a_campaign_exactly_one_wins():
             t.join()
 
         winners = [o for o in outcomes if o == S.IN_PROGRESS]
-        losers = [o for o in outcomes if isinstance(o, states.IllegalTransition)]
+        losers = [o for o in outcomes if isinstance(o, IllegalTransition)]
         assert len(winners) == 1 and len(losers) == 1
         assert losers[0].actual_status == S.IN_PROGRESS

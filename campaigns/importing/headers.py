@@ -6,7 +6,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from campaigns.importing.errors import ImportRefused
+from campaigns.exceptions import ImportRefused
+
 
 EMAIL_NAMES = {"email", "e_mail", "email_address", "e_mail_address", "emailaddress", "mail", "email_addr",
                "mail_address", "emails"}

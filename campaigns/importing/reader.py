@@ -21,8 +21,8 @@ from xml.etree import ElementTree
 import pandas as pd
 import python_calamine
 
+from campaigns.exceptions import ImportRefused
 from campaigns.importing import xlsx
-from campaigns.importing.errors import ImportRefused
 
 CHUNK_ROWS = 50_000
 SAMPLE_BYTES = 64 * 1024

@@ -18,8 +18,8 @@ from django.core.files import File
 from django.db import connection, transaction
 from django.utils import timezone
 
+from campaigns.exceptions import ImportRefused
 from campaigns.importing import reader, writer
-from campaigns.importing.errors import ImportRefused, time_limit_reason
 from campaigns.importing.headers import HeaderMap, map_headers
 from campaigns.importing.report import ImportReport, RejectedRows
 from campaigns.importing.validation import MISSING_EMAIL, check_mx, validate_emails
@@ -33,6 +33,14 @@ REPORT_FIELDS = ("imported", "duplicates_in_file", "already_present", "invalid",
                  "rows_done", "rows_estimated", "status", "error", "started_at", "finished_at", "rejected_file")
 
 Progress = Callable[[int, int], None]
+
+
+def time_limit_reason() -> str:
+    """The sentence staff read when an import ran out of time."""
+    seconds = settings.IMPORT_TIME_LIMIT_SECONDS
+    limit = f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
+    return (f"The import was stopped after {limit}, its time limit (IMPORT_TIME_LIMIT_SECONDS), "
+            f"so nothing was imported; split the file into smaller ones and upload them.")
 
 
 def import_recipients(target: RecipientImport | Campaign, path=None, sheet: str | None = None,

@@ -13,10 +13,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns.importing.errors import ImportRefused
-from campaigns.logsafe import for_log
+from campaigns.exceptions import ImportRefused
 from campaigns.importing.progress import DatabaseProgress
 from campaigns.importing.service import import_recipients, mark_failed
+from campaigns.logsafe import for_log
 from campaigns.models import RecipientImport
 
 logger = logging.getLogger(__name__)

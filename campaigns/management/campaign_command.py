@@ -1,14 +1,13 @@
-"""One base for the commands that apply a single control action to a campaign."""
+"""One base for the commands that apply a single staff action to a campaign."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from campaigns import states
+from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.models import Campaign
-from campaigns.sending.control import CampaignError
 
 
 class CampaignActionCommand(BaseCommand):
-    action = None  # a function of campaigns.sending.control taking the campaign id
+    action = None  # a function of campaigns.services taking the campaign id
 
     def add_arguments(self, parser):
         parser.add_argument("campaign_id", type=int)
@@ -21,6 +20,6 @@ class CampaignActionCommand(BaseCommand):
             message = self.run_action(campaign_id, **options)
         except Campaign.DoesNotExist as missing:
             raise CommandError(f"Campaign #{campaign_id} does not exist.") from missing
-        except (states.IllegalTransition, CampaignError) as refused:
+        except (IllegalTransition, CampaignError) as refused:
             raise CommandError(str(refused)) from refused
         self.stdout.write(f"Campaign #{campaign_id}: {message}")

@@ -1,7 +1,7 @@
 """Send one batch through the providers in order: retry what is temporary, wait for a named
 rate-limit reset on the same provider, fail only the recipients a permanent rejection names, and
 fall back to the next provider on authentication, configuration, policy or outage errors
-(DESIGN.md, sending promise 8).
+(docs/design.md, sending promise 8).
 
 Ambiguous answers never reach this module as errors: the providers turn them into `unknown`
 results, which are final, so nothing that may have been sent is retried or sent over another provider.
@@ -17,10 +17,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from campaigns.logsafe import for_log
-from campaigns.sending.providers.base import (
-    DeliveryResult,
-    Outcome,
+from campaigns.exceptions import (
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
@@ -28,8 +25,10 @@ from campaigns.sending.providers.base import (
     RecipientsRejected,
     TemporaryError,
 )
+from campaigns.logsafe import for_log
+from campaigns.sending.providers.base import DeliveryResult, Outcome
 
-logger = logging.getLogger("campaigns.sending")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
-"""The sending pipeline: start a campaign, send one batch, finalise. Each step keeps DESIGN.md's promises.
+"""The sending pipeline: start a campaign, send one batch, finalise. Each step keeps the sending
+promises of docs/design.md, numbered as there:
 
-- A campaign starts once: the start is a conditional UPDATE on status (campaigns.states).
-- Each recipient gets exactly one DeliveryLog: one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
-- Nobody is mailed twice automatically: a batch claims its rows with a short lease that it keeps
-  renewing, and the providers record that the call began at the last moment before bytes leave;
-  results are written only for rows still under its claim (campaigns.sending.ledger).
-- Work is enqueued only after its transaction commits.
+1. A campaign starts once: the start is a conditional UPDATE on status (campaigns.states).
+2. Each recipient gets exactly one DeliveryLog: one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+3. Nobody is mailed twice automatically: a batch claims its rows with a short lease that it keeps
+   renewing, and the providers record that the call began at the last moment before bytes leave;
+   results are written only for rows still under its claim (campaigns.sending.ledger).
+5. Work is enqueued only after its transaction commits.
+6. Pause and cancel take effect at the batch boundary: send_batch checks the status before it claims.
 """
 
 import json
@@ -21,14 +23,14 @@ from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from campaigns import links, states, tracking
+from campaigns import click_tracking, signed_links, states
+from campaigns.exceptions import IllegalTransition, ProviderError, ProviderRefused
 from campaigns.logsafe import for_log
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.ledger import BatchLedger, Heartbeat
-from campaigns.sending.providers.base import (
-    Batch, DeliveryResult, Outcome, OutgoingMessage, ProviderError, ProviderRefused)
+from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
@@ -134,7 +136,7 @@ def start_campaign(campaign_id):
     with transaction.atomic():
         try:
             states.start(campaign_id, due_by=now)
-        except states.IllegalTransition as refused:
+        except IllegalTransition as refused:
             if refused.actual_status == Campaign.Status.SCHEDULED:
                 logger.debug("Campaign %s is not due yet", campaign_id)
             else:
@@ -207,13 +209,13 @@ def build_batch(campaign, claimed_rows, ledger=None):
     messages = [
         OutgoingMessage(delivery_id=pk, email=email, context=recipient_context(
             email, first, last, json.loads(data) if isinstance(data, str) else data or {},
-            links.unsubscribe_url(pk)))
+            signed_links.unsubscribe_url(pk)))
         for pk, _status, _attempts, email, first, last, data in claimed_rows
     ]
     return Batch(campaign_id=campaign["id"], from_email=campaign["from_email"] or settings.DEFAULT_FROM_EMAIL,
                  reply_to=campaign["reply_to"], compiled=compiled_campaign(campaign), messages=messages,
                  categories=(f"campaign-{campaign['id']}",),
-                 tracking=tracking.tracking_for(campaign) if campaign["track_engagement"] else None,
+                 tracking=click_tracking.tracking_for(campaign) if campaign["track_engagement"] else None,
                  ledger=ledger)
 
 
@@ -310,7 +312,7 @@ def pause_for_provider_problem(campaign_id, error):
     reason = f"Sending paused: every mail provider refused this campaign's mail. {error}"
     try:
         states.pause(campaign_id, reason=reason[:2000])
-    except states.IllegalTransition:
+    except IllegalTransition:
         return  # another batch paused it first, or staff paused or cancelled it
     logger.error("Campaign %s paused: provider problem: %s", campaign_id, for_log(error))
 
@@ -345,7 +347,7 @@ def finalize_if_done(campaign_id):
                                      where=all_terminal)
             else:
                 status = states.complete(campaign_id, where=all_terminal)
-        except states.IllegalTransition:
+        except IllegalTransition:
             return None  # rows went back to pending, or another batch or the sweep finalised it first
     logger.info("Campaign %s finalised: %s (sent=%s failed=%s unknown=%s)", campaign_id, status,
                 counts["sent_count"], counts["failed_count"], counts["unknown_count"])

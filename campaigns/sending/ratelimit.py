@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-logger = logging.getLogger("campaigns.sending")
+logger = logging.getLogger(__name__)
 
 RATE_SETTINGS = {
     "sendgrid": "SENDGRID_RATE_LIMIT_PER_SEC",

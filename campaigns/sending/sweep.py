@@ -66,7 +66,7 @@ class SweepReport:
     released: int = 0
     unknown: int = 0
     redispatched: dict = field(default_factory=dict)
-    finalised: list = field(default_factory=list)
+    finalized: list = field(default_factory=list)
     cancelled_skipped: int = 0
 
 
@@ -117,10 +117,10 @@ def sweep():
 
     for campaign_id in Campaign.objects.filter(status=S.IN_PROGRESS).values_list("id", flat=True):
         if finalize_if_done(campaign_id):
-            report.finalised.append(campaign_id)
+            report.finalized.append(campaign_id)
 
-    if report.released or report.unknown or report.redispatched or report.finalised or report.cancelled_skipped:
+    if report.released or report.unknown or report.redispatched or report.finalized or report.cancelled_skipped:
         logger.warning("Sweep: released %s expired claims to pending, marked %s unknown, re-dispatched %s, "
                        "finalised %s, skipped %s rows of cancelled campaigns", report.released, report.unknown,
-                       report.redispatched, report.finalised, report.cancelled_skipped)
+                       report.redispatched, report.finalized, report.cancelled_skipped)
     return report

@@ -9,7 +9,7 @@ from celery.signals import task_failure
 from django.conf import settings
 
 from campaigns.importing import uploads
-from campaigns.importing.errors import time_limit_reason
+from campaigns.importing.service import time_limit_reason
 
 
 # Acknowledged when it starts: an import whose worker died is marked failed, never run again by a

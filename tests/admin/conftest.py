@@ -39,6 +39,10 @@ def add_logs(campaign, statuses, sent_at=None, provider="smtp"):
     return DeliveryLog.objects.bulk_create(logs)
 
 
+def emails_in(changelist_response):
+    return sorted(str(row.email) for row in changelist_response.context["cl"].result_list)
+
+
 @pytest.fixture
 def campaign(db):
     return CampaignFactory()

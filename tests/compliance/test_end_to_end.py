@@ -6,10 +6,10 @@ import re
 import pytest
 from django.test import Client
 
+from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Recipient, Suppression
-from campaigns.sending import control
 from tests.factories import CampaignFactory
-from tests.test_sending_pipeline import wait_until_finished
+from tests.sending.test_pipeline import wait_until_finished
 
 pytestmark = pytest.mark.slow
 SITE = "https://mail.example.test"
@@ -35,7 +35,7 @@ def campaign_to(addresses, **fields):
 
 
 def send(campaign):
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     return wait_until_finished(campaign)
 
 

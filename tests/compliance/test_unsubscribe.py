@@ -4,7 +4,7 @@ import pytest
 from django.core import signing
 from django.test import Client
 
-from campaigns import links
+from campaigns import signed_links
 from campaigns.models import DeliveryLog, Suppression
 from tests.factories import DeliveryLogFactory, SuppressionFactory
 
@@ -24,7 +24,7 @@ def path_of(url):
 
 
 def one_click(client, log):
-    return client.post(path_of(links.unsubscribe_url(log.pk)), data=ONE_CLICK,
+    return client.post(path_of(signed_links.unsubscribe_url(log.pk)), data=ONE_CLICK,
                        content_type="application/x-www-form-urlencoded")
 
 
@@ -72,7 +72,7 @@ def test_unsubscribing_again_after_staff_removed_the_address_suppresses_it_again
 def test_the_link_opened_in_a_browser_asks_first_and_changes_nothing(client):
     log = DeliveryLogFactory(status=DeliveryLog.Status.SENT, recipient__campaign__from_email="Acme News <news@acme.test>")
 
-    page = client.get(path_of(links.unsubscribe_url(log.pk)))
+    page = client.get(path_of(signed_links.unsubscribe_url(log.pk)))
 
     assert page.status_code == 200
     html = page.content.decode()
@@ -80,21 +80,21 @@ def test_the_link_opened_in_a_browser_asks_first_and_changes_nothing(client):
     assert '<form method="post"' in html and 'name="List-Unsubscribe" value="One-Click"' in html
     assert not Suppression.objects.exists()
     # Pressing the button posts the form (as a browser would, with its cookies) and unsubscribes.
-    done = client.post(path_of(links.unsubscribe_url(log.pk)), {"List-Unsubscribe": "One-Click"})
+    done = client.post(path_of(signed_links.unsubscribe_url(log.pk)), {"List-Unsubscribe": "One-Click"})
     assert done.status_code == 200 and "You are unsubscribed" in done.content.decode()
     assert Suppression.objects.filter(email=log.email).exists()
-    assert "already off" in client.get(path_of(links.unsubscribe_url(log.pk))).content.decode()
+    assert "already off" in client.get(path_of(signed_links.unsubscribe_url(log.pk))).content.decode()
 
 
 def test_one_recipients_token_cannot_unsubscribe_another(mail_client, client):
     mine = DeliveryLogFactory(status=DeliveryLog.Status.SENT)
     theirs = DeliveryLogFactory(recipient__campaign=mine.campaign, status=DeliveryLog.Status.SENT)
     # Swap the neighbour's opaque id (the first 22 characters) into my token, keeping my signature.
-    token, their_token = links.unsubscribe_token(mine.pk), links.unsubscribe_token(theirs.pk)
+    token, their_token = signed_links.unsubscribe_token(mine.pk), signed_links.unsubscribe_token(theirs.pk)
     forged = [their_token[:21] + token[21:], token[:21] + their_token[21:]]
     # The same with a legacy token (links mailed before one token per recipient, signed with SECRET_KEY).
-    legacy = signing.dumps(mine.pk, salt=links.UNSUBSCRIBE_SALT)
-    their_payload = signing.dumps(theirs.pk, salt=links.UNSUBSCRIBE_SALT).split(":")[0]
+    legacy = signing.dumps(mine.pk, salt=signed_links.UNSUBSCRIBE_SALT)
+    their_payload = signing.dumps(theirs.pk, salt=signed_links.UNSUBSCRIBE_SALT).split(":")[0]
     forged.append(":".join([their_payload, *legacy.split(":")[1:]]))
 
     for bad in forged:
@@ -121,7 +121,7 @@ def test_forged_or_foreign_tokens_get_a_404_and_change_nothing(mail_client, toke
 
 def test_a_valid_token_for_a_deleted_delivery_is_a_404(mail_client):
     log = DeliveryLogFactory(status=DeliveryLog.Status.SENT)
-    url = path_of(links.unsubscribe_url(log.pk))
+    url = path_of(signed_links.unsubscribe_url(log.pk))
     log.campaign.delete()
     assert mail_client.post(url, data=ONE_CLICK, content_type="application/x-www-form-urlencoded").status_code == 404
     assert not Suppression.objects.exists()
@@ -130,7 +130,7 @@ def test_a_valid_token_for_a_deleted_delivery_is_a_404(mail_client):
 def test_the_page_shows_recipient_and_sender_text_inert(client):
     log = DeliveryLogFactory(status=DeliveryLog.Status.SENT, email="<script>alert(1)</script>@example.com",
                              recipient__campaign__from_email='"<img src=x onerror=alert(1)>" <news@acme.test>')
-    html = client.get(path_of(links.unsubscribe_url(log.pk))).content.decode()
+    html = client.get(path_of(signed_links.unsubscribe_url(log.pk))).content.decode()
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;@example.com" in html
 
@@ -138,5 +138,5 @@ def test_the_page_shows_recipient_and_sender_text_inert(client):
 def test_an_already_suppressed_address_is_shown_as_such(client):
     log = DeliveryLogFactory(status=DeliveryLog.Status.SENT)
     SuppressionFactory(email=log.email, reason=Suppression.Reason.BOUNCED)
-    assert "already off" in client.get(path_of(links.unsubscribe_url(log.pk))).content.decode()
+    assert "already off" in client.get(path_of(signed_links.unsubscribe_url(log.pk))).content.decode()
 

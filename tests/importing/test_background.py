@@ -10,12 +10,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from campaigns import services
 from campaigns.models import Campaign, Recipient, RecipientImport
-from campaigns.sending import control
 from campaigns.tasks.imports import import_recipients_file
 from tests.factories import CampaignFactory, RecipientFactory
 from tests.importing.conftest import csv_upload, import_url, status_json_url, uploaded, wait_until_finished
-from tests.test_sending_pipeline import make_campaign, status_of, wait_for
+from tests.sending.test_pipeline import make_campaign, status_of, wait_for
 
 S = RecipientImport.Status
 PAUSED_APP = "tests.importing.paused_imports_app"
@@ -96,7 +96,7 @@ def test_long_imports_show_progress_and_block_neither_the_campaign_page_nor_a_ca
 
     # A campaign due now starts and is sent while both imports are still running.
     due = make_campaign(5)
-    control.send_now(due.pk)
+    services.send_now(due.pk)
     wait_for(lambda: status_of(due) == Campaign.Status.COMPLETED)
     assert due.sent_count == 5
     assert all(status_of_import(staff_client, r)["status"] == "running" for _, r in held)

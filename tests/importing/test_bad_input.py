@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from campaigns.importing import ImportRefused
+from campaigns.exceptions import ImportRefused
 from campaigns.importing.service import import_recipients
 from campaigns.models import Campaign, Recipient, RecipientImport
 from tests.factories import RecipientFactory

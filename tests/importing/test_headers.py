@@ -1,6 +1,6 @@
 import pytest
 
-from campaigns.importing import ImportRefused
+from campaigns.exceptions import ImportRefused
 from campaigns.importing.headers import map_headers, merge_tag_name
 
 

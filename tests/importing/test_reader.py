@@ -46,7 +46,8 @@ def rewrite_sheet(source, target, change):
 
 
 def test_a_workbook_is_read_a_chunk_at_a_time(make_xlsx, tmp_path, monkeypatch):
-    from campaigns.importing import ImportRefused, reader
+    from campaigns.exceptions import ImportRefused
+    from campaigns.importing import reader
 
     monkeypatch.setattr(reader, "CHUNK_ROWS", 10)
     source = make_xlsx({"S": [["email"]] + [[f"p{i}@example.com"] for i in range(60)]})
@@ -62,7 +63,8 @@ def test_a_workbook_is_read_a_chunk_at_a_time(make_xlsx, tmp_path, monkeypatch):
 
 def test_the_row_limit_holds_while_a_workbook_streams_even_when_its_dimension_lies(make_xlsx, tmp_path,
                                                                                    monkeypatch):
-    from campaigns.importing import ImportRefused, reader
+    from campaigns.exceptions import ImportRefused
+    from campaigns.importing import reader
 
     monkeypatch.setattr(reader, "CHUNK_ROWS", 10)
     source = make_xlsx({"S": [["email"]] + [[f"p{i}@example.com"] for i in range(120)]})

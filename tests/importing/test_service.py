@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import dns.resolver
 import pytest
 
-from campaigns.importing import ImportRefused
+from campaigns.exceptions import ImportRefused
 from campaigns.importing.service import import_recipients
 from campaigns.models import Campaign, Recipient, RecipientImport
 from tests.factories import RecipientFactory, SuppressionFactory
@@ -200,7 +200,7 @@ def test_invalid_addresses_are_rejected_with_the_libraries_reason_and_original_v
     assert rejected[2][1] == "Missing email address"
 
 
-def test_rejected_rows_csv_neutralises_spreadsheet_formulas(campaign, make_csv):
+def test_rejected_rows_csv_neutralizes_spreadsheet_formulas(campaign, make_csv):
     rows = [["email", "=HEADER()", "note"],
             ["=HYPERLINK(\"http://evil\")", "+1", "-2"], ["@SUM(A1)", "\tx", "plain"]]
     report = import_recipients(campaign, make_csv(rows))

@@ -172,7 +172,7 @@ def test_realistic_list_is_mostly_settled_on_the_fast_path():
         ("a" * 64 + "b@example.com", "a" * 64 + "b@example.com"),  # no local-part limit by default
     ],
 )
-def test_accepted_addresses_are_normalised_like_the_library(raw, normalized):
+def test_accepted_addresses_are_normalized_like_the_library(raw, normalized):
     result = validate_emails(pd.Series([raw]))
     assert result.error[0] is None
     assert result.normalized[0] == normalized

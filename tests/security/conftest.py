@@ -14,5 +14,5 @@ from tests.deploy.conftest import (  # noqa: F401  (fixtures)
     static_root,
     web_server,
 )
-from tests.compliance.conftest import sendgrid, sent_campaign  # noqa: F401  (fixtures)
+from tests.sending.providers.conftest import sendgrid, sent_campaign  # noqa: F401  (fixtures)
 from tests.deploy.test_compose import prod_compose  # noqa: F401  (fixture)

@@ -211,7 +211,7 @@ def provider():
     def send(batch):
         return "smtp", [DeliveryResult(delivery_id=0, outcome=Outcome.SENT) for _ in batch.messages]
 
-    with mock.patch("campaigns.sending.control.send_with_fallback", side_effect=send) as patched:
+    with mock.patch("campaigns.services.send_with_fallback", side_effect=send) as patched:
         yield patched
 
 
@@ -252,7 +252,7 @@ def test_a_test_send_skips_suppressed_addresses_and_logs_the_user_not_the_addres
     SuppressionFactory(email="gone@example.com")
     editor = client_with(client, *EDITOR)
     campaign = CampaignFactory()
-    with caplog.at_level(logging.INFO, logger="campaigns.sending.control"):
+    with caplog.at_level(logging.INFO, logger="campaigns.services"):
         response = editor.post(action_url(campaign, "send_test_email"),
                                {"addresses": "Gone@example.com qa@example.com"})
     assert sent_to(provider) == ["qa@example.com"]

@@ -7,7 +7,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from campaigns import links
+from campaigns import signed_links
 from campaigns.models import DeliveryLog
 from tests.admin.conftest import add_logs, add_recipients
 from tests.factories import CampaignFactory, DeliveryLogFactory, UserFactory
@@ -78,7 +78,7 @@ def test_the_admin_login_page_has_the_policy(client):
 
 def test_public_pages_style_themselves_only_with_the_nonce(client):
     delivery = DeliveryLogFactory(recipient__campaign=CampaignFactory(), status=DeliveryLog.Status.SENT)
-    for response in (client.get(f"/u/{links.unsubscribe_token(delivery.pk)}/"), client.get("/u/forged/")):
+    for response in (client.get(f"/u/{signed_links.unsubscribe_token(delivery.pk)}/"), client.get("/u/forged/")):
         assert response.status_code in (200, 404)
         nonce = re.search(r"'nonce-([^']+)'", " ".join(policy(response)["style-src"])).group(1)
         assert f'<style nonce="{nonce}">' in response.content.decode()

@@ -17,7 +17,7 @@ from django.apps import apps
 from django.db import connection
 from django.test import Client
 
-from campaigns import links
+from campaigns import signed_links
 from campaigns.models import DeliveryLog
 from tests.deploy import tools
 from tests.factories import CampaignFactory, DeliveryLogFactory
@@ -99,7 +99,7 @@ def genuine_tokens(transactional_db):
     logs = [DeliveryLogFactory(recipient__campaign=campaign, status=DeliveryLog.Status.SENT) for _ in range(3)]
     tokens = []
     for log in logs:
-        tokens += [links.unsubscribe_token(log.pk), links.tracking_token(log.pk)]
+        tokens += [signed_links.unsubscribe_token(log.pk), signed_links.tracking_token(log.pk)]
     return tokens
 
 

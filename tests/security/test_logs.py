@@ -6,12 +6,12 @@ import logging
 import pytest
 from django.test import Client
 
-from campaigns import links
+from campaigns import signed_links
+from campaigns.exceptions import ProviderRefused, ProviderUnavailable
 from campaigns.importing.uploads import import_upload
 from campaigns.logsafe import LogSafeFilter, escape, for_log, mask_addresses, mask_email
 from campaigns.models import DeliveryLog, RecipientImport
 from campaigns.sending.chain import send_with_fallback
-from campaigns.sending.providers.base import ProviderRefused, ProviderUnavailable
 from tests.factories import CampaignFactory, DeliveryLogFactory
 from tests.importing.conftest import make_xlsx, uploaded  # noqa: F401 (fixture)
 from tests.sending.conftest import make_batch
@@ -143,8 +143,8 @@ def test_provider_errors_quoting_a_recipient_are_logged_masked(error, caplog, se
 def test_unsubscribing_logs_no_address(caplog):
     log = DeliveryLogFactory(email=ADDRESS, status=DeliveryLog.Status.SENT)
     with caplog.at_level(logging.DEBUG):
-        Client().get(links.unsubscribe_url(log.pk).split("/", 3)[3].join(["/", ""]))
-        response = Client().post("/" + links.unsubscribe_url(log.pk).split("/", 3)[3],
+        Client().get(signed_links.unsubscribe_url(log.pk).split("/", 3)[3].join(["/", ""]))
+        response = Client().post("/" + signed_links.unsubscribe_url(log.pk).split("/", 3)[3],
                                  data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
     assert response.status_code == 200
     assert ADDRESS not in caplog.text

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from campaigns import health, links
+from campaigns import health, signed_links
 from campaigns.models import Campaign, DeliveryLog
 from tests.deploy import tools
 from tests.factories import CampaignFactory, DeliveryLogFactory
@@ -51,7 +51,7 @@ def test_the_migrations_check_loads_the_migration_graph_only_until_all_are_appli
 def test_a_click_redirect_loads_the_campaign_html_once_per_campaign_version(client):
     delivery = DeliveryLogFactory(recipient__campaign=CampaignFactory(html_body=HTML),
                                   status=DeliveryLog.Status.SENT)
-    click = path_of(links.click_url(delivery.pk, 0))
+    click = path_of(signed_links.click_url(delivery.pk, 0))
     assert client.get(click)["Location"] == "https://shop.acme.test/sale"  # first hit: loads the HTML
     with CaptureQueriesContext(connection) as queries:
         for _ in range(3):

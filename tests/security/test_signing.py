@@ -1,6 +1,6 @@
 """Issue 13, item 8: link signing with its own rotating key, opaque tokens, an https SITE_URL.
 
-Also issue 14, item 5: one keyed hash per recipient serves all its links.
+Also issue 14, item 5: one keyed hash per recipient serves all its signed_links.
 """
 
 import base64
@@ -10,7 +10,7 @@ import pytest
 from django.core import signing
 from django.test import Client
 
-from campaigns import links, tracking
+from campaigns import click_tracking, signed_links
 from campaigns.models import DeliveryLog, Suppression
 from tests.factories import CampaignFactory, DeliveryLogFactory
 from tests.test_settings import PRODUCTION, load_settings
@@ -76,10 +76,10 @@ def test_blank_fallback_entries_are_dropped_so_an_empty_key_never_verifies():
 def test_an_unsubscribe_link_signed_with_the_old_key_still_works_after_rotation(settings):
     log = DeliveryLogFactory(status=DeliveryLog.Status.SENT)
     settings.LINK_SIGNING_KEY, settings.LINK_SIGNING_KEY_FALLBACKS = "old-link-key", []
-    mailed = links.unsubscribe_url(log.pk)
+    mailed = signed_links.unsubscribe_url(log.pk)
 
     settings.LINK_SIGNING_KEY, settings.LINK_SIGNING_KEY_FALLBACKS = "new-link-key", ["old-link-key"]
-    assert links.unsubscribe_url(log.pk) != mailed  # new mail gets new-key links
+    assert signed_links.unsubscribe_url(log.pk) != mailed  # new mail gets new-key links
     response = one_click(mailed)
 
     assert response.status_code == 200
@@ -91,7 +91,7 @@ def test_an_unsubscribe_link_signed_with_the_old_key_still_works_after_rotation(
 def test_a_link_signed_with_a_key_in_neither_setting_is_refused_and_changes_nothing(settings):
     log = DeliveryLogFactory(recipient__campaign=CampaignFactory(html_body=HTML), status=DeliveryLog.Status.SENT)
     settings.LINK_SIGNING_KEY, settings.LINK_SIGNING_KEY_FALLBACKS = "retired-link-key", []
-    stale = [links.unsubscribe_url(log.pk), links.open_url(log.pk), links.click_url(log.pk, 0)]
+    stale = [signed_links.unsubscribe_url(log.pk), signed_links.open_url(log.pk), signed_links.click_url(log.pk, 0)]
 
     settings.LINK_SIGNING_KEY, settings.LINK_SIGNING_KEY_FALLBACKS = "new-link-key", ["old-link-key"]
     assert one_click(stale[0]).status_code == 404
@@ -110,7 +110,7 @@ def test_a_link_signed_with_a_key_in_neither_setting_is_refused_and_changes_noth
 def test_tracking_links_signed_with_the_old_key_still_count_after_rotation(settings):
     log = DeliveryLogFactory(recipient__campaign=CampaignFactory(html_body=HTML), status=DeliveryLog.Status.SENT)
     settings.LINK_SIGNING_KEY, settings.LINK_SIGNING_KEY_FALLBACKS = "old-link-key", []
-    pixel, click = links.open_url(log.pk), links.click_url(log.pk, 1)
+    pixel, click = signed_links.open_url(log.pk), signed_links.click_url(log.pk, 1)
     settings.LINK_SIGNING_KEY, settings.LINK_SIGNING_KEY_FALLBACKS = "new-link-key", ["old-link-key"]
 
     assert Client().get(path_of(pixel)).status_code == 200
@@ -122,7 +122,7 @@ def test_tracking_links_signed_with_the_old_key_still_count_after_rotation(setti
 @pytest.mark.django_db
 def test_rotating_the_link_key_leaves_secret_key_alone_and_vice_versa(settings):
     log = DeliveryLogFactory(status=DeliveryLog.Status.SENT)
-    url = links.unsubscribe_url(log.pk)
+    url = signed_links.unsubscribe_url(log.pk)
     settings.SECRET_KEY = "a-rotated-secret-key-" + "x" * 40
     assert Client().get(path_of(url)).status_code == 200  # link tokens do not depend on SECRET_KEY
 
@@ -131,9 +131,9 @@ def test_rotating_the_link_key_leaves_secret_key_alone_and_vice_versa(settings):
 def test_links_mailed_before_this_scheme_still_work(settings):
     """Legacy tokens (django.core.signing with SECRET_KEY, one salt per purpose) keep working."""
     log = DeliveryLogFactory(recipient__campaign=CampaignFactory(html_body=HTML), status=DeliveryLog.Status.SENT)
-    legacy_unsubscribe = signing.dumps(log.pk, salt=links.UNSUBSCRIBE_SALT)
-    legacy_open = signing.Signer(salt=links.OPEN_SALT).sign(str(log.pk))
-    legacy_click = signing.Signer(salt=links.CLICK_SALT).sign(f"{log.pk}.1")
+    legacy_unsubscribe = signing.dumps(log.pk, salt=signed_links.UNSUBSCRIBE_SALT)
+    legacy_open = signing.Signer(salt=signed_links.OPEN_SALT).sign(str(log.pk))
+    legacy_click = signing.Signer(salt=signed_links.CLICK_SALT).sign(f"{log.pk}.1")
 
     assert Client().get(f"/t/o/{legacy_open}/").status_code == 200
     assert Client().get(f"/t/c/{legacy_click}/")["Location"] == "https://acme.test/b"
@@ -149,7 +149,7 @@ def _raw(token):
 
 def test_tokens_do_not_expose_the_sequential_delivery_id():
     ids = range(1000, 1064)
-    tokens = [links.unsubscribe_token(i) for i in ids] + [links.tracking_token(i) for i in ids]
+    tokens = [signed_links.unsubscribe_token(i) for i in ids] + [signed_links.tracking_token(i) for i in ids]
     for delivery_id, token in zip(list(ids) * 2, tokens):
         assert re.fullmatch(r"[A-Za-z0-9_-]{38}", token)
         assert str(delivery_id) not in token
@@ -164,15 +164,15 @@ def test_tokens_do_not_expose_the_sequential_delivery_id():
 
 
 def test_purposes_are_kept_apart_and_tokens_do_not_verify_across_them():
-    unsubscribe, track = links.recipient_tokens(77)
+    unsubscribe, track = signed_links.recipient_tokens(77)
     assert unsubscribe[:21] == track[:21] and unsubscribe != track  # one handle, two tags
-    assert links.delivery_id_from_unsubscribe_token(unsubscribe) == 77
-    assert links.delivery_id_from_open_token(track) == 77
-    assert links.click_from_token(track, 3) == (77, 3)
-    for call in (lambda: links.delivery_id_from_unsubscribe_token(track),
-                 lambda: links.delivery_id_from_open_token(unsubscribe),
-                 lambda: links.click_from_token(unsubscribe, 0),
-                 lambda: links.click_from_token(track)):
+    assert signed_links.delivery_id_from_unsubscribe_token(unsubscribe) == 77
+    assert signed_links.delivery_id_from_open_token(track) == 77
+    assert signed_links.click_from_token(track, 3) == (77, 3)
+    for call in (lambda: signed_links.delivery_id_from_unsubscribe_token(track),
+                 lambda: signed_links.delivery_id_from_open_token(unsubscribe),
+                 lambda: signed_links.click_from_token(unsubscribe, 0),
+                 lambda: signed_links.click_from_token(track)):
         with pytest.raises(signing.BadSignature):
             call()
 
@@ -180,42 +180,42 @@ def test_purposes_are_kept_apart_and_tokens_do_not_verify_across_them():
 @pytest.mark.parametrize("bad", ["", "A" * 38, "A" * 37 + "=", "A" * 39, "~" * 38, "é" * 38])
 def test_malformed_tokens_are_bad_signatures(bad):
     with pytest.raises(signing.BadSignature):
-        links.delivery_id_from_unsubscribe_token(bad)
+        signed_links.delivery_id_from_unsubscribe_token(bad)
     with pytest.raises(signing.BadSignature):
-        links.delivery_id_from_open_token(bad)
+        signed_links.delivery_id_from_open_token(bad)
 
 
 def test_a_non_canonical_encoding_of_a_genuine_token_is_refused():
-    token = links.tracking_token(5)
+    token = signed_links.tracking_token(5)
     # The last base64 character carries 4 unused bits: flipping them must not give a second valid token.
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     last = alphabet.index(token[-1])
     twin = token[:-1] + alphabet[last ^ 1]
     with pytest.raises(signing.BadSignature):
-        links.delivery_id_from_open_token(twin)
+        signed_links.delivery_id_from_open_token(twin)
 
 
 # --- One keyed hash per recipient (issue 14, item 5) --------------------------------------------
 
 def test_one_hmac_and_one_aes_block_per_recipient_serve_all_its_links(monkeypatch):
     campaign = {"id": 990001, "updated_at": "v1", "subject": "s", "html_body": HTML, "text_body": ""}
-    track = tracking.tracking_for(campaign)
-    links.recipient_tokens(1)  # derive the keys once (per key, per process)
+    track = click_tracking.tracking_for(campaign)
+    signed_links.recipient_tokens(1)  # derive the keys once (per key, per process)
     calls = []
-    real_tags, real_aes = links._tags, links._aes
-    monkeypatch.setattr(links, "_tags", lambda *a: calls.append("hmac") or real_tags(*a))
-    monkeypatch.setattr(links, "_aes", lambda *a, **k: calls.append("aes") or real_aes(*a, **k))
-    links._recipient_tokens.cache_clear()
+    real_tags, real_aes = signed_links._tags, signed_links._aes
+    monkeypatch.setattr(signed_links, "_tags", lambda *a: calls.append("hmac") or real_tags(*a))
+    monkeypatch.setattr(signed_links, "_aes", lambda *a, **k: calls.append("aes") or real_aes(*a, **k))
+    signed_links._recipient_tokens.cache_clear()
 
-    unsubscribe = links.unsubscribe_url(424242)   # build_batch
+    unsubscribe = signed_links.unsubscribe_url(424242)   # build_batch
     values = track.values(424242)                 # the SMTP provider's tracking values
 
     assert sorted(calls) == ["aes", "hmac"]
-    token = links.tracking_token(424242)
-    assert values == {"_t_open": f"{links.open_url(424242)}", "_t_click_0": links.click_url(424242, 0),
-                      "_t_click_1": links.click_url(424242, 1)}
+    token = signed_links.tracking_token(424242)
+    assert values == {"_t_open": f"{signed_links.open_url(424242)}", "_t_click_0": signed_links.click_url(424242, 0),
+                      "_t_click_1": signed_links.click_url(424242, 1)}
     assert all(f"/{token}/" in url for url in values.values())
-    assert f"/u/{links.unsubscribe_token(424242)}/" in unsubscribe
+    assert f"/u/{signed_links.unsubscribe_token(424242)}/" in unsubscribe
     assert sorted(calls) == ["aes", "hmac"]
 
 
@@ -223,7 +223,7 @@ def test_one_hmac_and_one_aes_block_per_recipient_serve_all_its_links(monkeypatc
 def test_legacy_links_survive_a_secret_key_rotation_only_with_the_old_key_in_the_fallbacks(settings):
     log = DeliveryLogFactory(status=DeliveryLog.Status.SENT)
     settings.SECRET_KEY = "old-secret-key-" + "s" * 50
-    legacy = f"/u/{signing.dumps(log.pk, salt=links.UNSUBSCRIBE_SALT)}/"
+    legacy = f"/u/{signing.dumps(log.pk, salt=signed_links.UNSUBSCRIBE_SALT)}/"
 
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "new-secret-key-" + "n" * 50, []
     assert Client().get(legacy).status_code == 404

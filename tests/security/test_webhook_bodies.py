@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from campaigns import events as webhook_events
-from tests.compliance.conftest import event
-from tests.compliance.test_webhook import state
+from campaigns.sending.providers import sendgrid_webhook
+from tests.sending.providers.conftest import event
+from tests.sending.providers.test_sendgrid_webhook import state
 
 pytestmark = pytest.mark.django_db
 
@@ -70,9 +70,9 @@ def test_bodies_that_are_not_an_array_of_objects_are_refused(sendgrid, sent_camp
 def test_oversized_arrays_are_refused(sendgrid, sent_campaign):
     _, (ann, *_) = sent_campaign
     before = state()
-    too_many_events = json.dumps([event("processed", ann) for _ in range(webhook_events.MAX_EVENTS + 1)]).encode()
-    long_category = json.dumps([event("open", ann, category=["c"] * (webhook_events.MAX_ITEMS + 1))]).encode()
-    many_fields = json.dumps([event("open", ann, **{f"arg{i}": "v" for i in range(webhook_events.MAX_KEYS)})]).encode()
+    too_many_events = json.dumps([event("processed", ann) for _ in range(sendgrid_webhook.MAX_EVENTS + 1)]).encode()
+    long_category = json.dumps([event("open", ann, category=["c"] * (sendgrid_webhook.MAX_ITEMS + 1))]).encode()
+    many_fields = json.dumps([event("open", ann, **{f"arg{i}": "v" for i in range(sendgrid_webhook.MAX_KEYS)})]).encode()
     for body in (too_many_events, long_category, many_fields):
         response = post_signed(sendgrid, body)
         assert response.status_code == 400, response.content

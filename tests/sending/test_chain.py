@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
+from campaigns.exceptions import ProviderError, ProviderRefused, ProviderUnavailable
 from campaigns.sending.chain import RetryPolicy, send_with_fallback
-from campaigns.sending.providers.base import Outcome, ProviderError, ProviderRefused, ProviderUnavailable
+from campaigns.sending.providers.base import Outcome
 from campaigns.sending.providers.sendgrid import SendGridProvider
 from campaigns.sending.providers.smtp import SmtpProvider
 from tests.sending.conftest import make_batch, make_recipients
@@ -117,7 +118,7 @@ def test_sendgrid_429_waits_for_the_reset_then_sends(providers, fake_sendgrid, s
     assert_each_mailed_once(batch, fake_sendgrid.recipients())
 
 
-def test_sendgrid_lower_case_429_reset_is_honoured_on_sendgrid_without_falling_back(
+def test_sendgrid_lower_case_429_reset_is_honored_on_sendgrid_without_falling_back(
         providers, fake_sendgrid, sink, no_sleep, batch_of):
     fake_sendgrid.fail("429", count=2, reset_after=2, header_case="lower")
     batch = batch_of(10)

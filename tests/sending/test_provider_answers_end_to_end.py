@@ -7,11 +7,11 @@ import collections
 import pytest
 from django.urls import reverse
 
+from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Suppression
-from campaigns.sending import control
 from tests.factories import UserFactory
 from tests.sending.scripted_smtp import scripted_smtp  # noqa: F401 (fixture)
-from tests.test_sending_pipeline import (
+from tests.sending.test_pipeline import (
     assert_exactly_once, make_campaign, statuses, wait_for, wait_until_finished)
 
 D = DeliveryLog.Status
@@ -31,7 +31,7 @@ def test_a_relay_refusing_every_recipient_pauses_the_campaign_with_the_reason_an
     campaign = make_campaign(30, batch_size=10)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_for(lambda: settled(campaign))
 
     assert campaign.status == S.PAUSED
@@ -46,7 +46,7 @@ def test_a_relay_refusing_every_recipient_pauses_the_campaign_with_the_reason_an
 
     # Once the relay lets us send, resuming sends everyone, once.
     scripted_smtp.handler.rcpt_refusals.clear()
-    control.resume(campaign.pk)
+    services.resume(campaign.pk)
     wait_until_finished(campaign)
     assert campaign.status == S.COMPLETED and campaign.sent_count == 30 and campaign.pause_reason == ""
     assert_exactly_once(campaign, collections.Counter(scripted_smtp.recipients()))
@@ -58,7 +58,7 @@ def test_550_5_1_1_fails_and_suppresses_exactly_those_addresses(start_worker, sc
     campaign = make_campaign(20, batch_size=10)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_until_finished(campaign)
 
     assert campaign.status == S.COMPLETED
@@ -77,7 +77,7 @@ def test_a_sendgrid_504_after_sendgrid_took_a_batch_leaves_it_unknown_and_never_
     campaign = make_campaign(600, batch_size=200)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_until_finished(campaign)
 
     assert campaign.status == S.COMPLETED

@@ -6,14 +6,8 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from campaigns.sending.providers.base import (
-    Outcome,
-    ProviderRefused,
-    ProviderUnavailable,
-    RateLimited,
-    RecipientsRejected,
-    TemporaryError,
-)
+from campaigns.exceptions import ProviderRefused, ProviderUnavailable, RateLimited, RecipientsRejected, TemporaryError
+from campaigns.sending.providers.base import Outcome
 from campaigns.sending.providers.sendgrid import SendGridProvider
 from campaigns.sending.providers.smtp import SmtpProvider
 from tests.sending.conftest import make_batch, make_recipients, unsubscribe_url

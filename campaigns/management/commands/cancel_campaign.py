@@ -1,7 +1,7 @@
+from campaigns import services
 from campaigns.management.campaign_command import CampaignActionCommand
-from campaigns.sending import control
 
 
 class Command(CampaignActionCommand):
     help = "Cancel a campaign; recipients not yet sent become skipped (cancelled)."
-    action = control.cancel
+    action = services.cancel

@@ -6,10 +6,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
-from campaigns.importing.errors import ImportRefused
+from campaigns import services
+from campaigns.exceptions import ImportRefused
 from campaigns.importing.service import import_recipients
 from campaigns.models import Campaign, EmailTemplate
-from campaigns.sending import control
 from campaigns.starter_templates import load_starter_templates
 
 FINISHED = (Campaign.Status.COMPLETED, Campaign.Status.FAILED, Campaign.Status.CANCELLED)
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         except EmailTemplate.DoesNotExist as missing:
             raise CommandError(f"No template {template!r}; try one of: "
                                f"{', '.join(EmailTemplate.objects.values_list('key', flat=True))}") from missing
-        campaign = control.create_from_template(starter, name=f"Demo {timezone.localtime():%Y-%m-%d %H:%M:%S}")
+        campaign = services.create_from_template(starter, name=f"Demo {timezone.localtime():%Y-%m-%d %H:%M:%S}")
         try:
             report = import_recipients(campaign, path=csv)
         except ImportRefused as refused:
@@ -39,9 +39,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Campaign #{campaign.pk} {campaign.name!r} from template {starter.name!r}: "
                           f"imported={report.imported} invalid={report.invalid} "
                           f"duplicates={report.duplicates_in_file}")
-        control.send_now(campaign.pk)
+        services.send_now(campaign.pk)
         self.wait(campaign, timeout)
-        self.summarise(campaign)
+        self.summarize(campaign)
 
     def wait(self, campaign, timeout):
         deadline = time.monotonic() + timeout
@@ -54,7 +54,7 @@ class Command(BaseCommand):
                 campaign.refresh_from_db()
                 bar.update(campaign.processed_count - bar.n)
 
-    def summarise(self, campaign):
+    def summarize(self, campaign):
         duration = (campaign.completed_at - campaign.started_at).total_seconds() if campaign.started_at else 0
         self.stdout.write(
             f"Campaign #{campaign.pk} {campaign.get_status_display().lower()} in {duration:.1f}s: "

@@ -5,7 +5,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from campaigns.importing import ImportRefused
+from campaigns.exceptions import ImportRefused
 from campaigns.importing.service import import_recipients
 from campaigns.models import Campaign
 

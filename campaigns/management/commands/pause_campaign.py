@@ -1,7 +1,7 @@
+from campaigns import services
 from campaigns.management.campaign_command import CampaignActionCommand
-from campaigns.sending import control
 
 
 class Command(CampaignActionCommand):
     help = "Pause a campaign at the next batch boundary."
-    action = control.pause
+    action = services.pause

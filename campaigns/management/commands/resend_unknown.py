@@ -1,7 +1,7 @@
+from campaigns import services
 from campaigns.management.campaign_command import CampaignActionCommand
-from campaigns.sending import control
 
 
 class Command(CampaignActionCommand):
     help = "Re-send recipients whose delivery is unknown. Explicit: some may receive it twice."
-    action = control.resend_unknown
+    action = services.resend_unknown

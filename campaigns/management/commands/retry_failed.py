@@ -1,7 +1,7 @@
+from campaigns import services
 from campaigns.management.campaign_command import CampaignActionCommand
-from campaigns.sending import control
 
 
 class Command(CampaignActionCommand):
     help = "Send again to the failed recipients of a campaign (only those)."
-    action = control.retry_failed
+    action = services.retry_failed

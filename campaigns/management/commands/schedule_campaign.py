@@ -3,8 +3,8 @@ from datetime import datetime
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from campaigns import services
 from campaigns.management.campaign_command import CampaignActionCommand
-from campaigns.sending import control
 
 
 class Command(CampaignActionCommand):
@@ -18,11 +18,11 @@ class Command(CampaignActionCommand):
 
     def run_action(self, campaign_id, now=False, at=None, **options):
         if now:
-            return control.send_now(campaign_id)
+            return services.send_now(campaign_id)
         try:
             local = datetime.fromisoformat(at)
         except ValueError as error:
             raise CommandError(f"--at {at!r} is not a date and time like '2026-12-01 09:00'.") from error
         if timezone.is_naive(local):
             local = timezone.make_aware(local)
-        return control.schedule(campaign_id, local)
+        return services.schedule(campaign_id, local)

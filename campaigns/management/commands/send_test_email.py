@@ -1,8 +1,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from campaigns import services
 from campaigns.management.campaign_command import CampaignActionCommand
-from campaigns.sending import control
 from campaigns.validators import validate_email_address
 
 
@@ -18,4 +18,4 @@ class Command(CampaignActionCommand):
             valid = [validate_email_address(a).normalized for a in addresses]
         except ValidationError as error:
             raise CommandError(f"Not an email address: {error.params['reason']}") from error
-        return control.send_test_email(campaign_id, valid)
+        return services.send_test_email(campaign_id, valid)

@@ -1,4 +1,5 @@
-"""Mail providers: SendGrid (providers.sendgrid) and SMTP (providers.smtp) on a shared pipeline (providers.base)."""
+"""Mail providers: SendGrid (providers.sendgrid, its Event Webhook in providers.sendgrid_webhook) and SMTP
+(providers.smtp) on a shared pipeline (providers.base). Their errors are in campaigns.exceptions."""
 
 from campaigns.sending.providers.base import (  # noqa: F401
     Batch,
@@ -6,10 +7,4 @@ from campaigns.sending.providers.base import (  # noqa: F401
     Outcome,
     OutgoingMessage,
     Provider,
-    ProviderError,
-    ProviderRefused,
-    ProviderUnavailable,
-    RateLimited,
-    RecipientsRejected,
-    TemporaryError,
 )

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from campaigns.exceptions import ProviderError
 from campaigns.sending import ratelimit
 
 if TYPE_CHECKING:
     from campaigns.rendering import CompiledCampaign
 
-logger = logging.getLogger("campaigns.sending")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Batch:
     compiled: "CompiledCampaign"
     messages: list[OutgoingMessage]
     categories: tuple[str, ...] = ()
-    # Open/click tracking for the SMTP path (campaigns.tracking.Tracking), when the campaign wants it.
+    # Open/click tracking for the SMTP path (campaigns.click_tracking.Tracking), when the campaign wants it.
     tracking: Any = None
     # The claim's record of its rows (campaigns.sending.ledger.BatchLedger), or None outside a
     # campaign (test sends): providers tell it when a call begins and, on SMTP, results as they go.
@@ -87,67 +88,6 @@ class ProviderResponse:
     status: int | None = None
     headers: Headers = field(default_factory=Headers)
     body: Any = None
-
-
-class ProviderError(Exception):
-    """A provider call that stopped before every message had a result.
-
-    ``results`` holds the results of the messages the provider had already settled when it stopped
-    (SMTP sends one message at a time, so a refusal of MAIL FROM at message 51 comes after 50 were
-    sent); every other message of the batch was certainly not sent.
-    """
-
-    def __init__(self, message, provider="", payload=None, response: ProviderResponse | None = None,
-                 results=()):
-        super().__init__(message)
-        self.provider = provider
-        self.payload = payload
-        self.response = response
-        self.results = list(results)
-
-    @property
-    def status(self):
-        return self.response.status if self.response else None
-
-
-class ProviderUnavailable(ProviderError):
-    """Authentication, configuration or outage: use the next provider."""
-
-
-class ProviderRefused(ProviderUnavailable):
-    """A provider problem: the provider refuses *us* (credentials, configuration, a policy about the
-    sender), not the recipients. Nothing more is sent through it and nobody is suppressed: the next
-    provider takes over, and when none is left the campaign pauses with this reason, because waiting
-    will not fix it."""
-
-
-class RateLimited(ProviderError):
-    """The provider asked us to wait. ``retry_after`` is how long, in seconds, counted from the
-    provider's own clock (its reset time less the response's Date); None when it did not say."""
-
-    def __init__(self, message, retry_after=None, **kwargs):
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-
-
-class TemporaryError(ProviderError):
-    """5xx or a connection that could not be made: retry with backoff."""
-
-
-class ClaimLost(ProviderError):
-    """The batch's claim on some of its rows expired before the call began: nothing was sent."""
-
-
-class RecipientsRejected(ProviderError):
-    """The request was refused as a whole (nothing sent) because of some of its recipients.
-
-    ``reasons`` maps the index of each offending message in the batch to why. A refusal that names
-    no recipient is about the request itself: a ProviderRefused, not this.
-    """
-
-    def __init__(self, message, reasons=None, **kwargs):
-        super().__init__(message, **kwargs)
-        self.reasons = reasons or {}
 
 
 class Provider(ABC):

@@ -32,22 +32,18 @@ from django.conf import settings
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
+from campaigns.exceptions import ClaimLost, ProviderRefused, RateLimited, RecipientsRejected, TemporaryError
 from campaigns.sending.providers.base import (
-    ClaimLost,
     DeliveryResult,
     Headers,
     ascii_domain,
     list_unsubscribe_headers,
     Outcome,
     Provider,
-    ProviderRefused,
     ProviderResponse,
-    RateLimited,
-    RecipientsRejected,
-    TemporaryError,
 )
 
-logger = logging.getLogger("campaigns.sending")
+logger = logging.getLogger(__name__)
 
 PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
 TRIMMED_PERSONALIZATIONS = 3

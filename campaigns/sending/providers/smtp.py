@@ -22,21 +22,19 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from django.conf import settings
 from django.core.mail.utils import DNS_NAME
 
-from campaigns.sending import ratelimit
-from campaigns.sending.providers.base import (
-    DeliveryResult,
-    Outcome,
-    Provider,
+from campaigns.exceptions import (
+    ConnectionLost,
+    NeedsSmtpUtf8,
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
     TemporaryError,
-    ascii_domain,
-    list_unsubscribe_headers,
 )
+from campaigns.sending import ratelimit
+from campaigns.sending.providers.base import DeliveryResult, Outcome, Provider, ascii_domain, list_unsubscribe_headers
 from campaigns.sending.providers.smtp_replies import Phase, Scope, classify, uniform_refusal
 
-logger = logging.getLogger("campaigns.sending")
+logger = logging.getLogger(__name__)
 
 
 class _SmtpPolicy(Compat32):
@@ -56,16 +54,8 @@ NEWLINES = re.compile(r"\r\n|\r|\n")
 LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 
 
-class ConnectionLost(Exception):
-    """The connection failed before this message's content was sent: it was not delivered."""
-
-
 # What SmtpSession.start returns when the batch's claim no longer owns the message: nothing left.
 NOT_OWNED = "not owned"
-
-
-class NeedsSmtpUtf8(ValueError):
-    """The address has a non-ASCII local part and the server does not offer SMTPUTF8."""
 
 
 def _envelope_address(address, smtputf8):
@@ -273,15 +263,13 @@ class SmtpProvider(Provider):
         return bool(settings.EMAIL_HOST)
 
     def open_connection(self):
-        use_ssl = getattr(settings, "EMAIL_USE_SSL", False)
-        smtp_class = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
         where = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
         conn = None
         try:
-            conn = smtp_class(settings.EMAIL_HOST, settings.EMAIL_PORT, local_hostname=DNS_NAME.get_fqdn(),
-                              timeout=settings.EMAIL_TIMEOUT)
+            conn = smtplib.SMTP(settings.EMAIL_HOST, settings.EMAIL_PORT, local_hostname=DNS_NAME.get_fqdn(),
+                                timeout=settings.EMAIL_TIMEOUT)
             conn.ehlo()
-            if settings.EMAIL_USE_TLS and not use_ssl:
+            if settings.EMAIL_USE_TLS:
                 conn.starttls(context=ssl.create_default_context())
                 conn.ehlo()
             if settings.EMAIL_HOST_USER:

@@ -1,4 +1,4 @@
-"""Staff actions on campaigns (campaigns.sending.control), their commands, and the sweep."""
+"""Staff actions on campaigns (campaigns.services), their commands, and the sweep."""
 
 import time
 from datetime import timedelta
@@ -9,9 +9,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from campaigns import states
+from campaigns import services
+from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.models import Campaign, DeliveryLog
-from campaigns.sending import control, pipeline, sweep
+from campaigns.sending import pipeline, sweep
 from tests.factories import CampaignFactory, DeliveryLogFactory, RecipientFactory
 
 D = DeliveryLog.Status
@@ -29,12 +30,12 @@ def started_campaign(n=5, **fields):
 @pytest.mark.django_db
 def test_scheduling_needs_recipients_and_a_time_zone():
     campaign = CampaignFactory()
-    with pytest.raises(control.CampaignError, match="has no recipients"):
-        control.send_now(campaign.pk)
+    with pytest.raises(CampaignError, match="has no recipients"):
+        services.send_now(campaign.pk)
     RecipientFactory(campaign=campaign)
-    with pytest.raises(control.CampaignError, match="needs a time zone"):
-        control.schedule(campaign.pk, timezone.now().replace(tzinfo=None))
-    assert "Scheduled for" in control.schedule(campaign.pk, timezone.now() + timedelta(days=2))
+    with pytest.raises(CampaignError, match="needs a time zone"):
+        services.schedule(campaign.pk, timezone.now().replace(tzinfo=None))
+    assert "Scheduled for" in services.schedule(campaign.pk, timezone.now() + timedelta(days=2))
     campaign.refresh_from_db()
     assert campaign.status == S.SCHEDULED
 
@@ -69,10 +70,10 @@ def test_start_creates_one_log_per_recipient_in_batches_and_skips_suppressed():
 @pytest.mark.django_db
 def test_illegal_actions_are_refused_with_a_clear_message():
     campaign = CampaignFactory()
-    with pytest.raises(states.IllegalTransition, match="Cannot pause campaign .*: it is draft"):
-        control.pause(campaign.pk)
-    with pytest.raises(control.CampaignError, match="only a started campaign"):
-        control.retry_failed(campaign.pk)
+    with pytest.raises(IllegalTransition, match="Cannot pause campaign .*: it is draft"):
+        services.pause(campaign.pk)
+    with pytest.raises(CampaignError, match="only a started campaign"):
+        services.retry_failed(campaign.pk)
 
 
 @pytest.mark.django_db
@@ -84,7 +85,7 @@ def test_retry_failed_requeues_only_failed_recipients_in_fresh_batches():
     Campaign.objects.filter(pk=campaign.pk).update(status=S.COMPLETED, sent_count=2, failed_count=3,
                                                    unknown_count=1)
 
-    assert control.retry_failed(campaign.pk) == "Retrying 3 failed recipients."
+    assert services.retry_failed(campaign.pk) == "Retrying 3 failed recipients."
     campaign.refresh_from_db()
     assert campaign.status == S.IN_PROGRESS and campaign.failed_count == 0
     pending = DeliveryLog.objects.filter(campaign=campaign, status=D.PENDING)
@@ -98,12 +99,12 @@ def test_resend_unknown_is_explicit_and_counts():
     campaign = started_campaign(3)
     DeliveryLog.objects.filter(campaign=campaign).update(status=D.UNKNOWN)
     Campaign.objects.filter(pk=campaign.pk).update(status=S.COMPLETED, unknown_count=3)
-    assert control.resend_unknown(campaign.pk) == "Re-sending 3 recipients whose delivery was unknown."
+    assert services.resend_unknown(campaign.pk) == "Re-sending 3 recipients whose delivery was unknown."
     campaign.refresh_from_db()
     assert campaign.unknown_count == 0 and campaign.status == S.IN_PROGRESS
-    with pytest.raises(control.CampaignError, match="no unknown recipients"):
+    with pytest.raises(CampaignError, match="no unknown recipients"):
         Campaign.objects.filter(pk=campaign.pk).update(status=S.COMPLETED)
-        control.resend_unknown(campaign.pk)
+        services.resend_unknown(campaign.pk)
 
 
 @pytest.mark.django_db
@@ -129,14 +130,14 @@ def test_sweep_recovers_expired_claims_by_whether_the_provider_call_began():
 
 
 @pytest.mark.django_db
-def test_sweep_finalises_a_campaign_whose_last_batch_vanished():
+def test_sweep_finalizes_a_campaign_whose_last_batch_vanished():
     campaign = started_campaign(2)
     DeliveryLog.objects.filter(campaign=campaign).update(status=D.SENT)
     Campaign.objects.filter(pk=campaign.pk).update(sent_count=2)
-    assert sweep.sweep().finalised == [campaign.pk]
+    assert sweep.sweep().finalized == [campaign.pk]
     campaign.refresh_from_db()
     assert campaign.status == S.COMPLETED and campaign.completed_at
-    assert sweep.sweep().finalised == []  # exactly once
+    assert sweep.sweep().finalized == []  # exactly once
 
 
 @pytest.mark.django_db
@@ -150,7 +151,7 @@ def test_a_campaign_where_nothing_could_be_sent_fails_with_the_reason():
 
 
 @pytest.mark.django_db
-def test_control_commands_report_and_refuse_clearly():
+def test_campaign_commands_report_and_refuse_clearly():
     campaign = started_campaign(3)
     out = StringIO()
     call_command("pause_campaign", campaign.pk, stdout=out)
@@ -199,8 +200,8 @@ def test_a_scheduled_campaign_starts_at_its_time_not_before(start_worker, smtp_s
     RecipientFactory.create_batch(3, campaign=campaign)
     start_worker(["scheduler", "senders"], concurrency=1)
     when = timezone.now() + timedelta(seconds=3)
-    control.schedule(campaign.pk, when)
-    control.schedule(campaign.pk, when + timedelta(seconds=2))  # rescheduled: the first ETA must not start it
+    services.schedule(campaign.pk, when)
+    services.schedule(campaign.pk, when + timedelta(seconds=2))  # rescheduled: the first ETA must not start it
 
     deadline = time.monotonic() + 60
     while campaign.status != S.COMPLETED and time.monotonic() < deadline:

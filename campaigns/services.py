@@ -1,8 +1,9 @@
-"""What staff do to a campaign: schedule, send now, pause, resume, cancel, retry, resend, test send.
+"""The campaign services, what staff do to a campaign: create from a template, schedule, send now,
+pause, resume, cancel, retry, resend, test send. (What staff read about one is campaigns.stats.)
 
 Each function is the one place its action happens; admin actions, management commands and tests call
-it. Each returns a short sentence for the user and raises states.IllegalTransition (or CampaignError)
-with a clear message when the action does not apply.
+it. Each returns a short sentence for the user and raises IllegalTransition (or CampaignError, both in
+campaigns.exceptions) with a clear message when the action does not apply.
 """
 
 import logging
@@ -16,6 +17,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from campaigns import states
+from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
@@ -31,10 +33,6 @@ D = DeliveryLog.Status
 # ETA tasks wait in Redis; one longer than the broker's visibility timeout would be redelivered, so
 # far-off schedules are left to the beat sweep, which enqueues them when they come near.
 ETA_WINDOW = timedelta(minutes=5)
-
-
-class CampaignError(Exception):
-    """An action that cannot apply to this campaign, with a message for staff."""
 
 
 def create_from_template(template, **fields):
@@ -224,5 +222,5 @@ def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=Tr
     return message
 
 
-__all__ = ["CampaignError", "schedule", "send_now", "unschedule", "pause", "resume", "cancel", "retry_failed",
+__all__ = ["create_from_template", "schedule", "send_now", "unschedule", "pause", "resume", "cancel", "retry_failed",
            "resend_unknown", "check_sender", "reserve_test_emails", "send_test_email"]

@@ -11,11 +11,12 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from campaigns import events
+from campaigns import services
 from campaigns.models import Campaign, DeliveryLog
-from campaigns.sending import control, ledger, pipeline, sweep
+from campaigns.sending import ledger, pipeline, sweep
+from campaigns.sending.providers import sendgrid_webhook
 from campaigns.sending.providers.base import DeliveryResult, Outcome
-from tests.test_control import started_campaign
+from tests.test_services import started_campaign
 
 D = DeliveryLog.Status
 S = Campaign.Status
@@ -47,7 +48,7 @@ def test_a_worker_whose_claim_expired_cannot_overwrite_a_row_another_claim_now_h
     dead = claim([row, other], expired=True)
     sweep.sweep()  # the dead worker's rows: unknown
     Campaign.objects.filter(pk=campaign.pk).update(status=S.COMPLETED)
-    control.resend_unknown(campaign.pk)  # staff choose to re-send them ...
+    services.resend_unknown(campaign.pk)  # staff choose to re-send them ...
     live = claim(rows_of(campaign))  # ... and a new batch claims them
 
     dead.record("smtp", [DeliveryResult(row.pk, Outcome.FAILED, error="late 550"),
@@ -108,7 +109,7 @@ def test_rows_deferred_after_a_cancel_end_skipped_as_cancelled():
     campaign = started_campaign(2)
     a, b = rows_of(campaign)
     batch_ledger = claim([a, b])
-    control.cancel(campaign.pk)  # while the batch is in flight
+    services.cancel(campaign.pk)  # while the batch is in flight
 
     batch_ledger.record("smtp", [DeliveryResult(a.pk, Outcome.SENT), DeliveryResult(b.pk, Outcome.DEFERRED)])
 
@@ -121,7 +122,7 @@ def test_the_sweep_skips_rows_of_a_cancelled_campaign_that_came_back_to_pending(
     campaign = started_campaign(2)
     a, _ = rows_of(campaign)
     claim([a], began=False, expired=True)
-    control.cancel(campaign.pk)
+    services.cancel(campaign.pk)
 
     sweep.sweep()  # the expired claim goes back to pending, then is skipped
 
@@ -130,7 +131,7 @@ def test_the_sweep_skips_rows_of_a_cancelled_campaign_that_came_back_to_pending(
 
 
 @pytest.mark.django_db
-def test_finalising_never_completes_over_rows_a_retry_put_back_to_pending(monkeypatch):
+def test_finalizing_never_completes_over_rows_a_retry_put_back_to_pending(monkeypatch):
     campaign = started_campaign(2)
     a, b = rows_of(campaign)
     DeliveryLog.objects.filter(pk=a.pk).update(status=D.SENT)
@@ -140,7 +141,7 @@ def test_finalising_never_completes_over_rows_a_retry_put_back_to_pending(monkey
 
     def retry_lands_right_after_the_check(campaign_id):
         unfinished = original(campaign_id)
-        control.retry_failed(campaign_id)  # the race: "retry failed" commits in between
+        services.retry_failed(campaign_id)  # the race: "retry failed" commits in between
         return unfinished
     monkeypatch.setattr(pipeline, "has_unfinished_rows", retry_lands_right_after_the_check)
 
@@ -190,7 +191,7 @@ def test_evidence_from_the_provider_settles_unknown_rows():
     def event(row, kind, n):
         return {"sg_event_id": f"ev-{row.pk}-{n}", "event": kind, "email": row.email, "timestamp": 1_700_000_000,
                 "delivery_id": str(row.pk), "campaign_id": str(campaign.pk), "reason": "Invalid"}
-    report = events.apply_events([event(delivered, "processed", 1), event(delivered, "delivered", 2),
+    report = sendgrid_webhook.apply_events([event(delivered, "processed", 1), event(delivered, "delivered", 2),
                                   event(opened, "open", 1), event(dropped, "dropped", 1)])
 
     assert report.settled == 3
@@ -207,7 +208,7 @@ def test_resend_unknown_re_sends_only_rows_without_evidence():
     DeliveryLog.objects.filter(pk=opened.pk).update(opened_at=timezone.now())  # e.g. an SMTP tracking pixel
     Campaign.objects.filter(pk=campaign.pk).update(status=S.COMPLETED)
 
-    message = control.resend_unknown(campaign.pk)
+    message = services.resend_unknown(campaign.pk)
 
     assert "Re-sending 1 recipients" in message and "1 more were settled as sent" in message
     assert [r.status for r in rows_of(campaign)] == [D.SENT, D.PENDING]

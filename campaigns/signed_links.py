@@ -44,6 +44,7 @@ _ZERO = bytes(8)
 def _keys(key: str):
     """(AES-256 cipher, keyed HMAC to .copy()) derived from one LINK_SIGNING_KEY value."""
     raw = key.encode()
+    # The labels name this module's former path, campaigns.links: changing them would break every link mailed.
     enc = hmac.new(raw, b"campaigns.links.encrypt", hashlib.sha256).digest()
     mac = hmac.new(raw, b"campaigns.links.mac", hashlib.sha256).digest()
     return Cipher(algorithms.AES(enc), modes.ECB()), hmac.new(mac, digestmod=hashlib.sha256)

@@ -4,14 +4,16 @@ Addresses are normalised (trimmed, lower-cased) before the unique check, so "Ann
 "ann@x.com" are one entry, and the send-time check finds them whatever case a recipient was imported in.
 """
 
+from functools import partial
+
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from campaigns import suppression
+from campaigns.admin.staff_actions import done, perform
+from campaigns.exceptions import SuppressionImportError
 from campaigns.models import Suppression
 from campaigns.validators import validate_email_address
 
@@ -24,14 +26,14 @@ class SuppressionForm(forms.ModelForm):
         fields = ("email", "reason", "source", "campaign")
 
     def clean_email(self):
-        email = suppression.normalise(self.cleaned_data["email"])
+        email = suppression.normalize(self.cleaned_data["email"])
         validate_email_address(email)
         return email
 
 
 class SuppressionImportForm(forms.Form):
-    file = forms.FileField(help_text=f'A CSV file (UTF-8) with a column named "email", or one address per line. '
-                                     f"At most {MAX_UPLOAD_MB} MB.")
+    file = forms.FileField(help_text=f'A CSV file (UTF-8, UTF-16 or a Windows encoding) with a column named "email", '
+                                     f"or one address per line. At most {MAX_UPLOAD_MB} MB.")
     reason = forms.ChoiceField(choices=Suppression.Reason.choices, initial=Suppression.Reason.MANUAL)
     source = forms.CharField(max_length=200, required=False,
                              help_text='Where the list came from, e.g. "unsubscribes exported from our old ESP".')
@@ -43,7 +45,6 @@ class SuppressionImportForm(forms.Form):
         return upload
 
 
-@admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
     form = SuppressionForm
     list_display = ("email", "reason", "source", "campaign", "created_at")
@@ -70,20 +71,20 @@ class SuppressionAdmin(admin.ModelAdmin):
         ]
 
     def import_view(self, request):
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = SuppressionImportForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            try:
-                report = suppression.import_csv(data["file"].file, reason=data["reason"],
-                                                source=data["source"] or f"CSV import: {data['file'].name}"[:200])
-            except suppression.SuppressionImportError as refused:
-                form.add_error("file", str(refused))
-            else:
-                level = messages.WARNING if report.invalid else messages.SUCCESS
-                self.message_user(request, report.summary(), level)
-                return redirect(reverse("admin:campaigns_suppression_changelist"))
+        return perform(self, request, allowed=self.has_add_permission(request),
+                       form=partial(SuppressionImportForm, request.POST or None, request.FILES or None),
+                       page=partial(self.import_page, request), call=import_suppressions,
+                       done_url=reverse("admin:campaigns_suppression_changelist"))
+
+    def import_page(self, request, form):
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
                    "title": "Import suppressions from CSV"}
         return TemplateResponse(request, "admin/campaigns/suppression/import.html", context)
+
+
+def import_suppressions(*, file, reason, source):
+    try:
+        report = suppression.import_csv(file.file, reason=reason, source=source or f"CSV import: {file.name}"[:200])
+    except SuppressionImportError as refused:
+        raise forms.ValidationError({"file": str(refused)}) from refused
+    return done(report.summary(), messages.WARNING if report.invalid else messages.SUCCESS)

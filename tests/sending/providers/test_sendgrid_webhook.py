@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.db import connection
 
 from campaigns.models import Campaign, DeliveryLog, Suppression
-from tests.compliance.conftest import WEBHOOK_URL, event
+from tests.sending.providers.conftest import WEBHOOK_URL, event
 from tests.factories import CampaignFactory, DeliveryLogFactory
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@
 import pytest
 from django.core import signing
 
-from campaigns import links, tracking
+from campaigns import click_tracking, signed_links
 from campaigns.models import DeliveryLog
 from tests.factories import CampaignFactory, DeliveryLogFactory
 
@@ -22,8 +22,8 @@ def path_of(url):
 
 
 def test_only_absolute_http_links_without_merge_tags_are_tracked():
-    assert tracking.campaign_links(HTML) == ["https://shop.acme.test/sale?a=1&b=2", "http://acme.test/blog"]
-    rewritten, count = tracking.tracked_html(HTML)
+    assert click_tracking.campaign_links(HTML) == ["https://shop.acme.test/sale?a=1&b=2", "http://acme.test/blog"]
+    rewritten, count = click_tracking.tracked_html(HTML)
     assert count == 2
     assert '<a href="{{ _t_click_0 }}">Sale</a>' in rewritten
     assert '<a class=\'x\' href="{{ _t_click_1 }}">Blog</a>' in rewritten
@@ -39,10 +39,10 @@ def delivery(db):
 
 
 def test_a_click_redirects_to_the_campaigns_link_and_counts_the_recipient_once(client, delivery):
-    response = client.get(path_of(links.click_url(delivery.pk, 0)))
+    response = client.get(path_of(signed_links.click_url(delivery.pk, 0)))
     assert response.status_code == 302 and response["Location"] == "https://shop.acme.test/sale?a=1&b=2"
-    client.get(path_of(links.click_url(delivery.pk, 1)))
-    client.get(path_of(links.click_url(delivery.pk, 0)))
+    client.get(path_of(signed_links.click_url(delivery.pk, 1)))
+    client.get(path_of(signed_links.click_url(delivery.pk, 0)))
 
     delivery.refresh_from_db()
     delivery.campaign.refresh_from_db()
@@ -50,13 +50,13 @@ def test_a_click_redirects_to_the_campaigns_link_and_counts_the_recipient_once(c
 
 
 def test_the_click_redirect_refuses_foreign_urls(client, delivery):
-    beyond = client.get(path_of(links.click_url(delivery.pk, 2)))  # the campaign has two tracked links
+    beyond = client.get(path_of(signed_links.click_url(delivery.pk, 2)))  # the campaign has two tracked links
     # A signed token can only name a link index: a URL in the request is never used.
-    with_param = client.get(path_of(links.click_url(delivery.pk, 1)) + "?url=https://evil.test/")
+    with_param = client.get(path_of(signed_links.click_url(delivery.pk, 1)) + "?url=https://evil.test/")
     unsigned = client.get(f"/t/c/{delivery.pk}.0/")
     forged = client.get(f"/t/c/{delivery.pk}.0:{'A' * 43}/")
-    other_purpose = client.get(f"/t/c/{signing.Signer(salt=links.OPEN_SALT).sign(f'{delivery.pk}.0')}/")
-    unsubscribe_token = client.get(f"/t/c/{links.unsubscribe_token(delivery.pk)}/0/")
+    other_purpose = client.get(f"/t/c/{signing.Signer(salt=signed_links.OPEN_SALT).sign(f'{delivery.pk}.0')}/")
+    unsubscribe_token = client.get(f"/t/c/{signed_links.unsubscribe_token(delivery.pk)}/0/")
 
     assert beyond.status_code == 404
     assert with_param.status_code == 302 and with_param["Location"] == "http://acme.test/blog"
@@ -68,7 +68,7 @@ def test_the_click_redirect_refuses_foreign_urls(client, delivery):
 
 def test_the_open_pixel_is_a_gif_and_counts_the_recipient_once(client, delivery):
     for _ in range(3):
-        response = client.get(path_of(links.open_url(delivery.pk)))
+        response = client.get(path_of(signed_links.open_url(delivery.pk)))
         assert response.status_code == 200 and response["Content-Type"] == "image/gif"
         assert "no-cache" in response["Cache-Control"] or "no-store" in response["Cache-Control"]
     delivery.campaign.refresh_from_db()
@@ -77,6 +77,6 @@ def test_the_open_pixel_is_a_gif_and_counts_the_recipient_once(client, delivery)
 
 def test_a_forged_open_token_changes_nothing(client, delivery):
     assert client.get(f"/t/o/{delivery.pk}:{'A' * 43}/").status_code == 404
-    assert client.get(f"/t/o/{links.unsubscribe_token(delivery.pk)}/").status_code == 404
+    assert client.get(f"/t/o/{signed_links.unsubscribe_token(delivery.pk)}/").status_code == 404
     delivery.refresh_from_db()
     assert delivery.opened_at is None

@@ -1,4 +1,4 @@
-"""Signed SendGrid webhook requests, and campaigns whose messages were sent, for the compliance tests."""
+"""Signed SendGrid Event Webhook requests, and a campaign whose messages SendGrid accepted, for the webhook tests."""
 
 import base64
 import json

@@ -2,11 +2,9 @@
 
 import csv
 
-from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 
-from campaigns.models import Campaign, DeliveryLog
+from campaigns.models import DeliveryLog
 from campaigns.spreadsheets import spreadsheet_safe
 
 COLUMNS = (
@@ -35,10 +33,7 @@ def delivery_log_rows(campaign_id):
         yield writer.writerow([spreadsheet_safe(value) for value in row])
 
 
-def export_delivery_logs_view(model_admin, request, campaign_id):
-    campaign = get_object_or_404(Campaign, pk=campaign_id)
-    if not model_admin.has_export_recipients_permission(request, campaign):
-        raise PermissionDenied
+def delivery_logs_csv(campaign) -> StreamingHttpResponse:
     response = StreamingHttpResponse(delivery_log_rows(campaign.pk), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-delivery-logs.csv"'
     return response

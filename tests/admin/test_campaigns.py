@@ -1,18 +1,23 @@
-"""The campaign form: starter templates, merge-tag validation, the unsubscribe link, scheduling."""
+"""The campaign admin (campaigns.admin.campaigns): the form (starter templates, merge-tag validation, the
+unsubscribe link, scheduling), the list (badges, progress, colour-coded delivery rate, local schedule,
+filters, search), and what a user with view permission only sees and may do."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign
 from tests.admin.conftest import add_recipients
-from tests.factories import HTML_BODY, CampaignFactory, EmailTemplateFactory
+from tests.factories import HTML_BODY, CampaignFactory, EmailTemplateFactory, UserFactory
 
 ADD = reverse("admin:campaigns_campaign_add")
+LIST = reverse("admin:campaigns_campaign_changelist")
 
 
 def change_url(campaign):
@@ -118,3 +123,96 @@ def test_model_clean_is_where_validation_lives(campaign):
     with pytest.raises(ValidationError) as error:
         campaign.full_clean()
     assert "Unknown merge tag {{ nope }}" in str(error.value)
+
+
+# --- the list -----------------------------------------------------------------------------------
+
+
+def row_of(html, name):
+    start = html.index(f">{name}<")
+    return html[start:html.index("</tr>", start)]
+
+
+@pytest.mark.django_db
+def test_badges_progress_and_rate_colors(staff_client):
+    CampaignFactory(name="Great", status="completed", total_recipients=1000, sent_count=990, failed_count=10)
+    CampaignFactory(name="Middling", status="in_progress", total_recipients=1000, sent_count=450, failed_count=50)
+    CampaignFactory(name="Poor", status="failed", total_recipients=100, sent_count=50, failed_count=50)
+    CampaignFactory(name="Fresh", status="draft")
+    html = staff_client.get(LIST).content.decode()
+
+    great = row_of(html, "Great")
+    assert 'campaign-badge status-completed">Completed<' in great
+    assert 'value="100"' in great and "990 / 1000 sent" in great
+    assert 'rate-good">99.0%' in great
+    middling = row_of(html, "Middling")
+    assert 'rate-fair">90.0%' in middling and 'value="50"' in middling
+    assert 'rate-poor">50.0%' in row_of(html, "Poor")
+    assert "—" in row_of(html, "Fresh")  # nothing attempted: no rate rather than 0 %
+
+
+@pytest.mark.django_db
+def test_list_reads_counters_and_never_counts_delivery_logs(staff_client):
+    CampaignFactory.create_batch(5, status="completed", total_recipients=10, sent_count=10)
+    with CaptureQueriesContext(connection) as queries:
+        assert staff_client.get(LIST).status_code == 200
+    assert not [q["sql"] for q in queries if "campaigns_deliverylog" in q["sql"]]
+
+
+@pytest.mark.django_db
+def test_scheduled_time_is_shown_in_the_configured_zone(staff_client, settings):
+    settings.TIME_ZONE = "America/New_York"
+    CampaignFactory(name="Later", status="scheduled",
+                    scheduled_at=dt.datetime(2030, 1, 15, 15, 0, tzinfo=dt.timezone.utc))
+    assert "2030-01-15 10:00 EST" in row_of(staff_client.get(LIST).content.decode(), "Later")
+
+
+@pytest.mark.django_db
+def test_filter_by_status_and_search_by_name(staff_client):
+    CampaignFactory(name="Spring sale", status="draft")
+    CampaignFactory(name="Summer sale", status="completed")
+    CampaignFactory(name="Newsletter", status="completed")
+    html = staff_client.get(LIST, {"status__exact": "completed"}).content.decode()
+    assert "Summer sale" in html and "Newsletter" in html and "Spring sale" not in html
+    html = staff_client.get(LIST, {"q": "sale"}).content.decode()
+    assert "Summer sale" in html and "Spring sale" in html and "Newsletter" not in html
+
+
+# --- view permission only ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_viewer_sees_the_dashboard_but_no_buttons(viewer_client):
+    campaign = CampaignFactory(status="in_progress", sent_count=3, total_recipients=5)
+    page = viewer_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200 and 'id="campaign-dashboard"' in html
+    assert "action-pause" not in html and 'id="test-email-form"' not in html and "change permission" in html
+    assert viewer_client.get(reverse("admin:campaigns_campaign_dashboard_json", args=[campaign.pk])).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["pause", "cancel", "duplicate", "send_test_email", "schedule"])
+def test_viewer_cannot_act(viewer_client, name):
+    campaign = CampaignFactory(status="in_progress")
+    response = viewer_client.post(reverse("admin:campaigns_campaign_action", args=[campaign.pk, name]),
+                                  {"confirm": "yes", "addresses": "a@example.com", "when": "2099-01-01T10:00"})
+    assert response.status_code == 403
+    assert Campaign.objects.get().status == "in_progress"
+
+
+@pytest.mark.django_db
+def test_viewer_has_no_bulk_actions(viewer_client):
+    CampaignFactory(status="in_progress")
+    response = viewer_client.get(reverse("admin:campaigns_campaign_changelist"))
+    assert "bulk_pause" not in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url_name", ["admin:campaigns_campaign_dashboard_json", "admin:campaigns_campaign_preview",
+                                      "admin:campaigns_campaign_export"])
+def test_non_staff_are_sent_to_login(client, url_name):
+    campaign = CampaignFactory()
+    client.force_login(UserFactory(is_staff=False))
+    response = client.get(reverse(url_name, args=[campaign.pk]))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

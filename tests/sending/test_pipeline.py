@@ -10,8 +10,9 @@ import pytest
 import redis as redis_lib
 from django.conf import settings
 
+from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Recipient
-from campaigns.sending import control, pipeline, sweep
+from campaigns.sending import pipeline, sweep
 from campaigns.sending.ledger import check_counters
 from tests.factories import CampaignFactory, RecipientFactory, SuppressionFactory
 
@@ -91,12 +92,12 @@ def assert_unknown_was_in_flight(campaign, sink, batches_in_flight):
     return unknown
 
 
-def test_campaign_over_smtp_reaches_completed_with_one_personalised_message_each(
+def test_campaign_over_smtp_reaches_completed_with_one_personalized_message_each(
         start_worker, smtp_sink_server, no_sendgrid):
     campaign = make_campaign(2000, suppressed=25)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_until_finished(campaign)
 
     assert campaign.status == S.COMPLETED
@@ -118,7 +119,7 @@ def test_campaign_over_sendgrid_sends_one_request_per_batch_with_substitutions(
     campaign = make_campaign(1000, suppressed=10, batch_size=200)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_until_finished(campaign)
 
     assert campaign.status == S.COMPLETED and campaign.sent_count == 990
@@ -141,7 +142,7 @@ def test_two_schedulers_delivering_the_start_twice_start_the_campaign_once(
     start_worker(["scheduler"], concurrency=2)
     start_worker(["senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     for _ in range(6):  # the sweep and duplicate deliveries race the ETA task
         pipeline.enqueue_start(campaign.pk)
     wait_until_finished(campaign)
@@ -160,7 +161,7 @@ def test_killing_a_sender_worker_mid_campaign_loses_and_doubles_nothing(
     start_worker(["scheduler"], concurrency=1)
     doomed = start_worker(["senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 400
              and DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists(), every=0.02)
     doomed.kill()
@@ -186,7 +187,7 @@ def test_redis_restarted_mid_campaign_the_campaign_still_completes(
     campaign = make_campaign(2400)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 200)
     restartable_redis.restart()  # the queue held in Redis is gone
     wait_until_finished(campaign, sweeping=True, timeout=240)
@@ -211,7 +212,7 @@ def test_sendgrid_faults_lose_nothing_and_double_nothing(
     fake_sendgrid.fail(**fault)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_until_finished(campaign)
 
     assert campaign.status == S.COMPLETED and campaign.sent_count == 800
@@ -233,7 +234,7 @@ def test_the_rate_limit_holds_across_two_worker_processes(start_worker, smtp_sin
     start_worker(["senders"], concurrency=2)
 
     began = time.monotonic()
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_until_finished(campaign)
     elapsed = time.monotonic() - began
 
@@ -250,9 +251,9 @@ def test_pause_stops_at_the_batch_boundary_and_resume_finishes_without_duplicate
     campaign = make_campaign(2400, batch_size=100)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 300)
-    control.pause(campaign.pk)
+    services.pause(campaign.pk)
     wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists())
     time.sleep(1.5)  # batches queued behind the pause must not send
     campaign.refresh_from_db()
@@ -262,7 +263,7 @@ def test_pause_stops_at_the_batch_boundary_and_resume_finishes_without_duplicate
     time.sleep(1.5)
     assert smtp_sink_server.count() == paused_at_count  # nothing moves while paused
 
-    control.resume(campaign.pk)
+    services.resume(campaign.pk)
     wait_until_finished(campaign)
     assert campaign.status == S.COMPLETED and campaign.sent_count == 2400
     assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
@@ -274,9 +275,9 @@ def test_cancel_marks_every_unsent_recipient_skipped_as_cancelled(
     campaign = make_campaign(2000, batch_size=100)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 200)
-    control.cancel(campaign.pk)
+    services.cancel(campaign.pk)
     wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists())
 
     campaign.refresh_from_db()
@@ -343,7 +344,7 @@ def test_a_slow_live_batch_keeps_its_claim_by_renewing_its_lease(
     start_worker(["scheduler", "senders"], concurrency=2)
     reports = []
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_for(lambda: status_of(campaign) in (S.COMPLETED, S.FAILED), on_tick=lambda: reports.append(sweep.sweep()),
              every=0.3)
 
@@ -360,7 +361,7 @@ def test_pacing_holds_the_smtp_rate_in_every_one_second_window(
     start_worker(["scheduler", "senders"], concurrency=2)
     start_worker(["senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_until_finished(campaign)
 
     assert campaign.status == S.COMPLETED
@@ -379,9 +380,9 @@ def test_cancel_while_every_recipient_is_deferred_leaves_nothing_pending(
     campaign = make_campaign(400, batch_size=50)
     start_worker(["scheduler", "senders"], concurrency=2)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_for(lambda: DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists(), every=0.05)
-    control.cancel(campaign.pk)  # while batches are in flight, deferring their rows after the cancel
+    services.cancel(campaign.pk)  # while batches are in flight, deferring their rows after the cancel
     wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists())
 
     counts = statuses(campaign)
@@ -399,7 +400,7 @@ def test_sigterm_lets_a_sender_finish_its_batch_before_it_exits(
     start_worker(["scheduler"], concurrency=1)
     sender = start_worker(["senders"], concurrency=1)
 
-    control.send_now(campaign.pk)
+    services.send_now(campaign.pk)
     wait_for(lambda: DeliveryLog.objects.filter(campaign=campaign, status=D.SENT).exists(), every=0.05)
     sender.proc.send_signal(signal.SIGTERM)  # what `docker compose stop` sends to the worker
     sender.proc.wait(timeout=60)

@@ -35,7 +35,7 @@ def test_the_list_shows_reason_source_and_campaign(staff):
     assert "sendgrid webhook: spamreport" in page and "Spring sale" in page and "Import from CSV" in page
 
 
-def test_staff_add_an_address_normalised_and_a_duplicate_is_refused(staff):
+def test_staff_add_an_address_normalized_and_a_duplicate_is_refused(staff):
     add = reverse("admin:campaigns_suppression_add")
     response = staff.post(add, {"email": "  Ann.Lee@Example.COM ", "reason": "manual", "source": "asked by phone"})
     assert response.status_code == 302

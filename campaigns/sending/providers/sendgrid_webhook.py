@@ -33,9 +33,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from sendgrid.helpers.eventwebhook import EventWebhook
 
+from campaigns.exceptions import WebhookRefused
 from campaigns.models import Suppression
 from campaigns.sending.ledger import settle_unknown
-from campaigns.suppression import normalise, suppress_many
+from campaigns.suppression import normalize, suppress_many
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +71,6 @@ DROP_REASONS = {"Bounced Address": Suppression.Reason.BOUNCED,
                 "Unsubscribed Address": Suppression.Reason.UNSUBSCRIBED}
 COUNTERS = ("delivered_count", "opened_count", "clicked_count", "bounced_count", "complained_count",
             "unsubscribed_count")
-
-
-class WebhookRefused(Exception):
-    """A request that must change nothing; the message is returned to the caller."""
-
-    def __init__(self, reason, status=403):
-        super().__init__(reason)
-        self.status = status
 
 
 # --- verification ----------------------------------------------------------------------------------
@@ -352,7 +345,7 @@ def _match(cursor, events):
     for index, event in enumerate(events):
         message_id = str(event.get("sg_message_id") or "").split(".", 1)[0]
         if matches[index] is None and message_id and event.get("email"):
-            fallback[index] = (message_id, normalise(str(event["email"])))
+            fallback[index] = (message_id, normalize(str(event["email"])))
     if fallback:
         keys = list(set(fallback.values()))
         cursor.execute(MATCH_BY_MESSAGE_ID, {"message_ids": [k[0] for k in keys], "emails": [k[1] for k in keys]})

@@ -2,7 +2,7 @@
 
 The campaign's HTML is rewritten once per version: each trackable link's href becomes a merge tag
 ({{ _t_click_0 }}, {{ _t_click_1 }}, ...) and an open pixel ({{ _t_open }}) goes before </body>. Each
-recipient's values are signed URLs (campaigns.links). A click token names a link by its index in
+recipient's values are signed URLs (campaigns.signed_links). A click token names a link by its index in
 `campaign_links(html_body)`, which the redirect recomputes from the campaign itself, so the redirect
 can only lead to a URL that the campaign's HTML contains.
 
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from campaigns import links
+from campaigns import signed_links
 from campaigns.rendering import CompiledCampaign, compile_campaign, html_to_text
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
@@ -97,9 +97,9 @@ class Tracking:
     link_count: int
 
     def values(self, delivery_id) -> dict:
-        # One tracking token per recipient (campaigns.links) serves the pixel and every click link.
+        # One tracking token per recipient (campaigns.signed_links) serves the pixel and every click link.
         base = f"{settings.SITE_URL}/t/"
-        token = links.tracking_token(delivery_id)
+        token = signed_links.tracking_token(delivery_id)
         values = {OPEN_TAG: f"{base}o/{token}/"}
         for index in range(self.link_count):
             values[click_tag(index)] = f"{base}c/{token}/{index}/"

@@ -1,0 +1,20 @@
+"""The staff product: every model's admin, registered here and only here.
+
+One module per admin area; each ModelAdmin names its own URLs in get_urls, its pages and actions are its
+methods, and every staff action runs through staff_actions.perform.
+"""
+
+from django.contrib import admin
+
+from campaigns.admin.campaigns import CampaignAdmin, EmailTemplateAdmin
+from campaigns.admin.delivery_logs import DeliveryLogAdmin, RecipientAdmin
+from campaigns.admin.imports import RecipientImportAdmin
+from campaigns.admin.suppression import SuppressionAdmin
+from campaigns.models import Campaign, DeliveryLog, EmailTemplate, Recipient, RecipientImport, Suppression
+
+admin.site.register(EmailTemplate, EmailTemplateAdmin)
+admin.site.register(Campaign, CampaignAdmin)
+admin.site.register(Recipient, RecipientAdmin)
+admin.site.register(DeliveryLog, DeliveryLogAdmin)
+admin.site.register(RecipientImport, RecipientImportAdmin)
+admin.site.register(Suppression, SuppressionAdmin)

@@ -1,0 +1,405 @@
+"""The campaign admin: the list, the campaign page and every URL under it, and the campaign's actions.
+
+Each page and action is a CampaignAdmin method: it finds the campaign, checks the permission and calls
+the area's module (dashboard, preview, exports, imports) or runs through staff_actions.perform.
+Figures come from campaigns.stats.
+"""
+
+from functools import partial
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from campaigns import services, stats
+from campaigns.admin import dashboard, exports, imports, preview
+from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
+from campaigns.forms import CampaignForm, ScheduleForm, TestEmailForm, zone_name
+from campaigns.models import NEVER_STARTED, Campaign, EmailTemplate, RecipientImport
+
+S = Campaign.Status
+# Archiving is for finished campaigns; a live one stays in view.
+ARCHIVABLE = (S.COMPLETED, S.FAILED, S.CANCELLED)
+CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
+                  "track_engagement")
+COUNTER_FIELDS = (
+    "total_recipients", "sent_count", "failed_count", "skipped_count", "unknown_count", "delivered_count",
+    "opened_count", "clicked_count", "bounced_count", "complained_count", "unsubscribed_count",
+)
+
+
+def deliveries_url(campaign_id, **filters):
+    query = "&".join([f"campaign__id__exact={campaign_id}", *(f"{k}={v}" for k, v in filters.items())])
+    return reverse("admin:campaigns_deliverylog_changelist") + "?" + query
+
+
+def recipients_url(campaign_id):
+    return reverse("admin:campaigns_recipient_changelist") + f"?campaign__id__exact={campaign_id}"
+
+
+def local_time(value):
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "—"
+
+
+class EmailTemplateAdmin(admin.ModelAdmin):
+    list_display = ("name", "key", "subject", "is_starter", "updated_at")
+    search_fields = ("name", "key", "subject")
+    prepopulated_fields = {"key": ("name",)}
+
+
+class ArchivedFilter(admin.SimpleListFilter):
+    """Archived campaigns are out of the way: the default list hides them."""
+
+    title = "archived"
+    parameter_name = "archived"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Archived"), ("all", "All")]
+
+    def choices(self, changelist):
+        yield {"selected": self.value() is None, "display": "Not archived",
+               "query_string": changelist.get_query_string(remove=[self.parameter_name])}
+        for value, label in self.lookup_choices:
+            yield {"selected": self.value() == value, "display": label,
+                   "query_string": changelist.get_query_string({self.parameter_name: value})}
+
+    def queryset(self, request, queryset):
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(archived=self.value() == "yes")
+
+
+def bulk_action(name):
+    """A CampaignAdmin method for the change list: the campaign action NAME on every selected campaign."""
+    action = ACTIONS[name]
+
+    @admin.action(description=f"{action.label} (selected campaigns)", permissions=[action.permission])
+    def on_selected(model_admin, request, queryset):
+        return model_admin.on_selection(request, queryset, action)
+
+    return on_selected
+
+
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    change_form_template = "admin/campaigns/campaign/campaign_change_form.html"
+    list_display = ("name", "status_badge", "progress", "delivery_rate", "scheduled", "total_recipients",
+                    "created_at")
+    list_display_links = ("name",)
+    list_filter = ("status", ArchivedFilter, "template", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("name", "subject")
+    list_per_page = 50
+    actions = ["bulk_send_now", "bulk_pause", "bulk_resume", "bulk_cancel", "bulk_duplicate", "bulk_retry_failed",
+               "bulk_resend_unknown", "archive", "unarchive", "delete_selected"]
+    readonly_fields = ("status", "scheduled_local", "started_at", "paused_at", "completed_at", "last_error",
+                       *COUNTER_FIELDS, "created_by", "created_at", "updated_at")
+
+    class Media:
+        css = {"all": ["campaigns/admin/campaign.css"]}
+
+    # --- change list columns ---------------------------------------------------------------------
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, campaign):
+        return format_html('<span class="campaign-badge status-{}">{}</span>', campaign.status,
+                           campaign.get_status_display())
+
+    @admin.display(description="Progress")
+    def progress(self, campaign):
+        figures = stats.CampaignStats.of(campaign)
+        return format_html(
+            '<div class="campaign-progress" title="{} of {} processed"><progress max="100" value="{}"></progress>'
+            '<span>{} / {} sent</span></div>', figures.processed, figures.total, figures.progress_percent,
+            figures.sent, figures.total)
+
+    @admin.display(description="Delivery rate")
+    def delivery_rate(self, campaign):
+        figures = stats.CampaignStats.of(campaign)
+        if figures.delivery_rate is None:
+            return "—"
+        return format_html('<span class="delivery-rate rate-{}">{}%</span>', figures.rate_level,
+                           figures.delivery_rate)
+
+    @admin.display(description="Scheduled", ordering="scheduled_at")
+    def scheduled(self, campaign):
+        return local_time(campaign.scheduled_at) if campaign.scheduled_at else "—"
+
+    @admin.display(description="Scheduled at")
+    def scheduled_local(self, campaign):
+        return local_time(campaign.scheduled_at)
+
+    # --- permissions -----------------------------------------------------------------------------
+
+    def has_send_permission(self, request, obj=None):
+        """Starting mail to recipients (schedule, send now, resume, retry, resend) is its own permission."""
+        return request.user.has_perm("campaigns.send_campaign")
+
+    def has_export_recipients_permission(self, request, obj=None):
+        """Recipients' personal data leaves the admin (CSV export, preview and tests with real data)."""
+        return request.user.has_perm("campaigns.export_recipients") and self.has_view_or_change_permission(
+            request, obj)
+
+    def has_duplicate_permission(self, request, obj=None):
+        """A copy is a new campaign made from one the user may see."""
+        return self.has_add_permission(request) and self.has_view_or_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        # A campaign that has started sending keeps its delivery logs, the record of who was mailed.
+        return super().has_delete_permission(request, obj) and (obj is None or obj.is_deletable)
+
+    # --- form ------------------------------------------------------------------------------------
+
+    def get_fieldsets(self, request, obj=None):
+        editable = obj is None or obj.is_editable
+        content = (("start_from",) if obj is None else ()) + CONTENT_FIELDS
+        # Once sending starts the content is read-only and long: fold it away under the dashboard.
+        fieldsets = [("Content", {"fields": content, "classes": () if editable else ("collapse",)})]
+        if editable and self.has_change_permission(request, obj) and self.has_send_permission(request, obj):
+            fieldsets.append(("Schedule", {"fields": ("schedule_for",),
+                                           "description": f"Times are in {zone_name()}."}))
+        if obj is not None:
+            fieldsets.append(("Status and counters", {
+                "classes": ("collapse",),
+                "fields": ("status", "scheduled_local", "started_at", "paused_at", "completed_at", "last_error",
+                           *COUNTER_FIELDS, "created_by", "created_at", "updated_at")}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not obj.is_editable:
+            return (*CONTENT_FIELDS, *self.readonly_fields)
+        return self.readonly_fields
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        template = EmailTemplate.objects.filter(pk=request.GET.get("start_from") or None).first()
+        if template:
+            initial.update(start_from=template.pk, name=template.name, subject=template.subject,
+                           html_body=template.html_body, text_body=template.text_body)
+        return initial
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        when = form.cleaned_data.get("schedule_for")
+        if when and not self.has_send_permission(request, form.instance):
+            self.message_user(request, "Saved, but not scheduled: you do not have permission to send campaigns.",
+                              messages.WARNING)
+        elif when:
+            try:
+                self.message_user(request, services.schedule(form.instance.pk, when), messages.SUCCESS)
+            except REFUSALS as refusal:
+                self.message_user(request, f"Saved, but not scheduled: {refusal}", messages.WARNING)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["starter_templates"] = list(EmailTemplate.objects.values("id", "name", "subject", "html_body",
+                                                                         "text_body"))
+        if obj is not None:
+            context.update(self.action_context(request, obj))
+            context.update(dashboard.dashboard_context(obj))
+            context.update(
+                running_import=imports.running_import(obj),
+                deliveries_url=deliveries_url(obj.pk), recipients_url=recipients_url(obj.pk),
+                failed_url=deliveries_url(obj.pk, status__exact="failed"),
+                unknown_url=deliveries_url(obj.pk, status__exact="unknown"),
+                can_import=self.has_change_permission(request, obj) and obj.is_editable,
+                can_export=self.has_export_recipients_permission(request, obj),
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def action_context(self, request, campaign):
+        can_change = self.has_change_permission(request, campaign)
+        return {
+            "staff_actions": [a for a in visible_actions(campaign) if a.allowed(self, request, campaign)],
+            "can_change": can_change,
+            "can_schedule": self.has_send_permission(request, campaign) and campaign.status in (S.DRAFT, S.SCHEDULED),
+            "schedule_form": ScheduleForm(initial={"when": timezone.localtime(campaign.scheduled_at)
+                                                   if campaign.scheduled_at else None}),
+            "test_form": TestEmailForm(),
+            "zone_name": zone_name(),
+        }
+
+    # --- the campaign page's buttons and forms ---------------------------------------------------
+
+    def campaign_action_view(self, request, campaign_id, name):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        if name == "schedule":
+            return self.schedule(request, campaign)
+        if name == "send_test_email":
+            return self.send_test_email(request, campaign)
+        if name not in ACTIONS:
+            raise PermissionDenied("No such action.")
+        action = ACTIONS[name]
+        return perform(self, request, allowed=action.allowed(self, request, campaign),
+                       form=action.confirmation(request),
+                       page=partial(self.confirm_page, request, action, [campaign]),
+                       call=partial(action.on_campaign, campaign.pk), done_url=change_url(campaign.pk))
+
+    def schedule(self, request, campaign):
+        return perform(self, request, allowed=self.has_send_permission(request, campaign),
+                       form=partial(ScheduleForm, request.POST), label="Schedule",
+                       call=lambda when: done(services.schedule(campaign.pk, when)),
+                       done_url=change_url(campaign.pk))
+
+    def send_test_email(self, request, campaign):
+        def send(addresses):
+            try:
+                return done(services.send_test_email(
+                    campaign.pk, addresses, user_id=request.user.pk,
+                    with_recipient_data=self.has_export_recipients_permission(request, campaign)))
+            except REFUSALS:
+                raise  # perform shows them as it shows every refusal
+            except Exception as error:  # a provider outage is shown to staff, not a server error page
+                return done(f"Test email not sent: {error}", messages.ERROR)
+
+        return perform(self, request, allowed=self.has_change_permission(request, campaign),
+                       form=partial(TestEmailForm, request.POST), label="Test email", call=send,
+                       done_url=change_url(campaign.pk))
+
+    def confirm_page(self, request, action, campaigns, form, bulk=False):
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": f"{action.label}?",
+                   "action": action, "campaigns": campaigns, "bulk": bulk}
+        if bulk:
+            context.update(selected=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                           action_checkbox_name=helpers.ACTION_CHECKBOX_NAME)
+        else:
+            [campaign] = campaigns
+            context.update(campaign=campaign, action_url=request.path, cancel_url=change_url(campaign.pk))
+        return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)
+
+    # --- bulk actions of the change list ---------------------------------------------------------
+
+    def on_selection(self, request, queryset, action):
+        return perform(self, request, allowed=action.allowed(self, request), form=action.confirmation(request),
+                       page=partial(self.confirm_page, request, action, list(queryset), bulk=True),
+                       call=partial(action.on_each, queryset.values_list("pk", flat=True)),
+                       done_url=request.get_full_path())
+
+    bulk_send_now = bulk_action("send_now")
+    bulk_pause = bulk_action("pause")
+    bulk_resume = bulk_action("resume")
+    bulk_cancel = bulk_action("cancel")
+    bulk_duplicate = bulk_action("duplicate")
+    bulk_retry_failed = bulk_action("retry_failed")
+    bulk_resend_unknown = bulk_action("resend_unknown")
+
+    # --- deleting and archiving ------------------------------------------------------------------
+
+    @admin.action(description="Delete selected campaigns (drafts and cancelled before sending only)",
+                  permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        started = queryset.exclude(NEVER_STARTED).count()
+        if started:
+            self.message_user(request, f"Nothing deleted: {started} of the selected campaigns started sending and "
+                                       "cannot be deleted; archive them instead.", messages.ERROR)
+            return None
+        return django_delete_selected(self, request, queryset)  # its confirmation page, then delete_queryset
+
+    def delete_queryset(self, request, queryset):
+        # Re-checked in the DELETE itself: a campaign may have started since the confirmation page.
+        queryset.filter(NEVER_STARTED).delete()
+
+    def delete_model(self, request, obj):
+        Campaign.objects.filter(NEVER_STARTED, pk=obj.pk).delete()
+
+    @admin.action(description="Archive selected campaigns (finished ones)", permissions=["change"])
+    def archive(self, request, queryset):
+        return perform(self, request, allowed=self.has_change_permission(request),
+                       call=partial(archive_finished, queryset), done_url=request.get_full_path())
+
+    @admin.action(description="Unarchive selected campaigns", permissions=["change"])
+    def unarchive(self, request, queryset):
+        return perform(self, request, allowed=self.has_change_permission(request),
+                       call=partial(unarchive_all, queryset), done_url=request.get_full_path())
+
+    # --- pages under the campaign ----------------------------------------------------------------
+
+    def viewable_campaign(self, request, campaign_id):
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        if not self.has_view_or_change_permission(request, campaign):
+            raise PermissionDenied
+        return campaign
+
+    def dashboard_json_view(self, request, campaign_id):
+        return dashboard.dashboard_json(self.viewable_campaign(request, campaign_id))
+
+    def preview_view(self, request, campaign_id):
+        campaign = self.viewable_campaign(request, campaign_id)
+        return preview.preview_page(request, campaign,
+                                    real_data=self.has_export_recipients_permission(request, campaign),
+                                    admin_context=self.admin_site.each_context(request))
+
+    def export_delivery_logs_view(self, request, campaign_id):
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        if not self.has_export_recipients_permission(request, campaign):
+            raise PermissionDenied
+        return exports.delivery_logs_csv(campaign)
+
+    def import_recipients_view(self, request, campaign_id):
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        admin_context = self.admin_site.each_context(request)
+        return perform(self, request, allowed=self.has_change_permission(request, campaign),
+                       form=partial(imports.upload_form, request, campaign),
+                       page=partial(imports.upload_page, request, admin_context, campaign),
+                       call=partial(imports.start_import, request.user, campaign),
+                       done_url=change_url(campaign.pk))
+
+    def viewable_import(self, request, import_id) -> RecipientImport:
+        record = get_object_or_404(RecipientImport.objects.select_related("campaign"), pk=import_id)
+        if not self.has_view_or_change_permission(request, record.campaign):
+            raise PermissionDenied
+        return record
+
+    def import_status_view(self, request, import_id):
+        return imports.status_page(request, self.admin_site.each_context(request),
+                                   self.viewable_import(request, import_id))
+
+    def import_status_json(self, request, import_id):
+        return JsonResponse(imports.import_status(self.viewable_import(request, import_id)))
+
+    def import_rejected_csv(self, request, import_id):
+        return imports.rejected_rows_csv(self.viewable_import(request, import_id))
+
+    # --- extra URLs ------------------------------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:campaign_id>/action/<slug:name>/", view(self.campaign_action_view),
+                 name="campaigns_campaign_action"),
+            path("<int:campaign_id>/dashboard.json", view(self.dashboard_json_view),
+                 name="campaigns_campaign_dashboard_json"),
+            path("<int:campaign_id>/preview/", view(self.preview_view), name="campaigns_campaign_preview"),
+            path("<int:campaign_id>/delivery-logs.csv", view(self.export_delivery_logs_view),
+                 name="campaigns_campaign_export"),
+            path("<int:campaign_id>/import/", view(self.import_recipients_view), name="campaigns_campaign_import"),
+            path("imports/<int:import_id>/", view(self.import_status_view), name="campaigns_campaign_import_status"),
+            path("imports/<int:import_id>/status.json", view(self.import_status_json),
+                 name="campaigns_campaign_import_status_json"),
+            path("imports/<int:import_id>/rejected.csv", view(self.import_rejected_csv),
+                 name="campaigns_campaign_import_rejected"),
+            *super().get_urls(),
+        ]
+
+
+def archive_finished(queryset):
+    count = queryset.filter(status__in=ARCHIVABLE, archived=False).update(archived=True)
+    return done(f"Archived {count} campaign{'s' * (count != 1)}; only completed, failed and cancelled campaigns "
+                "are archived. The Archived filter shows them.")
+
+
+def unarchive_all(queryset):
+    count = queryset.filter(archived=True).update(archived=False)
+    return done(f"Unarchived {count} campaign{'s' * (count != 1)}.")

@@ -1,0 +1,106 @@
+"""Recipients and delivery logs: the ledgers of who is in a campaign and what happened to each.
+
+Lists that stay fast with millions of rows (campaigns.admin.pagination); rows are written by imports and
+sending, never edited here.
+"""
+
+from functools import partial
+
+from django.contrib import admin
+
+from campaigns.admin.pagination import CappedCountPaginator, address_search
+from campaigns.admin.staff_actions import done, perform
+from campaigns.models import Campaign, Suppression
+from campaigns.suppression import suppress_many
+
+
+class LedgerAdmin(admin.ModelAdmin):
+    """A record of what happened: view, filter, search and export only. Rows are written by imports and
+    sending; one is deleted only together with a campaign that never started sending."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Asked for each related row when a campaign (or recipient) is deleted: allowed only for one that
+        # never started sending. No delete button or bulk action of its own (obj is None there).
+        return obj is not None and obj.campaign.is_deletable and super().has_delete_permission(request, obj)
+
+
+class RecipientAdmin(LedgerAdmin):
+    list_display = ("email", "first_name", "last_name", "campaign")
+    list_select_related = ("campaign",)
+    search_fields = ("email",)
+    search_help_text = "An exact address, or the beginning of one."
+    raw_id_fields = ("campaign",)
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    show_facets = admin.ShowFacets.NEVER
+    actions = ["suppress_selected", "delete_selected"]
+
+    def get_search_results(self, request, queryset, search_term):
+        return address_search(queryset, search_term), False
+
+    def has_delete_permission(self, request, obj=None):
+        # The bulk "Delete selected recipients" (with Django's confirmation page); deleting a recipient who
+        # has a delivery log is refused there, because LedgerAdmin refuses to delete the log.
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def has_manage_suppressions_permission(self, request, obj=None):
+        return request.user.has_perm("campaigns.manage_suppressions")
+
+    @admin.action(description="Suppress the selected addresses (never mail them again)",
+                  permissions=["manage_suppressions"])
+    def suppress_selected(self, request, queryset):
+        return perform(self, request, allowed=self.has_manage_suppressions_permission(request),
+                       call=partial(suppress_recipients, queryset, request.user),
+                       done_url=request.get_full_path())
+
+    def delete_queryset(self, request, queryset):
+        campaign_ids = set(queryset.values_list("campaign_id", flat=True))
+        super().delete_queryset(request, queryset)
+        Campaign.recount_recipients(campaign_ids)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        Campaign.recount_recipients([obj.campaign_id])
+
+
+class DeliveryLogAdmin(LedgerAdmin):
+    list_display = ("email", "campaign", "status", "provider", "attempts", "sent_at", "short_error")
+    list_filter = ("status", "provider")
+    list_select_related = ("campaign",)
+    search_fields = ("email",)
+    search_help_text = "An exact address, or the beginning of one."
+    raw_id_fields = ("campaign", "recipient")
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    show_facets = admin.ShowFacets.NEVER
+    ordering = ("-id",)
+    # Rendering rows, not querying, is where a page of logs spends its time: 50 rows, and no action
+    # checkboxes (deleting logs would break "one log per recipient" anyway).
+    list_per_page = 50
+    actions = None
+
+    @admin.display(description="Error")
+    def short_error(self, log):
+        return (log.last_error[:80] + "…") if len(log.last_error) > 80 else log.last_error
+
+    def get_search_results(self, request, queryset, search_term):
+        return address_search(queryset, search_term), False
+
+    def changelist_view(self, request, extra_context=None):
+        campaign_id = request.GET.get("campaign__id__exact")
+        campaign = Campaign.objects.filter(pk=campaign_id).first() if campaign_id and campaign_id.isdigit() else None
+        extra_context = {**(extra_context or {}), "filtered_campaign": campaign}
+        return super().changelist_view(request, extra_context)
+
+
+def suppress_recipients(queryset, user):
+    source = f"admin, by user {user.pk}"
+    added = suppress_many((email, Suppression.Reason.MANUAL, source, campaign_id)
+                          for email, campaign_id in queryset.values_list("email", "campaign_id"))
+    return done(f"Suppressed {added} new address{'es' * (added != 1)}.")

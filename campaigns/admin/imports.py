@@ -1,0 +1,145 @@
+"""The admin's "Import recipients" pages: upload, live progress, report, rejected rows; and the imports' list.
+
+CampaignAdmin serves the pages (under the campaign's URLs). The upload is stored as a RecipientImport
+and imported by a Celery task once the row is committed; the status page polls a JSON endpoint.
+"""
+
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.db import transaction
+from django.http import FileResponse, Http404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from campaigns.admin.delivery_logs import LedgerAdmin
+from campaigns.admin.staff_actions import Outcome, done
+from campaigns.models import Campaign, RecipientImport
+
+ACCEPTED_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xls")
+IMPORTABLE_STATUSES = (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED)
+FINISHED = (RecipientImport.Status.SUCCEEDED, RecipientImport.Status.FAILED)
+
+
+def upload_limit_bytes() -> int:
+    return settings.IMPORT_MAX_UPLOAD_MB * 1024 * 1024
+
+
+class RecipientImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV (any delimiter or encoding), XLSX or XLS, with a header row and an "
+                                     "email column.")
+    sheet = forms.CharField(required=False, max_length=255,
+                            help_text="Workbooks only: the sheet to read. Empty means the first sheet.")
+    check_mx = forms.BooleanField(required=False, label="Check that each domain accepts email (MX lookup)",
+                                  help_text="Slower: one DNS lookup per distinct domain.")
+
+    def __init__(self, *args, campaign, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.campaign = campaign
+
+    def clean(self):
+        if self.campaign.status not in IMPORTABLE_STATUSES:
+            raise forms.ValidationError(
+                f"Recipients can only be added to a draft or scheduled campaign; this one is "
+                f"{self.campaign.get_status_display().lower()}.")
+        return super().clean()
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > upload_limit_bytes():
+            raise forms.ValidationError(
+                f"The file is {upload.size / 2**20:,.1f} MB; the limit is {settings.IMPORT_MAX_UPLOAD_MB} MB.")
+        if not upload.name.lower().endswith(ACCEPTED_SUFFIXES):
+            raise forms.ValidationError("Upload a .csv, .xlsx or .xls file.")
+        return upload
+
+
+def upload_form(request, campaign) -> RecipientImportForm:
+    """The form, bound to the upload once there is one. An oversized upload is refused from its declared
+    length, before Django reads the body: the form comes back empty, with the reason as a message."""
+    if request.method != "POST":
+        return RecipientImportForm(campaign=campaign)
+    if int(request.META.get("CONTENT_LENGTH") or 0) > upload_limit_bytes() + 2**20:
+        messages.error(request, f"The file is larger than the {settings.IMPORT_MAX_UPLOAD_MB} MB limit.")
+        return RecipientImportForm(campaign=campaign)
+    return RecipientImportForm(request.POST, request.FILES, campaign=campaign)
+
+
+def upload_page(request, admin_context, campaign, form):
+    return TemplateResponse(request, "admin/campaigns/import/upload.html", {
+        **admin_context,
+        "title": f"Import recipients into “{campaign}”",
+        "opts": Campaign._meta,
+        "campaign": campaign,
+        "form": form,
+        "max_upload_mb": settings.IMPORT_MAX_UPLOAD_MB,
+        "max_rows": settings.IMPORT_MAX_ROWS,
+        "recent_imports": campaign.imports.all()[:10],
+    })
+
+
+def start_import(user, campaign, *, file, sheet, check_mx) -> Outcome:
+    """Stores the upload as a RecipientImport; a Celery task imports it once the row is committed."""
+    from campaigns.tasks.imports import import_recipients_file
+
+    with transaction.atomic():
+        record = RecipientImport.objects.create(
+            campaign=campaign, file=file, original_name=Path(file.name).name[:255], sheet=sheet or "",
+            created_by=user,
+        )
+        transaction.on_commit(lambda: import_recipients_file.delay(record.pk, bool(check_mx)))
+    return done(url=reverse("admin:campaigns_campaign_import_status", args=[record.pk]))
+
+
+def running_import(campaign):
+    return campaign.imports.exclude(status__in=FINISHED).order_by("created_at").first()
+
+
+def status_page(request, admin_context, record):
+    return TemplateResponse(request, "admin/campaigns/import/status.html", {
+        **admin_context,
+        "title": f"Import of {record.original_name}",
+        "opts": Campaign._meta,
+        "campaign": record.campaign,
+        "record": record,
+        "finished": record.status in FINISHED,
+        "status": import_status(record),
+    })
+
+
+def rejected_rows_csv(record):
+    if not record.rejected_file:
+        raise Http404("This import rejected no rows.")
+    return FileResponse(record.rejected_file.open("rb"), as_attachment=True, content_type="text/csv",
+                        filename=f"rejected-rows-{Path(record.original_name).stem}.csv")
+
+
+def import_status(record: RecipientImport) -> dict:
+    estimated = max(record.rows_estimated, record.rows_done, 1)
+    finished = record.status in FINISHED
+    return {
+        "status": record.status,
+        "status_display": record.get_status_display(),
+        "finished": finished,
+        "rows_done": record.rows_done,
+        "rows_estimated": record.rows_estimated,
+        "percent": 100 if finished else min(99, int(100 * record.rows_done / estimated)),
+        "rows": record.total_rows,
+        "imported": record.imported,
+        "duplicates_in_file": record.duplicates_in_file,
+        "already_present": record.already_present,
+        "invalid": record.invalid,
+        "suppressed": record.suppressed,
+        "error": record.error,
+        "rejected_url": (reverse("admin:campaigns_campaign_import_rejected", args=[record.pk])
+                         if record.rejected_file else None),
+    }
+
+
+class RecipientImportAdmin(LedgerAdmin):
+    list_display = ("original_name", "campaign", "status", "imported", "invalid", "created_at")
+    list_filter = ("status",)
+    search_fields = ("original_name",)
+    raw_id_fields = ("campaign",)
