@@ -33,12 +33,10 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -148,26 +146,17 @@ def bench_wide_xlsx(rows, env):
 
 def through_the_admin(path: Path, env) -> dict:
     """Start an imports worker, upload PATH through the admin's view, wait for `succeeded`."""
-    name = f"bench-imports-{uuid.uuid4().hex[:6]}@%h"
-    log = open(Path(env["MEDIA_ROOT"]).parent / "imports-worker.log", "ab")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "mailer_project", "worker", "-Q", "imports", "-n", name,
-         "--concurrency", "1", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    from localservers.workers import ALONE, CeleryWorker
+
+    worker = CeleryWorker(["imports"], Path(env["MEDIA_ROOT"]).parent, concurrency=1, env=env, host="bench",
+                          log_name="imports-worker.log", options=ALONE).start()
     try:
-        result = json.loads(run([sys.executable, __file__, "--child", "admin", str(path), name], env)
+        result = json.loads(run([sys.executable, __file__, "--child", "admin", str(path), worker.name], env)
                             .splitlines()[-1])
-        result["worker_peak_rss_mb"] = max(peak_rss_mb(pid) for pid in pool_processes(worker.pid))
+        result["worker_peak_rss_mb"] = max(peak_rss_mb(pid) for pid in worker.process_ids()[1:])
         return result
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(60)
-        log.close()
-
-
-def pool_processes(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(child) for child in children]
+        worker.stop(60)
 
 
 def peak_rss_mb(pid: int) -> int:
@@ -202,8 +191,6 @@ def child(step, path, worker_name=None):
 
 def admin_upload(path: Path, worker_name: str) -> dict:
     """POST the file to the admin's upload view and poll its status JSON until the import finished."""
-    import socket
-
     from django.contrib.auth import get_user_model
     from django.test import Client
     from django.urls import reverse
@@ -211,7 +198,6 @@ def admin_upload(path: Path, worker_name: str) -> dict:
     from campaigns.models import Campaign, RecipientImport
     from mailer_project.celery import app
 
-    worker_name = worker_name.replace("%h", socket.gethostname())
     deadline = time.monotonic() + 120
     while not app.control.ping(destination=[worker_name], timeout=1):
         if time.monotonic() > deadline:
@@ -274,7 +260,8 @@ class scratch_database:
         env = dict(os.environ, DEBUG="True", DB_CONN_MAX_AGE="0")
         env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")  # imports never touch Redis
         if not env.get("DATABASE_URL"):
-            from scripts.devstack import Postgres, free_port
+            from localservers.ports import free_port
+            from scripts.devstack import Postgres
 
             self.tmp = tempfile.mkdtemp(prefix="import-bench-pg-")
             os.chmod(self.tmp, 0o755)

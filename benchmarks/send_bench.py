@@ -10,10 +10,10 @@ baseline measured in the same run against the same kind of server.
 (`make bench-send` runs this under `scripts/devstack.py exec`, i.e. against a throwaway PostgreSQL
 and Redis given as DATABASE_URL / REDIS_URL.)
 
-- sendgrid: the fake SendGrid API (`campaigns.localservers.sendgrid_api`, no --render). Baseline: the
+- sendgrid: the fake SendGrid API (`localservers.sendgrid_api`, no --render). Baseline: the
   same server's raw accept rate for the same batch payloads, POSTed from as many client processes as
   there were sender pool processes.
-- smtp: the SMTP capture sink (`campaigns.localservers.smtp_sink`), maildir under var/bench/.
+- smtp: the SMTP capture sink (`localservers.smtp_sink`), maildir under var/bench/.
   Baselines: a plain smtplib loop (one connection, one `sendmail` per message) sending the very
   messages the pipeline delivered, and django-post_office (installed into .venv when missing, never a
   dependency) queuing the same rendered messages and delivering them with its own
@@ -44,7 +44,6 @@ import argparse
 import collections
 import contextlib
 import functools
-import ctypes
 import http.client
 import json
 import logging
@@ -56,7 +55,6 @@ import smtplib
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -226,66 +224,6 @@ def campaign_values(campaign_id):
 
 # --- Processes ------------------------------------------------------------------------------------
 
-def _die_with_parent():
-    """Runs in the worker before exec: SIGTERM it if this script dies, even by SIGKILL."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Worker:
-    """`celery -A mailer_project worker` as production runs it, in a process group of its own."""
-
-    def __init__(self, queue, concurrency, env, name=None):
-        self.name = name or f"{queue}-{uuid.uuid4().hex[:6]}@bench"
-        self.log_path = BENCH_DIR / f"worker-{name.replace('@', '-') if name else queue}.log"
-        self.cmd = [sys.executable, "-m", "celery", "-A", "mailer_project", "worker", "-Q", queue, "-n", self.name,
-                    "--concurrency", str(concurrency), "--loglevel", "INFO"]
-        self.env = env
-        self.proc = None
-
-    def start(self, timeout=60):
-        from mailer_project.celery import app
-
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited early; see {self.log_path}")
-            if app.control.ping(destination=[self.name], timeout=0.5):
-                return self
-        raise RuntimeError(f"worker {self.name} not ready after {timeout}s; see {self.log_path}")
-
-    def pids(self):
-        """The worker's main process and its pool children."""
-        pid = self.proc.pid
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
-        return [pid, *map(int, children)]
-
-    def rss_mb(self):
-        """{pid: resident set size in MB} of the main process and each pool child."""
-        sizes = {}
-        for pid in self.pids():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            sizes[pid] = int(status.split("VmRSS:")[1].split()[0]) / 1024
-        return sizes
-
-    def stop(self, timeout=30):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
 def worker_env(**settings):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.update({name: str(value) for name, value in settings.items()})
@@ -298,15 +236,20 @@ def workers(env, concurrency, limit_note, count=None):
 
     With COUNT, that many separate sender workers (own process trees, own node names sendK@hostK, as
     on separate machines) and yields the list of them."""
+    from localservers.workers import CeleryWorker
+
     with contextlib.ExitStack() as stack:
         # The scheduler alone logs each finished task, for the start's time (benchmarks/scheduler_log_settings.py).
-        scheduler = Worker("scheduler", 1, dict(env, DJANGO_SETTINGS_MODULE="benchmarks.scheduler_log_settings"))
+        scheduler = CeleryWorker(["scheduler"], BENCH_DIR, concurrency=1, host="bench", log_name="worker-scheduler.log",
+                                 env=dict(env, DJANGO_SETTINGS_MODULE="benchmarks.scheduler_log_settings"))
         stack.callback(scheduler.stop)
         scheduler.start()
         names = [f"send{k}@host{chr(ord('A') + k - 1)}" for k in range(1, (count or 1) + 1)] if count else [None]
         senders = []
         for name in names:
-            sender = Worker("senders", concurrency, env, name=name)
+            log_name = f"worker-{name.replace('@', '-') if name else 'senders'}.log"
+            sender = CeleryWorker(["senders"], BENCH_DIR, concurrency=concurrency, env=env, name=name, host="bench",
+                                  log_name=log_name)
             stack.callback(sender.stop)
             senders.append(sender.start())
         print(f"   workers: 1 scheduler (concurrency 1), {len(senders)} sender worker(s) "
@@ -316,7 +259,7 @@ def workers(env, concurrency, limit_note, count=None):
 
 
 def local_server(module, *args):
-    from campaigns.localservers import running
+    from localservers.serving import running
 
     return running(module, *args, log_path=BENCH_DIR / f"{module}.log")
 
@@ -399,7 +342,7 @@ def start_task_finished(scheduler_log, after):
 
 def send_campaign(campaign_id, total, sender, server, timeout):
     """Send now and wait for completion; returns seconds, the start's and first batch's delays, worker RSS
-    samples and the CPU each part used. SENDER is one Worker or a list of them."""
+    samples and the CPU each part used. SENDER is one CeleryWorker or a list of them."""
     from tqdm import tqdm
 
     from campaigns import services
@@ -569,7 +512,7 @@ def bench_sendgrid(campaign_id, args, sample):
             before = meter.snapshot()
             seconds = post_concurrently(url, payloads, args.concurrency)
             post_cpu, _ = CpuMeter.used(before, meter.snapshot())
-            from campaigns.localservers.sendgrid_api import get_stats
+            from localservers.sendgrid_api import get_stats
             accepted = get_stats(url)["personalizations_accepted"]
         del payloads
         raw_rate = accepted / seconds
@@ -892,7 +835,8 @@ def postfix_sink(dump):
     """Postfix's smtp-sink on 127.0.0.1, appending every message to DUMP (with X-Rcpt-Args: headers).
 
     As root it must drop privileges (-u nobody) after binding, so DUMP's directory is made writable."""
-    from campaigns.localservers import free_port, serving
+    from localservers.ports import free_port
+    from localservers.serving import serving
 
     dump.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(dump.parent, 0o777)

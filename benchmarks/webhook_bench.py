@@ -27,7 +27,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer_project.settings")
 os.environ.setdefault("DEBUG", "True")
+
+from localservers.ports import free_port  # noqa: E402
 
 BATCH = 1000
 # (event, share of a batch)
@@ -239,12 +240,6 @@ def naive_baseline(campaign_id, first_id, logs, events):
                 if changed:
                     Campaign.objects.filter(pk=campaign_id).update(**{counter: F(counter) + 1})
     return applied / (time.perf_counter() - began)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_gunicorn(port, workers):

@@ -4,12 +4,12 @@ from django import forms
 from django.conf import settings
 from django.contrib.admin import widgets as admin_widgets
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import OperationalError, transaction
 from django.utils import timezone
 from django.utils.html import escape, format_html
 
 from campaigns.models import Campaign, EmailTemplate
+from campaigns.validators import validate_email_address
 
 MAX_TEST_ADDRESSES = 5
 
@@ -121,12 +121,12 @@ class TestEmailForm(forms.Form):
             raise ValidationError("Give at least one address.")
         if len(addresses) > MAX_TEST_ADDRESSES:
             raise ValidationError(f"At most {MAX_TEST_ADDRESSES} addresses, please; you gave {len(addresses)}.")
-        bad = []
+        valid, bad = [], []
         for address in addresses:
             try:
-                validate_email(address)
+                valid.append(validate_email_address(address).normalized)
             except ValidationError:
                 bad.append(address)
         if bad:
             raise ValidationError(f"Not an email address: {', '.join(bad)}.")
-        return addresses
+        return list(dict.fromkeys(valid))

@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 
 from campaigns.exceptions import MergeTagError
-from campaigns.validators import refuse_line_breaks, require_json_object, validate_from_email
+from campaigns.validators import refuse_line_breaks, require_json_object, validate_email_address, validate_from_email
 
 # SendGrid accepts at most this many personalizations in one request.
 MAX_BATCH_SIZE = 1000
@@ -52,7 +52,7 @@ class Campaign(models.Model):
     subject = models.CharField(max_length=998)
     from_email = models.CharField(max_length=320, default="", blank=True, validators=[validate_from_email],
                                   help_text="Sender, e.g. 'Acme <news@acme.com>'. Defaults to DEFAULT_FROM_EMAIL.")
-    reply_to = models.EmailField(blank=True)
+    reply_to = models.CharField(max_length=254, blank=True, validators=[validate_email_address])
     html_body = models.TextField()
     text_body = models.TextField(blank=True, help_text="Generated from the HTML when empty.")
     template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.SET_NULL,

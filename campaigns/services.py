@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
@@ -22,7 +22,8 @@ from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.ledger import settle_unknown_with_evidence
-from campaigns.sending.pipeline import dispatch_batches, enqueue_start, pending_batch_numbers
+from campaigns.sending.pipeline import (
+    batch_size, dispatch_batches, enqueue_start, pending_batch_numbers, requeue_in_batches)
 from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage
 from campaigns.validators import validate_from_email
 
@@ -126,22 +127,10 @@ def _requeue(campaign_id, from_status, counter, what):
                 raise CampaignError(f"Campaign #{campaign_id} has no {from_status} recipients to {what}.")
             return 0
         first = (DeliveryLog.objects.filter(campaign_id=campaign_id).aggregate(m=Max("batch_number"))["m"] or 0) + 1
-        size = min(campaign.batch_size, 1000)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                UPDATE campaigns_deliverylog AS d
-                SET status = 'pending', attempts = 0, call_started_at = NULL, updated_at = now(),
-                    batch_number = %s + (n.rn - 1) / %s
-                FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM campaigns_deliverylog
-                      WHERE campaign_id = %s AND status = %s) AS n
-                WHERE d.id = n.id AND d.status = %s
-                """,
-                [first, size, campaign_id, from_status, from_status],
-            )
+        batches = requeue_in_batches(campaign_id, from_status, first, batch_size(campaign))
         Campaign.objects.filter(pk=campaign_id).update(**{counter: F(counter) - count})
         if campaign.status != Campaign.Status.PAUSED:
-            dispatch_batches(campaign_id, range(first, first + (count + size - 1) // size))
+            dispatch_batches(campaign_id, batches)
     logger.info("Campaign %s: %s %s recipients", campaign_id, what, count)
     return count
 

@@ -7,23 +7,24 @@ ON CONFLICT DO NOTHING, so repeating any of them is harmless and the counts they
 
 from __future__ import annotations
 
-import csv
-import io
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
+from pathlib import Path
 
 import pandas as pd
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns.exceptions import SuppressionImportError, UnknownDelivery
+from campaigns.exceptions import ImportRefused, SuppressionImportError, UnknownDelivery
+from campaigns.importing.reader import open_table
 from campaigns.importing.validation import validate_emails
 from campaigns.models import Campaign, DeliveryLog, Suppression
 
 R = Suppression.Reason
 ONE_CLICK_SOURCE = "one-click unsubscribe"
-CSV_CHUNK_ROWS = 10_000
 CSV_MAX_REPORTED_INVALID = 20
 
 INSERT_SUPPRESSIONS = """
@@ -111,61 +112,64 @@ class SuppressionImportReport:
 def import_csv(file, reason=R.MANUAL, source="CSV import") -> SuppressionImportReport:
     """Add every address in a CSV file (a column named "email", or a one-column list without header).
 
-    Raises SuppressionImportError, changing nothing, for a file that is not UTF-8 CSV or has no email column.
+    The file is read as recipient imports read it (campaigns.importing.reader: UTF-8, UTF-16, cp1252 or
+    Latin-1, any common delimiter). Raises SuppressionImportError, changing nothing, for a file that
+    cannot be read or has no email column.
     """
-    text = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")
-    try:
-        sample = text.read(64 * 1024)
-    except UnicodeDecodeError:
-        raise SuppressionImportError("The file is not UTF-8 text: save it as 'CSV UTF-8' and upload it again.")
-    if not sample.strip():
-        raise SuppressionImportError("The file is empty.")
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    text.seek(0)
-    reader = csv.reader(text, dialect)
-    header = next(reader, [])
-    names = [name.strip().lower() for name in header]
-    if "email" in names:
-        column, first_row = names.index("email"), 2
-    elif len(header) == 1 and "@" in header[0]:
-        column, first_row = 0, 1
-        reader = _prepend(header, reader)
-    else:
-        raise SuppressionImportError(
-            'No column named "email": the first row must name the columns (e.g. email,reason), '
-            "or the file must list one address per line.")
-
-    report = SuppressionImportReport()
-    numbered = ((number, row[column].strip() if len(row) > column else "")
-                for number, row in enumerate(reader, start=first_row) if any(cell.strip() for cell in row))
-    try:
-        with transaction.atomic():
-            while chunk := list(islice(numbered, CSV_CHUNK_ROWS)):
-                report.rows += len(chunk)
-                result = validate_emails(pd.Series([cell for _, cell in chunk], dtype=object))
-                valid = []
-                for (number, cell), address, error in zip(chunk, result.normalized, result.error):
-                    if address is None:
-                        report.invalid += 1
-                        if len(report.invalid_examples) < CSV_MAX_REPORTED_INVALID:
-                            report.invalid_examples.append((number, cell, error))
-                    else:
-                        valid.append(address)
-                added = suppress_many((address, reason, source, None) for address in valid)
-                report.added += added
-                report.already_suppressed += len(valid) - added
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise SuppressionImportError(
-            f"After row {report.rows}: the file could not be read as UTF-8 CSV ({exc}); nothing was imported."
-        ) from None
+    with _saved(file) as path:
+        try:
+            table = open_table(path)
+            column, header_is_an_address = _email_column(table.header)
+            report = SuppressionImportReport()
+            with transaction.atomic():
+                if header_is_an_address:
+                    _import_rows(pd.DataFrame([table.header], index=[table.header_row], dtype=object), column,
+                                 reason, source, report)
+                for chunk in table.chunks:
+                    _import_rows(chunk.frame, column, reason, source, report)
+        except ImportRefused as refusal:
+            raise SuppressionImportError(f"{refusal} Nothing was imported.") from None
     if report.rows == 0:
         raise SuppressionImportError("The file has a header row but no addresses.")
     return report
 
 
-def _prepend(row, reader):
-    yield row
-    yield from reader
+def _email_column(header):
+    """(index of the email column, whether the first row is an address: a one-column list without header)."""
+    names = [name.strip().lower() for name in header]
+    if "email" in names:
+        return names.index("email"), False
+    if len(header) == 1 and "@" in header[0]:
+        return 0, True
+    raise SuppressionImportError(
+        'No column named "email": the first row must name the columns (e.g. email,reason), '
+        "or the file must list one address per line.")
+
+
+def _import_rows(frame, column, reason, source, report):
+    """Suppress the valid addresses in COLUMN of FRAME (indexed by row number), counting them in REPORT.
+    Rows with no value at all (blank lines) are skipped."""
+    frame = frame.fillna("")
+    cells = frame[frame.apply(lambda values: values.str.strip().ne("")).any(axis=1)][column].str.strip()
+    report.rows += len(cells)
+    result = validate_emails(cells)
+    valid = []
+    for number, cell, address, error in zip(cells.index, cells, result.normalized, result.error):
+        if address is None:
+            report.invalid += 1
+            if len(report.invalid_examples) < CSV_MAX_REPORTED_INVALID:
+                report.invalid_examples.append((int(number), cell, error))
+        else:
+            valid.append(address)
+    added = suppress_many((address, reason, source, None) for address in valid)
+    report.added += added
+    report.already_suppressed += len(valid) - added
+
+
+@contextmanager
+def _saved(file):
+    """The uploaded FILE as a path on disk, which the reader needs; removed afterwards."""
+    with tempfile.NamedTemporaryFile(prefix="suppressions-", suffix=".csv") as copy:
+        shutil.copyfileobj(file, copy)
+        copy.flush()
+        yield Path(copy.name)

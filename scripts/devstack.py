@@ -14,14 +14,17 @@ import atexit
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script (scripts/ is sys.path[0]): the repository root makes localservers importable. Its port
+# helpers need only the standard library, so they work before anything is installed or configured.
+sys.path.insert(1, str(ROOT))
+from localservers.ports import free_port, wait_for_port  # noqa: E402
+
 VENV_BIN = ROOT / ".venv" / "bin"
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 DB_NAME = "mailer"
@@ -35,25 +38,6 @@ def say(message):
 def die(message):
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, what, timeout=30, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            die(f"{what} exited with status {proc.returncode} before it listened on port {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    die(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
 
 
 def as_postgres_user(cmd):
@@ -151,7 +135,7 @@ class Redis:
              "--daemonize", "no", "--protected-mode", "yes", *persistence],
             stdout=open(self.datadir / "redis.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
-        wait_for_port(self.port, "Redis", proc=self.proc)
+        wait_for_port(self.port, self.proc, name="Redis", log_path=self.datadir / "redis.log", timeout=30)
 
     def stop(self):
         # Whatever Redis listens on our port goes (a test may have restarted it in place).
@@ -255,7 +239,8 @@ def run_demo():
             background.wait(30)
 
     atexit.register(stop_background)
-    wait_for_port(int(env["MAIL_SINK_PORT"]), "the mail sink", proc=background)
+    wait_for_port(int(env["MAIL_SINK_PORT"]), background, name="the mail sink", log_path=Path(tmp) / "processes.log",
+                  timeout=30)
     return subprocess.run([str(VENV_BIN / "python"), "manage.py", "demo_campaign"], cwd=ROOT, env=env).returncode
 
 
@@ -270,6 +255,13 @@ def main(argv):
     if not argv or argv[0] not in ("run", "test", "exec", "demo"):
         die("usage: devstack.py run | demo | test [pytest args] | exec COMMAND [ARGS]")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return run_command(argv)
+    except RuntimeError as error:  # a server that did not start (wait_for_port says which and why)
+        die(str(error))
+
+
+def run_command(argv):
     if argv[0] == "run":
         return run_stack()
     if argv[0] == "demo":

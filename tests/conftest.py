@@ -5,8 +5,9 @@ import pytest
 import redis as redis_lib
 from django.conf import settings
 
-from campaigns.localservers import running, sendgrid_api, smtp_sink
-from tests.workers import CeleryWorker, service_env
+from localservers import sendgrid_api, smtp_sink
+from localservers.serving import running
+from tests.workers import worker_for_tests
 
 
 @pytest.fixture
@@ -39,8 +40,7 @@ def start_worker(transactional_db, clean_broker, tmp_path, worker_env):
     workers = []
 
     def start(queues=("scheduler", "senders"), concurrency=2, app_module="mailer_project", module="celery", **env):
-        worker = CeleryWorker(list(queues), tmp_path, concurrency=concurrency, app_module=app_module, module=module,
-                              env=service_env(**{**worker_env, **env})).start()
+        worker = worker_for_tests(queues, tmp_path, concurrency, app_module, module, **{**worker_env, **env}).start()
         workers.append(worker)
         return worker
 

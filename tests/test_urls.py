@@ -167,7 +167,7 @@ def nginx_for_fuzz(nginx_bin, web_server, flower_server, static_root, tmp_path_f
     nginx_ports = tools.NginxPorts(tools.free_port(), tools.free_port())
     server, cafile = start_nginx(nginx_bin, "https.conf", nginx_ports, web_server, flower_server, static_root,
                                  tmp_path_factory)
-    tools.wait_for_port(nginx_ports.https, server.proc, "nginx TLS", server.log_path)
+    tools.wait_for_port(nginx_ports.https, server.proc, name="nginx TLS", log_path=server.log_path)
     yield nginx_ports.https, cafile
     server.stop()
 
@@ -197,7 +197,7 @@ def test_fuzzing_through_nginx_and_gunicorn_gives_no_server_error_and_changes_no
         source = f"127.0.6.{1 + number % 200}"  # spread over addresses, so the rate limits rarely answer
         status = raw_request(port, cafile, source, data)
         statuses.append(status)
-        assert status is None or status < 500, (data[:300], status, tools.tail(web_server.log_path))
+        assert status is None or status < 500, (data[:300], status, tools.log_tail(web_server.log_path))
     assert snapshot() == before
     assert {400, 404} <= set(statuses)
     assert "Traceback" not in web_server.log_path.read_text()

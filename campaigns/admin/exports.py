@@ -3,9 +3,9 @@
 import csv
 
 from django.http import StreamingHttpResponse
-from django.utils import timezone
 
 from campaigns.models import DeliveryLog
+from campaigns.spreadsheets import spreadsheet_safe
 
 COLUMNS = (
     ("email", "email"), ("recipient__first_name", "first_name"), ("recipient__last_name", "last_name"),
@@ -14,18 +14,7 @@ COLUMNS = (
     ("delivered_at", "delivered_at"), ("opened_at", "opened_at"), ("clicked_at", "clicked_at"),
     ("bounced_at", "bounced_at"), ("complained_at", "complained_at"), ("unsubscribed_at", "unsubscribed_at"),
 )
-# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK_SIZE = 5000
-
-
-def spreadsheet_safe(value):
-    if value is None:
-        return ""
-    if hasattr(value, "tzinfo"):
-        return timezone.localtime(value).isoformat()
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 class _Echo:

@@ -8,7 +8,6 @@ from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.validators import validate_email
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
@@ -16,6 +15,7 @@ from campaigns import suppression
 from campaigns.admin.staff_actions import done, perform
 from campaigns.exceptions import SuppressionImportError
 from campaigns.models import Suppression
+from campaigns.validators import validate_email_address
 
 MAX_UPLOAD_MB = 50
 
@@ -27,13 +27,13 @@ class SuppressionForm(forms.ModelForm):
 
     def clean_email(self):
         email = suppression.normalize(self.cleaned_data["email"])
-        validate_email(email)
+        validate_email_address(email)
         return email
 
 
 class SuppressionImportForm(forms.Form):
-    file = forms.FileField(help_text=f'A CSV file (UTF-8) with a column named "email", or one address per line. '
-                                     f"At most {MAX_UPLOAD_MB} MB.")
+    file = forms.FileField(help_text=f'A CSV file (UTF-8, UTF-16 or a Windows encoding) with a column named "email", '
+                                     f"or one address per line. At most {MAX_UPLOAD_MB} MB.")
     reason = forms.ChoiceField(choices=Suppression.Reason.choices, initial=Suppression.Reason.MANUAL)
     source = forms.CharField(max_length=200, required=False,
                              help_text='Where the list came from, e.g. "unsubscribes exported from our old ESP".')

@@ -7,12 +7,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralize(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+from campaigns.spreadsheets import spreadsheet_safe
 
 
 @dataclass
@@ -42,11 +37,11 @@ class RejectedRows:
         # utf-8-sig: Excel opens a CSV as UTF-8 only when it starts with a BOM.
         self.file = os.fdopen(fd, "w", encoding="utf-8-sig", newline="")
         self.writer = csv.writer(self.file)
-        self.writer.writerow(["Row", "Reason", *map(neutralize, header)])
+        self.writer.writerow(["Row", "Reason", *map(spreadsheet_safe, header)])
         self.count = 0
 
     def add(self, row_number: int, reason: str, values: list[str]) -> None:
-        self.writer.writerow([row_number, neutralize(reason), *(neutralize(str(v)) for v in values)])
+        self.writer.writerow([row_number, spreadsheet_safe(reason), *map(spreadsheet_safe, values)])
         self.count += 1
 
     def __enter__(self):

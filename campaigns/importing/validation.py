@@ -1,9 +1,11 @@
 """Bulk email-address validation that gives exactly what `email_validator` gives.
 
-`validate_emails` applies the rules of email-validator 2.4.0's `validate_email`
-with `check_deliverability=False` and every other option at the library's
-default (pinned explicitly below so that changes to the library's module-level
-defaults cannot make the two paths disagree). What those defaults mean:
+`validate_emails` gives, for a whole column, the answers of the one single-address
+check, `campaigns.validators.validate_email_address`: email-validator 2.4.0's
+`validate_email` with `check_deliverability=False` and every other option at the
+library's default (pinned in `campaigns.validators.LIBRARY_OPTIONS` so that changes
+to the library's module-level defaults cannot make the two paths disagree). What
+those defaults mean:
 
 - internationalised addresses (SMTPUTF8 local parts, IDN domains) are accepted;
 - quoted local parts, bracketed IP domain literals, display names
@@ -25,7 +27,7 @@ Most addresses in a real list are plain ASCII ``local@domain.tld``. Those are
 recognised with one compiled regular expression whose every branch is provably
 valid for the library, and normalised without calling it (the library keeps an
 ASCII local part as typed, except RFC 2142 role names which it lowercases, and
-lowercases an ASCII domain). Everything else goes through `validate_email`
+lowercases an ASCII domain). Everything else goes through `validate_email_address`
 itself, once per distinct string, which also gives the rejection reason.
 """
 
@@ -39,22 +41,13 @@ from dataclasses import dataclass
 import email_validator
 import idna  # email_validator's own IDNA 2008 implementation
 import pandas as pd
-from email_validator import EmailNotValidError, EmailUndeliverableError, validate_email
+from django.core.exceptions import ValidationError
+from email_validator import EmailUndeliverableError
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_MAX_LENGTH
 
-MISSING_EMAIL = "Missing email address"
+from campaigns.validators import validate_email_address
 
-LIBRARY_OPTIONS = dict(
-    check_deliverability=False,
-    allow_smtputf8=True,
-    allow_empty_local=False,
-    allow_quoted_local=False,
-    allow_domain_literal=False,
-    allow_display_name=False,
-    strict=False,
-    globally_deliverable=True,
-    test_environment=False,
-)
+MISSING_EMAIL = "Missing email address"
 
 
 @dataclass(frozen=True)
@@ -146,9 +139,9 @@ def _normalize_any_case(text: str, any_case: re.Pattern) -> str | None:
 
 def _ask_library(text: str) -> tuple[str | None, str | None]:
     try:
-        return validate_email(text, **LIBRARY_OPTIONS).normalized, None
-    except EmailNotValidError as e:
-        return None, str(e)
+        return validate_email_address(text).normalized, None
+    except ValidationError as refused:
+        return None, refused.params["reason"]
 
 
 @functools.lru_cache(maxsize=4)

@@ -26,7 +26,7 @@ from django.utils import timezone
 from campaigns import click_tracking, signed_links, states
 from campaigns.exceptions import IllegalTransition, ProviderError, ProviderRefused
 from campaigns.logsafe import for_log
-from campaigns.models import Campaign, DeliveryLog
+from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.ledger import BatchLedger, Heartbeat
@@ -65,14 +65,24 @@ def pending_batch_numbers(campaign_id):
 
 # --- start --------------------------------------------------------------------------------------
 
-CREATE_DELIVERY_LOGS = """
+def batch_size(campaign):
+    """Rows per batch: the campaign's setting, capped here too because validators do not run on every save."""
+    return min(campaign.batch_size, MAX_BATCH_SIZE)
+
+
+def batch_number_sql(window):
+    """The SQL numbering rows into batches: in WINDOW's order, row n goes to batch first_batch + (n - 1) / batch_size."""
+    return f"%(first_batch)s + (row_number() OVER ({window}) - 1) / %(batch_size)s"
+
+
+CREATE_DELIVERY_LOGS = f"""
 WITH inserted AS (
     INSERT INTO campaigns_deliverylog
         (campaign_id, recipient_id, email, status, batch_number, last_error, provider, provider_message_id,
          attempts, updated_at)
     SELECT r.campaign_id, r.id, r.email,
            CASE WHEN s.id IS NULL THEN 'pending' ELSE 'skipped' END,
-           %(first_batch)s + (row_number() OVER (PARTITION BY s.id IS NULL ORDER BY r.id) - 1) / %(batch_size)s,
+           {batch_number_sql("PARTITION BY s.id IS NULL ORDER BY r.id")},
            CASE WHEN s.id IS NULL THEN '' ELSE 'suppressed: ' || s.reason END,
            '', '', 0, now()
     FROM campaigns_recipient r
@@ -82,8 +92,20 @@ WITH inserted AS (
     RETURNING status, batch_number
 )
 SELECT count(*), count(*) FILTER (WHERE status = 'skipped'),
-       coalesce(array_agg(DISTINCT batch_number) FILTER (WHERE status = 'pending'), '{}')
+       coalesce(array_agg(DISTINCT batch_number) FILTER (WHERE status = 'pending'), '{{}}')
 FROM inserted
+"""
+
+REQUEUE_IN_BATCHES = f"""
+WITH requeued AS (
+    UPDATE campaigns_deliverylog AS d
+    SET status = 'pending', attempts = 0, call_started_at = NULL, updated_at = now(), batch_number = n.batch_number
+    FROM (SELECT id, {batch_number_sql("ORDER BY id")} AS batch_number FROM campaigns_deliverylog
+          WHERE campaign_id = %(campaign_id)s AND status = %(status)s) AS n
+    WHERE d.id = n.id AND d.status = %(status)s
+    RETURNING d.batch_number
+)
+SELECT coalesce(array_agg(DISTINCT batch_number), '{{}}') FROM requeued
 """
 
 
@@ -94,6 +116,14 @@ def create_delivery_logs(campaign_id, batch_size, first_batch=0):
                                               "first_batch": first_batch})
         created, skipped, batches = cursor.fetchone()
     return created, skipped, batches
+
+
+def requeue_in_batches(campaign_id, status, first_batch, batch_size):
+    """Every STATUS row of the campaign back to pending, in fresh batches from FIRST_BATCH; returns their numbers."""
+    with connection.cursor() as cursor:
+        cursor.execute(REQUEUE_IN_BATCHES, {"campaign_id": campaign_id, "status": status, "first_batch": first_batch,
+                                            "batch_size": batch_size})
+        return cursor.fetchone()[0]
 
 
 def start_campaign(campaign_id):
@@ -113,7 +143,7 @@ def start_campaign(campaign_id):
                 logger.info("Campaign %s not started: it is %s", campaign_id, refused.actual_status)
             return False
         campaign = Campaign.objects.get(pk=campaign_id)
-        created, skipped, batches = create_delivery_logs(campaign_id, min(campaign.batch_size, 1000))
+        created, skipped, batches = create_delivery_logs(campaign_id, batch_size(campaign))
         Campaign.objects.filter(pk=campaign_id).update(
             total_recipients=created, skipped_count=F("skipped_count") + skipped,
             last_progress_at=Now(),

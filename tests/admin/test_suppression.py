@@ -89,7 +89,7 @@ def test_import_of_a_plain_list_without_header(staff):
 
 @pytest.mark.parametrize("content, error", [
     (b"name,city\nAnn,Lisbon\n", 'No column named "email"'),
-    ("email\nJosé@example.com\n".encode("latin-1"), "not UTF-8"),
+    ("email\nJosé@example.com\n".encode() + "René@example.com\n".encode("latin-1"), "mixes text encodings"),
     (b"", "The submitted file is empty"),
     (b"email\n", "no addresses"),
 ])
@@ -100,8 +100,19 @@ def test_a_file_that_cannot_be_imported_says_why_and_changes_nothing(staff, cont
     assert list(Suppression.objects.values_list("email", flat=True)) == ["old@example.com"]
 
 
-def test_an_undecodable_row_late_in_the_file_rolls_back_the_whole_import(staff):
-    content = b"email\n" + b"".join(f"p{i}@example.com\n".encode() for i in range(70_000)) + b"\xff\xfe@x.com\n"
+def test_an_unreadable_row_late_in_the_file_rolls_back_the_whole_import(staff):
+    content = b"email\n" + b"".join(f"p{i}@example.com\n".encode() for i in range(70_000)) + b'"open@x.com\n'
     response = upload(staff, content)
-    assert "nothing was imported" in response.content.decode()
+    assert "Nothing was imported" in response.content.decode()
     assert not Suppression.objects.exists()
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_a_file_saved_in_a_windows_or_latin_1_encoding_imports_as_recipient_files_do(staff, encoding):
+    content = "Name;Email\nJosé;José@example.com\nZoë;zoe@example.com\n".encode(encoding)
+    if encoding == "cp1252":
+        content += "O’Brien;obrien@example.com\n".encode(encoding)  # ’ is cp1252's, not Latin-1's
+    response = upload(staff, content)
+    assert [str(m) for m in response.context["messages"]][0].startswith("%d address(es) added" % (
+        3 if encoding == "cp1252" else 2))
+    assert "josé@example.com" in set(Suppression.objects.values_list("email", flat=True))

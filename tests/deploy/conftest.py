@@ -134,7 +134,7 @@ def nginx_tls(nginx_bin, ports, web_server, flower_server, static_root, tmp_path
     """nginx/ with sites/https.conf (production): yields (https Client factory, http port)."""
     server, cafile = start_nginx(nginx_bin, "https.conf", ports["tls"], web_server, flower_server, static_root,
                                  tmp_path_factory)
-    tools.wait_for_port(ports["tls"].https, server.proc, "nginx TLS", server.log_path)
+    tools.wait_for_port(ports["tls"].https, server.proc, name="nginx TLS", log_path=server.log_path)
 
     def client(source="127.0.0.1"):
         return tools.Client(f"https://127.0.0.1:{ports['tls'].https}", cafile=cafile, source=source)

@@ -46,7 +46,7 @@ def volumes(service):
 def test_development_mail_goes_to_the_sink_which_keeps_it_in_a_volume(dev_compose):
     services = dev_compose["services"]
     sink_command = services["mailsink"]["command"]
-    assert "campaigns.localservers.smtp_sink" in sink_command and "--maildir /app/var/mail" in sink_command
+    assert "localservers.smtp_sink" in sink_command and "--maildir /app/var/mail" in sink_command
     assert volumes(services["mailsink"])["/app/var/mail"] == "mail_sink"
     env = services["celery_worker_sender"]["environment"]
     assert env["EMAIL_HOST"] == "mailsink"

@@ -262,7 +262,7 @@ def test_web_container_healthcheck_passes_against_gunicorn(web_server, productio
 
 
 def test_web_container_healthcheck_fails_when_nothing_listens(production_env):
-    from tests.deploy.tools import free_port
+    from localservers.ports import free_port
 
     result = run_probe(production_env, "web", f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 1
@@ -274,7 +274,7 @@ def test_flower_container_healthcheck_passes_without_credentials(flower_server, 
 
 
 def test_mail_sink_container_healthcheck_is_a_port_probe(flower_server, production_env):
-    from tests.deploy.tools import free_port
+    from localservers.ports import free_port
 
     assert run_probe(production_env, "tcp", str(flower_server.port)).returncode == 0
     assert run_probe(production_env, "tcp", str(free_port())).returncode == 1

@@ -24,7 +24,7 @@ def nginx_site(nginx_bin, web_server, flower_server, static_root, tmp_path_facto
     nginx_ports = tools.NginxPorts(tools.free_port(), tools.free_port())
     server, cafile = start_nginx(nginx_bin, "https.conf", nginx_ports, web_server, flower_server, static_root,
                                  tmp_path_factory)
-    tools.wait_for_port(nginx_ports.https, server.proc, "nginx TLS", server.log_path)
+    tools.wait_for_port(nginx_ports.https, server.proc, name="nginx TLS", log_path=server.log_path)
 
     def client(source):
         return tools.Client(f"https://127.0.0.1:{nginx_ports.https}", cafile=cafile, source=source)
@@ -39,7 +39,7 @@ def nginx_flower_allow_list(nginx_bin, web_server, flower_server, static_root, t
     nginx_ports = tools.NginxPorts(tools.free_port(), tools.free_port())
     server, cafile = start_nginx(nginx_bin, "https.conf", nginx_ports, web_server, flower_server, static_root,
                                  tmp_path_factory, flower_allow_ips="127.0.0.9, 127.0.10.0/24")
-    tools.wait_for_port(nginx_ports.https, server.proc, "nginx TLS", server.log_path)
+    tools.wait_for_port(nginx_ports.https, server.proc, name="nginx TLS", log_path=server.log_path)
 
     def client(source):
         return tools.Client(f"https://127.0.0.1:{nginx_ports.https}", cafile=cafile, source=source)
@@ -148,7 +148,7 @@ def test_only_the_import_urls_take_more_than_the_admin_limit(nginx_site):
 def test_readyz_is_served_to_private_addresses_only(nginx_site, web_server, transactional_db):
     client, _ = nginx_site
     allowed = client("127.0.0.1").get("/readyz")
-    assert allowed.status == 200, tools.tail(web_server.log_path)
+    assert allowed.status == 200, tools.log_tail(web_server.log_path)
     refused = client("127.0.2.1").get("/readyz")
     assert refused.status == 403 and b"nginx" in refused.body  # refused by nginx, never reached Django
     assert client("127.0.2.1").get("/healthz").status == 200  # liveness stays public

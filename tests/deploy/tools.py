@@ -6,16 +6,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from localservers.ports import free_port, log_tail, wait_for_port  # noqa: F401  (the tests use them as tools.*)
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -39,31 +39,6 @@ def ensure_debian_tool(binary, package):
     return found
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, proc, what, log_path=None, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail(log_path)}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} not listening on 127.0.0.1:{port} after {timeout}s:\n{tail(log_path)}")
-
-
-def tail(path, lines=40):
-    if not path or not Path(path).exists():
-        return "(no log)"
-    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-
-
 class Server:
     """A server process in its own process group, stopped (with its children) by stop()."""
 
@@ -75,7 +50,7 @@ class Server:
         self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=open(self.log_path, "ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_for_port(self.port, self.proc, self.name, self.log_path)
+            wait_for_port(self.port, self.proc, name=self.name, log_path=self.log_path)
         except BaseException:
             self.stop()
             raise

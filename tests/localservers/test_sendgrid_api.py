@@ -7,8 +7,8 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail, Personalization, Substitution, To
 
-from campaigns.localservers import running
-from campaigns.localservers.sendgrid_api import get_stats, read_records, reset, set_fault
+from localservers.serving import running
+from localservers.sendgrid_api import get_stats, read_records, reset, set_fault
 
 API_KEY = "SG.test-key"
 

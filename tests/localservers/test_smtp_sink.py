@@ -3,8 +3,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from campaigns.localservers import running
-from campaigns.localservers.smtp_sink import count_messages, read_messages, write_control
+from localservers.serving import running
+from localservers.smtp_sink import count_messages, read_messages, write_control
 
 
 @pytest.fixture(scope="module")

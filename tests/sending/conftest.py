@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from campaigns.localservers import free_port
+from localservers.ports import free_port
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending.providers.base import Batch, OutgoingMessage
 

@@ -324,7 +324,7 @@ def forget_redis_connections():
     """Drop this process's pooled connections to the old server, so later tests start clean."""
     from django_redis import get_redis_connection
 
-    from tests.workers import reset_broker_pool
+    from localservers.workers import reset_broker_pool
 
     reset_broker_pool()
     get_redis_connection("default").connection_pool.disconnect()

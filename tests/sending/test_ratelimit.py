@@ -11,7 +11,7 @@ import time
 import pytest
 from django.conf import settings
 
-from campaigns.localservers import REPO_ROOT
+from localservers.serving import REPO_ROOT
 from campaigns.sending import ratelimit
 
 KEY = "ratelimit:sendgrid:sends"

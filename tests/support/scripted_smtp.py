@@ -14,7 +14,7 @@ import threading
 import pytest
 from aiosmtpd.controller import Controller
 
-from campaigns.localservers import free_port
+from localservers.ports import free_port
 from tests.conftest import point_smtp_at
 
 

@@ -1,9 +1,9 @@
-from email_validator import EmailNotValidError, validate_email
-
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
 from campaigns import services
 from campaigns.management.campaign_command import CampaignActionCommand
+from campaigns.validators import validate_email_address
 
 
 class Command(CampaignActionCommand):
@@ -15,7 +15,7 @@ class Command(CampaignActionCommand):
 
     def run_action(self, campaign_id, addresses=(), **options):
         try:
-            valid = [validate_email(a, check_deliverability=False).normalized for a in addresses]
-        except EmailNotValidError as error:
-            raise CommandError(f"Not an email address: {error}") from error
+            valid = [validate_email_address(a).normalized for a in addresses]
+        except ValidationError as error:
+            raise CommandError(f"Not an email address: {error.params['reason']}") from error
         return services.send_test_email(campaign_id, valid)

@@ -22,7 +22,7 @@ from sendgrid.helpers.mail import (
     TrackingSettings,
 )
 
-from campaigns.localservers.sendgrid_contract import contract_violations
+from localservers.sendgrid_contract import contract_violations
 from campaigns.sending.providers.sendgrid import SendGridProvider
 from tests.sending.conftest import make_batch, make_recipients
 

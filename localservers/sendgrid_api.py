@@ -1,6 +1,6 @@
 """A local HTTP server that answers ``POST /v3/mail/send`` like SendGrid v3.
 
-    python -m campaigns.localservers.sendgrid_api --host 127.0.0.1 --port 8025 \\
+    python -m localservers.sendgrid_api --host 127.0.0.1 --port 8025 \\
         --record-file var/sendgrid.jsonl [--api-key KEY] [--render]
 
 Point the official client at it with
@@ -67,7 +67,7 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from campaigns.localservers.sendgrid_contract import contract_violations
+from localservers.sendgrid_contract import contract_violations
 
 MAX_PERSONALIZATIONS = 1000
 FAULT_MODES = {"ok", "400", "413", "500", "502", "503", "504", "429", "401", "403", "hang"}

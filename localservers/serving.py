@@ -1,38 +1,15 @@
-"""Local stand-ins for the mail providers: an SMTP capture sink and a fake
-SendGrid v3 API.  Standalone on purpose (no Django), so `make run`, tests and
-benchmarks can start them as plain processes; ``running()`` does that for
-test fixtures.
-"""
+"""Run a local server as a child process for the length of a `with` block."""
 
 import contextlib
 import ctypes
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from localservers.ports import free_port, wait_for_port
 
-
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(host, port, process, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with code {process.returncode} before listening")
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout}s")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def stop_when_parent_dies():
@@ -42,12 +19,12 @@ def stop_when_parent_dies():
 
 
 def running(module, *args, host="127.0.0.1", port=None, log_path=None):
-    """Run ``python -m campaigns.localservers.<module>`` until the block ends.
+    """Run ``python -m localservers.<module>`` until the block ends.
 
     Yields ``(process, port)`` once the port accepts connections.
     """
     port = port or free_port(host)
-    command = [sys.executable, "-m", f"campaigns.localservers.{module}",
+    command = [sys.executable, "-m", f"localservers.{module}",
                "--host", host, "--port", str(port), *map(str, args)]
     return serving(command, host, port, log_path=log_path, cwd=REPO_ROOT)
 
@@ -62,7 +39,7 @@ def serving(command, host, port, log_path=None, **popen_options):
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=stop_when_parent_dies,
                                    **popen_options)
         try:
-            wait_for_port(host, port, process)
+            wait_for_port(port, process, name=" ".join(map(str, command)), host=host, log_path=log_path, timeout=15)
             yield process, port
         finally:
             process.terminate()

@@ -1,6 +1,6 @@
 """SMTP capture sink for development, tests and benchmarks.
 
-    python -m campaigns.localservers.smtp_sink --host 127.0.0.1 --port 1025 --maildir var/mail
+    python -m localservers.smtp_sink --host 127.0.0.1 --port 1025 --maildir var/mail
 
 Accepts any sender and recipient, offers AUTH without TLS and accepts any
 credentials (so Django's SMTP backend with EMAIL_HOST_USER set works), and

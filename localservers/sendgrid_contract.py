@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema_rs
 import yaml
 
-CONTRACT_FILE = Path(__file__).resolve().parents[2] / "contracts" / "sendgrid" / "tsg_mail_v3.yaml"
+CONTRACT_FILE = Path(__file__).resolve().parents[1] / "contracts" / "sendgrid" / "tsg_mail_v3.yaml"
 MAIL_SEND_BODY = "#/components/requestBodies/PostMailSend/content/application~1json/schema"
 
 
