@@ -7,7 +7,7 @@ from django.conf import settings
 
 from localservers import sendgrid_api, smtp_sink
 from localservers.serving import running
-from tests.workers import worker_for_tests
+from tests.support.workers import worker_for_tests
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from django.core import signing
 
 from campaigns import click_tracking, signed_links
 from campaigns.models import DeliveryLog
-from tests.factories import CampaignFactory, DeliveryLogFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory
 
 HTML = (
     '<html><body><p>Hi {{ first_name }}</p>'

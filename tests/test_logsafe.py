@@ -12,7 +12,7 @@ from campaigns.importing.uploads import import_upload
 from campaigns.logsafe import LogSafeFilter, escape, for_log, mask_addresses, mask_email
 from campaigns.models import DeliveryLog, RecipientImport
 from campaigns.sending.chain import send_with_fallback
-from tests.factories import CampaignFactory, DeliveryLogFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory
 from tests.importing.conftest import make_xlsx, uploaded  # noqa: F401 (fixture)
 from tests.sending.conftest import make_batch
 

@@ -13,7 +13,7 @@ from campaigns import services
 from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.models import Campaign, DeliveryLog
 from campaigns.sending import pipeline, sweep
-from tests.factories import CampaignFactory, DeliveryLogFactory, RecipientFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory, RecipientFactory
 
 D = DeliveryLog.Status
 S = Campaign.Status
@@ -53,7 +53,7 @@ def test_a_campaign_is_not_started_before_its_time():
 def test_start_creates_one_log_per_recipient_in_batches_and_skips_suppressed():
     campaign = CampaignFactory(status=S.SCHEDULED, scheduled_at=timezone.now(), batch_size=2)
     recipients = RecipientFactory.create_batch(5, campaign=campaign)
-    from tests.factories import SuppressionFactory
+    from tests.support.factories import SuppressionFactory
 
     SuppressionFactory(email=recipients[1].email, reason="bounced")
     assert pipeline.start_campaign(campaign.pk) is True

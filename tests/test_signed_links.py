@@ -12,7 +12,7 @@ from django.test import Client
 
 from campaigns import click_tracking, signed_links
 from campaigns.models import DeliveryLog, Suppression
-from tests.factories import CampaignFactory, DeliveryLogFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory
 from tests.mailer_project.test_settings import PRODUCTION, load_settings
 
 ONE_CLICK = "List-Unsubscribe=One-Click"

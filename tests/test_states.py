@@ -7,7 +7,7 @@ from django.utils import timezone
 from campaigns import states
 from campaigns.exceptions import IllegalTransition
 from campaigns.models import Campaign
-from tests.factories import CampaignFactory
+from tests.support.factories import CampaignFactory
 
 S = Campaign.Status
 ALL = list(S)

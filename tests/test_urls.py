@@ -31,7 +31,7 @@ from tests.deploy.conftest import (  # noqa: F401  (fixtures: gunicorn, Flower a
     static_root,
     web_server,
 )
-from tests.factories import CampaignFactory, DeliveryLogFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory
 
 SEED = 1313
 IN_PROCESS_REQUESTS = 1500

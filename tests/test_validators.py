@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from campaigns.models import Campaign, Suppression
-from tests.factories import CampaignFactory, UserFactory
+from tests.support.factories import CampaignFactory, UserFactory
 
 # Each with whether it is refused; the first five are where Django's validator and email-validator disagree.
 ADDRESSES = [

@@ -2,7 +2,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from campaigns.models import DeliveryLog, Recipient
-from tests.factories import CampaignFactory, UserFactory
+from tests.support.factories import CampaignFactory, UserFactory
 
 
 @pytest.fixture

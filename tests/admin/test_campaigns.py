@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from tests.admin.conftest import add_recipients
-from tests.factories import HTML_BODY, CampaignFactory, EmailTemplateFactory, UserFactory
+from tests.support.factories import HTML_BODY, CampaignFactory, EmailTemplateFactory, UserFactory
 
 ADD = reverse("admin:campaigns_campaign_add")
 LIST = reverse("admin:campaigns_campaign_changelist")

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from campaigns import stats
 from tests.admin.conftest import add_logs
-from tests.factories import CampaignFactory
+from tests.support.factories import CampaignFactory
 
 
 def json_url(campaign):

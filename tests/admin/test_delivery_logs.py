@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from tests.admin.conftest import add_logs, emails_in
-from tests.factories import CampaignFactory
+from tests.support.factories import CampaignFactory
 
 LOGS = reverse("admin:campaigns_deliverylog_changelist")
 RECIPIENTS = reverse("admin:campaigns_recipient_changelist")

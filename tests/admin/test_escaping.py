@@ -7,7 +7,7 @@ from django.urls import reverse
 from campaigns.models import DeliveryLog, RecipientImport
 from campaigns.rendering import available_tags
 from tests.admin.conftest import add_recipients, campaign, staff_client  # noqa: F401  (fixtures)
-from tests.factories import HTML_BODY, CampaignFactory, DeliveryLogFactory, RecipientFactory
+from tests.support.factories import HTML_BODY, CampaignFactory, DeliveryLogFactory, RecipientFactory
 
 PAYLOAD = "<img src=x onerror=alert(1)>"
 

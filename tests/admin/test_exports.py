@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from tests.admin.conftest import add_logs
-from tests.factories import CampaignFactory
+from tests.support.factories import CampaignFactory
 
 
 @pytest.mark.django_db

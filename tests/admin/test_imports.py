@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from campaigns.models import Campaign, Recipient, RecipientImport
-from tests.factories import CampaignFactory, UserFactory
+from tests.support.factories import CampaignFactory, UserFactory
 from tests.importing.conftest import csv_upload, import_url, read_rejected, status_json_url, wait_until_finished
 from tests.importing.conftest import media_root  # noqa: F401  (autouse: uploads go to a temporary MEDIA_ROOT)
 

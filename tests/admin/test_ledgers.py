@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from campaigns.models import Campaign, DeliveryLog, Recipient, RecipientImport
 from tests.admin.conftest import add_logs, add_recipients, staff_client, viewer_client  # noqa: F401  (fixtures)
-from tests.factories import HTML_BODY, CampaignFactory, DeliveryLogFactory, RecipientFactory
+from tests.support.factories import HTML_BODY, CampaignFactory, DeliveryLogFactory, RecipientFactory
 
 LIST = reverse("admin:campaigns_campaign_changelist")
 

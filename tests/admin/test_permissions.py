@@ -16,7 +16,7 @@ from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.sending.providers.base import DeliveryResult, Outcome
 from campaigns.staff_groups import STAFF_GROUPS
 from tests.admin.conftest import add_logs, add_recipients
-from tests.factories import CampaignFactory, SuppressionFactory, UserFactory
+from tests.support.factories import CampaignFactory, SuppressionFactory, UserFactory
 
 EDITOR = ("view_campaign", "add_campaign", "change_campaign")
 

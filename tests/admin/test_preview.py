@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from tests.admin.conftest import add_recipients
-from tests.factories import CampaignFactory
+from tests.support.factories import CampaignFactory
 
 
 def preview(client, campaign, **params):

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, DeliveryLog
 from tests.admin.conftest import add_logs, add_recipients
-from tests.factories import CampaignFactory, UserFactory
+from tests.support.factories import CampaignFactory, UserFactory
 
 LIST = reverse("admin:campaigns_campaign_changelist")
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from campaigns.models import Suppression
 from campaigns.sending import pipeline
-from tests.factories import CampaignFactory, RecipientFactory, SuppressionFactory, UserFactory
+from tests.support.factories import CampaignFactory, RecipientFactory, SuppressionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 IMPORT_URL = reverse("admin:campaigns_suppression_import")

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from campaigns.models import Campaign
 from tests.browser.conftest import NARROW, WIDE
-from tests.factories import CampaignFactory, UserFactory
+from tests.support.factories import CampaignFactory, UserFactory
 
 expect = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed").expect
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 
 from tests.deploy import tools
-from tests.workers import service_env
+from tests.support.workers import service_env
 
 FLOWER_USER, FLOWER_PASSWORD = "ops", "flower-secret-pw"
 PRODUCTION_SECRETS = {

@@ -59,7 +59,7 @@ def run_entrypoint(env, *command):
 def test_entrypoint_migrates_loads_templates_and_publishes_static_files_for_web(transactional_db, static_root,
                                                                                   tmp_path):
     from campaigns.models import EmailTemplate
-    from tests.workers import service_env
+    from tests.support.workers import service_env
 
     assert not EmailTemplate.objects.exists()
     volume = tmp_path / "static-volume"
@@ -78,7 +78,7 @@ def test_entrypoint_migrates_loads_templates_and_publishes_static_files_for_web(
 
 def test_entrypoint_does_not_migrate_for_workers(transactional_db):
     from campaigns.models import EmailTemplate
-    from tests.workers import service_env
+    from tests.support.workers import service_env
 
     result = run_entrypoint(service_env(), "python", "-c", "print('worker started')")
     assert result.returncode == 0, result.stderr

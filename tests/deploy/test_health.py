@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from tests.deploy import tools
-from tests.workers import test_database_url as database_url_for_tests
+from tests.support.workers import test_database_url as database_url_for_tests
 
 # /readyz in a fresh interpreter with the environment under test, through Django's test client.
 PROBE = (

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.deploy import tools
-from tests.workers import service_env
+from tests.support.workers import service_env
 
 
 def shell_of(compose_value):

@@ -14,7 +14,7 @@ from django.db import connection
 from django.urls import reverse
 
 from campaigns.models import RecipientImport
-from tests.factories import CampaignFactory, UserFactory
+from tests.support.factories import CampaignFactory, UserFactory
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

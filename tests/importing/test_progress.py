@@ -4,7 +4,7 @@ from campaigns.importing import reader
 from campaigns.importing.progress import DatabaseProgress
 from campaigns.importing.service import import_recipients
 from campaigns.models import RecipientImport
-from tests.factories import CampaignFactory
+from tests.support.factories import CampaignFactory
 from tests.importing.conftest import uploaded
 
 

@@ -9,7 +9,7 @@ import pytest
 from campaigns.exceptions import ImportRefused
 from campaigns.importing.service import import_recipients
 from campaigns.models import Campaign, Recipient, RecipientImport
-from tests.factories import RecipientFactory
+from tests.support.factories import RecipientFactory
 from tests.importing.conftest import FIXTURES, read_rejected
 
 pytestmark = pytest.mark.django_db

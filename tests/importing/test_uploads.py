@@ -13,7 +13,7 @@ from django.utils import timezone
 from campaigns import services
 from campaigns.models import Campaign, Recipient, RecipientImport
 from campaigns.tasks.imports import import_recipients_file
-from tests.factories import CampaignFactory, RecipientFactory
+from tests.support.factories import CampaignFactory, RecipientFactory
 from tests.importing.conftest import csv_upload, import_url, status_json_url, uploaded, wait_until_finished
 from tests.sending.test_pipeline import make_campaign, status_of, wait_for
 

@@ -10,7 +10,7 @@ from django.urls import reverse
 from campaigns import signed_links
 from campaigns.models import DeliveryLog
 from tests.admin.conftest import add_logs, add_recipients
-from tests.factories import CampaignFactory, DeliveryLogFactory, UserFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 EMAIL_HTML = '<html><head><style>p{color:red}</style></head><body><p style="margin:0">Hi {{ first_name }}</p></body></html>'

@@ -8,7 +8,7 @@ from django.test import Client
 
 from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Recipient, Suppression
-from tests.factories import CampaignFactory
+from tests.support.factories import CampaignFactory
 from tests.sending.test_pipeline import wait_until_finished
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Recipient
 from campaigns.sending import pipeline, sweep
 from campaigns.sending.ledger import check_counters
-from tests.factories import CampaignFactory, RecipientFactory, SuppressionFactory
+from tests.support.factories import CampaignFactory, RecipientFactory, SuppressionFactory
 
 D = DeliveryLog.Status
 S = Campaign.Status

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Suppression
-from tests.factories import UserFactory
+from tests.support.factories import UserFactory
 from tests.support.scripted_smtp import scripted_smtp  # noqa: F401 (fixture)
 from tests.sending.test_pipeline import (
     assert_exactly_once, make_campaign, statuses, wait_for, wait_until_finished)

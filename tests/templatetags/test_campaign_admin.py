@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.admin.conftest import add_logs
-from tests.factories import CampaignFactory
+from tests.support.factories import CampaignFactory
 
 
 @pytest.mark.django_db

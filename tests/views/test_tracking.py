@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from campaigns import signed_links
 from campaigns.models import Campaign, DeliveryLog
-from tests.factories import CampaignFactory, DeliveryLogFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory
 
 HTML = '<html><body><a href="https://shop.acme.test/sale">Sale</a></body></html>'
 

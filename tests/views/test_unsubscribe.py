@@ -6,7 +6,7 @@ from django.test import Client
 
 from campaigns import signed_links
 from campaigns.models import DeliveryLog, Suppression
-from tests.factories import DeliveryLogFactory, SuppressionFactory
+from tests.support.factories import DeliveryLogFactory, SuppressionFactory
 
 pytestmark = pytest.mark.django_db
 ONE_CLICK = "List-Unsubscribe=One-Click"

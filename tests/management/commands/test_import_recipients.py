@@ -6,9 +6,9 @@ import sys
 import pytest
 
 from campaigns.models import Recipient
-from tests.factories import CampaignFactory, SuppressionFactory
+from tests.support.factories import CampaignFactory, SuppressionFactory
 from tests.importing.conftest import make_csv, make_xlsx, media_root  # noqa: F401  (fixtures)
-from tests.workers import ROOT, service_env
+from tests.support.workers import ROOT, service_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

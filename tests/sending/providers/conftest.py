@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client
 
 from campaigns.models import DeliveryLog
-from tests.factories import CampaignFactory, DeliveryLogFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory
 
 WEBHOOK_URL = "/webhooks/sendgrid/"
 

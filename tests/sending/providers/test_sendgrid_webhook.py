@@ -11,7 +11,7 @@ from django.db import connection
 
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from tests.sending.providers.conftest import WEBHOOK_URL, event
-from tests.factories import CampaignFactory, DeliveryLogFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory
 
 pytestmark = pytest.mark.django_db
 COUNTERS = ("delivered_count", "opened_count", "clicked_count", "bounced_count", "complained_count",
