@@ -28,6 +28,7 @@ from tests.deploy.conftest import (  # noqa: F401  (fixtures: gunicorn, Flower a
     nginx_bin,
     ports,
     production_env,
+    start_tls_nginx,
     static_root,
     web_server,
 )
@@ -162,13 +163,8 @@ def raw_request(port, cafile, source, data: bytes):
 
 @pytest.fixture(scope="module")
 def nginx_for_fuzz(nginx_bin, web_server, flower_server, static_root, tmp_path_factory):
-    from tests.deploy.conftest import start_nginx
-
-    nginx_ports = tools.NginxPorts(tools.free_port(), tools.free_port())
-    server, cafile = start_nginx(nginx_bin, "https.conf", nginx_ports, web_server, flower_server, static_root,
-                                 tmp_path_factory)
-    tools.wait_for_port(nginx_ports.https, server.proc, name="nginx TLS", log_path=server.log_path)
-    yield nginx_ports.https, cafile
+    server, https_port, cafile = start_tls_nginx(nginx_bin, web_server, flower_server, static_root, tmp_path_factory)
+    yield https_port, cafile
     server.stop()
 
 

@@ -231,12 +231,7 @@ def _tolerant_csv_chunks(path, encoding, delimiter, skip, width, first_row, done
                 next(records, None)
             rows, ragged, start = [], {}, first_row
             for row_number, record in enumerate(records, start=first_row):
-                if len(record) > width:
-                    ragged[row_number] = record
-                    record = record[:width]
-                elif len(record) < width:
-                    record = record + [""] * (width - len(record))
-                rows.append(record)
+                rows.append(_fit_to_width(record, width, row_number, ragged))
                 if len(rows) == CHUNK_ROWS:
                     done += len(rows)
                     _check_row_limit(done, max_rows)
@@ -247,6 +242,16 @@ def _tolerant_csv_chunks(path, encoding, delimiter, skip, width, first_row, done
                 yield _chunk(rows, ragged, start, width)
         except csv.Error as error:
             raise ImportRefused(f"Row {records.line_num} cannot be read as CSV ({error}).") from None
+
+
+def _fit_to_width(values: list[str], width: int, row_number: int, ragged: dict[int, list[str]]) -> list[str]:
+    """The row cut or padded to the header's width; a row with more cells than that is kept whole in `ragged`."""
+    if len(values) > width:
+        ragged[row_number] = values
+        return values[:width]
+    if len(values) < width:
+        return values + [""] * (width - len(values))
+    return values
 
 
 def _chunk(rows, ragged, start, width) -> Chunk:
@@ -387,12 +392,7 @@ def _sheet_chunks(rows, header_row: int, width: int, max_rows: int) -> Iterator[
         missing = number - expected
         if missing > 0:
             block.extend([[""] * width] * missing)
-        if len(values) > width:
-            ragged[number] = values
-            values = values[:width]
-        elif len(values) < width:
-            values = values + [""] * (width - len(values))
-        block.append(values)
+        block.append(_fit_to_width(values, width, number, ragged))
         expected = number + 1
         while len(block) >= CHUNK_ROWS:
             done += CHUNK_ROWS

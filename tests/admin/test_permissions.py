@@ -38,6 +38,13 @@ def messages_of(response):
     return [m.message for m in get_messages(response.wsgi_request)]
 
 
+def status_after(staff, campaign, name, data=None):
+    """STAFF post the send action NAME, which must be allowed (a redirect); the campaign's status after it."""
+    assert staff.post(action_url(campaign, name), data or {}).status_code == 302
+    campaign.refresh_from_db()
+    return campaign.status
+
+
 def in_the_future():
     return (timezone.localtime() + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
 
@@ -77,9 +84,7 @@ def test_sending_needs_the_send_permission(client, name):
 def test_a_sender_may_schedule(client):
     sender = client_with(client, *EDITOR, "send_campaign")
     campaign = campaign_in("schedule")
-    assert sender.post(action_url(campaign, "schedule"), {"when": in_the_future()}).status_code == 302
-    campaign.refresh_from_db()
-    assert campaign.status == "scheduled"
+    assert status_after(sender, campaign, "schedule", {"when": in_the_future()}) == "scheduled"
 
 
 @pytest.mark.django_db
@@ -90,9 +95,7 @@ def test_an_editor_sees_no_send_buttons_and_may_still_pause(client):
     assert "action-send_now" not in page and 'id="schedule-form"' not in page and 'name="schedule_for_0"' not in page
     assert 'id="test-email-form"' in page  # test sends are an editor's job (with sample data)
     live = CampaignFactory(status="in_progress")
-    assert editor.post(action_url(live, "pause")).status_code == 302
-    live.refresh_from_db()
-    assert live.status == "paused"
+    assert status_after(editor, live, "pause") == "paused"
 
 
 @pytest.mark.django_db

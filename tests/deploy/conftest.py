@@ -129,17 +129,31 @@ def start_nginx(nginx_bin, site, nginx_ports, web_server, flower_server, static_
     return server, cafile
 
 
+def start_tls_nginx(nginx_bin, web_server, flower_server, static_root, tmp_path_factory, nginx_ports=None,
+                    flower_allow_ips=""):
+    """sites/https.conf (production), started and answering TLS, on fresh ports unless NGINX_PORTS are given.
+    Returns (server, https port, cafile)."""
+    nginx_ports = nginx_ports or tools.NginxPorts(tools.free_port(), tools.free_port())
+    server, cafile = start_nginx(nginx_bin, "https.conf", nginx_ports, web_server, flower_server, static_root,
+                                 tmp_path_factory, flower_allow_ips=flower_allow_ips)
+    tools.wait_for_port(nginx_ports.https, server.proc, name="nginx TLS", log_path=server.log_path)
+    return server, nginx_ports.https, cafile
+
+
+def tls_client_factory(https_port, cafile):
+    """Client(source) for nginx's TLS port, trusting its self-signed certificate."""
+    def client(source="127.0.0.1"):
+        return tools.Client(f"https://127.0.0.1:{https_port}", cafile=cafile, source=source)
+
+    return client
+
+
 @pytest.fixture(scope="module")
 def nginx_tls(nginx_bin, ports, web_server, flower_server, static_root, tmp_path_factory):
-    """nginx/ with sites/https.conf (production): yields (https Client factory, http port)."""
-    server, cafile = start_nginx(nginx_bin, "https.conf", ports["tls"], web_server, flower_server, static_root,
-                                 tmp_path_factory)
-    tools.wait_for_port(ports["tls"].https, server.proc, name="nginx TLS", log_path=server.log_path)
-
-    def client(source="127.0.0.1"):
-        return tools.Client(f"https://127.0.0.1:{ports['tls'].https}", cafile=cafile, source=source)
-
-    yield client
+    """nginx/ with sites/https.conf (production): yields an https Client factory."""
+    server, https_port, cafile = start_tls_nginx(nginx_bin, web_server, flower_server, static_root, tmp_path_factory,
+                                                 nginx_ports=ports["tls"])
+    yield tls_client_factory(https_port, cafile)
     server.stop()
 
 

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from tests.deploy import tools
-from tests.deploy.conftest import FLOWER_PASSWORD, FLOWER_USER, start_nginx
+from tests.deploy.conftest import FLOWER_PASSWORD, FLOWER_USER, start_tls_nginx, tls_client_factory
 
 TWO_MB = b"x" * (2 * 1024 * 1024)
 TOKEN = "SECRET-TOKEN-1234567890abcdefghij"
@@ -21,30 +21,17 @@ TOKEN = "SECRET-TOKEN-1234567890abcdefghij"
 @pytest.fixture(scope="module")
 def nginx_site(nginx_bin, web_server, flower_server, static_root, tmp_path_factory):
     """sites/https.conf (production); yields (Client factory, nginx server) to read its access log."""
-    nginx_ports = tools.NginxPorts(tools.free_port(), tools.free_port())
-    server, cafile = start_nginx(nginx_bin, "https.conf", nginx_ports, web_server, flower_server, static_root,
-                                 tmp_path_factory)
-    tools.wait_for_port(nginx_ports.https, server.proc, name="nginx TLS", log_path=server.log_path)
-
-    def client(source):
-        return tools.Client(f"https://127.0.0.1:{nginx_ports.https}", cafile=cafile, source=source)
-
-    yield client, server
+    server, https_port, cafile = start_tls_nginx(nginx_bin, web_server, flower_server, static_root, tmp_path_factory)
+    yield tls_client_factory(https_port, cafile), server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def nginx_flower_allow_list(nginx_bin, web_server, flower_server, static_root, tmp_path_factory):
     """sites/https.conf started with FLOWER_ALLOW_IPS=127.0.0.9,127.0.10.0/24."""
-    nginx_ports = tools.NginxPorts(tools.free_port(), tools.free_port())
-    server, cafile = start_nginx(nginx_bin, "https.conf", nginx_ports, web_server, flower_server, static_root,
-                                 tmp_path_factory, flower_allow_ips="127.0.0.9, 127.0.10.0/24")
-    tools.wait_for_port(nginx_ports.https, server.proc, name="nginx TLS", log_path=server.log_path)
-
-    def client(source):
-        return tools.Client(f"https://127.0.0.1:{nginx_ports.https}", cafile=cafile, source=source)
-
-    yield client
+    server, https_port, cafile = start_tls_nginx(nginx_bin, web_server, flower_server, static_root, tmp_path_factory,
+                                                 flower_allow_ips="127.0.0.9, 127.0.10.0/24")
+    yield tls_client_factory(https_port, cafile)
     server.stop()
 
 

@@ -42,6 +42,17 @@ def write(tmp_path, name, content: bytes):
     return path
 
 
+def with_sheet_changed(workbook, target, change):
+    """A copy of WORKBOOK at TARGET whose first sheet's XML is passed through CHANGE."""
+    with zipfile.ZipFile(workbook) as original, zipfile.ZipFile(target, "w") as copy:
+        for item in original.infolist():
+            data = original.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = change(data)
+            copy.writestr(item, data)
+    return target
+
+
 def test_empty_file(existing, tmp_path):
     assert_refused_and_unchanged(existing, write(tmp_path, "empty.csv", b""), "The file is empty.")
 
@@ -82,13 +93,7 @@ def test_truncated_xlsx(existing, make_xlsx):
 
 def test_xlsx_with_a_corrupt_sheet(existing, make_xlsx, tmp_path):
     source = make_xlsx({"S": [["email"], ["ana@example.com"]]})
-    broken = tmp_path / "broken.xlsx"
-    with zipfile.ZipFile(source) as original, zipfile.ZipFile(broken, "w") as copy:
-        for item in original.infolist():
-            data = original.read(item)
-            if item.filename == "xl/worksheets/sheet1.xml":
-                data = data[: len(data) // 2]  # cut mid-XML
-            copy.writestr(item, data)
+    broken = with_sheet_changed(source, tmp_path / "broken.xlsx", lambda xml: xml[: len(xml) // 2])  # cut mid-XML
     assert_refused_and_unchanged(existing, broken, "damaged or incomplete")
 
 
@@ -118,13 +123,8 @@ def test_sheet_far_past_the_row_limit_is_refused_before_loading(existing, make_x
     settings.IMPORT_MAX_ROWS = 1000
     source = make_xlsx({"S": [["email"], ["ana@example.com"]]})
     # A sheet that declares five million rows; only its <dimension> is read to refuse it.
-    forged = tmp_path / "huge.xlsx"
-    with zipfile.ZipFile(source) as original, zipfile.ZipFile(forged, "w") as copy:
-        for item in original.infolist():
-            data = original.read(item)
-            if item.filename == "xl/worksheets/sheet1.xml":
-                data = data.replace(b'<dimension ref="A1:A2"', b'<dimension ref="A1:A5000000"')
-            copy.writestr(item, data)
+    forged = with_sheet_changed(source, tmp_path / "huge.xlsx", lambda xml: xml.replace(
+        b'<dimension ref="A1:A2"', b'<dimension ref="A1:A5000000"'))
     text = assert_refused_and_unchanged(existing, forged, "4,999,999 rows, more than the limit of 1,000")
     assert "'S'" in text
 

@@ -41,6 +41,16 @@ def rows_of(campaign):
     return list(DeliveryLog.objects.filter(campaign=campaign).order_by("id"))
 
 
+def claim_two_and_lose_one():
+    """Two rows under one claim whose call has not begun; the second has since expired and been taken by
+    another claim. Returns (ledger, the row still owned, the row lost)."""
+    campaign = started_campaign(2)
+    mine, lost = rows_of(campaign)
+    batch_ledger = claim([mine, lost], began=False)
+    DeliveryLog.objects.filter(pk=lost.pk).update(claim_token=uuid4())
+    return batch_ledger, mine, lost
+
+
 @pytest.mark.django_db
 def test_a_worker_whose_claim_expired_cannot_overwrite_a_row_another_claim_now_holds():
     campaign = started_campaign(2)
@@ -78,10 +88,7 @@ def test_a_late_result_settles_a_row_the_sweep_had_marked_unknown():
 
 @pytest.mark.django_db
 def test_the_call_began_mark_is_set_only_on_rows_the_claim_still_owns():
-    campaign = started_campaign(2)
-    mine, lost = rows_of(campaign)
-    batch_ledger = claim([mine, lost], began=False)
-    DeliveryLog.objects.filter(pk=lost.pk).update(claim_token=uuid4())  # expired and taken by another claim
+    batch_ledger, mine, lost = claim_two_and_lose_one()
 
     assert batch_ledger.call_began([mine.pk, lost.pk]) == {mine.pk}
     assert DeliveryLog.objects.get(pk=lost.pk).call_started_at is None
@@ -93,10 +100,7 @@ def test_the_call_began_mark_is_set_only_on_rows_the_claim_still_owns():
 
 @pytest.mark.django_db
 def test_the_mark_of_one_message_is_set_only_while_the_claim_still_owns_it():
-    campaign = started_campaign(2)
-    mine, lost = rows_of(campaign)
-    batch_ledger = claim([mine, lost], began=False)
-    DeliveryLog.objects.filter(pk=lost.pk).update(claim_token=uuid4())  # expired and taken by another claim
+    batch_ledger, mine, lost = claim_two_and_lose_one()
 
     assert batch_ledger.call_began([mine.pk]) == {mine.pk}  # SMTP marks one message at a time
     assert batch_ledger.call_began([lost.pk]) == set()

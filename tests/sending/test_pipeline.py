@@ -246,16 +246,23 @@ def test_the_rate_limit_holds_across_two_worker_processes(start_worker, smtp_sin
     assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
 
 
-def test_pause_stops_at_the_batch_boundary_and_resume_finishes_without_duplicates(
-        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+def send_and_interrupt(start_worker, worker_env, recipients, sent_before, interrupt):
+    """Send a campaign of RECIPIENTS at 300/s, call INTERRUPT (services.pause or .cancel) once SENT_BEFORE
+    are sent, and return the campaign when no message is mid-send any more."""
     worker_env.update(SMTP_RATE_LIMIT_PER_SEC=300)
-    campaign = make_campaign(2400, batch_size=100)
+    campaign = make_campaign(recipients, batch_size=100)
     start_worker(["scheduler", "senders"], concurrency=2)
 
     services.send_now(campaign.pk)
-    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 300)
-    services.pause(campaign.pk)
+    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= sent_before)
+    interrupt(campaign.pk)
     wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists())
+    return campaign
+
+
+def test_pause_stops_at_the_batch_boundary_and_resume_finishes_without_duplicates(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    campaign = send_and_interrupt(start_worker, worker_env, 2400, 300, services.pause)
     time.sleep(1.5)  # batches queued behind the pause must not send
     campaign.refresh_from_db()
     paused_at_count = campaign.sent_count
@@ -272,14 +279,7 @@ def test_pause_stops_at_the_batch_boundary_and_resume_finishes_without_duplicate
 
 def test_cancel_marks_every_unsent_recipient_skipped_as_cancelled(
         start_worker, smtp_sink_server, no_sendgrid, worker_env):
-    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=300)
-    campaign = make_campaign(2000, batch_size=100)
-    start_worker(["scheduler", "senders"], concurrency=2)
-
-    services.send_now(campaign.pk)
-    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 200)
-    services.cancel(campaign.pk)
-    wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).exists())
+    campaign = send_and_interrupt(start_worker, worker_env, 2000, 200, services.cancel)
 
     campaign.refresh_from_db()
     counts = statuses(campaign)
