@@ -9,7 +9,7 @@ from django.db import connection
 
 from localservers.workers import ALONE, CeleryWorker
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_for_tests(queues, log_dir, concurrency=2, app_module="mailer_project", module="celery", **env):
