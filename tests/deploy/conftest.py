@@ -51,6 +51,16 @@ def dev_compose(docker_compose, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def prod_compose(docker_compose, tmp_path_factory):
+    """docker-compose.prod.yml as `docker-compose config` renders it, with the production secrets."""
+    env_file = write_env_file(tmp_path_factory.mktemp("prod") / "prod.env",
+                              {**PRODUCTION_SECRETS, "FLOWER_USER": "ops", "SENDGRID_API_KEY": "SG.key"})
+    result = tools.compose_config("docker-compose.prod.yml", env_file, docker_compose)
+    assert result.returncode == 0, result.stderr
+    return tools.yaml_to_data(result.stdout, docker_compose)
+
+
+@pytest.fixture(scope="session")
 def static_root(tmp_path_factory):
     """Static files collected by docker/collect_static.sh, the Dockerfile's build step."""
     root = tmp_path_factory.mktemp("static") / "staticfiles"

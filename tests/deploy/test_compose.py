@@ -10,15 +10,7 @@ from tests.deploy.conftest import PRODUCTION_SECRETS, write_env_file
 
 APP_SERVICES = ["web", "celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender", "celery_beat",
                 "flower"]
-
-
-@pytest.fixture(scope="module")
-def prod_compose(docker_compose, tmp_path_factory):
-    env_file = write_env_file(tmp_path_factory.mktemp("prod") / "prod.env",
-                              {**PRODUCTION_SECRETS, "FLOWER_USER": "ops", "SENDGRID_API_KEY": "SG.key"})
-    result = tools.compose_config("docker-compose.prod.yml", env_file, docker_compose)
-    assert result.returncode == 0, result.stderr
-    return tools.yaml_to_data(result.stdout, docker_compose)
+SENDER_HOST = "celery_worker_sender_host"  # sender workers for a host that runs nothing else
 
 
 def healthcheck_command(service):
@@ -100,7 +92,8 @@ def test_flower_has_its_url_prefix_and_the_login_from_the_environment(dev_compos
 
 def test_production_stack(prod_compose):
     services = prod_compose["services"]
-    assert set(services) == {"db", "redis", *APP_SERVICES, "nginx"}  # no mail sink
+    # No mail sink; the sender-host service is for other hosts (test_a_sender_host_runs_only_sender_workers...).
+    assert set(services) == {"db", "redis", *APP_SERVICES, "nginx", SENDER_HOST}
     for name in APP_SERVICES:
         if name == "flower":
             continue  # only the broker URL (test_production_redis_requires_the_password_that_the_app_urls_carry)
@@ -272,3 +265,45 @@ def test_flower_gets_only_the_broker_and_its_login(compose_name, request):
     assert set(flower["environment"]) == {"CELERY_BROKER_URL", "FLOWER_BASIC_AUTH", "WAIT_FOR_SERVICES"}
     assert "env_file" not in flower
     assert "-A mailer_project" not in flower["command"]  # the app (and its settings) is never loaded
+
+
+# Issue 14, item 8: sender-only hosts from the production compose file itself, without an override.
+
+def started_by_up(services, targets):
+    """The services `docker compose up TARGETS` starts: the targets and, transitively, what they depend on."""
+    started, todo = set(), list(targets)
+    while todo:
+        name = todo.pop()
+        if name not in started:
+            started.add(name)
+            todo.extend(services[name].get("depends_on") or {})
+    return started
+
+
+def test_a_sender_host_runs_only_sender_workers_against_the_central_servers(docker_compose, tmp_path):
+    # The extra host's .env: the central host's, plus where its PostgreSQL and Redis are.
+    env_file = write_env_file(tmp_path / "sender-host.env", {**PRODUCTION_SECRETS, "SENDGRID_API_KEY": "SG.key",
+                                                              "POSTGRES_HOST": "10.0.0.5", "REDIS_HOST": "10.0.0.6"})
+    result = tools.compose_config("docker-compose.prod.yml", env_file, docker_compose)
+    assert result.returncode == 0, result.stderr
+    services = tools.yaml_to_data(result.stdout, docker_compose)["services"]
+    # docs/scaling.md: docker compose -f docker-compose.prod.yml up -d celery_worker_sender_host
+    assert started_by_up(services, [SENDER_HOST]) == {SENDER_HOST}
+    env = services[SENDER_HOST]["environment"]
+    assert env["DATABASE_URL"] == "postgres://mailer:postgres-secret-pw@10.0.0.5:5432/mailer"
+    assert env["REDIS_URL"] == "redis://:redis-secret-pw@10.0.0.6:6379/0"
+    # Otherwise the very sender workers of the central host: command, settings, limits, grace period.
+    differs = ("depends_on", "profiles")
+    assert {k: v for k, v in services[SENDER_HOST].items() if k not in differs} == \
+        {k: v for k, v in services["celery_worker_sender"].items() if k not in differs}
+
+
+def test_the_single_host_stack_is_unchanged_by_the_sender_host_service(prod_compose):
+    services = prod_compose["services"]
+    # Its profile keeps it out of a plain `up -d`, which starts every service without one.
+    assert services[SENDER_HOST]["profiles"] == ["sender-host"]
+    assert [name for name, service in services.items() if service.get("profiles")] == [SENDER_HOST]
+    # Without POSTGRES_HOST / REDIS_HOST it would reach this project's db and redis, like everything else.
+    assert services[SENDER_HOST]["environment"]["DATABASE_URL"] == \
+        services["celery_worker_sender"]["environment"]["DATABASE_URL"]
+    assert started_by_up(services, ["celery_worker_sender"]) == {"celery_worker_sender", "db", "redis", "web"}

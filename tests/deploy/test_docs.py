@@ -35,10 +35,10 @@ def test_variables_in_the_guides_are_read_somewhere(name):
 
 
 @pytest.mark.parametrize("name", OUR_GUIDES)
-def test_compose_services_in_the_guides_exist(name, dev_compose):
+def test_compose_services_in_the_guides_exist(name, dev_compose, prod_compose):
     services = set(re.findall(r"`(celery_\w+|mailsink)`", guide(name)))
     services |= set(re.findall(r"--scale (\w+)=", guide(name)))
-    assert services <= set(dev_compose["services"])
+    assert services <= set(dev_compose["services"]) | set(prod_compose["services"])
 
 
 def test_readme_points_to_the_guides():
