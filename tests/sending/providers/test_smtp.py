@@ -1,6 +1,8 @@
 """The SMTP provider against the local SMTP sink and a scripted relay: what reaches the server, and the
 result or typed error the pipeline gets back."""
 
+import dataclasses
+
 import pytest
 
 from campaigns.exceptions import ProviderRefused, TemporaryError
