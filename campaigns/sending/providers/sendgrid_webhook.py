@@ -11,8 +11,10 @@ Applying a batch, in one transaction:
 2. match events to delivery logs by the custom_args SendGrid echoes back (delivery_id, checked against
    campaign_id), else by sg_message_id (its part before the first dot is the X-Message-Id we stored)
    and the address;
-3. one conditional UPDATE per kind of event sets the first timestamp (`... WHERE opened_at IS NULL`),
-   so counters count recipients, not events: a recipient who opens five times is one open;
+3. one conditional UPDATE per kind of event sets the first timestamp (`... WHERE bounced_at IS NULL`),
+   so counters count recipients, not events: a recipient who opens five times is one open; opens
+   (a person's or a machine's, `sg_machine_open`) and clicks (per link, per hour) go through
+   campaigns.engagement in the same way;
 4. hard bounces, spam reports and unsubscribes become suppressions; campaign counters go up by the
    number of rows that actually changed, in one statement.
 """
@@ -33,6 +35,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from sendgrid.helpers.eventwebhook import EventWebhook
 
+from campaigns import engagement
 from campaigns.exceptions import WebhookRefused
 from campaigns.models import Suppression
 from campaigns.sending.ledger import settle_unknown
@@ -69,8 +72,10 @@ PROOF_OF_FAILURE = {"dropped"}
 DROP_REASONS = {"Bounced Address": Suppression.Reason.BOUNCED,
                 "Spam Reporting Address": Suppression.Reason.COMPLAINED,
                 "Unsubscribed Address": Suppression.Reason.UNSUBSCRIBED}
-COUNTERS = ("delivered_count", "opened_count", "clicked_count", "bounced_count", "complained_count",
-            "unsubscribed_count")
+COUNTERS = ("delivered_count", "opened_count", "machine_opened_count", "clicked_count", "bounced_count",
+            "complained_count", "unsubscribed_count")
+# Opens and clicks go through campaigns.engagement (person or machine, clicks per link, hourly counts).
+ENGAGEMENT_EVENTS = {"open", "click"}
 
 
 # --- verification ----------------------------------------------------------------------------------
@@ -322,6 +327,10 @@ def apply_events(events: list) -> EventsReport:
                            {"ids": [pk for pk, _ in pairs], "ts": [ts for _, ts in pairs]})
             for (campaign_id,) in cursor.fetchall():
                 counters[campaign_id][counter] += 1
+        # --- engagement (issue 16): after "delivered" above, which the machine-open delay rule reads.
+        for campaign_id, counted in engagement.apply(cursor, *_engagement(new_events, matches)).items():
+            counters[campaign_id].update(counted)
+        # --- end engagement
         _note_errors(cursor, new_events, matches)
         _bump_counters(cursor, counters)
         report.settled = settle_unknown(_evidence(new_events, matches))
@@ -359,9 +368,22 @@ def _match(cursor, events):
 def _by_first_occurrence(events, matches):
     grouped = defaultdict(list)
     for event, match in zip(events, matches):
-        if match and event["event"] in FIRST_OCCURRENCE:
+        if match and event["event"] in FIRST_OCCURRENCE and event["event"] not in ENGAGEMENT_EVENTS:
             grouped[FIRST_OCCURRENCE[event["event"]]].append((match[0], _timestamp(event)))
     return grouped
+
+
+def _engagement(events, matches):
+    """The matched open and click events as campaigns.engagement's (opens, clicks)."""
+    opens, clicks = [], []
+    for event, match in zip(events, matches):
+        if match and event["event"] == "open":
+            machine = event.get("sg_machine_open") is True or engagement.is_machine_user_agent(
+                _text(event.get("useragent")))
+            opens.append(engagement.Open(match[0], _timestamp(event), machine))
+        elif match and event["event"] == "click":
+            clicks.append(engagement.Click(match[0], _timestamp(event), _text(event.get("url"), engagement.URL_LIMIT)))
+    return opens, clicks
 
 
 def _note_errors(cursor, events, matches):

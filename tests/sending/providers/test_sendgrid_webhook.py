@@ -39,7 +39,9 @@ def test_a_signed_batch_sets_timestamps_counts_recipients_once_and_suppresses(se
     delivered_at = int(time.time()) - 120
     events = [
         event("processed", ann), event("delivered", ann, timestamp=delivered_at), event("delivered", bob),
-        event("open", ann), event("open", ann), event("open", bob), event("click", ann, url="https://acme.test/"),
+        # Bob opens a minute after his delivery: a person (an open within seconds would be a machine's).
+        event("open", ann), event("open", ann), event("open", bob, timestamp=int(time.time())),
+        event("click", ann, url="https://acme.test/"),
         event("bounce", cid, type="bounce", reason="550 5.1.1 no such user"),
         event("spamreport", bob), event("unsubscribe", ann), event("group_unsubscribe", ann),
     ]
@@ -66,7 +68,9 @@ def test_a_signed_batch_sets_timestamps_counts_recipients_once_and_suppresses(se
 
 def test_the_same_request_replayed_counts_once(sendgrid, sent_campaign):
     campaign, (ann, bob, _) = sent_campaign
-    body = json.dumps([event("delivered", ann), event("open", ann), event("open", bob)]).encode()
+    later = int(time.time())  # a minute after delivery: opens by people
+    body = json.dumps([event("delivered", ann), event("open", ann, timestamp=later),
+                       event("open", bob, timestamp=later)]).encode()
     headers = sendgrid.headers(body)
 
     first = sendgrid.post_raw(body, headers)
