@@ -193,7 +193,8 @@ class Campaign(models.Model):
                   "track_engagement")
         values = {name: getattr(self, name) for name in copied}
         values["merge_fields"] = self.recipient_data_keys() if with_recipients else []
-        values.update(name=f"Copy of {self.name}"[:200], **fields)
+        values["name"] = f"Copy of {self.name}"[:200]
+        values.update(fields)  # a caller may name the copy
         with transaction.atomic():
             copy = Campaign.objects.create(**values)
             if with_recipients:
