@@ -120,7 +120,8 @@ class CampaignStats:
             return round(100 * count / base, 1) if base else None
 
         base = self.engagement_base
-        return {"delivered": percent(self.delivered, self.sent), "opened": percent(self.opened, base),
+        # No delivery reported at all is the SMTP path (it has no delivery events), not a 0 % rate.
+        return {"delivered": percent(self.delivered, self.sent) if self.delivered else None, "opened": percent(self.opened, base),
                 "machine_opened": percent(self.machine_opened, base), "clicked": percent(self.clicked, base),
                 "bounced": percent(self.bounced, self.sent), "complained": percent(self.complained, base),
                 "unsubscribed": percent(self.unsubscribed, base)}
@@ -268,7 +269,7 @@ def engagement_chart_svg(series, width=640, height=180):
         return (f'<svg class="engagement-chart" viewBox="0 0 {width} 30" role="img" aria-label="No opens or clicks '
                 f'yet"><text x="{width // 2}" y="20" text-anchor="middle" class="empty">No opens or clicks yet</text>'
                 '</svg>')
-    pad_left, pad_bottom, pad_top = 48, 22, 8
+    pad_left, pad_bottom, pad_top = 48, 22, 24  # the legend is above the plot
     plot_w, plot_h = width - pad_left - 4, height - pad_bottom - pad_top
     peak = max(max(point[2:]) for point in series) or 1
     hours = series[0][1]
@@ -285,7 +286,7 @@ def engagement_chart_svg(series, width=640, height=180):
                           for i, point in enumerate(drawn))
         total = sum(point[2 + index] for point in series)
         parts.append(f'<polyline points="{coords}" class="line {name}"><title>{total:,} {label}</title></polyline>')
-        parts.append(f'<text x="{pad_left + 8 + index * 170}" y="{pad_top + 10}" class="legend {name}">'
+        parts.append(f'<text x="{pad_left + index * 170}" y="12" class="legend {name}">'
                      f'{label}: {total:,}</text>')
     first, last = series[0][0], series[-1][0] + timedelta(hours=hours)
     parts.append(f'<text x="{pad_left}" y="{height - 6}" class="axis">{timezone.localtime(first):%d %b %H:%M}</text>')
