@@ -23,6 +23,7 @@ a person's open.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -37,8 +38,11 @@ MACHINE_USER_AGENT_EXACT = {"mozilla/5.0"}
 MACHINE_USER_AGENT_PARTS = (
     "barracuda", "mimecast", "proofpoint", "symantec", "forcepoint", "trendmicro", "sophos",
     "bingpreview", "headlesschrome", "phantomjs", "python-requests", "python-urllib", "go-http-client",
-    "curl/", "wget/", "okhttp", "java/", "libwww-perl", "bot", "crawler", "spider", "scanner",
+    "curl/", "wget/", "okhttp", "java/", "libwww-perl",
 )
+# A client calling itself a bot, crawler, spider or scanner ("bingbot/2.0", "Some Scanner"), as a word
+# or a name's end before a version: not a phone model such as "CUBOT X30".
+MACHINE_USER_AGENT_WORDS = re.compile(r"\b(?:bot|crawler|spider|scanner)\b|[a-z]bot/")
 URL_LIMIT = 2048  # longest URL kept for a link (SendGrid posts whatever the message had)
 COUNTERS = ("opened_count", "machine_opened_count", "clicked_count")
 
@@ -47,7 +51,8 @@ def is_machine_user_agent(user_agent: str | None) -> bool:
     agent = (user_agent or "").strip().lower()
     if not agent:
         return False  # no user agent says nothing either way; the delay rule still applies
-    return agent in MACHINE_USER_AGENT_EXACT or any(part in agent for part in MACHINE_USER_AGENT_PARTS)
+    return (agent in MACHINE_USER_AGENT_EXACT or any(part in agent for part in MACHINE_USER_AGENT_PARTS)
+            or MACHINE_USER_AGENT_WORDS.search(agent) is not None)
 
 
 @dataclass(frozen=True)

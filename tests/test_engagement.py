@@ -22,6 +22,9 @@ OUTLOOK = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, 
     ("Barracuda Sentinel (EE)", True),
     ("Mozilla/5.0 (compatible; Mimecast URL Protect)", True),
     ("python-requests/2.31", True),
+    ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", True),
+    ("Link Scanner 3.1", True),
+    ("Mozilla/5.0 (Linux; Android 12; CUBOT X30) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36", False),
     (IPHONE_MAIL, False),  # Apple Mail without Privacy Protection: a person
     (GMAIL_PROXY, False),  # Gmail fetches images when the person opens the message
     (OUTLOOK, False),
