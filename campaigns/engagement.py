@@ -74,7 +74,7 @@ class Click:
 FIRST_OPENS = """
 SELECT e.id, min(e.at) FILTER (WHERE NOT e.machine), min(e.at) FILTER (WHERE e.machine)
 FROM (SELECT e.id, to_timestamp(e.ts) AS at,
-             e.flagged OR coalesce(to_timestamp(e.ts) < coalesce(d.delivered_at, d.sent_at)
+             e.flagged OR coalesce(%(seconds)s > 0 AND to_timestamp(e.ts) < coalesce(d.delivered_at, d.sent_at)
                                    + make_interval(secs => %(seconds)s), false) AS machine
       FROM unnest(%(ids)s::bigint[], %(ts)s::float8[], %(flagged)s::bool[]) AS e(id, ts, flagged)
       JOIN campaigns_deliverylog d ON d.id = e.id) AS e

@@ -77,7 +77,7 @@ def test_the_delay_counts_from_delivery_when_the_provider_reports_it(settings):
 def test_machine_open_seconds_zero_turns_the_delay_rule_off(settings):
     settings.MACHINE_OPEN_SECONDS = 0
     delivery = a_delivery(sent_seconds_ago=0)
-    engagement.record_open(delivery.pk, IPHONE_MAIL)
+    engagement.record_open(delivery.pk, IPHONE_MAIL, at=time.time() - 60)  # even one dated before sending
     assert opened(delivery) == (True, False, 1, 0)
 
 

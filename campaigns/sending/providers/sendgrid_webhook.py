@@ -54,8 +54,6 @@ SOURCE = "sendgrid webhook"
 # event -> (DeliveryLog timestamp, Campaign counter) set by its first occurrence per recipient
 FIRST_OCCURRENCE = {
     "delivered": ("delivered_at", "delivered_count"),
-    "open": ("opened_at", "opened_count"),
-    "click": ("clicked_at", "clicked_count"),
     "bounce": ("bounced_at", "bounced_count"),
     "spamreport": ("complained_at", "complained_count"),
     "unsubscribe": ("unsubscribed_at", "unsubscribed_count"),
@@ -63,7 +61,9 @@ FIRST_OCCURRENCE = {
 }
 # events whose reason is worth keeping on the delivery log (until it is delivered)
 NOTED = {"deferred", "dropped", "bounce"}
-KNOWN_EVENTS = set(FIRST_OCCURRENCE) | NOTED | {"processed"}
+# Opens and clicks go through campaigns.engagement (person or machine, clicks per link, hourly counts).
+ENGAGEMENT_EVENTS = {"open", "click"}
+KNOWN_EVENTS = set(FIRST_OCCURRENCE) | ENGAGEMENT_EVENTS | NOTED | {"processed"}
 # events that prove what happened to a delivery whose outcome was unknown (campaigns.sending.ledger)
 PROOF_OF_SENDING = {"processed", "deferred", "delivered", "open", "click", "bounce", "spamreport",
                     "unsubscribe", "group_unsubscribe"}
@@ -74,8 +74,6 @@ DROP_REASONS = {"Bounced Address": Suppression.Reason.BOUNCED,
                 "Unsubscribed Address": Suppression.Reason.UNSUBSCRIBED}
 COUNTERS = ("delivered_count", "opened_count", "machine_opened_count", "clicked_count", "bounced_count",
             "complained_count", "unsubscribed_count")
-# Opens and clicks go through campaigns.engagement (person or machine, clicks per link, hourly counts).
-ENGAGEMENT_EVENTS = {"open", "click"}
 
 
 # --- verification ----------------------------------------------------------------------------------
@@ -368,7 +366,7 @@ def _match(cursor, events):
 def _by_first_occurrence(events, matches):
     grouped = defaultdict(list)
     for event, match in zip(events, matches):
-        if match and event["event"] in FIRST_OCCURRENCE and event["event"] not in ENGAGEMENT_EVENTS:
+        if match and event["event"] in FIRST_OCCURRENCE:
             grouped[FIRST_OCCURRENCE[event["event"]]].append((match[0], _timestamp(event)))
     return grouped
 
