@@ -18,6 +18,7 @@ that staff edit before sending.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -25,6 +26,8 @@ from django.db.models import TextChoices
 
 from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, CampaignLink
+
+logger = logging.getLogger(__name__)
 
 
 class Segment(TextChoices):
@@ -149,4 +152,6 @@ def create_follow_up(campaign_id: int, segment: str, link_id: int | None = None,
         # merge_fields stays unset: this subset's columns are read on first use (recipient_data_keys).
         Campaign.objects.filter(pk=follow_up.pk).update(total_recipients=copied)
         follow_up.refresh_from_db()
+    logger.info("Campaign %s: follow-up campaign %s to %s (link %s): %d recipients, %d suppressed left out",
+                campaign.pk, follow_up.pk, segment.value, link.pk if link else "-", copied, suppressed)
     return FollowUp(follow_up, copied, suppressed)
