@@ -208,7 +208,12 @@ def verify(message: dict, now: float | None = None) -> None:
     data = signed_string(message).encode("utf-8")
     algorithm = SIGNATURE_HASHES[version]
     moment = datetime.fromtimestamp(now, timezone.utc)
-    for certificate in _trusted_certificates(tuple(settings.SES_SNS_TRUSTED_CERTIFICATES)):
+    try:
+        trusted = _trusted_certificates(tuple(settings.SES_SNS_TRUSTED_CERTIFICATES))
+    except (OSError, ValueError):
+        logger.error("SES_SNS_TRUSTED_CERTIFICATES holds something that is not a readable PEM certificate")
+        raise WebhookRefused("a trusted certificate is invalid (SES_SNS_TRUSTED_CERTIFICATES)") from None
+    for certificate in trusted:
         if _signed_by(certificate, signature_bytes, data, algorithm, moment):
             return
     if not _signed_by(_fetched(certificate_url), signature_bytes, data, algorithm, moment):

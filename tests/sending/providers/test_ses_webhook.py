@@ -24,7 +24,9 @@ from django.test import Client
 
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.sending.providers import sns
+from campaigns.sending.providers.smtp import SmtpProvider
 from localservers.serving import running
+from tests.sending.conftest import make_batch
 from tests.sending.providers.test_sendgrid_webhook import counters, state
 from tests.support.factories import CampaignFactory, DeliveryLogFactory
 
@@ -185,6 +187,27 @@ def test_each_event_type_is_applied_and_only_permanent_bounces_and_complaints_su
                             eve.email: ("complained", "amazon ses: Complaint", campaign.pk)}
 
 
+def test_events_find_the_messages_our_smtp_provider_sent_by_the_headers_ses_echoes(signer, smtp_campaign, sink):
+    campaign, logs = smtp_campaign
+    SmtpProvider().send_batch(make_batch([(log.pk, log.email, "", "", {}) for log in logs[:2]],
+                                         campaign_id=campaign.pk))
+    sent = {message["X-Sink-Rcpt-To"]: message for message in sink.messages()}
+    events = []
+    for log in logs[:2]:
+        DeliveryLog.objects.filter(pk=log.pk).update(provider_message_id="SES replaced it")  # no fallback
+        event = delivery(log, time.time() - 30)
+        # SES lists the headers of the message as it received it.
+        event["mail"]["headers"] = [{"name": name, "value": str(value)} for name, value in sent[log.email].items()
+                                    if not name.startswith("X-Sink-")]
+        events.append(event)
+
+    answers = [signer.post(signer.notification(event)) for event in events]
+
+    assert [a.json()["applied"] for a in answers] == [1, 1]
+    assert counters(campaign)["delivered_count"] == 2
+    assert DeliveryLog.objects.filter(campaign=campaign, delivered_at__isnull=False).count() == 2
+
+
 def test_feedback_notifications_without_our_headers_match_by_message_id_and_address(signer, smtp_campaign):
     campaign, (ann, bob, *_) = smtp_campaign
     event = bounce(bob)
@@ -218,7 +241,7 @@ def test_a_replayed_message_changes_nothing(signer, smtp_campaign):
 @pytest.mark.parametrize("tamper", [
     "unsigned", "forged", "message changed", "subject added", "certificate host", "certificate over http",
     "lookalike host", "certificate port", "stale", "future", "other topic", "no topics configured",
-    "signature version 3", "garbage signature"])
+    "signature version 3", "garbage signature", "trusted certificate unreadable"])
 def test_a_refused_message_changes_nothing(signer, smtp_campaign, settings, recorded, tamper):
     _, (ann, *_) = smtp_campaign
     event = complaint(ann)
@@ -249,6 +272,8 @@ def test_a_refused_message_changes_nothing(signer, smtp_campaign, settings, reco
         message["SignatureVersion"] = "3"
     elif tamper == "garbage signature":
         message["Signature"] = "not base64 at all!"
+    elif tamper == "trusted certificate unreadable":
+        settings.SES_SNS_TRUSTED_CERTIFICATES = ["/nonexistent/sns.pem"]
     before = state()
 
     response = signer.post(message)
