@@ -71,9 +71,11 @@ class EventsReport:
         return asdict(self)
 
 
+# In one order whatever the request's: two requests sharing ids (a retry arriving while the first
+# delivery is still being applied) then wait for each other instead of each holding an id the other needs.
 RECORD_EVENT_IDS = """
 INSERT INTO campaigns_webhook_event (event_id)
-SELECT unnest(%(ids)s::text[])
+SELECT id FROM unnest(%(ids)s::text[]) AS id ORDER BY id
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
