@@ -225,7 +225,7 @@ def confirm_subscription(message: dict) -> None:
     for the message's own topic; WebhookRefused otherwise or when SNS does not answer 200."""
     url = message.get("SubscribeURL")
     query = parse_qs(urlsplit(url).query) if isinstance(url, str) else {}
-    if not is_sns_url(url, re.compile(r"/?")) or query.get("Action") != ["ConfirmSubscription"] \
+    if not isinstance(url, str) or not is_sns_url(url, re.compile(r"/?")) or query.get("Action") != ["ConfirmSubscription"] \
             or query.get("TopicArn") != [message["TopicArn"]]:
         raise WebhookRefused("the SubscribeURL is not Amazon SNS's confirmation for this topic", status=400)
     try:

@@ -335,6 +335,15 @@ def test_a_doubtful_subscription_confirmation_is_not_confirmed(signer, recorded,
     assert [line for line in recorded() if line["action"] == "ConfirmSubscription"] == []
 
 
+def test_a_confirmation_sns_does_not_accept_is_reported_as_an_error(signer, recorded):
+    # The local SNS answers 400 to a ConfirmSubscription without a Token, as SNS does.
+    response = signer.post(confirmation(
+        signer, "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC))
+
+    assert response.status_code == 502 and "could not be confirmed" in response.json()["error"]
+    assert recorded() == []
+
+
 def test_an_unsubscribe_confirmation_is_verified_and_changes_nothing(signer, smtp_campaign, recorded):
     message = confirmation(signer)
     message = signer.sign({k: v for k, v in message.items() if k not in ("Signature", "SignatureVersion")}
