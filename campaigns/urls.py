@@ -1,8 +1,8 @@
-"""Public URLs: links in emails and the SendGrid Event Webhook. Included at the site root."""
+"""Public URLs: links in emails, the SendGrid Event Webhook and Amazon SNS (SES events). Included at the site root."""
 
 from django.urls import path
 
-from campaigns.views import sendgrid_webhook, tracking, unsubscribe
+from campaigns.views import sendgrid_webhook, ses_webhook, tracking, unsubscribe
 
 app_name = "public"
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("t/c/<str:token>/<int:index>/", tracking.click, name="click"),
     path("t/c/<str:token>/", tracking.click, name="click-legacy"),  # links mailed before one token per recipient
     path("webhooks/sendgrid/", sendgrid_webhook.sendgrid_webhook, name="sendgrid-webhook"),
+    path("webhooks/ses/", ses_webhook.ses_webhook, name="ses-webhook"),
 ]

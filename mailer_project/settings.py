@@ -181,6 +181,10 @@ SENDGRID_API_HOST = env.str("SENDGRID_API_HOST", default="https://api.sendgrid.c
 SENDGRID_RATE_LIMIT_PER_SEC = env.float("SENDGRID_RATE_LIMIT_PER_SEC", default=1000)
 SENDGRID_TIMEOUT_SECONDS = env.float("SENDGRID_TIMEOUT_SECONDS", default=30)
 SENDGRID_WEBHOOK_PUBLIC_KEY = env.str("SENDGRID_WEBHOOK_PUBLIC_KEY", default="")
+# Amazon SES events through SNS (/webhooks/ses/): the topic ARNs whose messages are taken (empty: none),
+# and certificates trusted in addition to SNS's own (tests only; PEM text or file paths).
+SES_SNS_TOPIC_ARNS = env.list("SES_SNS_TOPIC_ARNS", default=[])
+SES_SNS_TRUSTED_CERTIFICATES = env.list("SES_SNS_TRUSTED_CERTIFICATES", default=[])
 
 # With neither SendGrid nor an SMTP host configured, development mail goes to the local capture
 # sink that `make run` starts (MAIL_SINK_PORT).

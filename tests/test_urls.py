@@ -81,7 +81,7 @@ def random_segment(rng, genuine_tokens):
 def random_path(rng, genuine_tokens):
     segment = quote(random_segment(rng, genuine_tokens), safe=rng.choice(["", "/:", "%"]), errors="surrogatepass")
     path = rng.choice([f"/u/{segment}/", f"/t/o/{segment}/", f"/t/c/{segment}/", f"/u/{segment}",
-                       "/webhooks/sendgrid/", "/healthz", "/readyz", f"/webhooks/sendgrid/{segment}",
+                       "/webhooks/sendgrid/", "/webhooks/ses/", "/healthz", "/readyz", f"/webhooks/sendgrid/{segment}",
                        f"/healthz/{segment}", f"/t/{segment}/", "/u/", "/t/c/"])
     if rng.random() < 0.3:
         path += "?" + quote(random_segment(rng, genuine_tokens), safe="=&", errors="surrogatepass")

@@ -5,18 +5,11 @@ the sendgrid library's EventWebhook helper checks it against SENDGRID_WEBHOOK_PU
 older than MAX_AGE_SECONDS (or from the future) is refused even when signed, which bounds replays;
 inside that window the event ids de-duplicate.
 
-Applying a batch, in one transaction:
-1. record the batch's sg_event_ids (INSERT ... ON CONFLICT DO NOTHING RETURNING): only ids not seen
-   before go on, so a retried or replayed delivery counts once;
-2. match events to delivery logs by the custom_args SendGrid echoes back (delivery_id, checked against
-   campaign_id), else by sg_message_id (its part before the first dot is the X-Message-Id we stored)
-   and the address;
-3. one conditional UPDATE per kind of event sets the first timestamp (`... WHERE bounced_at IS NULL`),
-   so counters count recipients, not events: a recipient who opens five times is one open; opens
-   (a person's or a machine's, `sg_machine_open`) and clicks (per link, per hour) go through
-   campaigns.engagement in the same way;
-4. hard bounces, spam reports and unsubscribes become suppressions; campaign counters go up by the
-   number of rows that actually changed, in one statement.
+Applying: each event becomes a campaigns.provider_events.ProviderEvent (the path every provider's
+events take: de-duplicated by sg_event_id, set-based, counters counting recipients), matched by the
+custom_args SendGrid echoes back (delivery_id, checked against campaign_id), else by sg_message_id (its
+part before the first dot is the X-Message-Id we stored) and the address. Hard bounces, spam reports
+and unsubscribes become suppressions.
 """
 
 from __future__ import annotations
@@ -27,19 +20,15 @@ import json
 import logging
 import math
 import time
-from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from django.conf import settings
-from django.db import connection, transaction
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from campaigns import engagement
+from campaigns import engagement, provider_events
 from campaigns.exceptions import WebhookRefused
 from campaigns.models import Suppression
-from campaigns.sending.ledger import settle_unknown
-from campaigns.suppression import normalize, suppress_many
+from campaigns.provider_events import EventsReport, ProviderEvent, as_id
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +36,21 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_AGE_SECONDS = 600
 MAX_FUTURE_SECONDS = 300
-# SendGrid retries a failed delivery for up to 24 hours; ids are kept well beyond that.
-EVENT_ID_RETENTION_DAYS = 7
 SOURCE = "sendgrid webhook"
 
-# event -> (DeliveryLog timestamp, Campaign counter) set by its first occurrence per recipient
+# event -> the first occurrence it records (campaigns.provider_events.FIRST_OCCURRENCE)
 FIRST_OCCURRENCE = {
-    "delivered": ("delivered_at", "delivered_count"),
-    "bounce": ("bounced_at", "bounced_count"),
-    "spamreport": ("complained_at", "complained_count"),
-    "unsubscribe": ("unsubscribed_at", "unsubscribed_count"),
-    "group_unsubscribe": ("unsubscribed_at", "unsubscribed_count"),
+    "delivered": "delivered",
+    "open": "opened",
+    "click": "clicked",
+    "bounce": "bounced",
+    "spamreport": "complained",
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed",
 }
 # events whose reason is worth keeping on the delivery log (until it is delivered)
 NOTED = {"deferred", "dropped", "bounce"}
-# Opens and clicks go through campaigns.engagement (person or machine, clicks per link, hourly counts).
-ENGAGEMENT_EVENTS = {"open", "click"}
-KNOWN_EVENTS = set(FIRST_OCCURRENCE) | ENGAGEMENT_EVENTS | NOTED | {"processed"}
+KNOWN_EVENTS = set(FIRST_OCCURRENCE) | NOTED | {"processed"}
 # events that prove what happened to a delivery whose outcome was unknown (campaigns.sending.ledger)
 PROOF_OF_SENDING = {"processed", "deferred", "delivered", "open", "click", "bounce", "spamreport",
                     "unsubscribe", "group_unsubscribe"}
@@ -72,8 +59,6 @@ PROOF_OF_FAILURE = {"dropped"}
 DROP_REASONS = {"Bounced Address": Suppression.Reason.BOUNCED,
                 "Spam Reporting Address": Suppression.Reason.COMPLAINED,
                 "Unsubscribed Address": Suppression.Reason.UNSUBSCRIBED}
-COUNTERS = ("delivered_count", "opened_count", "machine_opened_count", "clicked_count", "bounced_count",
-            "complained_count", "unsubscribed_count")
 
 
 # --- verification ----------------------------------------------------------------------------------
@@ -186,83 +171,6 @@ def parse(body: bytes) -> list:
 
 # --- applying -----------------------------------------------------------------------------------------
 
-@dataclass
-class EventsReport:
-    received: int = 0
-    applied: int = 0  # new events matched to a delivery log
-    duplicates: int = 0  # already applied earlier (retry or replay)
-    unmatched: int = 0  # new events of no delivery of ours (suppressions still apply)
-    ignored: int = 0  # unknown event types, or no sg_event_id
-    suppressed: int = 0  # addresses newly suppressed
-    settled: int = 0  # unknown deliveries the events proved sent (or dropped)
-
-    def as_dict(self):
-        return asdict(self)
-
-
-RECORD_EVENT_IDS = """
-INSERT INTO campaigns_webhook_event (event_id)
-SELECT unnest(%(ids)s::text[])
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id
-"""
-
-# The matched rows are locked in id order up front, so two webhook requests touching the same
-# recipients wait for each other instead of deadlocking; the campaign rows come last (BUMP_COUNTERS).
-MATCH_BY_DELIVERY_ID = """
-SELECT d.id, d.campaign_id, d.email
-FROM campaigns_deliverylog d
-JOIN (SELECT DISTINCT * FROM unnest(%(ids)s::bigint[], %(campaigns)s::bigint[]) AS v(id, campaign_id)) v
-  ON d.id = v.id AND d.campaign_id = v.campaign_id
-ORDER BY d.id
-FOR UPDATE OF d
-"""
-
-MATCH_BY_MESSAGE_ID = """
-SELECT v.message_id, v.email, d.id, d.campaign_id
-FROM (SELECT DISTINCT * FROM unnest(%(message_ids)s::text[], %(emails)s::text[]) AS v(message_id, email)) v
-JOIN campaigns_deliverylog d ON d.provider_message_id = v.message_id AND lower(d.email) = v.email
-ORDER BY d.id
-FOR UPDATE OF d
-"""
-
-SET_FIRST_OCCURRENCE = """
-UPDATE campaigns_deliverylog AS d SET {column} = v.at
-FROM (SELECT id, to_timestamp(min(ts)) AS at
-      FROM unnest(%(ids)s::bigint[], %(ts)s::float8[]) AS e(id, ts) GROUP BY id) AS v
-WHERE d.id = v.id AND d.{column} IS NULL
-RETURNING d.campaign_id
-"""
-
-NOTE_ERRORS = """
-UPDATE campaigns_deliverylog AS d SET last_error = v.note
-FROM (SELECT DISTINCT ON (id) id, note FROM unnest(%(ids)s::bigint[], %(notes)s::text[]) AS e(id, note)
-      ORDER BY id) AS v
-WHERE d.id = v.id AND d.delivered_at IS NULL
-"""
-
-BUMP_COUNTERS = """
-UPDATE campaigns_campaign AS c SET {assignments}
-FROM unnest(%(campaigns)s::bigint[], {arrays}) AS v(id, {columns})
-WHERE c.id = v.id
-"""
-
-PRUNE_EVENT_IDS = """
-DELETE FROM campaigns_webhook_event WHERE event_id IN (
-    SELECT event_id FROM campaigns_webhook_event
-    WHERE received_at < now() - %(days)s * interval '1 day'
-    ORDER BY received_at LIMIT 10000 FOR UPDATE SKIP LOCKED)
-"""
-
-
-def _int(value):
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if 0 < number < 2 ** 63 else None
-
-
 def _timestamp(event):
     value = event.get("timestamp")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else time.time()
@@ -295,138 +203,42 @@ def _suppression_reason(event):
     return None
 
 
+def _evidence(event):
+    kind = event["event"]
+    if kind in PROOF_OF_SENDING:
+        return "sent", f"sent: SendGrid reported it {kind}"
+    if kind in PROOF_OF_FAILURE:
+        return "failed", _note(event)
+    return None
+
+
+def to_provider_event(event) -> ProviderEvent:
+    """A checked SendGrid event (a known kind, with an sg_event_id) in the terms of campaigns.provider_events."""
+    kind = event["event"]
+    return ProviderEvent(
+        event_id=event["sg_event_id"],
+        timestamp=_timestamp(event),
+        email=str(event.get("email") or ""),
+        delivery_id=as_id(event.get("delivery_id")),
+        campaign_id=as_id(event.get("campaign_id")),
+        # sg_message_id's part before the first dot is the X-Message-Id we stored
+        message_id=str(event.get("sg_message_id") or "").split(".", 1)[0],
+        first=FIRST_OCCURRENCE.get(kind),
+        note=_note(event) if kind in NOTED else None,
+        evidence=_evidence(event),
+        suppression=_suppression_reason(event),
+        source=f"{SOURCE}: {kind}",
+        # Opens: Apple Mail Privacy Protection's, or a proxy's by its user agent (campaigns.engagement).
+        machine=kind == "open" and (event.get("sg_machine_open") is True
+                                    or engagement.is_machine_user_agent(_text(event.get("useragent")))),
+        url=_text(event.get("url"), engagement.URL_LIMIT) if kind == "click" else "",
+    )
+
+
 def apply_events(events: list) -> EventsReport:
     """Apply one webhook delivery's events; safe to call again with the same events."""
-    report = EventsReport(received=len(events))
-    unique = {}
-    for event in events:
-        event_id = event.get("sg_event_id") if isinstance(event, dict) else None
-        if not isinstance(event_id, str) or not event_id or event.get("event") not in KNOWN_EVENTS:
-            report.ignored += 1
-        elif event_id in unique:
-            report.duplicates += 1
-        else:
-            unique[event_id] = event
-    if not unique:
-        return report
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(RECORD_EVENT_IDS, {"ids": list(unique)})
-        new_ids = {row[0] for row in cursor.fetchall()}
-        report.duplicates += len(unique) - len(new_ids)
-        new_events = [event for event_id, event in unique.items() if event_id in new_ids]
-        matches = _match(cursor, new_events)
-        report.applied = sum(1 for match in matches if match)
-        report.unmatched = len(new_events) - report.applied
-
-        counters = defaultdict(Counter)  # campaign id -> counter -> recipients changed
-        for (column, counter), pairs in _by_first_occurrence(new_events, matches).items():
-            cursor.execute(SET_FIRST_OCCURRENCE.format(column=column),
-                           {"ids": [pk for pk, _ in pairs], "ts": [ts for _, ts in pairs]})
-            for (campaign_id,) in cursor.fetchall():
-                counters[campaign_id][counter] += 1
-        # --- engagement (issue 16): after "delivered" above, which the machine-open delay rule reads.
-        for campaign_id, counted in engagement.apply(cursor, *_engagement(new_events, matches)).items():
-            counters[campaign_id].update(counted)
-        # --- end engagement
-        _note_errors(cursor, new_events, matches)
-        _bump_counters(cursor, counters)
-        report.settled = settle_unknown(_evidence(new_events, matches))
-        report.suppressed = suppress_many(_suppressions(new_events, matches))
-    _prune_event_ids()
-    return report
-
-
-def _match(cursor, events):
-    """For each event, (delivery id, campaign id, email) of its delivery log, or None."""
-    by_delivery = [(_int(e.get("delivery_id")), _int(e.get("campaign_id"))) for e in events]
-    wanted = [pair for pair in by_delivery if pair[0] and pair[1]]
-    found = {}
-    if wanted:
-        cursor.execute(MATCH_BY_DELIVERY_ID, {"ids": [p[0] for p in wanted], "campaigns": [p[1] for p in wanted]})
-        found = {(pk, campaign_id): (pk, campaign_id, email) for pk, campaign_id, email in cursor.fetchall()}
-    matches = [found.get(pair) for pair in by_delivery]
-
-    # Events without our custom_args (e.g. an unsubscribe from SendGrid's own pages): by message id.
-    fallback = {}
-    for index, event in enumerate(events):
-        message_id = str(event.get("sg_message_id") or "").split(".", 1)[0]
-        if matches[index] is None and message_id and event.get("email"):
-            fallback[index] = (message_id, normalize(str(event["email"])))
-    if fallback:
-        keys = list(set(fallback.values()))
-        cursor.execute(MATCH_BY_MESSAGE_ID, {"message_ids": [k[0] for k in keys], "emails": [k[1] for k in keys]})
-        by_message = {(message_id, email): (pk, campaign_id, email)
-                      for message_id, email, pk, campaign_id in cursor.fetchall()}
-        for index, key in fallback.items():
-            matches[index] = by_message.get(key)
-    return matches
-
-
-def _by_first_occurrence(events, matches):
-    grouped = defaultdict(list)
-    for event, match in zip(events, matches):
-        if match and event["event"] in FIRST_OCCURRENCE:
-            grouped[FIRST_OCCURRENCE[event["event"]]].append((match[0], _timestamp(event)))
-    return grouped
-
-
-def _engagement(events, matches):
-    """The matched open and click events as campaigns.engagement's (opens, clicks)."""
-    opens, clicks = [], []
-    for event, match in zip(events, matches):
-        if match and event["event"] == "open":
-            machine = event.get("sg_machine_open") is True or engagement.is_machine_user_agent(
-                _text(event.get("useragent")))
-            opens.append(engagement.Open(match[0], _timestamp(event), machine))
-        elif match and event["event"] == "click":
-            clicks.append(engagement.Click(match[0], _timestamp(event), _text(event.get("url"), engagement.URL_LIMIT)))
-    return opens, clicks
-
-
-def _note_errors(cursor, events, matches):
-    notes = [(match[0], _note(event)) for event, match in zip(events, matches)
-             if match and event["event"] in NOTED]
-    if notes:
-        cursor.execute(NOTE_ERRORS, {"ids": [n[0] for n in notes], "notes": [n[1] for n in notes]})
-
-
-def _bump_counters(cursor, counters):
-    if not counters:
-        return
-    campaigns = sorted(counters)
-    params = {"campaigns": campaigns}
-    for name in COUNTERS:
-        params[name] = [counters[campaign_id][name] for campaign_id in campaigns]
-    sql = BUMP_COUNTERS.format(
-        assignments=", ".join(f"{name} = c.{name} + v.{name}" for name in COUNTERS),
-        arrays=", ".join(f"%({name})s::int[]" for name in COUNTERS),
-        columns=", ".join(COUNTERS),
-    )
-    cursor.execute(sql, params)
-
-
-def _evidence(events, matches):
-    for event, match in zip(events, matches):
-        if not match:
-            continue
-        kind = event["event"]
-        if kind in PROOF_OF_SENDING:
-            yield match[0], "sent", f"sent: SendGrid reported it {kind}"
-        elif kind in PROOF_OF_FAILURE:
-            yield match[0], "failed", _note(event)
-
-
-def _suppressions(events, matches):
-    for event, match in zip(events, matches):
-        reason = _suppression_reason(event)
-        if reason is None:
-            continue
-        email = match[2] if match else str(event.get("email") or "")
-        yield email, reason, f"{SOURCE}: {event['event']}", match[1] if match else None
-
-
-def _prune_event_ids():
-    """Forget ids older than any retry SendGrid makes; cheap when there is nothing to forget."""
-    with connection.cursor() as cursor:
-        cursor.execute(PRUNE_EVENT_IDS, {"days": EVENT_ID_RETENTION_DAYS})
+    usable = [event for event in events
+              if isinstance(event, dict) and isinstance(event.get("sg_event_id"), str) and event["sg_event_id"]
+              and event.get("event") in KNOWN_EVENTS]
+    return provider_events.apply_events([to_provider_event(event) for event in usable],
+                                        received=len(events), ignored=len(events) - len(usable))
