@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Coalesce
+from django.db.models.functions import MD5, Coalesce
 
 from campaigns.exceptions import MergeTagError
 from campaigns.validators import refuse_line_breaks, require_json_object, validate_email_address, validate_from_email
@@ -89,7 +89,8 @@ class Campaign(models.Model):
     skipped_count = models.PositiveIntegerField(default=0)
     unknown_count = models.PositiveIntegerField(default=0)
     delivered_count = models.PositiveIntegerField(default=0)
-    opened_count = models.PositiveIntegerField(default=0)
+    opened_count = models.PositiveIntegerField(default=0)  # recipients opened by a person (campaigns.engagement)
+    machine_opened_count = models.PositiveIntegerField(default=0)  # recipients whose mail a machine opened
     clicked_count = models.PositiveIntegerField(default=0)
     bounced_count = models.PositiveIntegerField(default=0)
     complained_count = models.PositiveIntegerField(default=0)
@@ -192,7 +193,8 @@ class Campaign(models.Model):
                   "track_engagement")
         values = {name: getattr(self, name) for name in copied}
         values["merge_fields"] = self.recipient_data_keys() if with_recipients else []
-        values.update(name=f"Copy of {self.name}"[:200], **fields)
+        values["name"] = f"Copy of {self.name}"[:200]
+        values.update(fields)  # a caller may name the copy
         with transaction.atomic():
             copy = Campaign.objects.create(**values)
             if with_recipients:
@@ -268,7 +270,9 @@ class DeliveryLog(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    opened_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)  # first open by a person
+    # First open by a machine (a privacy proxy's prefetch, a scanner): campaigns.engagement's rule.
+    machine_opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
@@ -361,3 +365,52 @@ class RecipientImport(models.Model):
 
     def __str__(self):
         return f"{self.original_name} → {self.campaign}"
+
+
+class CampaignLink(models.Model):
+    """A link of a campaign that was clicked, with the number of recipients who clicked it.
+
+    Created on its first click (SMTP redirect or SendGrid click event). Identified by its URL: the
+    unique index is on md5(url) because a URL may be longer than a btree entry may be.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="links", db_index=False)
+    url = models.TextField()
+    clickers = models.PositiveIntegerField(default=0, help_text="Recipients who clicked this link.")
+    first_clicked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("campaign", MD5("url"), name="campaignlink_unique_campaign_url"),
+        ]
+
+    def __str__(self):
+        return self.url
+
+
+class LinkClick(models.Model):
+    """That one recipient (a delivery) clicked one link; at most one row per pair, the first click."""
+
+    link = models.ForeignKey(CampaignLink, on_delete=models.CASCADE, related_name="+", db_index=False)
+    delivery = models.ForeignKey(DeliveryLog, on_delete=models.CASCADE, related_name="+")
+    clicked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["link", "delivery"], name="linkclick_unique_link_delivery"),
+        ]
+
+
+class EngagementHour(models.Model):
+    """First opens and clicks per recipient, counted in the hour they happened (the engagement chart)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    opens = models.PositiveIntegerField(default=0)
+    machine_opens = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "hour"], name="engagementhour_unique_campaign_hour"),
+        ]

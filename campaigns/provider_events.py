@@ -8,8 +8,9 @@ is the one path they all take. Applying a batch, in one transaction:
 2. match events to delivery logs by the delivery and campaign ids our messages carry (SendGrid's
    custom_args, the X-Delivery-ID and X-Campaign-ID headers SES echoes back), else by the provider's
    message id and the address;
-3. one conditional UPDATE per kind of event sets the first timestamp (`... WHERE opened_at IS NULL`),
-   so counters count recipients, not events: a recipient who opens five times is one open;
+3. one conditional UPDATE per kind of event sets the first timestamp (`... WHERE bounced_at IS NULL`),
+   so counters count recipients, not events: a recipient who opens five times is one open; opens (a
+   person's or a machine's) and clicks (per link, per hour) go through campaigns.engagement likewise;
 4. events that prove a dead address or a complaint become suppressions; campaign counters go up by the
    number of rows that actually changed, in one statement; unknown deliveries that an event proves sent
    or failed are settled (campaigns.sending.ledger.settle_unknown).
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 from django.db import connection, transaction
 
+from campaigns import engagement
 from campaigns.sending.ledger import settle_unknown
 from campaigns.suppression import normalize, suppress_many
 
@@ -37,7 +39,9 @@ FIRST_OCCURRENCE = {
     "complained": ("complained_at", "complained_count"),
     "unsubscribed": ("unsubscribed_at", "unsubscribed_count"),
 }
-COUNTERS = tuple(counter for _, counter in FIRST_OCCURRENCE.values())
+# Opens and clicks are recorded by campaigns.engagement (a person's or a machine's, per link, per hour).
+ENGAGEMENT = {"opened", "clicked"}
+COUNTERS = (*(counter for _, counter in FIRST_OCCURRENCE.values()), "machine_opened_count")
 
 
 @dataclass
@@ -55,6 +59,8 @@ class ProviderEvent:
     evidence: tuple[str, str] | None = None  # ("sent" | "failed", note) for an unknown delivery
     suppression: str | None = None  # a Suppression.Reason
     source: str = ""  # the suppression's source
+    machine: bool = False  # an open the provider or its user agent says a machine made (campaigns.engagement)
+    url: str = ""  # a click's link
 
 
 @dataclass
@@ -166,6 +172,8 @@ def apply_events(events: list[ProviderEvent], received: int | None = None, ignor
                            {"ids": [pk for pk, _ in pairs], "ts": [ts for _, ts in pairs]})
             for (campaign_id,) in cursor.fetchall():
                 counters[campaign_id][counter] += 1
+        for campaign_id, counted in engagement.apply(cursor, *_engagement(new_events, matches)).items():
+            counters[campaign_id].update(counted)
         _note_errors(cursor, new_events, matches)
         _bump_counters(cursor, counters)
         report.settled = settle_unknown(
@@ -201,9 +209,19 @@ def _match(cursor, events):
 def _by_first_occurrence(events, matches):
     grouped = defaultdict(list)
     for event, match in zip(events, matches):
-        if match and event.first:
+        if match and event.first and event.first not in ENGAGEMENT:
             grouped[FIRST_OCCURRENCE[event.first]].append((match[0], event.timestamp))
     return grouped
+
+
+def _engagement(events, matches):
+    """The matched opens and clicks, as campaigns.engagement takes them; after "delivered" is set above,
+    which the machine-open delay rule reads."""
+    opens = [engagement.Open(match[0], event.timestamp, event.machine)
+             for event, match in zip(events, matches) if match and event.first == "opened"]
+    clicks = [engagement.Click(match[0], event.timestamp, event.url)
+              for event, match in zip(events, matches) if match and event.first == "clicked"]
+    return opens, clicks
 
 
 def _note_errors(cursor, events, matches):

@@ -5,6 +5,11 @@ figure means the same thing everywhere. Nothing here counts delivery logs per ca
 
 Delivery rate = sent / (sent + failed + unknown). Skipped recipients (suppressed, or left unsent by a
 cancel) were never attempted, so they count towards progress but not towards the delivery rate.
+
+Engagement rates are per recipient, out of those delivered (SendGrid reports deliveries); where no
+delivery is reported (the SMTP path), out of those sent. Bounces are out of those sent. Opens by
+people and by machines are apart (campaigns.engagement); the opens-and-clicks chart reads the hourly
+counters (EngagementHour), a few rows per campaign.
 """
 
 from dataclasses import dataclass
@@ -16,7 +21,7 @@ from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, CampaignLink, EngagementHour
 
 GOOD_RATE = 95.0
 FAIR_RATE = 80.0
@@ -48,6 +53,9 @@ class CampaignStats:
     bounced: int
     started_at: datetime | None
     completed_at: datetime | None
+    machine_opened: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
 
     @classmethod
     def of(cls, campaign: Campaign) -> "CampaignStats":
@@ -56,6 +64,8 @@ class CampaignStats:
             skipped=campaign.skipped_count, unknown=campaign.unknown_count, delivered=campaign.delivered_count,
             opened=campaign.opened_count, clicked=campaign.clicked_count, bounced=campaign.bounced_count,
             started_at=campaign.started_at, completed_at=campaign.completed_at,
+            machine_opened=campaign.machine_opened_count, complained=campaign.complained_count,
+            unsubscribed=campaign.unsubscribed_count,
         )
 
     @property
@@ -96,7 +106,25 @@ class CampaignStats:
 
     @property
     def engagement_known(self):
-        return any((self.delivered, self.opened, self.clicked, self.bounced))
+        return any((self.delivered, self.opened, self.machine_opened, self.clicked, self.bounced, self.complained,
+                    self.unsubscribed))
+
+    @property
+    def engagement_base(self):
+        """What engagement rates are out of: delivered where the provider reports it, else sent."""
+        return self.delivered or self.sent
+
+    def engagement_rates(self):
+        """Percent of recipients, per figure (None before anything was sent)."""
+        def percent(count, base):
+            return round(100 * count / base, 1) if base else None
+
+        base = self.engagement_base
+        # No delivery reported at all is the SMTP path (it has no delivery events), not a 0 % rate.
+        return {"delivered": percent(self.delivered, self.sent) if self.delivered else None, "opened": percent(self.opened, base),
+                "machine_opened": percent(self.machine_opened, base), "clicked": percent(self.clicked, base),
+                "bounced": percent(self.bounced, self.sent), "complained": percent(self.complained, base),
+                "unsubscribed": percent(self.unsubscribed, base)}
 
     def as_dict(self):
         duration = self.duration
@@ -106,6 +134,8 @@ class CampaignStats:
             "progress_percent": self.progress_percent, "delivery_rate": self.delivery_rate,
             "rate_level": self.rate_level, "delivered": self.delivered, "opened": self.opened,
             "clicked": self.clicked, "bounced": self.bounced, "engagement_known": self.engagement_known,
+            "machine_opened": self.machine_opened, "complained": self.complained, "unsubscribed": self.unsubscribed,
+            "rates": self.engagement_rates(),
             "started_at": _local_iso(self.started_at), "completed_at": _local_iso(self.completed_at),
             "duration": format_duration(duration), "emails_per_second": self.emails_per_second,
         }
@@ -205,6 +235,72 @@ def sends_chart_svg(series, width=640, height=180):
                  f'{timezone.localtime(last):%H:%M} (per {unit})</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+# --- opens and clicks over time, clicks per link -------------------------------------------------
+
+MAX_HOURS = 168  # a chart of at most a week of hourly points; longer spans merge hours per point
+
+
+def engagement_series(campaign: Campaign, max_points=MAX_HOURS):
+    """(start, hours, opens, machine opens, clicks) per point, from the hourly counters, zeros filled in."""
+    rows = list(EngagementHour.objects.filter(campaign=campaign).order_by("hour")
+                .values_list("hour", "opens", "machine_opens", "clicks"))
+    if not rows:
+        return []
+    first, last = rows[0][0], rows[-1][0]
+    hours = int((last - first).total_seconds() // 3600) + 1
+    width = max(1, -(-hours // max_points))
+    points = [[0, 0, 0] for _ in range(-(-hours // width))]
+    for hour, opens, machine_opens, clicks in rows:
+        point = points[int((hour - first).total_seconds() // 3600) // width]
+        point[0] += opens
+        point[1] += machine_opens
+        point[2] += clicks
+    return [(first + timedelta(hours=i * width), width, *point) for i, point in enumerate(points)]
+
+
+ENGAGEMENT_LINES = (("opens", "opened by people"), ("machine", "opened by machines"), ("clicks", "clicked"))
+
+
+def engagement_chart_svg(series, width=640, height=180):
+    """Opens (people, machines) and clicks over time as lines in an inline SVG (numbers and times only)."""
+    if not series:
+        return (f'<svg class="engagement-chart" viewBox="0 0 {width} 30" role="img" aria-label="No opens or clicks '
+                f'yet"><text x="{width // 2}" y="20" text-anchor="middle" class="empty">No opens or clicks yet</text>'
+                '</svg>')
+    pad_left, pad_bottom, pad_top = 48, 22, 24  # the legend is above the plot
+    plot_w, plot_h = width - pad_left - 4, height - pad_bottom - pad_top
+    peak = max(max(point[2:]) for point in series) or 1
+    hours = series[0][1]
+    unit = "hour" if hours == 1 else f"{hours} hours"
+    parts = [f'<svg class="engagement-chart" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="Opens and clicks per {unit}, peak {peak}">',
+             f'<text x="{pad_left - 6}" y="{pad_top + 9}" text-anchor="end" class="axis">{peak:,}</text>',
+             f'<text x="{pad_left - 6}" y="{pad_top + plot_h}" text-anchor="end" class="axis">0</text>',
+             f'<line x1="{pad_left}" y1="{pad_top + plot_h}" x2="{width - 4}" y2="{pad_top + plot_h}" class="base"/>']
+    drawn = series * 2 if len(series) == 1 else series  # one point is drawn as a level line
+    step = plot_w / (len(drawn) - 1)
+    for index, (name, label) in enumerate(ENGAGEMENT_LINES):
+        coords = " ".join(f"{pad_left + i * step:.1f},{pad_top + plot_h - plot_h * point[2 + index] / peak:.1f}"
+                          for i, point in enumerate(drawn))
+        total = sum(point[2 + index] for point in series)
+        parts.append(f'<polyline points="{coords}" class="line {name}"><title>{total:,} {label}</title></polyline>')
+        parts.append(f'<text x="{pad_left + index * 170}" y="12" class="legend {name}">'
+                     f'{label}: {total:,}</text>')
+    first, last = series[0][0], series[-1][0] + timedelta(hours=hours)
+    parts.append(f'<text x="{pad_left}" y="{height - 6}" class="axis">{timezone.localtime(first):%d %b %H:%M}</text>')
+    parts.append(f'<text x="{width - 4}" y="{height - 6}" text-anchor="end" class="axis">'
+                 f'{timezone.localtime(last):%d %b %H:%M} (per {unit})</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def clicks_per_link(campaign: Campaign, limit=20):
+    """The most clicked links: (url, recipients who clicked it, percent of the engagement base)."""
+    base = CampaignStats.of(campaign).engagement_base
+    links = CampaignLink.objects.filter(campaign=campaign).order_by("-clickers", "id")[:limit]
+    return [(link.url, link.clickers, round(100 * link.clickers / base, 1) if base else None) for link in links]
 
 
 # --- admin index ---------------------------------------------------------------------------------

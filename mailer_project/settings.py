@@ -216,6 +216,9 @@ UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
 
 # --- Campaigns ---------------------------------------------------------------------------------
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=200)
+# An open sooner than this after delivery (or sending) is a machine's: scanners and prefetchers open
+# within seconds, people do not (campaigns.engagement, docs/follow-ups-and-ab-tests.md).
+MACHINE_OPEN_SECONDS = env.float("MACHINE_OPEN_SECONDS", default=5)
 # A batch's claim on its rows lasts this long and the live batch renews it every third of it, so a
 # slow batch keeps its claim while a killed worker's claim expires within one lease; the sweep then
 # recovers the rows. Lease + sweep interval is how soon a dead worker is noticed (<= 60 s).

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns import services, stats
-from campaigns.admin import dashboard, exports, imports, preview
+from campaigns.admin import dashboard, exports, follow_ups, imports, preview
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
 from campaigns.forms import CampaignForm, ScheduleForm, TestEmailForm, zone_name
 from campaigns.models import NEVER_STARTED, Campaign, EmailTemplate, RecipientImport
@@ -31,7 +31,8 @@ CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "html_body", "tex
                   "track_engagement")
 COUNTER_FIELDS = (
     "total_recipients", "sent_count", "failed_count", "skipped_count", "unknown_count", "delivered_count",
-    "opened_count", "clicked_count", "bounced_count", "complained_count", "unsubscribed_count",
+    "opened_count", "machine_opened_count", "clicked_count", "bounced_count", "complained_count",
+    "unsubscribed_count",
 )
 
 
@@ -341,6 +342,18 @@ class CampaignAdmin(admin.ModelAdmin):
                                     real_data=self.has_export_recipients_permission(request, campaign),
                                     admin_context=self.admin_site.each_context(request))
 
+    def follow_up_view(self, request, campaign_id):
+        """GET: each group's size; POST: a draft campaign to one group (campaigns.follow_ups)."""
+        campaign = self.viewable_campaign(request, campaign_id)
+        can_create = self.has_duplicate_permission(request, campaign)
+        page = partial(follow_ups.follow_up_page, request, campaign, can_create=can_create,
+                       admin_context=self.admin_site.each_context(request))
+        if request.method != "POST":
+            return page()
+        return perform(self, request, allowed=can_create, form=partial(follow_ups.FollowUpForm, request.POST),
+                       page=lambda form: page(form=form), call=partial(follow_ups.create, request.user, campaign),
+                       done_url=request.path)
+
     def export_delivery_logs_view(self, request, campaign_id):
         campaign = get_object_or_404(Campaign, pk=campaign_id)
         if not self.has_export_recipients_permission(request, campaign):
@@ -382,6 +395,7 @@ class CampaignAdmin(admin.ModelAdmin):
             path("<int:campaign_id>/dashboard.json", view(self.dashboard_json_view),
                  name="campaigns_campaign_dashboard_json"),
             path("<int:campaign_id>/preview/", view(self.preview_view), name="campaigns_campaign_preview"),
+            path("<int:campaign_id>/follow-up/", view(self.follow_up_view), name="campaigns_campaign_follow_up"),
             path("<int:campaign_id>/delivery-logs.csv", view(self.export_delivery_logs_view),
                  name="campaigns_campaign_export"),
             path("<int:campaign_id>/import/", view(self.import_recipients_view), name="campaigns_campaign_import"),

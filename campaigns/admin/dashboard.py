@@ -7,6 +7,10 @@ from campaigns import stats
 from campaigns.models import Campaign
 
 POLL_SECONDS = 3
+# The engagement cards: (figure in dashboard_data and its "rates", label).
+ENGAGEMENT_CARDS = (("delivered", "Delivered"), ("opened", "Opened by people"), ("machine_opened", "Opened by machines"),
+                    ("clicked", "Clicked"), ("bounced", "Bounced"), ("complained", "Complained"),
+                    ("unsubscribed", "Unsubscribed"))
 LIVE_STATUSES = (Campaign.Status.SCHEDULED, Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED)
 
 
@@ -20,12 +24,16 @@ def dashboard_data(campaign: Campaign) -> dict:
         "pause_reason": campaign.pause_reason if campaign.status == Campaign.Status.PAUSED else "",
         **figures.as_dict(),
         "chart_svg": stats.sends_chart_svg(stats.sends_chart_series(campaign)),
+        "engagement_chart_svg": stats.engagement_chart_svg(stats.engagement_series(campaign)),
     }
 
 
 def dashboard_context(campaign: Campaign) -> dict:
     data = dashboard_data(campaign)
-    return {"dashboard": data, "chart_svg": mark_safe(data["chart_svg"]), "poll_seconds": POLL_SECONDS}
+    return {"dashboard": data, "chart_svg": mark_safe(data["chart_svg"]),
+            "engagement_chart_svg": mark_safe(data["engagement_chart_svg"]),
+            "engagement_cards": [(key, label, data[key], data["rates"][key]) for key, label in ENGAGEMENT_CARDS],
+            "clicks_per_link": stats.clicks_per_link(campaign), "poll_seconds": POLL_SECONDS}
 
 
 def dashboard_json(campaign: Campaign) -> JsonResponse:

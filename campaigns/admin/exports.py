@@ -11,7 +11,8 @@ COLUMNS = (
     ("email", "email"), ("recipient__first_name", "first_name"), ("recipient__last_name", "last_name"),
     ("status", "status"), ("provider", "provider"), ("provider_message_id", "provider_message_id"),
     ("attempts", "attempts"), ("last_error", "last_error"), ("sent_at", "sent_at"),
-    ("delivered_at", "delivered_at"), ("opened_at", "opened_at"), ("clicked_at", "clicked_at"),
+    ("delivered_at", "delivered_at"), ("opened_at", "opened_at"),
+    ("machine_opened_at", "machine_opened_at"), ("clicked_at", "clicked_at"),
     ("bounced_at", "bounced_at"), ("complained_at", "complained_at"), ("unsubscribed_at", "unsubscribed_at"),
 )
 CHUNK_SIZE = 5000

@@ -388,11 +388,12 @@ FROM settled GROUP BY campaign_id ORDER BY campaign_id
 # Rows whose evidence is already on the row (an event's timestamp) but that are still unknown.
 UNKNOWN_WITH_EVIDENCE = """
 SELECT id, CASE WHEN delivered_at IS NOT NULL THEN 'delivered' WHEN opened_at IS NOT NULL THEN 'opened'
-                WHEN clicked_at IS NOT NULL THEN 'clicked' WHEN bounced_at IS NOT NULL THEN 'bounced'
+                WHEN machine_opened_at IS NOT NULL THEN 'opened (by a machine)' WHEN clicked_at IS NOT NULL THEN 'clicked' WHEN bounced_at IS NOT NULL THEN 'bounced'
                 WHEN complained_at IS NOT NULL THEN 'complained' ELSE 'unsubscribed' END
 FROM campaigns_deliverylog
 WHERE campaign_id = %s AND status = 'unknown'
-  AND (delivered_at IS NOT NULL OR opened_at IS NOT NULL OR clicked_at IS NOT NULL OR bounced_at IS NOT NULL
+  AND (delivered_at IS NOT NULL OR opened_at IS NOT NULL OR machine_opened_at IS NOT NULL
+       OR clicked_at IS NOT NULL OR bounced_at IS NOT NULL
        OR complained_at IS NOT NULL OR unsubscribed_at IS NOT NULL)
 """
 

@@ -3,11 +3,14 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import stats
 from tests.admin.conftest import add_logs
+from tests.support.engaged_campaign import make_engaged_campaign
 from tests.support.factories import CampaignFactory
 
 
@@ -68,3 +71,18 @@ def test_rate_levels():
     assert [stats.rate_level(r) for r in (99.0, 95.0, 80.0, 79.9, None)] == ["good", "fair", "fair", "poor", ""]
     empty = stats.CampaignStats.of(CampaignFactory.build())
     assert empty.delivery_rate is None and empty.progress_percent == 0 and empty.emails_per_second is None
+
+
+@pytest.mark.django_db
+def test_engagement_figures_are_read_from_counters_not_by_counting_rows(staff_client):
+    """Issue 16, item 2: the campaign page and its JSON read counters; the only delivery-log query is the
+    sends chart's range scan over (campaign, sent_at)."""
+    campaign, _ = make_engaged_campaign()
+    for url in (reverse("admin:campaigns_campaign_change", args=[campaign.pk]), json_url(campaign)):
+        with CaptureQueriesContext(connection) as queries:
+            assert staff_client.get(url).status_code == 200
+        sql = [q["sql"] for q in queries.captured_queries]
+        assert not [s for s in sql if "campaigns_linkclick" in s]
+        assert [s for s in sql if "campaigns_deliverylog" in s] == [
+            s for s in sql if "date_trunc('minute', sent_at)" in s]
+        assert [s for s in sql if "campaigns_engagementhour" in s]  # the chart reads the hourly counters

@@ -220,6 +220,23 @@ def test_resend_unknown_re_sends_only_rows_without_evidence():
 
 
 @pytest.mark.django_db
+def test_a_machine_open_is_evidence_of_sending_too():
+    """Issue 16, item 3: Apple's prefetch of the pixel proves the message reached a mailbox."""
+    campaign = started_campaign(2)
+    prefetched, silent = rows_of(campaign)
+    claim([prefetched, silent], expired=True)
+    sweep.sweep()
+    DeliveryLog.objects.filter(pk=prefetched.pk).update(machine_opened_at=timezone.now())
+    Campaign.objects.filter(pk=campaign.pk).update(status=S.COMPLETED)
+
+    message = services.resend_unknown(campaign.pk)
+
+    assert "Re-sending 1 recipients" in message and "1 more were settled as sent" in message
+    assert [r.status for r in rows_of(campaign)] == [D.SENT, D.PENDING]
+    assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
 def test_check_ledger_reports_drift_and_fixes_it():
     campaign = started_campaign(3)
     DeliveryLog.objects.filter(campaign=campaign).update(status=D.SENT)

@@ -25,7 +25,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from django.conf import settings
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from campaigns import provider_events
+from campaigns import engagement, provider_events
 from campaigns.exceptions import WebhookRefused
 from campaigns.models import Suppression
 from campaigns.provider_events import EventsReport, ProviderEvent, as_id
@@ -228,6 +228,10 @@ def to_provider_event(event) -> ProviderEvent:
         evidence=_evidence(event),
         suppression=_suppression_reason(event),
         source=f"{SOURCE}: {kind}",
+        # Opens: Apple Mail Privacy Protection's, or a proxy's by its user agent (campaigns.engagement).
+        machine=kind == "open" and (event.get("sg_machine_open") is True
+                                    or engagement.is_machine_user_agent(_text(event.get("useragent")))),
+        url=_text(event.get("url"), engagement.URL_LIMIT) if kind == "click" else "",
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.db import connection
 
-from campaigns.models import Campaign, DeliveryLog, Suppression
+from campaigns.models import Campaign, CampaignLink, DeliveryLog, EngagementHour, Suppression
 from tests.sending.providers.conftest import WEBHOOK_URL, event
 from tests.support.factories import CampaignFactory, DeliveryLogFactory
 
@@ -39,7 +39,9 @@ def test_a_signed_batch_sets_timestamps_counts_recipients_once_and_suppresses(se
     delivered_at = int(time.time()) - 120
     events = [
         event("processed", ann), event("delivered", ann, timestamp=delivered_at), event("delivered", bob),
-        event("open", ann), event("open", ann), event("open", bob), event("click", ann, url="https://acme.test/"),
+        # Bob opens a minute after his delivery: a person (an open within seconds would be a machine's).
+        event("open", ann), event("open", ann), event("open", bob, timestamp=int(time.time())),
+        event("click", ann, url="https://acme.test/"),
         event("bounce", cid, type="bounce", reason="550 5.1.1 no such user"),
         event("spamreport", bob), event("unsubscribe", ann), event("group_unsubscribe", ann),
     ]
@@ -66,7 +68,9 @@ def test_a_signed_batch_sets_timestamps_counts_recipients_once_and_suppresses(se
 
 def test_the_same_request_replayed_counts_once(sendgrid, sent_campaign):
     campaign, (ann, bob, _) = sent_campaign
-    body = json.dumps([event("delivered", ann), event("open", ann), event("open", bob)]).encode()
+    later = int(time.time())  # a minute after delivery: opens by people
+    body = json.dumps([event("delivered", ann), event("open", ann, timestamp=later),
+                       event("open", bob, timestamp=later)]).encode()
     headers = sendgrid.headers(body)
 
     first = sendgrid.post_raw(body, headers)
@@ -190,3 +194,31 @@ def test_unknown_event_types_and_events_without_id_are_ignored_and_counted(sendg
 
     assert response.json()["ignored"] == 2
     assert counters(campaign)["opened_count"] == 0
+
+
+def test_machine_opens_are_told_apart_and_clicks_counted_per_link(sendgrid, sent_campaign):
+    """Issue 16, items 2-3: sg_machine_open, a proxy's user agent or an open within seconds of delivery is a
+    machine's; each link's clickers are counted; the hourly counters add up to the campaign's."""
+    campaign, (ann, bob, cid) = sent_campaign
+    now = int(time.time())
+    response = sendgrid.post([
+        event("delivered", ann, timestamp=now - 600), event("delivered", bob, timestamp=now - 600),
+        event("delivered", cid, timestamp=now - 2),
+        event("open", ann, timestamp=now - 300, sg_machine_open=True, useragent="Mozilla/5.0"),  # Apple MPP
+        event("open", ann, timestamp=now - 200, sg_machine_open=False, useragent="Mozilla/5.0 (iPhone) Mobile"),
+        event("open", bob, timestamp=now - 100, sg_machine_open=False, useragent="Barracuda Sentinel"),
+        event("open", cid, timestamp=now, sg_machine_open=False, useragent="Mozilla/5.0 (Windows NT 10.0)"),
+        event("click", ann, timestamp=now - 100, url="https://acme.test/a"),
+        event("click", ann, timestamp=now - 90, url="https://acme.test/b"),
+        event("click", bob, timestamp=now - 80, url="https://acme.test/a"),
+        event("click", bob, timestamp=now - 70, url="https://acme.test/a"),
+    ])
+    assert response.status_code == 200
+    campaign.refresh_from_db()
+    # Ann: a machine, then a person. Bob: a scanner. Cid: two seconds after delivery, a machine.
+    assert (campaign.opened_count, campaign.machine_opened_count, campaign.clicked_count) == (1, 3, 2)
+    assert dict(CampaignLink.objects.filter(campaign=campaign).values_list("url", "clickers")) == {
+        "https://acme.test/a": 2, "https://acme.test/b": 1}
+    hours = EngagementHour.objects.filter(campaign=campaign)
+    assert sum(h.opens for h in hours) == 1 and sum(h.machine_opens for h in hours) == 3
+    assert sum(h.clicks for h in hours) == 2

@@ -18,8 +18,9 @@
         window.location.reload();
         return;
       }
-      ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "delivered", "opened", "clicked",
-       "bounced"].forEach((k) => show("dash-" + k, d[k]));
+      ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "delivered", "opened",
+       "machine_opened", "clicked", "bounced", "complained", "unsubscribed"].forEach((k) => show("dash-" + k, d[k]));
+      Object.entries(d.rates || {}).forEach(([k, rate]) => show("dash-rate-" + k, rate === null ? null : rate + "%"));
       show("dash-percent", d.progress_percent);
       show("dash-started", d.started_at);
       show("dash-completed", d.completed_at);
@@ -31,6 +32,7 @@
       rate.className = "dash-value delivery-rate rate-" + d.rate_level;
       document.getElementById("dash-engagement").hidden = !d.engagement_known;
       document.getElementById("dash-chart").innerHTML = d.chart_svg;  // server-rendered, numbers only
+      document.getElementById("dash-engagement-chart").innerHTML = d.engagement_chart_svg;  // likewise
     } catch (e) {
       // A missed poll is retried at the next tick.
     }

@@ -1,0 +1,157 @@
+"""Follow-up campaigns: a new draft to a group of an earlier campaign's recipients.
+
+The groups ("segments") are read from the earlier campaign's delivery logs. Who is in each is one
+condition on a delivery log, `d` below (docs/follow-ups-and-ab-tests.md):
+
+- openers: a person opened it (opened_at; machine opens do not count) or clicked a link (a click
+  proves the message was read even where images were blocked);
+- non-openers: sent, not bounced, and neither opened by a person nor clicked (machine opens only
+  still count as not opened);
+- clickers: clicked any link; clickers of a link: clicked that link (LinkClick rows);
+- non-clickers: sent, not bounced, no click;
+- failed, unknown: the delivery's status.
+
+Suppressed addresses are left out and counted. The recipients and their imported data are copied in
+one INSERT ... SELECT; the new campaign is a draft with the earlier one's content (Campaign.duplicate)
+that staff edit before sending.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import TextChoices
+
+from campaigns.exceptions import CampaignError
+from campaigns.models import Campaign, CampaignLink
+
+logger = logging.getLogger(__name__)
+
+
+class Segment(TextChoices):
+    NON_OPENERS = "non_openers", "Did not open"
+    OPENERS = "openers", "Opened (people, not machines)"
+    CLICKERS = "clickers", "Clicked any link"
+    LINK_CLICKERS = "link_clickers", "Clicked this link"
+    NON_CLICKERS = "non_clickers", "Did not click"
+    FAILED = "failed", "Failed"
+    UNKNOWN = "unknown", "Unknown"
+
+
+_SENT_NOT_BOUNCED = "d.status = 'sent' AND d.bounced_at IS NULL"
+CONDITIONS = {
+    Segment.NON_OPENERS: f"{_SENT_NOT_BOUNCED} AND d.opened_at IS NULL AND d.clicked_at IS NULL",
+    Segment.OPENERS: "(d.opened_at IS NOT NULL OR d.clicked_at IS NOT NULL)",
+    Segment.CLICKERS: "d.clicked_at IS NOT NULL",
+    Segment.NON_CLICKERS: f"{_SENT_NOT_BOUNCED} AND d.clicked_at IS NULL",
+    Segment.FAILED: "d.status = 'failed'",
+    Segment.UNKNOWN: "d.status = 'unknown'",
+    Segment.LINK_CLICKERS: "d.id IN (SELECT lc.delivery_id FROM campaigns_linkclick lc WHERE lc.link_id = %(link)s)",
+}
+# The segments counted together in one scan of the campaign's delivery logs (link clickers: per link).
+WHOLE_CAMPAIGN = [s for s in Segment if s != Segment.LINK_CLICKERS]
+
+COUNT_SEGMENTS = """
+SELECT {columns}
+FROM campaigns_deliverylog d
+LEFT JOIN campaigns_suppression s ON s.email = lower(d.email)
+WHERE d.campaign_id = %(campaign)s
+"""
+
+COUNT_LINK_CLICKERS = """
+SELECT l.id, count(lc.id) FILTER (WHERE s.email IS NULL), count(s.email)
+FROM campaigns_campaignlink l
+LEFT JOIN campaigns_linkclick lc ON lc.link_id = l.id
+LEFT JOIN campaigns_deliverylog d ON d.id = lc.delivery_id
+LEFT JOIN campaigns_suppression s ON s.email = lower(d.email)
+WHERE l.campaign_id = %(campaign)s
+GROUP BY l.id
+"""
+
+# One statement: the group is chosen once, its unsuppressed rows copied, the suppressed ones counted.
+COPY_RECIPIENTS = """
+WITH chosen AS (
+    SELECT r.id, r.email, r.first_name, r.last_name, r.data, s.email IS NOT NULL AS suppressed
+    FROM campaigns_deliverylog d
+    JOIN campaigns_recipient r ON r.id = d.recipient_id
+    LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
+    WHERE d.campaign_id = %(campaign)s AND {condition}
+), copied AS (
+    INSERT INTO campaigns_recipient (campaign_id, email, first_name, last_name, data)
+    SELECT %(follow_up)s, email, first_name, last_name, data FROM chosen WHERE NOT suppressed ORDER BY id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM copied), (SELECT count(*) FROM chosen WHERE suppressed)
+"""
+
+
+@dataclass(frozen=True)
+class Audience:
+    segment: str
+    label: str
+    recipients: int  # who the follow-up would go to
+    suppressed: int  # in the group, but suppressed: left out
+    link: CampaignLink | None = None
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    campaign: Campaign
+    recipients: int
+    suppressed: int
+
+
+def check_followable(campaign: Campaign) -> None:
+    if campaign.started_at is None:
+        raise CampaignError(f"Campaign {campaign.pk} has not started sending: follow-ups are made from the "
+                            "recipients of a campaign that was sent.")
+
+
+def audiences(campaign: Campaign, max_links: int = 50) -> list[Audience]:
+    """Every segment's size (and each clicked link's), counted now; suppressed addresses apart."""
+    check_followable(campaign)
+    columns = ", ".join(
+        f"count(*) FILTER (WHERE s.email IS NULL AND {CONDITIONS[seg]}), "
+        f"count(*) FILTER (WHERE s.email IS NOT NULL AND {CONDITIONS[seg]})" for seg in WHOLE_CAMPAIGN)
+    with connection.cursor() as cursor:
+        cursor.execute(COUNT_SEGMENTS.format(columns=columns), {"campaign": campaign.pk})
+        row = cursor.fetchone()
+        cursor.execute(COUNT_LINK_CLICKERS, {"campaign": campaign.pk})
+        by_link = {link_id: (kept, suppressed) for link_id, kept, suppressed in cursor.fetchall()}
+    found = [Audience(seg.value, seg.label, row[2 * i], row[2 * i + 1]) for i, seg in enumerate(WHOLE_CAMPAIGN)]
+    links = CampaignLink.objects.filter(campaign=campaign).order_by("-clickers", "id")[:max_links]
+    found += [Audience(Segment.LINK_CLICKERS.value, Segment.LINK_CLICKERS.label, *by_link.get(link.pk, (0, 0)),
+                       link=link) for link in links]
+    return found
+
+
+def create_follow_up(campaign_id: int, segment: str, link_id: int | None = None, created_by=None) -> FollowUp:
+    """A draft campaign with the earlier campaign's content, to the recipients of SEGMENT (not suppressed)."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    check_followable(campaign)
+    segment = Segment(segment)
+    link = None
+    if segment == Segment.LINK_CLICKERS:
+        link = CampaignLink.objects.filter(pk=link_id, campaign=campaign).first()
+        if link is None:
+            raise CampaignError(f"Campaign {campaign.pk} has no such clicked link: choose one of its links.")
+    what = f"clicked {link.url}" if link else segment.label.lower()
+    with transaction.atomic():
+        follow_up = campaign.duplicate(with_recipients=False, name=f"{campaign.name} — {what}"[:200],
+                                       created_by=created_by)
+        with connection.cursor() as cursor:
+            cursor.execute(COPY_RECIPIENTS.format(condition=CONDITIONS[segment]),
+                           {"campaign": campaign.pk, "follow_up": follow_up.pk, "link": link.pk if link else None})
+            copied, suppressed = cursor.fetchone()
+        if not copied:
+            # Nothing to send to: no draft is left behind (the transaction is rolled back).
+            raise CampaignError(f"No recipients {what} in campaign {campaign.pk}"
+                                + (f" ({suppressed} suppressed left out)." if suppressed else "."))
+        # merge_fields stays unset: this subset's columns are read on first use (recipient_data_keys).
+        Campaign.objects.filter(pk=follow_up.pk).update(total_recipients=copied)
+        follow_up.refresh_from_db()
+    logger.info("Campaign %s: follow-up campaign %s to %s (link %s): %d recipients, %d suppressed left out",
+                campaign.pk, follow_up.pk, segment.value, link.pk if link else "-", copied, suppressed)
+    return FollowUp(follow_up, copied, suppressed)
