@@ -67,6 +67,16 @@ def test_a_missing_static_file_is_a_404_from_nginx(nginx_tls):
 
 # --- the admin through the proxy -------------------------------------------------------------------
 
+def test_a_long_link_redirected_by_django_is_passed_on_not_a_502(nginx_tls):
+    # Django answers /u/<token> with a redirect to /u/<token>/; a long token (a mangled link, a
+    # fuzzer) makes a Location header larger than nginx's default 4 KB proxy buffer, which nginx
+    # turned into a 502.
+    target = "/u/" + "%C3%9F" * 650  # within gunicorn's 4,094-byte request line
+    response = nginx_tls().request("HEAD", target)
+    assert response.status == 301
+    assert response.header("Location").endswith(target + "/")
+
+
 def test_admin_login_page_is_proxied_to_django(nginx_tls):
     response = nginx_tls().get("/admin/login/")
     assert response.status == 200
