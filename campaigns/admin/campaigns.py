@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns import services, stats
-from campaigns.admin import dashboard, exports, imports, preview
+from campaigns.admin import dashboard, exports, imports, preview, segments
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
 from campaigns.forms import CampaignForm, ScheduleForm, TestEmailForm, zone_name
 from campaigns.models import NEVER_STARTED, Campaign, EmailTemplate, RecipientImport
@@ -214,6 +214,7 @@ class CampaignAdmin(admin.ModelAdmin):
                 unknown_url=deliveries_url(obj.pk, status__exact="unknown"),
                 can_import=self.has_change_permission(request, obj) and obj.is_editable,
                 can_export=self.has_export_recipients_permission(request, obj),
+                segment_builder=segments.builder_data(obj, self.has_change_permission(request, obj)),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -335,6 +336,10 @@ class CampaignAdmin(admin.ModelAdmin):
     def dashboard_json_view(self, request, campaign_id):
         return dashboard.dashboard_json(self.viewable_campaign(request, campaign_id))
 
+    def segment_json_view(self, request, campaign_id):
+        campaign = self.viewable_campaign(request, campaign_id)
+        return segments.segment_json(request, campaign, can_edit=self.has_change_permission(request, campaign))
+
     def preview_view(self, request, campaign_id):
         campaign = self.viewable_campaign(request, campaign_id)
         return preview.preview_page(request, campaign,
@@ -381,6 +386,7 @@ class CampaignAdmin(admin.ModelAdmin):
                  name="campaigns_campaign_action"),
             path("<int:campaign_id>/dashboard.json", view(self.dashboard_json_view),
                  name="campaigns_campaign_dashboard_json"),
+            path("<int:campaign_id>/segment.json", view(self.segment_json_view), name="campaigns_campaign_segment_json"),
             path("<int:campaign_id>/preview/", view(self.preview_view), name="campaigns_campaign_preview"),
             path("<int:campaign_id>/delivery-logs.csv", view(self.export_delivery_logs_view),
                  name="campaigns_campaign_export"),
