@@ -23,6 +23,7 @@ import logging
 from django.db import connection
 
 from campaigns.exceptions import SegmentError
+from campaigns.rendering import MERGE_TAG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ MAX_VALUE_LENGTH = 500
 
 def columns_of(campaign):
     """The columns a segment of CAMPAIGN may name: the standard ones, then its imported data keys."""
-    keys = [key for key in campaign.recipient_data_keys() if key not in STANDARD_COLUMNS]
+    # As for merge tags, a data key of another shape than an imported column's (planted by hand) is not offered.
+    keys = [key for key in campaign.recipient_data_keys()
+            if MERGE_TAG_NAME.fullmatch(key) and key not in STANDARD_COLUMNS]
     return [*STANDARD_COLUMNS, *keys]
 
 

@@ -202,7 +202,8 @@ def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=Tr
         first = campaign.recipients.order_by("id").values("email", "first_name", "last_name", "data").first()
     sample = first or SAMPLE_RECIPIENT
     context = recipient_context(sample["email"], sample["first_name"], sample["last_name"], sample["data"] or {},
-                                f"{settings.SITE_URL}/u/test-link-not-active/")
+                                f"{settings.SITE_URL}/u/test-link-not-active/",
+                                f"{settings.SITE_URL}/w/test-link-not-active/")
     compiled = compile_campaign("[TEST] " + campaign.subject, campaign.html_body, campaign.text_body)
     messages = [OutgoingMessage(delivery_id=0, email=address, context={**context}) for address in allowed]
     batch = Batch(campaign_id=campaign_id, from_email=campaign.from_email or settings.DEFAULT_FROM_EMAIL,

@@ -86,6 +86,7 @@ def test_a_planted_data_key_shaped_like_a_json_path_is_only_a_key(campaign):
     """->> reads one top-level key: '{city}' or 'city,0' is never a path into the data."""
     Recipient.objects.filter(campaign=campaign, email="ana@example.com").update(
         data={"city": "Lisbon", "{city}": "x", "city' OR '1'='1": "y"})
+    assert segments.columns_of(campaign)[3:] == ["city", "joined", "note", "plan"]  # planted keys are not offered
     columns = [*segments.columns_of(campaign), "{city}", "city' OR '1'='1"]
     for column, expected in [("{city}", {"ana"}), ("city' OR '1'='1", {"ana"})]:
         normal = segments.validate(seg((column, "not_empty", None)), columns)

@@ -161,7 +161,11 @@ class CampaignAdmin(admin.ModelAdmin):
         editable = obj is None or obj.is_editable
         content = (("start_from",) if obj is None else ()) + CONTENT_FIELDS
         # Once sending starts the content is read-only and long: fold it away under the dashboard.
-        fieldsets = [("Content", {"fields": content, "classes": () if editable else ("collapse",)})]
+        fieldsets = [("Content", {"fields": content, "classes": () if editable else ("collapse",)}),
+                     # Publishing may be decided after sending, so this stays editable.
+                     ("Web version", {"fields": ("public_archive",), "description": (
+                         "Every email can link to its own web version with {{ web_url }}. The public archive "
+                         "(/archive/) lists the sent campaigns marked here, rendered with sample data only.")})]
         if editable and self.has_change_permission(request, obj) and self.has_send_permission(request, obj):
             fieldsets.append(("Schedule", {"fields": ("schedule_for",),
                                            "description": f"Times are in {zone_name()}."}))
@@ -406,7 +410,8 @@ class CampaignAdmin(admin.ModelAdmin):
                  name="campaigns_campaign_action"),
             path("<int:campaign_id>/dashboard.json", view(self.dashboard_json_view),
                  name="campaigns_campaign_dashboard_json"),
-            path("<int:campaign_id>/segment.json", view(self.segment_json_view), name="campaigns_campaign_segment_json"),
+            path("<int:campaign_id>/segment.json", view(self.segment_json_view),
+                 name="campaigns_campaign_segment_json"),
             path("<int:campaign_id>/preflight/", view(self.preflight_view), name="campaigns_campaign_preflight"),
             path("<int:campaign_id>/preflight/<int:run_id>/", view(self.preflight_view),
                  name="campaigns_campaign_preflight_run"),

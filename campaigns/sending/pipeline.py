@@ -213,7 +213,7 @@ def build_batch(campaign, claimed_rows, ledger=None):
     messages = [
         OutgoingMessage(delivery_id=pk, email=email, context=recipient_context(
             email, first, last, json.loads(data) if isinstance(data, str) else data or {},
-            signed_links.unsubscribe_url(pk)))
+            signed_links.unsubscribe_url(pk), signed_links.web_url(pk)))
         for pk, _status, _attempts, email, first, last, data in claimed_rows
     ]
     return Batch(campaign_id=campaign["id"], from_email=campaign["from_email"] or settings.DEFAULT_FROM_EMAIL,

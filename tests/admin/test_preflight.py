@@ -15,7 +15,8 @@ def page_url(campaign):
 @pytest.fixture
 def audience(campaign):
     Campaign.objects.filter(pk=campaign.pk).update(
-        html_body='<p>{{ city }}</p><a href="https://shop.example/?a=<b>">Shop</a> <a href="{{ unsubscribe_url }}">U</a>')
+        html_body='<p>{{ city }}</p><a href="https://shop.example/?a=<b>">Shop</a> '
+                  '<a href="{{ unsubscribe_url }}">U</a>')
     campaign.refresh_from_db()
     add_recipients(campaign, 2, data={"city": ""})
     return campaign
