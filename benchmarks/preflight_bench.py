@@ -113,7 +113,8 @@ def main():
           f"peak RSS {at_start:.0f} MB before it, {before:.0f} MB after")
     print(f"preflight: {seconds:.1f}s = {figures['audience'] / seconds:,.0f} recipients/s; "
           f"peak RSS {before:.0f} MB before, {after:.0f} MB after (+{after - before:.0f} MB)")
-    print(f"seconds={seconds:.1f} ratio_vs_read={seconds / baseline_seconds:.2f} peak_rss_growth_mb={after - before:.0f}")
+    print(f"seconds={seconds:.1f} ratio_vs_read={seconds / baseline_seconds:.2f} "
+          f"peak_rss_growth_mb={after - before:.0f}")
 
 
 if __name__ == "__main__":

@@ -200,6 +200,15 @@ def count_matching(campaign_id, segment):
         return cursor.fetchone()
 
 
+def has_match(campaign_id, segment):
+    """Whether any recipient of the campaign matches a VALID segment (stops at the first)."""
+    where, params = compile_segment(segment)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM campaigns_recipient r WHERE r.campaign_id = %(campaign_id)s "
+                       f"AND {where})", {**params, "campaign_id": campaign_id})
+        return cursor.fetchone()[0]
+
+
 def describe(segment):
     """One line for people: 'all of: city equals "Lisbon", …' or 'every recipient'."""
     if is_everyone(segment):

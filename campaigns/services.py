@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from campaigns import states
+from campaigns import segments, states
 from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
@@ -60,12 +60,16 @@ def schedule(campaign_id, when):
     """Schedule a draft (or reschedule a scheduled) campaign for WHEN, a timezone-aware datetime."""
     if timezone.is_naive(when):
         raise CampaignError("The schedule needs a time zone: give an aware datetime.")
-    from_email = Campaign.objects.filter(pk=campaign_id).values_list("from_email", flat=True).first()
-    if from_email is None:
+    found = Campaign.objects.filter(pk=campaign_id).values_list("from_email", "segment").first()
+    if found is None:
         raise CampaignError(f"Campaign #{campaign_id} does not exist.")
+    from_email, segment = found
     check_sender(campaign_id, from_email)
     if not Campaign.objects.filter(pk=campaign_id, recipients__isnull=False).exists():
         raise CampaignError(f"Campaign #{campaign_id} has no recipients: import some before scheduling it.")
+    if segment and not segments.has_match(campaign_id, segment):
+        raise CampaignError(f"Campaign #{campaign_id}'s audience matches no recipient ({segments.describe(segment)}): "
+                            "change it before scheduling.")
     with transaction.atomic():
         states.schedule(campaign_id, when)
         _eta_if_near(campaign_id, when)

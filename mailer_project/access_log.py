@@ -1,8 +1,8 @@
 """Keep the tokens of unsubscribe and tracking links out of gunicorn's access log.
 
 A token in /u/<token>/, /t/o/<token>/, /t/c/<token>/ or /w/<token>/ acts for its recipient (it
-unsubscribes them, counts their opens and clicks, or shows their copy of the message), so a log line shows "***" in its place: in the request
-line, the path and the Referer. nginx does the same for its own log (nginx/nginx.conf).
+unsubscribes them, counts their opens and clicks, or shows their copy of the message), so a log line
+shows "***" in its place: in the request line, the path and the Referer. nginx does the same for its own log (nginx/nginx.conf).
 
 Used by docker/gunicorn.conf.py and the Procfile (`--logger-class`).
 """

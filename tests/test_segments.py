@@ -175,3 +175,16 @@ def test_clearing_the_segment_means_everyone(campaign):
         "Segment saved: 5 of 5")
     campaign.refresh_from_db()
     assert campaign.segment is None
+
+
+def test_scheduling_refuses_an_audience_that_matches_nobody(campaign):
+    from django.utils import timezone
+    from campaigns import services
+    from campaigns.exceptions import CampaignError
+    segments.save_segment(campaign.pk, seg(("city", "equals", "Madrid")))
+    with pytest.raises(CampaignError, match=r"audience matches no recipient \(all of: city equals \"Madrid\"\)"):
+        services.schedule(campaign.pk, timezone.now())
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
+    segments.save_segment(campaign.pk, seg(("city", "equals", "Porto")))
+    assert services.schedule(campaign.pk, timezone.now()).startswith("Scheduled for")

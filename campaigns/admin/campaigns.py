@@ -284,6 +284,8 @@ class CampaignAdmin(admin.ModelAdmin):
         else:
             [campaign] = campaigns
             context.update(campaign=campaign, action_url=request.path, cancel_url=change_url(campaign.pk))
+            if action.name == "send_now":  # the preflight is shown before sending starts
+                context["preflight_run"] = preflight_checks.latest_run(campaign)
         return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)
 
     # --- bulk actions of the change list ---------------------------------------------------------

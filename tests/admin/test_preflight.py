@@ -62,3 +62,13 @@ def test_a_viewer_sees_counts_but_cannot_start_or_see_addresses(viewer_client, a
 def test_a_started_campaign_is_not_preflighted(staff_client, audience):
     Campaign.objects.filter(pk=audience.pk).update(status="in_progress")
     assert staff_client.post(page_url(audience)).status_code == 403
+
+
+def test_the_send_now_confirmation_shows_the_preflight(staff_client, audience):
+    Campaign.objects.filter(pk=audience.pk).update(html_body="<p>{{ nickname }}</p>")
+    run = PreflightRun.objects.create(campaign=audience, rows_total=2)
+    preflight.run_preflight(run.pk)
+    page = staff_client.post(reverse("admin:campaigns_campaign_action", args=[audience.pk, "send_now"]))
+    text = " ".join(page.content.decode().split())
+    assert "Preflight: <strong>1 error</strong>" in text
+    assert "Unknown merge tag {{ nickname }}" in text
