@@ -218,13 +218,15 @@ def scan_recipients(campaign, scan, on_chunk=lambda done: None):
 
 # --- the run --------------------------------------------------------------------------------------
 
-def preflight(campaign, on_chunk=lambda done: None):
-    """The findings for CAMPAIGN as a JSON-ready dict (see the module docstring)."""
+def preflight(campaign, on_chunk=lambda done: None, on_total=lambda total: None):
+    """The findings for CAMPAIGN as a JSON-ready dict (see the module docstring); ON_TOTAL gets the
+    audience's size before the rows are read, ON_CHUNK the rows read so far after each chunk."""
     findings = Findings()
     compiled = check_content(campaign, findings)
     sender = check_sender(campaign, findings)
     links = content_links(campaign)
     matching, total = segments.count_matching(campaign.pk, campaign.segment)
+    on_total(matching)
     if not total:
         findings.error("no_recipients", "The campaign has no recipients: import some first.")
     elif not matching:
@@ -267,9 +269,9 @@ def start_preflight(campaign, user=None):
     """A queued PreflightRun for CAMPAIGN, its task enqueued once the row is committed."""
     from celery import current_app
 
-    matching, _ = segments.count_matching(campaign.pk, campaign.segment)
+    # The audience is counted by the task; until then the progress bar goes by every recipient.
     with transaction.atomic():
-        run = PreflightRun.objects.create(campaign=campaign, created_by=user, rows_total=matching,
+        run = PreflightRun.objects.create(campaign=campaign, created_by=user, rows_total=campaign.total_recipients,
                                           campaign_updated_at=campaign.updated_at)
         transaction.on_commit(lambda: current_app.send_task(PREFLIGHT_TASK, args=[run.pk]))
     return run
@@ -287,8 +289,11 @@ def run_preflight(run_id):
     def progress(done):
         PreflightRun.objects.filter(pk=run_id).update(rows_done=done)
 
+    def audience(total):
+        PreflightRun.objects.filter(pk=run_id).update(rows_total=total)
+
     try:
-        report = preflight(campaign, progress)
+        report = preflight(campaign, progress, audience)
     except Exception as error:
         logger.exception("Preflight %s of campaign %s failed", run_id, campaign.pk)
         PreflightRun.objects.filter(pk=run_id).update(status=S.FAILED, error=f"The preflight stopped: {error}"[:2000],

@@ -98,9 +98,9 @@ def test_only_the_segment_is_rendered_in_chunks_with_progress(campaign, monkeypa
         {"column": "city", "operator": "in", "value": ["lisbon", "porto", "rome"]},
         {"column": "city", "operator": "empty", "value": None}]})
     campaign.refresh_from_db()
-    progress = []
-    report = preflight.preflight(campaign, progress.append)
-    assert progress == [2, 4, 5]
+    progress, totals = [], []
+    report = preflight.preflight(campaign, progress.append, totals.append)
+    assert (totals, progress) == ([5], [2, 4, 5])
     assert (report["figures"]["audience"], report["figures"]["rendered"], report["figures"]["suppressed"]) == (5, 4, 1)
     missing = {w["tag"]: w["examples"] for w in report["warnings"] if w["code"] == "missing_value"}
     assert missing == {"city": ["c@example.com", "f@example.com"], "first_name": ["b@example.com"]}
@@ -122,11 +122,14 @@ def test_no_rate_limit_gives_no_estimate(campaign, settings):
 
 
 def test_a_run_happens_once(campaign):
+    segments.save_segment(campaign.pk, {"match": "all", "conditions": [
+        {"column": "city", "operator": "not_empty", "value": None}]})  # 4 of 6: c and f have no city
+    campaign.refresh_from_db()
     run = PreflightRun.objects.create(campaign=campaign, rows_total=6, campaign_updated_at=campaign.updated_at)
-    assert preflight.run_preflight(run.pk) == {"errors": 0, "warnings": 5}  # two missing values
+    assert preflight.run_preflight(run.pk) == {"errors": 0, "warnings": 4}  # first_name missing for b and d
     assert preflight.run_preflight(run.pk) is None  # a redelivery does nothing
     run.refresh_from_db()
-    assert (run.status, run.rows_done) == ("succeeded", 6)
+    assert (run.status, run.rows_done, run.rows_total) == ("succeeded", 4, 4)
     assert preflight.is_current(run, campaign)
     campaign.save()  # any edit moves updated_at
     assert not preflight.is_current(run, campaign)
