@@ -42,6 +42,11 @@ def _target(raw_href):
     return url
 
 
+def hrefs(html_body: str) -> list[str]:
+    """Every <a> href of the HTML as written (merge tags and all), in document order."""
+    return [m.group(2) if m.group(2) is not None else m.group(3) for m in _HREF.finditer(html_body)]
+
+
 def campaign_links(html_body: str) -> list[str]:
     """The trackable link targets of a campaign's HTML, in document order (index = click token's index)."""
     targets = (_target(m.group(2) if m.group(2) is not None else m.group(3)) for m in _HREF.finditer(html_body))

@@ -28,6 +28,10 @@ class CampaignError(Exception):
     """An action that cannot apply to this campaign, with a message for staff (campaigns.services)."""
 
 
+class SegmentError(CampaignError):
+    """A segment filter names an unknown column or operator, or a value of the wrong kind (campaigns.segments)."""
+
+
 class MergeTagError(ValueError):
     """A template uses an unknown or malformed merge tag; the message says which and what to use."""
 

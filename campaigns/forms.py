@@ -35,7 +35,7 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = ("name", "start_from", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
-                  "track_engagement")
+                  "track_engagement", "public_archive")
         widgets = {
             "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
             "html_body": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField campaign-html-body",

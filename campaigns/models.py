@@ -72,6 +72,10 @@ class Campaign(models.Model):
     # Hidden from the default admin list; a campaign that has started sending is archived, never deleted,
     # because its delivery logs are the record of who was mailed.
     archived = models.BooleanField(default=False)
+    # Not the same as archived: shown, with sample data only, on the public archive page (/archive/).
+    public_archive = models.BooleanField(
+        default=False, verbose_name="in the public archive",
+        help_text="Show this campaign on the public archive page, rendered with sample data only.")
     # Why sending paused by itself: every provider refused us (credentials, configuration, a relay's
     # policy). Empty for a pause staff chose; cleared on resume.
     pause_reason = models.TextField(blank=True, editable=False)
@@ -101,6 +105,9 @@ class Campaign(models.Model):
     # merge_fields_total equals total_recipients (an import always changes that count).
     merge_fields = models.JSONField(default=list, blank=True, editable=False)
     merge_fields_total = models.IntegerField(null=True, blank=True, editable=False)
+    # The audience narrowed by the recipients' columns (campaigns.segments): plain data, validated against
+    # the known columns and operators and compiled to parameterised SQL when the campaign starts. None: everyone.
+    segment = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -414,3 +421,34 @@ class EngagementHour(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["campaign", "hour"], name="engagementhour_unique_campaign_hour"),
         ]
+
+
+class PreflightRun(models.Model):
+    """One preflight of a campaign (campaigns.preflight): every recipient rendered in the background,
+    with progress, then its findings (errors that block sending, warnings, figures) as JSON."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Finished"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="preflight_runs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # The campaign version checked: findings are stale once the campaign changes.
+    campaign_updated_at = models.DateTimeField(null=True, blank=True)
+    rows_done = models.PositiveIntegerField(default=0)
+    rows_total = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Preflight of {self.campaign} ({self.status})"

@@ -22,7 +22,9 @@ from html.parser import HTMLParser
 
 from campaigns.exceptions import MergeTagError
 
-STANDARD_TAGS = ("email", "first_name", "last_name", "unsubscribe_url")
+STANDARD_TAGS = ("email", "first_name", "last_name", "unsubscribe_url", "web_url")
+# Tags every recipient has a value for: links the sending path signs for each of them.
+LINK_TAGS = ("unsubscribe_url", "web_url")
 # What an imported column name becomes (campaigns.importing.headers.merge_tag_name). A data key of any
 # other shape (planted by hand, or from an old import) is never offered, accepted or rendered as a tag.
 MERGE_TAG_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -154,6 +156,8 @@ class CompiledCampaign:
         self._html_plan = self._plan(_parse(html_body), HTML)
         self._text_plan = self._plan(_parse(self.text_template), TEXT)
         self.tags = frozenset(name for name, _, _ in self._slots)
+        # Tags used somewhere with no default: a recipient without a value gets nothing there.
+        self.tags_without_default = frozenset(name for name, default, _ in self._slots if default is None)
         nonce = secrets.token_hex(4)
         self._keys = [self._key(slot, nonce) for slot in self._slots]
 
@@ -227,10 +231,11 @@ def compile_campaign(subject: str, html: str, text: str = "") -> CompiledCampaig
     return CompiledCampaign(subject, html, text)
 
 
-def recipient_context(email, first_name, last_name, data: dict, unsubscribe_url: str) -> dict:
+def recipient_context(email, first_name, last_name, data: dict, unsubscribe_url: str, web_url: str = "") -> dict:
     """The values a recipient's tags render from; the standard fields win over imported columns."""
     context = dict(data or {})
-    context.update(email=email, first_name=first_name, last_name=last_name, unsubscribe_url=unsubscribe_url)
+    context.update(email=email, first_name=first_name, last_name=last_name, unsubscribe_url=unsubscribe_url,
+                   web_url=web_url)
     return context
 
 

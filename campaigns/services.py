@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from campaigns import states
+from campaigns import segments, states
 from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
@@ -60,12 +60,16 @@ def schedule(campaign_id, when):
     """Schedule a draft (or reschedule a scheduled) campaign for WHEN, a timezone-aware datetime."""
     if timezone.is_naive(when):
         raise CampaignError("The schedule needs a time zone: give an aware datetime.")
-    from_email = Campaign.objects.filter(pk=campaign_id).values_list("from_email", flat=True).first()
-    if from_email is None:
+    found = Campaign.objects.filter(pk=campaign_id).values_list("from_email", "segment").first()
+    if found is None:
         raise CampaignError(f"Campaign #{campaign_id} does not exist.")
+    from_email, segment = found
     check_sender(campaign_id, from_email)
     if not Campaign.objects.filter(pk=campaign_id, recipients__isnull=False).exists():
         raise CampaignError(f"Campaign #{campaign_id} has no recipients: import some before scheduling it.")
+    if segment and not segments.has_match(campaign_id, segment):
+        raise CampaignError(f"Campaign #{campaign_id}'s audience matches no recipient ({segments.describe(segment)}): "
+                            "change it before scheduling.")
     with transaction.atomic():
         states.schedule(campaign_id, when)
         _eta_if_near(campaign_id, when)
@@ -202,7 +206,8 @@ def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=Tr
         first = campaign.recipients.order_by("id").values("email", "first_name", "last_name", "data").first()
     sample = first or SAMPLE_RECIPIENT
     context = recipient_context(sample["email"], sample["first_name"], sample["last_name"], sample["data"] or {},
-                                f"{settings.SITE_URL}/u/test-link-not-active/")
+                                f"{settings.SITE_URL}/u/test-link-not-active/",
+                                f"{settings.SITE_URL}/w/test-link-not-active/")
     compiled = compile_campaign("[TEST] " + campaign.subject, campaign.html_body, campaign.text_body)
     messages = [OutgoingMessage(delivery_id=0, email=address, context={**context}) for address in allowed]
     batch = Batch(campaign_id=campaign_id, from_email=campaign.from_email or settings.DEFAULT_FROM_EMAIL,

@@ -1,11 +1,16 @@
-"""Signed public links carried in emails: unsubscribe, the open pixel and click redirects.
+"""Signed public links carried in emails: unsubscribe, the open pixel, click redirects, the web version.
 
 One token per recipient serves all its links, from one AES block and one HMAC (issue 14, item 5):
 
     handle = AES-256(k_enc, delivery id as 8 bytes + 8 zero bytes)      16 bytes, opaque
     tags   = HMAC-SHA256(k_mac, handle)                                    32 bytes
-    unsubscribe token = b64url(handle + tags[0:12])      /u/<token>/
-    tracking token    = b64url(handle + tags[12:24])     /t/o/<token>/ and /t/c/<token>/<link index>/
+    unsubscribe token = b64url(handle + tags[0:12])      /u/<token>/                        38 characters
+    tracking token    = b64url(handle + tags[12:24])     /t/o/<token>/, /t/c/<token>/<i>/   38 characters
+    web version token = b64url(handle + tags[24:32])     /w/<token>/                        32 characters
+
+The web version's tag is the HMAC's last 8 bytes (issue 16, item 7): the same hash, so the first two
+tokens are unchanged; 64 bits is enough for a page that only shows the message (forging one needs
+about 2^63 requests), and its own purpose keeps a tracking or unsubscribe token from opening it.
 
 The handle hides the delivery id (sequential) from anyone without the key: a PRP of a unique block.
 The two tags keep purposes apart: a tracking token (fetched by image proxies, link scanners) cannot
@@ -36,7 +41,6 @@ OPEN_SALT = "campaigns.open"
 CLICK_SALT = "campaigns.click"
 
 _TAG = 12
-_TOKEN_BYTES = 16 + _TAG
 _ZERO = bytes(8)
 
 
@@ -77,34 +81,43 @@ def _b64(data: bytes) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _recipient_tokens(delivery_id: int, key: str) -> tuple[str, str]:
-    # Cached: the sending path asks for the unsubscribe link (build_batch) and for the tracking
-    # links (the SMTP provider) of the same recipient; the keyed work is done once for both.
+def _recipient_tokens(delivery_id: int, key: str) -> tuple[str, str, str]:
+    # Cached: the sending path asks for the unsubscribe and web links (build_batch) and for the
+    # tracking links (the SMTP provider) of the same recipient; the keyed work is done once for all.
     handle = _aes(key).update(delivery_id.to_bytes(8, "big") + _ZERO)
     tags = _tags(key, handle)
-    return _b64(handle + tags[:_TAG]), _b64(handle + tags[_TAG:2 * _TAG])
+    return _b64(handle + tags[:_TAG]), _b64(handle + tags[_TAG:2 * _TAG]), _b64(handle + tags[2 * _TAG:])
 
 
-def recipient_tokens(delivery_id) -> tuple[str, str]:
-    """(unsubscribe token, tracking token) of one delivery, from one AES block and one HMAC."""
+def _all_tokens(delivery_id):
     if not isinstance(delivery_id, int) or not 0 <= delivery_id < 2 ** 63:
         raise ValueError(f"not a delivery id: {delivery_id!r}")
     return _recipient_tokens(delivery_id, settings.LINK_SIGNING_KEY)
 
 
+def recipient_tokens(delivery_id) -> tuple[str, str]:
+    """(unsubscribe token, tracking token) of one delivery, from one AES block and one HMAC."""
+    return _all_tokens(delivery_id)[:2]
+
+
+# Each purpose's slice of the HMAC, and the length of its token in characters.
+_PURPOSES = {0: (slice(0, _TAG), 38), 1: (slice(_TAG, 2 * _TAG), 38), 2: (slice(2 * _TAG, 32), 32)}
+
+
 def _verify(token: str, purpose: int) -> int:
-    """The delivery id of a token for PURPOSE (0 unsubscribe, 1 tracking); BadSignature otherwise."""
-    if not isinstance(token, str) or len(token) != 38:
+    """The delivery id of a token for PURPOSE (0 unsubscribe, 1 tracking, 2 web version); BadSignature otherwise."""
+    tag_slice, length = _PURPOSES[purpose]
+    if not isinstance(token, str) or len(token) != length:
         raise signing.BadSignature("not a link token")
     try:
         raw = base64.urlsafe_b64decode(token + "==")
     except (binascii.Error, ValueError):
         raise signing.BadSignature("not a link token") from None
-    if len(raw) != _TOKEN_BYTES or _b64(raw) != token:
+    if len(raw) != 16 + tag_slice.stop - tag_slice.start or _b64(raw) != token:
         raise signing.BadSignature("not a link token")
     handle, tag = raw[:16], raw[16:]
     for key in (settings.LINK_SIGNING_KEY, *settings.LINK_SIGNING_KEY_FALLBACKS):
-        expected = _tags(key, handle)[purpose * _TAG:(purpose + 1) * _TAG]
+        expected = _tags(key, handle)[tag_slice]
         if hmac.compare_digest(expected, tag):
             block = _aes(key, decrypt=True).update(handle)
             if block[8:] == _ZERO:
@@ -133,6 +146,20 @@ def delivery_id_from_unsubscribe_token(token):
     if _is_legacy(token):
         return _as_id(signing.loads(token, salt=UNSUBSCRIBE_SALT))
     return _verify(token, 0)
+
+
+def web_token(delivery_id):
+    return _all_tokens(delivery_id)[2]
+
+
+def web_url(delivery_id):
+    """The recipient's web version of the message ({{ web_url }}): a public page, signed."""
+    return f"{settings.SITE_URL}/w/{web_token(delivery_id)}/"
+
+
+def delivery_id_from_web_token(token):
+    """The delivery id of a web version link; raises signing.BadSignature for a forged or other token."""
+    return _verify(token, 2)
 
 
 def open_url(delivery_id):

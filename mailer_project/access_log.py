@@ -1,8 +1,8 @@
 """Keep the tokens of unsubscribe and tracking links out of gunicorn's access log.
 
-A token in /u/<token>/, /t/o/<token>/ or /t/c/<token>/ acts for its recipient (it unsubscribes
-them, or counts their opens and clicks), so a log line shows "***" in its place: in the request
-line, the path and the Referer. nginx does the same for its own log (nginx/nginx.conf).
+A token in /u/<token>/, /t/o/<token>/, /t/c/<token>/ or /w/<token>/ acts for its recipient (it
+unsubscribes them, counts their opens and clicks, or shows their copy of the message), so a log line
+shows "***" in its place: in the request line, the path and the Referer. nginx does the same for its own log (nginx/nginx.conf).
 
 Used by docker/gunicorn.conf.py and the Procfile (`--logger-class`).
 """
@@ -14,7 +14,7 @@ from gunicorn.glogging import Logger
 from campaigns.logsafe import RewritingFilter
 
 # A link path at the start of a value, after a space (the request line) or after scheme://host.
-_LINK_TOKEN = re.compile(r"(^|\s|//[^/\s]*)(/(?:u|t/o|t/c)/)[^/?#\s]*")
+_LINK_TOKEN = re.compile(r"(^|\s|//[^/\s]*)(/(?:u|t/o|t/c|w)/)[^/?#\s]*")
 
 
 def mask_link_tokens(text: str) -> str:

@@ -4,7 +4,8 @@ The policy (settings.CONTENT_SECURITY_POLICY) allows scripts and styles from thi
 ones only with the request's nonce, so an injected <script> or <style> does not run.
 
 One exception: the campaign form and the preview show the campaign's email HTML in a sandboxed
-srcdoc iframe, and such an iframe inherits its page's policy. Email HTML is styled inline and loads
+srcdoc iframe, and such an iframe inherits its page's policy; the public web version and archive
+pages (campaigns.views.web_version) are that HTML itself. Email HTML is styled inline and loads
 its images from anywhere, so on those pages inline styles and https images are allowed. Scripts
 stay as strict as everywhere (and the sandbox runs none at all).
 """
@@ -14,7 +15,7 @@ import re
 from csp.constants import SELF, UNSAFE_INLINE
 from csp.middleware import CSPMiddleware
 
-EMAIL_HTML_PAGES = re.compile(r"^/admin/campaigns/campaign/(add|\d+/change|\d+/preview)/$")
+EMAIL_HTML_PAGES = re.compile(r"^(/admin/campaigns/campaign/(add|\d+/change|\d+/preview)|/w/[^/]+|/archive/\d+)/$")
 EMAIL_HTML_DIRECTIVES = {"style-src": [SELF, UNSAFE_INLINE], "img-src": [SELF, "data:", "https:"]}
 
 

@@ -48,10 +48,10 @@ def test_unknown_tag_is_rejected_with_the_available_tags_listed():
         validate_merge_tags("Hi {{ first_name }}", "<p>{{ compnay }}</p>", available=available_tags(["city"]))
     assert str(caught.value) == (
         "Unknown merge tag {{ compnay }}. Available tags: {{ city }}, {{ email }}, {{ first_name }}, "
-        "{{ last_name }}, {{ unsubscribe_url }}"
+        "{{ last_name }}, {{ unsubscribe_url }}, {{ web_url }}"
     )
     assert caught.value.unknown == ["compnay"]
-    assert caught.value.available == ["city", "email", "first_name", "last_name", "unsubscribe_url"]
+    assert caught.value.available == ["city", "email", "first_name", "last_name", "unsubscribe_url", "web_url"]
 
 
 def test_every_unknown_tag_is_named_once():

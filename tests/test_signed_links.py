@@ -4,6 +4,8 @@ Also issue 14, item 5: one keyed hash per recipient serves all its signed_links.
 """
 
 import base64
+import hashlib
+import hmac
 import re
 
 import pytest
@@ -229,3 +231,50 @@ def test_legacy_links_survive_a_secret_key_rotation_only_with_the_old_key_in_the
     assert Client().get(legacy).status_code == 404
     settings.SECRET_KEY_FALLBACKS = ["old-secret-key-" + "s" * 50]
     assert Client().get(legacy).status_code == 200
+
+
+# --- The web version's link kind (issue 16, item 7) --------------------------------------------
+
+def test_the_web_token_is_the_same_hashs_last_tag_and_leaves_the_other_tokens_as_they_were(settings):
+    handle_bytes = _raw(signed_links.unsubscribe_token(77))[:16]
+    mac_key = hmac.new(settings.LINK_SIGNING_KEY.encode(), b"campaigns.links.mac", hashlib.sha256).digest()
+    tags = hmac.new(mac_key, handle_bytes, hashlib.sha256).digest()
+    b64 = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
+    # The unsubscribe and tracking tokens mailed before this link kind existed are unchanged.
+    assert signed_links.recipient_tokens(77) == (b64(handle_bytes + tags[:12]), b64(handle_bytes + tags[12:24]))
+    assert signed_links.web_token(77) == b64(handle_bytes + tags[24:32])
+    assert signed_links.web_url(77) == f"{settings.SITE_URL}/w/{signed_links.web_token(77)}/"
+    assert signed_links.delivery_id_from_web_token(signed_links.web_token(77)) == 77
+
+
+def test_web_tokens_do_not_verify_as_other_kinds_nor_others_as_web_tokens():
+    unsubscribe, track = signed_links.recipient_tokens(78)
+    web = signed_links.web_token(78)
+    for call in (lambda: signed_links.delivery_id_from_web_token(unsubscribe),
+                 lambda: signed_links.delivery_id_from_web_token(track),
+                 lambda: signed_links.delivery_id_from_web_token(unsubscribe[:32]),
+                 lambda: signed_links.delivery_id_from_unsubscribe_token(web),
+                 lambda: signed_links.delivery_id_from_open_token(web)):
+        with pytest.raises(signing.BadSignature):
+            call()
+
+
+def test_a_tampered_web_token_is_refused():
+    token = signed_links.web_token(79)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for position in (0, 10, 21, 25, 31):
+        flipped = alphabet[alphabet.index(token[position]) ^ 1]
+        with pytest.raises(signing.BadSignature):
+            signed_links.delivery_id_from_web_token(token[:position] + flipped + token[position + 1:])
+
+
+def test_the_web_link_costs_no_extra_keyed_work(monkeypatch):
+    signed_links.recipient_tokens(1)
+    calls = []
+    real_tags = signed_links._tags
+    monkeypatch.setattr(signed_links, "_tags", lambda *a: calls.append("hmac") or real_tags(*a))
+    signed_links._recipient_tokens.cache_clear()
+    signed_links.unsubscribe_url(515151)
+    signed_links.web_url(515151)
+    signed_links.tracking_token(515151)
+    assert calls == ["hmac"]

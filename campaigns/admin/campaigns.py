@@ -12,17 +12,18 @@ from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns import services, stats
-from campaigns.admin import dashboard, exports, follow_ups, imports, preview
+from campaigns import preflight as preflight_checks
+from campaigns.admin import dashboard, exports, follow_ups, imports, preflight, preview, segments
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
 from campaigns.forms import CampaignForm, ScheduleForm, TestEmailForm, zone_name
-from campaigns.models import NEVER_STARTED, Campaign, EmailTemplate, RecipientImport
+from campaigns.models import NEVER_STARTED, Campaign, EmailTemplate, PreflightRun, RecipientImport
 
 S = Campaign.Status
 # Archiving is for finished campaigns; a live one stays in view.
@@ -161,7 +162,11 @@ class CampaignAdmin(admin.ModelAdmin):
         editable = obj is None or obj.is_editable
         content = (("start_from",) if obj is None else ()) + CONTENT_FIELDS
         # Once sending starts the content is read-only and long: fold it away under the dashboard.
-        fieldsets = [("Content", {"fields": content, "classes": () if editable else ("collapse",)})]
+        fieldsets = [("Content", {"fields": content, "classes": () if editable else ("collapse",)}),
+                     # Publishing may be decided after sending, so this stays editable.
+                     ("Web version", {"fields": ("public_archive",), "description": (
+                         "Every email can link to its own web version with {{ web_url }}. The public archive "
+                         "(/archive/) lists the sent campaigns marked here, rendered with sample data only.")})]
         if editable and self.has_change_permission(request, obj) and self.has_send_permission(request, obj):
             fieldsets.append(("Schedule", {"fields": ("schedule_for",),
                                            "description": f"Times are in {zone_name()}."}))
@@ -215,6 +220,8 @@ class CampaignAdmin(admin.ModelAdmin):
                 unknown_url=deliveries_url(obj.pk, status__exact="unknown"),
                 can_import=self.has_change_permission(request, obj) and obj.is_editable,
                 can_export=self.has_export_recipients_permission(request, obj),
+                segment_builder=segments.builder_data(obj, self.has_change_permission(request, obj)),
+                preflight_run=preflight_checks.latest_run(obj) if obj.is_editable else None,
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -278,6 +285,8 @@ class CampaignAdmin(admin.ModelAdmin):
         else:
             [campaign] = campaigns
             context.update(campaign=campaign, action_url=request.path, cancel_url=change_url(campaign.pk))
+            if action.name == "send_now":  # the preflight is shown before sending starts
+                context["preflight_run"] = preflight_checks.latest_run(campaign)
         return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)
 
     # --- bulk actions of the change list ---------------------------------------------------------
@@ -335,6 +344,28 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def dashboard_json_view(self, request, campaign_id):
         return dashboard.dashboard_json(self.viewable_campaign(request, campaign_id))
+
+    def segment_json_view(self, request, campaign_id):
+        campaign = self.viewable_campaign(request, campaign_id)
+        return segments.segment_json(request, campaign, can_edit=self.has_change_permission(request, campaign))
+
+    def preflight_view(self, request, campaign_id, run_id=None):
+        """GET: the latest (or a given) run, its progress or findings. POST: start a new run."""
+        campaign = self.viewable_campaign(request, campaign_id)
+        can_start = self.has_change_permission(request, campaign) and campaign.is_editable
+        if request.method == "POST":
+            if not can_start:
+                raise PermissionDenied("Only a draft or scheduled campaign you may change can be preflighted.")
+            run = preflight_checks.start_preflight(campaign, request.user)
+            return redirect("admin:campaigns_campaign_preflight_run", campaign.pk, run.pk)
+        return preflight.preflight_page(request, self.admin_site.each_context(request), campaign,
+                                        can_start=can_start, run_id=run_id,
+                                        show_examples=request.user.has_perm("campaigns.view_recipient"))
+
+    def preflight_status_json(self, request, run_id):
+        run = get_object_or_404(PreflightRun, pk=run_id)
+        self.viewable_campaign(request, run.campaign_id)
+        return preflight.preflight_status_json(run)
 
     def preview_view(self, request, campaign_id):
         campaign = self.viewable_campaign(request, campaign_id)
@@ -394,6 +425,13 @@ class CampaignAdmin(admin.ModelAdmin):
                  name="campaigns_campaign_action"),
             path("<int:campaign_id>/dashboard.json", view(self.dashboard_json_view),
                  name="campaigns_campaign_dashboard_json"),
+            path("<int:campaign_id>/segment.json", view(self.segment_json_view),
+                 name="campaigns_campaign_segment_json"),
+            path("<int:campaign_id>/preflight/", view(self.preflight_view), name="campaigns_campaign_preflight"),
+            path("<int:campaign_id>/preflight/<int:run_id>/", view(self.preflight_view),
+                 name="campaigns_campaign_preflight_run"),
+            path("preflight/<int:run_id>/status.json", view(self.preflight_status_json),
+                 name="campaigns_campaign_preflight_status_json"),
             path("<int:campaign_id>/preview/", view(self.preview_view), name="campaigns_campaign_preview"),
             path("<int:campaign_id>/follow-up/", view(self.follow_up_view), name="campaigns_campaign_follow_up"),
             path("<int:campaign_id>/delivery-logs.csv", view(self.export_delivery_logs_view),

@@ -29,7 +29,8 @@ def preview_page(request, campaign, *, real_data, admin_context):
     try:
         rendered = compile_campaign(campaign.subject, campaign.html_body, campaign.text_body).render(
             recipient_context(recipient["email"], recipient["first_name"], recipient["last_name"],
-                              recipient["data"] or {}, f"{settings.SITE_URL}/u/preview-link-not-active/"))
+                              recipient["data"] or {}, f"{settings.SITE_URL}/u/preview-link-not-active/",
+                              f"{settings.SITE_URL}/w/preview-link-not-active/"))
         context["rendered"] = rendered
     except MergeTagError as error:
         context["error"] = str(error)

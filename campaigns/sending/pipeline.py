@@ -28,6 +28,7 @@ from campaigns.exceptions import IllegalTransition, ProviderError, ProviderRefus
 from campaigns.logsafe import for_log
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog
 from campaigns.rendering import compile_campaign, recipient_context
+from campaigns.segments import compile_segment
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.ledger import BatchLedger, Heartbeat
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
@@ -87,7 +88,7 @@ WITH inserted AS (
            '', '', 0, now()
     FROM campaigns_recipient r
     LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
-    WHERE r.campaign_id = %(campaign_id)s
+    WHERE r.campaign_id = %(campaign_id)s AND /* segment */ TRUE
     ON CONFLICT (campaign_id, recipient_id) DO NOTHING
     RETURNING status, batch_number
 )
@@ -109,11 +110,14 @@ SELECT coalesce(array_agg(DISTINCT batch_number), '{{}}') FROM requeued
 """
 
 
-def create_delivery_logs(campaign_id, batch_size, first_batch=0):
-    """One DeliveryLog per recipient that has none yet, in one statement; returns (created, skipped, batches)."""
+def create_delivery_logs(campaign_id, batch_size, first_batch=0, segment=None):
+    """One DeliveryLog per recipient that has none yet (of SEGMENT's recipients only, campaigns.segments),
+    in one statement; returns (created, skipped, batches)."""
+    segment_sql, segment_params = compile_segment(segment)
     with connection.cursor() as cursor:
-        cursor.execute(CREATE_DELIVERY_LOGS, {"campaign_id": campaign_id, "batch_size": batch_size,
-                                              "first_batch": first_batch})
+        cursor.execute(CREATE_DELIVERY_LOGS.replace("/* segment */ TRUE", segment_sql),
+                       {**segment_params, "campaign_id": campaign_id, "batch_size": batch_size,
+                        "first_batch": first_batch})
         created, skipped, batches = cursor.fetchone()
     return created, skipped, batches
 
@@ -143,7 +147,7 @@ def start_campaign(campaign_id):
                 logger.info("Campaign %s not started: it is %s", campaign_id, refused.actual_status)
             return False
         campaign = Campaign.objects.get(pk=campaign_id)
-        created, skipped, batches = create_delivery_logs(campaign_id, batch_size(campaign))
+        created, skipped, batches = create_delivery_logs(campaign_id, batch_size(campaign), segment=campaign.segment)
         Campaign.objects.filter(pk=campaign_id).update(
             total_recipients=created, skipped_count=F("skipped_count") + skipped,
             last_progress_at=Now(),
@@ -209,7 +213,7 @@ def build_batch(campaign, claimed_rows, ledger=None):
     messages = [
         OutgoingMessage(delivery_id=pk, email=email, context=recipient_context(
             email, first, last, json.loads(data) if isinstance(data, str) else data or {},
-            signed_links.unsubscribe_url(pk)))
+            signed_links.unsubscribe_url(pk), signed_links.web_url(pk)))
         for pk, _status, _attempts, email, first, last, data in claimed_rows
     ]
     return Batch(campaign_id=campaign["id"], from_email=campaign["from_email"] or settings.DEFAULT_FROM_EMAIL,

@@ -1,6 +1,9 @@
-"""Tasks on the `imports` queue: recipient files uploaded in the admin, and their hourly clean-up.
+"""Tasks on the `imports` queue: recipient files uploaded in the admin, their hourly clean-up, and
+preflights (every recipient of a campaign rendered before it is sent).
 
-Imports have a queue and a worker of their own so that a long file never delays starting a campaign.
+Imports have a queue and a worker of their own so that a long file never delays starting a campaign;
+a preflight is the same kind of work (a long read of one campaign's recipients, for staff waiting on a
+progress bar), so it shares that queue rather than slowing the scheduler or the senders.
 """
 
 from celery import shared_task
@@ -8,6 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLo
 from celery.signals import task_failure
 from django.conf import settings
 
+from campaigns import preflight
 from campaigns.importing import uploads
 from campaigns.importing.service import time_limit_reason
 
@@ -23,6 +27,12 @@ def import_recipients_file(recipient_import_id: int, check_mx: bool = False) -> 
 @shared_task
 def tidy_uploads() -> dict:
     return uploads.tidy_uploads()
+
+
+# Acknowledged when it starts, like an import: a run whose worker died stays "running" and staff start another.
+@shared_task(acks_late=False)
+def run_preflight(preflight_run_id: int) -> dict | None:
+    return preflight.run_preflight(preflight_run_id)
 
 
 @task_failure.connect

@@ -37,7 +37,7 @@ def test_a_planted_data_key_is_escaped_wherever_the_help_text_is_built(campaign)
 @pytest.mark.parametrize("key", [PAYLOAD, "City", "naïve", "1st", "_private", "a-b", "x y", "é"])
 def test_keys_that_are_not_tag_names_are_not_available(key):
     assert available_tags([key, "plan_2"]) == sorted(["email", "first_name", "last_name", "unsubscribe_url",
-                                                      "plan_2"])
+                                                      "web_url", "plan_2"])
 
 
 @pytest.mark.django_db

@@ -77,7 +77,7 @@ def log_with(path, *lines):
 # --- item 4: rate limits and body sizes ----------------------------------------------------------------
 
 @pytest.mark.parametrize("path, source", [("/u/not-a-token/", "127.0.1.1"), ("/t/o/not-a-token/", "127.0.1.2"),
-                                          ("/t/c/not-a-token/", "127.0.1.3")])
+                                          ("/t/c/not-a-token/", "127.0.1.3"), ("/w/not-a-token/", "127.0.1.5")])
 def test_links_in_emails_are_rate_limited_per_address(nginx_site, path, source):
     client, _ = nginx_site
     statuses = statuses_until(client(source), "GET", path)
@@ -213,10 +213,10 @@ def test_flower_allow_list_refuses_anything_but_addresses(tmp_path):
 def test_link_tokens_are_masked_in_the_nginx_and_gunicorn_access_logs(nginx_site, web_server):
     client, server = nginx_site
     referer = f"https://mail.example.com/u/{TOKEN}/"
-    for path in (f"/u/{TOKEN}/", f"/t/o/{TOKEN}/", f"/t/c/{TOKEN}/?x=1"):  # 404s, which Django logs too
+    for path in (f"/u/{TOKEN}/", f"/t/o/{TOKEN}/", f"/t/c/{TOKEN}/?x=1", f"/w/{TOKEN}/"):  # 404s, logged by Django too
         assert client("127.0.4.1").get(path, headers={"Referer": referer}).status == 404
     expected = ["GET /u/***/ HTTP/1.1", "GET /t/o/***/ HTTP/1.1", "GET /t/c/***/?x=1 HTTP/1.1",
-                '"https://mail.example.com/u/***/"']
+                "GET /w/***/ HTTP/1.1", '"https://mail.example.com/u/***/"']
     for log in (log_with(server.log_path, *expected), log_with(web_server.log_path, *expected)):
         assert TOKEN not in log
         for line in expected:
