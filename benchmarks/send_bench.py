@@ -22,7 +22,8 @@ and Redis given as DATABASE_URL / REDIS_URL.)
 With `--sink postfix` (SMTP) the server is Postfix's own `smtp-sink` (C), fetched with `apt-get
 download postfix` + `dpkg -x` into var/postfix/ when missing and run from there (LD_LIBRARY_PATH to
 its libraries; Postfix is not installed), and the baselines are Postfix's `smtp-source` at the mean
-size of the pipeline's messages over as many connections as the pipeline had, and django-post_office.
+size of the pipeline's messages over as many connections as the pipeline had (sender pool processes ×
+SEND_SMTP_CONNECTIONS, `--smtp-connections N` to set it), and django-post_office.
 
 SendGrid runs also measure a same-run floor, the least work any ledgered sender must do for the same
 recipients: every delivery row in one INSERT ... SELECT, every result in 200-row UPDATE ... FROM
@@ -92,6 +93,9 @@ def main(argv=None):
     parser.add_argument("--sink", choices=("aiosmtpd", "postfix"), default="aiosmtpd",
                         help="SMTP server: the project's aiosmtpd capture sink, or Postfix's smtp-sink (C; fetched "
                              "with apt-get download into var/postfix/ when missing) with smtp-source as baseline")
+    parser.add_argument("--smtp-connections", type=int, default=None,
+                        help="SEND_SMTP_CONNECTIONS for the sender workers (default: the setting's default); "
+                             "smtp-source gets as many sessions as the pipeline had connections")
     parser.add_argument("--workers", default=None,
                         help="scale-out: comma-separated sender worker counts, e.g. 1,2,4; each count gets a fresh "
                              "campaign and that many separate sender worker processes (-n sendK@hostK)")
@@ -919,7 +923,8 @@ def bench_smtp_postfix(campaign_id, args, sample):
     dump = BENCH_DIR / "postfix" / "pipeline.dump"
     with postfix_sink(dump) as (server, port):
         env = worker_env(SENDGRID_API_KEY="", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, EMAIL_HOST_USER="",
-                         EMAIL_HOST_PASSWORD="", EMAIL_USE_TLS="False", SMTP_RATE_LIMIT_PER_SEC="0")
+                         EMAIL_HOST_PASSWORD="", EMAIL_USE_TLS="False", SMTP_RATE_LIMIT_PER_SEC="0",
+                         SEND_SMTP_CONNECTIONS=smtp_connections(args))
         with workers(env, args.concurrency, LIMIT_NOTES["smtp"]) as sender:
             run = send_campaign(campaign_id, total, sender, server, args.timeout)
     seen, stored, size = postfix_dump(dump)
@@ -927,9 +932,11 @@ def bench_smtp_postfix(campaign_id, args, sample):
     check = exactly_once(campaign_id, seen)
     rate = report_campaign(run, check, total, args.concurrency)
     report_signing(campaign_id, run, smtp=True)
-    sessions = args.concurrency  # one SMTP connection per batch, one batch per pool process
+    # SEND_SMTP_CONNECTIONS per batch, one batch per pool process.
+    sessions = args.concurrency * smtp_connections(args)
     print(f"   {stored:,} messages stored by smtp-sink, mean size {size:,.0f} bytes; at most {sessions} connections "
-          f"at once (one per batch, one batch per sender pool process)", flush=True)
+          f"at once ({smtp_connections(args)} per batch (SEND_SMTP_CONNECTIONS), one batch per sender pool "
+          f"process)", flush=True)
     if args.skip_baselines:
         return {"rate": rate, **check}
 
@@ -953,6 +960,12 @@ def bench_smtp_postfix(campaign_id, args, sample):
     print(f"   pipeline / post_office (its defaults) = {rate / po_rate:.2f} (target >= 4)")
     print(f"   baselines measured on {sample:,} messages each; their rates apply to the full {total:,}", flush=True)
     return {"rate": rate, **check}
+
+
+def smtp_connections(args):
+    from django.conf import settings
+
+    return args.smtp_connections or settings.SEND_SMTP_CONNECTIONS
 
 
 def post_office_baseline(campaign_id, args, sample, sink="aiosmtpd"):
@@ -995,7 +1008,8 @@ def bench_smtp(campaign_id, args, sample):
     maildir = BENCH_DIR / "mail-pipeline"
     with local_server("smtp_sink", "--maildir", maildir) as (server, port):
         env = worker_env(SENDGRID_API_KEY="", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, EMAIL_HOST_USER="",
-                         EMAIL_HOST_PASSWORD="", EMAIL_USE_TLS="False", SMTP_RATE_LIMIT_PER_SEC="0")
+                         EMAIL_HOST_PASSWORD="", EMAIL_USE_TLS="False", SMTP_RATE_LIMIT_PER_SEC="0",
+                         SEND_SMTP_CONNECTIONS=smtp_connections(args))
         with workers(env, args.concurrency, LIMIT_NOTES[args.provider]) as sender:
             run = send_campaign(campaign_id, total, sender, server, args.timeout)
     seen = collections.Counter(rcpt for rcpt, _ in sink_files(maildir))

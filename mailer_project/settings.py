@@ -228,6 +228,9 @@ SEND_BATCH_TIME_LIMIT = env.int("SEND_BATCH_TIME_LIMIT", default=300)
 # SMTP writes its results every this many messages (and before every rate-limit wait): after a
 # crash at most this many rows per batch in flight are unknown.
 SEND_SMTP_CHUNK = env.int("SEND_SMTP_CHUNK", default=10)
+# SMTP connections each batch sends over at once, one message in flight on each; their call-began
+# marks are written in one statement per round. At most SEND_SMTP_CHUNK are used.
+SEND_SMTP_CONNECTIONS = env.int("SEND_SMTP_CONNECTIONS", default=2)
 # The ledger's per-message and per-chunk statements run as prepared statements (no parsing or
 # planning per call). Turn off behind a pooler that cannot keep them (PgBouncer before 1.21 in
 # transaction mode, or without max_prepared_statements).

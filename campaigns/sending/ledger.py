@@ -203,13 +203,11 @@ class BatchLedger:
         if len(ids) == 1:
             # One row (SMTP, per message): the update's row count says whether this claim still owns it.
             return set(ids) if run_prepared(MARK_ONE_CALL_BEGAN, (ids[0], self.token)).rowcount == 1 else set()
+        # Prepared too: SMTP marks a round of its connections' messages at once, many times a batch.
         params = {"ids": ids, "token": self.token}
-        with connection.cursor() as cursor:
-            cursor.execute(MARK_CALL_BEGAN, params)
-            if cursor.rowcount == len(params["ids"]):
-                return set(params["ids"])  # the usual case: all still ours
-            cursor.execute(STILL_OWNED, params)
-            return {row[0] for row in cursor.fetchall()}
+        if run_prepared(MARK_CALL_BEGAN, params).rowcount == len(ids):
+            return set(ids)  # the usual case: all still ours
+        return {row[0] for row in run_prepared(STILL_OWNED, params).fetchall()}
 
     def call_ended(self, delivery_ids):
         """The call was refused before the provider accepted anything: the rows are not in flight."""

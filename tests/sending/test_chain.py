@@ -318,8 +318,10 @@ def test_smtp_refusing_mail_from_mid_batch_keeps_what_was_sent_and_sends_nobody_
     with pytest.raises(ProviderRefused) as raised:
         send_with_fallback(batch, [SmtpProvider()], sleep=no_sleep)
 
-    assert sorted(r.delivery_id for r in raised.value.results if r.outcome == Outcome.SENT) == [1, 2, 3]
-    assert Counter(scripted_smtp.recipients()) == Counter(m.email for m in batch.messages[:3])
+    # The first three at least (more when several connections were mid-round at the quota), each once.
+    sent = sorted(r.delivery_id for r in raised.value.results if r.outcome == Outcome.SENT)
+    assert sent[:3] == [1, 2, 3] and sent == list(range(1, len(sent) + 1)) and len(sent) < 6
+    assert Counter(scripted_smtp.recipients()) == Counter(m.email for m in batch.messages[:len(sent)])
 
 
 def test_smtp_that_cannot_connect_after_the_retries_raises_so_the_batch_is_retried_later(

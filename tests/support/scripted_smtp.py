@@ -19,14 +19,25 @@ from tests.conftest import point_smtp_at
 
 
 class ScriptedHandler:
-    def __init__(self):
+    def __init__(self, pipelining=False):
+        self.pipelining = pipelining  # offer PIPELINING (RFC 2920) in the EHLO reply
         self.lock = threading.Lock()
         self.mail_refusal = None  # (messages accepted before it starts, reply)
         self.rcpt_refusals = []  # (regex on the address, reply)
         self.content_refusals = []  # (regex on the address, reply after the content)
         self.received = []  # (envelope sender, [recipients], mail options) of each accepted message
+        self.envelopes = []  # (client's address and port, whether RCPT TO had arrived behind MAIL FROM)
+        self.peers = []  # the client's (address, port) of each accepted message: which connection
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        # RESPONSES ends with its "250 HELP" line.
+        return responses[:-1] + ["250-PIPELINING"] + responses[-1:] if self.pipelining else responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # What the client wrote after MAIL FROM without waiting for its reply is in the reader's buffer.
+        with self.lock:
+            self.envelopes.append((session.peer, bytes(server._reader._buffer).startswith(b"RCPT TO")))
         if self.mail_refusal and len(self.received) >= self.mail_refusal[0]:
             return self.mail_refusal[1]
         envelope.mail_from = address
@@ -46,12 +57,13 @@ class ScriptedHandler:
                 return reply
         with self.lock:
             self.received.append((envelope.mail_from, list(envelope.rcpt_tos), list(envelope.mail_options)))
+            self.peers.append(session.peer)
         return "250 2.0.0 OK"
 
 
 class ScriptedSmtp:
-    def __init__(self, smtputf8=True):
-        self.handler = ScriptedHandler()
+    def __init__(self, smtputf8=True, pipelining=False):
+        self.handler = ScriptedHandler(pipelining)
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
                                      server_hostname="scripted.local", enable_SMTPUTF8=smtputf8)
@@ -70,13 +82,23 @@ class ScriptedSmtp:
         with self.handler.lock:
             return [address for _sender, addresses, _options in self.handler.received for address in addresses]
 
+    def connections_used(self):
+        """How many connections the accepted messages came over."""
+        with self.handler.lock:
+            return len(set(self.handler.peers))
+
+    def pipelined_envelopes(self):
+        """For each MAIL FROM, whether its RCPT TO was already sent behind it (PIPELINING)."""
+        with self.handler.lock:
+            return [pipelined for _peer, pipelined in self.handler.envelopes]
+
     def mail_options(self):
         with self.handler.lock:
             return [options for _sender, _addresses, options in self.handler.received]
 
 
-def _serve(settings, worker_env, smtputf8):
-    server = ScriptedSmtp(smtputf8=smtputf8)
+def _serve(settings, worker_env, smtputf8, pipelining=False):
+    server = ScriptedSmtp(smtputf8=smtputf8, pipelining=pipelining)
     server.controller.start()
     point_smtp_at(server.port, settings, worker_env)
     return server
@@ -93,5 +115,13 @@ def scripted_smtp(settings, worker_env):
 @pytest.fixture
 def scripted_smtp_without_smtputf8(settings, worker_env):
     server = _serve(settings, worker_env, smtputf8=False)
+    yield server
+    server.controller.stop()
+
+
+@pytest.fixture
+def scripted_smtp_with_pipelining(settings, worker_env):
+    """The same, offering PIPELINING (RFC 2920) too."""
+    server = _serve(settings, worker_env, smtputf8=True, pipelining=True)
     yield server
     server.controller.stop()

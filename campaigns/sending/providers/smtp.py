@@ -1,22 +1,28 @@
-"""SMTP: one connection per batch, each message rendered in full and sent with MAIL/RCPT/DATA so that
-every refusal is attributed to its recipient and its phase.
+"""SMTP: each batch goes out over SEND_SMTP_CONNECTIONS connections at once, one message in flight on
+each, every message rendered in full and sent with MAIL/RCPT/DATA so that every refusal is
+attributed to its recipient and its phase.
 
-Each message is built while the server is still processing the previous one's DATA (its reply is
-read afterwards), so building costs little wall time next to the server's own work.
+The connections move in rounds: each takes the next message and sends its MAIL FROM, RCPT TO and
+DATA, in one write when the server offers PIPELINING (RFC 2920); then every reply is read on each
+connection in order, so each is judged for its own phase and recipient (providers.smtp_replies). The
+messages whose RCPT was accepted get their call-began marks in one statement for the round; only
+then does any content leave. Then each connection's content, then each final reply.
 
-The ledger (Batch.ledger): messages are paced one by one under the shared rate limit; each is marked
-"call began" once RCPT was accepted and DATA sent, before any content, only if the batch still owns
-it; results are written per run of at most SEND_SMTP_CHUNK messages, and a run ends before every
-rate-limit wait. So a crash leaves at
-most one run's rows unknown, each of them accepted by the server or in flight on the connection.
+The ledger (Batch.ledger): each message is paced under the shared rate limit on its connection;
+each is marked "call began" once RCPT was accepted and DATA sent, before any content, only if the
+batch still owns it; results are written per run of at most SEND_SMTP_CHUNK messages (a round ends
+a run rather than cross it), and a run ends before every rate-limit wait. So a crash leaves at most
+one run's rows unknown, each of them accepted by the server or in flight on a connection.
 """
 
-import binascii
+import base64
+import collections
 import logging
 import re
 import secrets
 import smtplib
 import ssl
+import time
 from email.policy import Compat32
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
@@ -37,25 +43,22 @@ from campaigns.sending.providers.smtp_replies import Phase, Scope, classify, uni
 
 logger = logging.getLogger(__name__)
 
-
-class _SmtpPolicy(Compat32):
-    """compat32 header folding (email.header, RFC 2047 for non-ASCII) with CRLF line endings, and a
-    shortcut for the common header that is short plain ASCII: compat32 would write it unchanged,
-    only after a costly trip through email.header."""
-
-    def _fold(self, name, value, sanitize):
-        if isinstance(value, str) and len(name) + len(value) < 76 and value.isascii():
-            return f"{name}: {value}{self.linesep}"
-        return super()._fold(name, value, sanitize)
-
-
-SMTP_POLICY = _SmtpPolicy(linesep="\r\n")
+# compat32 header folding (email.header, RFC 2047 for non-ASCII) with CRLF line endings: for the
+# rare header the fast paths below do not cover.
+SMTP_POLICY = Compat32(linesep="\r\n")
 MAX_LINE_BYTES = 998  # RFC 5321: a longer line must be quoted-printable
 NEWLINES = re.compile(r"\r\n|\r|\n")
 LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
+# formataddr's rules for a display name that must be quoted.
+SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+ESCAPES = re.compile(r'[\\"]')
+FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
+# UTF-8 bytes per RFC 2047 encoded word: "=?utf-8?b?" + base64 of 39 bytes (52) + "?=" is 64
+# characters, so that even the first, after "Subject: ", stays within 76 (RFC 2047 2).
+WORD_BYTES = 39
 
 
-# What SmtpSession.start returns when the batch's claim no longer owns the message: nothing left.
+# What the DATA command's turn gives when the batch's claim no longer owns the message: nothing left.
 NOT_OWNED = "not owned"
 
 
@@ -71,26 +74,84 @@ def _envelope_address(address, smtputf8):
     return ascii_domain(address)
 
 
+def _encoded_words(text, limit=WORD_BYTES):
+    """TEXT as RFC 2047 'B' encoded words in UTF-8 of at most LIMIT bytes each, none splitting a
+    character."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        chunks = [data]
+    else:
+        chunks, current = [], bytearray()
+        for char in text:
+            encoded = char.encode("utf-8")
+            if len(current) + len(encoded) > limit:
+                chunks.append(bytes(current))
+                current = bytearray()
+            current += encoded
+        chunks.append(bytes(current))
+    return [f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=" for chunk in chunks]
+
+
+def _fold(line):
+    """An ASCII header line folded at spaces to FOLD_AT characters where it can be, with CRLF."""
+    if len(line) <= FOLD_AT:
+        return (line + "\r\n").encode("ascii")
+    words = line.split(" ")
+    lines, current = [], words[0]
+    for word in words[1:]:
+        # Never fold before an empty word (a continuation line of white space only is not allowed),
+        # nor right after the field name.
+        if word and len(current) + 1 + len(word) > FOLD_AT and current is not words[0]:
+            lines.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}"
+    lines.append(current)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def header_line(name, value):
+    """One header as bytes, recipient data made safe: line breaks become spaces; ASCII folded at
+    spaces; non-ASCII text (the Subject) as encoded words. Anything else goes through compat32."""
+    value = LINE_BREAKS.sub(" ", value)
+    if value.isascii():
+        return _fold(f"{name}: {value}")
+    if name == "Subject":
+        return _fold(f"{name}: " + " ".join(_encoded_words(value)))
+    return SMTP_POLICY.fold_binary(name, value)
+
+
+def _phrase(display_name):
+    """A display name as it goes before <address>: as it stands, quoted when it holds specials (as
+    formataddr does), or encoded words when it is not ASCII."""
+    if not display_name.isascii():
+        # One word, however long, as formataddr writes it: in a phrase, readers (Python's own parser
+        # among them) keep the space between two encoded words.
+        return _encoded_words(display_name, limit=len(display_name) * 4)[0]
+    if SPECIALS.search(display_name):
+        return '"' + ESCAPES.sub(r"\\\g<0>", display_name) + '"'
+    return display_name
+
+
 def _to_header(display_name, address):
     """The To header. An address with a non-ASCII local part (sent with SMTPUTF8) travels raw in
     UTF-8 (RFC 6532): no encoded word may stand for an address. The name is quoted or RFC 2047-encoded
     either way."""
     display_name = LINE_BREAKS.sub(" ", display_name)  # recipient data must never start a header
+    value = f"{_phrase(display_name)} <{address}>" if display_name else address
     if address.isascii():
-        return SMTP_POLICY.fold_binary("To", formataddr((display_name, address), charset="utf-8"))
-    if not display_name:
-        return f"To: {address}\r\n".encode("utf-8")
-    # formataddr refuses a non-ASCII address, so it formats the name alone.
-    name = formataddr((display_name, "x@x"), charset="utf-8").rsplit(" <", 1)[0]
-    return f"To: {name} <{address}>\r\n".encode("utf-8")
+        return _fold(f"To: {value}")
+    return f"To: {value}\r\n".encode("utf-8")
 
 
 def _text_part(subtype, text, eight_bit_ok):
     """A text/* MIME part with CRLF line endings: 7bit or 8bit as it stands when it can travel so,
     else quoted-printable."""
+    import binascii
+
     data = (NEWLINES.sub("\n", text) if "\r" in text else text).encode("utf-8")
     ascii_only = data.isascii()
-    if (ascii_only or eight_bit_ok) and max(map(len, data.split(b"\n"))) <= MAX_LINE_BYTES:
+    if (ascii_only or eight_bit_ok) and (len(data) <= MAX_LINE_BYTES or max(map(len, data.split(b"\n"))) <= MAX_LINE_BYTES):
         encoding = "7bit" if ascii_only else "8bit"
     else:
         encoding, data = "quoted-printable", binascii.b2a_qp(data, istext=True)
@@ -98,25 +159,68 @@ def _text_part(subtype, text, eight_bit_ok):
     return head.encode("ascii") + data.replace(b"\n", b"\r\n")
 
 
+class Built(collections.namedtuple("Built", "mail rcpt message_id data")):
+    """One message ready to go: its MAIL FROM and RCPT TO command lines, its Message-ID, and its DATA
+    bytes (dots stuffed, ending with the final dot)."""
+
+
 class MessageBuilder:
     """Builds one recipient's complete message; everything shared by the batch is computed once.
 
-    The email package's headers and quoted-printable encoder are used, but the multipart/alternative
-    skeleton is joined here: its generator costs several times the whole budget per message."""
+    The headers the batch shares are encoded once; each recipient's own (To, Subject, List-Unsubscribe,
+    the ids) are folded here, and the multipart/alternative skeleton joined: the email package's
+    generator and header classes cost several times the whole budget per message."""
 
     def __init__(self, batch):
         self.batch = batch
         from_name, self.envelope_from = parseaddr(batch.from_email)
-        self.from_header = formataddr((from_name, self.envelope_from), charset="utf-8")
-        self.reply_to = formataddr(parseaddr(batch.reply_to), charset="utf-8") if batch.reply_to else ""
+        if LINE_BREAKS.search(self.envelope_from):
+            raise ValueError("the sender address holds a line break")
+        from_header = formataddr((from_name, self.envelope_from), charset="utf-8")
+        reply_to = formataddr(parseaddr(batch.reply_to), charset="utf-8") if batch.reply_to else ""
         self.msgid_domain = self.envelope_from.rpartition("@")[2] or DNS_NAME.get_fqdn()
-        self.campaign_id = str(batch.campaign_id)
+        self.from_line = header_line("From", from_header)
+        self.shared_lines = ((header_line("Reply-To", reply_to) if reply_to else b"")
+                             + header_line("X-Campaign-ID", str(batch.campaign_id)))
+        self.mime_version = b"MIME-Version: 1.0\r\n"
         self.tracking = batch.tracking
         self.compiled = batch.tracking.compiled if batch.tracking else batch.compiled
+        self._subjects = {}  # subject -> its header line: many recipients share one
+        self._date_second, self._date_line = None, b""
+        self._mail_lines = {}
+
+    def _date(self):
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second, self._date_line = now, header_line("Date", formatdate(now, usegmt=True))
+        return self._date_line
+
+    def _subject(self, subject):
+        line = self._subjects.get(subject)
+        if line is None:
+            if len(self._subjects) > 1000:
+                self._subjects.clear()
+            line = self._subjects[subject] = header_line("Subject", subject)
+        return line
+
+    def _mail_line(self, eight_bit_ok, smtputf8):
+        key = (eight_bit_ok, smtputf8)
+        line = self._mail_lines.get(key)
+        if line is None:
+            options = (" BODY=8BITMIME" if eight_bit_ok else "") + (" SMTPUTF8" if smtputf8 else "")
+            line = self._mail_lines[key] = f"MAIL FROM:<{self.envelope_from}>{options}\r\n".encode(
+                "utf-8" if smtputf8 else "ascii")
+        return line
 
     def build(self, message, eight_bit_ok, smtputf8=False):
-        """(envelope recipient, Message-ID, DATA bytes: dots stuffed, ending with the final dot)."""
+        """The message's Built. Raises ValueError (NeedsSmtpUtf8, UnicodeError) for an address that
+        cannot go out on this connection."""
         rcpt = _envelope_address(message.email, smtputf8)
+        if LINE_BREAKS.search(rcpt):
+            raise ValueError("the address holds a line break")
+        needs_utf8 = not rcpt.isascii()
+        mail = self._mail_line(eight_bit_ok, needs_utf8)
+        rcpt_line = f"RCPT TO:<{rcpt}>\r\n".encode("utf-8" if needs_utf8 else "ascii")
         context = message.context
         if self.tracking:
             context = {**context, **self.tracking.values(message.delivery_id)}
@@ -127,48 +231,43 @@ class MessageBuilder:
                  for subtype, body in (("plain", rendered.text), ("html", rendered.html)) if body]
         boundary = secrets.token_hex(16)
 
-        headers = [("From", self.from_header), ("Subject", rendered.subject), ("Date", formatdate(usegmt=True)),
-                   ("Message-ID", message_id)]
-        if self.reply_to:
-            headers.append(("Reply-To", self.reply_to))
-        headers += list_unsubscribe_headers(context.get("unsubscribe_url", "")).items()
-        headers += [("X-Campaign-ID", self.campaign_id), ("X-Delivery-ID", str(message.delivery_id)),
-                    ("MIME-Version", "1.0"), ("Content-Type", f'multipart/alternative; boundary="{boundary}"')]
-        # Recipient data must never start a header of its own.
-        head = _to_header(display_name, rcpt) + b"".join(
-            SMTP_POLICY.fold_binary(header, LINE_BREAKS.sub(" ", value)) for header, value in headers)
+        head = [_to_header(display_name, rcpt), self.from_line, self._subject(rendered.subject), self._date(),
+                header_line("Message-ID", message_id), self.shared_lines]
+        head += [header_line(name, value)
+                 for name, value in list_unsubscribe_headers(context.get("unsubscribe_url", "")).items()]
+        head += [f"X-Delivery-ID: {message.delivery_id}\r\n".encode("ascii"), self.mime_version,
+                 _fold(f'Content-Type: multipart/alternative; boundary="{boundary}"'), b"\r\n"]
 
         delimiter = b"--" + boundary.encode("ascii")
         body = b"".join(delimiter + b"\r\n" + part + b"\r\n" for part in parts) + delimiter + b"--\r\n"
         # Dot-stuffing: the message starts with a header, so every line that starts with a dot follows
         # a line break.
-        return rcpt, message_id, (head + b"\r\n" + body).replace(b"\n.", b"\n..") + b".\r\n"
+        data = (b"".join(head) + body).replace(b"\n.", b"\n..") + b".\r\n"
+        return Built(mail, rcpt_line, message_id, data)
 
 
 class SmtpSession:
-    """One batch's connection: reconnects when the server drops it, and gives up when a fresh
+    """One of a batch's connections: reconnects when the server drops it, and gives up when a fresh
     connection drops before a single message got through."""
 
-    def __init__(self, provider, campaign_id):
+    def __init__(self, provider, campaign_id, refusals):
         self.provider = provider
         self.campaign_id = campaign_id
         self.conn = None
+        self.dead = False  # lost and not re-established: it takes no more messages
         self.sent_on_this_connection = 0
         self.reconnects = 0
         self.last_error = ""
-        self.refusals = {}  # delivery id -> the Verdict of a refusal, to judge the batch as a whole
-
-    def refused_about_us(self, result):
-        """Whether RESULT is a refusal that concerns the sender rather than the recipient."""
-        verdict = self.refusals.get(result.delivery_id)
-        return verdict is not None and verdict.scope == Scope.SENDER
+        self.refusals = refusals  # delivery id -> the Verdict of a refusal, shared by the batch's sessions
+        self.refusal = None  # the Verdict of the current envelope's refusal, once known
+        self.pacer = ratelimit.Pacer(provider.name)
 
     def connect(self):
         conn = self.provider.open_connection()
         self.conn, self.sent_on_this_connection = conn, 0
         self.eight_bit_ok = conn.has_extn("8bitmime")
         self.smtputf8 = conn.has_extn("smtputf8")
-        self.mail_options = ["BODY=8BITMIME"] if self.eight_bit_ok else []
+        self.pipelining = conn.has_extn("pipelining")
 
     def reconnect(self):
         self.drop()
@@ -191,60 +290,78 @@ class SmtpSession:
                 pass
         self.drop()
 
-    def _command(self, call):
+    def _write(self, data):
         try:
-            code, reply = call()
+            self.conn.send(data)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise ConnectionLost(str(exc)) from exc
+
+    def _reply(self):
+        try:
+            code, reply = self.conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise ConnectionLost(str(exc)) from exc
         if code == 421:  # the server is closing this connection
             raise ConnectionLost(reply.decode("utf-8", "replace"))
         return code, reply.decode("utf-8", "replace")
 
-    def _put(self, command):
-        """Send COMMAND without reading its reply."""
-        try:
-            self.conn.putcmd(command)
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise ConnectionLost(str(exc)) from exc
+    def _rset(self):
+        self._write(b"RSET\r\n")
+        self._reply()
 
-    def start(self, envelope_from, rcpt, call_begins=lambda: True):
-        """MAIL, RCPT and DATA for one message. None when the server is ready for the content,
-        else the Verdict (providers.smtp_replies) of the refusal, or NOT_OWNED.
+    @staticmethod
+    def _judge(phase, reply, accepted):
+        code, text = reply
+        return None if code in accepted else classify(phase, code, text)
 
-        CALL_BEGINS runs once DATA is sent, before the server's 354 is read: it records that the
-        message is about to leave and says whether the batch still owns it (if not, the transaction
-        is reset, or the connection dropped when it is already in DATA, and no content leaves).
+    def write_envelope(self, built):
+        """MAIL FROM, RCPT TO and DATA for one message. With PIPELINING all three in one write, their
+        replies read by `read_envelope`; without, one at a time, each waiting for the previous reply,
+        and DATA only after RCPT was accepted. Raises ConnectionLost."""
+        if self.pipelining:
+            self._write(built.mail + built.rcpt + b"DATA\r\n")
+            return
+        self._write(built.mail)
+        self.refusal = self._judge(Phase.MAIL, self._reply(), (250,))
+        if self.refusal is None:
+            self._write(built.rcpt)
+            self.refusal = self._judge(Phase.RCPT, self._reply(), (250, 251))
+        if self.refusal is None:
+            self._write(b"DATA\r\n")
+        elif self.refusal.phase != Phase.MAIL or self.refusal.scope != Scope.SENDER:
+            self._rset()
+
+    def read_envelope(self):
+        """None when the server took MAIL and RCPT (DATA's reply is still to read), else the Verdict
+        of the refusal, judged for the phase it answered.
 
         Raises ConnectionLost; ProviderRefused or TemporaryError when MAIL FROM is refused, since
         that refusal is about us and would meet every message."""
-        conn = self.conn
-        options = self.mail_options + ["SMTPUTF8"] if not rcpt.isascii() else self.mail_options
-        code, reply = self._command(lambda: conn.mail(envelope_from, options))
-        if code != 250:
-            self._command(conn.rset)
-            verdict = classify(Phase.MAIL, code, reply)
-            if verdict.scope == Scope.SENDER:
-                error = ProviderRefused if verdict.outcome == Outcome.FAILED else TemporaryError
-                raise error(f"SMTP server {settings.EMAIL_HOST} {verdict.error}", provider=self.provider.name)
-            return verdict
-        code, reply = self._command(lambda: conn.rcpt(rcpt))
-        if code not in (250, 251):
-            self._command(conn.rset)
-            return classify(Phase.RCPT, code, reply)
-        # DATA goes out before the mark, so that the server's 354 travels while the mark commits (one
-        # wait instead of two); the content, the first byte that can deliver anything, waits for both.
-        self._put("data")
-        try:
-            owned = call_begins()
-        except BaseException:
-            self.drop()  # mid-DATA: closing before the final dot delivers nothing (RFC 5321 4.1.1.4)
-            raise
-        code, reply = self._command(conn.getreply)
+        if self.pipelining:
+            mail, rcpt = self._reply(), self._reply()
+            self.refusal = self._judge(Phase.MAIL, mail, (250,)) or self._judge(Phase.RCPT, rcpt, (250, 251))
+            if self.refusal is not None:
+                code, _ = self._reply()  # DATA's: refused too, with no recipient accepted (RFC 2920 3.1)
+                if code == 354:
+                    self.drop()  # a server that starts DATA regardless gets no content, not even the dot
+                else:
+                    self._rset()
+        refusal, self.refusal = self.refusal, None
+        if refusal is not None and refusal.phase == Phase.MAIL and refusal.scope == Scope.SENDER:
+            error = ProviderRefused if refusal.outcome == Outcome.FAILED else TemporaryError
+            raise error(f"SMTP server {settings.EMAIL_HOST} {refusal.error}", provider=self.provider.name)
+        return refusal
+
+    def read_data_reply(self, owned):
+        """DATA's reply, once the message's call-began mark is written: None when the content may
+        go, else NOT_OWNED (the batch's claim no longer owns the message: no content leaves) or the
+        Verdict of the refusal. Raises ConnectionLost."""
+        code, reply = self._reply()
         if code != 354:
-            self._command(conn.rset)
+            self._rset()
             return classify(Phase.DATA, code, reply) if owned else NOT_OWNED
         if not owned:
-            self.drop()  # the same: the next message opens a new connection
+            self.drop()  # mid-DATA: closing before the final dot delivers nothing (RFC 5321 4.1.1.4)
             return NOT_OWNED
         return None
 
@@ -313,64 +430,35 @@ class SmtpProvider(Provider):
         return MessageBuilder(batch)
 
     def deliver(self, batch, builder):
-        session = SmtpSession(self, batch.campaign_id)
-        session.connect()  # a refusal here raises: nothing has been sent
-        results = [None] * len(batch.messages)
-        pacer = ratelimit.Pacer(self.name)
-        chunk = max(1, settings.SEND_SMTP_CHUNK)
-        run = []  # indexes of the messages whose results are not written yet
-        awaiting = None  # (index, message id) whose content was sent and whose reply is unread
+        delivery = _Delivery(self, batch, builder)
         try:
-            for index, message in enumerate(batch.messages):
-                try:
-                    built = builder.build(message, session.eight_bit_ok, session.smtputf8)
-                except (ValueError, UnicodeError) as exc:
-                    built = exc
-                if awaiting is not None:
-                    results[awaiting[0]] = self._finished(session, batch, awaiting)
-                    awaiting = None
-                # This message's place under the shared rate limit. The results so far are written
-                # before any wait (and every SEND_SMTP_CHUNK messages), so that no wait ever falls
-                # between a message's call-began mark and its result.
-                may_start = pacer.try_start()
-                if run and (len(run) >= chunk or not may_start):
-                    self._record(batch, session, results, run)
-                    run = []
-                if not may_start:
-                    pacer.start()
-                run.append(index)
-                if isinstance(built, Exception):
-                    results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(built))
-                    continue
-                results[index], awaiting = self._send_one(session, builder, batch, message, index, built)
-                if results[index] is None and awaiting is None:
-                    break  # could not reconnect: the rest of the batch waits for a later attempt
-            if awaiting is not None:
-                results[awaiting[0]] = self._finished(session, batch, awaiting)
-            pacer.done()
-            self._record(batch, session, results, run)
+            delivery.send()
         except ProviderError as error:
             # MAIL FROM refused: what was settled before it stands, the rest was not sent.
-            error.results = [result for result in results
-                             if result is not None and not session.refused_about_us(result)]
+            error.results = [result for result in delivery.results
+                             if result is not None and not delivery.refused_about_us(result)]
+            delivery.close(cleanly=False)
             raise
-        finally:
-            session.close()
+        except BaseException:
+            delivery.close(cleanly=False)
+            raise
+        delivery.close(cleanly=True)
+        results = delivery.results
         for index, message in enumerate(batch.messages):
             if results[index] is None:
                 results[index] = DeliveryResult(
                     message.delivery_id, Outcome.DEFERRED,
-                    error=f"SMTP connection lost and not re-established ({session.last_error})")
-        self._log(batch, results, session)
-        self._refuse_if_refused_as_a_whole(batch, results, session)
+                    error=f"SMTP connection lost and not re-established ({delivery.last_error()})")
+        self._log(batch, results, delivery)
+        self._refuse_if_refused_as_a_whole(batch, results, delivery)
         return results
 
-    def _refuse_if_refused_as_a_whole(self, batch, results, session):
+    def _refuse_if_refused_as_a_whole(self, batch, results, delivery):
         """The same refusal about us for every recipient (relay access denied, DMARC) is a provider
         problem, not N failures: nobody is failed or suppressed, and the batch goes elsewhere."""
         if any(result.outcome != Outcome.FAILED for result in results):
             return
-        verdict = uniform_refusal(list(session.refusals.values()))
+        verdict = uniform_refusal(list(delivery.refusals.values()))
         if verdict is None:
             return
         logger.error("Campaign %s: SMTP server refused every recipient of the batch alike (%s %s): a provider "
@@ -378,50 +466,212 @@ class SmtpProvider(Provider):
         raise ProviderRefused(
             f"SMTP server {settings.EMAIL_HOST} refused every recipient of a batch of {len(results)} alike "
             f"({verdict.error_for_everyone}); this is about our account or sender, not the recipients",
-            provider=self.name, results=[r for r in results if r.delivery_id not in session.refusals])
+            provider=self.name, results=[r for r in results if r.delivery_id not in delivery.refusals])
 
-    def _record(self, batch, session, results, run):
-        """Write the results of RUN (indexes) now.
+    def parse_response(self, batch, builder, results):
+        return results
+
+    def _log(self, batch, results, delivery):
+        counts = {outcome: 0 for outcome in Outcome}
+        for result in results:
+            counts[result.outcome] += 1
+        bounced = sum(1 for result in results if result.bounced)
+        log = logger.warning if counts[Outcome.UNKNOWN] or counts[Outcome.FAILED] else logger.info
+        log("Campaign %s: SMTP batch of %d over %d connections: sent=%d failed=%d (bounced=%d) deferred=%d "
+            "unknown=%d reconnects=%d", batch.campaign_id, len(results), len(delivery.sessions),
+            counts[Outcome.SENT], counts[Outcome.FAILED], bounced, counts[Outcome.DEFERRED], counts[Outcome.UNKNOWN],
+            sum(session.reconnects for session in delivery.sessions))
+
+
+class _Delivery:
+    """One attempt at a batch over its connections, in rounds (see the module docstring)."""
+
+    def __init__(self, provider, batch, builder):
+        self.provider, self.batch, self.builder = provider, batch, builder
+        self.results = [None] * len(batch.messages)
+        self.refusals = {}
+        count = max(1, min(settings.SEND_SMTP_CONNECTIONS, len(batch.messages)))
+        self.sessions = [SmtpSession(provider, batch.campaign_id, self.refusals) for _ in range(count)]
+        self.queue = collections.deque(range(len(batch.messages)))  # messages not started yet
+        self.tries = collections.Counter()  # index -> connections lost under it before its content left
+        self.unwritten = []  # indexes whose results are not written yet
+        self.marked_again = set()  # indexes marked, then put back in the queue after a connection loss
+        self.chunk = max(1, settings.SEND_SMTP_CHUNK)
+
+    def refused_about_us(self, result):
+        """Whether RESULT is a refusal that concerns the sender rather than the recipient."""
+        verdict = self.refusals.get(result.delivery_id)
+        return verdict is not None and verdict.scope == Scope.SENDER
+
+    def last_error(self):
+        return next((s.last_error for s in reversed(self.sessions) if s.last_error), "")
+
+    def send(self):
+        first, *others = self.sessions
+        first.connect()  # a refusal here raises: nothing has been sent
+        for session in others:
+            try:
+                session.connect()
+            except (TemporaryError, ProviderUnavailable) as exc:
+                # e.g. a server that caps connections per client: the batch goes on with fewer.
+                session.dead, session.last_error = True, str(exc)
+                logger.info("Campaign %s: an extra SMTP connection could not be opened (%s)", session.campaign_id,
+                            exc)
+        while self.queue:
+            round_ = self._next_round()
+            if round_ is None:
+                break  # no connection left: the rest of the batch waits for a later attempt
+            if round_:
+                self._send_round(round_)
+            if len(self.unwritten) + len(self.marked_again) >= self.chunk or not round_:
+                self._record()
+        for session in self.sessions:
+            session.pacer.done()
+        self._record()
+
+    def close(self, cleanly):
+        for session in self.sessions:
+            session.close() if cleanly else session.drop()
+
+    def _next_round(self):
+        """[(session, index, Built)]: the next message for each live connection, as many as the run
+        has room for; None when no connection is left."""
+        round_, busy = [], set()
+        room = self.chunk - len(self.unwritten) - len(self.marked_again)
+        while self.queue and len(round_) < room:
+            session = next((s for s in self.sessions if not s.dead and id(s) not in busy), None)
+            if session is None:
+                break
+            if session.conn is None and not self._reconnect(session):
+                session.dead = True
+                continue
+            index = self.queue.popleft()
+            message = self.batch.messages[index]
+            try:
+                built = self.builder.build(message, session.eight_bit_ok, session.smtputf8)
+            except (ValueError, UnicodeError) as exc:
+                self.results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(exc))
+                self.unwritten.append(index)
+                room -= 1
+                continue
+            # This message's place under the shared rate limit, on its connection. The results so far
+            # are written before any wait, so that no wait ever falls between a message's call-began
+            # mark and its result.
+            if not session.pacer.try_start():
+                self._record()
+                session.pacer.start()
+            busy.add(id(session))
+            round_.append((session, index, built))
+        if not round_ and all(s.dead for s in self.sessions):
+            return None
+        return round_
+
+    def _lost(self, session, index, exc):
+        """SESSION's connection was lost before the content of message INDEX left: the message goes
+        back to the queue, for another connection or this one re-established.
+
+        A server that drops every fresh connection ends each session (`_reconnect`), so the tries
+        are bounded by the sessions; the bound here is a backstop."""
+        session.last_error = str(exc)
+        session.drop()
+        self.tries[index] += 1
+        if self.tries[index] <= len(self.sessions):
+            return True
+        self.marked_again.discard(index)  # it waits, unsent, for a later attempt
+        return False
+
+    def _send_round(self, round_):
+        batch = self.batch
+        messages = batch.messages
+        retry = []
+        # 1. Every connection's envelope, then 2. its replies.
+        written = []
+        for session, index, built in round_:
+            try:
+                session.write_envelope(built)
+            except ConnectionLost as exc:
+                retry += [index] if self._lost(session, index, exc) else []
+                continue
+            written.append((session, index, built))
+        ready = []
+        for session, index, built in written:
+            try:
+                refusal = session.read_envelope()
+            except ConnectionLost as exc:
+                retry += [index] if self._lost(session, index, exc) else []
+                continue
+            if refusal is not None:
+                self._refused(index, refusal)
+            else:
+                ready.append((session, index, built))
+        # 3. The call-began marks of every message whose RCPT was accepted, in one statement, before
+        # any content leaves.
+        owned = set()
+        if ready:
+            try:
+                owned = {m.delivery_id for m in self.provider.call_begins(batch, [messages[i] for _, i, _ in ready])}
+            except BaseException:
+                for session, _, _ in ready:
+                    session.drop()  # mid-DATA: closing before the final dot delivers nothing
+                raise
+        # 4. Each connection's content, once the server is ready for it; 5. the replies to the content.
+        sent = []
+        for session, index, built in ready:
+            message = messages[index]
+            try:
+                refusal = session.read_data_reply(message.delivery_id in owned)
+            except ConnectionLost as exc:
+                if self._lost(session, index, exc):
+                    retry.append(index)
+                    self.marked_again.add(index)
+                continue
+            if refusal is NOT_OWNED:
+                self._settle(index, DeliveryResult(message.delivery_id, Outcome.DEFERRED,
+                                                   error="claim expired before the message was sent"))
+            elif refusal is not None:
+                self._refused(index, refusal)
+            else:
+                failure = session.send_content(built.data)
+                if failure is not None:
+                    session.drop()
+                    self._settle(index, DeliveryResult(
+                        message.delivery_id, Outcome.UNKNOWN,
+                        error=f"SMTP connection lost while sending the message ({failure})"))
+                else:
+                    sent.append((session, index, built))
+        for session, index, built in sent:
+            self._settle(index, self._finished(session, messages[index].delivery_id, built.message_id))
+        self.queue.extendleft(reversed(retry))
+
+    def _settle(self, index, result):
+        self.results[index] = result
+        self.unwritten.append(index)
+        self.marked_again.discard(index)
+
+    def _refused(self, index, refusal):
+        delivery_id = self.batch.messages[index].delivery_id
+        self.refusals[delivery_id] = refusal
+        self._settle(index, DeliveryResult(delivery_id, refusal.outcome, error=refusal.error,
+                                           bounced=refusal.suppresses))
+
+    def _finished(self, session, delivery_id, message_id):
+        outcome, error, refusal = session.finish()
+        if outcome == Outcome.SENT:
+            return DeliveryResult(delivery_id, Outcome.SENT, message_id=message_id)
+        if refusal is not None:
+            self.refusals[delivery_id] = refusal
+        return DeliveryResult(delivery_id, outcome, error=error, bounced=bool(refusal and refusal.suppresses))
+
+    def _record(self):
+        """Write the results of the run now.
 
         A refusal about us (a relay's policy) is held back until the whole batch is judged, since the
         same refusal for every recipient is a provider problem, not failures to record: the pipeline
         writes it with the batch's results, or puts it back to pending."""
-        if batch.ledger is not None:
-            batch.ledger.record(self.name, [results[i] for i in run if results[i] is not None
-                                            and not session.refused_about_us(results[i])])
-
-    def _send_one(self, session, builder, batch, message, index, built):
-        """Start one message, reconnecting once if the connection was lost before its content went out.
-
-        Returns (result or None, awaiting or None)."""
-        rcpt, message_id, data = built
-
-        def call_begins():  # RCPT was accepted and DATA sent; no content has left
-            return bool(self.call_begins(batch, [message]))
-        for _ in range(2):
-            if session.conn is None:
-                if not self._reconnect(session):
-                    return None, None
-            try:
-                refusal = session.start(builder.envelope_from, rcpt, call_begins)
-            except ConnectionLost as exc:
-                session.last_error = str(exc)
-                session.drop()
-                continue
-            if refusal is NOT_OWNED:
-                return DeliveryResult(message.delivery_id, Outcome.DEFERRED,
-                                      error="claim expired before the message was sent"), None
-            if refusal is not None:
-                session.refusals[message.delivery_id] = refusal
-                return DeliveryResult(message.delivery_id, refusal.outcome, error=refusal.error,
-                                      bounced=refusal.suppresses), None
-            failure = session.send_content(data)
-            if failure is not None:
-                session.drop()
-                return DeliveryResult(message.delivery_id, Outcome.UNKNOWN,
-                                      error=f"SMTP connection lost while sending the message ({failure})"), None
-            return None, (index, message_id)
-        return None, None
+        if self.unwritten and self.batch.ledger is not None:
+            self.batch.ledger.record(self.provider.name, [
+                self.results[i] for i in self.unwritten if not self.refused_about_us(self.results[i])])
+        self.unwritten = []
 
     def _reconnect(self, session):
         # A fresh connection that is lost before one message got through is not worth another try.
@@ -435,27 +685,3 @@ class SmtpProvider(Provider):
         logger.info("Campaign %s: SMTP connection re-established (reconnect %d)", session.campaign_id,
                     session.reconnects)
         return True
-
-    @staticmethod
-    def _finished(session, batch, awaiting):
-        index, message_id = awaiting
-        outcome, error, refusal = session.finish()
-        delivery_id = batch.messages[index].delivery_id
-        if outcome == Outcome.SENT:
-            return DeliveryResult(delivery_id, Outcome.SENT, message_id=message_id)
-        if refusal is not None:
-            session.refusals[delivery_id] = refusal
-        return DeliveryResult(delivery_id, outcome, error=error, bounced=bool(refusal and refusal.suppresses))
-
-    def parse_response(self, batch, builder, results):
-        return results
-
-    def _log(self, batch, results, session):
-        counts = {outcome: 0 for outcome in Outcome}
-        for result in results:
-            counts[result.outcome] += 1
-        bounced = sum(1 for result in results if result.bounced)
-        log = logger.warning if counts[Outcome.UNKNOWN] or counts[Outcome.FAILED] else logger.info
-        log("Campaign %s: SMTP batch of %d: sent=%d failed=%d (bounced=%d) deferred=%d unknown=%d reconnects=%d",
-            batch.campaign_id, len(results), counts[Outcome.SENT], counts[Outcome.FAILED], bounced,
-            counts[Outcome.DEFERRED], counts[Outcome.UNKNOWN], session.reconnects)

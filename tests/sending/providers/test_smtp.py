@@ -2,14 +2,22 @@
 result or typed error the pipeline gets back."""
 
 import dataclasses
+import email
+import email.policy
 
 import pytest
 
 from campaigns.exceptions import ProviderRefused, TemporaryError
 from campaigns.sending.providers.base import Outcome
-from campaigns.sending.providers.smtp import SmtpProvider
+from campaigns.sending.providers.smtp import MessageBuilder, SmtpProvider
 from tests.sending.conftest import make_batch, make_recipients, unsubscribe_url
-from tests.support.scripted_smtp import scripted_smtp, scripted_smtp_without_smtputf8  # noqa: F401 (fixtures)
+from tests.support.scripted_smtp import (  # noqa: F401 (fixtures)
+    scripted_smtp,
+    scripted_smtp_with_pipelining,
+    scripted_smtp_without_smtputf8,
+)
+
+SENT, FAILED, DEFERRED = Outcome.SENT, Outcome.FAILED, Outcome.DEFERRED
 
 
 def test_smtp_sends_each_message_fully_rendered_over_one_connection(sink, settings):
@@ -172,7 +180,8 @@ def test_smtp_refused_mail_from_is_a_provider_problem_that_keeps_what_was_sent(s
     assert scripted_smtp.recipients() == ["user1@example.com", "user2@example.com"]
 
 
-def test_smtp_temporary_refusal_of_mail_from_is_temporary_and_keeps_what_was_sent(scripted_smtp):
+def test_smtp_temporary_refusal_of_mail_from_is_temporary_and_keeps_what_was_sent(scripted_smtp, settings):
+    settings.SEND_SMTP_CONNECTIONS = 1  # so the second message's MAIL FROM comes after the first was stored
     scripted_smtp.refuse_mail("451 4.3.2 Please try again later", after=1)
 
     with pytest.raises(TemporaryError) as raised:
@@ -232,3 +241,111 @@ def test_smtp_logs_in_when_a_user_is_configured(sink, settings, batch_of):
 
     assert [r.outcome for r in results] == [Outcome.SENT] * 2
     assert len(sink.messages()) == 2
+
+
+def test_smtp_headers_of_long_non_ascii_names_and_subjects_are_encoded_words_on_short_lines(settings):
+    settings.UNSUBSCRIBE_MAILTO = "unsubscribe@example.com"
+    name = "Jean-Émile Çağlar-Øyvindsdóttir de la Peña y Müller-Lüdenscheidt"
+    batch = make_batch([(1, "jean@example.com", name, "Ürgüp", {"code": "1"})],
+                       subject="Ça va, {{ first_name }}? Voilà vos économies d'été — {{ code }}", html="<p>é</p>")
+
+    data = MessageBuilder(batch).build(batch.messages[0], eight_bit_ok=True).data
+
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    fields = head.replace(b"\r\n ", b"\n ").split(b"\r\n")  # one item per header, its folded lines kept
+    subject = next(field for field in fields if field.startswith(b"Subject: "))
+    assert subject.count(b"\n ") >= 2  # folded between encoded words
+    # The display name is one encoded word, as formataddr writes it; every other header is folded.
+    assert max(len(line) for field in fields if not field.startswith(b"To: ") for line in field.split(b"\n")) <= 78
+    message = email.message_from_bytes(data[:-3], policy=email.policy.default)
+    assert message["Subject"] == f"Ça va, {name}? Voilà vos économies d'été — 1"
+    assert message["To"].addresses[0].display_name == f"{name} Ürgüp"
+    assert message["To"].addresses[0].addr_spec == "jean@example.com"
+    assert message["List-Unsubscribe"] == f"<{unsubscribe_url(1)}>, <mailto:unsubscribe@example.com?subject=unsubscribe>"
+
+
+def test_smtp_pipelines_each_envelope_when_offered_and_judges_every_reply_for_its_phase_and_recipient(
+        scripted_smtp_with_pipelining, settings):
+    settings.SEND_SMTP_CONNECTIONS = 3
+    server = scripted_smtp_with_pipelining
+    server.refuse_rcpt("^user2@", "550 5.1.1 <user2@example.com>: Recipient address rejected: User unknown")
+    server.refuse_rcpt("^user3@", "450 4.2.1 Mailbox busy")
+    server.refuse_content("^user5@", "552 5.2.2 Mailbox full")
+
+    results = SmtpProvider().send_batch(make_batch(make_recipients(7)))
+
+    assert [r.outcome for r in results] == [SENT, FAILED, DEFERRED, SENT, FAILED, SENT, SENT]
+    assert [r.bounced for r in results] == [False, True, False, False, False, False, False]
+    assert "RCPT TO" in results[1].error and "5.1.1" in results[1].error
+    assert "RCPT TO" in results[2].error and "450 4.2.1" in results[2].error
+    assert "after the message content" in results[4].error and "552 5.2.2" in results[4].error
+    assert sorted(server.recipients()) == ["user1@example.com", "user4@example.com", "user6@example.com",
+                                           "user7@example.com"]
+    # Every MAIL FROM arrived with its RCPT TO already behind it: one write per envelope.
+    assert server.pipelined_envelopes() == [True] * 7
+
+
+def test_smtp_waits_for_each_reply_where_the_server_does_not_offer_pipelining(scripted_smtp, settings):
+    settings.SEND_SMTP_CONNECTIONS = 2
+    scripted_smtp.refuse_rcpt("^user2@", "550 5.1.1 User unknown")
+
+    results = SmtpProvider().send_batch(make_batch(make_recipients(4)))
+
+    assert [r.outcome for r in results] == [SENT, FAILED, SENT, SENT]
+    assert scripted_smtp.pipelined_envelopes() == [False] * 4
+
+
+def test_smtp_mail_from_refused_mid_pipeline_is_a_provider_problem_that_keeps_what_was_sent(
+        scripted_smtp_with_pipelining, settings):
+    settings.SEND_SMTP_CONNECTIONS = 2
+    server = scripted_smtp_with_pipelining
+    server.refuse_mail("553 5.7.1 Sender address rejected: not owned by user", after=2)
+
+    with pytest.raises(ProviderRefused) as raised:
+        SmtpProvider().send_batch(make_batch(make_recipients(5)))
+
+    assert "MAIL FROM" in str(raised.value) and "553 5.7.1" in str(raised.value)
+    assert [(r.delivery_id, r.outcome) for r in raised.value.results] == [(1, SENT), (2, SENT)]
+    assert sorted(server.recipients()) == ["user1@example.com", "user2@example.com"]
+
+
+def test_smtp_sends_a_batch_over_several_connections_each_message_once(scripted_smtp_with_pipelining, settings):
+    settings.SEND_SMTP_CONNECTIONS = 3
+    batch = make_batch(make_recipients(10))
+
+    results = SmtpProvider().send_batch(batch)
+
+    assert [r.outcome for r in results] == [SENT] * 10
+    assert sorted(scripted_smtp_with_pipelining.recipients()) == sorted(m.email for m in batch.messages)
+    assert scripted_smtp_with_pipelining.connections_used() == 3
+
+
+class RecordingLedger:
+    """Records each call-began mark with what the server had received by then, and each run of results."""
+
+    def __init__(self, server):
+        self.server, self.marks, self.recorded = server, [], []
+
+    def call_began(self, delivery_ids):
+        self.marks.append((list(delivery_ids), set(self.server.recipients())))
+        return set(delivery_ids)
+
+    def record(self, provider, results):
+        self.recorded.append([r.delivery_id for r in results])
+
+
+def test_smtp_marks_each_round_in_one_call_before_its_content_and_no_round_crosses_a_chunk(
+        scripted_smtp_with_pipelining, settings):
+    settings.SEND_SMTP_CONNECTIONS = 3
+    settings.SEND_SMTP_CHUNK = 4
+    ledger = RecordingLedger(scripted_smtp_with_pipelining)
+    batch = dataclasses.replace(make_batch(make_recipients(8)), ledger=ledger)
+
+    results = SmtpProvider().send_batch(batch)
+
+    assert [r.outcome for r in results] == [SENT] * 8
+    assert [ids for ids, _ in ledger.marks] == [[1, 2, 3], [4], [5, 6, 7], [8]]
+    for ids, received in ledger.marks:  # nothing of a round had reached the server when it was marked
+        assert not {f"user{i}@example.com" for i in ids} & received
+    assert ledger.recorded == [[1, 2, 3, 4], [5, 6, 7, 8]]  # at most SEND_SMTP_CHUNK unwritten at any time
