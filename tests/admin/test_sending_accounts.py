@@ -118,3 +118,22 @@ def test_a_pool_lists_its_accounts(staff_client):
     page = staff_client.get(reverse("admin:campaigns_sendingpool_changelist")).content.decode()
     assert "gmail" in page and "a, b (disabled)" in page
     assert staff_client.get(reverse("admin:campaigns_sendingpool_change", args=[pool.pk])).status_code == 200
+
+
+def test_the_account_page_shows_sends_this_hour_today_and_a_chart_per_hour(staff_client):
+    from django.utils import timezone
+
+    from campaigns.sending.routing import record_usage
+    from tests.support.factories import CampaignFactory
+
+    account = SendingAccountFactory(name="gmail-1", last_error="SMTP server refused our credentials")
+    campaign = CampaignFactory()
+    record_usage(account.pk, campaign.pk, 7)
+    record_usage(account.pk, campaign.pk, 5)
+
+    page = staff_client.get(change_url(account)).content.decode()
+    assert "Sent this hour: <strong>12</strong>" in page
+    assert f"{timezone.localtime():%H}:00: 12 sent" in page  # the chart's bar for this hour
+    assert "refused our credentials" in page
+    listing = staff_client.get(reverse("admin:campaigns_sendingaccount_changelist")).content.decode()
+    assert '<td class="field-sent_this_hour">12</td>' in listing

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from campaigns import services
 from campaigns.admin.dashboard import dashboard_data
-from campaigns.models import Campaign, DeliveryLog
+from campaigns.models import Campaign, DeliveryLog, SendingAccount
 from campaigns.sending import routing
 from tests.sending.test_pipeline import assert_exactly_once, make_campaign, status_of, wait_for, wait_until_finished
 from tests.support.factories import SendingAccountFactory, UserFactory, pool_of
@@ -185,3 +185,55 @@ def test_the_campaign_form_refuses_a_pool_that_cannot_send_its_from_domain(db):
                               "html_body": "<p>x</p>", "batch_size": 10, "pool": pool.pk})
     assert not form.is_valid()
     assert "No enabled account of the pool" in str(form.errors["pool"])
+
+
+def test_an_unreachable_account_fails_over_to_the_next(start_worker, smtp_sink_server, no_sendgrid, closed_port,
+                                                       worker_env):
+    worker_env.update(SEND_BACKOFF_SECONDS=0.01)
+    down = SendingAccountFactory(name="down", port=closed_port, weight=5)
+    up = account_for(smtp_sink_server, "up")
+    campaign = make_campaign(60, batch_size=20, pool=pool_of(down, up))
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign)
+
+    assert campaign.status == S.COMPLETED and sent_by(campaign) == {"up": 60}
+    down.refresh_from_db()
+    assert down.enabled and "unreachable" in down.last_error  # an outage does not disable an account
+    assert_exactly_once(campaign, delivered(smtp_sink_server))
+
+
+def test_a_sendgrid_account_and_an_smtp_account_share_a_campaign_within_their_caps(
+        start_worker, smtp_sink_server, fake_sendgrid, short_day):
+    sendgrid = SendingAccountFactory(name="sendgrid-main", kind="sendgrid", api_host=fake_sendgrid.url,
+                                     secret=fake_sendgrid.api_key, per_day=70)
+    smtp = account_for(smtp_sink_server, "relay", per_day=30)
+    campaign = make_campaign(100, batch_size=25, pool=pool_of(sendgrid, smtp))
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign)
+
+    assert campaign.status == S.COMPLETED
+    assert sent_by(campaign) == logged_by_provider(campaign) == {"sendgrid-main": 70, "relay": 30}
+    assert len(fake_sendgrid.recipients()) == 70 and smtp_sink_server.count() == 30
+    got = delivered(smtp_sink_server) + collections.Counter(fake_sendgrid.recipients())
+    assert_exactly_once(campaign, got)
+
+
+def test_the_estimated_finish_counts_the_room_left_now_then_the_pools_daily_rate(db, clean_broker):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    pool = pool_of(SendingAccountFactory(name="a", per_day=100), SendingAccountFactory(name="b", per_day=50))
+    campaign = make_campaign(1, pool=pool)
+    routing.quota_for(SendingAccount.objects.get(name="a")).reserve(40)  # 60 + 50 room left today
+
+    finish = routing.estimated_finish(campaign, pending=410, observed_rate=11)
+
+    # 110 now at the observed 11/s, then 300 at 150 a day.
+    expected = timezone.now() + timedelta(seconds=10) + timedelta(days=2)
+    assert abs((finish - expected).total_seconds()) < 60
+    assert routing.estimated_finish(campaign, pending=0, observed_rate=11) is None
