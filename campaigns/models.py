@@ -82,7 +82,8 @@ class Campaign(models.Model):
                              help_text="Empty: the default pool (the SendGrid key and SMTP server of the environment).")
     # While every account of its pool is at a limit: when the first of them frees (the page says so).
     quota_wait_until = models.DateTimeField(null=True, blank=True, editable=False)
-    # Bumped by every finished batch; the sweep re-dispatches a live campaign that stopped moving.
+    # Bumped by every finished batch; the sweep re-dispatches a live campaign that stopped moving. While
+    # it waits for quota: when its waiting batch wakes (campaigns.sending.routing.wait_for_quota).
     last_progress_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")

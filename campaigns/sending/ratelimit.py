@@ -225,7 +225,6 @@ if granted > 0 then
     used[i] = used[i] + granted
   end
   if room >= 0 then room = room - granted end
-  if room == 0 and free_at == 0 then free_at = -1 end
 end
 local reply = {tostring(granted), tostring(room), string.format('%.17g', free_at)}
 for i = 1, #used do reply[#reply + 1] = tostring(used[i]) end

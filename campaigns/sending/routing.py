@@ -27,10 +27,17 @@ from email.utils import parseaddr
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from campaigns.exceptions import AuthenticationRefused, ProviderRefused, ProviderUnavailable, QuotaExhausted
+from campaigns.exceptions import (
+    AuthenticationRefused,
+    ProviderError,
+    ProviderRefused,
+    ProviderUnavailable,
+    QuotaExhausted,
+)
 from campaigns.logsafe import for_log
 from campaigns.models import Campaign, SendingAccount, SendingAccountUsage
 from campaigns.sending import chain, ratelimit
@@ -153,6 +160,9 @@ class PoolSend:
             results = state.through(provider)
         except ProviderUnavailable as exc:
             error, results = exc, list(state.settled.values())
+        except ProviderError:  # e.g. the claim was lost: the pipeline handles it; give back the unused places
+            quota.settle(answer, sum(1 for r in state.settled.values() if r.outcome != Outcome.DEFERRED))
+            raise
         self.settle(account, results)
         quota.settle(answer, sum(1 for r in results if r.outcome != Outcome.DEFERRED))
         done = {r.delivery_id for r in results}
@@ -160,8 +170,8 @@ class PoolSend:
         if error is not None:
             self.account_failed(account, error)
             return False
-        if answer.room == 0:
-            self.free_at.append(answer.free_at)
+        if answer.room == 0:  # this batch filled the account: when does it have room again?
+            self.free_at.append(quota.look().free_at)
             return False
         return True
 
@@ -234,8 +244,12 @@ def wait_for_quota(campaign_id, batch_number, until):
     from campaigns.sending.pipeline import dispatch_batches
 
     seconds = max(1, min(MAX_QUOTA_WAIT_SECONDS, int((until - timezone.now()).total_seconds()) + 1))
+    wakes = timezone.now() + timedelta(seconds=seconds)
     with transaction.atomic():
-        Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.IN_PROGRESS).update(quota_wait_until=until)
+        # The sweep re-dispatches a campaign that made no progress for SWEEP_STALL_SECONDS; a waiting
+        # one is not stalled until its batch should have woken (else every sweep would add a task).
+        Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.IN_PROGRESS).update(
+            quota_wait_until=until, last_progress_at=Greatest(F("last_progress_at"), Value(wakes)))
         dispatch_batches(campaign_id, [batch_number], countdown=seconds)
     logger.info("Campaign %s batch %s waits for quota: every account of its pool is at a limit until %s; "
                 "sending again in %s s", campaign_id, batch_number, until.isoformat(timespec="seconds"), seconds)

@@ -9,7 +9,7 @@ from django.urls import reverse
 from campaigns import services
 from campaigns.admin.dashboard import dashboard_data
 from campaigns.models import Campaign, DeliveryLog, SendingAccount
-from campaigns.sending import routing
+from campaigns.sending import routing, sweep
 from tests.sending.test_pipeline import assert_exactly_once, make_campaign, status_of, wait_for, wait_until_finished
 from tests.support.factories import SendingAccountFactory, UserFactory, pool_of
 
@@ -65,6 +65,7 @@ def test_two_accounts_with_daily_caps_send_150_wait_and_finish_when_the_window_m
     client.force_login(UserFactory(is_superuser=True))
     page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
     assert "Waiting for quota until" in page
+    assert "<td>gmail-a</td><td>100</td>" in page and "<td>gmail-b</td><td>50</td>" in page
     assert dashboard_data(campaign)["estimated_finish"]
 
     wait_until_finished(campaign, timeout=4 * DAY_SECONDS)
@@ -92,11 +93,14 @@ def test_pause_and_resume_while_waiting_for_quota(start_worker, smtp_sink_server
     assert_exactly_once(campaign, delivered(smtp_sink_server))
 
 
-def test_cancel_while_waiting_for_quota_skips_the_rest(start_worker, smtp_sink_server, no_sendgrid, short_day):
+def test_cancel_while_waiting_for_quota_skips_the_rest(start_worker, smtp_sink_server, no_sendgrid, short_day,
+                                                       settings):
     campaign = make_campaign(60, batch_size=10, pool=pool_of(account_for(smtp_sink_server, "gmail", per_day=30)))
     start_worker(["scheduler", "senders"], concurrency=2)
     services.send_now(campaign.pk)
     waiting_for_quota(campaign, 30)
+    settings.SWEEP_STALL_SECONDS = 0
+    assert campaign.pk not in sweep.sweep().redispatched  # waiting is not stalling: no extra batch tasks
 
     services.cancel(campaign.pk)
 
@@ -107,7 +111,7 @@ def test_cancel_while_waiting_for_quota_skips_the_rest(start_worker, smtp_sink_s
 
 
 def test_an_account_refusing_its_password_is_disabled_and_the_others_take_over(
-        start_worker, smtp_sink_server, password_sink, no_sendgrid, tmp_path):
+        start_worker, smtp_sink_server, password_sink, no_sendgrid, tmp_path, client):
     wrong = "wrong-Secret-7731"
     refused = account_for(password_sink, "office365", username="ann", secret=wrong, weight=10)
     working = account_for(smtp_sink_server, "gmail", username="bob", secret="gmail-Secret-5532")
@@ -124,6 +128,16 @@ def test_an_account_refusing_its_password_is_disabled_and_the_others_take_over(
     assert password_sink.count() == 0 and smtp_sink_server.count() == 120
     assert sent_by(campaign) == {"gmail": 120}
     assert_exactly_once(campaign, delivered(smtp_sink_server, password_sink))
+    client.force_login(UserFactory(is_superuser=True))
+    pages = [reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
+             reverse("admin:campaigns_campaign_dashboard_json", args=[campaign.pk]),
+             reverse("admin:campaigns_sendingaccount_change", args=[refused.pk]),
+             reverse("admin:campaigns_sendingaccount_changelist"),
+             reverse("admin:campaigns_deliverylog_changelist")]
+    for url in pages:
+        html = client.get(url).content.decode()
+        assert wrong not in html and "gmail-Secret-5532" not in html
+    assert "authentication refused" in client.get(pages[2]).content.decode()
     logs = "".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))
     assert "sending account office365" in logs and "disabled: authentication refused" in logs
     assert wrong not in logs and "gmail-Secret-5532" not in logs
