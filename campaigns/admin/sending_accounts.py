@@ -81,6 +81,9 @@ class SendingAccountAdmin(admin.ModelAdmin):
         ("Usage", {"fields": ("usage_panel", "last_error", "last_error_at")}),
     )
 
+    class Media:
+        css = {"all": ["campaigns/admin/campaign.css"]}  # the sends chart
+
     def get_fieldsets(self, request, obj=None):
         return self.fieldsets if obj is not None else self.fieldsets[:-1]
 
@@ -110,7 +113,7 @@ class SendingAccountAdmin(admin.ModelAdmin):
         series = [(hour, 60, count) for hour, count in usage["series"]]
         chart = stats.sends_chart_svg(series if any(count for _, _, count in series) else [], width=480, height=140)
         return format_html("<p>Sent this hour: <strong>{}</strong> · today: <strong>{}</strong></p>"
-                           "<figure class='dash-chart'><figcaption>Sends per hour, last 24 hours</figcaption>{}"
+                           "<figure class='dash-chart account-chart'><figcaption>Sends per hour, last 24 hours</figcaption>{}"
                            "</figure>", usage["hour"], usage["today"], mark_safe(chart))
 
     @admin.action(description="Test connection (nothing is sent)")
