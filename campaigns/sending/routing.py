@@ -181,10 +181,11 @@ class PoolSend:
         self.last_account = account.name
         for result in results:
             self.settled[result.delivery_id] = result
-        if self.batch.ledger is not None:
-            # Written under this account's name now (rows SMTP recorded as it went are skipped): the
-            # pipeline records the batch under one name, and a batch may go through several accounts.
-            self.batch.ledger.record(account.name, results)
+        if self.batch.ledger is None:
+            return  # a test email: it takes quota, but is no send of the campaign
+        # Written under this account's name now (rows SMTP recorded as it went are skipped): the
+        # pipeline records the batch under one name, and a batch may go through several accounts.
+        self.batch.ledger.record(account.name, results)
         record_usage(account.pk, self.batch.campaign_id, sum(1 for r in results if r.outcome == Outcome.SENT))
         Campaign.objects.filter(pk=self.batch.campaign_id, quota_wait_until__isnull=False).update(
             quota_wait_until=None)
