@@ -147,7 +147,10 @@ class PoolSend:
         quota = quota_for(account)
         wanted = len(self.remaining)
         if account.per_second:
-            wanted = min(wanted, account.per_second * PACED_BATCH_SECONDS)
+            # SMTP paces message by message; a SendGrid request arrives whole, so it is at most one
+            # second's worth.
+            per_call = 1 if account.kind == SendingAccount.Kind.SENDGRID else PACED_BATCH_SECONDS
+            wanted = min(wanted, account.per_second * per_call)
         answer = quota.reserve(wanted)
         if not answer.granted:
             self.free_at.append(answer.free_at)

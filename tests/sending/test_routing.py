@@ -251,3 +251,17 @@ def test_the_estimated_finish_counts_the_room_left_now_then_the_pools_daily_rate
     expected = timezone.now() + timedelta(seconds=10) + timedelta(days=2)
     assert abs((finish - expected).total_seconds()) < 60
     assert routing.estimated_finish(campaign, pending=0, observed_rate=11) is None
+
+
+def test_a_sendgrid_accounts_per_second_limit_splits_a_batch_into_paced_requests(db, clean_broker, fake_sendgrid,
+                                                                                 batch_of):
+    from tests.sending.test_pipeline import most_in_any_second
+
+    account = SendingAccountFactory(name="sg", kind="sendgrid", api_host=fake_sendgrid.url,
+                                    secret=fake_sendgrid.api_key, per_second=5)
+    name, results = routing.send(batch_of(12), pool_of(account).pk)
+
+    assert name == "sg" and [r.outcome.value for r in results] == ["sent"] * 12
+    requests = collections.Counter(record["message_id"] for record in fake_sendgrid.records())
+    assert sorted(requests.values()) == [2, 5, 5]
+    assert most_in_any_second(sorted(record["received_at"] for record in fake_sendgrid.records())) <= 5
