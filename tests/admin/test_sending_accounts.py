@@ -137,3 +137,23 @@ def test_the_account_page_shows_sends_this_hour_today_and_a_chart_per_hour(staff
     assert "refused our credentials" in page
     listing = staff_client.get(reverse("admin:campaigns_sendingaccount_changelist")).content.decode()
     assert '<td class="field-sent_this_hour">12</td>' in listing
+
+
+def test_a_viewer_sees_an_account_but_cannot_change_it_and_never_sees_its_secret(client, db):
+    from django.core.management import call_command
+    from django.contrib.auth.models import Group
+
+    from tests.support.factories import UserFactory
+
+    call_command("create_staff_groups", verbosity=0)
+    viewer = UserFactory()
+    viewer.groups.add(Group.objects.get(name="Viewer"))
+    client.force_login(viewer)
+    account = SendingAccountFactory(name="gmail-1", secret=SECRET)
+
+    page = client.get(change_url(account))
+    assert page.status_code == 200 and "gmail-1" in page.content.decode() and SECRET not in page.content.decode()
+    assert client.post(change_url(account), account_form(new_secret="mine")).status_code == 403
+    assert client.get(reverse("admin:campaigns_sendingaccount_add")).status_code == 403
+    account.refresh_from_db()
+    assert account.secret == SECRET
