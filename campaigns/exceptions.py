@@ -99,6 +99,21 @@ class ProviderRefused(ProviderUnavailable):
     will not fix it."""
 
 
+class AuthenticationRefused(ProviderRefused):
+    """The provider refused our credentials (SMTP AUTH refused, SendGrid 401 or 403). A sending
+    account that meets it is disabled with the reason (campaigns.sending.routing)."""
+
+
+class QuotaExhausted(ProviderError):
+    """Every account of the pool that may send this batch is at one of its limits: nothing more is
+    sent now. ``until`` is when the first of them has room again (an aware datetime). Its rows wait,
+    pending, without using up an attempt."""
+
+    def __init__(self, message, until=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.until = until
+
+
 class RateLimited(ProviderError):
     """The provider asked us to wait. ``retry_after`` is how long, in seconds, counted from the
     provider's own clock (its reset time less the response's Date); None when it did not say."""

@@ -1,5 +1,7 @@
 """Forms of the campaign admin: the campaign itself, scheduling and the test send."""
 
+from email.utils import parseaddr
+
 from django import forms
 from django.conf import settings
 from django.contrib.admin import widgets as admin_widgets
@@ -35,7 +37,7 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = ("name", "start_from", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
-                  "track_engagement", "public_archive")
+                  "track_engagement", "public_archive", "pool")
         widgets = {
             "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
             "html_body": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField campaign-html-body",
@@ -72,6 +74,12 @@ class CampaignForm(forms.ModelForm):
         when = cleaned.get("schedule_for")
         if when and when <= timezone.now():
             self.add_error("schedule_for", "Choose a time in the future, or use Send now.")
+        pool = cleaned.get("pool")
+        if pool is not None and "from_email" not in self.errors:
+            domain = parseaddr(cleaned.get("from_email") or settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2]
+            if not any(account.may_send_from(domain) for account in pool.accounts.filter(enabled=True)):
+                self.add_error("pool", f"No enabled account of the pool {pool} may send From {domain}: choose "
+                                       f"another pool, or allow the domain in one of its accounts.")
         if self.instance.pk and not lock_without_waiting(self.instance.pk):
             raise ValidationError(IMPORT_HOLDS_CAMPAIGN)
         return cleaned

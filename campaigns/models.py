@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import MD5, Coalesce
 
+from campaigns.encryption import EncryptedTextField
 from campaigns.exceptions import MergeTagError
 from campaigns.validators import refuse_line_breaks, require_json_object, validate_email_address, validate_from_email
 
@@ -79,7 +80,14 @@ class Campaign(models.Model):
     # Why sending paused by itself: every provider refused us (credentials, configuration, a relay's
     # policy). Empty for a pause staff chose; cleared on resume.
     pause_reason = models.TextField(blank=True, editable=False)
-    # Bumped by every finished batch; the sweep re-dispatches a live campaign that stopped moving.
+    # The sending pool its batches go through (campaigns.sending.routing); empty: the built-in default
+    # pool, the providers configured in the environment (SENDGRID_API_KEY, EMAIL_HOST).
+    pool = models.ForeignKey("SendingPool", null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns",
+                             help_text="Empty: the default pool (the SendGrid key and SMTP server of the environment).")
+    # While every account of its pool is at a limit: when the first of them frees (the page says so).
+    quota_wait_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Bumped by every finished batch; the sweep re-dispatches a live campaign that stopped moving. While
+    # it waits for quota: when its waiting batch wakes (campaigns.sending.routing.wait_for_quota).
     last_progress_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -264,7 +272,9 @@ class DeliveryLog(models.Model):
     # Assigned when the campaign starts: rows [n * batch_size, (n + 1) * batch_size) form batch n,
     # so a batch task (and any redelivery of it) always claims the same rows.
     batch_number = models.PositiveIntegerField(default=0)
-    provider = models.CharField(max_length=10, choices=Provider.choices, blank=True, default="")
+    # "sendgrid" or "smtp" (the environment's providers, the built-in default pool), or the name of
+    # the sending account (SendingAccount) that sent it.
+    provider = models.CharField(max_length=100, blank=True, default="")
     provider_message_id = models.CharField(max_length=255, blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
@@ -452,3 +462,106 @@ class PreflightRun(models.Model):
 
     def __str__(self):
         return f"Preflight of {self.campaign} ({self.status})"
+
+
+class SendingAccount(models.Model):
+    """One way to send mail, managed in the admin: a SendGrid API key, an SMTP server, or Amazon SES
+    through its SMTP interface; with its limits. Pools group accounts; campaigns choose a pool."""
+
+    class Kind(models.TextChoices):
+        SENDGRID = "sendgrid", "SendGrid API"
+        SMTP = "smtp", "SMTP"
+        SES_SMTP = "ses_smtp", "Amazon SES (SMTP interface)"
+
+    class Security(models.TextChoices):
+        STARTTLS = "starttls", "STARTTLS (port 587)"
+        TLS = "tls", "Implicit TLS (port 465)"
+        NONE = "none", "None (local relays only)"
+
+    class DayWindow(models.TextChoices):
+        ROLLING = "rolling", "Rolling 24 hours"
+        CALENDAR = "calendar", "Calendar day (TIME_ZONE)"
+
+    name = models.CharField(max_length=100, unique=True, help_text="Shown in delivery logs and on campaign pages.")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SMTP)
+    host = models.CharField(max_length=255, blank=True, help_text="SMTP server, e.g. smtp.gmail.com, "
+                            "smtp.office365.com, email-smtp.eu-west-1.amazonaws.com.")
+    port = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(65535)],
+                                       help_text="Empty: 587 with STARTTLS, 465 with implicit TLS, 25 without.")
+    security = models.CharField(max_length=10, choices=Security.choices, default=Security.STARTTLS)
+    username = models.CharField(max_length=255, blank=True)
+    # The SMTP password or the SendGrid API key, encrypted (campaigns.encryption); never shown back.
+    secret = EncryptedTextField(blank=True, editable=False)
+    api_host = models.CharField(max_length=255, blank=True, default="https://api.sendgrid.com",
+                                help_text="SendGrid only: the API base URL.")
+    from_domains = models.TextField(
+        blank=True, help_text="Domains this account may send From, one a line or comma-separated "
+                              "(subdomains not included). Empty: any domain.")
+    per_second = models.PositiveIntegerField(default=0, help_text="0: no limit.")
+    per_minute = models.PositiveIntegerField(default=0, help_text="0: no limit.")
+    per_hour = models.PositiveIntegerField(default=0, help_text="0: no limit.")
+    per_day = models.PositiveIntegerField(default=0, help_text="0: no limit.")
+    day_window = models.CharField(max_length=10, choices=DayWindow.choices, default=DayWindow.ROLLING)
+    weight = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)],
+                                              help_text="Relative share of the traffic among accounts with room.")
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.TextField(blank=True, help_text="Why sending disabled it (authentication refused).")
+    last_error = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def domains(self):
+        return {d.strip().lower().rstrip(".") for d in self.from_domains.replace(",", "\n").split() if d.strip()}
+
+    def may_send_from(self, domain):
+        allowed = self.domains()
+        return not allowed or domain.lower() in allowed
+
+    def limits(self):
+        """{window name: limit} of the limits set (0 means none)."""
+        return {name: getattr(self, f"per_{name}") for name in ("second", "minute", "hour", "day")
+                if getattr(self, f"per_{name}")}
+
+    def default_port(self):
+        return {self.Security.TLS: 465, self.Security.NONE: 25}.get(self.security, 587)
+
+    def clean(self):
+        if self.kind in (self.Kind.SMTP, self.Kind.SES_SMTP) and not self.host:
+            raise ValidationError({"host": "An SMTP account needs its server's host name."})
+        if self.kind == self.Kind.SENDGRID and not self.api_host.startswith(("https://", "http://")):
+            raise ValidationError({"api_host": "The API host is a URL, e.g. https://api.sendgrid.com."})
+
+
+class SendingPool(models.Model):
+    """The accounts a campaign may send through; routing picks among them batch by batch."""
+
+    name = models.CharField(max_length=100, unique=True)
+    accounts = models.ManyToManyField(SendingAccount, related_name="pools", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class SendingAccountUsage(models.Model):
+    """How many messages an account sent for one campaign in one clock hour (UTC): the admin's usage
+    figures and chart per account, and the campaign page's sends per account, without counting rows."""
+
+    account = models.ForeignKey(SendingAccount, on_delete=models.CASCADE, related_name="usage")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="account_usage")
+    hour = models.DateTimeField()
+    sent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "campaign", "hour"],
+                                               name="sending_account_usage_unique")]
+        indexes = [models.Index(fields=["account", "hour"], name="sending_usage_account_hour_idx")]

@@ -20,6 +20,7 @@ from campaigns import segments, states
 from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
+from campaigns.sending import routing
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.ledger import settle_unknown_with_evidence
 from campaigns.sending.pipeline import (
@@ -213,7 +214,9 @@ def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=Tr
     batch = Batch(campaign_id=campaign_id, from_email=campaign.from_email or settings.DEFAULT_FROM_EMAIL,
                   reply_to=campaign.reply_to, compiled=compiled, messages=messages,
                   categories=("test-send",))
-    provider, results = send_with_fallback(batch)
+    # Through the campaign's pool (its From-domain rules and limits), or the environment's providers.
+    provider, results = (send_with_fallback(batch) if campaign.pool_id is None
+                         else routing.send(batch, campaign.pool_id))
     sent = [r for r in results if r.outcome == Outcome.SENT]
     problems = [f"{m.email}: {r.error or r.outcome.value}" for m, r in zip(messages, results) if r.outcome != Outcome.SENT]
     logger.info("Campaign %s test email by user %s via %s: %s of %s addresses sent, %s suppressed", campaign_id,

@@ -3,7 +3,10 @@
 from django.contrib.auth.models import Group, Permission
 
 VIEW = ["campaigns.view_campaign", "campaigns.view_emailtemplate", "campaigns.view_recipient",
-        "campaigns.view_deliverylog", "campaigns.view_recipientimport", "campaigns.view_suppression"]
+        "campaigns.view_deliverylog", "campaigns.view_recipientimport", "campaigns.view_suppression",
+        # Sending accounts and pools: their limits, usage and last error, never their secrets (adding
+        # and changing them is for superusers, the operators).
+        "campaigns.view_sendingaccount", "campaigns.view_sendingpool"]
 # Write content, import recipients, test-send with sample data, delete drafts (and their recipients).
 EDIT = ["campaigns.add_campaign", "campaigns.change_campaign", "campaigns.delete_campaign",
         "campaigns.add_emailtemplate", "campaigns.change_emailtemplate", "campaigns.delete_recipient",

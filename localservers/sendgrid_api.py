@@ -17,6 +17,8 @@ Mail send:
     --render each line also has ``rendered``: ``{"subject", "text", "html"}``
     with that personalization's substitutions applied by plain string
     replacement, as SendGrid does (costly for big bodies: tests only).
+  * A valid request with ``mail_settings.sandbox_mode.enable`` gets 200 with
+    an empty body and is not recorded: SendGrid's sandbox mode.
   * An invalid request gets 400 with SendGrid's error body
     ``{"errors": [{"message", "field", "help": null}]}``: everything SendGrid's
     published OpenAPI description refuses (contracts/sendgrid/tsg_mail_v3.yaml,
@@ -416,6 +418,11 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
         errors = validate_mail(payload)
         if errors:
             self.reply(400, error_body(*errors))
+            return
+        if ((payload.get("mail_settings") or {}).get("sandbox_mode") or {}).get("enable"):
+            # Sandbox mode: validated and answered as SendGrid does (200, no body), never delivered.
+            self.app.count(200)
+            self.send_json(200)
             return
         message_id = secrets.token_urlsafe(16)  # 22 characters, like SendGrid's
         self.app.record(payload, message_id, self.received_at)

@@ -3,8 +3,9 @@
     python -m localservers.smtp_sink --host 127.0.0.1 --port 1025 --maildir var/mail
 
 Accepts any sender and recipient, offers AUTH without TLS and accepts any
-credentials (so Django's SMTP backend with EMAIL_HOST_USER set works), and
-never offers STARTTLS.  Every accepted message becomes one file in --maildir,
+credentials (so Django's SMTP backend with EMAIL_HOST_USER set works), or
+with --password PW only that password (535 for any other), and never offers
+STARTTLS.  Every accepted message becomes one file in --maildir,
 named ``<time_ns>-<pid>-<seq>.eml`` (unique and sortable), written to a
 dot-prefixed temporary name and then renamed into place, with the envelope
 prepended as ``X-Sink-Mail-From:`` and ``X-Sink-Rcpt-To:`` (comma-separated)
@@ -177,7 +178,17 @@ def accept_any_credentials(server, session, envelope, mechanism, auth_data):
     return AuthResult(success=True)
 
 
-async def serve(host, port, maildir, control_file, flag_values, rcpt_log=None):
+def accept_password(password):
+    """An authenticator that accepts any user name with PASSWORD only (535 otherwise)."""
+    expected = password.encode("utf-8")
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=getattr(auth_data, "password", None) == expected, handled=False)
+
+    return authenticate
+
+
+async def serve(host, port, maildir, control_file, flag_values, rcpt_log=None, password=None):
     handler = SinkHandler(MaildirWriter(maildir), ControlFile(control_file, flag_values), rcpt_log)
     loop = asyncio.get_running_loop()
 
@@ -187,7 +198,7 @@ async def serve(host, port, maildir, control_file, flag_values, rcpt_log=None):
             hostname="smtp-sink.local",  # avoids a DNS lookup per connection
             enable_SMTPUTF8=True,
             auth_require_tls=False,
-            authenticator=accept_any_credentials,
+            authenticator=accept_password(password) if password else accept_any_credentials,
             loop=loop,
         )
 
@@ -248,6 +259,7 @@ def main(argv=None):
     parser.add_argument("--drop-after", type=int, default=0, metavar="N",
                         help="drop each connection after N stored messages")
     parser.add_argument("--rcpt-log", metavar="PATH", help="append each accepted RCPT TO address to PATH")
+    parser.add_argument("--password", help="accept AUTH with this password only (any user name); default: any")
     args = parser.parse_args(argv)
     flag_values = {
         "reject_rcpt": args.reject_rcpt,
@@ -255,7 +267,7 @@ def main(argv=None):
         "drop_after": args.drop_after,
     }
     control_file = args.control_file or default_control_file(args.maildir)
-    asyncio.run(serve(args.host, args.port, args.maildir, control_file, flag_values, args.rcpt_log))
+    asyncio.run(serve(args.host, args.port, args.maildir, control_file, flag_values, args.rcpt_log, args.password))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ local default so that `make run` works from a fresh clone; with DEBUG off, the v
 "required in production" must be set, and a missing one stops the process at start with its name.
 """
 
+import base64
+import hashlib
 from pathlib import Path
 
 import environ
@@ -54,6 +56,15 @@ LINK_SIGNING_KEY = _required_in_production("LINK_SIGNING_KEY", f"dev-link-signin
 # Blank entries ("old,", "a, ,b") are dropped: an empty key would accept links anyone can make.
 LINK_SIGNING_KEY_FALLBACKS = [key.strip() for key in env.list("LINK_SIGNING_KEY_FALLBACKS", default=[])
                               if key.strip()]
+# Fernet keys that encrypt the sending accounts' passwords and API keys in the database
+# (campaigns/encryption.py), comma-separated: the first encrypts, every one decrypts, so a key
+# rotates by putting the new one first (then `manage.py reencrypt_secrets`). Unset in development:
+# one derived from SECRET_KEY. Unset in production: accounts with a secret cannot be saved, with a
+# message naming this variable; the environment's own SENDGRID_API_KEY and EMAIL_HOST keep working.
+FIELD_ENCRYPTION_KEY = [key.strip() for key in env.list("FIELD_ENCRYPTION_KEY", default=[]) if key.strip()]
+if not FIELD_ENCRYPTION_KEY and DEBUG:
+    FIELD_ENCRYPTION_KEY = [base64.urlsafe_b64encode(hashlib.sha256(f"field-encryption:{SECRET_KEY}".encode())
+                                                     .digest()).decode()]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -206,6 +217,11 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 SMTP_RATE_LIMIT_PER_SEC = env.float("SMTP_RATE_LIMIT_PER_SEC", default=0)  # 0: no limit
+# The length of a rolling "day" of a sending account's daily limit (86400). Tests shorten it; a
+# calendar day (an account's other choice) always runs midnight to midnight in TIME_ZONE.
+SENDING_ACCOUNT_DAY_SECONDS = env.int("SENDING_ACCOUNT_DAY_SECONDS", default=86400)
+# Timeout of an account's "Test connection" and of its SMTP sends.
+SENDING_ACCOUNT_TIMEOUT_SECONDS = env.int("SENDING_ACCOUNT_TIMEOUT_SECONDS", default=30)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Acme <news@example.com>")
 # Domains a campaign's From address may use (exact names, comma-separated); empty allows any domain.
 ALLOWED_FROM_DOMAINS = env.list("ALLOWED_FROM_DOMAINS", default=[])

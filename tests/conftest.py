@@ -132,6 +132,39 @@ def sink_process(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def second_sink_process(tmp_path_factory):
+    """Another SMTP sink, for tests with two SMTP servers (two sending accounts)."""
+    base = tmp_path_factory.mktemp("smtp-sink-2")
+    with running("smtp_sink", "--maildir", base / "mail", "--rcpt-log", base / "rcpt.log",
+                 log_path=base / "sink.log") as (_, port):
+        yield SmtpSink(port, base / "mail", base / "rcpt.log")
+
+
+SINK_PASSWORD = "the-right-password"
+
+
+@pytest.fixture(scope="session")
+def password_sink_process(tmp_path_factory):
+    """An SMTP sink that accepts AUTH with SINK_PASSWORD only (535 for any other)."""
+    base = tmp_path_factory.mktemp("smtp-sink-password")
+    with running("smtp_sink", "--maildir", base / "mail", "--rcpt-log", base / "rcpt.log", "--password",
+                 SINK_PASSWORD, log_path=base / "sink.log") as (_, port):
+        yield SmtpSink(port, base / "mail", base / "rcpt.log")
+
+
+@pytest.fixture
+def second_sink(second_sink_process):
+    second_sink_process.clear()
+    return second_sink_process
+
+
+@pytest.fixture
+def password_sink(password_sink_process):
+    password_sink_process.clear()
+    return password_sink_process
+
+
+@pytest.fixture(scope="session")
 def sendgrid_process(tmp_path_factory):
     base = tmp_path_factory.mktemp("fake-sendgrid")
     server = FakeSendGrid(0, base / "sendgrid.jsonl")

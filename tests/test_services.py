@@ -195,6 +195,23 @@ def test_send_test_email_renders_the_first_recipient_and_touches_nothing(
         call_command("send_test_email", campaign.pk, "not-an-address")
 
 
+def test_a_test_email_of_a_campaign_with_a_pool_goes_through_the_pool_and_takes_its_quota(
+        transactional_db, clean_broker, smtp_sink_server, second_sink, no_sendgrid):
+    from campaigns.sending import routing
+    from tests.support.factories import SendingAccountFactory, pool_of
+
+    account = SendingAccountFactory(name="relay-2", port=second_sink.port, per_day=2)
+    campaign = CampaignFactory(pool=pool_of(account))
+    out = StringIO()
+    call_command("send_test_email", campaign.pk, "qa@example.com", stdout=out)
+
+    assert "via relay-2" in out.getvalue()
+    assert [m["X-Sink-Rcpt-To"] for m in second_sink.messages()] == ["qa@example.com"]
+    assert smtp_sink_server.count() == 0  # not the environment's server
+    assert routing.quota_for(account).look().room == 1
+    assert routing.sends_per_account(campaign.pk) == []  # not one of the campaign's sends
+
+
 def test_a_scheduled_campaign_starts_at_its_time_not_before(start_worker, smtp_sink_server, no_sendgrid):
     campaign = CampaignFactory()
     RecipientFactory.create_batch(3, campaign=campaign)

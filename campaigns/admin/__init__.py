@@ -9,8 +9,18 @@ from django.contrib import admin
 from campaigns.admin.campaigns import CampaignAdmin, EmailTemplateAdmin
 from campaigns.admin.delivery_logs import DeliveryLogAdmin, RecipientAdmin
 from campaigns.admin.imports import RecipientImportAdmin
+from campaigns.admin.sending_accounts import SendingAccountAdmin, SendingPoolAdmin
 from campaigns.admin.suppression import SuppressionAdmin
-from campaigns.models import Campaign, DeliveryLog, EmailTemplate, Recipient, RecipientImport, Suppression
+from campaigns.models import (
+    Campaign,
+    DeliveryLog,
+    EmailTemplate,
+    Recipient,
+    RecipientImport,
+    SendingAccount,
+    SendingPool,
+    Suppression,
+)
 
 admin.site.register(EmailTemplate, EmailTemplateAdmin)
 admin.site.register(Campaign, CampaignAdmin)
@@ -18,3 +28,5 @@ admin.site.register(Recipient, RecipientAdmin)
 admin.site.register(DeliveryLog, DeliveryLogAdmin)
 admin.site.register(RecipientImport, RecipientImportAdmin)
 admin.site.register(Suppression, SuppressionAdmin)
+admin.site.register(SendingAccount, SendingAccountAdmin)
+admin.site.register(SendingPool, SendingPoolAdmin)

@@ -29,7 +29,7 @@ S = Campaign.Status
 # Archiving is for finished campaigns; a live one stays in view.
 ARCHIVABLE = (S.COMPLETED, S.FAILED, S.CANCELLED)
 CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
-                  "track_engagement")
+                  "track_engagement", "pool")
 COUNTER_FIELDS = (
     "total_recipients", "sent_count", "failed_count", "skipped_count", "unknown_count", "delivered_count",
     "opened_count", "machine_opened_count", "clicked_count", "bounced_count", "complained_count",
@@ -176,6 +176,14 @@ class CampaignAdmin(admin.ModelAdmin):
                 "fields": ("status", "scheduled_local", "started_at", "paused_at", "completed_at", "last_error",
                            *COUNTER_FIELDS, "created_by", "created_at", "updated_at")}))
         return fieldsets
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "pool" and field is not None:
+            # Pools are managed on their own page; the campaign form only chooses one.
+            field.widget.can_add_related = field.widget.can_change_related = False
+            field.widget.can_delete_related = field.widget.can_view_related = False
+        return field
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and not obj.is_editable:

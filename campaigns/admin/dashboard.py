@@ -3,8 +3,12 @@
 from django.http import JsonResponse
 from django.utils.safestring import mark_safe
 
+from django.utils import timezone
+
 from campaigns import stats
+from campaigns.forms import zone_name
 from campaigns.models import Campaign
+from campaigns.sending import routing
 
 POLL_SECONDS = 3
 # The engagement cards: (figure in dashboard_data and its "rates", label).
@@ -14,9 +18,29 @@ ENGAGEMENT_CARDS = (("delivered", "Delivered"), ("opened", "Opened by people"), 
 LIVE_STATUSES = (Campaign.Status.SCHEDULED, Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED)
 
 
+def quota_note(campaign: Campaign) -> str:
+    """ "waiting for quota until HH:MM" while every account of the campaign's pool is at a limit."""
+    until = campaign.quota_wait_until
+    if campaign.status != Campaign.Status.IN_PROGRESS or until is None or until <= timezone.now():
+        return ""
+    return f"Waiting for quota until {timezone.localtime(until):%H:%M} ({zone_name()}): every account of the " \
+           f"pool is at a limit; sending carries on by itself."
+
+
+def finish_estimate(campaign: Campaign, figures) -> str:
+    if campaign.status != Campaign.Status.IN_PROGRESS:
+        return ""
+    when = routing.estimated_finish(campaign, figures.pending, figures.emails_per_second)
+    return f"{timezone.localtime(when):%Y-%m-%d %H:%M}" if when else ""
+
+
 def dashboard_data(campaign: Campaign) -> dict:
     figures = stats.CampaignStats.of(campaign)
     return {
+        "quota_wait": quota_note(campaign),
+        "estimated_finish": finish_estimate(campaign, figures),
+        "pool": str(campaign.pool) if campaign.pool_id else "Default (from the environment)",
+        "sends_per_account": routing.sends_per_account(campaign.pk),
         "status": campaign.status,
         "status_display": campaign.get_status_display(),
         "live": campaign.status in LIVE_STATUSES,

@@ -24,12 +24,12 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from campaigns import click_tracking, signed_links, states
-from campaigns.exceptions import IllegalTransition, ProviderError, ProviderRefused
+from campaigns.exceptions import IllegalTransition, ProviderError, ProviderRefused, QuotaExhausted
 from campaigns.logsafe import for_log
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.segments import compile_segment
-from campaigns.sending.chain import send_with_fallback
+from campaigns.sending import routing
 from campaigns.sending.ledger import BatchLedger, Heartbeat
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
 
@@ -233,7 +233,7 @@ def send_batch(campaign_id, batch_number):
     report = BatchReport()
     campaign = (Campaign.objects.filter(pk=campaign_id)
                 .values("id", "status", "subject", "html_body", "text_body", "from_email", "reply_to",
-                        "updated_at", "track_engagement").first())
+                        "updated_at", "track_engagement", "pool_id").first())
     if campaign is None or campaign["status"] != Campaign.Status.IN_PROGRESS:
         # Pause and cancel take effect here, at the batch boundary; resume dispatches the batch again.
         logger.info("Campaign %s batch %s not sent: campaign is %s", campaign_id, batch_number,
@@ -275,6 +275,9 @@ def send_batch(campaign_id, batch_number):
     report.provider = provider
     report.sent, report.failed, report.unknown, report.retrying = (
         ledger.report.sent, ledger.report.failed, ledger.report.unknown, ledger.report.retrying)
+    if isinstance(provider_problem, QuotaExhausted):  # sending accounts: the pool is at its limits
+        routing.wait_for_quota(campaign_id, batch_number, provider_problem.until)
+        return report
     if provider_problem is not None:
         pause_for_provider_problem(campaign_id, provider_problem)
         return report
@@ -291,11 +294,11 @@ def send_batch(campaign_id, batch_number):
 
 
 def send_claimed(campaign, batch_number, claimed, ledger):
-    """Send the claimed rows through the provider chain: (provider name, one DeliveryResult each, and
-    the ProviderRefused that stopped the chain, or None)."""
+    """Send the claimed rows through the campaign's pool (campaigns.sending.routing): (provider name,
+    one DeliveryResult each, and the ProviderRefused or QuotaExhausted that stopped it, or None)."""
     batch = build_batch(campaign, claimed, ledger)
     try:
-        provider, results = send_with_fallback(batch)
+        provider, results = routing.send(batch, campaign["pool_id"])
         return provider, results, None
     except ProviderError as error:
         # No provider is left for the rest of the batch. What was settled on the way stands; the rest
@@ -307,7 +310,7 @@ def send_claimed(campaign, batch_number, claimed, ledger):
                     for m in batch.messages if m.delivery_id not in settled]
         logger.warning("Campaign %s batch %s: no provider could send %d messages (%s)", campaign["id"],
                        batch_number, len(batch.messages) - len(settled), for_log(error))
-        return provider, results, (error if isinstance(error, ProviderRefused) else None)
+        return provider, results, (error if isinstance(error, (ProviderRefused, QuotaExhausted)) else None)
 
 
 def pause_for_provider_problem(campaign_id, error):

@@ -110,8 +110,8 @@ class Pacer:
     completion. It still arrives as one burst, so keep a provider's batch size at most its rate.
     """
 
-    def __init__(self, provider):
-        rate = rate_for(provider)
+    def __init__(self, provider, rate=None):
+        rate = rate_for(provider) if rate is None else rate
         self.provider = provider
         self.limit = max(1, int(rate)) if rate > 0 else 0
         self.key = f"ratelimit:{provider}:sends"
@@ -172,3 +172,140 @@ class Pacer:
                 logger.warning("Could not record a send's completion under the rate limit; its places stay "
                                "held for up to %g s", PACE_HOLD_SECONDS, exc_info=True)
             self.previous = NO_SEND
+
+
+# --- sending accounts' limits per minute, hour and day (campaigns.sending.routing) -----------------
+
+# KEYS: one sorted set per window of the account (minute, hour, day), each member '<reservation>:<n>'
+# scored by when it was taken. ARGV[1]: the reservation id, ARGV[2]: how many places it wants (0:
+# only look), then per window: limit (0: none, counted all the same), seconds it lasts, and the
+# start of the current window when it is a calendar one (-1: rolling, now - seconds) and when that
+# window ends.
+# Returns {granted, room left after it (-1: unlimited), when the first full window has room again
+# (epoch seconds, 0: none is full), places used in each window ...}.
+QUOTA_SCRIPT = """
+local id = ARGV[1]
+local wanted = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local room = -1
+local free_at = 0
+local used = {}
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[3 + (i - 1) * 4])
+  local seconds = tonumber(ARGV[4 + (i - 1) * 4])
+  local since = tonumber(ARGV[5 + (i - 1) * 4])
+  local ends = tonumber(ARGV[6 + (i - 1) * 4])
+  if since < 0 then since = now - seconds end
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. string.format('%.17g', since))
+  local n = 0
+  local members = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
+  for j = 1, #members, 2 do
+    n = n + tonumber(string.match(members[j], ':(%d+)$'))
+  end
+  used[i] = n
+  if limit > 0 then
+    local left = math.max(0, limit - n)
+    if room < 0 or left < room then room = left end
+    if left == 0 then
+      -- Rolling: the oldest reservation leaves the window; calendar: the window ends.
+      local at = ends
+      if ends < 0 then at = tonumber(members[2]) + seconds end
+      if at > free_at then free_at = at end
+    end
+  end
+end
+local granted = wanted
+if room >= 0 and room < granted then granted = room end
+if granted > 0 then
+  for i = 1, #KEYS do
+    local seconds = tonumber(ARGV[4 + (i - 1) * 4])
+    redis.call('ZADD', KEYS[i], string.format('%.17g', now), id .. ':' .. granted)
+    redis.call('PEXPIRE', KEYS[i], math.ceil(seconds * 1000) + 60000)
+    used[i] = used[i] + granted
+  end
+  if room >= 0 then room = room - granted end
+end
+local reply = {tostring(granted), tostring(room), string.format('%.17g', free_at)}
+for i = 1, #used do reply[#reply + 1] = tostring(used[i]) end
+return reply
+"""
+
+# KEYS as above; ARGV: the reservation id, what it was granted, what it really used. A reservation
+# gives back what it did not use (messages deferred or refused before they were sent).
+QUOTA_SETTLE_SCRIPT = """
+for i = 1, #KEYS do
+  local old = ARGV[1] .. ':' .. ARGV[2]
+  local score = redis.call('ZSCORE', KEYS[i], old)
+  if score then
+    redis.call('ZREM', KEYS[i], old)
+    if tonumber(ARGV[3]) > 0 then redis.call('ZADD', KEYS[i], score, ARGV[1] .. ':' .. ARGV[3]) end
+  end
+end
+return 1
+"""
+
+QUOTA_WINDOWS = ("minute", "hour", "day")
+
+
+class QuotaAnswer:
+    def __init__(self, reply, windows):
+        self.granted = int(reply[0])
+        room = int(reply[1])
+        self.room = None if room < 0 else room  # None: no limit
+        free_at = float(reply[2])
+        self.free_at = free_at if free_at > 0 else None  # epoch seconds when a full window has room
+        self.used = dict(zip(windows, (int(n) for n in reply[3:])))
+
+
+class Quota:
+    """One account's limits per minute, per hour and per day, shared by every worker in Redis.
+
+    A send reserves its places before it starts (`reserve`), up to the room every window has left,
+    and gives back what it did not use (`settle`). A reservation leaves a rolling window that long
+    after it was taken; a calendar day (midnight to midnight in TIME_ZONE) ends at once for all.
+    The per-second limit is the Pacer's, which spreads the sends inside these windows."""
+
+    def __init__(self, account_key, per_minute=0, per_hour=0, per_day=0, calendar_day=False):
+        self.keys = [f"quota:{account_key}:{window}" for window in QUOTA_WINDOWS]
+        self.limits = (per_minute, per_hour, per_day)
+        self.calendar_day = calendar_day
+        client = _client(settings.REDIS_URL)
+        self._script = client.register_script(QUOTA_SCRIPT)
+        self._settle = client.register_script(QUOTA_SETTLE_SCRIPT)
+
+    def _window_args(self):
+        day = settings.SENDING_ACCOUNT_DAY_SECONDS
+        since = ends = -1
+        if self.calendar_day:
+            since, ends = calendar_day_bounds()
+            day = ends - since
+        return [self.limits[0], 60, -1, -1, self.limits[1], 3600, -1, -1, self.limits[2], day, since, ends]
+
+    def reserve(self, wanted):
+        """Take up to WANTED places now: a QuotaAnswer (granted may be 0, then free_at says when)."""
+        reservation = uuid.uuid4().hex
+        answer = QuotaAnswer(self._script(keys=self.keys, args=[reservation, wanted, *self._window_args()]),
+                             QUOTA_WINDOWS)
+        answer.reservation = reservation
+        return answer
+
+    def look(self):
+        """Room and use now, taking nothing."""
+        return QuotaAnswer(self._script(keys=self.keys, args=["look", 0, *self._window_args()]), QUOTA_WINDOWS)
+
+    def settle(self, answer, used):
+        if answer.granted and used < answer.granted:
+            self._settle(keys=self.keys, args=[answer.reservation, answer.granted, max(0, used)])
+
+
+def calendar_day_bounds():
+    """(start, end) of today in TIME_ZONE, epoch seconds."""
+    from datetime import datetime, timedelta
+
+    from django.utils import timezone
+
+    now = timezone.localtime()
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = timezone.make_aware(datetime.combine(start.date() + timedelta(days=1), datetime.min.time()))
+    return start.timestamp(), end.timestamp()

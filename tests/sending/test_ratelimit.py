@@ -156,3 +156,64 @@ def test_rate_zero_means_no_limit_and_no_redis_state(settings, redis_client, pac
     assert ratelimit.Pacer("smtp").try_start() is True
     ratelimit.Pacer("sendgrid").take(10_000)
     assert not redis_client.exists("ratelimit:smtp:sends", KEY)
+
+
+# --- a sending account's limits per minute, hour and day (ratelimit.Quota) ---------------------------------
+
+@pytest.fixture
+def quota_keys(redis_client):
+    redis_client.delete(*(f"quota:account-test:{w}" for w in ratelimit.QUOTA_WINDOWS))
+    yield
+    redis_client.delete(*(f"quota:account-test:{w}" for w in ratelimit.QUOTA_WINDOWS))
+
+
+def test_a_quota_grants_up_to_the_room_of_its_tightest_window_and_says_when_it_frees(quota_keys):
+    quota = ratelimit.Quota("account-test", per_hour=50, per_day=30)
+
+    first = quota.reserve(20)
+    second = quota.reserve(20)
+    third = quota.reserve(5)
+
+    assert (first.granted, second.granted, third.granted) == (20, 10, 0)
+    assert third.room == 0 and third.used == {"minute": 30, "hour": 30, "day": 30}
+    # A rolling day: the first reservation leaves it a day after it was taken.
+    assert third.free_at == pytest.approx(time.time() + settings.SENDING_ACCOUNT_DAY_SECONDS, abs=5)
+
+
+def test_what_a_reservation_did_not_use_is_given_back(quota_keys):
+    quota = ratelimit.Quota("account-test", per_day=30)
+    answer = quota.reserve(30)
+
+    quota.settle(answer, 12)
+
+    assert quota.look().room == 18 and quota.reserve(25).granted == 18
+
+
+def test_a_quota_without_limits_grants_everything_and_still_counts(quota_keys):
+    quota = ratelimit.Quota("account-test")
+    assert quota.reserve(500).granted == 500
+    look = quota.look()
+    assert look.room is None and look.used["hour"] == 500
+
+
+def test_a_rolling_day_lets_places_go_once_the_window_has_passed(settings, quota_keys):
+    settings.SENDING_ACCOUNT_DAY_SECONDS = 1
+    quota = ratelimit.Quota("account-test", per_day=10)
+    assert quota.reserve(10).granted == 10 and quota.reserve(1).granted == 0
+    time.sleep(1.1)
+    assert quota.reserve(10).granted == 10
+
+
+def test_a_calendar_day_frees_at_midnight_in_time_zone(settings, quota_keys):
+    settings.TIME_ZONE = "Asia/Tokyo"
+    quota = ratelimit.Quota("account-test", per_day=5, calendar_day=True)
+    quota.reserve(5)
+
+    start, end = ratelimit.calendar_day_bounds()
+    answer = quota.reserve(1)
+
+    assert answer.granted == 0 and answer.free_at == pytest.approx(end)
+    assert end - start in (23 * 3600, 24 * 3600, 25 * 3600)
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    assert datetime.fromtimestamp(end, ZoneInfo("Asia/Tokyo")).strftime("%H:%M") == "00:00"

@@ -3,7 +3,7 @@
 import factory
 from django.contrib.auth import get_user_model
 
-from campaigns.models import Campaign, DeliveryLog, EmailTemplate, Recipient, Suppression
+from campaigns.models import Campaign, DeliveryLog, EmailTemplate, Recipient, SendingAccount, SendingPool, Suppression
 
 HTML_BODY = (
     '<p>Hello {{ first_name|default:"there" }},</p><p>News for {{ email }}.</p>'
@@ -68,3 +68,21 @@ class SuppressionFactory(factory.django.DjangoModelFactory):
 
     email = factory.Sequence(lambda n: f"suppressed{n}@example.com")
     reason = Suppression.Reason.UNSUBSCRIBED
+
+
+class SendingAccountFactory(factory.django.DjangoModelFactory):
+    """An SMTP account without TLS or AUTH (the local sinks), unless told otherwise."""
+
+    class Meta:
+        model = SendingAccount
+
+    name = factory.Sequence(lambda n: f"account-{n}")
+    kind = SendingAccount.Kind.SMTP
+    host = "127.0.0.1"
+    security = SendingAccount.Security.NONE
+
+
+def pool_of(*accounts, name=None):
+    pool = SendingPool.objects.create(name=name or f"pool-{SendingPool.objects.count() + 1}")
+    pool.accounts.set(accounts)
+    return pool

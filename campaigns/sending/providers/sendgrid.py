@@ -32,7 +32,7 @@ from django.conf import settings
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from campaigns.exceptions import ClaimLost, ProviderRefused, RateLimited, RecipientsRejected, TemporaryError
+from campaigns.exceptions import AuthenticationRefused, ClaimLost, ProviderRefused, RateLimited, RecipientsRejected, TemporaryError
 from campaigns.sending import ratelimit
 from campaigns.sending.providers.base import (
     DeliveryResult,
@@ -98,10 +98,12 @@ def _error_messages(body):
 class SendGridProvider(Provider):
     name = "sendgrid"
 
-    def __init__(self, api_key=None, host=None, timeout=None):
+    def __init__(self, api_key=None, host=None, timeout=None, name=None, rate=None, rate_key=None):
         self.api_key = settings.SENDGRID_API_KEY if api_key is None else api_key
-        self.host = host or settings.SENDGRID_API_HOST
+        self.host = (host or settings.SENDGRID_API_HOST).rstrip("/")
         self.timeout = timeout or settings.SENDGRID_TIMEOUT_SECONDS
+        self.name = name or self.name
+        self.rate, self.rate_key = rate, rate_key  # None: SENDGRID_RATE_LIMIT_PER_SEC under "sendgrid"
 
     def is_configured(self):
         return bool(self.api_key)
@@ -144,7 +146,7 @@ class SendGridProvider(Provider):
         # One place per recipient under the shared limit, freed a window after this request's answer
         # (ratelimit.Pacer): SendGrid sees at most the rate in every second, however the requests of
         # every worker bunch up on the way.
-        pacer = ratelimit.Pacer(self.name)
+        pacer = ratelimit.Pacer(self.rate_key or self.name, rate=self.rate)
         pacer.take(len(batch.messages))
         try:
             return self._post(client, batch, payload)
@@ -193,6 +195,8 @@ class SendGridProvider(Provider):
                                   **kwargs)
         # 401/403 (bad key, missing permission), 413 (too large), anything else 4xx: a configuration
         # problem that no retry fixes, so the next provider should take over.
+        if status in (401, 403):
+            raise AuthenticationRefused(f"SendGrid {status}: {summary}", **kwargs)
         raise ProviderRefused(f"SendGrid {status}: {summary}", **kwargs)
 
     @staticmethod

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.mail.utils import DNS_NAME
 
 from campaigns.exceptions import (
+    AuthenticationRefused,
     ConnectionLost,
     NeedsSmtpUtf8,
     ProviderError,
@@ -68,8 +69,8 @@ def _envelope_address(address, smtputf8):
     if not address.rpartition("@")[0].isascii():
         if not smtputf8:
             raise NeedsSmtpUtf8(
-                f"the address has a non-ASCII local part, which needs SMTPUTF8 (RFC 6531), and the SMTP server "
-                f"{settings.EMAIL_HOST} does not offer it; send to it through a server that does")
+                "the address has a non-ASCII local part, which needs SMTPUTF8 (RFC 6531), and the SMTP server "
+                "does not offer it; send to it through a server that does")
         return address
     return ascii_domain(address)
 
@@ -260,7 +261,7 @@ class SmtpSession:
         self.last_error = ""
         self.refusals = refusals  # delivery id -> the Verdict of a refusal, shared by the batch's sessions
         self.refusal = None  # the Verdict of the current envelope's refusal, once known
-        self.pacer = ratelimit.Pacer(provider.name)
+        self.pacer = ratelimit.Pacer(provider.rate_key or provider.name, rate=provider.rate)
 
     def connect(self):
         conn = self.provider.open_connection()
@@ -349,7 +350,7 @@ class SmtpSession:
         refusal, self.refusal = self.refusal, None
         if refusal is not None and refusal.phase == Phase.MAIL and refusal.scope == Scope.SENDER:
             error = ProviderRefused if refusal.outcome == Outcome.FAILED else TemporaryError
-            raise error(f"SMTP server {settings.EMAIL_HOST} {refusal.error}", provider=self.provider.name)
+            raise error(f"SMTP server {self.provider.host} {refusal.error}", provider=self.provider.name)
         return refusal
 
     def read_data_reply(self, owned):
@@ -391,30 +392,56 @@ class SmtpSession:
 
 
 class SmtpProvider(Provider):
+    """An SMTP server: the environment's (EMAIL_HOST and friends) unless the connection is given, as
+    for a sending account (campaigns.sending.routing)."""
+
     name = "smtp"
+    STARTTLS, TLS, PLAIN = "starttls", "tls", "none"
+
+    def __init__(self, host=None, port=None, security=None, username=None, password=None, timeout=None,
+                 name=None, rate=None, rate_key=None):
+        from_settings = host is None
+        self.host = settings.EMAIL_HOST if from_settings else host
+        self.port = settings.EMAIL_PORT if from_settings else port
+        self.security = (self.STARTTLS if settings.EMAIL_USE_TLS else self.PLAIN) if from_settings else security
+        self.username = settings.EMAIL_HOST_USER if from_settings else username
+        self.password = settings.EMAIL_HOST_PASSWORD if from_settings else password
+        self.timeout = timeout or settings.EMAIL_TIMEOUT
+        self.name = name or self.name
+        self.rate, self.rate_key = rate, rate_key  # None: SMTP_RATE_LIMIT_PER_SEC under "smtp"
 
     def is_configured(self):
-        return bool(settings.EMAIL_HOST)
+        return bool(self.host)
 
-    def open_connection(self):
-        where = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
-        conn = None
+    def connect_and_log_in(self):
+        """A connection through EHLO, STARTTLS (or implicit TLS) and AUTH; smtplib's errors as they are."""
+        connection_class = smtplib.SMTP_SSL if self.security == self.TLS else smtplib.SMTP
+        extra = {"context": ssl.create_default_context()} if self.security == self.TLS else {}
+        conn = connection_class(self.host, self.port, local_hostname=DNS_NAME.get_fqdn(), timeout=self.timeout,
+                                **extra)
         try:
-            conn = smtplib.SMTP(settings.EMAIL_HOST, settings.EMAIL_PORT, local_hostname=DNS_NAME.get_fqdn(),
-                                timeout=settings.EMAIL_TIMEOUT)
             conn.ehlo()
-            if settings.EMAIL_USE_TLS:
+            if self.security == self.STARTTLS:
                 conn.starttls(context=ssl.create_default_context())
                 conn.ehlo()
-            if settings.EMAIL_HOST_USER:
-                conn.login(settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD)
-            return conn
-        except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as exc:
+            if self.username:
+                conn.login(self.username, self.password)
+        except BaseException:
             self._close_quietly(conn)
+            raise
+        return conn
+
+    def open_connection(self):
+        where = f"{self.host}:{self.port}"
+        try:
+            return self.connect_and_log_in()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise AuthenticationRefused(f"SMTP server {where} refused our credentials: {exc.smtp_code} "
+                                        f"{exc.smtp_error.decode('utf-8', 'replace')}", provider=self.name) from exc
+        except smtplib.SMTPNotSupportedError as exc:
             raise ProviderRefused(f"SMTP server {where} refused our configuration: {exc}",
-                                      provider=self.name) from exc
+                                  provider=self.name) from exc
         except (smtplib.SMTPException, OSError) as exc:
-            self._close_quietly(conn)
             raise TemporaryError(f"SMTP server {where} unreachable: {exc}", provider=self.name) from exc
 
     @staticmethod
@@ -464,7 +491,7 @@ class SmtpProvider(Provider):
         logger.error("Campaign %s: SMTP server refused every recipient of the batch alike (%s %s): a provider "
                      "problem, nobody failed or suppressed", batch.campaign_id, verdict.code, verdict.enhanced)
         raise ProviderRefused(
-            f"SMTP server {settings.EMAIL_HOST} refused every recipient of a batch of {len(results)} alike "
+            f"SMTP server {self.host} refused every recipient of a batch of {len(results)} alike "
             f"({verdict.error_for_everyone}); this is about our account or sender, not the recipients",
             provider=self.name, results=[r for r in results if r.delivery_id not in delivery.refusals])
 

@@ -26,6 +26,22 @@
       show("dash-completed", d.completed_at);
       show("dash-duration", d.duration);
       show("dash-eps", d.emails_per_second);
+      show("dash-eta", d.estimated_finish);
+      const wait = document.getElementById("dash-quota-wait");
+      if (wait) {
+        wait.textContent = d.quota_wait;
+        wait.hidden = !d.quota_wait;
+      }
+      const accounts = document.getElementById("dash-accounts");
+      if (accounts) {
+        const rows = (d.sends_per_account || []).map(([name, sent]) => {
+          const tr = document.createElement("tr");
+          [name, sent].forEach((v) => { const td = document.createElement("td"); td.textContent = v; tr.appendChild(td); });
+          return tr;
+        });
+        accounts.tBodies[0].replaceChildren(...rows);
+        accounts.hidden = rows.length === 0;
+      }
       document.getElementById("dash-progress").value = d.progress_percent;
       const rate = document.getElementById("dash-rate");
       rate.textContent = d.delivery_rate === null ? "—" : d.delivery_rate + "%";

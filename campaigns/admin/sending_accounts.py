@@ -1,0 +1,143 @@
+"""Sending accounts and pools in the admin (docs/sending-accounts.md).
+
+An account's password or API key is typed into a password field that is never filled in: the page
+says whether one is stored, and leaving the field empty keeps it. It is encrypted before it is
+saved (campaigns.encryption) and appears in no page and no log line. "Test connection" checks the
+selected accounts without sending anything (campaigns.sending.account_check).
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from campaigns import encryption, stats
+from campaigns.models import SendingAccount
+from campaigns.sending import routing
+from campaigns.sending.account_check import check_connection
+
+
+class SendingAccountForm(forms.ModelForm):
+    new_secret = forms.CharField(
+        label="Password or API key", required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="SMTP: the password (Gmail, Workspace: an app password). SendGrid: the API key. "
+                  "Never shown again; leave empty to keep the stored one.")
+
+    class Meta:
+        model = SendingAccount
+        fields = ("name", "kind", "host", "port", "security", "username", "new_secret", "api_host", "from_domains",
+                  "per_second", "per_minute", "per_hour", "per_day", "day_window", "weight", "enabled",
+                  "disabled_reason")
+        widgets = {"from_domains": forms.Textarea(attrs={"rows": 3, "cols": 40})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.secret:
+            self.fields["new_secret"].help_text = ("A secret is stored (not shown). Type a new one to replace it; "
+                                                   "leave empty to keep it.")
+
+    def clean(self):
+        cleaned = super().clean()
+        secret = cleaned.get("new_secret")
+        if secret and not encryption.is_configured():
+            self.add_error("new_secret", "Set FIELD_ENCRYPTION_KEY first: it encrypts this secret in the database "
+                                         "(see .env.example).")
+        if (cleaned.get("kind") == SendingAccount.Kind.SENDGRID and not secret
+                and not (self.instance.pk and self.instance.secret)):
+            self.add_error("new_secret", "A SendGrid account needs its API key.")
+        return cleaned
+
+    def save(self, commit=True):
+        account = super().save(commit=False)
+        if self.cleaned_data.get("new_secret"):
+            account.secret = self.cleaned_data["new_secret"]
+        if account.enabled and "enabled" in self.changed_data:
+            account.disabled_reason = ""  # switched back on by staff: the old reason no longer applies
+        if commit:
+            account.save()
+            self.save_m2m()
+        return account
+
+
+class SendingAccountAdmin(admin.ModelAdmin):
+    form = SendingAccountForm
+    list_display = ("name", "kind", "enabled", "limits_summary", "weight", "sent_this_hour", "sent_today",
+                    "last_error_short")
+    list_filter = ("kind", "enabled")
+    search_fields = ("name", "host", "username", "from_domains")
+    actions = ("test_connection",)
+    readonly_fields = ("usage_panel", "last_error", "last_error_at")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "enabled", "disabled_reason", "weight")}),
+        ("Connection", {"fields": ("host", "port", "security", "username", "new_secret", "api_host"),
+                        "description": "SMTP and Amazon SES: host, port, security, user name and password. "
+                                       "SendGrid: the API key and the API host."}),
+        ("From domains", {"fields": ("from_domains",)}),
+        ("Limits", {"fields": ("per_second", "per_minute", "per_hour", "per_day", "day_window"),
+                    "description": "Shared by every worker. When every account of a pool is at a limit, its "
+                                   "campaigns wait and carry on by themselves."}),
+        ("Usage", {"fields": ("usage_panel", "last_error", "last_error_at")}),
+    )
+
+    class Media:
+        css = {"all": ["campaigns/admin/campaign.css"]}  # the sends chart
+
+    def get_fieldsets(self, request, obj=None):
+        return self.fieldsets if obj is not None else self.fieldsets[:-1]
+
+    @admin.display(description="Limits")
+    def limits_summary(self, account):
+        limits = account.limits()
+        if not limits:
+            return "none"
+        day = " (calendar)" if account.day_window == SendingAccount.DayWindow.CALENDAR else ""
+        return ", ".join(f"{n:,}/{window}" + (day if window == "day" else "") for window, n in limits.items())
+
+    @admin.display(description="Sent this hour")
+    def sent_this_hour(self, account):
+        return routing.account_usage(account, hours=1)["hour"]
+
+    @admin.display(description="Sent today")
+    def sent_today(self, account):
+        return routing.account_usage(account, hours=1)["today"]
+
+    @admin.display(description="Last error")
+    def last_error_short(self, account):
+        return (account.last_error[:80] + "…") if len(account.last_error) > 80 else account.last_error
+
+    @admin.display(description="Sends")
+    def usage_panel(self, account):
+        usage = routing.account_usage(account, hours=24)
+        series = [(hour, 60, count) for hour, count in usage["series"]]
+        chart = stats.sends_chart_svg(series if any(count for _, _, count in series) else [], width=480, height=140)
+        return format_html("<p>Sent this hour: <strong>{}</strong> · today: <strong>{}</strong></p>"
+                           "<figure class='dash-chart account-chart'><figcaption>Sends per hour, last 24 hours</figcaption>{}"
+                           "</figure>", usage["hour"], usage["today"], mark_safe(chart))
+
+    @admin.action(description="Test connection (nothing is sent)")
+    def test_connection(self, request, queryset):
+        for account in queryset:
+            result = check_connection(account)
+            self.message_user(request, result.message, messages.SUCCESS if result.worked else messages.ERROR)
+
+
+class SendingPoolAdmin(admin.ModelAdmin):
+    list_display = ("name", "account_list", "campaign_count")
+    search_fields = ("name",)
+    filter_horizontal = ("accounts",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(campaign_total=Count("campaigns")).prefetch_related("accounts")
+
+    @admin.display(description="Accounts")
+    def account_list(self, pool):
+        accounts = list(pool.accounts.all())
+        if not accounts:
+            return "—"
+        return format_html_join(", ", "{}{}", ((a.name, "" if a.enabled else " (disabled)") for a in accounts))
+
+    @admin.display(description="Campaigns", ordering="campaign_total")
+    def campaign_count(self, pool):
+        return pool.campaign_total

@@ -1,0 +1,318 @@
+"""Which sending account sends a batch (docs/sending-accounts.md, "How routing chooses").
+
+A campaign without a pool goes through the built-in default pool: the providers of the environment
+(SENDGRID_API_KEY, EMAIL_HOST), in order, exactly as before (campaigns.sending.chain). A campaign
+with a pool sends each batch through the pool's accounts:
+
+- Only enabled accounts whose From domains allow the campaign's From address take part.
+- The account with the most room left is chosen, weighted: an account without limits before any
+  with limits, among those the one with the fewest sends this hour per unit of weight; among
+  accounts with limits, the one whose room left (the smallest of its windows) times its weight is
+  largest. It reserves its places in every window at once (Redis, shared by every worker:
+  campaigns.sending.ratelimit.Quota), as many as the batch needs or as it has room for; the rest of
+  the batch goes to the next account.
+- An account that is unavailable (after the chain's retries) or refuses the configuration hands its
+  unsent messages to the next. One that refuses our credentials is disabled, with the reason on its
+  admin page and in the log.
+- When every account is at a limit, the rest of the batch waits: its rows go back to pending without
+  using up an attempt, the campaign stays in progress and says until when, and the batch is sent
+  again by itself when the first account has room (`wait_for_quota`).
+"""
+
+import logging
+import time
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from email.utils import parseaddr
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from campaigns.exceptions import (
+    AuthenticationRefused,
+    ProviderError,
+    ProviderRefused,
+    ProviderUnavailable,
+    QuotaExhausted,
+)
+from campaigns.logsafe import for_log
+from campaigns.models import Campaign, SendingAccount, SendingAccountUsage
+from campaigns.sending import chain, ratelimit
+from campaigns.sending.providers.base import Outcome
+
+logger = logging.getLogger(__name__)
+
+# The longest a waiting batch sleeps before it looks again (a limit an admin raised takes effect then).
+MAX_QUOTA_WAIT_SECONDS = 15 * 60
+# A batch sent under a per-second limit takes at most about this long per account.
+PACED_BATCH_SECONDS = 60
+
+
+def send(batch, pool_id, sleep=time.sleep):
+    """Send BATCH through the campaign's pool (None: the built-in default pool); the chain's contract:
+    (provider or account name, one result per message), or a ProviderError with the settled results,
+    which is a QuotaExhausted when the rest must wait for quota."""
+    if pool_id is None:
+        return chain.send_with_fallback(batch, sleep=sleep)
+    return PoolSend(batch, pool_id, sleep).run()
+
+
+# --- accounts as providers ---------------------------------------------------------------------------
+
+def rate_key(account):
+    return f"account-{account.pk}"
+
+
+def pace_per_second(account):
+    """The Pacer's rate: the per-second limit, or a per-minute one spread over its minute."""
+    if account.per_second:
+        return account.per_second
+    return account.per_minute / 60 if account.per_minute else 0
+
+
+def provider_for(account):
+    """A provider instance configured from ACCOUNT (its name is the account's, in delivery logs)."""
+    from campaigns.sending.providers.sendgrid import SendGridProvider
+    from campaigns.sending.providers.smtp import SmtpProvider
+
+    if getattr(account.secret, "undecryptable", None):
+        raise ProviderRefused(f"the stored password or API key of account {account.name} cannot be decrypted with "
+                              f"FIELD_ENCRYPTION_KEY; enter it again", provider=account.name)
+    common = {"name": account.name, "rate": pace_per_second(account), "rate_key": rate_key(account),
+              "timeout": settings.SENDING_ACCOUNT_TIMEOUT_SECONDS}
+    if account.kind == SendingAccount.Kind.SENDGRID:
+        return SendGridProvider(api_key=account.secret, host=account.api_host, **common)
+    return SmtpProvider(host=account.host, port=account.port or account.default_port(), security=account.security,
+                        username=account.username, password=account.secret, **common)
+
+
+def quota_for(account):
+    return ratelimit.Quota(rate_key(account), account.per_minute, account.per_hour, account.per_day,
+                           calendar_day=account.day_window == SendingAccount.DayWindow.CALENDAR)
+
+
+def rank(account, look):
+    """Larger sends first (see the module docstring)."""
+    if look.room is None:
+        return (1, -look.used["hour"] / account.weight)
+    return (0, look.room * account.weight)
+
+
+def from_domain(batch):
+    return parseaddr(batch.from_email)[1].rpartition("@")[2].lower()
+
+
+# --- one batch through a pool --------------------------------------------------------------------------
+
+class PoolSend:
+    def __init__(self, batch, pool_id, sleep):
+        self.batch = batch
+        self.pool_id = pool_id
+        self.sleep = sleep
+        self.policy = chain.RetryPolicy.from_settings()
+        self.remaining = list(batch.messages)
+        self.settled = {}
+        self.errors = []
+        self.free_at = []  # when each account at a limit has room again (epoch seconds)
+        self.last_account = ""
+
+    def run(self):
+        domain = from_domain(self.batch)
+        accounts = [account for account in
+                    SendingAccount.objects.filter(pools=self.pool_id, enabled=True).order_by("pk")
+                    if account.may_send_from(domain)]
+        if not accounts:
+            raise ProviderRefused(f"No enabled account of this campaign's pool may send From {domain}: enable one, "
+                                  f"or allow the domain in an account's From domains.")
+        tried = set()
+        while self.remaining:
+            candidates = [account for account in accounts if account.pk not in tried]
+            if not candidates:
+                break
+            looks = {account.pk: quota_for(account).look() for account in candidates}
+            ranked = sorted(candidates, key=lambda a: rank(a, looks[a.pk]), reverse=True)
+            account = ranked[0]
+            if looks[account.pk].room == 0:  # every candidate is at a limit
+                self.free_at += [looks[a.pk].free_at for a in ranked]
+                break
+            if not self.through(account):
+                tried.add(account.pk)
+        return self.finish()
+
+    def through(self, account):
+        """Send what this account has room for; False when it can take no more of this batch."""
+        quota = quota_for(account)
+        wanted = len(self.remaining)
+        if account.per_second:
+            # SMTP paces message by message; a SendGrid request arrives whole, so it is at most one
+            # second's worth.
+            per_call = 1 if account.kind == SendingAccount.Kind.SENDGRID else PACED_BATCH_SECONDS
+            wanted = min(wanted, account.per_second * per_call)
+        answer = quota.reserve(wanted)
+        if not answer.granted:
+            self.free_at.append(answer.free_at)
+            return False
+        part, rest = self.remaining[:answer.granted], self.remaining[answer.granted:]
+        state = chain._BatchSend(self.batch.with_messages(part), self.policy, self.sleep)
+        error = None
+        try:
+            provider = provider_for(account)
+            results = state.through(provider)
+        except ProviderUnavailable as exc:
+            error, results = exc, list(state.settled.values())
+        except ProviderError:  # e.g. the claim was lost: the pipeline handles it; give back the unused places
+            quota.settle(answer, sum(1 for r in state.settled.values() if r.outcome != Outcome.DEFERRED))
+            raise
+        self.settle(account, results)
+        quota.settle(answer, sum(1 for r in results if r.outcome != Outcome.DEFERRED))
+        done = {r.delivery_id for r in results}
+        self.remaining = [m for m in part if m.delivery_id not in done] + rest
+        if error is not None:
+            self.account_failed(account, error)
+            return False
+        if answer.room == 0:  # this batch filled the account: when does it have room again?
+            self.free_at.append(quota.look().free_at)
+            return False
+        return True
+
+    def settle(self, account, results):
+        if not results:
+            return
+        self.last_account = account.name
+        for result in results:
+            self.settled[result.delivery_id] = result
+        if self.batch.ledger is None:
+            return  # a test email: it takes quota, but is no send of the campaign
+        # Written under this account's name now (rows SMTP recorded as it went are skipped): the
+        # pipeline records the batch under one name, and a batch may go through several accounts.
+        self.batch.ledger.record(account.name, results)
+        record_usage(account.pk, self.batch.campaign_id, sum(1 for r in results if r.outcome == Outcome.SENT))
+        Campaign.objects.filter(pk=self.batch.campaign_id, quota_wait_until__isnull=False).update(
+            quota_wait_until=None)
+
+    def account_failed(self, account, error):
+        self.errors.append(error)
+        reason = str(error)[:2000]
+        now = timezone.now()
+        if isinstance(error, AuthenticationRefused):
+            disabled = SendingAccount.objects.filter(pk=account.pk, enabled=True).update(
+                enabled=False, disabled_reason=f"Disabled {now:%Y-%m-%d %H:%M} UTC: authentication refused. {reason}",
+                last_error=reason, last_error_at=now)
+            if disabled:
+                logger.error("Campaign %s: sending account %s (id %s) disabled: authentication refused: %s",
+                             self.batch.campaign_id, for_log(account.name), account.pk, for_log(error))
+        else:
+            SendingAccount.objects.filter(pk=account.pk).update(last_error=reason, last_error_at=now)
+            logger.error("Campaign %s: sending account %s (id %s) unavailable, trying the next: %s",
+                         self.batch.campaign_id, for_log(account.name), account.pk, for_log(error))
+
+    def finish(self):
+        results = list(self.settled.values())
+        if not self.remaining:
+            order = {m.delivery_id: i for i, m in enumerate(self.batch.messages)}
+            return self.last_account, sorted(results, key=lambda r: order[r.delivery_id])
+        free = [at for at in self.free_at if at]
+        if self.free_at:
+            until = datetime.fromtimestamp(min(free), dt_timezone.utc) if free else timezone.now() + timedelta(
+                seconds=60)
+            raise QuotaExhausted(f"every account of the pool is at a limit until {until:%H:%M} UTC",
+                                 until=until, provider=self.last_account, results=results)
+        if self.errors and all(isinstance(error, ProviderRefused) for error in self.errors):
+            raise ProviderRefused("; ".join(str(error) for error in self.errors), provider=self.last_account,
+                                  results=results)
+        error = self.errors[-1]
+        raise ProviderUnavailable(str(error), provider=self.last_account, results=results) from error
+
+
+UPSERT_USAGE = """
+INSERT INTO campaigns_sendingaccountusage (account_id, campaign_id, hour, sent)
+VALUES (%s, %s, date_trunc('hour', now()), %s)
+ON CONFLICT (account_id, campaign_id, hour) DO UPDATE SET sent = campaigns_sendingaccountusage.sent + EXCLUDED.sent
+"""
+
+
+def record_usage(account_id, campaign_id, sent):
+    if sent:
+        with connection.cursor() as cursor:
+            cursor.execute(UPSERT_USAGE, [account_id, campaign_id, sent])
+
+
+# --- waiting for quota ------------------------------------------------------------------------------------
+
+def wait_for_quota(campaign_id, batch_number, until):
+    """The batch's rows are pending again: note on the campaign until when, and send the batch again
+    then (or sooner, to look again), by itself."""
+    from campaigns.sending.pipeline import dispatch_batches
+
+    seconds = max(1, min(MAX_QUOTA_WAIT_SECONDS, int((until - timezone.now()).total_seconds()) + 1))
+    wakes = timezone.now() + timedelta(seconds=seconds)
+    with transaction.atomic():
+        # The sweep re-dispatches a campaign that made no progress for SWEEP_STALL_SECONDS; a waiting
+        # one is not stalled until its batch should have woken (else every sweep would add a task).
+        Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.IN_PROGRESS).update(
+            quota_wait_until=until, last_progress_at=Greatest(F("last_progress_at"), Value(wakes)))
+        dispatch_batches(campaign_id, [batch_number], countdown=seconds)
+    logger.info("Campaign %s batch %s waits for quota: every account of its pool is at a limit until %s; "
+                "sending again in %s s", campaign_id, batch_number, until.isoformat(timespec="seconds"), seconds)
+
+
+# --- what the pages show ------------------------------------------------------------------------------
+
+def sends_per_account(campaign_id):
+    """[(account name, sent)] for a campaign, most first."""
+    rows = (SendingAccountUsage.objects.filter(campaign_id=campaign_id).values("account__name")
+            .annotate(total=Sum("sent")).order_by("-total", "account__name"))
+    return [(row["account__name"], row["total"]) for row in rows]
+
+
+def window_seconds(account, window):
+    if window == "day":
+        if account.day_window == SendingAccount.DayWindow.CALENDAR:
+            return 86400
+        return settings.SENDING_ACCOUNT_DAY_SECONDS
+    return {"second": 1, "minute": 60, "hour": 3600}[window]
+
+
+def sustained_rate(account):
+    """Messages per second the account can keep up for long: its tightest limit over its window; None
+    without limits."""
+    limits = account.limits()
+    if not limits:
+        return None
+    return min(limit / window_seconds(account, window) for window, limit in limits.items())
+
+
+def estimated_finish(campaign, pending, observed_rate):
+    """When the campaign should be done: its pending messages over its pool's room now and rates
+    (an aware datetime), or None when nothing tells (nothing sent yet through unlimited accounts)."""
+    now = timezone.now()
+    if pending <= 0:
+        return None
+    if campaign.pool_id is None:
+        return now + timedelta(seconds=pending / observed_rate) if observed_rate else None
+    accounts = list(SendingAccount.objects.filter(pools=campaign.pool_id, enabled=True))
+    rates = [sustained_rate(account) for account in accounts]
+    if not accounts:
+        return None
+    if any(rate is None for rate in rates):
+        return now + timedelta(seconds=pending / observed_rate) if observed_rate else None
+    room = sum(quota_for(account).look().room or 0 for account in accounts)
+    now_part = min(pending, room)
+    seconds = (now_part / observed_rate if observed_rate else 0) + (pending - now_part) / sum(rates)
+    return now + timedelta(seconds=seconds)
+
+
+def account_usage(account, hours=24):
+    """Sent this hour and today (TIME_ZONE) and [(hour, sent)] for the last HOURS hours, oldest first."""
+    now = timezone.now()
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    first = this_hour - timedelta(hours=hours - 1)
+    midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = dict(SendingAccountUsage.objects.filter(account=account, hour__gte=min(first, midnight))
+                .values("hour").annotate(total=Sum("sent")).values_list("hour", "total"))
+    series = [(first + timedelta(hours=i), rows.get(first + timedelta(hours=i), 0)) for i in range(hours)]
+    return {"hour": rows.get(this_hour, 0), "today": sum(n for hour, n in rows.items() if hour >= midnight),
+            "series": series}
