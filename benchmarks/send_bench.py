@@ -601,7 +601,14 @@ INSERT INTO campaigns_deliverylog
 SELECT %(shadow)s, r.id, r.email, 'pending', (row_number() OVER (ORDER BY r.id) - 1) / %(batch_size)s,
        '', '', '', 0, now()
 FROM campaigns_recipient r
-WHERE r.campaign_id = %(campaign)s
+WHERE r.campaign_id = %(shadow)s
+"""
+
+# Untimed: the shadow campaign's own copy of the recipients (a recipient has one delivery log).
+FLOOR_RECIPIENTS = """
+INSERT INTO campaigns_recipient (campaign_id, email, first_name, last_name, data)
+SELECT %(shadow)s, email, first_name, last_name, data FROM campaigns_recipient WHERE campaign_id = %(campaign)s
+ORDER BY id
 """
 
 FLOOR_RESULTS = """
@@ -643,6 +650,8 @@ def measure_floor(campaign_id, args, total):
     print(f"== Floor: the least work any ledgered sender must do for these {total:,} recipients, on this machine, "
           f"now (shadow campaign #{shadow})", flush=True)
     meter = floor_meter()
+    with connection.cursor() as cursor:
+        cursor.execute(FLOOR_RECIPIENTS, {"shadow": shadow, "campaign": campaign_id})
     settle_database(vacuum=True)
     before = meter.snapshot()
     started = time.perf_counter()

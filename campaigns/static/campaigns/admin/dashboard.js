@@ -18,8 +18,8 @@
         window.location.reload();
         return;
       }
-      ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "delivered", "opened", "clicked",
-       "bounced"].forEach((k) => show("dash-" + k, d[k]));
+      ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "sending", "delivered", "opened",
+       "clicked", "bounced"].forEach((k) => show("dash-" + k, d[k]));
       show("dash-percent", d.progress_percent);
       show("dash-started", d.started_at);
       show("dash-completed", d.completed_at);
