@@ -58,6 +58,8 @@ WHERE {OWNED}
 # lock is held. The batch's claim must still be this one (`batch` is empty otherwise, and nothing is
 # written); the rows written leave its in-flight set in the same statement, so after any commit the
 # in-flight set is exactly the rows whose call began and whose result is not written.
+# The rows are found by their ids (the claim's own), never by campaign and status: that index would
+# walk every pending row of the campaign.
 # Rows going back to pending end `skipped` with "cancelled" when the campaign is cancelled. `status`
 # is the row as locked: after waiting for a concurrent cancel, FOR UPDATE returns the cancel's version.
 # Rows going back to pending count their attempt when it counted; a provider problem (nothing of
@@ -85,8 +87,7 @@ WITH campaign AS (
                         ELSE d.attempts + 1 END,
         updated_at = now()
     FROM v, batch
-    WHERE d.id = v.id AND d.status = 'pending' AND d.campaign_id = batch.campaign_id
-      AND d.batch_number = batch.number
+    WHERE d.id = v.id AND d.status = 'pending' AND d.batch_number = batch.number
     RETURNING d.id, d.status
 ), counted AS (
     UPDATE campaigns_campaign AS c
@@ -148,8 +149,7 @@ WITH campaign AS (
     UPDATE campaigns_deliverylog AS d
     SET status = 'unknown', last_error = %(reason)s, attempts = d.attempts + 1, updated_at = now()
     FROM old
-    WHERE d.id = ANY(old.in_flight) AND d.status = 'pending' AND d.campaign_id = %(campaign)s
-      AND d.batch_number = old.number
+    WHERE d.id = ANY(old.in_flight) AND d.status = 'pending' AND d.batch_number = old.number
     RETURNING d.id
 ), counted AS (
     UPDATE campaigns_campaign AS c SET unknown_count = unknown_count + (SELECT count(*) FROM lost)
