@@ -416,7 +416,7 @@ def report_campaign(run, check, total, concurrency):
           f"(campaign {run['status']})")
     start_task = f"{run['start_task']:.2f} s" if run.get("start_task") is not None else "not found in its log"
     print(f"   start: delivery rows committed {run['rows_committed'] or 0:.2f} s after send-now; the start task "
-          f"(delivery rows + dispatching every batch) finished {start_task} after send-now "
+          f"(delivery rows and batches in one statement + queuing the first SEND_BATCHES_AHEAD) finished {start_task} after send-now "
           f"(target for 1M: <= 5 s); first batch done {run['first_batch'] or 0:.2f} s after send-now")
     print(f"   delivery logs: {check['statuses']}; at the server: duplicates={check['duplicates']} "
           f"lost={check['lost']} unexpected addresses={check['strangers']}")
