@@ -1,6 +1,7 @@
 """The data model of docs/design.md. Names are fixed; state changes live in `campaigns.states`."""
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -250,8 +251,9 @@ class Recipient(models.Model):
 
 class DeliveryLog(models.Model):
     class Status(models.TextChoices):
+        # A row claimed by a live batch stays pending until its result: the claim is the batch's
+        # (SendBatch), so the row is written once after it is created.
         PENDING = "pending", "Pending"
-        SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
@@ -263,14 +265,21 @@ class DeliveryLog(models.Model):
         SENDGRID = "sendgrid", "SendGrid"
         SMTP = "smtp", "SMTP"
 
-    # No index of its own: (campaign, recipient) and (campaign, status, id) lead with campaign_id.
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="delivery_logs", db_index=False)
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="delivery_logs")
+    # No index of its own: (campaign, status, id) leads with campaign_id. Neither key is a database
+    # constraint: checking two foreign keys per row (each locking the row it points to) was half the
+    # time of a campaign's start (docs/design.md, promise 2). The rows are made only from the
+    # campaign's own recipients, in the same statement, and go only with them (Django's cascade; a
+    # started campaign and a mailed recipient are never deleted).
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="delivery_logs", db_index=False,
+                                 db_constraint=False)
+    # Unique: a recipient belongs to one campaign, so this is "one log per recipient of a campaign".
+    recipient = models.OneToOneField(Recipient, on_delete=models.CASCADE, related_name="delivery_log",
+                                     db_constraint=False)
     # Copied from the recipient so that sending, webhooks and admin search need no join.
     email = models.CharField(max_length=320, validators=[refuse_line_breaks])
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    # Assigned when the campaign starts: rows [n * batch_size, (n + 1) * batch_size) form batch n,
-    # so a batch task (and any redelivery of it) always claims the same rows.
+    # Assigned when the campaign starts: rows [n * batch_size, (n + 1) * batch_size) form batch n
+    # (SendBatch number n), so a batch task (and any redelivery of it) always sends the same rows.
     batch_number = models.PositiveIntegerField(default=0)
     # "sendgrid" or "smtp" (the environment's providers, the built-in default pool), or the name of
     # the sending account (SendingAccount) that sent it.
@@ -278,12 +287,6 @@ class DeliveryLog(models.Model):
     provider_message_id = models.CharField(max_length=255, blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
-    # The lease: a batch claims its rows until lease_expires_at, which the live batch keeps renewing.
-    # call_started_at is set at the last moment before the content leaves (after every wait), so an
-    # expired lease tells whether the provider may have accepted the mail (campaigns.sending.ledger).
-    claim_token = models.UUIDField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
-    call_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -296,18 +299,10 @@ class DeliveryLog(models.Model):
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["campaign", "recipient"], name="deliverylog_unique_campaign_recipient"),
-        ]
         indexes = [
-            # Admin list filtered by campaign and status, newest first.
+            # Admin list filtered by campaign and status, newest first; a batch reads its pending rows
+            # as a range of ids (SendBatch.first_id .. last_id) of the campaign's pending ones.
             models.Index(fields=["campaign", "status", "id"], name="dlog_campaign_status_idx"),
-            # A batch claims its pending rows; the sweep lists batches that still have some.
-            models.Index(fields=["campaign", "batch_number"], name="dlog_pending_idx",
-                         condition=Q(status="pending")),
-            # The sweep finds expired leases.
-            models.Index(fields=["lease_expires_at"], name="dlog_sending_idx",
-                         condition=Q(status="sending")),
             models.Index(fields=["email"], name="dlog_email_idx"),
             models.Index(fields=["provider_message_id"], name="dlog_msgid_idx",
                          condition=~Q(provider_message_id="")),
@@ -565,3 +560,50 @@ class SendingAccountUsage(models.Model):
         constraints = [models.UniqueConstraint(fields=["account", "campaign", "hour"],
                                                name="sending_account_usage_unique")]
         indexes = [models.Index(fields=["account", "hour"], name="sending_usage_account_hour_idx")]
+
+
+class SendBatch(models.Model):
+    """One batch of a campaign's delivery rows (DeliveryLog.batch_number == number), and its claim.
+
+    The claim, its lease, the heartbeat and the "call began" marks are written here, once per batch
+    (or per SMTP message on this one small row), so a delivery row is written once after it is
+    created: with its result (campaigns.sending.ledger).
+    """
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"  # has pending rows; no task is queued for it yet
+        QUEUED = "queued", "Queued"  # a send task is queued (or its retry is due)
+        SENDING = "sending", "Sending"  # claimed by a live batch, under a lease
+        DONE = "done", "Done"  # every row it holds has a result
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="send_batches", db_index=False)
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
+    # The rows' ids lie in [first_id, last_id] (a batch reads its pending rows as that range).
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    size = models.PositiveIntegerField(default=0, help_text="Rows in the batch when it was made.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Claims so far.")
+    # The claim: a live batch keeps renewing lease_expires_at; a dead one loses it within one lease.
+    claim_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # The rows whose provider call began and whose result is not written yet (SMTP: the current
+    # chunk; SendGrid: the request), set at the last moment before bytes leave. An expired lease
+    # makes exactly these `unknown`; every other pending row of the batch goes back to be sent.
+    in_flight = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    call_started_at = models.DateTimeField(null=True, blank=True, help_text="When the current in-flight call began.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "number"], name="sendbatch_unique_campaign_number"),
+        ]
+        indexes = [
+            # The sweep finds expired leases; the admin shows what is in flight.
+            models.Index(fields=["lease_expires_at"], name="sendbatch_sending_idx", condition=Q(status="sending")),
+            # The next batches to queue, in order.
+            models.Index(fields=["campaign", "number"], name="sendbatch_waiting_idx", condition=Q(status="waiting")),
+        ]
+
+    def __str__(self):
+        return f"campaign {self.campaign_id} batch {self.number} ({self.status})"

@@ -13,18 +13,18 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F
 from django.utils import timezone
 
 from campaigns import segments, states
 from campaigns.exceptions import CampaignError
-from campaigns.models import Campaign, DeliveryLog, Suppression
+from campaigns.models import Campaign, DeliveryLog, SendBatch, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending import routing
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.ledger import settle_unknown_with_evidence
 from campaigns.sending.pipeline import (
-    batch_size, dispatch_batches, enqueue_start, pending_batch_numbers, requeue_in_batches)
+    batch_size, dispatch_batches, enqueue_start, next_batch_number, queue_batches, requeue_in_batches)
 from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage
 from campaigns.validators import validate_from_email
 
@@ -99,8 +99,9 @@ def pause(campaign_id):
 def resume(campaign_id):
     with transaction.atomic():
         states.resume(campaign_id)
-        batches = dispatch_batches(campaign_id, pending_batch_numbers(campaign_id))
-    logger.info("Campaign %s resumed: %s batches dispatched", campaign_id, batches)
+        queue_batches(campaign_id)
+        batches = SendBatch.objects.filter(campaign_id=campaign_id).exclude(status=SendBatch.Status.DONE).count()
+    logger.info("Campaign %s resumed: %s batches to send", campaign_id, batches)
     return f"Resumed: {batches} batches to send."
 
 
@@ -108,9 +109,16 @@ def cancel(campaign_id):
     """Cancel; every recipient not yet sent becomes skipped with the reason 'cancelled'."""
     with transaction.atomic():
         states.cancel(campaign_id)
-        skipped = DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING).update(
-            status=D.SKIPPED, last_error="cancelled", updated_at=timezone.now()
-        )
+        # A batch sending now writes its own rows (what it defers ends skipped "cancelled"): its rows
+        # are pending until their result, so they are left to it. No batch can claim any more (it
+        # claims only while the campaign is in progress, holding the campaign's row).
+        sending = SendBatch.objects.filter(campaign_id=campaign_id, status=SendBatch.Status.SENDING)
+        skipped = (DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING)
+                   .exclude(batch_number__in=sending.values("number"))
+                   .update(status=D.SKIPPED, last_error="cancelled", updated_at=timezone.now()))
+        SendBatch.objects.filter(campaign_id=campaign_id).exclude(status__in=(SendBatch.Status.SENDING,
+                                                                              SendBatch.Status.DONE)).update(
+            status=SendBatch.Status.DONE)
         Campaign.objects.filter(pk=campaign_id).update(skipped_count=F("skipped_count") + skipped)
     logger.info("Campaign %s cancelled: %s recipients skipped", campaign_id, skipped)
     return f"Cancelled: {skipped} recipients not yet sent were skipped."
@@ -131,11 +139,10 @@ def _requeue(campaign_id, from_status, counter, what):
             if campaign.status in (Campaign.Status.COMPLETED, Campaign.Status.FAILED):
                 raise CampaignError(f"Campaign #{campaign_id} has no {from_status} recipients to {what}.")
             return 0
-        first = (DeliveryLog.objects.filter(campaign_id=campaign_id).aggregate(m=Max("batch_number"))["m"] or 0) + 1
-        batches = requeue_in_batches(campaign_id, from_status, first, batch_size(campaign))
+        _, queued = requeue_in_batches(campaign_id, from_status, next_batch_number(campaign_id), batch_size(campaign),
+                                       queue=campaign.status != Campaign.Status.PAUSED)
         Campaign.objects.filter(pk=campaign_id).update(**{counter: F(counter) - count})
-        if campaign.status != Campaign.Status.PAUSED:
-            dispatch_batches(campaign_id, batches)
+        dispatch_batches(campaign_id, queued)
     logger.info("Campaign %s: %s %s recipients", campaign_id, what, count)
     return count
 

@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignLink, EngagementHour
+from campaigns.models import Campaign, CampaignLink, DeliveryLog, EngagementHour, SendBatch
 
 GOOD_RATE = 95.0
 FAIR_RATE = 80.0
@@ -139,6 +139,18 @@ class CampaignStats:
             "started_at": _local_iso(self.started_at), "completed_at": _local_iso(self.completed_at),
             "duration": format_duration(duration), "emails_per_second": self.emails_per_second,
         }
+
+
+def sending_now(campaign: Campaign) -> dict:
+    """What is being sent right now: the batches under a claim and their rows still without a result
+    (a row stays pending until its result; the claim is its batch's, campaigns.models.SendBatch)."""
+    if campaign.status not in (Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED, Campaign.Status.CANCELLED):
+        return {"sending_batches": 0, "sending": 0}
+    batches = SendBatch.objects.filter(campaign=campaign, status=SendBatch.Status.SENDING)
+    numbers = list(batches.values_list("number", flat=True))
+    rows = (DeliveryLog.objects.filter(campaign=campaign, status=DeliveryLog.Status.PENDING,
+                                       batch_number__in=numbers).count() if numbers else 0)
+    return {"sending_batches": len(numbers), "sending": rows}
 
 
 def _local_iso(value):

@@ -241,6 +241,10 @@ MACHINE_OPEN_SECONDS = env.float("MACHINE_OPEN_SECONDS", default=5)
 SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=30)
 # The longest a batch task may run (soft limit; the hard limit is 20 % later).
 SEND_BATCH_TIME_LIMIT = env.int("SEND_BATCH_TIME_LIMIT", default=300)
+# Batch tasks of one campaign queued at a time: the start queues this many, and each batch that
+# finishes queues the next, so a million-recipient campaign starts without enqueueing 5,000 tasks.
+# Keep it above the senders' total concurrency (all workers, all hosts) times their prefetch.
+SEND_BATCHES_AHEAD = env.int("SEND_BATCHES_AHEAD", default=64)
 # SMTP writes its results every this many messages (and before every rate-limit wait): after a
 # crash at most this many rows per batch in flight are unknown.
 SEND_SMTP_CHUNK = env.int("SEND_SMTP_CHUNK", default=10)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.exceptions import CampaignError, IllegalTransition
-from campaigns.models import Campaign, DeliveryLog
+from campaigns.models import Campaign, DeliveryLog, SendBatch
 from campaigns.sending import pipeline, sweep
 from tests.support.factories import CampaignFactory, DeliveryLogFactory, RecipientFactory
 
@@ -62,7 +62,10 @@ def test_start_creates_one_log_per_recipient_in_batches_and_skips_suppressed():
     logs = DeliveryLog.objects.filter(campaign=campaign).order_by("recipient_id")
     assert [log.status for log in logs] == [D.PENDING, D.SKIPPED, D.PENDING, D.PENDING, D.PENDING]
     assert logs[1].last_error == "suppressed: bounced"
-    assert sorted(pipeline.pending_batch_numbers(campaign.pk)) == [0, 1]
+    batches = SendBatch.objects.filter(campaign=campaign).order_by("number")
+    assert [(b.number, b.size, b.status) for b in batches] == [(0, 2, SendBatch.Status.QUEUED),
+                                                               (1, 2, SendBatch.Status.QUEUED)]
+    assert pipeline.unfinished_batch_numbers(campaign.pk) == [0, 1]
     campaign.refresh_from_db()
     assert (campaign.status, campaign.total_recipients, campaign.skipped_count) == (S.IN_PROGRESS, 5, 1)
 
@@ -91,6 +94,8 @@ def test_retry_failed_requeues_only_failed_recipients_in_fresh_batches():
     pending = DeliveryLog.objects.filter(campaign=campaign, status=D.PENDING)
     assert pending.count() == 3
     assert set(pending.values_list("batch_number", flat=True)) == {3, 4}  # after the original batches 0-2
+    assert set(SendBatch.objects.filter(campaign=campaign, number__gte=3, status=SendBatch.Status.QUEUED)
+               .values_list("number", "size")) == {(3, 2), (4, 1)}
     assert DeliveryLog.objects.filter(campaign=campaign, status=D.UNKNOWN).count() == 1  # never automatic
 
 
@@ -109,21 +114,24 @@ def test_resend_unknown_is_explicit_and_counts():
 
 @pytest.mark.django_db
 def test_sweep_recovers_expired_claims_by_whether_the_provider_call_began():
-    campaign = started_campaign(4)
+    campaign = started_campaign(4, batch_size=2)
     a, b, c, d = DeliveryLog.objects.filter(campaign=campaign).order_by("id")
     expired = timezone.now() - timedelta(seconds=1)
-    DeliveryLog.objects.filter(pk__in=[a.pk, b.pk]).update(status=D.SENDING, claim_token=uuid4(),
-                                                           lease_expires_at=expired)
-    DeliveryLog.objects.filter(pk=b.pk).update(call_started_at=expired)
-    DeliveryLog.objects.filter(pk=c.pk).update(status=D.SENDING, claim_token=uuid4(),
-                                               lease_expires_at=timezone.now() + timedelta(minutes=5),
-                                               call_started_at=timezone.now())
+    batches = SendBatch.objects.filter(campaign=campaign)
+    # Batch 0's worker died with b's call begun; batch 1 is live, with c's call begun.
+    batches.filter(number=0).update(status=SendBatch.Status.SENDING, claim_token=uuid4(), lease_expires_at=expired,
+                                    in_flight=[b.pk], call_started_at=expired)
+    batches.filter(number=1).update(status=SendBatch.Status.SENDING, claim_token=uuid4(),
+                                    lease_expires_at=timezone.now() + timedelta(minutes=5), in_flight=[c.pk],
+                                    call_started_at=timezone.now())
 
     report = sweep.sweep()
 
     assert (report.released, report.unknown) == (1, 1)
     statuses = dict(DeliveryLog.objects.filter(campaign=campaign).values_list("pk", "status"))
-    assert statuses == {a.pk: D.PENDING, b.pk: D.UNKNOWN, c.pk: D.SENDING, d.pk: D.PENDING}
+    assert statuses == {a.pk: D.PENDING, b.pk: D.UNKNOWN, c.pk: D.PENDING, d.pk: D.PENDING}
+    assert dict(batches.values_list("number", "status")) == {0: SendBatch.Status.QUEUED, 1: SendBatch.Status.SENDING}
+    assert batches.get(number=1).in_flight == [c.pk]  # a live claim is never taken
     campaign.refresh_from_db()
     assert campaign.unknown_count == 1
     assert "not re-sent automatically" in DeliveryLog.objects.get(pk=b.pk).last_error

@@ -47,6 +47,7 @@ def dashboard_data(campaign: Campaign) -> dict:
         "last_error": campaign.last_error,
         "pause_reason": campaign.pause_reason if campaign.status == Campaign.Status.PAUSED else "",
         **figures.as_dict(),
+        **stats.sending_now(campaign),
         "chart_svg": stats.sends_chart_svg(stats.sends_chart_series(campaign)),
         "engagement_chart_svg": stats.engagement_chart_svg(stats.engagement_series(campaign)),
     }

@@ -1,7 +1,12 @@
 """A batch's claim on its delivery rows, as the providers see it: the lease a live batch keeps
-renewing, the "call began" mark set at the last moment before bytes leave, and the results written
-as they become known. Every write is conditional on the claim token, so a batch whose claim expired
-(and was recovered by the sweep) can no longer change rows it does not own.
+renewing, the "call began" marks set at the last moment before bytes leave, and the results written
+as they become known.
+
+The claim lives on the batch's own row (SendBatch): its token, its lease and the ids whose call began
+(`in_flight`). A delivery row stays `pending` while its batch holds it and is written once, with its
+result, and only while the batch's claim is still this one, so a batch whose claim expired (and was
+recovered by the sweep) can no longer change rows it does not own. An expired claim makes exactly
+the `in_flight` rows unknown; the batch's other pending rows are sent again.
 
 The guarantees this gives are set out for staff and ops in docs/delivery-guarantees.md.
 """
@@ -23,51 +28,51 @@ from campaigns.sending.providers.base import Outcome
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
 
-RENEW_LEASE = """
-UPDATE campaigns_deliverylog SET lease_expires_at = now() + %(lease)s * interval '1 second'
-WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
+# Every statement on a claimed batch names it by id and claim token, and only while it is sending.
+OWNED = ("campaigns_sendbatch.id = %(batch)s AND campaigns_sendbatch.claim_token = %(token)s::uuid "
+         "AND campaigns_sendbatch.status = 'sending'")
+
+RENEW_LEASE = f"""
+UPDATE campaigns_sendbatch SET lease_expires_at = now() + %(lease)s * interval '1 second' WHERE {OWNED}
 """
 
-MARK_CALL_BEGAN = """
-UPDATE campaigns_deliverylog SET call_started_at = now()
-WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
+# The call for these rows begins now: one small row written, however many messages (SMTP marks each).
+MARK_CALL_BEGAN = f"""
+UPDATE campaigns_sendbatch SET in_flight = in_flight || %(ids)s::bigint[],
+    call_started_at = coalesce(call_started_at, now())
+WHERE {OWNED}
 """
 
-# The same for one row (SMTP marks every message on its own): no array to build or to plan.
-MARK_ONE_CALL_BEGAN = """
-UPDATE campaigns_deliverylog SET call_started_at = now()
-WHERE id = %s AND claim_token = %s::uuid AND status = 'sending'
-"""
+# The ids of IN_FLIGHT without those of %(ids)s (array(...) is '{{}}' when none is left).
+IN_FLIGHT_WITHOUT_IDS = "array(SELECT x FROM unnest(in_flight) AS x WHERE x <> ALL(%(ids)s::bigint[]))"
 
-STILL_OWNED = """
-SELECT id FROM campaigns_deliverylog
-WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
-"""
-
-CLEAR_CALL_BEGAN = """
-UPDATE campaigns_deliverylog SET call_started_at = NULL
-WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending'
-"""
-
-# Rows whose content never left go back to pending, at once (no need to wait for the lease).
-RELEASE_UNSTARTED = """
-UPDATE campaigns_deliverylog SET status = 'pending', claim_token = NULL, lease_expires_at = NULL,
-    attempts = greatest(attempts - 1, 0), updated_at = now()
-WHERE id = ANY(%(ids)s) AND claim_token = %(token)s::uuid AND status = 'sending' AND call_started_at IS NULL
+CLEAR_CALL_BEGAN = f"""
+UPDATE campaigns_sendbatch SET in_flight = {IN_FLIGHT_WITHOUT_IDS},
+    call_started_at = CASE WHEN {IN_FLIGHT_WITHOUT_IDS} = '{{}}' THEN NULL ELSE call_started_at END
+WHERE {OWNED}
 """
 
 # Results of rows this claim still owns, and the campaign's counters, in one statement (so they
-# commit together, in one round trip). The campaign row is locked first, the order cancel uses
-# (campaign, then rows): every other CTE depends on `campaign`, so none runs before its lock is held.
+# commit together, in one round trip). The campaign row is locked first, the order cancel and the
+# sweep use (campaign, batch, rows): every other CTE depends on `campaign`, so none runs before its
+# lock is held. The batch's claim must still be this one (`batch` is empty otherwise, and nothing is
+# written); the rows written leave its in-flight set in the same statement, so after any commit the
+# in-flight set is exactly the rows whose call began and whose result is not written.
+# The rows are found by their ids (the claim's own), never by campaign and status: that index would
+# walk every pending row of the campaign.
 # Rows going back to pending end `skipped` with "cancelled" when the campaign is cancelled. `status`
 # is the row as locked: after waiting for a concurrent cancel, FOR UPDATE returns the cancel's version.
-# The claim-token condition is what keeps a worker whose claim expired from overwriting what the sweep
-# (or another batch) decided since: see LATE_RESULTS for what such a worker may still record. Rows
-# going back to pending give their attempt back when it did not count (a provider problem: nothing of
-# theirs left).
-WRITE_RESULTS = """
+# Rows going back to pending count their attempt when it counted; a provider problem (nothing of
+# theirs left) does not.
+WRITE_RESULTS = f"""
 WITH campaign AS (
     SELECT status FROM campaigns_campaign WHERE id = %(campaign)s FOR UPDATE
+), batch AS (
+    UPDATE campaigns_sendbatch SET in_flight = {IN_FLIGHT_WITHOUT_IDS},
+        call_started_at = CASE WHEN {IN_FLIGHT_WITHOUT_IDS} = '{{}}' THEN NULL ELSE call_started_at END
+    FROM campaign
+    WHERE {OWNED}
+    RETURNING campaigns_sendbatch.campaign_id, campaigns_sendbatch.number
 ), v AS (
     SELECT v.id, v.provider, v.message_id,
            CASE WHEN v.status = 'pending' AND campaign.status = 'cancelled' THEN 'skipped' ELSE v.status END AS status,
@@ -78,12 +83,11 @@ WITH campaign AS (
     UPDATE campaigns_deliverylog AS d
     SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
         sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
-        call_started_at = CASE WHEN v.status = 'pending' THEN NULL ELSE d.call_started_at END,
-        attempts = CASE WHEN v.status = 'pending' AND NOT %(counted)s THEN greatest(d.attempts - 1, 0)
-                        ELSE d.attempts END,
-        claim_token = NULL, lease_expires_at = NULL, updated_at = now()
-    FROM v
-    WHERE d.id = v.id AND d.claim_token = %(token)s::uuid AND d.status = 'sending'
+        attempts = CASE WHEN v.status = 'skipped' OR (v.status = 'pending' AND NOT %(counted)s) THEN d.attempts
+                        ELSE d.attempts + 1 END,
+        updated_at = now()
+    FROM v, batch
+    WHERE d.id = v.id AND d.status = 'pending' AND d.batch_number = batch.number
     RETURNING d.id, d.status
 ), counted AS (
     UPDATE campaigns_campaign AS c
@@ -101,7 +105,7 @@ SELECT id, status FROM written
 
 # A late result from a worker whose claim expired: recorded when it is more certain than what the
 # row holds, that is, the provider accepted (or refused) a row the sweep could only mark unknown.
-# Rows another claim has taken since (a staff re-send) are left alone. Campaign first, as above.
+# Rows put back to pending since (a staff re-send) are left alone. Campaign first, as above.
 LATE_RESULTS = """
 WITH campaign AS (
     SELECT id FROM campaigns_campaign WHERE id = %(campaign)s FOR UPDATE
@@ -111,7 +115,7 @@ WITH campaign AS (
         sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END, updated_at = now()
     FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
                 %(errors)s::text[]) AS v(id, status, provider, message_id, error), campaign
-    WHERE d.id = v.id AND d.status = 'unknown' AND d.claim_token IS NULL AND v.status IN ('sent', 'failed')
+    WHERE d.id = v.id AND d.status = 'unknown' AND v.status IN ('sent', 'failed')
     RETURNING d.id, d.status
 ), counted AS (
     UPDATE campaigns_campaign AS c
@@ -123,6 +127,45 @@ WITH campaign AS (
 )
 SELECT id, status FROM settled
 """
+
+# A claim's batch stops: its rows in flight become unknown (with the counter), and the batch ends
+# its claim, with STATUS (queued for another attempt, waiting, or done), in one statement. Campaign,
+# batch, rows: the lock order of every writer. CONDITION narrows which batch (a claim's own, or an
+# expired one for the sweep); RELEASED counts the pending rows that go back to be sent.
+END_CLAIM = """
+WITH campaign AS (
+    SELECT id, status FROM campaigns_campaign WHERE id = %(campaign)s FOR UPDATE
+), old AS (
+    SELECT b.id, b.number, b.in_flight FROM campaigns_sendbatch b, campaign
+    WHERE b.id = %(batch)s AND b.status = 'sending' AND {condition}
+    FOR UPDATE OF b
+), ended AS (
+    UPDATE campaigns_sendbatch AS b
+    SET status = CASE WHEN campaign.status = 'in_progress' THEN %(status)s ELSE 'waiting' END,
+        claim_token = NULL, lease_expires_at = NULL, in_flight = '{{}}', call_started_at = NULL, updated_at = now()
+    FROM old, campaign WHERE b.id = old.id
+    RETURNING b.number, b.status, b.first_id, b.last_id
+), lost AS (
+    UPDATE campaigns_deliverylog AS d
+    SET status = 'unknown', last_error = %(reason)s, attempts = d.attempts + 1, updated_at = now()
+    FROM old
+    WHERE d.id = ANY(old.in_flight) AND d.status = 'pending' AND d.batch_number = old.number
+    RETURNING d.id
+), counted AS (
+    UPDATE campaigns_campaign AS c SET unknown_count = unknown_count + (SELECT count(*) FROM lost)
+    WHERE c.id = %(campaign)s AND EXISTS (SELECT 1 FROM lost)
+)
+SELECT ended.number, ended.status, (SELECT count(*) FROM lost),
+       (SELECT count(*) FROM campaigns_deliverylog d, old
+        WHERE d.campaign_id = %(campaign)s AND d.status = 'pending' AND d.id BETWEEN ended.first_id AND ended.last_id
+          AND d.batch_number = ended.number AND NOT (d.id = ANY(old.in_flight)))
+FROM ended
+"""
+RELEASE_OWN_CLAIM = END_CLAIM.format(condition="b.claim_token = %(token)s::uuid")
+RECOVER_EXPIRED_CLAIM = END_CLAIM.format(condition="b.lease_expires_at < now()")
+
+WORKER_STOPPED = "the batch stopped after the provider call began (error in the worker); not re-sent automatically"
+WORKER_LOST = "claim expired after the provider call began (worker lost); not re-sent automatically"
 
 
 def run_prepared(sql, params):
@@ -150,8 +193,8 @@ class Heartbeat:
     """Renews a live batch's lease every third of it, from a thread of its own (with its own
     database connection), so a slow batch keeps its claim and a dead one loses it within one lease."""
 
-    def __init__(self, token, ids, lease=None):
-        self.token, self.ids = token, list(ids)
+    def __init__(self, batch_id, token, lease=None):
+        self.batch_id, self.token = batch_id, token
         self.lease = lease or settings.SEND_LEASE_SECONDS
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
@@ -168,7 +211,7 @@ class Heartbeat:
         try:
             while not self.stopped.wait(self.lease / 3):
                 try:
-                    renew_lease(self.token, self.ids, self.lease)
+                    renew_lease(self.batch_id, self.token, self.lease)
                 except Exception:  # a lost connection must not end the thread: try again next time
                     logger.exception("Lease renewal failed; retrying")
                     connection.close()
@@ -176,9 +219,9 @@ class Heartbeat:
             connection.close()
 
 
-def renew_lease(token, ids, lease):
+def renew_lease(batch_id, token, lease):
     with connection.cursor() as cursor:
-        cursor.execute(RENEW_LEASE, {"ids": ids, "token": token, "lease": lease})
+        cursor.execute(RENEW_LEASE, {"batch": batch_id, "token": token, "lease": lease})
         return cursor.rowcount
 
 
@@ -190,35 +233,37 @@ class BatchLedger:
     it goes. `recorded` holds the rows already written, so the pipeline writes only the rest.
     """
 
-    def __init__(self, campaign_id, token, attempts):
+    def __init__(self, campaign_id, batch_id, token, attempts):
         self.campaign_id = campaign_id
+        self.batch_id = batch_id
         self.token = token
         self.attempts = attempts  # delivery id -> attempts, this one included
         self.recorded = set()
         self.report = LedgerReport()
 
+    def _owned(self, **params):
+        return {"batch": self.batch_id, "token": self.token, **params}
+
     def call_began(self, delivery_ids):
-        """Mark the call as begun for DELIVERY_IDS; returns the set of those this claim still owns."""
+        """Mark the call as begun for DELIVERY_IDS; returns the set of those this claim still owns
+        (all of them, or none once the batch's claim is lost)."""
         ids = list(delivery_ids)
-        if len(ids) == 1:
-            # One row (SMTP, per message): the update's row count says whether this claim still owns it.
-            return set(ids) if run_prepared(MARK_ONE_CALL_BEGAN, (ids[0], self.token)).rowcount == 1 else set()
-        # Prepared too: SMTP marks a round of its connections' messages at once, many times a batch.
-        params = {"ids": ids, "token": self.token}
-        if run_prepared(MARK_CALL_BEGAN, params).rowcount == len(ids):
-            return set(ids)  # the usual case: all still ours
-        return {row[0] for row in run_prepared(STILL_OWNED, params).fetchall()}
+        if not ids:
+            return set()
+        return set(ids) if run_prepared(MARK_CALL_BEGAN, self._owned(ids=ids)).rowcount == 1 else set()
 
     def call_ended(self, delivery_ids):
         """The call was refused before the provider accepted anything: the rows are not in flight."""
-        with connection.cursor() as cursor:
-            cursor.execute(CLEAR_CALL_BEGAN, {"ids": list(delivery_ids), "token": self.token})
+        run_prepared(CLEAR_CALL_BEGAN, self._owned(ids=list(delivery_ids)))
 
     def release_unstarted(self):
-        """Rows of this claim whose content never left go back to pending now."""
-        with connection.cursor() as cursor:
-            cursor.execute(RELEASE_UNSTARTED, {"ids": list(self.attempts), "token": self.token})
-            return cursor.rowcount
+        """The batch stops here (the worker raised): rows whose content never left go back to pending
+        at once, with the batch (waiting, for the next batch or the sweep to queue); the rows in flight
+        become unknown now, as the sweep would make them after the lease. Returns the rows released."""
+        with transaction.atomic():
+            row = run_prepared(RELEASE_OWN_CLAIM, self._owned(campaign=self.campaign_id, status="waiting",
+                                                              reason=WORKER_STOPPED)).fetchone()
+        return row[3] if row else 0
 
     def record(self, provider, results, give_up=True):
         """Write RESULTS (DeliveryResults) now, with the campaign's counters. With GIVE_UP, a deferred
@@ -251,8 +296,8 @@ class BatchLedger:
         if not rows:
             return
         with transaction.atomic() if bounced_ids else nullcontext():
-            written = run_prepared(WRITE_RESULTS, {**_columns(rows), "campaign": self.campaign_id,
-                                                   "token": self.token, "counted": attempt_counted}).fetchall()
+            written = run_prepared(WRITE_RESULTS, {**_columns(rows), **self._owned(campaign=self.campaign_id),
+                                                   "counted": attempt_counted}).fetchall()
             corrected = []
             if len(written) < len(rows):
                 owned = {pk for pk, _ in written}

@@ -2,12 +2,17 @@
 promises of docs/design.md, numbered as there:
 
 1. A campaign starts once: the start is a conditional UPDATE on status (campaigns.states).
-2. Each recipient gets exactly one DeliveryLog: one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
-3. Nobody is mailed twice automatically: a batch claims its rows with a short lease that it keeps
-   renewing, and the providers record that the call began at the last moment before bytes leave;
-   results are written only for rows still under its claim (campaigns.sending.ledger).
+2. Each recipient gets exactly one DeliveryLog, and each batch one SendBatch: one INSERT ... SELECT
+   ... ON CONFLICT DO NOTHING creates both.
+3. Nobody is mailed twice automatically: a batch claims its SendBatch row with a short lease that it
+   keeps renewing, and the providers record on that row which messages' call began, at the last
+   moment before bytes leave; results are written only while the claim is still its own, each
+   delivery row once (campaigns.sending.ledger).
+4. A million recipients start in seconds: the start queues SEND_BATCHES_AHEAD batch tasks, and each
+   batch that finishes queues the next waiting one.
 5. Work is enqueued only after its transaction commits.
-6. Pause and cancel take effect at the batch boundary: send_batch checks the status before it claims.
+6. Pause and cancel take effect at the batch boundary: the claim holds the campaign's row (FOR SHARE)
+   and only claims while it is in progress.
 """
 
 import json
@@ -19,22 +24,23 @@ from dataclasses import dataclass
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, Max, OuterRef
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from campaigns import click_tracking, signed_links, states
 from campaigns.exceptions import IllegalTransition, ProviderError, ProviderRefused, QuotaExhausted
 from campaigns.logsafe import for_log
-from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog
+from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
 from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.segments import compile_segment
 from campaigns.sending import routing
-from campaigns.sending.ledger import BatchLedger, Heartbeat
+from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, run_prepared
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
+B = SendBatch.Status
 SEND_BATCH_TASK = "campaigns.tasks.senders.send_batch"
 START_TASK = "campaigns.tasks.scheduler.start_campaign"
 
@@ -57,11 +63,34 @@ def dispatch_batches(campaign_id, batch_numbers, countdown=None):
     return len(numbers)
 
 
-def pending_batch_numbers(campaign_id):
-    return list(
-        DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING)
-        .values_list("batch_number", flat=True).distinct()
-    )
+# The campaign's next batches to send: those already queued first (their task may be lost: a Redis
+# restart, a pause that consumed it), then the waiting ones in order; all become queued.
+QUEUE_BATCHES = """
+WITH picked AS (
+    SELECT id FROM campaigns_sendbatch
+    WHERE campaign_id = %(campaign_id)s AND status IN ('queued', 'waiting')
+    ORDER BY status = 'queued' DESC, number LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE campaigns_sendbatch AS b SET status = 'queued', updated_at = now()
+FROM picked WHERE b.id = picked.id
+RETURNING b.number
+"""
+
+
+def queue_batches(campaign_id, limit=None):
+    """Queue (and dispatch after commit) up to LIMIT (SEND_BATCHES_AHEAD) of the campaign's next
+    batches; returns how many. Resume and the sweep's stall recovery use it."""
+    with connection.cursor() as cursor:
+        cursor.execute(QUEUE_BATCHES, {"campaign_id": campaign_id, "limit": limit or settings.SEND_BATCHES_AHEAD})
+        numbers = [row[0] for row in cursor.fetchall()]
+    return dispatch_batches(campaign_id, numbers)
+
+
+def unfinished_batch_numbers(campaign_id):
+    """Numbers of the campaign's batches that still have rows to send (waiting, queued or sending)."""
+    return sorted(SendBatch.objects.filter(campaign_id=campaign_id).exclude(status=B.DONE)
+                  .values_list("number", flat=True))
 
 
 # --- start --------------------------------------------------------------------------------------
@@ -76,6 +105,19 @@ def batch_number_sql(window):
     return f"%(first_batch)s + (row_number() OVER ({window}) - 1) / %(batch_size)s"
 
 
+# The batches of ROWS (id, status, batch_number), in the same statement: the first SEND_BATCHES_AHEAD
+# are queued, the rest wait for a finishing batch to queue them.
+CREATE_BATCHES = """
+batches AS (
+    INSERT INTO campaigns_sendbatch
+        (campaign_id, number, status, first_id, last_id, size, attempts, in_flight, updated_at)
+    SELECT %(campaign_id)s, batch_number,
+           CASE WHEN batch_number < %(first_batch)s + %(ahead)s THEN 'queued' ELSE 'waiting' END,
+           min(id), max(id), count(*), 0, '{{}}', now()
+    FROM {rows} WHERE status = 'pending' GROUP BY batch_number
+    RETURNING number, status
+)"""
+
 CREATE_DELIVERY_LOGS = f"""
 WITH inserted AS (
     INSERT INTO campaigns_deliverylog
@@ -89,49 +131,62 @@ WITH inserted AS (
     FROM campaigns_recipient r
     LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
     WHERE r.campaign_id = %(campaign_id)s AND /* segment */ TRUE
-    ON CONFLICT (campaign_id, recipient_id) DO NOTHING
-    RETURNING status, batch_number
-)
-SELECT count(*), count(*) FILTER (WHERE status = 'skipped'),
-       coalesce(array_agg(DISTINCT batch_number) FILTER (WHERE status = 'pending'), '{{}}')
-FROM inserted
+    ON CONFLICT (recipient_id) DO NOTHING
+    RETURNING id, status, batch_number
+), {CREATE_BATCHES.format(rows="inserted")}
+SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM inserted WHERE status = 'skipped'),
+       (SELECT count(*) FROM batches),
+       coalesce((SELECT array_agg(number ORDER BY number) FROM batches WHERE status = 'queued'), '{{}}')
 """
 
 REQUEUE_IN_BATCHES = f"""
 WITH requeued AS (
     UPDATE campaigns_deliverylog AS d
-    SET status = 'pending', attempts = 0, call_started_at = NULL, updated_at = now(), batch_number = n.batch_number
+    SET status = 'pending', attempts = 0, updated_at = now(), batch_number = n.batch_number
     FROM (SELECT id, {batch_number_sql("ORDER BY id")} AS batch_number FROM campaigns_deliverylog
           WHERE campaign_id = %(campaign_id)s AND status = %(status)s) AS n
     WHERE d.id = n.id AND d.status = %(status)s
-    RETURNING d.batch_number
-)
-SELECT coalesce(array_agg(DISTINCT batch_number), '{{}}') FROM requeued
+    RETURNING d.id, d.status, d.batch_number
+), {CREATE_BATCHES.format(rows="requeued")}
+SELECT (SELECT count(*) FROM requeued), coalesce((SELECT array_agg(number ORDER BY number) FROM batches
+                                                  WHERE status = 'queued'), '{{}}')
 """
 
 
 def create_delivery_logs(campaign_id, batch_size, first_batch=0, segment=None):
     """One DeliveryLog per recipient that has none yet (of SEGMENT's recipients only, campaigns.segments),
-    in one statement; returns (created, skipped, batches)."""
+    and their batches, in one statement; returns (created, skipped, batches, numbers of the batches queued)."""
     segment_sql, segment_params = compile_segment(segment)
     with connection.cursor() as cursor:
+        # Numbering a million rows into batches sorts them: in memory, not in temporary files (this
+        # transaction only).
+        cursor.execute("SET LOCAL work_mem = '128MB'")
         cursor.execute(CREATE_DELIVERY_LOGS.replace("/* segment */ TRUE", segment_sql),
                        {**segment_params, "campaign_id": campaign_id, "batch_size": batch_size,
-                        "first_batch": first_batch})
-        created, skipped, batches = cursor.fetchone()
-    return created, skipped, batches
+                        "first_batch": first_batch, "ahead": settings.SEND_BATCHES_AHEAD})
+        return cursor.fetchone()
 
 
-def requeue_in_batches(campaign_id, status, first_batch, batch_size):
-    """Every STATUS row of the campaign back to pending, in fresh batches from FIRST_BATCH; returns their numbers."""
+def next_batch_number(campaign_id):
+    """A batch number no row or batch of the campaign has used (rows only ever move to higher ones)."""
+    rows = DeliveryLog.objects.filter(campaign_id=campaign_id).aggregate(m=Max("batch_number"))["m"]
+    batches = SendBatch.objects.filter(campaign_id=campaign_id).aggregate(m=Max("number"))["m"]
+    return max(-1 if rows is None else rows, -1 if batches is None else batches) + 1
+
+
+def requeue_in_batches(campaign_id, status, first_batch, batch_size, queue=True):
+    """Every STATUS row of the campaign back to pending, in fresh batches from FIRST_BATCH; with QUEUE
+    the first SEND_BATCHES_AHEAD are queued. Returns (rows, numbers of the batches queued)."""
     with connection.cursor() as cursor:
         cursor.execute(REQUEUE_IN_BATCHES, {"campaign_id": campaign_id, "status": status, "first_batch": first_batch,
-                                            "batch_size": batch_size})
-        return cursor.fetchone()[0]
+                                            "batch_size": batch_size,
+                                            "ahead": settings.SEND_BATCHES_AHEAD if queue else 0})
+        return cursor.fetchone()
 
 
 def start_campaign(campaign_id):
-    """Start a due scheduled campaign exactly once: delivery logs, counters, then its batches.
+    """Start a due scheduled campaign exactly once: delivery logs and batches, counters, then the first
+    batches' tasks.
 
     Safe to call any number of times (ETA task, beat sweep, redelivery): only the first call that
     finds the campaign scheduled and due does anything.
@@ -147,14 +202,15 @@ def start_campaign(campaign_id):
                 logger.info("Campaign %s not started: it is %s", campaign_id, refused.actual_status)
             return False
         campaign = Campaign.objects.get(pk=campaign_id)
-        created, skipped, batches = create_delivery_logs(campaign_id, batch_size(campaign), segment=campaign.segment)
+        created, skipped, batches, queued = create_delivery_logs(campaign_id, batch_size(campaign),
+                                                                 segment=campaign.segment)
         Campaign.objects.filter(pk=campaign_id).update(
             total_recipients=created, skipped_count=F("skipped_count") + skipped,
             last_progress_at=Now(),
         )
-        dispatch_batches(campaign_id, batches)
-        logger.info("Campaign %s started: %s recipients, %s suppressed, %s batches of %s",
-                    campaign_id, created, skipped, len(batches), campaign.batch_size)
+        dispatch_batches(campaign_id, queued)
+        logger.info("Campaign %s started: %s recipients, %s suppressed, %s batches of %s (%s queued)",
+                    campaign_id, created, skipped, batches, campaign.batch_size, len(queued))
         if not batches:
             transaction.on_commit(lambda: finalize_if_done(campaign_id))
     return True
@@ -162,24 +218,55 @@ def start_campaign(campaign_id):
 
 # --- one batch ------------------------------------------------------------------------------------
 
+# The batch's row, claimed while the campaign is in progress. FOR SHARE on the campaign makes a
+# concurrent pause or cancel wait for the claim to commit (and then leave its batch alone), or the
+# claim wait for the cancel (and then find the campaign no longer in progress).
 CLAIM_BATCH = """
-UPDATE campaigns_deliverylog AS d
-SET status = CASE WHEN s.id IS NULL THEN 'sending' ELSE 'skipped' END,
-    last_error = CASE WHEN s.id IS NULL THEN d.last_error ELSE 'suppressed: ' || s.reason END,
-    claim_token = CASE WHEN s.id IS NULL THEN %(token)s::uuid END,
-    lease_expires_at = CASE WHEN s.id IS NULL THEN now() + %(lease)s * interval '1 second' END,
-    attempts = d.attempts + CASE WHEN s.id IS NULL THEN 1 ELSE 0 END,
-    call_started_at = NULL,
-    updated_at = now()
-FROM campaigns_recipient r
-LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
-WHERE d.id IN (
-        SELECT id FROM campaigns_deliverylog
-        WHERE campaign_id = %(campaign_id)s AND batch_number = %(batch)s AND status = 'pending'
-        ORDER BY id FOR UPDATE SKIP LOCKED)
-  AND r.id = d.recipient_id
-RETURNING d.id, d.status, d.attempts, r.email, r.first_name, r.last_name, r.data
+WITH campaign AS (
+    SELECT id FROM campaigns_campaign WHERE id = %(campaign_id)s AND status = 'in_progress' FOR SHARE
+)
+UPDATE campaigns_sendbatch AS b
+SET status = 'sending', claim_token = %(token)s::uuid, lease_expires_at = now() + %(lease)s * interval '1 second',
+    attempts = b.attempts + 1, in_flight = '{}', call_started_at = NULL, updated_at = now()
+FROM campaign
+WHERE b.campaign_id = campaign.id AND b.number = %(batch)s AND b.status IN ('waiting', 'queued')
+RETURNING b.id, b.first_id, b.last_id, b.attempts
 """
+
+# The claimed batch's rows still to send, read (not written) in a statement of their own, so that its
+# snapshot follows the claim: rows a previous claim of this batch wrote are not pending any more.
+BATCH_ROWS = """
+SELECT d.id, CASE WHEN s.id IS NULL THEN 'pending' ELSE 'skipped' END, d.attempts + 1,
+       r.email, r.first_name, r.last_name, r.data, s.reason
+FROM campaigns_deliverylog d
+JOIN campaigns_recipient r ON r.id = d.recipient_id
+LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
+WHERE d.campaign_id = %(campaign_id)s AND d.status = 'pending' AND d.id BETWEEN %(first)s AND %(last)s
+  AND d.batch_number = %(batch)s
+ORDER BY d.id
+"""
+
+# The claim ends: the batch is done, queued again (its deferred rows retry) or waiting (a provider
+# problem paused the campaign), and the campaign's next waiting batch is queued in its place.
+FINISH_BATCH = f"""
+WITH finished AS (
+    UPDATE campaigns_sendbatch
+    SET status = %(status)s, claim_token = NULL, lease_expires_at = NULL, in_flight = '{{}}',
+        call_started_at = NULL, updated_at = now()
+    WHERE {OWNED}
+    RETURNING campaign_id
+), next AS (
+    UPDATE campaigns_sendbatch AS b SET status = 'queued', updated_at = now()
+    WHERE b.id = (SELECT w.id FROM campaigns_sendbatch w
+                  WHERE w.campaign_id = %(campaign)s AND w.status = 'waiting' AND %(more)s
+                    AND EXISTS (SELECT 1 FROM finished)
+                    AND EXISTS (SELECT 1 FROM campaigns_campaign c WHERE c.id = %(campaign)s AND c.status = 'in_progress')
+                  ORDER BY w.number LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING b.number
+)
+SELECT (SELECT count(*) FROM finished), (SELECT number FROM next)
+"""
+
 
 @dataclass
 class BatchReport:
@@ -235,7 +322,7 @@ def send_batch(campaign_id, batch_number):
                 .values("id", "status", "subject", "html_body", "text_body", "from_email", "reply_to",
                         "updated_at", "track_engagement", "pool_id").first())
     if campaign is None or campaign["status"] != Campaign.Status.IN_PROGRESS:
-        # Pause and cancel take effect here, at the batch boundary; resume dispatches the batch again.
+        # Pause and cancel take effect here, at the batch boundary; resume queues the batch again.
         logger.info("Campaign %s batch %s not sent: campaign is %s", campaign_id, batch_number,
                     campaign and campaign["status"])
         return report
@@ -245,47 +332,78 @@ def send_batch(campaign_id, batch_number):
         with connection.cursor() as cursor:
             cursor.execute(CLAIM_BATCH, {"token": token, "lease": settings.SEND_LEASE_SECONDS,
                                          "campaign_id": campaign_id, "batch": batch_number})
+            batch = cursor.fetchone()
+            if batch is None:
+                # Another task of this batch has it or had it (a redelivery, a re-dispatch), or the
+                # campaign stopped in between.
+                logger.info("Campaign %s batch %s not claimed: already taken, done, or the campaign stopped",
+                            campaign_id, batch_number)
+                return report
+            batch_id, first_id, last_id, batch_attempts = batch
+            cursor.execute(BATCH_ROWS, {"campaign_id": campaign_id, "first": first_id, "last": last_id,
+                                        "batch": batch_number})
             rows = cursor.fetchall()
-        report.claimed = len(rows)
-        report.skipped = sum(1 for row in rows if row[1] == D.SKIPPED)
-        if report.skipped:
-            Campaign.objects.filter(pk=campaign_id).update(skipped_count=F("skipped_count") + report.skipped)
-    claimed = [row for row in rows if row[1] == D.SENDING]
-    if not claimed:
-        if rows:
-            finalize_if_done(campaign_id)
-        return report
-
+    report.claimed = len(rows)
+    claimed = [row[:7] for row in rows if row[1] == D.PENDING]
     attempts = {pk: n for pk, _s, n, *_ in claimed}
-    ledger = BatchLedger(campaign_id, token, attempts)
-    try:
-        with Heartbeat(token, attempts):
-            provider, results, provider_problem = send_claimed(campaign, batch_number, claimed, ledger)
-            # Rows SMTP already recorded as it went are skipped here. A provider problem does not use
-            # up attempts: its rows wait, pending, for the resume.
-            ledger.record(provider, results, give_up=provider_problem is None)
-    except BaseException:
-        # A crash inside the worker (a Redis error in the limiter, a soft time limit, a bug): rows
-        # whose content never left go back to pending now; the others wait for the sweep (unknown).
+    ledger = BatchLedger(campaign_id, batch_id, token, attempts)
+    suppressed = [(row[0], D.SKIPPED, "", "", f"suppressed: {row[7]}") for row in rows if row[1] == D.SKIPPED]
+    if suppressed:  # suppressed since the start: their only write, as for any result
+        ledger.write(suppressed)
+        report.skipped = ledger.report.skipped
+
+    provider, provider_problem = "", None
+    if claimed:
         try:
-            ledger.release_unstarted()
-        except Exception:  # e.g. the database is gone too: the sweep releases them after the lease
-            logger.exception("Campaign %s batch %s: could not release the unsent rows", campaign_id, batch_number)
-        raise
+            with Heartbeat(batch_id, token):
+                provider, results, provider_problem = send_claimed(campaign, batch_number, claimed, ledger)
+                # Rows SMTP already recorded as it went are skipped here. A provider problem does not use
+                # up attempts: its rows wait, pending, for the resume.
+                ledger.record(provider, results, give_up=provider_problem is None)
+        except BaseException:
+            # A crash inside the worker (a Redis error in the limiter, a soft time limit, a bug): rows
+            # whose content never left go back to pending now, with the batch, queued again after a
+            # backoff; the rows in flight become unknown.
+            try:
+                with transaction.atomic():
+                    released = ledger.release_unstarted()
+                    dispatch_batches(campaign_id, [batch_number], countdown=retry_delay(batch_attempts))
+                logger.warning("Campaign %s batch %s stopped by an error: %s rows back to pending",
+                               campaign_id, batch_number, released)
+            except Exception:  # e.g. the database is gone too: the sweep recovers the batch after the lease
+                logger.exception("Campaign %s batch %s: could not release the unsent rows", campaign_id, batch_number)
+            raise
     report.provider = provider
     report.sent, report.failed, report.unknown, report.retrying = (
         ledger.report.sent, ledger.report.failed, ledger.report.unknown, ledger.report.retrying)
-    if isinstance(provider_problem, QuotaExhausted):  # sending accounts: the pool is at its limits
-        routing.wait_for_quota(campaign_id, batch_number, provider_problem.until)
+
+    # Sending accounts: a pool at its limits queues the batch again, to be sent by itself once quota
+    # frees (routing.wait_for_quota); its next batches would only wait too.
+    quota_wait = isinstance(provider_problem, QuotaExhausted)
+    if quota_wait:
+        status = B.QUEUED
+    elif provider_problem is not None:
+        status = B.WAITING  # resume queues it again
+    elif report.retrying:
+        status = B.QUEUED
+        report.retry_in = retry_delay(max(attempts.values()))
+    else:
+        status = B.DONE
+    with transaction.atomic():
+        finished, following = run_prepared(FINISH_BATCH, {"batch": batch_id, "token": token, "campaign": campaign_id,
+                                                          "status": str(status),
+                                                          "more": provider_problem is None}).fetchone()
+        if finished and status == B.QUEUED and not quota_wait:
+            dispatch_batches(campaign_id, [batch_number], countdown=report.retry_in)
+        if following is not None:
+            dispatch_batches(campaign_id, [following])
+    if quota_wait:
+        if finished:
+            routing.wait_for_quota(campaign_id, batch_number, provider_problem.until)
         return report
     if provider_problem is not None:
         pause_for_provider_problem(campaign_id, provider_problem)
         return report
-
-    if report.retrying:
-        report.retry_in = retry_delay(max(attempts.values()))
-        with transaction.atomic():
-            dispatch_batches(campaign_id, [batch_number], countdown=report.retry_in)
     logger.info("Campaign %s batch %s via %s: sent=%s failed=%s unknown=%s skipped=%s retrying=%s",
                 campaign_id, batch_number, provider or "-", report.sent, report.failed, report.unknown,
                 report.skipped, report.retrying)
@@ -327,14 +445,15 @@ def pause_for_provider_problem(campaign_id, error):
 # --- finalising ---------------------------------------------------------------------------------
 
 def has_unfinished_rows(campaign_id):
-    return DeliveryLog.objects.filter(campaign_id=campaign_id, status__in=(D.PENDING, D.SENDING)).exists()
+    # A row stays pending until its result, in flight or not (its batch holds the claim).
+    return DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING).exists()
 
 
 def finalize_if_done(campaign_id):
     """Complete (or fail) a live campaign once every recipient is terminal; exactly once.
 
     The campaign row is locked before its rows are looked at, and the transition itself is conditional
-    on no row being pending or sending, so a concurrent "retry failed" (which reopens the campaign and
+    on no row being pending, so a concurrent "retry failed" (which reopens the campaign and
     puts rows back to pending under the same lock) can never be completed over.
     """
     if has_unfinished_rows(campaign_id):
@@ -344,7 +463,7 @@ def finalize_if_done(campaign_id):
                   .values("status", "sent_count", "failed_count", "unknown_count").first())
         if not counts or counts["status"] != Campaign.Status.IN_PROGRESS:
             return None
-        unfinished = DeliveryLog.objects.filter(campaign_id=OuterRef("pk"), status__in=(D.PENDING, D.SENDING))
+        unfinished = DeliveryLog.objects.filter(campaign_id=OuterRef("pk"), status=D.PENDING)
         all_terminal = ~Exists(unfinished)
         try:
             if counts["sent_count"] == 0 and counts["failed_count"] + counts["unknown_count"] > 0:

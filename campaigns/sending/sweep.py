@@ -2,10 +2,12 @@
 
 1. Due scheduled campaigns are started (ETA tasks are the fast path; this catches any that vanished),
    and campaigns due before the next sweep get an ETA task, so they start on the second.
-2. Expired claims are recovered: back to pending when no provider call began, else unknown.
-3. Rows of cancelled campaigns that went back to pending after the cancel are skipped.
-4. Live campaigns that stopped progressing get their pending batches dispatched again, at most once
-   per stall window (SWEEP_STALL_SECONDS), judged by the database's clock.
+2. Expired claims are recovered, batch by batch: the rows whose provider call began (the batch's
+   in-flight set) become unknown, the batch's other rows are sent again (the batch is queued).
+3. Rows of cancelled campaigns that went back to pending after the cancel are skipped (never those
+   of a batch still sending: it writes them itself).
+4. Live campaigns that stopped progressing get their next batches queued again, at most once per
+   stall window (SWEEP_STALL_SECONDS), judged by the database's clock.
 5. Live campaigns whose every recipient is terminal are finalised.
 """
 
@@ -15,30 +17,32 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
-from campaigns.models import Campaign, DeliveryLog
-from campaigns.sending.pipeline import dispatch_batches, enqueue_start, finalize_if_done, pending_batch_numbers
+from campaigns.models import Campaign
+from campaigns.sending.ledger import RECOVER_EXPIRED_CLAIM, WORKER_LOST, run_prepared
+from campaigns.sending.pipeline import dispatch_batches, enqueue_start, finalize_if_done, queue_batches
 
 logger = logging.getLogger(__name__)
 S = Campaign.Status
 
 # Judged by the database's clock, never a worker's.
-RECOVER_EXPIRED_CLAIMS = """
-UPDATE campaigns_deliverylog
-SET status = CASE WHEN call_started_at IS NULL THEN 'pending' ELSE 'unknown' END,
-    last_error = CASE WHEN call_started_at IS NULL THEN last_error
-                      ELSE 'claim expired after the provider call began (worker lost); not re-sent automatically' END,
-    claim_token = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE status = 'sending' AND lease_expires_at < now()
-RETURNING campaign_id, status, batch_number
+EXPIRED_CLAIMS = """
+SELECT id, campaign_id FROM campaigns_sendbatch WHERE status = 'sending' AND lease_expires_at < now() ORDER BY id
 """
 
 # A cancelled campaign keeps nothing pending: rows a batch or the sweep put back after the cancel.
+# A batch still sending writes its own rows (those it defers end skipped); the others are done.
 SKIP_CANCELLED = """
 WITH skipped AS (
     UPDATE campaigns_deliverylog AS d SET status = 'skipped', last_error = 'cancelled', updated_at = now()
     FROM campaigns_campaign c
     WHERE c.id = d.campaign_id AND c.status = 'cancelled' AND d.status = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM campaigns_sendbatch b WHERE b.campaign_id = d.campaign_id
+                      AND b.number = d.batch_number AND b.status = 'sending')
     RETURNING d.campaign_id
+), batches AS (
+    UPDATE campaigns_sendbatch AS b SET status = 'done', updated_at = now()
+    FROM campaigns_campaign c
+    WHERE c.id = b.campaign_id AND c.status = 'cancelled' AND b.status IN ('waiting', 'queued')
 )
 SELECT campaign_id, count(*) FROM skipped GROUP BY campaign_id
 """
@@ -81,23 +85,21 @@ def sweep():
             enqueue_start(campaign_id, eta=when if in_future else None)
         report.started.append(campaign_id)
 
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(RECOVER_EXPIRED_CLAIMS)
-            recovered = cursor.fetchall()
-        unknown_by_campaign, batches_by_campaign = {}, {}
-        for campaign_id, status, batch_number in recovered:
-            if status == DeliveryLog.Status.UNKNOWN:
-                unknown_by_campaign[campaign_id] = unknown_by_campaign.get(campaign_id, 0) + 1
-            else:
-                batches_by_campaign.setdefault(campaign_id, set()).add(batch_number)
-        for campaign_id, count in unknown_by_campaign.items():
-            Campaign.objects.filter(pk=campaign_id).update(unknown_count=F("unknown_count") + count)
-        report.unknown = sum(unknown_by_campaign.values())
-        report.released = len(recovered) - report.unknown
-        live = set(Campaign.objects.filter(pk__in=batches_by_campaign, status=S.IN_PROGRESS).values_list("id", flat=True))
-        for campaign_id in live:
-            report.redispatched[campaign_id] = dispatch_batches(campaign_id, batches_by_campaign[campaign_id])
+    with connection.cursor() as cursor:
+        cursor.execute(EXPIRED_CLAIMS)
+        expired = cursor.fetchall()
+    for batch_id, campaign_id in expired:
+        with transaction.atomic():
+            ended = run_prepared(RECOVER_EXPIRED_CLAIM, {"batch": batch_id, "campaign": campaign_id, "status": "queued",
+                                                         "reason": WORKER_LOST}).fetchone()
+            if ended is None:
+                continue  # its worker finished (or renewed) it in the meantime
+            number, status, unknown, released = ended
+            report.unknown += unknown
+            report.released += released
+            if status == "queued":
+                report.redispatched[campaign_id] = (report.redispatched.get(campaign_id, 0)
+                                                    + dispatch_batches(campaign_id, [number]))
 
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -111,7 +113,7 @@ def sweep():
         stalled = [row[0] for row in cursor.fetchall()]
     for campaign_id in stalled:
         with transaction.atomic():
-            count = dispatch_batches(campaign_id, pending_batch_numbers(campaign_id))
+            count = queue_batches(campaign_id)
         if count:
             report.redispatched[campaign_id] = count
 
@@ -120,7 +122,7 @@ def sweep():
             report.finalized.append(campaign_id)
 
     if report.released or report.unknown or report.redispatched or report.finalized or report.cancelled_skipped:
-        logger.warning("Sweep: released %s expired claims to pending, marked %s unknown, re-dispatched %s, "
+        logger.warning("Sweep: released %s rows of expired claims to pending, marked %s unknown, re-dispatched %s, "
                        "finalised %s, skipped %s rows of cancelled campaigns", report.released, report.unknown,
                        report.redispatched, report.finalized, report.cancelled_skipped)
     return report

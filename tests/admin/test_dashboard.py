@@ -1,6 +1,7 @@
 """The campaign dashboard: figures from the counters, the JSON endpoint the page polls, the sends chart."""
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.db import connection
@@ -9,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import stats
+from campaigns.models import DeliveryLog, SendBatch
 from tests.admin.conftest import add_logs
 from tests.support.engaged_campaign import make_engaged_campaign
 from tests.support.factories import CampaignFactory
@@ -30,6 +32,20 @@ def test_dashboard_json_has_progress_rate_times_and_engagement(staff_client):
     assert data["duration"] == "0m 45s" and data["emails_per_second"] == 2.0
     assert data["engagement_known"] and data["opened"] == 30
     assert data["chart_svg"].startswith("<svg")
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_the_recipients_being_sent_now_from_the_batches_under_a_claim(staff_client):
+    campaign = CampaignFactory(status="in_progress", total_recipients=5)
+    logs = add_logs(campaign, ["pending"] * 4 + ["sent"])
+    DeliveryLog.objects.filter(pk__in=[log.pk for log in logs[2:]]).update(batch_number=1)
+    SendBatch.objects.create(campaign=campaign, number=0, status="done", first_id=logs[0].pk, last_id=logs[1].pk)
+    SendBatch.objects.create(campaign=campaign, number=1, status="sending", first_id=logs[2].pk, last_id=logs[4].pk,
+                             claim_token=uuid.uuid4(), lease_expires_at=timezone.now())
+    data = staff_client.get(json_url(campaign)).json()
+    assert (data["sending_batches"], data["sending"]) == (1, 2)  # batch 1's rows without a result
+    page = staff_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+    assert 'id="dash-sending">2<' in page
 
 
 @pytest.mark.django_db

@@ -5,7 +5,7 @@ The worker is started through tests/support/crashing_worker.py, which stops it a
 patch); the test then kills its whole process group, as a crashed machine would. Each case asserts:
 nobody was mailed twice; every `unknown` row is an address the server saw or had in flight (SMTP:
 accepted a RCPT for; SendGrid: received in a request), and there are at most SEND_SMTP_CHUNK of them
-on SMTP, one request's worth on SendGrid; nothing is pending or sending after recovery; the dead
+on SMTP, one request's worth on SendGrid; nothing is pending and no batch is sending after recovery; the dead
 worker's claim ended within one lease of its death; the counters equal the rows.
 """
 
@@ -19,7 +19,8 @@ from django.db.models import Max
 
 from campaigns import services
 from campaigns.models import Campaign, DeliveryLog
-from tests.sending.test_pipeline import assert_exactly_once, make_campaign, wait_for, wait_until_finished
+from tests.sending.test_pipeline import (
+    assert_exactly_once, batches_sending, in_flight_rows, make_campaign, wait_for, wait_until_finished)
 
 D = DeliveryLog.Status
 S = Campaign.Status
@@ -96,17 +97,16 @@ def test_a_sender_killed_at_each_step_of_a_batch_mails_nobody_twice_and_bounds_u
 
     # The dead worker's claim ends within one lease of its death: its heartbeat renewed it at most
     # up to then.
-    claim_ends = DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING).aggregate(
-        end=Max("lease_expires_at"))["end"]
+    claim_ends = batches_sending(campaign).aggregate(end=Max("lease_expires_at"))["end"]
     assert claim_ends is not None and claim_ends <= killed_at + timedelta(seconds=LEASE)
-    marked_at_kill = set(DeliveryLog.objects.filter(campaign=campaign, status=D.SENDING,
-                                                    call_started_at__isnull=False).values_list("email", flat=True))
+    marked_at_kill = set(in_flight_rows(campaign).values_list("email", flat=True))
 
     start_worker(["senders"], concurrency=2)
     wait_until_finished(campaign, sweeping=True)
 
     assert campaign.status == S.COMPLETED
-    assert not DeliveryLog.objects.filter(campaign=campaign, status__in=(D.PENDING, D.SENDING)).exists()
+    assert not DeliveryLog.objects.filter(campaign=campaign, status=D.PENDING).exists()
+    assert not batches_sending(campaign).exists()
     smtp_received = collections.Counter(m["X-Sink-Rcpt-To"] for m in smtp_sink_server.messages())
     api_received = collections.Counter(r["to"][0] for r in api.records()) if api else collections.Counter()
     received = smtp_received + api_received

@@ -2,6 +2,7 @@
 evidence, finalisation, the sweep's bounds and the counter check."""
 
 import datetime
+import re
 from io import StringIO
 from uuid import uuid4
 
@@ -9,28 +10,38 @@ import pytest
 import redis as redis_lib
 from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from campaigns import services
-from campaigns.models import Campaign, DeliveryLog
+from campaigns.models import Campaign, DeliveryLog, SendBatch
 from campaigns.sending import ledger, pipeline, sweep
 from campaigns.sending.providers import sendgrid_webhook
 from campaigns.sending.providers.base import DeliveryResult, Outcome
+from tests.support.factories import SuppressionFactory
 from tests.test_services import started_campaign
 
 D = DeliveryLog.Status
+B = SendBatch.Status
 S = Campaign.Status
 
 
 def claim(rows, began=True, expired=False):
-    """Put ROWS under a fresh claim, as CLAIM_BATCH does; returns its ledger."""
+    """Put the batch of ROWS under a fresh claim, as CLAIM_BATCH does, with ROWS in flight when BEGAN;
+    returns its ledger."""
     token = uuid4()
     now = timezone.now()
     lease = now - datetime.timedelta(seconds=1) if expired else now + datetime.timedelta(minutes=5)
-    DeliveryLog.objects.filter(pk__in=[r.pk for r in rows]).update(
-        status=D.SENDING, claim_token=token, lease_expires_at=lease, attempts=1,
-        call_started_at=now if began else None)
-    return ledger.BatchLedger(rows[0].campaign_id, token, {r.pk: 1 for r in rows})
+    batch = SendBatch.objects.get(campaign_id=rows[0].campaign_id, number=rows[0].batch_number)
+    SendBatch.objects.filter(pk=batch.pk).update(
+        status=B.SENDING, claim_token=token, lease_expires_at=lease, attempts=F("attempts") + 1,
+        in_flight=[r.pk for r in rows] if began else [], call_started_at=now if began else None)
+    return ledger.BatchLedger(rows[0].campaign_id, batch.pk, token, {r.pk: 1 for r in rows})
+
+
+def batch_of(row):
+    return SendBatch.objects.get(campaign_id=row.campaign_id, number=row.batch_number)
 
 
 def assert_counters_match(campaign):
@@ -41,14 +52,14 @@ def rows_of(campaign):
     return list(DeliveryLog.objects.filter(campaign=campaign).order_by("id"))
 
 
-def claim_two_and_lose_one():
-    """Two rows under one claim whose call has not begun; the second has since expired and been taken by
-    another claim. Returns (ledger, the row still owned, the row lost)."""
+def claim_and_lose():
+    """A batch of two rows whose claim expired before its call began and was taken by another claim.
+    Returns (the lost claim's ledger, the live claim's ledger, the two rows)."""
     campaign = started_campaign(2)
-    mine, lost = rows_of(campaign)
-    batch_ledger = claim([mine, lost], began=False)
-    DeliveryLog.objects.filter(pk=lost.pk).update(claim_token=uuid4())
-    return batch_ledger, mine, lost
+    rows = rows_of(campaign)
+    lost = claim(rows, began=False)
+    live = claim(rows, began=False)  # the sweep recovered it, another task claimed it
+    return lost, live, rows
 
 
 @pytest.mark.django_db
@@ -64,8 +75,9 @@ def test_a_worker_whose_claim_expired_cannot_overwrite_a_row_another_claim_now_h
     dead.record("smtp", [DeliveryResult(row.pk, Outcome.FAILED, error="late 550"),
                          DeliveryResult(other.pk, Outcome.SENT, message_id="late")])
 
-    assert {r.status for r in rows_of(campaign)} == {D.SENDING}  # still the live claim's
-    assert {r.claim_token for r in rows_of(campaign)} == {live.token}
+    assert {r.status for r in rows_of(campaign)} == {D.PENDING}  # still the live claim's to send
+    requeued = batch_of(rows_of(campaign)[0])  # the batch the re-send made
+    assert requeued.claim_token == live.token and requeued.status == B.SENDING
     assert_counters_match(campaign)
 
 
@@ -87,25 +99,41 @@ def test_a_late_result_settles_a_row_the_sweep_had_marked_unknown():
 
 
 @pytest.mark.django_db
-def test_the_call_began_mark_is_set_only_on_rows_the_claim_still_owns():
-    batch_ledger, mine, lost = claim_two_and_lose_one()
+def test_the_call_began_mark_is_set_only_while_the_batch_is_still_this_claims():
+    lost, live, (a, b) = claim_and_lose()
 
-    assert batch_ledger.call_began([mine.pk, lost.pk]) == {mine.pk}
-    assert DeliveryLog.objects.get(pk=lost.pk).call_started_at is None
+    assert lost.call_began([a.pk, b.pk]) == set()
+    assert live.call_began([a.pk, b.pk]) == {a.pk, b.pk}
+    assert batch_of(a).in_flight == [a.pk, b.pk]
 
-    batch_ledger.call_ended([mine.pk])  # refused before anything was accepted
-    assert batch_ledger.release_unstarted() == 1
-    assert DeliveryLog.objects.get(pk=mine.pk).status == D.PENDING
+    live.call_ended([a.pk])  # refused before anything of a's was accepted
+    assert batch_of(a).in_flight == [b.pk]
+    assert live.release_unstarted() == 1  # the worker stops: a goes back to be sent, b's fate is unknown
+    assert [(r.status, r.attempts) for r in rows_of(a.campaign)] == [(D.PENDING, 0), (D.UNKNOWN, 1)]
+    assert (batch_of(a).status, batch_of(a).in_flight, batch_of(a).claim_token) == (B.WAITING, [], None)
+    assert_counters_match(a.campaign)
 
 
 @pytest.mark.django_db
-def test_the_mark_of_one_message_is_set_only_while_the_claim_still_owns_it():
-    batch_ledger, mine, lost = claim_two_and_lose_one()
+def test_the_mark_of_one_message_is_set_only_while_the_claim_still_owns_the_batch():
+    lost, live, (a, b) = claim_and_lose()
 
-    assert batch_ledger.call_began([mine.pk]) == {mine.pk}  # SMTP marks one message at a time
-    assert batch_ledger.call_began([lost.pk]) == set()
-    assert DeliveryLog.objects.get(pk=mine.pk).call_started_at is not None
-    assert DeliveryLog.objects.get(pk=lost.pk).call_started_at is None
+    assert live.call_began([a.pk]) == {a.pk}  # SMTP marks one message at a time
+    assert lost.call_began([b.pk]) == set()
+    assert batch_of(a).in_flight == [a.pk]
+
+
+@pytest.mark.django_db
+def test_a_lost_claim_writes_no_result_and_a_result_leaves_the_in_flight_set():
+    lost, live, (a, b) = claim_and_lose()
+    live.call_began([a.pk, b.pk])
+
+    lost.record("smtp", [DeliveryResult(a.pk, Outcome.FAILED, error="550 from a stale worker")])
+    live.record("smtp", [DeliveryResult(b.pk, Outcome.SENT, message_id="<b@x>")])
+
+    assert [r.status for r in rows_of(a.campaign)] == [D.PENDING, D.SENT]
+    assert batch_of(a).in_flight == [a.pk]  # what a crash now would make unknown
+    assert_counters_match(a.campaign)
 
 
 @pytest.mark.django_db
@@ -253,3 +281,44 @@ def test_check_ledger_reports_drift_and_fixes_it():
     out = StringIO()
     call_command("check_ledger", stdout=out)
     assert "Counters match the rows." in out.getvalue()
+
+
+COUNT_ROW_WRITES = """
+CREATE TABLE test_row_writes (id bigint, status text);
+CREATE FUNCTION test_count_row_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO test_row_writes VALUES (NEW.id, NEW.status); RETURN NEW; END $$;
+CREATE TRIGGER test_count_row_writes AFTER UPDATE ON campaigns_deliverylog
+FOR EACH ROW EXECUTE FUNCTION test_count_row_writes();
+"""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("provider", ["smtp", "sendgrid"])
+def test_each_delivery_row_is_written_once_after_it_is_created_with_its_result(provider, request, settings):
+    """The claim, the lease, the call-began marks and the chunks' bookkeeping go to the batch's row;
+    a delivery row is updated once, with its result (SMTP: in chunks of SEND_SMTP_CHUNK)."""
+    sink = request.getfixturevalue("smtp_sink_server")
+    if provider == "sendgrid":
+        request.getfixturevalue("fake_sendgrid")
+    else:
+        request.getfixturevalue("no_sendgrid")
+    settings.SEND_SMTP_CHUNK = 3
+    campaign = started_campaign(8)
+    rows = rows_of(campaign)
+    sink.set_faults(reject_rcpt=re.escape(rows[1].email))  # one permanent refusal (SMTP)
+    SuppressionFactory(email=rows[2].email)  # suppressed after the start: skipped when its batch is claimed
+    with connection.cursor() as cursor:
+        cursor.execute(COUNT_ROW_WRITES)
+
+    report = pipeline.send_batch(campaign.pk, 0)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, status FROM test_row_writes ORDER BY id")
+        writes = cursor.fetchall()
+    final = [(r.pk, r.status) for r in rows_of(campaign)]
+    assert writes == final  # one write per row, and it is the result
+    assert {status for _, status in final} == ({D.SENT, D.FAILED, D.SKIPPED} if provider == "smtp"
+                                               else {D.SENT, D.SKIPPED})
+    assert report.skipped == 1 and report.sent == (6 if provider == "smtp" else 7)
+    assert (batch_of(rows[0]).status, batch_of(rows[0]).in_flight) == (B.DONE, [])
+    assert_counters_match(campaign)

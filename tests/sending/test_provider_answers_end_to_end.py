@@ -12,7 +12,7 @@ from campaigns.models import Campaign, DeliveryLog, Suppression
 from tests.support.factories import UserFactory
 from tests.support.scripted_smtp import scripted_smtp  # noqa: F401 (fixture)
 from tests.sending.test_pipeline import (
-    assert_exactly_once, make_campaign, statuses, wait_for, wait_until_finished)
+    assert_exactly_once, batches_sending, make_campaign, statuses, wait_for, wait_until_finished)
 
 D = DeliveryLog.Status
 S = Campaign.Status
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def settled(campaign):
     """True once the campaign has started and stopped moving: no row is still being sent."""
     campaign.refresh_from_db()
-    return campaign.status not in (S.SCHEDULED, S.IN_PROGRESS) and not campaign.delivery_logs.filter(status=D.SENDING).exists()
+    return campaign.status not in (S.SCHEDULED, S.IN_PROGRESS) and not batches_sending(campaign).exists()
 
 
 def test_a_relay_refusing_every_recipient_pauses_the_campaign_with_the_reason_and_suppresses_nobody(

@@ -18,7 +18,7 @@
         window.location.reload();
         return;
       }
-      ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "delivered", "opened",
+      ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "sending", "delivered", "opened",
        "machine_opened", "clicked", "bounced", "complained", "unsubscribed"].forEach((k) => show("dash-" + k, d[k]));
       Object.entries(d.rates || {}).forEach(([k, rate]) => show("dash-rate-" + k, rate === null ? null : rate + "%"));
       show("dash-percent", d.progress_percent);
