@@ -142,7 +142,7 @@ def test_a_saved_segment_narrows_the_delivery_logs_when_the_campaign_starts(camp
                                                      match="any"))
     assert message.startswith("Segment saved: 3 of 5 recipients match")
     campaign.refresh_from_db()
-    created, skipped, _ = pipeline.create_delivery_logs(campaign.pk, 200, segment=campaign.segment)
+    created, skipped, *_ = pipeline.create_delivery_logs(campaign.pk, 200, segment=campaign.segment)
     assert (created, skipped) == (3, 1)
     logged = dict(DeliveryLog.objects.filter(campaign=campaign).values_list("email", "status"))
     assert logged == {"ana@example.com": "pending", "bo@example.com": "skipped", "cy@example.org": "pending"}

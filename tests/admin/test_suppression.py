@@ -61,7 +61,7 @@ def test_a_suppressed_address_is_skipped_at_send_time_whatever_its_case(db):
     RecipientFactory(campaign=campaign, email="bob@example.com")
     SuppressionFactory(email="ann.lee@example.com", reason="manual")
 
-    created, skipped, _ = pipeline.create_delivery_logs(campaign.pk, 200)
+    created, skipped, *_ = pipeline.create_delivery_logs(campaign.pk, 200)
 
     assert (created, skipped) == (2, 1)
     assert campaign.delivery_logs.get(email="Ann.Lee@example.com").status == "skipped"
