@@ -397,9 +397,10 @@ def send_batch(campaign_id, batch_number):
             dispatch_batches(campaign_id, [batch_number], countdown=report.retry_in)
         if following is not None:
             dispatch_batches(campaign_id, [following])
-    if quota_wait:
-        if finished:
+        if quota_wait and finished:
+            # In the batch's own end, so that no sweep sees it ended without its wait noted.
             routing.wait_for_quota(campaign_id, batch_number, provider_problem.until)
+    if quota_wait:
         return report
     if provider_problem is not None:
         pause_for_provider_problem(campaign_id, provider_problem)

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from campaigns import services
 from campaigns.admin.dashboard import dashboard_data
-from campaigns.models import Campaign, DeliveryLog, SendingAccount
+from campaigns.models import Campaign, DeliveryLog, SendBatch, SendingAccount
 from campaigns.sending import routing, sweep
 from tests.sending.test_pipeline import assert_exactly_once, make_campaign, status_of, wait_for, wait_until_finished
 from tests.support.factories import SendingAccountFactory, UserFactory, pool_of
@@ -43,9 +43,12 @@ def short_day(settings, worker_env):
 
 
 def waiting_for_quota(campaign, sent):
-    """The campaign is in progress, SENT sent, and waiting for quota (a bounded wait)."""
+    """The campaign is in progress, SENT sent, and waiting for quota, with no batch still being sent
+    (each one that met the limit has noted its wait): a bounded wait."""
     return wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count == sent
-                    and campaign.quota_wait_until is not None, timeout=60)
+                    and campaign.quota_wait_until is not None
+                    and not SendBatch.objects.filter(campaign=campaign, status=SendBatch.Status.SENDING).exists(),
+                    timeout=60)
 
 
 def test_two_accounts_with_daily_caps_send_150_wait_and_finish_when_the_window_moves(
