@@ -79,6 +79,15 @@ def with_variant(campaign, variant_id):
     return values
 
 
+def html_body_sent(campaign_id, variant_id=None):
+    """The HTML a recipient got: its variant's own, or the campaign's (the click redirect's links)."""
+    if variant_id is not None:
+        html = CampaignVariant.objects.filter(pk=variant_id).values_list("html_body", flat=True).first()
+        if html:
+            return html
+    return Campaign.objects.filter(pk=campaign_id).values_list("html_body", flat=True).first()
+
+
 @dataclass
 class VariantFigures:
     variant_id: int

@@ -2,6 +2,7 @@
 with real worker processes, checked against what the SMTP sink received."""
 
 import collections
+import re
 import datetime
 
 import pytest
@@ -173,11 +174,18 @@ def test_the_winner_by_clicks_once_the_test_ends_and_only_then_the_rest(start_wo
     assert got == expected_subjects(campaign, campaign.ab_winner) and len(got) == 30
 
 
-def test_staff_pick_the_winner_sooner_with_its_from_name_and_content(start_worker, smtp_sink_server, no_sendgrid):
+SITE = "https://mail.example.test"
+
+
+def test_staff_pick_the_winner_sooner_with_its_from_name_and_content(start_worker, smtp_sink_server, no_sendgrid,
+                                                                    settings, worker_env, client):
+    settings.SITE_URL = SITE
+    worker_env.update(SITE_URL=SITE)
     start_worker(["scheduler", "senders"], concurrency=2)
     campaign = ab_campaign(20, "AB", percent=50, batch_size=5, ab_wait=HOUR)
     CampaignVariant.objects.filter(campaign=campaign, letter="B").update(
-        from_name="Ann at Acme", html_body="<p>Variant B for {{ first_name }}</p>")
+        from_name="Ann at Acme",
+        html_body='<p>Variant B for {{ first_name }}: <a href="https://b.acme.test/offer">Offer</a></p>')
     services.send_now(campaign.pk)
     wait_for_the_test_rows(campaign, 10)
     b = CampaignVariant.objects.get(campaign=campaign, letter="B")
@@ -194,6 +202,10 @@ def test_staff_pick_the_winner_sooner_with_its_from_name_and_content(start_worke
     for message in smtp_sink_server.messages():
         if message["Subject"] == "Subject B":
             assert message["From"] == "Ann at Acme <news@example.com>"
-            assert "Variant B for First" in message.get_body(("html",)).get_content()
+            html = message.get_body(("html",)).get_content()
+            assert "Variant B for First" in html
+            # Its tracked link leads to the variant's own link, for test rows and the rest alike.
+            tracked = re.search(r'href="([^"]+/t/c/[^"]+)"', html).group(1)
+            assert client.get("/" + tracked.split("/", 3)[3])["Location"] == "https://b.acme.test/offer"
         else:
             assert message["From"] == "Acme <news@example.com>"
