@@ -103,12 +103,12 @@ class VariantFigures:
         return Fraction(count, self.sent) if self.sent else Fraction(0)
 
     @property
-    def open_rate(self):
-        return float(self.rate(Campaign.AbMetric.OPENS))
+    def open_percent(self):
+        return round(100 * float(self.rate(Campaign.AbMetric.OPENS)), 1)
 
     @property
-    def click_rate(self):
-        return float(self.rate(Campaign.AbMetric.CLICKS))
+    def click_percent(self):
+        return round(100 * float(self.rate(Campaign.AbMetric.CLICKS)), 1)
 
 
 def variant_figures(campaign_id):
