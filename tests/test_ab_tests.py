@@ -209,3 +209,26 @@ def test_staff_pick_the_winner_sooner_with_its_from_name_and_content(start_worke
             assert client.get("/" + tracked.split("/", 3)[3])["Location"] == "https://b.acme.test/offer"
         else:
             assert message["From"] == "Acme <news@example.com>"
+
+
+@pytest.mark.django_db
+def test_retrying_failed_rows_sends_each_with_its_variant_or_the_winner():
+    campaign = start(ab_campaign(40, "AB", percent=50, batch_size=3, ab_wait=HOUR))
+    a, b = CampaignVariant.objects.filter(campaign=campaign).order_by("letter")
+    assert ab_tests.send_winner(campaign.pk, b.pk) == "B"
+    rows = DeliveryLog.objects.filter(campaign=campaign)
+    failed = [*rows.filter(variant=a)[:4], *rows.filter(variant=b)[:2], *rows.filter(variant__isnull=True)[:5]]
+    rows.filter(pk__in=[r.pk for r in failed]).update(status=D.FAILED)
+    Campaign.objects.filter(pk=campaign.pk).update(failed_count=len(failed))
+
+    services.retry_failed(campaign.pk)
+
+    retried = rows.filter(pk__in=[r.pk for r in failed])
+    batches = {batch.number: batch for batch in SendBatch.objects.filter(campaign=campaign)}
+    for row in retried:
+        assert row.status == D.PENDING
+        assert batches[row.batch_number].variant_id == (row.variant_id or b.pk)
+        assert batches[row.batch_number].status in (B.QUEUED, B.WAITING)
+    # A's 4 rows in batches of 3 (3 + 1), B's 2 and the rest's 5 (B, the winner: 3 + 3 + 1).
+    sizes = sorted(batches[n].size for n in set(retried.values_list("batch_number", flat=True)))
+    assert sizes == [1, 1, 3, 3, 3]

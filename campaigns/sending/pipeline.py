@@ -110,10 +110,10 @@ def batch_number_sql(window):
 CREATE_BATCHES = """
 batches AS (
     INSERT INTO campaigns_sendbatch
-        (campaign_id, number, status, first_id, last_id, size, attempts, in_flight, updated_at)
+        (campaign_id, number, status, first_id, last_id, size, attempts, in_flight, variant_id, updated_at)
     SELECT %(campaign_id)s, batch_number,
            CASE WHEN batch_number < %(first_batch)s + %(ahead)s THEN 'queued' ELSE 'waiting' END,
-           min(id), max(id), count(*), 0, '{{}}', now()
+           min(id), max(id), count(*), 0, '{{}}', {variant}, now()
     FROM {rows} WHERE status = 'pending' GROUP BY batch_number
     RETURNING number, status
 )"""
@@ -133,21 +133,31 @@ WITH inserted AS (
     WHERE r.campaign_id = %(campaign_id)s AND /* segment */ TRUE
     ON CONFLICT (recipient_id) DO NOTHING
     RETURNING id, status, batch_number
-), {CREATE_BATCHES.format(rows="inserted")}
+), {CREATE_BATCHES.format(rows="inserted", variant="NULL::bigint")}
 SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM inserted WHERE status = 'skipped'),
        (SELECT count(*) FROM batches),
        coalesce((SELECT array_agg(number ORDER BY number) FROM batches WHERE status = 'queued'), '{{}}')
 """
 
+# An A/B test's rows are sent again with the variant they got (the rest: the winner), one variant per
+# batch (campaigns.ab_tests); any other campaign's rows have no variant and form one group.
 REQUEUE_IN_BATCHES = f"""
-WITH requeued AS (
+WITH grouped AS (
+    SELECT id, coalesce(variant_id, %(winner)s::bigint) AS variant_id,
+           (row_number() OVER (PARTITION BY coalesce(variant_id, %(winner)s::bigint) ORDER BY id) - 1)
+               / %(batch_size)s AS chunk
+    FROM campaigns_deliverylog WHERE campaign_id = %(campaign_id)s AND status = %(status)s
+), numbered AS (
+    SELECT id, variant_id, %(first_batch)s - 1 + dense_rank() OVER (ORDER BY variant_id NULLS FIRST, chunk)
+               AS batch_number
+    FROM grouped
+), requeued AS (
     UPDATE campaigns_deliverylog AS d
     SET status = 'pending', attempts = 0, updated_at = now(), batch_number = n.batch_number
-    FROM (SELECT id, {batch_number_sql("ORDER BY id")} AS batch_number FROM campaigns_deliverylog
-          WHERE campaign_id = %(campaign_id)s AND status = %(status)s) AS n
+    FROM numbered AS n
     WHERE d.id = n.id AND d.status = %(status)s
-    RETURNING d.id, d.status, d.batch_number
-), {CREATE_BATCHES.format(rows="requeued")}
+    RETURNING d.id, d.status, d.batch_number, n.variant_id
+), {CREATE_BATCHES.format(rows="requeued", variant="max(variant_id)")}
 SELECT (SELECT count(*) FROM requeued), coalesce((SELECT array_agg(number ORDER BY number) FROM batches
                                                   WHERE status = 'queued'), '{{}}')
 """
@@ -242,8 +252,9 @@ def requeue_in_batches(campaign_id, status, first_batch, batch_size, queue=True)
     """Every STATUS row of the campaign back to pending, in fresh batches from FIRST_BATCH; with QUEUE
     the first SEND_BATCHES_AHEAD are queued. Returns (rows, numbers of the batches queued)."""
     with connection.cursor() as cursor:
+        winner = Campaign.objects.filter(pk=campaign_id).values_list("ab_winner_id", flat=True).first()
         cursor.execute(REQUEUE_IN_BATCHES, {"campaign_id": campaign_id, "status": status, "first_batch": first_batch,
-                                            "batch_size": batch_size,
+                                            "batch_size": batch_size, "winner": winner,
                                             "ahead": settings.SEND_BATCHES_AHEAD if queue else 0})
         return cursor.fetchone()
 
