@@ -116,7 +116,7 @@ _cache = {}
 
 def tracking_for(campaign: dict) -> Tracking:
     """Tracking for a campaign row (id, updated_at, subject, html_body, text_body), once per version."""
-    key = (campaign["id"], campaign["updated_at"])
+    key = (campaign["id"], campaign["updated_at"], campaign.get("variant"))  # an A/B variant has its own
     cached = _cache.get(key)
     if cached is None:
         if len(_cache) > 64:

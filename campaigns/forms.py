@@ -24,6 +24,9 @@ def tag_list(names):
     return ", ".join(f"{{{{ {name} }}}}" for name in names)
 
 
+AB_FIELDS = ("ab_test_percent", "ab_metric", "ab_wait")
+
+
 class CampaignForm(forms.ModelForm):
     start_from = forms.ModelChoiceField(
         queryset=EmailTemplate.objects.all(), required=False, label="Start from template",
@@ -37,7 +40,7 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = ("name", "start_from", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
-                  "track_engagement", "public_archive", "pool")
+                  "track_engagement", "public_archive", "pool", "ab_test_percent", "ab_metric", "ab_wait")
         widgets = {
             "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
             "html_body": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField campaign-html-body",
@@ -60,6 +63,22 @@ class CampaignForm(forms.ModelForm):
                 tag_list(self.instance.available_merge_tags()))
         if self.instance.pk and "start_from" in self.fields:
             del self.fields["start_from"]
+        for name in AB_FIELDS:
+            if name in self.fields:
+                self.fields[name].required = False  # left empty: no A/B test, or the setting it had
+
+    def _clean_ab(self, name):
+        value = self.cleaned_data.get(name)
+        return getattr(self.instance, name) if value in (None, "") else value
+
+    def clean_ab_test_percent(self):
+        return self._clean_ab("ab_test_percent")
+
+    def clean_ab_metric(self):
+        return self._clean_ab("ab_metric")
+
+    def clean_ab_wait(self):
+        return self._clean_ab("ab_wait")
 
     def clean(self):
         cleaned = super().clean()

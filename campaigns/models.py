@@ -1,5 +1,7 @@
 """The data model of docs/design.md. Names are fixed; state changes live in `campaigns.states`."""
 
+import datetime
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
@@ -117,6 +119,23 @@ class Campaign(models.Model):
     # The audience narrowed by the recipients' columns (campaigns.segments): plain data, validated against
     # the known columns and operators and compiled to parameterised SQL when the campaign starts. None: everyone.
     segment = models.JSONField(null=True, blank=True, editable=False)
+
+    # A/B test (campaigns.ab_tests): with two to four variants and a test share, that share of the
+    # recipients is split evenly at random between the variants; after the wait the winner goes to the rest.
+    class AbMetric(models.TextChoices):
+        OPENS = "opens", "Opens by people (machine opens left out)"
+        CLICKS = "clicks", "Clicks"
+
+    ab_test_percent = models.PositiveSmallIntegerField(
+        "A/B test share (%)", default=0, validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of the recipients that test the variants; 0 sends no A/B test.")
+    ab_metric = models.CharField("A/B winner metric", max_length=10, choices=AbMetric.choices,
+                                 default=AbMetric.OPENS)
+    ab_wait = models.DurationField("A/B wait", default=datetime.timedelta(hours=4),
+                                   help_text="How long the test runs before the winner goes to the rest (HH:MM:SS).")
+    ab_test_ends_at = models.DateTimeField(null=True, blank=True, editable=False)
+    ab_winner = models.ForeignKey("CampaignVariant", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+", editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -278,6 +297,9 @@ class DeliveryLog(models.Model):
     # Copied from the recipient so that sending, webhooks and admin search need no join.
     email = models.CharField(max_length=320, validators=[refuse_line_breaks])
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # The A/B variant this row tests (the test share only; the rest get the winner, Campaign.ab_winner).
+    variant = models.ForeignKey("CampaignVariant", null=True, blank=True, on_delete=models.DO_NOTHING,
+                                db_constraint=False, db_index=False, related_name="+")
     # Assigned when the campaign starts: rows [n * batch_size, (n + 1) * batch_size) form batch n
     # (SendBatch number n), so a batch task (and any redelivery of it) always sends the same rows.
     batch_number = models.PositiveIntegerField(default=0)
@@ -575,6 +597,7 @@ class SendBatch(models.Model):
         QUEUED = "queued", "Queued"  # a send task is queued (or its retry is due)
         SENDING = "sending", "Sending"  # claimed by a live batch, under a lease
         DONE = "done", "Done"  # every row it holds has a result
+        HELD = "held", "Held"  # an A/B test's rest: nothing queues it until the winner is chosen
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="send_batches", db_index=False)
     number = models.PositiveIntegerField()
@@ -592,6 +615,9 @@ class SendBatch(models.Model):
     # makes exactly these `unknown`; every other pending row of the batch goes back to be sent.
     in_flight = ArrayField(models.BigIntegerField(), default=list, blank=True)
     call_started_at = models.DateTimeField(null=True, blank=True, help_text="When the current in-flight call began.")
+    # An A/B test's batch: sent with this variant's subject, From name and content (a held batch gets
+    # the winner when it is chosen).
+    variant = models.ForeignKey("CampaignVariant", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -607,3 +633,26 @@ class SendBatch(models.Model):
 
     def __str__(self):
         return f"campaign {self.campaign_id} batch {self.number} ({self.status})"
+
+
+class CampaignVariant(models.Model):
+    """One variant of a campaign's A/B test: its subject, and optionally its own From name and content
+    (empty fields use the campaign's)."""
+
+    LETTERS = "ABCD"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
+    letter = models.CharField(max_length=1, choices=[(c, c) for c in LETTERS])
+    subject = models.CharField(max_length=998)
+    from_name = models.CharField(max_length=200, blank=True, validators=[refuse_line_breaks],
+                                 help_text="Empty: the campaign's From.")
+    html_body = models.TextField(blank=True, help_text="Empty: the campaign's HTML.")
+    text_body = models.TextField(blank=True, help_text="Empty: the campaign's text (or the variant's HTML as text).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["campaign", "letter"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "letter"], name="campaignvariant_unique_letter")]
+
+    def __str__(self):
+        return f"Variant {self.letter}"

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns import segments, states
+from campaigns import ab_tests, segments, states
 from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, DeliveryLog, SendBatch, Suppression
 from campaigns.rendering import compile_campaign, recipient_context
@@ -66,6 +66,7 @@ def schedule(campaign_id, when):
         raise CampaignError(f"Campaign #{campaign_id} does not exist.")
     from_email, segment = found
     check_sender(campaign_id, from_email)
+    ab_tests.check_ready(campaign_id)
     if not Campaign.objects.filter(pk=campaign_id, recipients__isnull=False).exists():
         raise CampaignError(f"Campaign #{campaign_id} has no recipients: import some before scheduling it.")
     if segment and not segments.has_match(campaign_id, segment):
@@ -239,3 +240,11 @@ def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=Tr
 
 __all__ = ["create_from_template", "schedule", "send_now", "unschedule", "pause", "resume", "cancel", "retry_failed",
            "resend_unknown", "check_sender", "reserve_test_emails", "send_test_email"]
+
+
+def pick_ab_winner(campaign_id, variant_id):
+    """Staff end a campaign's A/B test early: VARIANT_ID goes to the rest now."""
+    letter = ab_tests.send_winner(campaign_id, variant_id)
+    if letter is None:
+        raise CampaignError(f"Campaign #{campaign_id}'s A/B winner was chosen in the meantime.")
+    return f"Variant {letter} is the winner: it goes to the rest of the recipients now."

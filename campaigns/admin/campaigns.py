@@ -10,6 +10,7 @@ from functools import partial
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.forms.models import BaseInlineFormSet
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -18,12 +19,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from campaigns import services, stats
+from campaigns import ab_tests, services, stats
 from campaigns import preflight as preflight_checks
 from campaigns.admin import dashboard, exports, follow_ups, imports, preflight, preview, segments
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
-from campaigns.forms import CampaignForm, ScheduleForm, TestEmailForm, zone_name
-from campaigns.models import NEVER_STARTED, Campaign, EmailTemplate, PreflightRun, RecipientImport
+from campaigns.forms import AB_FIELDS, CampaignForm, ScheduleForm, TestEmailForm, zone_name
+from campaigns.models import NEVER_STARTED, Campaign, CampaignVariant, EmailTemplate, PreflightRun, RecipientImport
 
 S = Campaign.Status
 # Archiving is for finished campaigns; a live one stays in view.
@@ -89,8 +90,50 @@ def bulk_action(name):
     return on_selected
 
 
+class VariantFormSet(BaseInlineFormSet):
+    """A campaign form posted without the variants' part (a client that does not know about A/B
+    tests) leaves the variants as they are, instead of failing on the missing management form."""
+
+    def _variants_posted(self):
+        return not self.is_bound or f"{self.prefix}-TOTAL_FORMS" in self.data
+
+    def is_valid(self):
+        return super().is_valid() if self._variants_posted() else True
+
+    def save(self, commit=True):
+        if self._variants_posted():
+            return super().save(commit)
+        self.new_objects, self.changed_objects, self.deleted_objects = [], [], []
+        return []
+
+
+class CampaignVariantInline(admin.StackedInline):
+    """An A/B test's variants on the campaign page; editable while the campaign is."""
+
+    model = CampaignVariant
+    formset = VariantFormSet
+    extra = 0
+    max_num = ab_tests.MAX_VARIANTS
+    fields = ("letter", "subject", "from_name", "html_body", "text_body")
+    verbose_name = "A/B variant"
+    verbose_name_plural = "A/B variants (two to four; empty fields use the campaign's)"
+
+    def _editable(self, obj):
+        return obj is None or obj.is_editable
+
+    def has_add_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
+    inlines = [CampaignVariantInline]
     change_form_template = "admin/campaigns/campaign/campaign_change_form.html"
     list_display = ("name", "status_badge", "progress", "delivery_rate", "scheduled", "total_recipients",
                     "created_at")
@@ -166,7 +209,11 @@ class CampaignAdmin(admin.ModelAdmin):
                      # Publishing may be decided after sending, so this stays editable.
                      ("Web version", {"fields": ("public_archive",), "description": (
                          "Every email can link to its own web version with {{ web_url }}. The public archive "
-                         "(/archive/) lists the sent campaigns marked here, rendered with sample data only.")})]
+                         "(/archive/) lists the sent campaigns marked here, rendered with sample data only.")}),
+                     ("A/B test", {"fields": AB_FIELDS, "classes": () if editable else ("collapse",), "description": (
+                         "With a test share above 0 and two to four variants below, that share of the recipients "
+                         "is split evenly at random between the variants; when the wait ends, the variant with "
+                         "the best rate goes to the rest.")})]
         if editable and self.has_change_permission(request, obj) and self.has_send_permission(request, obj):
             fieldsets.append(("Schedule", {"fields": ("schedule_for",),
                                            "description": f"Times are in {zone_name()}."}))
@@ -187,7 +234,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and not obj.is_editable:
-            return (*CONTENT_FIELDS, *self.readonly_fields)
+            return (*CONTENT_FIELDS, *AB_FIELDS, *self.readonly_fields)
         return self.readonly_fields
 
     def get_changeform_initial_data(self, request):
@@ -230,6 +277,8 @@ class CampaignAdmin(admin.ModelAdmin):
                 can_export=self.has_export_recipients_permission(request, obj),
                 segment_builder=segments.builder_data(obj, self.has_change_permission(request, obj)),
                 preflight_run=preflight_checks.latest_run(obj) if obj.is_editable else None,
+                ab_test=ab_test_context(obj),
+                can_pick_winner=self.has_send_permission(request, obj),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -393,6 +442,15 @@ class CampaignAdmin(admin.ModelAdmin):
                        page=lambda form: page(form=form), call=partial(follow_ups.create, request.user, campaign),
                        done_url=request.path)
 
+    def ab_winner_view(self, request, campaign_id, variant_id):
+        """POST: staff pick the A/B winner sooner; it goes to the rest now (campaigns.ab_tests)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        return perform(self, request, allowed=self.has_send_permission(request, campaign),
+                       call=lambda: done(services.pick_ab_winner(campaign.pk, variant_id)),
+                       done_url=change_url(campaign.pk))
+
     def export_delivery_logs_view(self, request, campaign_id):
         campaign = get_object_or_404(Campaign, pk=campaign_id)
         if not self.has_export_recipients_permission(request, campaign):
@@ -442,6 +500,8 @@ class CampaignAdmin(admin.ModelAdmin):
                  name="campaigns_campaign_preflight_status_json"),
             path("<int:campaign_id>/preview/", view(self.preview_view), name="campaigns_campaign_preview"),
             path("<int:campaign_id>/follow-up/", view(self.follow_up_view), name="campaigns_campaign_follow_up"),
+            path("<int:campaign_id>/ab-winner/<int:variant_id>/", view(self.ab_winner_view),
+                 name="campaigns_campaign_ab_winner"),
             path("<int:campaign_id>/delivery-logs.csv", view(self.export_delivery_logs_view),
                  name="campaigns_campaign_export"),
             path("<int:campaign_id>/import/", view(self.import_recipients_view), name="campaigns_campaign_import"),
@@ -452,6 +512,15 @@ class CampaignAdmin(admin.ModelAdmin):
                  name="campaigns_campaign_import_rejected"),
             *super().get_urls(),
         ]
+
+
+def ab_test_context(campaign):
+    """The campaign page's A/B test panel: each variant's figures and the winner, once it started."""
+    if not ab_tests.is_ab_test(campaign) or campaign.started_at is None:
+        return None
+    return {"figures": ab_tests.variant_figures(campaign.pk), "winner": campaign.ab_winner,
+            "metric": campaign.get_ab_metric_display(), "ends_at": local_time(campaign.ab_test_ends_at),
+            "can_pick": campaign.ab_winner_id is None and campaign.status in (S.IN_PROGRESS, S.PAUSED)}
 
 
 def archive_finished(queryset):

@@ -28,7 +28,7 @@ from django.db.models import Exists, F, Max, OuterRef
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from campaigns import click_tracking, signed_links, states
+from campaigns import ab_tests, click_tracking, signed_links, states
 from campaigns.exceptions import IllegalTransition, ProviderError, ProviderRefused, QuotaExhausted
 from campaigns.logsafe import for_log
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
@@ -110,10 +110,10 @@ def batch_number_sql(window):
 CREATE_BATCHES = """
 batches AS (
     INSERT INTO campaigns_sendbatch
-        (campaign_id, number, status, first_id, last_id, size, attempts, in_flight, updated_at)
+        (campaign_id, number, status, first_id, last_id, size, attempts, in_flight, variant_id, updated_at)
     SELECT %(campaign_id)s, batch_number,
            CASE WHEN batch_number < %(first_batch)s + %(ahead)s THEN 'queued' ELSE 'waiting' END,
-           min(id), max(id), count(*), 0, '{{}}', now()
+           min(id), max(id), count(*), 0, '{{}}', {variant}, now()
     FROM {rows} WHERE status = 'pending' GROUP BY batch_number
     RETURNING number, status
 )"""
@@ -133,37 +133,111 @@ WITH inserted AS (
     WHERE r.campaign_id = %(campaign_id)s AND /* segment */ TRUE
     ON CONFLICT (recipient_id) DO NOTHING
     RETURNING id, status, batch_number
-), {CREATE_BATCHES.format(rows="inserted")}
+), {CREATE_BATCHES.format(rows="inserted", variant="NULL::bigint")}
 SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM inserted WHERE status = 'skipped'),
        (SELECT count(*) FROM batches),
        coalesce((SELECT array_agg(number ORDER BY number) FROM batches WHERE status = 'queued'), '{{}}')
 """
 
+# An A/B test's rows are sent again with the variant they got (the rest: the winner), one variant per
+# batch (campaigns.ab_tests); any other campaign's rows have no variant and form one group.
 REQUEUE_IN_BATCHES = f"""
-WITH requeued AS (
+WITH grouped AS (
+    SELECT id, coalesce(variant_id, %(winner)s::bigint) AS variant_id,
+           (row_number() OVER (PARTITION BY coalesce(variant_id, %(winner)s::bigint) ORDER BY id) - 1)
+               / %(batch_size)s AS chunk
+    FROM campaigns_deliverylog WHERE campaign_id = %(campaign_id)s AND status = %(status)s
+), numbered AS (
+    SELECT id, variant_id, %(first_batch)s - 1 + dense_rank() OVER (ORDER BY variant_id NULLS FIRST, chunk)
+               AS batch_number
+    FROM grouped
+), requeued AS (
     UPDATE campaigns_deliverylog AS d
     SET status = 'pending', attempts = 0, updated_at = now(), batch_number = n.batch_number
-    FROM (SELECT id, {batch_number_sql("ORDER BY id")} AS batch_number FROM campaigns_deliverylog
-          WHERE campaign_id = %(campaign_id)s AND status = %(status)s) AS n
+    FROM numbered AS n
     WHERE d.id = n.id AND d.status = %(status)s
-    RETURNING d.id, d.status, d.batch_number
-), {CREATE_BATCHES.format(rows="requeued")}
+    RETURNING d.id, d.status, d.batch_number, n.variant_id
+), {CREATE_BATCHES.format(rows="requeued", variant="max(variant_id)")}
 SELECT (SELECT count(*) FROM requeued), coalesce((SELECT array_agg(number ORDER BY number) FROM batches
                                                   WHERE status = 'queued'), '{{}}')
 """
 
 
-def create_delivery_logs(campaign_id, batch_size, first_batch=0, segment=None):
+# An A/B test's start (campaigns.ab_tests): the same rows and batches, with the sendable rows in a
+# random order (md5 of a per-campaign seed and the recipient's id). The first test share of them is
+# dealt round-robin to the variants (so the variants' sizes differ by at most one), and each batch
+# holds one variant's rows: the test batches interleave the variants (A0, B0, A1, B1 ...), the rest
+# follow, held until the winner is chosen. The rows are inserted in batch order, so each batch's ids
+# are one range.
+CREATE_AB_DELIVERY_LOGS = """
+WITH candidates AS (
+    SELECT r.campaign_id, r.id AS recipient_id, r.email, s.id IS NULL AS sendable, s.reason,
+           row_number() OVER (PARTITION BY s.id IS NULL ORDER BY md5(%(seed)s || r.id::text), r.id) AS n,
+           count(*) OVER (PARTITION BY s.id IS NULL) AS total
+    FROM campaigns_recipient r
+    LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
+    WHERE r.campaign_id = %(campaign_id)s AND /* segment */ TRUE
+), grouped AS (
+    SELECT *, CASE WHEN sendable AND n <= total * %(percent)s / 100 THEN ((n - 1) %% %(variants)s)::int
+                   ELSE %(variants)s END AS grp
+    FROM candidates
+), chunked AS (
+    SELECT *, (row_number() OVER (PARTITION BY sendable, grp ORDER BY n) - 1) / %(batch_size)s AS chunk
+    FROM grouped
+), placed AS (
+    SELECT *, %(first_batch)s - 1 + dense_rank() OVER (PARTITION BY sendable ORDER BY grp = %(variants)s, chunk, grp)
+              AS batch_number
+    FROM chunked
+), inserted AS (
+    INSERT INTO campaigns_deliverylog
+        (campaign_id, recipient_id, email, status, batch_number, variant_id, last_error, provider,
+         provider_message_id, attempts, updated_at)
+    SELECT campaign_id, recipient_id, email, CASE WHEN sendable THEN 'pending' ELSE 'skipped' END, batch_number,
+           CASE WHEN sendable AND grp < %(variants)s THEN (%(variant_ids)s::bigint[])[grp + 1] END,
+           CASE WHEN sendable THEN '' ELSE 'suppressed: ' || reason END, '', '', 0, now()
+    FROM placed ORDER BY sendable DESC, batch_number, n
+    ON CONFLICT (recipient_id) DO NOTHING
+    RETURNING id, status, batch_number, variant_id
+), batches AS (
+    INSERT INTO campaigns_sendbatch
+        (campaign_id, number, status, first_id, last_id, size, attempts, in_flight, variant_id, updated_at)
+    SELECT %(campaign_id)s, batch_number,
+           CASE WHEN max(variant_id) IS NULL THEN 'held'
+                WHEN batch_number < %(first_batch)s + %(ahead)s THEN 'queued' ELSE 'waiting' END,
+           min(id), max(id), count(*), 0, '{}', max(variant_id), now()
+    FROM inserted WHERE status = 'pending' GROUP BY batch_number
+    RETURNING number, status
+)
+SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM inserted WHERE status = 'skipped'),
+       (SELECT count(*) FROM batches),
+       coalesce((SELECT array_agg(number ORDER BY number) FROM batches WHERE status = 'queued'), '{}')
+"""
+
+
+@dataclass
+class AbSplit:
+    """An A/B test's split at the start: PERCENT of the sendable rows, dealt to VARIANT_IDS (in letter order)."""
+    percent: int
+    variant_ids: list
+    seed: str
+
+
+def create_delivery_logs(campaign_id, batch_size, first_batch=0, segment=None, ab=None):
     """One DeliveryLog per recipient that has none yet (of SEGMENT's recipients only, campaigns.segments),
-    and their batches, in one statement; returns (created, skipped, batches, numbers of the batches queued)."""
+    and their batches, in one statement (split for an A/B test with AB, an AbSplit); returns (created,
+    skipped, batches, numbers of the batches queued)."""
     segment_sql, segment_params = compile_segment(segment)
+    statement = CREATE_DELIVERY_LOGS if ab is None else CREATE_AB_DELIVERY_LOGS
+    params = {**segment_params, "campaign_id": campaign_id, "batch_size": batch_size,
+              "first_batch": first_batch, "ahead": settings.SEND_BATCHES_AHEAD}
+    if ab is not None:
+        params.update(percent=ab.percent, variants=len(ab.variant_ids), variant_ids=list(ab.variant_ids),
+                      seed=ab.seed)
     with connection.cursor() as cursor:
         # Numbering a million rows into batches sorts them: in memory, not in temporary files (this
         # transaction only).
         cursor.execute("SET LOCAL work_mem = '128MB'")
-        cursor.execute(CREATE_DELIVERY_LOGS.replace("/* segment */ TRUE", segment_sql),
-                       {**segment_params, "campaign_id": campaign_id, "batch_size": batch_size,
-                        "first_batch": first_batch, "ahead": settings.SEND_BATCHES_AHEAD})
+        cursor.execute(statement.replace("/* segment */ TRUE", segment_sql), params)
         return cursor.fetchone()
 
 
@@ -178,8 +252,9 @@ def requeue_in_batches(campaign_id, status, first_batch, batch_size, queue=True)
     """Every STATUS row of the campaign back to pending, in fresh batches from FIRST_BATCH; with QUEUE
     the first SEND_BATCHES_AHEAD are queued. Returns (rows, numbers of the batches queued)."""
     with connection.cursor() as cursor:
+        winner = Campaign.objects.filter(pk=campaign_id).values_list("ab_winner_id", flat=True).first()
         cursor.execute(REQUEUE_IN_BATCHES, {"campaign_id": campaign_id, "status": status, "first_batch": first_batch,
-                                            "batch_size": batch_size,
+                                            "batch_size": batch_size, "winner": winner,
                                             "ahead": settings.SEND_BATCHES_AHEAD if queue else 0})
         return cursor.fetchone()
 
@@ -202,8 +277,11 @@ def start_campaign(campaign_id):
                 logger.info("Campaign %s not started: it is %s", campaign_id, refused.actual_status)
             return False
         campaign = Campaign.objects.get(pk=campaign_id)
+        split = ab_tests.split_for(campaign)
         created, skipped, batches, queued = create_delivery_logs(campaign_id, batch_size(campaign),
-                                                                 segment=campaign.segment)
+                                                                 segment=campaign.segment, ab=split)
+        if split is not None:
+            ab_tests.start_wait(campaign)
         Campaign.objects.filter(pk=campaign_id).update(
             total_recipients=created, skipped_count=F("skipped_count") + skipped,
             last_progress_at=Now(),
@@ -230,7 +308,7 @@ SET status = 'sending', claim_token = %(token)s::uuid, lease_expires_at = now() 
     attempts = b.attempts + 1, in_flight = '{}', call_started_at = NULL, updated_at = now()
 FROM campaign
 WHERE b.campaign_id = campaign.id AND b.number = %(batch)s AND b.status IN ('waiting', 'queued')
-RETURNING b.id, b.first_id, b.last_id, b.attempts
+RETURNING b.id, b.first_id, b.last_id, b.attempts, b.variant_id
 """
 
 # The claimed batch's rows still to send, read (not written) in a statement of their own, so that its
@@ -285,7 +363,7 @@ _compiled_cache = {}
 
 def compiled_campaign(campaign):
     """Compile a campaign's templates once per version, not once per batch."""
-    key = (campaign["id"], campaign["updated_at"])
+    key = (campaign["id"], campaign["updated_at"], campaign.get("variant"))
     compiled = _compiled_cache.get(key)
     if compiled is None:
         if len(_compiled_cache) > 64:
@@ -339,7 +417,9 @@ def send_batch(campaign_id, batch_number):
                 logger.info("Campaign %s batch %s not claimed: already taken, done, or the campaign stopped",
                             campaign_id, batch_number)
                 return report
-            batch_id, first_id, last_id, batch_attempts = batch
+            batch_id, first_id, last_id, batch_attempts, variant_id = batch
+            if variant_id is not None:
+                campaign = ab_tests.with_variant(campaign, variant_id)
             cursor.execute(BATCH_ROWS, {"campaign_id": campaign_id, "first": first_id, "last": last_id,
                                         "batch": batch_number})
             rows = cursor.fetchall()

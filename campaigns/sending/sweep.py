@@ -8,7 +8,8 @@
    of a batch still sending: it writes them itself).
 4. Live campaigns that stopped progressing get their next batches queued again, at most once per
    stall window (SWEEP_STALL_SECONDS), judged by the database's clock.
-5. Live campaigns whose every recipient is terminal are finalised.
+5. Live campaigns whose A/B test wait is over get their winner sent (campaigns.ab_tests).
+6. Live campaigns whose every recipient is terminal are finalised.
 """
 
 import logging
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
+from campaigns import ab_tests
 from campaigns.models import Campaign
 from campaigns.sending.ledger import RECOVER_EXPIRED_CLAIM, WORKER_LOST, run_prepared
 from campaigns.sending.pipeline import dispatch_batches, enqueue_start, finalize_if_done, queue_batches
@@ -42,7 +44,7 @@ WITH skipped AS (
 ), batches AS (
     UPDATE campaigns_sendbatch AS b SET status = 'done', updated_at = now()
     FROM campaigns_campaign c
-    WHERE c.id = b.campaign_id AND c.status = 'cancelled' AND b.status IN ('waiting', 'queued')
+    WHERE c.id = b.campaign_id AND c.status = 'cancelled' AND b.status IN ('waiting', 'queued', 'held')
 )
 SELECT campaign_id, count(*) FROM skipped GROUP BY campaign_id
 """
@@ -72,6 +74,7 @@ class SweepReport:
     redispatched: dict = field(default_factory=dict)
     finalized: list = field(default_factory=list)
     cancelled_skipped: int = 0
+    ab_winners: list = field(default_factory=list)
 
 
 def sweep():
@@ -116,6 +119,10 @@ def sweep():
             count = queue_batches(campaign_id)
         if count:
             report.redispatched[campaign_id] = count
+
+    for campaign_id in ab_tests.due_winners():
+        if ab_tests.send_winner(campaign_id):
+            report.ab_winners.append(campaign_id)
 
     for campaign_id in Campaign.objects.filter(status=S.IN_PROGRESS).values_list("id", flat=True):
         if finalize_if_done(campaign_id):

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from campaigns import health
+from campaigns import ab_tests, health
 from campaigns.sending import pipeline, sweep as sweeping
 
 
@@ -19,3 +19,8 @@ def start_campaign(campaign_id):
 @shared_task
 def sweep():
     return sweeping.sweep().__dict__
+
+
+@shared_task
+def send_ab_winner(campaign_id):
+    return ab_tests.send_winner(campaign_id)

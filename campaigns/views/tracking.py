@@ -9,8 +9,8 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from campaigns import click_tracking, engagement, signed_links
-from campaigns.models import Campaign, DeliveryLog
+from campaigns import ab_tests, click_tracking, engagement, signed_links
+from campaigns.models import DeliveryLog
 from campaigns.views import not_found
 
 # A transparent 1x1 GIF.
@@ -36,11 +36,13 @@ def click(request, token, index=None):
     except signing.BadSignature:
         return not_found(request)
     version = (DeliveryLog.objects.filter(pk=delivery_id)
-               .values_list("campaign_id", "campaign__updated_at").first())
+               .values_list("campaign_id", "campaign__updated_at", "variant_id", "campaign__ab_winner_id").first())
     if version is None:
         return not_found(request)
+    campaign_id, updated_at, variant_id, winner_id = version
+    variant_id = variant_id or winner_id  # an A/B test's rest got the winner
     targets = click_tracking.links_for_version(
-        *version, lambda: Campaign.objects.filter(pk=version[0]).values_list("html_body", flat=True).first())
+        campaign_id, (updated_at, variant_id), lambda: ab_tests.html_body_sent(campaign_id, variant_id))
     if index >= len(targets):
         return not_found(request)
     engagement.record_click(delivery_id, targets[index])

@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch
+from campaigns.sending import pipeline
 from tests.admin.conftest import add_recipients
 from tests.support.factories import HTML_BODY, CampaignFactory, EmailTemplateFactory, UserFactory
 
@@ -216,3 +217,68 @@ def test_non_staff_are_sent_to_login(client, url_name):
     client.force_login(UserFactory(is_staff=False))
     response = client.get(reverse(url_name, args=[campaign.pk]))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+# --- A/B tests ---------------------------------------------------------------------------------------
+
+def variants_data(*variants):
+    data = {"variants-TOTAL_FORMS": len(variants), "variants-INITIAL_FORMS": 0, "variants-MIN_NUM_FORMS": 0,
+            "variants-MAX_NUM_FORMS": 4}
+    for i, (letter, subject, from_name) in enumerate(variants):
+        data.update({f"variants-{i}-letter": letter, f"variants-{i}-subject": subject,
+                     f"variants-{i}-from_name": from_name, f"variants-{i}-html_body": "",
+                     f"variants-{i}-text_body": ""})
+    return data
+
+
+@pytest.mark.django_db
+def test_variants_and_the_test_settings_are_set_on_the_campaign_page(staff_client):
+    response = staff_client.post(ADD, {**form_data(ab_test_percent=20, ab_metric="clicks", ab_wait="02:30:00"),
+                                       **variants_data(("A", "Hello", ""), ("B", "Hi there", "Ann at Acme"))})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign = Campaign.objects.get()
+    assert (campaign.ab_test_percent, campaign.ab_metric, campaign.ab_wait) == (20, "clicks", dt.timedelta(hours=2.5))
+    assert list(campaign.variants.values_list("letter", "subject", "from_name")) == [
+        ("A", "Hello", ""), ("B", "Hi there", "Ann at Acme")]
+    # A form posted without the A/B part keeps the settings and the variants.
+    assert staff_client.post(change_url(campaign), form_data(name="Renamed")).status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.name == "Renamed" and campaign.ab_test_percent == 20 and campaign.variants.count() == 2
+
+
+@pytest.mark.django_db
+def test_the_campaign_page_shows_each_variants_figures_and_the_winner_and_staff_can_pick_it(staff_client):
+    campaign = CampaignFactory(ab_test_percent=50, ab_wait=dt.timedelta(hours=1))
+    add_recipients(campaign, 8)
+    a = CampaignVariant.objects.create(campaign=campaign, letter="A", subject="<b>Subject A</b>")
+    b = CampaignVariant.objects.create(campaign=campaign, letter="B", subject="Subject B")
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SCHEDULED, scheduled_at=timezone.now())
+    pipeline.start_campaign(campaign.pk)
+    DeliveryLog.objects.filter(variant=b).update(status="sent")
+    DeliveryLog.objects.filter(pk=DeliveryLog.objects.filter(variant=b).first().pk).update(opened_at=timezone.now())
+
+    page = staff_client.get(change_url(campaign)).content.decode()
+    assert 'id="ab-test"' in page and "&lt;b&gt;Subject A&lt;/b&gt;" in page
+    assert "1 (50.0 %)" in page  # B: 1 of its 2 sent test rows opened
+    assert "Send B to the rest now" in page and 'id="ab-winner"' not in page
+
+    pick = reverse("admin:campaigns_campaign_ab_winner", args=[campaign.pk, b.pk])
+    assert staff_client.get(pick).status_code == 405
+    response = staff_client.post(pick, follow=True)
+    assert "Variant B is the winner" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.ab_winner == b
+    assert not SendBatch.objects.filter(campaign=campaign, status=SendBatch.Status.HELD).exists()
+    page = staff_client.get(change_url(campaign)).content.decode()
+    assert 'id="ab-winner"' in page and "Winner: variant B" in page and "Send A to the rest now" not in page
+    # Picking again is refused with the reason.
+    response = staff_client.post(reverse("admin:campaigns_campaign_ab_winner", args=[campaign.pk, a.pk]), follow=True)
+    assert "already variant B" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_viewer_cannot_pick_the_winner(viewer_client):
+    campaign = CampaignFactory(ab_test_percent=50)
+    variant = CampaignVariant.objects.create(campaign=campaign, letter="A", subject="A")
+    response = viewer_client.post(reverse("admin:campaigns_campaign_ab_winner", args=[campaign.pk, variant.pk]))
+    assert response.status_code == 403
