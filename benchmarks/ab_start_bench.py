@@ -25,8 +25,9 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
+from campaigns.experiments.ab_tests import AbSplit  # noqa: E402
 from campaigns.models import Campaign, CampaignVariant  # noqa: E402
-from campaigns.sending.pipeline import AbSplit, create_delivery_logs  # noqa: E402
+from campaigns.sending.pipeline import create_delivery_logs  # noqa: E402
 
 HTML = '<p>Hello {{ first_name|default:"there" }}</p><a href="{{ unsubscribe_url }}">Unsubscribe</a>'
 FILL = """

@@ -5,7 +5,7 @@
 
 For each generated file (a CRM-style CSV of --rows rows, an XLSX of --xlsx rows):
 
-1. **command line**: `campaigns.importing.service.import_recipients` in a fresh process, timed (reading the
+1. **command line**: `campaigns.audience.importing.service.import_recipients` in a fresh process, timed (reading the
    file included), with that process's peak RSS;
 2. **psql \\copy** of exactly the rows that ended up in the table, into the same (emptied) table: the
    baseline; then `bulk_create(batch_size=1000)` of them (skip with --skip-bulk-create);
@@ -174,7 +174,7 @@ def child(step, path, worker_name=None):
     from campaigns.models import Campaign
 
     if step == "import":
-        from campaigns.importing.service import import_recipients
+        from campaigns.audience.importing.service import import_recipients
 
         campaign = Campaign.objects.create(name="Benchmark", subject="Hello", html_body="<p>Hi</p>")
         start = time.perf_counter()

@@ -28,7 +28,8 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from campaigns import preflight, segments  # noqa: E402
+from campaigns.audience import segments
+from campaigns.message import preflight  # noqa: E402
 from campaigns.models import Campaign  # noqa: E402
 
 HTML = ('<html><body><p>Hello {{ first_name|default:"there" }} in {{ city }}</p>'

@@ -188,8 +188,8 @@ def create_campaign(rows, batch_size, tracking=False):
     """A newsletter campaign (the starter template, with an imported column in the subject) and ROWS recipients."""
     from django.db import connection
 
+    from campaigns.message.starter_templates import read_starter
     from campaigns.models import Campaign
-    from campaigns.starter_templates import read_starter
 
     subject, body = read_starter("newsletter")
     campaign = Campaign.objects.create(
@@ -453,7 +453,7 @@ def report_signing(campaign_id, run, smtp):
     recipient, timed in this process on the campaign's own delivery ids, right after its run. build_batch
     signs the unsubscribe link; on the SMTP path with tracking on, the provider adds the open pixel and the
     click links, from the same cached token. Best of 3 passes, each with the token cache emptied first."""
-    from campaigns import click_tracking, signed_links
+    from campaigns.message import click_tracking, signed_links
     from campaigns.models import DeliveryLog
 
     campaign = campaign_values(campaign_id)
@@ -471,7 +471,7 @@ def report_signing(campaign_id, run, smtp):
     signing_us = min(passes) / len(ids) * 1e6
     links = "1 unsubscribe link" + (f" + 1 open pixel + {tracking.link_count} click links" if tracking else "")
     worker_us = run["cpu_us"]["sender worker"]
-    print(f"   link signing (campaigns.signed_links; one AES block + one HMAC per recipient, {links}): "
+    print(f"   link signing (campaigns.message.signed_links; one AES block + one HMAC per recipient, {links}): "
           f"{signing_us:.1f} µs/email = {signing_us / worker_us:.1%} of the sender worker's {worker_us:.0f} "
           f"µs/email (timed on this campaign's {len(ids):,} delivery ids after the run)", flush=True)
     run["signing_us"] = signing_us
@@ -1116,8 +1116,8 @@ def post_office_child(campaign_id, sample, processes):
     from post_office import mail
     from post_office.models import STATUS, Email
 
-    from campaigns import signed_links
-    from campaigns.rendering import compile_campaign, recipient_context
+    from campaigns.message import signed_links
+    from campaigns.message.rendering import compile_campaign, recipient_context
     from campaigns.sending.providers.base import list_unsubscribe_headers
 
     call_command("migrate", "post_office", verbosity=0)

@@ -16,7 +16,7 @@ import time
 import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 
-from campaigns.importing.validation import validate_emails
+from campaigns.audience.importing.validation import validate_emails
 
 FREEMAIL = ["gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "hotmail.co.uk", "icloud.com", "web.de",
             "gmx.de", "orange.fr", "example.com"]

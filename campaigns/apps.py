@@ -8,6 +8,6 @@ class CampaignsConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate
 
-        from campaigns.periodic import register_periodic_tasks
+        from campaigns.operations.periodic import register_periodic_tasks
 
         post_migrate.connect(register_periodic_tasks, sender=self)

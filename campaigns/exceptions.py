@@ -6,12 +6,6 @@ pipeline needs to decide what happens to a batch's rows (campaigns.sending.chain
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from campaigns.sending.providers.base import ProviderResponse
-
-
 # --- campaigns and their content --------------------------------------------------------------------
 
 class IllegalTransition(Exception):
@@ -29,7 +23,7 @@ class CampaignError(Exception):
 
 
 class SegmentError(CampaignError):
-    """A segment filter names an unknown column or operator, or a value of the wrong kind (campaigns.segments)."""
+    """A segment filter names an unknown column or operator, or a value of the wrong kind (campaigns.audience.segments)."""
 
 
 class MergeTagError(ValueError):
@@ -75,8 +69,8 @@ class ProviderError(Exception):
     sent); every other message of the batch was certainly not sent.
     """
 
-    def __init__(self, message, provider="", payload=None, response: ProviderResponse | None = None,
-                 results=()):
+    # RESPONSE is the provider's answer (campaigns.sending.providers.base.ProviderResponse), or None.
+    def __init__(self, message, provider="", payload=None, response=None, results=()):
         super().__init__(message)
         self.provider = provider
         self.payload = payload

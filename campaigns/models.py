@@ -10,9 +10,15 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import MD5, Coalesce
 
-from campaigns.encryption import EncryptedTextField
+from campaigns.audience.validators import (
+    refuse_line_breaks,
+    require_json_object,
+    validate_email_address,
+    validate_from_email,
+)
 from campaigns.exceptions import MergeTagError
-from campaigns.validators import refuse_line_breaks, require_json_object, validate_email_address, validate_from_email
+from campaigns.message.rendering import available_tags, find_tags, validate_merge_tags
+from campaigns.security.encryption import EncryptedTextField
 
 # SendGrid accepts at most this many personalizations in one request.
 MAX_BATCH_SIZE = 1000
@@ -104,7 +110,7 @@ class Campaign(models.Model):
     skipped_count = models.PositiveIntegerField(default=0)
     unknown_count = models.PositiveIntegerField(default=0)
     delivered_count = models.PositiveIntegerField(default=0)
-    opened_count = models.PositiveIntegerField(default=0)  # recipients opened by a person (campaigns.engagement)
+    opened_count = models.PositiveIntegerField(default=0)  # recipients opened by a person (campaigns.engagement.opens_and_clicks)
     machine_opened_count = models.PositiveIntegerField(default=0)  # recipients whose mail a machine opened
     clicked_count = models.PositiveIntegerField(default=0)
     bounced_count = models.PositiveIntegerField(default=0)
@@ -116,11 +122,11 @@ class Campaign(models.Model):
     # merge_fields_total equals total_recipients (an import always changes that count).
     merge_fields = models.JSONField(default=list, blank=True, editable=False)
     merge_fields_total = models.IntegerField(null=True, blank=True, editable=False)
-    # The audience narrowed by the recipients' columns (campaigns.segments): plain data, validated against
+    # The audience narrowed by the recipients' columns (campaigns.audience.segments): plain data, validated against
     # the known columns and operators and compiled to parameterised SQL when the campaign starts. None: everyone.
     segment = models.JSONField(null=True, blank=True, editable=False)
 
-    # A/B test (campaigns.ab_tests): with two to four variants and a test share, that share of the
+    # A/B test (campaigns.experiments.ab_tests): with two to four variants and a test share, that share of the
     # recipients is split evenly at random between the variants; after the wait the winner goes to the rest.
     class AbMetric(models.TextChoices):
         OPENS = "opens", "Opens by people (machine opens left out)"
@@ -196,14 +202,10 @@ class Campaign(models.Model):
         return keys
 
     def available_merge_tags(self):
-        from campaigns.rendering import available_tags
-
         return available_tags(self.recipient_data_keys())
 
     def clean(self):
         """Refuse unknown or malformed merge tags (listing the available ones) and HTML with no unsubscribe link."""
-        from campaigns.rendering import find_tags, validate_merge_tags
-
         super().clean()
         if not self.is_editable:
             return  # sending has started: the content is read-only and was checked while it was editable
@@ -313,7 +315,7 @@ class DeliveryLog(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)  # first open by a person
-    # First open by a machine (a privacy proxy's prefetch, a scanner): campaigns.engagement's rule.
+    # First open by a machine (a privacy proxy's prefetch, a scanner): campaigns.engagement.opens_and_clicks's rule.
     machine_opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
@@ -364,8 +366,8 @@ class Suppression(models.Model):
         super().save(*args, **kwargs)
 
 
-class RecipientImport(models.Model):
-    """One uploaded file imported into a campaign in the background, with its report."""
+class BackgroundRun(models.Model):
+    """Work a staff member started that runs on a worker, with its progress: an import, a preflight."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -373,20 +375,8 @@ class RecipientImport(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="imports")
-    file = models.FileField(upload_to="imports/%Y/%m/")
-    original_name = models.CharField(max_length=255)
-    sheet = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    rows_done = models.PositiveIntegerField(default=0, help_text="Progress: rows read so far.")
-    rows_estimated = models.PositiveIntegerField(default=0)
-    total_rows = models.PositiveIntegerField(default=0)
-    imported = models.PositiveIntegerField(default=0)
-    duplicates_in_file = models.PositiveIntegerField(default=0)
-    already_present = models.PositiveIntegerField(default=0)
-    invalid = models.PositiveIntegerField(default=0)
-    suppressed = models.PositiveIntegerField(default=0)
-    rejected_file = models.FileField(upload_to="imports/rejected/%Y/%m/", blank=True)
+    rows_done = models.PositiveIntegerField(default=0, help_text="Progress: rows done so far.")
     error = models.TextField(blank=True, default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -395,7 +385,25 @@ class RecipientImport(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
+
+
+class RecipientImport(BackgroundRun):
+    """One uploaded file imported into a campaign in the background, with its report."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="imports")
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    sheet = models.CharField(max_length=255, blank=True, default="")
+    rows_estimated = models.PositiveIntegerField(default=0)
+    total_rows = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates_in_file = models.PositiveIntegerField(default=0)
+    already_present = models.PositiveIntegerField(default=0)
+    invalid = models.PositiveIntegerField(default=0)
+    suppressed = models.PositiveIntegerField(default=0)
+    rejected_file = models.FileField(upload_to="imports/rejected/%Y/%m/", blank=True)
 
     def __str__(self):
         return f"{self.original_name} → {self.campaign}"
@@ -450,32 +458,19 @@ class EngagementHour(models.Model):
         ]
 
 
-class PreflightRun(models.Model):
-    """One preflight of a campaign (campaigns.preflight): every recipient rendered in the background,
+class PreflightRun(BackgroundRun):
+    """One preflight of a campaign (campaigns.message.preflight): every recipient rendered in the background,
     with progress, then its findings (errors that block sending, warnings, figures) as JSON."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Finished"
-        FAILED = "failed", "Failed"
-
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="preflight_runs")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     # The campaign version checked: findings are stale once the campaign changes.
     campaign_updated_at = models.DateTimeField(null=True, blank=True)
-    rows_done = models.PositiveIntegerField(default=0)
     rows_total = models.PositiveIntegerField(default=0)
     report = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True, default="")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    def get_status_display(self):
+        # A preflight that ran to the end succeeded even when it found errors: staff read "Finished".
+        return "Finished" if self.status == self.Status.SUCCEEDED else super().get_status_display()
 
     def __str__(self):
         return f"Preflight of {self.campaign} ({self.status})"
@@ -507,7 +502,7 @@ class SendingAccount(models.Model):
                                        help_text="Empty: 587 with STARTTLS, 465 with implicit TLS, 25 without.")
     security = models.CharField(max_length=10, choices=Security.choices, default=Security.STARTTLS)
     username = models.CharField(max_length=255, blank=True)
-    # The SMTP password or the SendGrid API key, encrypted (campaigns.encryption); never shown back.
+    # The SMTP password or the SendGrid API key, encrypted (campaigns.security.encryption); never shown back.
     secret = EncryptedTextField(blank=True, editable=False)
     api_host = models.CharField(max_length=255, blank=True, default="https://api.sendgrid.com",
                                 help_text="SendGrid only: the API base URL.")

@@ -16,17 +16,19 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns import ab_tests, segments, states
+from campaigns import states
+from campaigns.audience import segments
+from campaigns.audience.validators import validate_from_email
 from campaigns.exceptions import CampaignError
+from campaigns.experiments import ab_tests
+from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import Campaign, DeliveryLog, SendBatch, Suppression
-from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.sending import routing
 from campaigns.sending.chain import send_with_fallback
+from campaigns.sending.dispatch import dispatch_batches, enqueue_start, queue_batches
 from campaigns.sending.ledger import settle_unknown_with_evidence
-from campaigns.sending.pipeline import (
-    batch_size, dispatch_batches, enqueue_start, next_batch_number, queue_batches, requeue_in_batches)
+from campaigns.sending.pipeline import batch_size, next_batch_number, requeue_in_batches
 from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage
-from campaigns.validators import validate_from_email
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status

@@ -8,7 +8,7 @@ cancel) were never attempted, so they count towards progress but not towards the
 
 Engagement rates are per recipient, out of those delivered (SendGrid reports deliveries); where no
 delivery is reported (the SMTP path), out of those sent. Bounces are out of those sent. Opens by
-people and by machines are apart (campaigns.engagement); the opens-and-clicks chart reads the hourly
+people and by machines are apart (campaigns.engagement.opens_and_clicks); the opens-and-clicks chart reads the hourly
 counters (EngagementHour), a few rows per campaign.
 """
 

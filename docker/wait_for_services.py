@@ -14,8 +14,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer_project.settings")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 django.setup()
 
-from campaigns.health import check_database, check_redis  # noqa: E402  (needs django.setup())
 from django.db import connection  # noqa: E402
+
+from campaigns.operations.health import check_database, check_redis  # noqa: E402  (needs django.setup())
 
 SERVICES = {"PostgreSQL": check_database, "Redis": check_redis}
 

@@ -11,7 +11,7 @@ import re
 
 from gunicorn.glogging import Logger
 
-from campaigns.logsafe import RewritingFilter
+from campaigns.security.logsafe import RewritingFilter
 
 # A link path at the start of a value, after a space (the request line) or after scheme://host.
 _LINK_TOKEN = re.compile(r"(^|\s|//[^/\s]*)(/(?:u|t/o|t/c|w)/)[^/?#\s]*")

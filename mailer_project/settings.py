@@ -49,7 +49,7 @@ if not DEBUG and not SITE_URL.lower().startswith("https://"):
         f"SITE_URL must be an https:// URL in production (DEBUG is off), not {SITE_URL!r}: it is the base of "
         f"the unsubscribe and tracking links in every email. See .env.example."
     )
-# Keys of the links in emails (campaigns/signed_links.py), separate from SECRET_KEY so either can rotate
+# Keys of the links in emails (campaigns/message/signed_links.py), separate from SECRET_KEY so either can rotate
 # alone. Rotation: the new key here, the old one(s) in LINK_SIGNING_KEY_FALLBACKS (comma-separated)
 # for as long as mailed links must work (docs/security.md, "Rotating keys").
 LINK_SIGNING_KEY = _required_in_production("LINK_SIGNING_KEY", f"dev-link-signing-key:{SECRET_KEY}")
@@ -57,7 +57,7 @@ LINK_SIGNING_KEY = _required_in_production("LINK_SIGNING_KEY", f"dev-link-signin
 LINK_SIGNING_KEY_FALLBACKS = [key.strip() for key in env.list("LINK_SIGNING_KEY_FALLBACKS", default=[])
                               if key.strip()]
 # Fernet keys that encrypt the sending accounts' passwords and API keys in the database
-# (campaigns/encryption.py), comma-separated: the first encrypts, every one decrypts, so a key
+# (campaigns/security/encryption.py), comma-separated: the first encrypts, every one decrypts, so a key
 # rotates by putting the new one first (then `manage.py reencrypt_secrets`). Unset in development:
 # one derived from SECRET_KEY. Unset in production: accounts with a secret cannot be saved, with a
 # message naming this variable; the environment's own SENDGRID_API_KEY and EMAIL_HOST keep working.
@@ -233,7 +233,7 @@ UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
 # --- Campaigns ---------------------------------------------------------------------------------
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=200)
 # An open sooner than this after delivery (or sending) is a machine's: scanners and prefetchers open
-# within seconds, people do not (campaigns.engagement, docs/follow-ups-and-ab-tests.md).
+# within seconds, people do not (campaigns.engagement.opens_and_clicks, docs/follow-ups-and-ab-tests.md).
 MACHINE_OPEN_SECONDS = env.float("MACHINE_OPEN_SECONDS", default=5)
 # A batch's claim on its rows lasts this long and the live batch renews it every third of it, so a
 # slow batch keeps its claim while a killed worker's claim expires within one lease; the sweep then
@@ -298,9 +298,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     # Link tokens (/u/, /t/) never reach a log line, e.g. in Django's "Not Found: <path>".
-    # Recipient addresses masked, control characters escaped (campaigns/logsafe.py), in every line.
+    # Recipient addresses masked, control characters escaped (campaigns/security/logsafe.py), in every line.
     "filters": {"mask_link_tokens": {"()": "mailer_project.access_log.TokenMaskingFilter"},
-                "log_safe": {"()": "campaigns.logsafe.LogSafeFilter"}},
+                "log_safe": {"()": "campaigns.security.logsafe.LogSafeFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
                              "filters": ["mask_link_tokens", "log_safe"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},

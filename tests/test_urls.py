@@ -17,9 +17,8 @@ from django.apps import apps
 from django.db import connection
 from django.test import Client
 
-from campaigns import signed_links
+from campaigns.message import signed_links
 from campaigns.models import DeliveryLog
-from tests.sending.providers.conftest import sendgrid  # noqa: F401  (fixture)
 from tests.deploy import tools
 from tests.deploy.conftest import (  # noqa: F401  (fixtures: gunicorn, Flower and nginx as deployed)
     dev_compose,
@@ -32,6 +31,7 @@ from tests.deploy.conftest import (  # noqa: F401  (fixtures: gunicorn, Flower a
     static_root,
     web_server,
 )
+from tests.engagement.conftest import sendgrid  # noqa: F401  (fixture)
 from tests.support.factories import CampaignFactory, DeliveryLogFactory
 
 SEED = 1313

@@ -10,8 +10,8 @@ from functools import partial
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected as django_delete_selected
-from django.forms.models import BaseInlineFormSet
 from django.core.exceptions import PermissionDenied
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -19,11 +19,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from campaigns import ab_tests, services, stats
-from campaigns import preflight as preflight_checks
+from campaigns import services, stats
 from campaigns.admin import dashboard, exports, follow_ups, imports, preflight, preview, segments
+from campaigns.admin.forms import AB_FIELDS, CampaignForm, ScheduleForm, TestEmailForm, zone_name
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
-from campaigns.forms import AB_FIELDS, CampaignForm, ScheduleForm, TestEmailForm, zone_name
+from campaigns.experiments import ab_tests
+from campaigns.message import preflight as preflight_checks
 from campaigns.models import NEVER_STARTED, Campaign, CampaignVariant, EmailTemplate, PreflightRun, RecipientImport
 
 S = Campaign.Status
@@ -431,7 +432,7 @@ class CampaignAdmin(admin.ModelAdmin):
                                     admin_context=self.admin_site.each_context(request))
 
     def follow_up_view(self, request, campaign_id):
-        """GET: each group's size; POST: a draft campaign to one group (campaigns.follow_ups)."""
+        """GET: each group's size; POST: a draft campaign to one group (campaigns.audience.follow_ups)."""
         campaign = self.viewable_campaign(request, campaign_id)
         can_create = self.has_duplicate_permission(request, campaign)
         page = partial(follow_ups.follow_up_page, request, campaign, can_create=can_create,
@@ -443,7 +444,7 @@ class CampaignAdmin(admin.ModelAdmin):
                        done_url=request.path)
 
     def ab_winner_view(self, request, campaign_id, variant_id):
-        """POST: staff pick the A/B winner sooner; it goes to the rest now (campaigns.ab_tests)."""
+        """POST: staff pick the A/B winner sooner; it goes to the rest now (campaigns.experiments.ab_tests)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         campaign = get_object_or_404(Campaign, pk=campaign_id)

@@ -1,12 +1,11 @@
 """The campaign dashboard: its figures on the campaign page, and the JSON the page polls while it is live."""
 
 from django.http import JsonResponse
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from django.utils import timezone
-
 from campaigns import stats
-from campaigns.forms import zone_name
+from campaigns.admin.forms import zone_name
 from campaigns.models import Campaign
 from campaigns.sending import routing
 

@@ -10,8 +10,8 @@ from django.contrib import admin
 
 from campaigns.admin.pagination import CappedCountPaginator, address_search
 from campaigns.admin.staff_actions import done, perform
+from campaigns.audience.suppression import suppress_many
 from campaigns.models import Campaign, SendingAccount, Suppression
-from campaigns.suppression import suppress_many
 
 
 class ProviderFilter(admin.SimpleListFilter):

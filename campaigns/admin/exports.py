@@ -4,8 +4,8 @@ import csv
 
 from django.http import StreamingHttpResponse
 
+from campaigns.audience.spreadsheets import spreadsheet_safe
 from campaigns.models import DeliveryLog
-from campaigns.spreadsheets import spreadsheet_safe
 
 COLUMNS = (
     ("email", "email"), ("recipient__first_name", "first_name"), ("recipient__last_name", "last_name"),

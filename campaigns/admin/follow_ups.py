@@ -1,14 +1,14 @@
 """The campaign's follow-up page: how many recipients each group has, and "New campaign to…" buttons.
 
-The page counts (campaigns.follow_ups.audiences); a button posts the group, and
-campaigns.follow_ups.create_follow_up makes the draft. Both refuse a campaign that never started sending.
+The page counts (campaigns.audience.follow_ups.audiences); a button posts the group, and
+campaigns.audience.follow_ups.create_follow_up makes the draft. Both refuse a campaign that never started sending.
 """
 
 from django import forms
 from django.template.response import TemplateResponse
 
-from campaigns import follow_ups
 from campaigns.admin.staff_actions import change_url, done
+from campaigns.audience import follow_ups
 from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign
 

@@ -4,7 +4,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 
-from campaigns import preflight
+from campaigns.message import preflight
 from campaigns.models import Campaign, PreflightRun
 
 FINISHED = (PreflightRun.Status.SUCCEEDED, PreflightRun.Status.FAILED)

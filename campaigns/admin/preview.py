@@ -4,8 +4,8 @@ from django.conf import settings
 from django.template.response import TemplateResponse
 
 from campaigns.exceptions import MergeTagError
+from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import Campaign
-from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.services import SAMPLE_RECIPIENT
 
 

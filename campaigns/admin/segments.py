@@ -1,6 +1,6 @@
 """The segment builder of the campaign page: its JSON endpoint (the live count, saving) and page context.
 
-Staff send the filter as data (campaigns.segments validates and compiles it); the page's script
+Staff send the filter as data (campaigns.audience.segments validates and compiles it); the page's script
 (static campaigns/admin/segment.js) only builds that data and shows the count this returns.
 """
 
@@ -8,7 +8,7 @@ import json
 
 from django.http import JsonResponse
 
-from campaigns import segments
+from campaigns.audience import segments
 from campaigns.exceptions import SegmentError
 
 MAX_BODY_BYTES = 256 * 1024

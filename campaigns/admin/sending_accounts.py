@@ -2,7 +2,7 @@
 
 An account's password or API key is typed into a password field that is never filled in: the page
 says whether one is stored, and leaving the field empty keeps it. It is encrypted before it is
-saved (campaigns.encryption) and appears in no page and no log line. "Test connection" checks the
+saved (campaigns.security.encryption) and appears in no page and no log line. "Test connection" checks the
 selected accounts without sending anything (campaigns.sending.account_check).
 """
 
@@ -12,8 +12,9 @@ from django.db.models import Count
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from campaigns import encryption, stats
+from campaigns import stats
 from campaigns.models import SendingAccount
+from campaigns.security import encryption
 from campaigns.sending import routing
 from campaigns.sending.account_check import check_connection
 

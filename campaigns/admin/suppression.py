@@ -11,11 +11,11 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from campaigns import suppression
 from campaigns.admin.staff_actions import done, perform
+from campaigns.audience import suppression
+from campaigns.audience.validators import validate_email_address
 from campaigns.exceptions import SuppressionImportError
 from campaigns.models import Suppression
-from campaigns.validators import validate_email_address
 
 MAX_UPLOAD_MB = 50
 

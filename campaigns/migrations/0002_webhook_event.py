@@ -1,7 +1,7 @@
 """The SendGrid event ids already applied, so that a retried or replayed webhook counts once.
 
 A plain table (no model): it is only ever touched by the set-based statements in
-campaigns.sending.providers.sendgrid_webhook.
+campaigns.engagement.sendgrid_webhook.
 """
 
 from django.db import migrations

@@ -8,7 +8,7 @@ import django.core.validators
 import django.db.models.deletion
 from django.db import migrations, models
 
-import campaigns.validators
+import campaigns.audience.validators
 
 
 class Migration(migrations.Migration):
@@ -49,7 +49,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('letter', models.CharField(choices=[('A', 'A'), ('B', 'B'), ('C', 'C'), ('D', 'D')], max_length=1)),
                 ('subject', models.CharField(max_length=998)),
-                ('from_name', models.CharField(blank=True, help_text="Empty: the campaign's From.", max_length=200, validators=[campaigns.validators.refuse_line_breaks])),
+                ('from_name', models.CharField(blank=True, help_text="Empty: the campaign's From.", max_length=200, validators=[campaigns.audience.validators.refuse_line_breaks])),
                 ('html_body', models.TextField(blank=True, help_text="Empty: the campaign's HTML.")),
                 ('text_body', models.TextField(blank=True, help_text="Empty: the campaign's text (or the variant's HTML as text).")),
                 ('updated_at', models.DateTimeField(auto_now=True)),

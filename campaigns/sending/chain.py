@@ -25,7 +25,7 @@ from campaigns.exceptions import (
     RecipientsRejected,
     TemporaryError,
 )
-from campaigns.logsafe import for_log
+from campaigns.security.logsafe import for_log
 from campaigns.sending.providers.base import DeliveryResult, Outcome
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
-from campaigns import suppression
+from campaigns.audience import suppression
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.sending.providers.base import Outcome
 

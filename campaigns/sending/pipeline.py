@@ -21,70 +21,28 @@ import random
 import uuid
 from dataclasses import dataclass
 
-from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from campaigns import ab_tests, click_tracking, signed_links, states
+from campaigns import states
+from campaigns.audience.segments import compile_segment
 from campaigns.exceptions import IllegalTransition, ProviderError, ProviderRefused, QuotaExhausted
-from campaigns.logsafe import for_log
+from campaigns.experiments import ab_tests
+from campaigns.message import click_tracking, signed_links
+from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
-from campaigns.rendering import compile_campaign, recipient_context
-from campaigns.segments import compile_segment
+from campaigns.security.logsafe import for_log
 from campaigns.sending import routing
+from campaigns.sending.dispatch import dispatch_batches
 from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, run_prepared
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
 B = SendBatch.Status
-SEND_BATCH_TASK = "campaigns.tasks.senders.send_batch"
-START_TASK = "campaigns.tasks.scheduler.start_campaign"
-
-
-# --- enqueueing (always after commit) ----------------------------------------------------------
-
-def enqueue_start(campaign_id, eta=None):
-    transaction.on_commit(lambda: current_app.send_task(START_TASK, args=[campaign_id], eta=eta))
-
-
-def dispatch_batches(campaign_id, batch_numbers, countdown=None):
-    numbers = sorted(set(batch_numbers))
-
-    def send():
-        for number in numbers:
-            current_app.send_task(SEND_BATCH_TASK, args=[campaign_id, number], countdown=countdown)
-
-    if numbers:
-        transaction.on_commit(send)
-    return len(numbers)
-
-
-# The campaign's next batches to send: those already queued first (their task may be lost: a Redis
-# restart, a pause that consumed it), then the waiting ones in order; all become queued.
-QUEUE_BATCHES = """
-WITH picked AS (
-    SELECT id FROM campaigns_sendbatch
-    WHERE campaign_id = %(campaign_id)s AND status IN ('queued', 'waiting')
-    ORDER BY status = 'queued' DESC, number LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE campaigns_sendbatch AS b SET status = 'queued', updated_at = now()
-FROM picked WHERE b.id = picked.id
-RETURNING b.number
-"""
-
-
-def queue_batches(campaign_id, limit=None):
-    """Queue (and dispatch after commit) up to LIMIT (SEND_BATCHES_AHEAD) of the campaign's next
-    batches; returns how many. Resume and the sweep's stall recovery use it."""
-    with connection.cursor() as cursor:
-        cursor.execute(QUEUE_BATCHES, {"campaign_id": campaign_id, "limit": limit or settings.SEND_BATCHES_AHEAD})
-        numbers = [row[0] for row in cursor.fetchall()]
-    return dispatch_batches(campaign_id, numbers)
 
 
 def unfinished_batch_numbers(campaign_id):
@@ -140,7 +98,7 @@ SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM inserted WHERE sta
 """
 
 # An A/B test's rows are sent again with the variant they got (the rest: the winner), one variant per
-# batch (campaigns.ab_tests); any other campaign's rows have no variant and form one group.
+# batch (campaigns.experiments.ab_tests); any other campaign's rows have no variant and form one group.
 REQUEUE_IN_BATCHES = f"""
 WITH grouped AS (
     SELECT id, coalesce(variant_id, %(winner)s::bigint) AS variant_id,
@@ -163,7 +121,7 @@ SELECT (SELECT count(*) FROM requeued), coalesce((SELECT array_agg(number ORDER 
 """
 
 
-# An A/B test's start (campaigns.ab_tests): the same rows and batches, with the sendable rows in a
+# An A/B test's start (campaigns.experiments.ab_tests): the same rows and batches, with the sendable rows in a
 # random order (md5 of a per-campaign seed and the recipient's id). The first test share of them is
 # dealt round-robin to the variants (so the variants' sizes differ by at most one), and each batch
 # holds one variant's rows: the test batches interleave the variants (A0, B0, A1, B1 ...), the rest
@@ -214,16 +172,8 @@ SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM inserted WHERE sta
 """
 
 
-@dataclass
-class AbSplit:
-    """An A/B test's split at the start: PERCENT of the sendable rows, dealt to VARIANT_IDS (in letter order)."""
-    percent: int
-    variant_ids: list
-    seed: str
-
-
 def create_delivery_logs(campaign_id, batch_size, first_batch=0, segment=None, ab=None):
-    """One DeliveryLog per recipient that has none yet (of SEGMENT's recipients only, campaigns.segments),
+    """One DeliveryLog per recipient that has none yet (of SEGMENT's recipients only, campaigns.audience.segments),
     and their batches, in one statement (split for an A/B test with AB, an AbSplit); returns (created,
     skipped, batches, numbers of the batches queued)."""
     segment_sql, segment_params = compile_segment(segment)

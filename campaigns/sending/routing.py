@@ -38,9 +38,10 @@ from campaigns.exceptions import (
     ProviderUnavailable,
     QuotaExhausted,
 )
-from campaigns.logsafe import for_log
 from campaigns.models import Campaign, SendingAccount, SendingAccountUsage
+from campaigns.security.logsafe import for_log
 from campaigns.sending import chain, ratelimit
+from campaigns.sending.dispatch import dispatch_batches
 from campaigns.sending.providers.base import Outcome
 
 logger = logging.getLogger(__name__)
@@ -245,8 +246,6 @@ def record_usage(account_id, campaign_id, sent):
 def wait_for_quota(campaign_id, batch_number, until):
     """The batch's rows are pending again: note on the campaign until when, and send the batch again
     then (or sooner, to look again), by itself."""
-    from campaigns.sending.pipeline import dispatch_batches
-
     seconds = max(1, min(MAX_QUOTA_WAIT_SECONDS, int((until - timezone.now()).total_seconds()) + 1))
     wakes = timezone.now() + timedelta(seconds=seconds)
     with transaction.atomic():

@@ -8,20 +8,22 @@
    of a batch still sending: it writes them itself).
 4. Live campaigns that stopped progressing get their next batches queued again, at most once per
    stall window (SWEEP_STALL_SECONDS), judged by the database's clock.
-5. Live campaigns whose A/B test wait is over get their winner sent (campaigns.ab_tests).
+5. Live campaigns whose A/B test wait is over get their winner sent (campaigns.experiments.ab_tests).
 6. Live campaigns whose every recipient is terminal are finalised.
 """
 
 import logging
 from dataclasses import dataclass, field
+
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
-from campaigns import ab_tests
+from campaigns.experiments import ab_tests
 from campaigns.models import Campaign
+from campaigns.sending.dispatch import dispatch_batches, enqueue_start, queue_batches
 from campaigns.sending.ledger import RECOVER_EXPIRED_CLAIM, WORKER_LOST, run_prepared
-from campaigns.sending.pipeline import dispatch_batches, enqueue_start, finalize_if_done, queue_batches
+from campaigns.sending.pipeline import finalize_if_done
 
 logger = logging.getLogger(__name__)
 S = Campaign.Status

@@ -11,9 +11,9 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLo
 from celery.signals import task_failure
 from django.conf import settings
 
-from campaigns import preflight
-from campaigns.importing import uploads
-from campaigns.importing.service import time_limit_reason
+from campaigns.audience.importing import uploads
+from campaigns.audience.importing.service import time_limit_reason
+from campaigns.message import preflight
 
 
 # Acknowledged when it starts: an import whose worker died is marked failed, never run again by a

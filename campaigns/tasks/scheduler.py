@@ -2,8 +2,10 @@
 
 from celery import shared_task
 
-from campaigns import ab_tests, health
-from campaigns.sending import pipeline, sweep as sweeping
+from campaigns.experiments import ab_tests
+from campaigns.operations import health
+from campaigns.sending import pipeline
+from campaigns.sending import sweep as sweeping
 
 
 @shared_task

@@ -1,12 +1,12 @@
 """The endpoint SendGrid posts its Event Webhook to; verifying and applying the events is
-campaigns.sending.providers.sendgrid_webhook."""
+campaigns.engagement.sendgrid_webhook."""
 
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from campaigns.engagement.sendgrid_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, apply_events, parse, verify
 from campaigns.exceptions import WebhookRefused
-from campaigns.sending.providers.sendgrid_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, apply_events, parse, verify
 
 
 @csrf_exempt

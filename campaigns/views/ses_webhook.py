@@ -1,12 +1,12 @@
 """The endpoint Amazon SNS posts SES events to; verifying and applying them is
-campaigns.sending.providers.ses_webhook."""
+campaigns.engagement.ses_webhook."""
 
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from campaigns.engagement.ses_webhook import handle
 from campaigns.exceptions import WebhookRefused
-from campaigns.sending.providers.ses_webhook import handle
 
 
 @csrf_exempt

@@ -1,6 +1,6 @@
 """The open pixel and the click redirect in tracked emails (SMTP path; the links are written by
-campaigns.click_tracking). Each records the recipient's first open (a person's or a machine's) or
-click, and the first click on each link, through campaigns.engagement."""
+campaigns.message.click_tracking). Each records the recipient's first open (a person's or a machine's) or
+click, and the first click on each link, through campaigns.engagement.opens_and_clicks."""
 
 import base64
 
@@ -9,7 +9,9 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from campaigns import ab_tests, click_tracking, engagement, signed_links
+from campaigns.engagement import opens_and_clicks
+from campaigns.experiments import ab_tests
+from campaigns.message import click_tracking, signed_links
 from campaigns.models import DeliveryLog
 from campaigns.views import not_found
 
@@ -24,7 +26,7 @@ def open_pixel(request, token):
         delivery_id = signed_links.delivery_id_from_open_token(token)
     except signing.BadSignature:
         return not_found(request)
-    engagement.record_open(delivery_id, request.headers.get("User-Agent"))
+    opens_and_clicks.record_open(delivery_id, request.headers.get("User-Agent"))
     return HttpResponse(PIXEL_GIF, content_type="image/gif")
 
 
@@ -45,5 +47,5 @@ def click(request, token, index=None):
         campaign_id, (updated_at, variant_id), lambda: ab_tests.html_body_sent(campaign_id, variant_id))
     if index >= len(targets):
         return not_found(request)
-    engagement.record_click(delivery_id, targets[index])
+    opens_and_clicks.record_click(delivery_id, targets[index])
     return HttpResponseRedirect(targets[index])

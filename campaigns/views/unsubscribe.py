@@ -6,8 +6,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from campaigns import signed_links, suppression
+from campaigns.audience import suppression
 from campaigns.exceptions import UnknownDelivery
+from campaigns.message import signed_links
 from campaigns.models import Campaign, DeliveryLog
 from campaigns.views import not_found
 

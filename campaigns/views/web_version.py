@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from campaigns import signed_links
+from campaigns.message import signed_links
+from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import Campaign, DeliveryLog
-from campaigns.rendering import compile_campaign, recipient_context
 from campaigns.services import SAMPLE_RECIPIENT
 from campaigns.views import not_found
 

@@ -4,8 +4,8 @@ that is not a merge-tag name (^[a-z][a-z0-9_]*$) is never offered or accepted as
 import pytest
 from django.urls import reverse
 
+from campaigns.message.rendering import available_tags
 from campaigns.models import DeliveryLog, RecipientImport
-from campaigns.rendering import available_tags
 from tests.admin.conftest import add_recipients, campaign, staff_client  # noqa: F401  (fixtures)
 from tests.support.factories import HTML_BODY, CampaignFactory, DeliveryLogFactory, RecipientFactory
 
@@ -27,7 +27,7 @@ def test_a_planted_data_key_is_neither_run_nor_offered_on_the_campaign_page(staf
 @pytest.mark.django_db
 def test_a_planted_data_key_is_escaped_wherever_the_help_text_is_built(campaign):
     # Even if a key of that shape were ever offered, the help text escapes it.
-    from campaigns.forms import CampaignForm
+    from campaigns.admin.forms import CampaignForm
 
     campaign.available_merge_tags = lambda: [PAYLOAD]
     help_text = CampaignForm(instance=campaign).fields["html_body"].help_text

@@ -4,9 +4,15 @@ import pytest
 from django.urls import reverse
 
 from campaigns.models import Campaign, Recipient, RecipientImport
+from tests.audience.importing.conftest import (
+    csv_upload,
+    import_url,
+    media_root,  # noqa: F401  (autouse: uploads go to a temporary MEDIA_ROOT)
+    read_rejected,
+    status_json_url,
+    wait_until_finished,
+)
 from tests.support.factories import CampaignFactory, UserFactory
-from tests.importing.conftest import csv_upload, import_url, read_rejected, status_json_url, wait_until_finished
-from tests.importing.conftest import media_root  # noqa: F401  (autouse: uploads go to a temporary MEDIA_ROOT)
 
 
 @pytest.mark.slow
@@ -91,7 +97,7 @@ def test_upload_page_shows_the_limits(staff_client, settings):
 
 @pytest.fixture
 def finished_import(db, tmp_path):
-    from campaigns.importing.service import import_recipients
+    from campaigns.audience.importing.service import import_recipients
 
     path = tmp_path / "list.csv"
     path.write_text("email\na@example.com\nbad\n")

@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign, DeliveryLog, Suppression
+from campaigns.security.staff_groups import STAFF_GROUPS
 from campaigns.sending.providers.base import DeliveryResult, Outcome
-from campaigns.staff_groups import STAFF_GROUPS
 from tests.admin.conftest import add_logs, add_recipients
 from tests.support.factories import CampaignFactory, SuppressionFactory, UserFactory
 

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from campaigns import preflight
+from campaigns.message import preflight
 from campaigns.models import Campaign, PreflightRun
 from tests.admin.conftest import add_recipients
 

@@ -118,15 +118,18 @@ def readme():
 
 def test_every_path_in_where_things_are_exists():
     section = re.search(r"^## Where things are\n+```\n(.*?)```", readme(), re.S | re.M).group(1)
-    missing, entry = [], tools.ROOT
+    missing, top, entry = [], tools.ROOT, tools.ROOT
     for line in section.splitlines():
-        if not line.startswith(" "):
-            entry = tools.ROOT / line.split()[0]
+        # An entry starts a line; a sub-entry (a folder inside the entry) is indented by two spaces.
+        is_sub_entry = line.startswith("  ") and not line.startswith("   ")
+        if not line.startswith(" ") or is_sub_entry:
+            entry = (top if is_sub_entry else tools.ROOT) / line.split()[0]
+            top = top if is_sub_entry else entry
             if not entry.exists():
                 missing.append(line.split()[0])
+            line = line.strip()[len(line.split()[0]):]
         # A path in an entry's description is relative to the entry, or to the repository.
-        missing += [path for path in named_paths(line[len(line.split()[0]):] if not line.startswith(" ") else line)
-                    if not exists(path, entry, tools.ROOT)]
+        missing += [path for path in named_paths(line) if not exists(path, entry, top, tools.ROOT)]
     assert missing == []
 
 

@@ -42,7 +42,7 @@ def test_imports_are_never_redelivered_and_have_their_own_time_limit(settings):
 
 
 def test_a_real_worker_consumes_a_real_task_through_redis(start_worker, clean_broker):
-    from campaigns import health
+    from campaigns.operations import health
     from campaigns.tasks.scheduler import heartbeat
 
     assert health.last_scheduler_heartbeat() is None
@@ -57,7 +57,7 @@ def test_a_real_worker_consumes_a_real_task_through_redis(start_worker, clean_br
 def test_periodic_tasks_are_registered_idempotently_and_keep_staff_changes():
     from django_celery_beat.models import PeriodicTask
 
-    from campaigns.periodic import PERIODIC_TASKS, register_periodic_tasks
+    from campaigns.operations.periodic import PERIODIC_TASKS, register_periodic_tasks
 
     staff_task = PeriodicTask.objects.create(name="Staff's own task", task="campaigns.tasks.scheduler.heartbeat",
                                              interval=PeriodicTask.objects.first().interval)

@@ -7,7 +7,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from campaigns import signed_links
+from campaigns.message import signed_links
 from campaigns.models import DeliveryLog
 from tests.admin.conftest import add_logs, add_recipients
 from tests.support.factories import CampaignFactory, DeliveryLogFactory, UserFactory

@@ -94,7 +94,7 @@ def test_production_settings_pass_check_deploy():
 def test_a_dead_sender_is_noticed_within_a_minute_and_a_live_one_keeps_its_claim():
     from django.conf import settings
 
-    from campaigns.periodic import PERIODIC_TASKS
+    from campaigns.operations.periodic import PERIODIC_TASKS
 
     sweep_every = PERIODIC_TASKS["Sweep: start due campaigns, recover stale claims"][1]
     # A dead worker's claim expires within one lease; the next sweep recovers it.

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from localservers.ports import free_port
-from campaigns.rendering import compile_campaign, recipient_context
+from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.sending.providers.base import Batch, OutgoingMessage
+from localservers.ports import free_port
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from django.test import Client
 
 from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Recipient, Suppression
-from tests.support.factories import CampaignFactory
 from tests.sending.test_pipeline import wait_until_finished
+from tests.support.factories import CampaignFactory
 
 pytestmark = pytest.mark.slow
 SITE = "https://mail.example.test"
@@ -84,7 +84,7 @@ def test_one_click_unsubscribe_from_a_received_message_then_a_later_campaign_ski
 
 def test_smtp_tracking_counts_opens_and_clicks_and_redirects_only_to_the_campaigns_links(
         start_worker, smtp_sink_server, no_sendgrid, site, client, settings):
-    # The pixel is fetched seconds after sending, which would make it a machine's (tests/test_engagement.py).
+    # The pixel is fetched seconds after sending, which would make it a machine's (tests/engagement/test_opens_and_clicks.py).
     settings.MACHINE_OPEN_SECONDS = 0
     start_worker(["scheduler", "senders"], concurrency=1)
     tracked = send(campaign_to([("ann@example.com", "Ann", "Lisbon"), ("bob@example.com", "Bob", "Porto")]))

@@ -15,9 +15,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns import services
+from campaigns.engagement import sendgrid_webhook
 from campaigns.models import Campaign, DeliveryLog, SendBatch
 from campaigns.sending import ledger, pipeline, sweep
-from campaigns.sending.providers import sendgrid_webhook
 from campaigns.sending.providers.base import DeliveryResult, Outcome
 from tests.support.factories import SuppressionFactory
 from tests.test_services import started_campaign

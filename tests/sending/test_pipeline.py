@@ -13,7 +13,7 @@ from django.conf import settings
 
 from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Recipient, SendBatch
-from campaigns.sending import pipeline, sweep
+from campaigns.sending import dispatch, pipeline, sweep
 from campaigns.sending.ledger import check_counters
 from tests.support.factories import CampaignFactory, RecipientFactory, SuppressionFactory
 
@@ -162,7 +162,7 @@ def test_two_schedulers_delivering_the_start_twice_start_the_campaign_once(
 
     services.send_now(campaign.pk)
     for _ in range(6):  # the sweep and duplicate deliveries race the ETA task
-        pipeline.enqueue_start(campaign.pk)
+        dispatch.enqueue_start(campaign.pk)
     wait_until_finished(campaign)
 
     assert campaign.status == S.COMPLETED

@@ -195,7 +195,7 @@ def test_weights_share_the_traffic_between_accounts_without_limits(
 
 
 def test_the_campaign_form_refuses_a_pool_that_cannot_send_its_from_domain(db):
-    from campaigns.forms import CampaignForm
+    from campaigns.admin.forms import CampaignForm
 
     pool = pool_of(SendingAccountFactory(name="acme-relay", from_domains="acme.example.com"))
     form = CampaignForm(data={"name": "n", "subject": "s", "from_email": "news@elsewhere.example.org",

@@ -16,7 +16,7 @@ import time
 
 from django.utils import timezone
 
-from campaigns import engagement
+from campaigns.engagement import opens_and_clicks
 from campaigns.models import Campaign, DeliveryLog, Recipient
 from tests.support.factories import CampaignFactory, SuppressionFactory
 
@@ -42,10 +42,10 @@ def make_engaged_campaign(domain="example.com", **fields):
     ids = {f"r{i}": log.pk for i, log in enumerate(logs)}
     now = time.time()
     for name in ("r0", "r1", "r6"):
-        engagement.record_open(ids[name], IPHONE_MAIL, at=now)
-    engagement.record_open(ids["r2"], APPLE_MPP, at=now)
-    engagement.record_click(ids["r0"], LINK_A, at=now)
-    engagement.record_click(ids["r3"], LINK_B, at=now)
+        opens_and_clicks.record_open(ids[name], IPHONE_MAIL, at=now)
+    opens_and_clicks.record_open(ids["r2"], APPLE_MPP, at=now)
+    opens_and_clicks.record_click(ids["r0"], LINK_A, at=now)
+    opens_and_clicks.record_click(ids["r3"], LINK_B, at=now)
     DeliveryLog.objects.filter(pk=ids["r9"]).update(bounced_at=timezone.now())
     Campaign.objects.filter(pk=campaign.pk).update(bounced_count=1)
     for name in ("r5", "r6"):

@@ -17,7 +17,7 @@ from mailer_project.celery import app  # noqa: F401  (the app this worker runs)
 
 @worker_process_init.connect
 def hold_imports_after_each_chunk(**kwargs):
-    from campaigns.importing import progress, reader
+    from campaigns.audience.importing import progress, reader
 
     reader.CHUNK_ROWS = int(os.environ.get("IMPORT_TEST_CHUNK_ROWS", "100"))
     pause_file = os.environ["IMPORT_PAUSE_FILE"]

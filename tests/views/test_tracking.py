@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns import signed_links
+from campaigns.message import signed_links
 from campaigns.models import Campaign, CampaignLink, DeliveryLog, LinkClick
 from tests.support.factories import CampaignFactory, DeliveryLogFactory
 

@@ -4,7 +4,7 @@ import pytest
 from django.core import signing
 from django.test import Client
 
-from campaigns import signed_links
+from campaigns.message import signed_links
 from campaigns.models import DeliveryLog, Suppression
 from tests.support.factories import DeliveryLogFactory, SuppressionFactory
 

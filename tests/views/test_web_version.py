@@ -4,7 +4,7 @@ escaping of recipient data, no tracking pixel, sample data only in the archive."
 import pytest
 from django.test import Client
 
-from campaigns import signed_links
+from campaigns.message import signed_links
 from campaigns.models import Campaign, DeliveryLog
 from campaigns.sending import pipeline
 from tests.support.factories import CampaignFactory, DeliveryLogFactory

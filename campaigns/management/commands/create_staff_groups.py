@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from campaigns.staff_groups import ensure_staff_groups
+from campaigns.security.staff_groups import ensure_staff_groups
 
 
 class Command(BaseCommand):

@@ -7,10 +7,10 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from campaigns import services
+from campaigns.audience.importing.service import import_recipients
 from campaigns.exceptions import ImportRefused
-from campaigns.importing.service import import_recipients
+from campaigns.message.starter_templates import load_starter_templates
 from campaigns.models import Campaign, EmailTemplate
-from campaigns.starter_templates import load_starter_templates
 
 FINISHED = (Campaign.Status.COMPLETED, Campaign.Status.FAILED, Campaign.Status.CANCELLED)
 

@@ -5,8 +5,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from campaigns.audience.importing.service import import_recipients
 from campaigns.exceptions import ImportRefused
-from campaigns.importing.service import import_recipients
 from campaigns.models import Campaign
 
 

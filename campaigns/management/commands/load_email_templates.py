@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from campaigns.starter_templates import load_starter_templates
+from campaigns.message.starter_templates import load_starter_templates
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from campaigns.encryption import reencrypt_account_secrets
+from campaigns.security.key_rotation import reencrypt_account_secrets
 
 
 class Command(BaseCommand):

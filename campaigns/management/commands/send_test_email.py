@@ -2,8 +2,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
 from campaigns import services
+from campaigns.audience.validators import validate_email_address
 from campaigns.management.campaign_command import CampaignActionCommand
-from campaigns.validators import validate_email_address
 
 
 class Command(CampaignActionCommand):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from campaigns.exceptions import ProviderError
 
 if TYPE_CHECKING:
-    from campaigns.rendering import CompiledCampaign
+    from campaigns.message.rendering import CompiledCampaign
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Batch:
     compiled: "CompiledCampaign"
     messages: list[OutgoingMessage]
     categories: tuple[str, ...] = ()
-    # Open/click tracking for the SMTP path (campaigns.click_tracking.Tracking), when the campaign wants it.
+    # Open/click tracking for the SMTP path (campaigns.message.click_tracking.Tracking), when the campaign wants it.
     tracking: Any = None
     # The claim's record of its rows (campaigns.sending.ledger.BatchLedger), or None outside a
     # campaign (test sends): providers tell it when a call begins and, on SMTP, results as they go.

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from campaigns.models import Recipient
+from tests.audience.importing.conftest import make_csv, make_xlsx, media_root  # noqa: F401  (fixtures)
 from tests.support.factories import CampaignFactory, SuppressionFactory
-from tests.importing.conftest import make_csv, make_xlsx, media_root  # noqa: F401  (fixtures)
 from tests.support.workers import ROOT, service_env
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,0 +1,189 @@
+"""A/B tests (docs/follow-ups-and-ab-tests.md, "A/B tests").
+
+A campaign with two to four variants (CampaignVariant) and a test share sends that share of its
+recipients, split evenly at random, one variant each; the rest wait in held batches. When the wait
+ends (an ETA task, and the sweep as the safety net), or when staff pick a variant sooner, the winner
+goes to the rest. Every recipient still has exactly one delivery log, whichever variant it got.
+"""
+
+import logging
+from dataclasses import dataclass
+from email.utils import formataddr, parseaddr
+from fractions import Fraction
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from campaigns.exceptions import CampaignError
+from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch
+from campaigns.sending.dispatch import queue_batches
+
+logger = logging.getLogger(__name__)
+D = DeliveryLog.Status
+MIN_VARIANTS, MAX_VARIANTS = 2, 4
+SEND_WINNER_TASK = "campaigns.tasks.scheduler.send_ab_winner"
+
+
+@dataclass
+class AbSplit:
+    """An A/B test's split at the start: PERCENT of the sendable rows, dealt to VARIANT_IDS (in letter order)."""
+    percent: int
+    variant_ids: list
+    seed: str
+
+
+def is_ab_test(campaign):
+    return campaign.ab_test_percent > 0
+
+
+def check_ready(campaign_id):
+    """A CampaignError saying what is wrong with the campaign's A/B test, before it is scheduled."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    if not is_ab_test(campaign):
+        return
+    count = campaign.variants.count()
+    if not MIN_VARIANTS <= count <= MAX_VARIANTS:
+        raise CampaignError(f"Campaign #{campaign_id} has an A/B test share of {campaign.ab_test_percent} % but "
+                            f"{count} variants: add two to four, or set the share to 0.")
+
+
+def split_for(campaign):
+    """The AbSplit the start uses for CAMPAIGN, or None when it is not an A/B test."""
+    if not is_ab_test(campaign):
+        return None
+    variant_ids = list(campaign.variants.order_by("letter").values_list("id", flat=True))
+    if len(variant_ids) < MIN_VARIANTS:
+        return None  # checked at scheduling; a variant deleted since leaves an ordinary campaign
+    return AbSplit(percent=campaign.ab_test_percent, variant_ids=variant_ids[:MAX_VARIANTS],
+                   seed=f"{campaign.pk}:{campaign.created_at.isoformat()}")
+
+
+def start_wait(campaign):
+    """At the start (inside its transaction): record when the test ends and queue the winner's send then."""
+    ends_at = timezone.now() + campaign.ab_wait
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_ends_at=ends_at)
+    transaction.on_commit(lambda: current_app.send_task(SEND_WINNER_TASK, args=[campaign.pk], eta=ends_at))
+
+
+def with_variant(campaign, variant_id):
+    """The campaign's send values (a dict, as send_batch reads them) with variant VARIANT_ID's subject,
+    From name and content in place of the campaign's."""
+    variant = (CampaignVariant.objects.filter(pk=variant_id)
+               .values("id", "subject", "from_name", "html_body", "text_body", "updated_at").first())
+    if variant is None:
+        return campaign
+    values = dict(campaign, subject=variant["subject"], variant=(variant["id"], variant["updated_at"]))
+    if variant["html_body"]:
+        values.update(html_body=variant["html_body"], text_body=variant["text_body"])
+    elif variant["text_body"]:
+        values["text_body"] = variant["text_body"]
+    if variant["from_name"]:
+        address = parseaddr(campaign["from_email"] or settings.DEFAULT_FROM_EMAIL)[1]
+        values["from_email"] = formataddr((variant["from_name"], address))
+    return values
+
+
+def html_body_sent(campaign_id, variant_id=None):
+    """The HTML a recipient got: its variant's own, or the campaign's (the click redirect's links)."""
+    if variant_id is not None:
+        html = CampaignVariant.objects.filter(pk=variant_id).values_list("html_body", flat=True).first()
+        if html:
+            return html
+    return Campaign.objects.filter(pk=campaign_id).values_list("html_body", flat=True).first()
+
+
+@dataclass
+class VariantFigures:
+    variant_id: int
+    letter: str
+    subject: str
+    recipients: int = 0
+    sent: int = 0
+    opened: int = 0  # by people: machine opens are left out
+    clicked: int = 0
+
+    def rate(self, metric):
+        count = self.clicked if metric == Campaign.AbMetric.CLICKS else self.opened
+        return Fraction(count, self.sent) if self.sent else Fraction(0)
+
+    @property
+    def open_percent(self):
+        return round(100 * float(self.rate(Campaign.AbMetric.OPENS)), 1)
+
+    @property
+    def click_percent(self):
+        return round(100 * float(self.rate(Campaign.AbMetric.CLICKS)), 1)
+
+
+def variant_figures(campaign_id):
+    """Each variant's test rows: recipients, sent, opened by people, clicked; in letter order."""
+    counts = {row["variant_id"]: row for row in (
+        DeliveryLog.objects.filter(campaign_id=campaign_id, variant__isnull=False).values("variant_id")
+        .annotate(recipients=Count("id"), sent=Count("id", filter=Q(status=D.SENT)),
+                  opened=Count("id", filter=Q(opened_at__isnull=False)),
+                  clicked=Count("id", filter=Q(clicked_at__isnull=False))))}
+    figures = []
+    for variant in CampaignVariant.objects.filter(campaign_id=campaign_id).order_by("letter"):
+        row = counts.get(variant.pk, {})
+        figures.append(VariantFigures(variant.pk, variant.letter, variant.subject, row.get("recipients", 0),
+                                      row.get("sent", 0), row.get("opened", 0), row.get("clicked", 0)))
+    return figures
+
+
+def choose_winner(figures, metric):
+    """The variant with the highest rate of METRIC among its sent test rows; a tie goes to the earlier letter."""
+    if not figures:
+        return None
+    return max(figures, key=lambda f: (f.rate(metric), [-ord(c) for c in f.letter])).variant_id
+
+
+def send_winner(campaign_id, variant_id=None):
+    """End the campaign's A/B test: the winner (VARIANT_ID when staff pick it, else by the metric)
+    goes to the held rest. Once only: a conditional update on the campaign's winner. Returns the
+    winner's letter, or None when there is nothing to do (no test, already decided, not started)."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+        if campaign is None or not is_ab_test(campaign) or campaign.ab_test_ends_at is None:
+            if variant_id is not None:
+                raise CampaignError(f"Campaign #{campaign_id} has no A/B test under way to pick a winner for.")
+            return None
+        if campaign.ab_winner_id is not None:
+            if variant_id is not None:
+                raise CampaignError(f"Campaign #{campaign_id}'s A/B winner is already variant "
+                                    f"{campaign.ab_winner.letter}.")
+            return None
+        if campaign.status not in (Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED,
+                                   Campaign.Status.COMPLETED):
+            if variant_id is not None:
+                raise CampaignError(f"Campaign #{campaign_id} is {campaign.get_status_display().lower()}: "
+                                    "no winner can be sent.")
+            return None
+        if variant_id is None:
+            winner_id = choose_winner(variant_figures(campaign_id), campaign.ab_metric)
+            picked = "by the metric"
+        elif CampaignVariant.objects.filter(pk=variant_id, campaign_id=campaign_id).exists():
+            winner_id, picked = variant_id, "by hand"
+        else:
+            raise CampaignError(f"Variant #{variant_id} is not one of campaign #{campaign_id}'s variants.")
+        if winner_id is None:
+            return None
+        if not Campaign.objects.filter(pk=campaign_id, ab_winner__isnull=True).update(ab_winner_id=winner_id):
+            return None
+        released = SendBatch.objects.filter(campaign_id=campaign_id, status=SendBatch.Status.HELD).update(
+            status=SendBatch.Status.WAITING, variant_id=winner_id, updated_at=timezone.now())
+        if campaign.status == Campaign.Status.IN_PROGRESS:
+            queue_batches(campaign_id)  # a paused campaign's resume queues them
+        letter = CampaignVariant.objects.get(pk=winner_id).letter
+    logger.info("Campaign %s A/B winner: variant %s (%s), %s held batches released", campaign_id, letter,
+                picked, released)
+    return letter
+
+
+def due_winners():
+    """Live campaigns whose A/B wait is over and whose winner is not chosen yet (the sweep's check)."""
+    return list(Campaign.objects.filter(status=Campaign.Status.IN_PROGRESS, ab_test_percent__gt=0,
+                                        ab_winner__isnull=True, ab_test_ends_at__lte=timezone.now())
+                .values_list("id", flat=True))

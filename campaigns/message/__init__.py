@@ -1,0 +1,8 @@
+"""What a campaign sends: merge tags and rendering (rendering), tracked links on the SMTP path
+(click_tracking), the signed links carried in every email (signed_links), the starter templates, and
+preflight, which renders every recipient's message before anything is sent.
+
+May import: the models, exceptions, campaigns.security; preflight also reads the audience's segments
+and the sending limits it estimates from. `rendering` imports only the exceptions, because the models
+use it.
+"""

@@ -1,0 +1,235 @@
+"""A/B tests (campaigns.experiments.ab_tests): the split at the start, the winner's choice, and the winner's send
+with real worker processes, checked against what the SMTP sink received."""
+
+import collections
+import datetime
+import re
+
+import pytest
+from django.utils import timezone
+
+from campaigns import services
+from campaigns.exceptions import CampaignError
+from campaigns.experiments import ab_tests
+from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch
+from campaigns.sending import pipeline
+from tests.sending.test_pipeline import make_campaign, wait_for, wait_until_finished
+
+D = DeliveryLog.Status
+B = SendBatch.Status
+M = Campaign.AbMetric
+HOUR = datetime.timedelta(hours=1)
+
+
+def ab_campaign(n, letters="AB", percent=20, suppressed=0, **fields):
+    campaign = make_campaign(n, suppressed=suppressed, ab_test_percent=percent, **fields)
+    for letter in letters:
+        CampaignVariant.objects.create(campaign=campaign, letter=letter, subject=f"Subject {letter}")
+    return campaign
+
+
+def start(campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SCHEDULED, scheduled_at=timezone.now())
+    assert pipeline.start_campaign(campaign.pk)
+    campaign.refresh_from_db()
+    return campaign
+
+
+def letters_of():
+    return dict(CampaignVariant.objects.values_list("id", "letter"))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("letters", ["AB", "ABC", "ABCD"])
+def test_the_test_share_is_split_evenly_and_each_batch_holds_one_variant(letters):
+    campaign = start(ab_campaign(103, letters, percent=20, suppressed=3, batch_size=4, ab_wait=HOUR))
+
+    rows = DeliveryLog.objects.filter(campaign=campaign)
+    assert rows.count() == 103 and rows.filter(status=D.SKIPPED).count() == 3
+    letter = letters_of()
+    sizes = collections.Counter(letter[v] for v in rows.filter(variant__isnull=False).values_list("variant_id", flat=True))
+    assert sum(sizes.values()) == 20  # 20 % of the 100 sendable rows
+    assert set(sizes) == set(letters) and max(sizes.values()) - min(sizes.values()) <= 1
+    assert not rows.filter(status=D.SKIPPED, variant__isnull=False).exists()
+    pending = rows.filter(status=D.PENDING)
+    for batch in SendBatch.objects.filter(campaign=campaign):
+        in_batch = pending.filter(batch_number=batch.number)
+        # The batch's rows are exactly its id range, and all test one variant (or are the held rest).
+        assert set(in_batch.values_list("id", flat=True)) == set(
+            pending.filter(id__range=(batch.first_id, batch.last_id)).values_list("id", flat=True))
+        assert set(in_batch.values_list("variant_id", flat=True)) == {batch.variant_id}
+        assert (batch.status == B.HELD) == (batch.variant_id is None)
+    held = pending.filter(batch_number__in=SendBatch.objects.filter(campaign=campaign, status=B.HELD).values("number"))
+    assert held.count() == 80
+    assert campaign.ab_test_ends_at is not None and campaign.ab_winner is None
+
+
+@pytest.mark.django_db
+def test_the_test_rows_are_drawn_at_random_not_in_import_order():
+    first = start(ab_campaign(200, "AB", percent=50, batch_size=10, ab_wait=HOUR))
+    order = list(DeliveryLog.objects.filter(campaign=first).order_by("id").values_list("recipient_id", flat=True))
+    assert order != sorted(order)  # not in import order
+
+
+def engage(campaign, letter, opened=0, machine_opened=0, clicked=0):
+    """Mark the first rows of a variant as sent, then opened by people, by machines, clicked."""
+    ids = list(DeliveryLog.objects.filter(campaign=campaign, variant__letter=letter).order_by("id")
+               .values_list("id", flat=True))
+    now = timezone.now()
+    DeliveryLog.objects.filter(id__in=ids).update(status=D.SENT, sent_at=now)
+    DeliveryLog.objects.filter(id__in=ids[:opened]).update(opened_at=now)
+    DeliveryLog.objects.filter(id__in=ids[:machine_opened]).update(machine_opened_at=now)
+    DeliveryLog.objects.filter(id__in=ids[:clicked]).update(clicked_at=now)
+
+
+@pytest.mark.django_db
+def test_the_winner_by_opens_leaves_machine_opens_out():
+    campaign = start(ab_campaign(60, "ABC", percent=50, ab_wait=HOUR))  # 10 rows each
+    engage(campaign, "A", opened=2, machine_opened=10)
+    engage(campaign, "B", opened=4)
+    engage(campaign, "C", opened=3, clicked=9)
+    figures = ab_tests.variant_figures(campaign.pk)
+    assert [(f.letter, f.recipients, f.sent, f.opened, f.clicked) for f in figures] == [
+        ("A", 10, 10, 2, 0), ("B", 10, 10, 4, 0), ("C", 10, 10, 3, 9)]
+    assert CampaignVariant.objects.get(pk=ab_tests.choose_winner(figures, M.OPENS)).letter == "B"
+    assert CampaignVariant.objects.get(pk=ab_tests.choose_winner(figures, M.CLICKS)).letter == "C"
+
+
+@pytest.mark.django_db
+def test_a_tie_goes_to_the_earlier_letter_and_rates_count_only_sent_rows():
+    campaign = start(ab_campaign(40, "ABCD", percent=100, ab_wait=HOUR))  # 10 rows each
+    engage(campaign, "D", opened=2)
+    engage(campaign, "C", opened=2)
+    engage(campaign, "B", opened=1)
+    # A: 1 open of 5 sent is the same rate as D's and C's 2 of 10; the earliest letter wins.
+    ids = list(DeliveryLog.objects.filter(campaign=campaign, variant__letter="A").values_list("id", flat=True))
+    DeliveryLog.objects.filter(id__in=ids[:5]).update(status=D.SENT)
+    DeliveryLog.objects.filter(id__in=ids[:1]).update(opened_at=timezone.now())
+    figures = ab_tests.variant_figures(campaign.pk)
+    assert CampaignVariant.objects.get(pk=ab_tests.choose_winner(figures, M.OPENS)).letter == "A"
+
+
+@pytest.mark.django_db
+def test_scheduling_refuses_a_test_share_without_two_to_four_variants():
+    campaign = ab_campaign(5, "A", percent=20)
+    with pytest.raises(CampaignError, match="two to four"):
+        services.send_now(campaign.pk)
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DRAFT
+
+
+# --- with real workers, checked at the SMTP sink ----------------------------------------------------
+
+def received_subjects(sink, campaign):
+    """Each address the sink received CAMPAIGN's mail for, with every subject it got."""
+    got = collections.defaultdict(list)
+    for message in sink.messages():
+        if message["X-Campaign-ID"] == str(campaign.pk):
+            got[message["X-Sink-Rcpt-To"]].append(str(message["Subject"]))
+    return got
+
+
+def expected_subjects(campaign, winner):
+    """What each recipient should have got: its variant's subject, or the winner's for the rest."""
+    subject = dict(CampaignVariant.objects.filter(campaign=campaign).values_list("id", "subject"))
+    return {email: [subject[variant or winner.pk]] for email, variant in
+            DeliveryLog.objects.filter(campaign=campaign).values_list("email", "variant_id")}
+
+
+def test_the_winner_goes_to_the_rest_by_itself_when_the_wait_ends(start_worker, smtp_sink_server, no_sendgrid):
+    start_worker(["scheduler", "senders"], concurrency=2)
+    campaign = ab_campaign(45, "ABC", percent=40, batch_size=4, ab_wait=datetime.timedelta(seconds=2))
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign)  # no sweep: the ETA task sends the winner
+
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED and campaign.sent_count == 45
+    assert campaign.ab_winner.letter == "A"  # nobody opened: a tie, to the earliest letter
+    got = received_subjects(smtp_sink_server, campaign)
+    assert got == expected_subjects(campaign, campaign.ab_winner)  # each recipient exactly once
+    assert collections.Counter(s for [s] in got.values()) == {"Subject A": 6 + 27, "Subject B": 6, "Subject C": 6}
+
+
+def wait_for_the_test_rows(campaign, test_rows):
+    wait_for(lambda: DeliveryLog.objects.filter(campaign=campaign, variant__isnull=False, status=D.SENT).count()
+             == test_rows)
+
+
+def test_the_winner_by_clicks_once_the_test_ends_and_only_then_the_rest(start_worker, smtp_sink_server,
+                                                                      no_sendgrid):
+    start_worker(["scheduler", "senders"], concurrency=2)
+    campaign = ab_campaign(30, "AB", percent=40, batch_size=3, ab_wait=HOUR, ab_metric=M.CLICKS)
+    services.send_now(campaign.pk)
+    wait_for_the_test_rows(campaign, 12)
+    assert len(received_subjects(smtp_sink_server, campaign)) == 12  # the rest is held
+    assert DeliveryLog.objects.filter(campaign=campaign, variant__isnull=True, status=D.PENDING).count() == 18
+    b_rows = DeliveryLog.objects.filter(campaign=campaign, variant__letter="B").values_list("id", flat=True)
+    DeliveryLog.objects.filter(id__in=list(b_rows)[:2]).update(clicked_at=timezone.now())
+
+    # The wait ends (moved here, not waited for); the sweep finds it and sends the winner.
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_ends_at=timezone.now())
+    wait_until_finished(campaign, sweeping=True)
+
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED and campaign.ab_winner.letter == "B"
+    got = received_subjects(smtp_sink_server, campaign)
+    assert got == expected_subjects(campaign, campaign.ab_winner) and len(got) == 30
+
+
+SITE = "https://mail.example.test"
+
+
+def test_staff_pick_the_winner_sooner_with_its_from_name_and_content(start_worker, smtp_sink_server, no_sendgrid,
+                                                                    settings, worker_env, client):
+    settings.SITE_URL = SITE
+    worker_env.update(SITE_URL=SITE)
+    start_worker(["scheduler", "senders"], concurrency=2)
+    campaign = ab_campaign(20, "AB", percent=50, batch_size=5, ab_wait=HOUR)
+    CampaignVariant.objects.filter(campaign=campaign, letter="B").update(
+        from_name="Ann at Acme",
+        html_body='<p>Variant B for {{ first_name }}: <a href="https://b.acme.test/offer">Offer</a></p>')
+    services.send_now(campaign.pk)
+    wait_for_the_test_rows(campaign, 10)
+    b = CampaignVariant.objects.get(campaign=campaign, letter="B")
+
+    assert "Variant B" in services.pick_ab_winner(campaign.pk, b.pk)
+    with pytest.raises(CampaignError, match="already variant B"):
+        services.pick_ab_winner(campaign.pk, b.pk)
+    wait_until_finished(campaign)
+
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED and campaign.ab_winner == b
+    got = received_subjects(smtp_sink_server, campaign)
+    assert got == expected_subjects(campaign, b) and len(got) == 20
+    for message in smtp_sink_server.messages():
+        if message["Subject"] == "Subject B":
+            assert message["From"] == "Ann at Acme <news@example.com>"
+            html = message.get_body(("html",)).get_content()
+            assert "Variant B for First" in html
+            # Its tracked link leads to the variant's own link, for test rows and the rest alike.
+            tracked = re.search(r'href="([^"]+/t/c/[^"]+)"', html).group(1)
+            assert client.get("/" + tracked.split("/", 3)[3])["Location"] == "https://b.acme.test/offer"
+        else:
+            assert message["From"] == "Acme <news@example.com>"
+
+
+@pytest.mark.django_db
+def test_retrying_failed_rows_sends_each_with_its_variant_or_the_winner():
+    campaign = start(ab_campaign(40, "AB", percent=50, batch_size=3, ab_wait=HOUR))
+    a, b = CampaignVariant.objects.filter(campaign=campaign).order_by("letter")
+    assert ab_tests.send_winner(campaign.pk, b.pk) == "B"
+    rows = DeliveryLog.objects.filter(campaign=campaign)
+    failed = [*rows.filter(variant=a)[:4], *rows.filter(variant=b)[:2], *rows.filter(variant__isnull=True)[:5]]
+    rows.filter(pk__in=[r.pk for r in failed]).update(status=D.FAILED)
+    Campaign.objects.filter(pk=campaign.pk).update(failed_count=len(failed))
+
+    services.retry_failed(campaign.pk)
+
+    retried = rows.filter(pk__in=[r.pk for r in failed])
+    batches = {batch.number: batch for batch in SendBatch.objects.filter(campaign=campaign)}
+    for row in retried:
+        assert row.status == D.PENDING
+        assert batches[row.batch_number].variant_id == (row.variant_id or b.pk)
+        assert batches[row.batch_number].status in (B.QUEUED, B.WAITING)
+    # A's 4 rows in batches of 3 (3 + 1), B's 2 and the rest's 5 (B, the winner: 3 + 3 + 1).
+    sizes = sorted(batches[n].size for n in set(retried.values_list("batch_number", flat=True)))
+    assert sizes == [1, 1, 3, 3, 3]

@@ -1,0 +1,156 @@
+"""Preflight (campaigns.message.preflight): its findings on campaigns whose problems are known, in chunks, and as
+a task run by a real worker on the imports queue."""
+
+import time
+
+import pytest
+
+from campaigns.audience import segments
+from campaigns.message import preflight
+from campaigns.models import Campaign, PreflightRun, Recipient, Suppression
+from tests.support.factories import CampaignFactory
+
+HTML = ('<html><body><p>Hi {{ first_name }} from {{ city }}, {{ bio|default:"-" }}</p>'
+        '<p><a href="https://example.com/a?x=1&amp;y=2">A</a> <a href="https://example.com/b">B</a> '
+        '<a href="https://example.com/a?x=1&amp;y=2">A again</a> <a href="mailto:help@example.com">help</a> '
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a></p></body></html>')
+
+
+@pytest.fixture
+def campaign(db, settings):
+    settings.SENDGRID_API_KEY = ""
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.SMTP_RATE_LIMIT_PER_SEC = 2
+    settings.ALLOWED_FROM_DOMAINS = []
+    campaign = CampaignFactory(subject="News for {{ first_name|default:'you' }}", html_body=HTML,
+                               text_body="Hi {{ first_name }}", from_email="Acme <news@acme.example>",
+                               track_engagement=False)
+    people = [
+        ("a@example.com", "Ana", {"city": "Lisbon"}),
+        ("b@example.com", "", {"city": "Porto"}),  # no first name
+        ("c@example.com", "Cy", {"city": "  "}),  # blank city
+        ("d@example.com", "", {"city": "Paris", "bio": "x" * (103 * 1024)}),  # over Gmail's clip
+        ("e@example.com", "Ed", {"city": "Rome"}),  # suppressed
+        ("f@example.com", "Fay", {}),  # no city at all
+    ]
+    Recipient.objects.bulk_create(Recipient(campaign=campaign, email=e, first_name=f, data=d) for e, f, d in people)
+    Campaign.objects.filter(pk=campaign.pk).update(total_recipients=len(people))
+    Suppression.objects.create(email="e@example.com", reason="bounced")
+    campaign.refresh_from_db()
+    return campaign
+
+
+def by_code(findings):
+    return {finding["code"]: finding for finding in findings}
+
+
+def test_findings_of_a_campaign_with_known_problems(campaign):
+    report = preflight.preflight(campaign)
+    assert report["errors"] == []
+    warnings = by_code(report["warnings"])
+    assert set(warnings) == {"missing_value", "gmail_clip", "text_unsubscribe", "sender_unchecked"}
+    missing = {w["tag"]: (w["count"], w["examples"]) for w in report["warnings"] if w["code"] == "missing_value"}
+    # The suppressed recipient is not counted: it is not sent.
+    assert missing == {"city": (2, ["c@example.com", "f@example.com"]),
+                       "first_name": (2, ["b@example.com", "d@example.com"])}
+    assert warnings["gmail_clip"]["count"] == 1
+    figures = report["figures"]
+    assert (figures["recipients"], figures["audience"], figures["rendered"], figures["suppressed"]) == (6, 6, 5, 1)
+    assert figures["largest_html_example"] == "d@example.com"
+    assert figures["largest_html_bytes"] > preflight.GMAIL_CLIP_BYTES
+    assert figures["estimate"]["seconds"] == 3  # 5 to send at 2 a second
+    assert figures["estimate"]["provider"] == "smtp"
+    assert [link["href"] for link in report["links"]] == [
+        "https://example.com/a?x=1&y=2", "https://example.com/b", "mailto:help@example.com", "{{ unsubscribe_url }}"]
+    assert by_code(report["notes"])["suppressed"]["count"] == 1
+    assert report["sender"]["domain"] == "acme.example"
+    assert any("_dmarc.acme.example" in step for step in report["sender"]["steps"])
+
+
+def test_blocking_errors_are_kept_apart(campaign, settings):
+    settings.ALLOWED_FROM_DOMAINS = ["other.example"]
+    Campaign.objects.filter(pk=campaign.pk).update(html_body="<p>Hi {{ nickname }}</p>", text_body="")
+    campaign.refresh_from_db()
+    report = preflight.preflight(campaign)
+    errors = by_code(report["errors"])
+    assert set(errors) == {"merge_tags", "sender"}
+    assert "Unknown merge tag {{ nickname }}" in errors["merge_tags"]["message"]
+    assert "must be one of: other.example" in errors["sender"]["message"]
+    assert "rendered" not in report["figures"]  # nothing to render with a template that does not compile
+
+
+def test_missing_unsubscribe_link_and_empty_text_are_errors(campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(html_body="<p></p>", text_body="")
+    campaign.refresh_from_db()
+    assert set(by_code(preflight.preflight(campaign)["errors"])) == {"unsubscribe", "text_empty"}
+
+
+def test_an_audience_matching_nobody_is_an_error(campaign):
+    segments.save_segment(campaign.pk, {"match": "all", "conditions": [
+        {"column": "city", "operator": "equals", "value": "Madrid"}]})
+    campaign.refresh_from_db()
+    report = preflight.preflight(campaign)
+    assert [e["code"] for e in report["errors"]] == ["empty_segment"]
+
+
+def test_only_the_segment_is_rendered_in_chunks_with_progress(campaign, monkeypatch):
+    monkeypatch.setattr(preflight, "CHUNK", 2)
+    segments.save_segment(campaign.pk, {"match": "any", "conditions": [
+        {"column": "city", "operator": "in", "value": ["lisbon", "porto", "rome"]},
+        {"column": "city", "operator": "empty", "value": None}]})
+    campaign.refresh_from_db()
+    progress, totals = [], []
+    report = preflight.preflight(campaign, progress.append, totals.append)
+    assert (totals, progress) == ([5], [2, 4, 5])
+    assert (report["figures"]["audience"], report["figures"]["rendered"], report["figures"]["suppressed"]) == (5, 4, 1)
+    missing = {w["tag"]: w["examples"] for w in report["warnings"] if w["code"] == "missing_value"}
+    assert missing == {"city": ["c@example.com", "f@example.com"], "first_name": ["b@example.com"]}
+
+
+def test_tracking_links_count_in_the_size(campaign):
+    without = preflight.preflight(campaign)["figures"]["largest_html_bytes"]
+    Campaign.objects.filter(pk=campaign.pk).update(track_engagement=True)
+    campaign.refresh_from_db()
+    report = preflight.preflight(campaign)
+    assert report["figures"]["largest_html_bytes"] > without
+    assert [link["tracked"] for link in report["links"]] == [True, True, False, False]
+
+
+def test_no_rate_limit_gives_no_estimate(campaign, settings):
+    settings.SMTP_RATE_LIMIT_PER_SEC = 0
+    estimate = preflight.preflight(campaign)["figures"]["estimate"]
+    assert estimate["seconds"] is None and "no rate limit set" in estimate["text"]
+
+
+def test_a_run_happens_once(campaign):
+    segments.save_segment(campaign.pk, {"match": "all", "conditions": [
+        {"column": "city", "operator": "not_empty", "value": None}]})  # 4 of 6: c and f have no city
+    campaign.refresh_from_db()
+    run = PreflightRun.objects.create(campaign=campaign, rows_total=6, campaign_updated_at=campaign.updated_at)
+    assert preflight.run_preflight(run.pk) == {"errors": 0, "warnings": 4}  # first_name missing for b and d
+    assert preflight.run_preflight(run.pk) is None  # a redelivery does nothing
+    run.refresh_from_db()
+    assert (run.status, run.rows_done, run.rows_total) == ("succeeded", 4, 4)
+    assert preflight.is_current(run, campaign)
+    campaign.save()  # any edit moves updated_at
+    assert not preflight.is_current(run, campaign)
+
+
+@pytest.mark.slow
+def test_the_task_runs_on_the_imports_worker(start_worker, transactional_db, settings):
+    settings.SENDGRID_API_KEY = ""
+    campaign = CampaignFactory(html_body=HTML, text_body="")
+    Recipient.objects.bulk_create(Recipient(campaign=campaign, email=f"p{i}@example.com", first_name="P",
+                                            data={"city": "Lisbon", "bio": ""}) for i in range(30))
+    start_worker(["imports"], concurrency=1)
+    run = preflight.start_preflight(campaign)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status in ("succeeded", "failed"):
+            break
+        time.sleep(0.2)
+    assert (run.status, run.error) == ("succeeded", "")
+    assert run.report["errors"] == []
+    assert run.report["figures"]["rendered"] == 30
+    assert run.rows_done == 30
