@@ -187,11 +187,12 @@ def test_each_event_type_is_applied_and_only_permanent_bounces_and_complaints_su
                             eve.email: ("complained", "amazon ses: Complaint", campaign.pk)}
 
 
-def test_events_find_the_messages_our_smtp_provider_sent_by_the_headers_ses_echoes(signer, smtp_campaign, sink):
+def test_events_find_the_messages_our_smtp_provider_sent_by_the_headers_ses_echoes(signer, smtp_campaign,
+                                                                                    smtp_sink_server):
     campaign, logs = smtp_campaign
     SmtpProvider().send_batch(make_batch([(log.pk, log.email, "", "", {}) for log in logs[:2]],
                                          campaign_id=campaign.pk))
-    sent = {message["X-Sink-Rcpt-To"]: message for message in sink.messages()}
+    sent = {message["X-Sink-Rcpt-To"]: message for message in smtp_sink_server.messages()}
     events = []
     for log in logs[:2]:
         DeliveryLog.objects.filter(pk=log.pk).update(provider_message_id="SES replaced it")  # no fallback
