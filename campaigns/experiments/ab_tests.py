@@ -24,6 +24,7 @@ from campaigns.sending.dispatch import queue_batches
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
 MIN_VARIANTS, MAX_VARIANTS = 2, 4
+FIELD_NAMES = {"subject": "its subject", "html_body": "its HTML", "text_body": "its plain text"}
 SEND_WINNER_TASK = "campaigns.tasks.scheduler.send_ab_winner"
 
 
@@ -40,7 +41,8 @@ def is_ab_test(campaign):
 
 
 def check_ready(campaign_id):
-    """A CampaignError saying what is wrong with the campaign's A/B test, before it is scheduled."""
+    """A CampaignError saying what is wrong with the campaign's A/B test, before it is scheduled: the
+    number of variants, and each variant's content, checked as the campaign's own is when saved."""
     campaign = Campaign.objects.get(pk=campaign_id)
     if not is_ab_test(campaign):
         return
@@ -48,6 +50,11 @@ def check_ready(campaign_id):
     if not MIN_VARIANTS <= count <= MAX_VARIANTS:
         raise CampaignError(f"Campaign #{campaign_id} has an A/B test share of {campaign.ab_test_percent} % but "
                             f"{count} variants: add two to four, or set the share to 0.")
+    for variant in campaign.variants.order_by("letter"):
+        problems = variant.content_problems()
+        if problems:
+            raise CampaignError(f"Campaign #{campaign_id}'s variant {variant.letter} cannot be sent: "
+                                + " ".join(f"{FIELD_NAMES[field]}: {problem}" for field, problem in problems.items()))
 
 
 def split_for(campaign):
@@ -72,10 +79,11 @@ def with_variant(campaign, variant_id):
     """The campaign's send values (a dict, as send_batch reads them) with variant VARIANT_ID's subject,
     From name and content in place of the campaign's."""
     variant = (CampaignVariant.objects.filter(pk=variant_id)
-               .values("id", "subject", "from_name", "html_body", "text_body", "updated_at").first())
+               .values("id", "letter", "subject", "from_name", "html_body", "text_body", "updated_at").first())
     if variant is None:
         return campaign
-    values = dict(campaign, subject=variant["subject"], variant=(variant["id"], variant["updated_at"]))
+    values = dict(campaign, subject=variant["subject"], variant=(variant["id"], variant["updated_at"]),
+                  variant_letter=variant["letter"])
     if variant["html_body"]:
         values.update(html_body=variant["html_body"], text_body=variant["text_body"])
     elif variant["text_body"]:
