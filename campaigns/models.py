@@ -213,11 +213,12 @@ class Campaign(models.Model):
             raise ValidationError(errors)
 
     def duplicate(self, with_recipients=True, **fields):
-        """A draft copy of the content and settings; recipients are copied with one INSERT ... SELECT."""
+        """A draft copy of the content and settings, sent through the same pool (its quotas, its From-domain
+        rules) to the same audience (segment); recipients are copied with one INSERT ... SELECT."""
         from django.db import connection, transaction
 
         copied = ("subject", "from_email", "reply_to", "html_body", "text_body", "template_id", "batch_size",
-                  "track_engagement")
+                  "track_engagement", "pool_id", "segment")
         values = {name: getattr(self, name) for name in copied}
         values["merge_fields"] = self.recipient_data_keys() if with_recipients else []
         values["name"] = f"Copy of {self.name}"[:200]
