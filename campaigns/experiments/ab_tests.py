@@ -14,7 +14,7 @@ from fractions import Fraction
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.exceptions import CampaignError
@@ -149,8 +149,8 @@ def choose_winner(figures, metric):
 
 
 def send_winner(campaign_id, variant_id=None):
-    """End the campaign's A/B test: the winner (VARIANT_ID when staff pick it, else by the metric)
-    goes to the held rest. Once only: a conditional update on the campaign's winner. Returns the
+    """End the campaign's A/B test: the winner (VARIANT_ID when staff pick it, else by the metric, once
+    every test row is sent: a rate of nothing chooses nothing) goes to the held rest. Once only: a conditional update on the campaign's winner. Returns the
     winner's letter, or None when there is nothing to do (no test, already decided, not started)."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
@@ -170,6 +170,10 @@ def send_winner(campaign_id, variant_id=None):
                                     "no winner can be sent.")
             return None
         if variant_id is None:
+            if awaiting_test_sends(campaign_id):
+                # No figures to choose from yet (paused, waiting for quota): the sweep looks again.
+                logger.debug("Campaign %s A/B winner waits for the test sends", campaign_id)
+                return None
             winner_id = choose_winner(variant_figures(campaign_id), campaign.ab_metric)
             picked = "by the metric"
         elif CampaignVariant.objects.filter(pk=variant_id, campaign_id=campaign_id).exists():
@@ -190,8 +194,27 @@ def send_winner(campaign_id, variant_id=None):
     return letter
 
 
+def unsent_test_batches(campaign_id=None):
+    """Before the winner: the test batches (each of one variant; the held rest has none) with rows still
+    to send. A batch is done once its every row is, so this reads batches, never the many rows."""
+    batches = SendBatch.objects.filter(variant__isnull=False).exclude(status=SendBatch.Status.DONE)
+    return batches.filter(campaign_id=campaign_id if campaign_id is not None else OuterRef("pk"))
+
+
+def awaiting_test_sends(campaign_id):
+    """Whether the automatic winner must still wait: some test row is not sent yet."""
+    return unsent_test_batches(campaign_id).exists()
+
+
+def waiting_for_test_sends(campaign):
+    """The wait is over and no winner is chosen, because test rows are still to be sent (the page says so)."""
+    return (campaign.ab_winner_id is None and campaign.ab_test_ends_at is not None
+            and campaign.ab_test_ends_at <= timezone.now() and awaiting_test_sends(campaign.pk))
+
+
 def due_winners():
-    """Live campaigns whose A/B wait is over and whose winner is not chosen yet (the sweep's check)."""
+    """Live campaigns whose A/B wait is over, whose test rows are all sent, and whose winner is not chosen
+    yet (the sweep's check)."""
     return list(Campaign.objects.filter(status=Campaign.Status.IN_PROGRESS, ab_test_percent__gt=0,
                                         ab_winner__isnull=True, ab_test_ends_at__lte=timezone.now())
-                .values_list("id", flat=True))
+                .exclude(Exists(unsent_test_batches())).values_list("id", flat=True))

@@ -8,14 +8,17 @@ import re
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import services
 from campaigns.exceptions import CampaignError
 from campaigns.experiments import ab_tests
-from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch
+from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch, SendingAccount
 from campaigns.sending import pipeline, sweep
 from tests.sending.test_pipeline import make_campaign, status_of, wait_for, wait_until_finished
+from tests.sending.test_routing import DAY_SECONDS, account_for, short_day, waiting_for_quota  # noqa: F401 (a fixture)
+from tests.support.factories import UserFactory, pool_of
 
 D = DeliveryLog.Status
 B = SendBatch.Status
@@ -309,3 +312,60 @@ def test_a_variant_is_checked_against_the_campaigns_imported_columns_when_saved(
     with pytest.raises(ValidationError) as refused:
         variant.full_clean()
     assert "Unknown merge tag {{ town }}" in str(refused.value.message_dict["subject"])
+
+
+# --- a winner only from data ---------------------------------------------------------------------------------
+
+def campaign_page(client, campaign):
+    client.force_login(UserFactory(is_superuser=True))
+    return client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_campaign_paused_during_the_wait_gets_its_winner_only_once_the_test_rows_are_sent(client):
+    campaign = start(ab_campaign(20, "AB", percent=50, batch_size=5, ab_wait=HOUR))
+    services.pause(campaign.pk)
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_ends_at=timezone.now())  # the wait ends while paused
+
+    assert ab_tests.send_winner(campaign.pk) is None  # the ETA task: no test row sent, nothing to choose from
+    campaign.refresh_from_db()
+    assert campaign.ab_winner is None and SendBatch.objects.filter(campaign=campaign, status=B.HELD).exists()
+    assert "Waiting for the test sends before choosing a winner" in campaign_page(client, campaign)
+
+    # Resumed, its test rows go out (as their batches would), and the figures choose.
+    services.resume(campaign.pk)
+    engage(campaign, "A", opened=1)
+    engage(campaign, "B", opened=3)
+    SendBatch.objects.filter(campaign=campaign, variant__isnull=False).update(status=B.DONE)
+    assert sweep.sweep().ab_winners == [campaign.pk]
+    campaign.refresh_from_db()
+    assert campaign.ab_winner.letter == "B"
+    assert "Waiting for the test sends" not in campaign_page(client, campaign)
+
+
+def test_while_waiting_for_quota_the_winner_waits_for_the_test_sends_then_chooses_from_them(
+        start_worker, smtp_sink_server, no_sendgrid, short_day, client):
+    account = account_for(smtp_sink_server, "gmail", per_day=4)
+    campaign = ab_campaign(20, "AB", percent=50, batch_size=5, ab_wait=datetime.timedelta(seconds=1),
+                           pool=pool_of(account))
+    start_worker(["scheduler", "senders"], concurrency=2)
+    services.send_now(campaign.pk)
+    waiting_for_quota(campaign, 4)  # 4 of the 10 test rows sent; the wait (1 s) is over
+    wait_for(lambda: Campaign.objects.get(pk=campaign.pk).ab_test_ends_at <= timezone.now())
+
+    sweep.sweep()  # as beat's would: the wait is over, but the test is not
+    campaign.refresh_from_db()
+    assert campaign.ab_winner is None
+    assert "Waiting for the test sends before choosing a winner" in campaign_page(client, campaign)
+    assert len(received_subjects(smtp_sink_server, campaign)) == 4  # nothing of the rest went out
+
+    SendingAccount.objects.filter(pk=account.pk).update(per_day=0)  # no limit: room again when the batch wakes
+    wait_for_the_test_rows(campaign, 10)
+    b_rows = DeliveryLog.objects.filter(campaign=campaign, variant__letter="B").values_list("id", flat=True)
+    DeliveryLog.objects.filter(id__in=list(b_rows)[:2]).update(opened_at=timezone.now())
+    wait_until_finished(campaign, timeout=4 * DAY_SECONDS, sweeping=True)
+
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED and campaign.ab_winner.letter == "B"
+    got = received_subjects(smtp_sink_server, campaign)
+    assert got == expected_subjects(campaign, campaign.ab_winner) and len(got) == 20
