@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
+from campaigns import states
 from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch
 from campaigns.sending.dispatch import queue_batches
@@ -24,6 +25,8 @@ from campaigns.sending.dispatch import queue_batches
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
 MIN_VARIANTS, MAX_VARIANTS = 2, 4
+NO_TEST_SENDS = ("A/B test: none of the test recipients could be sent to, so no variant can win by its figures. "
+                 "Pick the variant to send to the rest in the A/B test panel, then resume.")
 FIELD_NAMES = {"subject": "its subject", "html_body": "its HTML", "text_body": "its plain text"}
 SEND_WINNER_TASK = "campaigns.tasks.scheduler.send_ab_winner"
 
@@ -174,7 +177,14 @@ def send_winner(campaign_id, variant_id=None):
                 # No figures to choose from yet (paused, waiting for quota): the sweep looks again.
                 logger.debug("Campaign %s A/B winner waits for the test sends", campaign_id)
                 return None
-            winner_id = choose_winner(variant_figures(campaign_id), campaign.ab_metric)
+            figures = variant_figures(campaign_id)
+            if not any(f.sent for f in figures):
+                # Every test row ended unsent (failed): 0 of 0 everywhere would make letter A win.
+                if campaign.status == Campaign.Status.IN_PROGRESS:
+                    states.pause(campaign_id, reason=NO_TEST_SENDS)
+                    logger.warning("Campaign %s paused: no A/B test row was sent, staff pick the winner", campaign_id)
+                return None
+            winner_id = choose_winner(figures, campaign.ab_metric)
             picked = "by the metric"
         elif CampaignVariant.objects.filter(pk=variant_id, campaign_id=campaign_id).exists():
             winner_id, picked = variant_id, "by hand"

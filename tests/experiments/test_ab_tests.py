@@ -369,3 +369,21 @@ def test_while_waiting_for_quota_the_winner_waits_for_the_test_sends_then_choose
     assert campaign.status == Campaign.Status.COMPLETED and campaign.ab_winner.letter == "B"
     got = received_subjects(smtp_sink_server, campaign)
     assert got == expected_subjects(campaign, campaign.ab_winner) and len(got) == 20
+
+
+@pytest.mark.django_db
+def test_when_no_test_row_could_be_sent_the_campaign_pauses_for_staff_to_pick_the_winner():
+    campaign = start(ab_campaign(20, "AB", percent=50, batch_size=5, ab_wait=HOUR))
+    DeliveryLog.objects.filter(campaign=campaign, variant__isnull=False).update(status=D.FAILED)
+    SendBatch.objects.filter(campaign=campaign, variant__isnull=False).update(status=B.DONE)
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_ends_at=timezone.now())
+
+    assert sweep.sweep().ab_winners == []
+    campaign.refresh_from_db()
+    assert campaign.ab_winner is None and campaign.status == Campaign.Status.PAUSED
+    assert "none of the test recipients could be sent to" in campaign.pause_reason
+
+    b = CampaignVariant.objects.get(campaign=campaign, letter="B")
+    assert "Variant B" in services.pick_ab_winner(campaign.pk, b.pk)
+    campaign.refresh_from_db()
+    assert campaign.ab_winner == b
