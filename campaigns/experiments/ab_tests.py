@@ -153,8 +153,9 @@ def choose_winner(figures, metric):
 
 def send_winner(campaign_id, variant_id=None):
     """End the campaign's A/B test: the winner (VARIANT_ID when staff pick it, else by the metric, once
-    every test row is sent: a rate of nothing chooses nothing) goes to the held rest. Once only: a conditional update on the campaign's winner. Returns the
-    winner's letter, or None when there is nothing to do (no test, already decided, not started)."""
+    every test row is sent: a rate of nothing chooses nothing) goes to the held rest. Once only: a
+    conditional update on the campaign's winner. Returns the winner's letter, or None when there is
+    nothing to do (no test, already decided, not started, test rows still to send)."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
         if campaign is None or not is_ab_test(campaign) or campaign.ab_test_ends_at is None:

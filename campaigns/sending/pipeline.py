@@ -442,11 +442,9 @@ def send_batch(campaign_id, batch_number):
         pause_for_provider_problem(campaign_id, provider_problem)
         return report
     if unrenderable:
-        logger.error("Campaign %s batch %s: %s; %s rows failed", campaign_id, batch_number, unrenderable,
-                     report.failed)
-        pause_with_reason(campaign_id, f"Sending paused: {unrenderable} The {report.failed} recipients of the batch "
-                          "that tried it failed with this reason; the rest stay pending. Cancel the campaign, or "
-                          "correct the content, resume, and retry the failed recipients.")
+        pause_with_reason(campaign_id, f"Sending paused: {unrenderable} The {report.failed} recipients of batch "
+                          f"{batch_number} failed with this reason; the rest stay pending. Cancel the campaign, or "
+                          "correct the content, resume, and retry the failed recipients.", "content cannot be rendered")
         return report
     logger.info("Campaign %s batch %s via %s: sent=%s failed=%s unknown=%s skipped=%s retrying=%s",
                 campaign_id, batch_number, provider or "-", report.sent, report.failed, report.unknown,
@@ -489,17 +487,17 @@ def send_claimed(campaign, batch_number, claimed, ledger):
 def pause_for_provider_problem(campaign_id, error):
     """Every provider refused us (credentials, configuration, a relay's policy): waiting will not fix
     it, so the campaign pauses with the reason on its page, and resuming sends the pending rows."""
-    if pause_with_reason(campaign_id, f"Sending paused: every mail provider refused this campaign's mail. {error}"):
-        logger.error("Campaign %s paused: provider problem: %s", campaign_id, for_log(error))
+    pause_with_reason(campaign_id, f"Sending paused: every mail provider refused this campaign's mail. {error}",
+                      "provider problem")
 
 
-def pause_with_reason(campaign_id, reason):
-    """Pause a live campaign by itself, with REASON on its page; False when it was not live any more."""
+def pause_with_reason(campaign_id, reason, what):
+    """Pause a live campaign with REASON on its page (WHAT names it in the log)."""
     try:
         states.pause(campaign_id, reason=reason[:2000])
     except IllegalTransition:
-        return False  # another batch paused it first, or staff paused or cancelled it
-    return True
+        return  # another batch paused it first, or staff paused or cancelled it
+    logger.error("Campaign %s paused: %s: %s", campaign_id, what, for_log(reason))
 
 
 # --- finalising ---------------------------------------------------------------------------------
