@@ -16,8 +16,7 @@ from campaigns.audience.validators import (
     validate_email_address,
     validate_from_email,
 )
-from campaigns.exceptions import MergeTagError
-from campaigns.message.rendering import available_tags, find_tags, validate_merge_tags
+from campaigns.message.rendering import available_tags, content_problems
 from campaigns.security.encryption import EncryptedTextField
 
 # SendGrid accepts at most this many personalizations in one request.
@@ -209,25 +208,17 @@ class Campaign(models.Model):
         super().clean()
         if not self.is_editable:
             return  # sending has started: the content is read-only and was checked while it was editable
-        errors = {}
-        available = self.available_merge_tags()
-        for field in ("subject", "html_body", "text_body"):
-            try:
-                validate_merge_tags(getattr(self, field) or "", available=available)
-            except MergeTagError as error:
-                errors[field] = str(error)
-        if "html_body" not in errors and self.html_body and "unsubscribe_url" not in find_tags(self.html_body):
-            errors["html_body"] = ("The HTML body must contain an unsubscribe link, {{ unsubscribe_url }}, e.g. "
-                                   '<a href="{{ unsubscribe_url }}">Unsubscribe</a>.')
+        errors = content_problems(self.available_merge_tags(), self.subject, self.html_body, self.text_body)
         if errors:
             raise ValidationError(errors)
 
     def duplicate(self, with_recipients=True, **fields):
-        """A draft copy of the content and settings; recipients are copied with one INSERT ... SELECT."""
+        """A draft copy of the content and settings, sent through the same pool (its quotas, its From-domain
+        rules) to the same audience (segment); recipients are copied with one INSERT ... SELECT."""
         from django.db import connection, transaction
 
         copied = ("subject", "from_email", "reply_to", "html_body", "text_body", "template_id", "batch_size",
-                  "track_engagement")
+                  "track_engagement", "pool_id", "segment")
         values = {name: getattr(self, name) for name in copied}
         values["merge_fields"] = self.recipient_data_keys() if with_recipients else []
         values["name"] = f"Copy of {self.name}"[:200]
@@ -651,3 +642,23 @@ class CampaignVariant(models.Model):
 
     def __str__(self):
         return f"Variant {self.letter}"
+
+    def _campaign_if_set(self):
+        # An admin inline of a campaign being added sets the (unsaved) campaign, with no id yet.
+        return self.campaign if self.campaign_id is not None or "campaign" in self._state.fields_cache else None
+
+    def content_problems(self):
+        """What stops this variant's own subject, HTML or text from being sent, by field, checked as the
+        campaign's own are (campaigns.message.rendering.content_problems): merge tags, the unsubscribe link."""
+        campaign = self._campaign_if_set()
+        available = campaign.available_merge_tags() if campaign is not None else available_tags()
+        return content_problems(available, self.subject, self.html_body, self.text_body)
+
+    def clean(self):
+        super().clean()
+        campaign = self._campaign_if_set()
+        if campaign is not None and not campaign.is_editable:
+            return  # sending has started: the variants are read-only, as the campaign's content is
+        errors = self.content_problems()
+        if errors:
+            raise ValidationError(errors)

@@ -521,6 +521,7 @@ def ab_test_context(campaign):
         return None
     return {"figures": ab_tests.variant_figures(campaign.pk), "winner": campaign.ab_winner,
             "metric": campaign.get_ab_metric_display(), "ends_at": local_time(campaign.ab_test_ends_at),
+            "waiting_for_test_sends": ab_tests.waiting_for_test_sends(campaign),
             "can_pick": campaign.ab_winner_id is None and campaign.status in (S.IN_PROGRESS, S.PAUSED)}
 
 

@@ -12,8 +12,8 @@ condition on a delivery log, `d` below (docs/follow-ups-and-ab-tests.md):
 - failed, unknown: the delivery's status.
 
 Suppressed addresses are left out and counted. The recipients and their imported data are copied in
-one INSERT ... SELECT; the new campaign is a draft with the earlier one's content (Campaign.duplicate)
-that staff edit before sending.
+one INSERT ... SELECT; the new campaign is a draft with the earlier one's content and sending pool
+(Campaign.duplicate) that staff edit before sending.
 """
 
 from __future__ import annotations
@@ -139,8 +139,9 @@ def create_follow_up(campaign_id: int, segment: str, link_id: int | None = None,
             raise CampaignError(f"Campaign {campaign.pk} has no such clicked link: choose one of its links.")
     what = f"clicked {link.url}" if link else segment.label.lower()
     with transaction.atomic():
+        # Through the same pool; no segment: the group below is its whole audience.
         follow_up = campaign.duplicate(with_recipients=False, name=f"{campaign.name} — {what}"[:200],
-                                       created_by=created_by)
+                                       created_by=created_by, segment=None)
         with connection.cursor() as cursor:
             cursor.execute(COPY_RECIPIENTS.format(condition=CONDITIONS[segment]),
                            {"campaign": campaign.pk, "follow_up": follow_up.pk, "link": link.pk if link else None})

@@ -14,9 +14,10 @@ from fractions import Fraction
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
+from campaigns import states
 from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch
 from campaigns.sending.dispatch import queue_batches
@@ -24,6 +25,9 @@ from campaigns.sending.dispatch import queue_batches
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
 MIN_VARIANTS, MAX_VARIANTS = 2, 4
+NO_TEST_SENDS = ("A/B test: none of the test recipients could be sent to, so no variant can win by its figures. "
+                 "Pick the variant to send to the rest in the A/B test panel, then resume.")
+FIELD_NAMES = {"subject": "its subject", "html_body": "its HTML", "text_body": "its plain text"}
 SEND_WINNER_TASK = "campaigns.tasks.scheduler.send_ab_winner"
 
 
@@ -40,7 +44,8 @@ def is_ab_test(campaign):
 
 
 def check_ready(campaign_id):
-    """A CampaignError saying what is wrong with the campaign's A/B test, before it is scheduled."""
+    """A CampaignError saying what is wrong with the campaign's A/B test, before it is scheduled: the
+    number of variants, and each variant's content, checked as the campaign's own is when saved."""
     campaign = Campaign.objects.get(pk=campaign_id)
     if not is_ab_test(campaign):
         return
@@ -48,6 +53,11 @@ def check_ready(campaign_id):
     if not MIN_VARIANTS <= count <= MAX_VARIANTS:
         raise CampaignError(f"Campaign #{campaign_id} has an A/B test share of {campaign.ab_test_percent} % but "
                             f"{count} variants: add two to four, or set the share to 0.")
+    for variant in campaign.variants.order_by("letter"):
+        problems = variant.content_problems()
+        if problems:
+            raise CampaignError(f"Campaign #{campaign_id}'s variant {variant.letter} cannot be sent: "
+                                + " ".join(f"{FIELD_NAMES[field]}: {problem}" for field, problem in problems.items()))
 
 
 def split_for(campaign):
@@ -72,10 +82,11 @@ def with_variant(campaign, variant_id):
     """The campaign's send values (a dict, as send_batch reads them) with variant VARIANT_ID's subject,
     From name and content in place of the campaign's."""
     variant = (CampaignVariant.objects.filter(pk=variant_id)
-               .values("id", "subject", "from_name", "html_body", "text_body", "updated_at").first())
+               .values("id", "letter", "subject", "from_name", "html_body", "text_body", "updated_at").first())
     if variant is None:
         return campaign
-    values = dict(campaign, subject=variant["subject"], variant=(variant["id"], variant["updated_at"]))
+    values = dict(campaign, subject=variant["subject"], variant=(variant["id"], variant["updated_at"]),
+                  variant_letter=variant["letter"])
     if variant["html_body"]:
         values.update(html_body=variant["html_body"], text_body=variant["text_body"])
     elif variant["text_body"]:
@@ -141,9 +152,10 @@ def choose_winner(figures, metric):
 
 
 def send_winner(campaign_id, variant_id=None):
-    """End the campaign's A/B test: the winner (VARIANT_ID when staff pick it, else by the metric)
-    goes to the held rest. Once only: a conditional update on the campaign's winner. Returns the
-    winner's letter, or None when there is nothing to do (no test, already decided, not started)."""
+    """End the campaign's A/B test: the winner (VARIANT_ID when staff pick it, else by the metric, once
+    every test row is sent: a rate of nothing chooses nothing) goes to the held rest. Once only: a
+    conditional update on the campaign's winner. Returns the winner's letter, or None when there is
+    nothing to do (no test, already decided, not started, test rows still to send)."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
         if campaign is None or not is_ab_test(campaign) or campaign.ab_test_ends_at is None:
@@ -162,7 +174,18 @@ def send_winner(campaign_id, variant_id=None):
                                     "no winner can be sent.")
             return None
         if variant_id is None:
-            winner_id = choose_winner(variant_figures(campaign_id), campaign.ab_metric)
+            if awaiting_test_sends(campaign_id):
+                # No figures to choose from yet (paused, waiting for quota): the sweep looks again.
+                logger.debug("Campaign %s A/B winner waits for the test sends", campaign_id)
+                return None
+            figures = variant_figures(campaign_id)
+            if not any(f.sent for f in figures):
+                # Every test row ended unsent (failed): 0 of 0 everywhere would make letter A win.
+                if campaign.status == Campaign.Status.IN_PROGRESS:
+                    states.pause(campaign_id, reason=NO_TEST_SENDS)
+                    logger.warning("Campaign %s paused: no A/B test row was sent, staff pick the winner", campaign_id)
+                return None
+            winner_id = choose_winner(figures, campaign.ab_metric)
             picked = "by the metric"
         elif CampaignVariant.objects.filter(pk=variant_id, campaign_id=campaign_id).exists():
             winner_id, picked = variant_id, "by hand"
@@ -182,8 +205,27 @@ def send_winner(campaign_id, variant_id=None):
     return letter
 
 
+def unsent_test_batches(campaign_id=None):
+    """Before the winner: the test batches (each of one variant; the held rest has none) with rows still
+    to send. A batch is done once its every row is, so this reads batches, never the many rows."""
+    batches = SendBatch.objects.filter(variant__isnull=False).exclude(status=SendBatch.Status.DONE)
+    return batches.filter(campaign_id=campaign_id if campaign_id is not None else OuterRef("pk"))
+
+
+def awaiting_test_sends(campaign_id):
+    """Whether the automatic winner must still wait: some test row is not sent yet."""
+    return unsent_test_batches(campaign_id).exists()
+
+
+def waiting_for_test_sends(campaign):
+    """The wait is over and no winner is chosen, because test rows are still to be sent (the page says so)."""
+    return (campaign.ab_winner_id is None and campaign.ab_test_ends_at is not None
+            and campaign.ab_test_ends_at <= timezone.now() and awaiting_test_sends(campaign.pk))
+
+
 def due_winners():
-    """Live campaigns whose A/B wait is over and whose winner is not chosen yet (the sweep's check)."""
+    """Live campaigns whose A/B wait is over, whose test rows are all sent, and whose winner is not chosen
+    yet (the sweep's check)."""
     return list(Campaign.objects.filter(status=Campaign.Status.IN_PROGRESS, ab_test_percent__gt=0,
                                         ab_winner__isnull=True, ab_test_ends_at__lte=timezone.now())
-                .values_list("id", flat=True))
+                .exclude(Exists(unsent_test_batches())).values_list("id", flat=True))

@@ -101,6 +101,16 @@ def check_content(campaign, findings):
     return compiled
 
 
+def check_variants(campaign, findings):
+    """An A/B test's variants, checked as the campaign's own content is (scheduling refuses the same)."""
+    if campaign.ab_test_percent <= 0:
+        return
+    for variant in campaign.variants.order_by("letter"):
+        for field, problem in variant.content_problems().items():
+            findings.error("variant_content", f"Variant {variant.letter}: {problem}", variant=variant.letter,
+                           field=field)
+
+
 def content_links(campaign):
     """Every href of the HTML, in order, without repeats; trackable ones (click tracking) marked."""
     trackable = set(click_tracking.campaign_links(campaign.html_body or ""))
@@ -224,6 +234,7 @@ def preflight(campaign, on_chunk=lambda done: None, on_total=lambda total: None)
     audience's size before the rows are read, ON_CHUNK the rows read so far after each chunk."""
     findings = Findings()
     compiled = check_content(campaign, findings)
+    check_variants(campaign, findings)
     sender = check_sender(campaign, findings)
     links = content_links(campaign)
     matching, total = segments.count_matching(campaign.pk, campaign.segment)

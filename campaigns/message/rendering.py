@@ -125,6 +125,24 @@ def validate_merge_tags(*texts: str, available) -> None:
         )
 
 
+NO_UNSUBSCRIBE_LINK = ("The HTML body must contain an unsubscribe link, {{ unsubscribe_url }}, e.g. "
+                       '<a href="{{ unsubscribe_url }}">Unsubscribe</a>.')
+
+
+def content_problems(available, subject="", html_body="", text_body="") -> dict[str, str]:
+    """What stops a campaign's (or an A/B variant's) content from being sent, by field: unknown or
+    malformed merge tags, and HTML with no unsubscribe link. Empty when it can be sent."""
+    problems = {}
+    for field, text in (("subject", subject), ("html_body", html_body), ("text_body", text_body)):
+        try:
+            validate_merge_tags(text or "", available=available)
+        except MergeTagError as error:
+            problems[field] = str(error)
+    if "html_body" not in problems and html_body and "unsubscribe_url" not in find_tags(html_body):
+        problems["html_body"] = NO_UNSUBSCRIBE_LINK
+    return problems
+
+
 # --- compiling and rendering --------------------------------------------------------------
 
 HTML, SUBJECT, TEXT = "h", "s", "t"

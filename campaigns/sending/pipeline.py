@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from campaigns import states
 from campaigns.audience.segments import compile_segment
-from campaigns.exceptions import IllegalTransition, ProviderError, ProviderRefused, QuotaExhausted
+from campaigns.exceptions import IllegalTransition, MergeTagError, ProviderError, ProviderRefused, QuotaExhausted
 from campaigns.experiments import ab_tests
 from campaigns.message import click_tracking, signed_links
 from campaigns.message.rendering import compile_campaign, recipient_context
@@ -383,7 +383,12 @@ def send_batch(campaign_id, batch_number):
         report.skipped = ledger.report.skipped
 
     provider, provider_problem = "", None
-    if claimed:
+    unrenderable = cannot_render(campaign) if claimed else ""
+    if unrenderable:
+        # Sending it again cannot help: its rows fail with the reason and the campaign pauses (below),
+        # rather than the batch going back to pending to fail the same way for ever.
+        ledger.write([(pk, D.FAILED, "", "", unrenderable) for pk, *_ in claimed])
+    elif claimed:
         try:
             with Heartbeat(batch_id, token):
                 provider, results, provider_problem = send_claimed(campaign, batch_number, claimed, ledger)
@@ -410,6 +415,7 @@ def send_batch(campaign_id, batch_number):
     # Sending accounts: a pool at its limits queues the batch again, to be sent by itself once quota
     # frees (routing.wait_for_quota); its next batches would only wait too.
     quota_wait = isinstance(provider_problem, QuotaExhausted)
+    stopping = provider_problem is not None or bool(unrenderable)
     if quota_wait:
         status = B.QUEUED
     elif provider_problem is not None:
@@ -422,7 +428,7 @@ def send_batch(campaign_id, batch_number):
     with transaction.atomic():
         finished, following = run_prepared(FINISH_BATCH, {"batch": batch_id, "token": token, "campaign": campaign_id,
                                                           "status": str(status),
-                                                          "more": provider_problem is None}).fetchone()
+                                                          "more": not stopping}).fetchone()
         if finished and status == B.QUEUED and not quota_wait:
             dispatch_batches(campaign_id, [batch_number], countdown=report.retry_in)
         if following is not None:
@@ -435,11 +441,27 @@ def send_batch(campaign_id, batch_number):
     if provider_problem is not None:
         pause_for_provider_problem(campaign_id, provider_problem)
         return report
+    if unrenderable:
+        pause_with_reason(campaign_id, f"Sending paused: {unrenderable} The {report.failed} recipients of batch "
+                          f"{batch_number} failed with this reason; the rest stay pending. Cancel the campaign, or "
+                          "correct the content, resume, and retry the failed recipients.", "content cannot be rendered")
+        return report
     logger.info("Campaign %s batch %s via %s: sent=%s failed=%s unknown=%s skipped=%s retrying=%s",
                 campaign_id, batch_number, provider or "-", report.sent, report.failed, report.unknown,
                 report.skipped, report.retrying)
     finalize_if_done(campaign_id)
     return report
+
+
+def cannot_render(campaign):
+    """Why the content a batch would send (the campaign's, or its variant's) cannot be rendered, or ''.
+    Scheduling refuses such content; this catches what changed since (campaigns.experiments.ab_tests.check_ready)."""
+    try:
+        compiled_campaign(campaign)
+    except MergeTagError as error:
+        letter = campaign.get("variant_letter")
+        return f"{f'variant {letter}' if letter else 'the content'} cannot be rendered: {error}"
+    return ""
 
 
 def send_claimed(campaign, batch_number, claimed, ledger):
@@ -465,12 +487,17 @@ def send_claimed(campaign, batch_number, claimed, ledger):
 def pause_for_provider_problem(campaign_id, error):
     """Every provider refused us (credentials, configuration, a relay's policy): waiting will not fix
     it, so the campaign pauses with the reason on its page, and resuming sends the pending rows."""
-    reason = f"Sending paused: every mail provider refused this campaign's mail. {error}"
+    pause_with_reason(campaign_id, f"Sending paused: every mail provider refused this campaign's mail. {error}",
+                      "provider problem")
+
+
+def pause_with_reason(campaign_id, reason, what):
+    """Pause a live campaign with REASON on its page (WHAT names it in the log)."""
     try:
         states.pause(campaign_id, reason=reason[:2000])
     except IllegalTransition:
         return  # another batch paused it first, or staff paused or cancelled it
-    logger.error("Campaign %s paused: provider problem: %s", campaign_id, for_log(error))
+    logger.error("Campaign %s paused: %s: %s", campaign_id, what, for_log(reason))
 
 
 # --- finalising ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The web version of a campaign: {{ web_url }} in an email opens the message as that recipient got it,
 and the public archive shows the campaigns staff chose to publish, with sample data only.
 
-Both render the campaign's own HTML (never the tracked version: no open pixel, no tracking redirects),
+Both render the campaign's own HTML (never the tracked version: no open pixel, no tracking redirects);
+the web version of an A/B test's recipient renders the variant it got, or for the rest the winner,
 with recipient values escaped by the compiled plan as in the email. A forged, tampered or other kind
 of token gets the 404 page. The token sits in the URL, so the page sends no Referer to the links in it.
 """
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from campaigns.experiments import ab_tests
 from campaigns.message import signed_links
 from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import Campaign, DeliveryLog
@@ -40,13 +42,20 @@ def web_version(request, token):
         return not_found(request)
     row = (DeliveryLog.objects.filter(pk=delivery_id)
            .values("recipient__email", "recipient__first_name", "recipient__last_name", "recipient__data",
-                   "campaign__subject", "campaign__html_body", "campaign__text_body").first())
+                   "campaign__subject", "campaign__html_body", "campaign__text_body", "campaign__from_email",
+                   "variant_id", "campaign__ab_winner_id").first())
     if row is None:
         return not_found(request)
+    content = {"subject": row["campaign__subject"], "html_body": row["campaign__html_body"],
+               "text_body": row["campaign__text_body"], "from_email": row["campaign__from_email"]}
+    # A test row got its variant, the rest the winner; before the winner is chosen the rest got nothing yet.
+    variant_id = row["variant_id"] or row["campaign__ab_winner_id"]
+    if variant_id is not None:
+        content = ab_tests.with_variant(content, variant_id)
     context = recipient_context(row["recipient__email"], row["recipient__first_name"], row["recipient__last_name"],
                                 row["recipient__data"] or {}, signed_links.unsubscribe_url(delivery_id),
                                 signed_links.web_url(delivery_id))
-    compiled = compile_campaign(row["campaign__subject"], row["campaign__html_body"], row["campaign__text_body"])
+    compiled = compile_campaign(content["subject"], content["html_body"], content["text_body"])
     return _email_page(compiled.render(context).html)
 
 

@@ -282,3 +282,19 @@ def test_a_viewer_cannot_pick_the_winner(viewer_client):
     variant = CampaignVariant.objects.create(campaign=campaign, letter="A", subject="A")
     response = viewer_client.post(reverse("admin:campaigns_campaign_ab_winner", args=[campaign.pk, variant.pk]))
     assert response.status_code == 403
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field, value, error", [
+    ("subject", "{{ first_name|upper }}", 'the filter "upper" is not supported'),
+    ("html_body", "<p>Hi {{ nickname }}</p>", "Unknown merge tag {{ nickname }}"),
+    ("html_body", "<p>Hi {{ first_name }}</p>", "must contain an unsubscribe link"),
+    ("text_body", "Hi {{ first_name|upper }}", 'the filter "upper" is not supported'),
+])
+def test_a_variant_is_validated_like_the_campaigns_own_fields(staff_client, field, value, error):
+    data = {**form_data(ab_test_percent=20), **variants_data(("A", "Hello", ""), ("B", "Hi there", ""))}
+    data[f"variants-1-{field}"] = value
+    response = staff_client.post(ADD, data)
+    assert response.status_code == 200
+    assert error in " ".join(response.context["inline_admin_formsets"][0].formset.errors[1][field])
+    assert not Campaign.objects.exists() and not CampaignVariant.objects.exists()

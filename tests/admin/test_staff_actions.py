@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, DeliveryLog
 from tests.admin.conftest import add_logs, add_recipients
-from tests.support.factories import CampaignFactory, UserFactory
+from tests.support.factories import CampaignFactory, SendingAccountFactory, UserFactory, pool_of
 
 LIST = reverse("admin:campaigns_campaign_changelist")
 
@@ -186,3 +186,16 @@ def test_retry_failed_button_reopens_a_completed_campaign(staff_client):
     assert messages_of(response) == [("success", "Retry failed: Retrying 2 failed recipients.")]
     assert status_of(campaign) == "in_progress" and campaign.failed_count == 0
     assert DeliveryLog.objects.filter(campaign=campaign, status="pending").count() == 2
+
+
+@pytest.mark.django_db
+def test_duplicate_keeps_the_pool_and_the_segment(staff_client):
+    pool = pool_of(SendingAccountFactory(name="relay-of-the-original"))
+    segment = {"match": "all", "conditions": [{"column": "city", "operator": "equals", "value": "Lisbon"}]}
+    campaign = CampaignFactory(pool=pool, segment=segment)
+    add_recipients(campaign, 3, data={"city": "Lisbon"})
+    response = staff_client.post(action_url(campaign, "duplicate"))
+    assert response.status_code == 302
+    copy = Campaign.objects.exclude(pk=campaign.pk).get()
+    assert copy.status == Campaign.Status.DRAFT and copy.total_recipients == 3
+    assert copy.pool == pool and copy.segment == segment

@@ -5,11 +5,13 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from campaigns import services
 from campaigns.audience import follow_ups
 from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, CampaignLink, DeliveryLog
+from tests.sending.test_pipeline import wait_until_finished
 from tests.support.engaged_campaign import LINK_A, LINK_B, emails, make_engaged_campaign
-from tests.support.factories import CampaignFactory
+from tests.support.factories import CampaignFactory, SendingAccountFactory, pool_of
 
 pytestmark = pytest.mark.django_db
 S = follow_ups.Segment
@@ -97,3 +99,24 @@ def test_an_empty_group_leaves_no_draft_behind():
     with pytest.raises(CampaignError, match="No recipients unknown"):
         follow_ups.create_follow_up(campaign.pk, S.UNKNOWN)
     assert Campaign.objects.count() == before
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_follow_up_goes_through_the_original_campaigns_pool(start_worker, smtp_sink_server, second_sink,
+                                                               no_sendgrid):
+    start_worker(["scheduler", "senders"], concurrency=2)
+    pool = pool_of(SendingAccountFactory(name="pool-relay", port=second_sink.port))
+    campaign, _ = make_engaged_campaign(pool=pool, segment={"match": "all", "conditions": [
+        {"column": "city", "operator": "equals", "value": "City1"}]})
+    made = follow_ups.create_follow_up(campaign.pk, S.NON_CLICKERS)
+    assert made.campaign.pool == pool and made.campaign.segment is None  # the group is its whole audience
+
+    services.send_now(made.campaign.pk)
+    wait_until_finished(made.campaign)
+
+    # Every message went through the pool's account, none through the environment's SMTP server.
+    assert sorted(second_sink.recipients()) == recipients_of(made.campaign) == ["r1@example.com", "r2@example.com",
+                                                                              "r4@example.com"]
+    assert smtp_sink_server.recipients() == []
+    assert set(DeliveryLog.objects.filter(campaign=made.campaign).values_list("provider", flat=True)) == {"pool-relay"}

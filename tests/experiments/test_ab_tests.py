@@ -3,17 +3,22 @@ with real worker processes, checked against what the SMTP sink received."""
 
 import collections
 import datetime
+import json
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import services
 from campaigns.exceptions import CampaignError
 from campaigns.experiments import ab_tests
-from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch
-from campaigns.sending import pipeline
-from tests.sending.test_pipeline import make_campaign, wait_for, wait_until_finished
+from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch, SendingAccount
+from campaigns.sending import pipeline, sweep
+from tests.sending.test_pipeline import make_campaign, status_of, wait_for, wait_until_finished
+from tests.sending.test_routing import DAY_SECONDS, account_for, short_day, waiting_for_quota  # noqa: F401 (a fixture)
+from tests.support.factories import UserFactory, pool_of
 
 D = DeliveryLog.Status
 B = SendBatch.Status
@@ -186,7 +191,8 @@ def test_staff_pick_the_winner_sooner_with_its_from_name_and_content(start_worke
     campaign = ab_campaign(20, "AB", percent=50, batch_size=5, ab_wait=HOUR)
     CampaignVariant.objects.filter(campaign=campaign, letter="B").update(
         from_name="Ann at Acme",
-        html_body='<p>Variant B for {{ first_name }}: <a href="https://b.acme.test/offer">Offer</a></p>')
+        html_body='<p>Variant B for {{ first_name }}: <a href="https://b.acme.test/offer">Offer</a></p>'
+                  '<a href="{{ unsubscribe_url }}">Unsubscribe</a>')
     services.send_now(campaign.pk)
     wait_for_the_test_rows(campaign, 10)
     b = CampaignVariant.objects.get(campaign=campaign, letter="B")
@@ -233,3 +239,151 @@ def test_retrying_failed_rows_sends_each_with_its_variant_or_the_winner():
     # A's 4 rows in batches of 3 (3 + 1), B's 2 and the rest's 5 (B, the winner: 3 + 3 + 1).
     sizes = sorted(batches[n].size for n in set(retried.values_list("batch_number", flat=True)))
     assert sizes == [1, 1, 3, 3, 3]
+
+
+# --- a variant that cannot render ----------------------------------------------------------------------
+
+BAD_SUBJECT = "{{ first_name|upper }}, news"
+
+
+def senders_tasks(redis_client):
+    """Tasks for the senders queue in the broker: waiting in it, or delivered and not yet acknowledged."""
+    unacked = [json.loads(raw) for raw in redis_client.hvals("unacked")]
+    return redis_client.llen("senders") + sum(1 for _message, _exchange, queue in unacked if queue == "senders")
+
+
+def test_a_variant_that_cannot_render_fails_its_rows_with_the_reason_and_pauses_without_looping(
+        start_worker, smtp_sink_server, no_sendgrid, redis_client):
+    start_worker(["scheduler", "senders"], concurrency=2)
+    campaign = ab_campaign(40, "AB", percent=50, batch_size=5, ab_wait=HOUR)
+    # Content that changed after it was checked (as a direct update would): scheduling would refuse it.
+    CampaignVariant.objects.filter(campaign=campaign, letter="B").update(subject=BAD_SUBJECT)
+    start(campaign)
+    test_batches = SendBatch.objects.filter(campaign=campaign).exclude(status=B.HELD).count()
+
+    def bounded_queue():
+        # The senders' tasks, waiting or taken by a worker: never more than one per test batch.
+        assert senders_tasks(redis_client) <= test_batches
+        sweep.sweep()
+
+    wait_for(lambda: status_of(campaign) == Campaign.Status.PAUSED, timeout=60, every=0.5, on_tick=bounded_queue)
+    wait_for(lambda: not SendBatch.objects.filter(campaign=campaign, status=B.SENDING).exists())
+    for _ in range(3):  # the sweep finds nothing to send again: the campaign is paused, its bad batch done
+        bounded_queue()
+
+    campaign.refresh_from_db()
+    assert "variant B cannot be rendered" in campaign.pause_reason and "upper" in campaign.pause_reason
+    rows = DeliveryLog.objects.filter(campaign=campaign)
+    failed = rows.filter(status=D.FAILED)
+    assert failed.exists() and not failed.exclude(variant__letter="B").exists()
+    assert all("variant B cannot be rendered" in error for error in failed.values_list("last_error", flat=True))
+    assert not rows.filter(variant__letter="B", status=D.SENT).exists()
+    # Each batch of B was tried at most once; nothing of B reached the sink.
+    b_batches = SendBatch.objects.filter(campaign=campaign, variant__letter="B")
+    assert max(b_batches.values_list("attempts", flat=True)) == 1
+    assert "Subject B" not in {s for subjects in received_subjects(smtp_sink_server, campaign).values()
+                               for s in subjects}
+    assert campaign.failed_count == failed.count() and campaign.sent_count == rows.filter(status=D.SENT).count()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fields, error", [
+    ({"subject": BAD_SUBJECT}, "variant B cannot be sent: its subject: Malformed merge tag {{ first_name|upper }}"),
+    ({"html_body": "<p>Hello {{ first_name }}</p>"}, "variant B cannot be sent: its HTML: The HTML body must "
+                                                      "contain an unsubscribe link"),
+])
+def test_scheduling_refuses_a_variant_that_cannot_be_sent_with_the_reason(fields, error):
+    campaign = ab_campaign(5, "AB", percent=20)
+    CampaignVariant.objects.filter(campaign=campaign, letter="B").update(**fields)
+    for action in (services.send_now, lambda pk: services.schedule(pk, timezone.now() + HOUR)):
+        with pytest.raises(CampaignError) as refused:
+            action(campaign.pk)
+        assert error in str(refused.value)
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DRAFT
+
+
+@pytest.mark.django_db
+def test_a_variant_is_checked_against_the_campaigns_imported_columns_when_saved():
+    campaign = ab_campaign(2, "A", percent=20)  # its recipients have a "city" column
+    variant = CampaignVariant(campaign=campaign, letter="B", subject="News from {{ city }}",
+                              html_body='<p>{{ city }}</p><a href="{{ unsubscribe_url }}">Unsubscribe</a>')
+    variant.full_clean()
+    variant.subject = "News from {{ town }}"
+    with pytest.raises(ValidationError) as refused:
+        variant.full_clean()
+    assert "Unknown merge tag {{ town }}" in str(refused.value.message_dict["subject"])
+
+
+# --- a winner only from data ---------------------------------------------------------------------------------
+
+def campaign_page(client, campaign):
+    client.force_login(UserFactory(is_superuser=True))
+    return client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_campaign_paused_during_the_wait_gets_its_winner_only_once_the_test_rows_are_sent(client):
+    campaign = start(ab_campaign(20, "AB", percent=50, batch_size=5, ab_wait=HOUR))
+    services.pause(campaign.pk)
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_ends_at=timezone.now())  # the wait ends while paused
+
+    assert ab_tests.send_winner(campaign.pk) is None  # the ETA task: no test row sent, nothing to choose from
+    campaign.refresh_from_db()
+    assert campaign.ab_winner is None and SendBatch.objects.filter(campaign=campaign, status=B.HELD).exists()
+    assert "Waiting for the test sends before choosing a winner" in campaign_page(client, campaign)
+
+    # Resumed, its test rows go out (as their batches would), and the figures choose.
+    services.resume(campaign.pk)
+    engage(campaign, "A", opened=1)
+    engage(campaign, "B", opened=3)
+    SendBatch.objects.filter(campaign=campaign, variant__isnull=False).update(status=B.DONE)
+    assert sweep.sweep().ab_winners == [campaign.pk]
+    campaign.refresh_from_db()
+    assert campaign.ab_winner.letter == "B"
+    assert "Waiting for the test sends" not in campaign_page(client, campaign)
+
+
+def test_while_waiting_for_quota_the_winner_waits_for_the_test_sends_then_chooses_from_them(
+        start_worker, smtp_sink_server, no_sendgrid, short_day, client):
+    account = account_for(smtp_sink_server, "gmail", per_day=4)
+    campaign = ab_campaign(20, "AB", percent=50, batch_size=5, ab_wait=datetime.timedelta(seconds=1),
+                           pool=pool_of(account))
+    start_worker(["scheduler", "senders"], concurrency=2)
+    services.send_now(campaign.pk)
+    waiting_for_quota(campaign, 4)  # 4 of the 10 test rows sent; the wait (1 s) is over
+    wait_for(lambda: Campaign.objects.get(pk=campaign.pk).ab_test_ends_at <= timezone.now())
+
+    sweep.sweep()  # as beat's would: the wait is over, but the test is not
+    campaign.refresh_from_db()
+    assert campaign.ab_winner is None
+    assert "Waiting for the test sends before choosing a winner" in campaign_page(client, campaign)
+    assert len(received_subjects(smtp_sink_server, campaign)) == 4  # nothing of the rest went out
+
+    SendingAccount.objects.filter(pk=account.pk).update(per_day=0)  # no limit: room again when the batch wakes
+    wait_for_the_test_rows(campaign, 10)
+    b_rows = DeliveryLog.objects.filter(campaign=campaign, variant__letter="B").values_list("id", flat=True)
+    DeliveryLog.objects.filter(id__in=list(b_rows)[:2]).update(opened_at=timezone.now())
+    wait_until_finished(campaign, timeout=4 * DAY_SECONDS, sweeping=True)
+
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED and campaign.ab_winner.letter == "B"
+    got = received_subjects(smtp_sink_server, campaign)
+    assert got == expected_subjects(campaign, campaign.ab_winner) and len(got) == 20
+
+
+@pytest.mark.django_db
+def test_when_no_test_row_could_be_sent_the_campaign_pauses_for_staff_to_pick_the_winner():
+    campaign = start(ab_campaign(20, "AB", percent=50, batch_size=5, ab_wait=HOUR))
+    DeliveryLog.objects.filter(campaign=campaign, variant__isnull=False).update(status=D.FAILED)
+    SendBatch.objects.filter(campaign=campaign, variant__isnull=False).update(status=B.DONE)
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_ends_at=timezone.now())
+
+    assert sweep.sweep().ab_winners == []
+    campaign.refresh_from_db()
+    assert campaign.ab_winner is None and campaign.status == Campaign.Status.PAUSED
+    assert "none of the test recipients could be sent to" in campaign.pause_reason
+
+    b = CampaignVariant.objects.get(campaign=campaign, letter="B")
+    assert "Variant B" in services.pick_ab_winner(campaign.pk, b.pk)
+    campaign.refresh_from_db()
+    assert campaign.ab_winner == b

@@ -7,7 +7,7 @@ import pytest
 
 from campaigns.audience import segments
 from campaigns.message import preflight
-from campaigns.models import Campaign, PreflightRun, Recipient, Suppression
+from campaigns.models import Campaign, CampaignVariant, PreflightRun, Recipient, Suppression
 from tests.support.factories import CampaignFactory
 
 HTML = ('<html><body><p>Hi {{ first_name }} from {{ city }}, {{ bio|default:"-" }}</p>'
@@ -154,3 +154,15 @@ def test_the_task_runs_on_the_imports_worker(start_worker, transactional_db, set
     assert run.report["errors"] == []
     assert run.report["figures"]["rendered"] == 30
     assert run.rows_done == 30
+
+
+def test_an_ab_tests_variants_are_checked_like_the_campaigns_own_content(campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_percent=20)
+    campaign.refresh_from_db()
+    CampaignVariant.objects.create(campaign=campaign, letter="A", subject="Hello {{ city }}")
+    CampaignVariant.objects.create(campaign=campaign, letter="B", subject="{{ first_name|upper }}",
+                                   html_body="<p>No way out</p>")
+    errors = [f for f in preflight.preflight(campaign)["errors"] if f["code"] == "variant_content"]
+    assert [(f["variant"], f["field"]) for f in errors] == [("B", "subject"), ("B", "html_body")]
+    assert 'the filter "upper" is not supported' in errors[0]["message"]
+    assert "unsubscribe link" in errors[1]["message"]

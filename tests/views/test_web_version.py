@@ -3,11 +3,13 @@ escaping of recipient data, no tracking pixel, sample data only in the archive."
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from campaigns.experiments import ab_tests
 from campaigns.message import signed_links
-from campaigns.models import Campaign, DeliveryLog
+from campaigns.models import Campaign, CampaignVariant, DeliveryLog
 from campaigns.sending import pipeline
-from tests.support.factories import CampaignFactory, DeliveryLogFactory
+from tests.support.factories import CampaignFactory, DeliveryLogFactory, RecipientFactory
 
 HTML = ('<html><body><p>Hi {{ first_name }} from {{ city|default:"somewhere" }}</p>'
         '<a href="https://shop.example/sale">Sale</a> <a href="{{ web_url }}">View in browser</a> '
@@ -96,3 +98,29 @@ def test_staff_mark_a_sent_campaign_for_the_archive(admin_client, delivery):
     response = admin_client.post(url, form)
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Campaign.objects.get(pk=delivery.campaign_id).public_archive
+
+
+def variant_html(letter):
+    return f'<p>Variant {letter} for {{{{ first_name }}}}</p><a href="{{{{ unsubscribe_url }}}}">Unsubscribe</a>'
+
+
+@pytest.mark.django_db
+def test_the_web_version_of_an_ab_test_shows_the_recipients_own_variant_or_the_winner():
+    campaign = CampaignFactory(html_body=HTML, ab_test_percent=50, status=Campaign.Status.SCHEDULED,
+                               scheduled_at=timezone.now())
+    RecipientFactory.create_batch(8, campaign=campaign, first_name="Ann")
+    for letter in "AB":
+        CampaignVariant.objects.create(campaign=campaign, letter=letter, subject=f"Subject {letter}",
+                                       html_body=variant_html(letter))
+    assert pipeline.start_campaign(campaign.pk)
+    b = CampaignVariant.objects.get(campaign=campaign, letter="B")
+    assert ab_tests.send_winner(campaign.pk, b.pk) == "B"
+
+    def page_of(row):
+        return Client().get(path_of(signed_links.web_url(row.pk))).content.decode()
+
+    rows = DeliveryLog.objects.filter(campaign=campaign)
+    assert "Variant A for Ann" in page_of(rows.filter(variant__letter="A").first())
+    assert "Variant B for Ann" in page_of(rows.filter(variant__letter="B").first())
+    rest = page_of(rows.filter(variant__isnull=True).first())
+    assert "Variant B for Ann" in rest and "Hi Ann from" not in rest  # the winner, not the campaign's own
