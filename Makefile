@@ -22,6 +22,7 @@ run: $(STAMP)
 ## The whole suite against throwaway PostgreSQL and Redis. Pass pytest arguments with ARGS="...".
 test: $(STAMP)
 	sh scripts/ensure_chromium.sh
+	sh scripts/ensure_dovecot.sh
 	$(VENV_PY) scripts/devstack.py test $(ARGS)
 
 ## The admin at scale: page times on an almost empty database, then with 1M delivery logs (ratios).
