@@ -102,6 +102,8 @@ class ImapReader:
                 if account.bounce_security == SendingAccount.Security.STARTTLS:
                     self.conn.starttls(ssl_context=ssl.create_default_context())
             self.conn.login(account.bounce_username, str(account.bounce_password))
+            _, data = self.conn.capability()  # after login: servers announce MOVE only then
+            self.can_move = b"MOVE" in (data[0] or b"").upper().split()
             status, detail = self.conn.select(_quoted(account.bounce_folder or "INBOX"))
             if status != "OK":
                 raise BounceMailboxError(f"IMAP {_where(account)}: folder {account.bounce_folder!r} cannot be "
@@ -147,7 +149,7 @@ class ImapReader:
         try:
             if self.account.bounce_after_read == SendingAccount.AfterRead.MOVE:
                 target = _quoted(self.account.bounce_move_to)
-                if b"MOVE" in self.conn.capabilities or "MOVE" in self.conn.capabilities:
+                if self.can_move:
                     self.conn.uid("MOVE", uid_set, target)
                     return
                 self.conn.uid("COPY", uid_set, target)

@@ -1,0 +1,161 @@
+"""Debian's Dovecot as a throwaway IMAP and POP3 server for the bounce mailbox tests: its own ports,
+configuration, users and Maildirs under a temporary directory, started once per session (installed by
+`make test` through scripts/ensure_dovecot.sh). Messages are delivered by writing them into a user's
+Maildir (new/), as an MDA does.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from localservers.ports import free_port, wait_for_port
+
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+PASSWORD = "bounce-secret"
+
+CONFIG = """\
+base_dir = {base}/run
+state_dir = {base}/state
+instance_name = mailer-test-{port}
+log_path = {base}/dovecot.log
+info_log_path = {base}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{base}/mail/%u
+mail_uid = {uid}
+mail_gid = {gid}
+first_valid_uid = 0
+default_internal_user = {internal}
+default_login_user = {login}
+login_trusted_networks =
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {base}/users
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={base}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+service pop3-login {{
+  chroot =
+}}
+protocol imap {{
+  mail_max_userip_connections = 100
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+"""
+
+
+def available():
+    """None when Dovecot can run here, else why not (the tests skip with it)."""
+    if not (os.path.exists(DOVECOT) and os.path.exists("/usr/lib/dovecot/imap")
+            and os.path.exists("/usr/lib/dovecot/pop3")):
+        return "Debian's Dovecot is not installed (scripts/ensure_dovecot.sh installs it as root)"
+    return None
+
+
+class Dovecot:
+    def __init__(self, base: Path):
+        self.base = base
+        self.imap_port = free_port()
+        self.pop3_port = free_port()
+        self.process = None
+        self.users = set()
+
+    def start(self):
+        for name in ("run", "state", "mail", "home"):
+            (self.base / name).mkdir(parents=True, exist_ok=True)
+        (self.base / "users").write_text("")
+        me = pwd.getpwuid(os.getuid())
+        internal = "dovecot" if os.getuid() == 0 else me.pw_name
+        login = "dovenull" if os.getuid() == 0 else me.pw_name
+        # Dovecot refuses to access mail as root: as root, the mail belongs to its own "dovecot" user.
+        owner = pwd.getpwnam("dovecot") if os.getuid() == 0 else me
+        self.uid, self.gid = owner.pw_uid, owner.pw_gid
+        os.chown(self.base / "mail", self.uid, self.gid)
+        (self.base / "dovecot.conf").write_text(CONFIG.format(
+            base=self.base, port=self.imap_port, uid=self.uid, gid=self.gid, internal=internal, login=login,
+            imap_port=self.imap_port, pop3_port=self.pop3_port))
+        if os.getuid() == 0:  # the unprivileged login and internal processes must reach their sockets
+            for path in (self.base, self.base / "run"):
+                path.chmod(0o755)
+        self.process = subprocess.Popen([DOVECOT, "-F", "-c", str(self.base / "dovecot.conf")],
+                                        stdout=subprocess.DEVNULL, stderr=open(self.base / "stderr.log", "wb"))
+        for port in (self.imap_port, self.pop3_port):
+            wait_for_port(port, self.process, name="dovecot", log_path=self.base / "stderr.log", timeout=30)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def new_user(self):
+        """A fresh mailbox user (so tests never share messages); returns its name."""
+        user = f"bounces-{uuid.uuid4().hex[:10]}"
+        with open(self.base / "users", "a") as file:
+            file.write(f"{user}:{{PLAIN}}{PASSWORD}\n")
+        self.users.add(user)
+        return user
+
+    def maildir(self, user, folder=""):
+        root = self.base / "mail" / user
+        return root / f".{folder.replace('/', '.')}" if folder and folder != "INBOX" else root
+
+    def deliver(self, user, raw: bytes):
+        """Write RAW into USER's INBOX as a new message, as an MDA would (tmp/ then rename into new/)."""
+        root = self.maildir(user)
+        if not (root / "new").exists():
+            for path in (root, root / "tmp", root / "new", root / "cur"):
+                path.mkdir(parents=True, exist_ok=True)
+                os.chown(path, self.uid, self.gid)
+        name = f"{time.time():.6f}.{uuid.uuid4().hex}.test"
+        tmp = root / "tmp" / name
+        tmp.write_bytes(raw.replace(b"\r\n", b"\n"))
+        os.chown(tmp, self.uid, self.gid)
+        tmp.rename(root / "new" / name)
+
+    def count(self, user, folder=""):
+        """Messages in USER's FOLDER (INBOX by default) as files, read or not, not marked deleted."""
+        root = self.maildir(user, folder)
+        return sum(1 for sub in ("new", "cur") if (root / sub).exists()
+                   for path in (root / sub).iterdir() if not path.name.split(":2,")[-1].count("T"))
