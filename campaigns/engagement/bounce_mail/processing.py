@@ -1,7 +1,7 @@
 """Messages from a bounce mailbox (or process_bounce_mail) read, matched and applied in one go.
 
 Each recipient of a bounce or complaint that matches one of our deliveries becomes a ProviderEvent
-with the id "mail:<message digest>:<address>", applied by campaigns.engagement.provider_events with
+with the id "mail:<message digest>:<recipient's place>:<address>", applied by campaigns.engagement.provider_events with
 every other provider's events: a replayed message (read twice from a mailbox, piped twice) changes
 nothing twice.
 - hard bounce: the delivery is bounced and the address suppressed as bounced, with the status and
@@ -105,7 +105,7 @@ def process(messages, source: str) -> ProcessReport:
             elif delivery is None:
                 result.lines.append(f"{what}: no delivery of ours matches; nothing changed")
             else:
-                events.append(_event(parsed, recipient, delivery))
+                events.append(_event(parsed, position, recipient, delivery))
                 result.lines.append(f"{what}: delivery {delivery[0]} of campaign {delivery[1]} "
                                     f"(matched by {delivery[3]}): {_effect(recipient.outcome)}")
 
@@ -117,10 +117,10 @@ def process(messages, source: str) -> ProcessReport:
     return report
 
 
-def _event(parsed, recipient, delivery):
+def _event(parsed, position, recipient, delivery):
     delivery_id, campaign_id, email, _ = delivery
     detail = " ".join(part for part in (recipient.status, recipient.diagnostic) if part)
-    common = dict(event_id=f"mail:{parsed.digest}:{recipient.address}", timestamp=time.time(), email=email,
+    common = dict(event_id=f"mail:{parsed.digest}:{position}:{recipient.address}", timestamp=time.time(), email=email,
                   delivery_id=delivery_id, campaign_id=campaign_id, evidence=SENT_EVIDENCE)
     if recipient.outcome == reading.HARD:
         return ProviderEvent(first="bounced", note=f"hard bounce (by mail): {detail}"[:1000],
