@@ -18,6 +18,7 @@ from localservers.ports import free_port, wait_for_port
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 PASSWORD = "bounce-secret"
+USERS = 200  # mailboxes a session may hand out
 
 CONFIG = """\
 base_dir = {base}/run
@@ -96,12 +97,15 @@ class Dovecot:
         self.imap_port = free_port()
         self.pop3_port = free_port()
         self.process = None
-        self.users = set()
+        self.free_users = []
 
     def start(self):
         for name in ("run", "state", "mail", "home"):
             (self.base / name).mkdir(parents=True, exist_ok=True)
-        (self.base / "users").write_text("")
+        # Every user is written before the start: Dovecot notices a changed passwd-file by its mtime in
+        # whole seconds, so a user added in the same second as the previous one would not log in.
+        self.free_users = [f"bounces-{number:03d}" for number in range(USERS)]
+        (self.base / "users").write_text("".join(f"{user}:{{PLAIN}}{PASSWORD}\n" for user in self.free_users))
         me = pwd.getpwuid(os.getuid())
         internal = "dovecot" if os.getuid() == 0 else me.pw_name
         login = "dovenull" if os.getuid() == 0 else me.pw_name
@@ -131,11 +135,7 @@ class Dovecot:
 
     def new_user(self):
         """A fresh mailbox user (so tests never share messages); returns its name."""
-        user = f"bounces-{uuid.uuid4().hex[:10]}"
-        with open(self.base / "users", "a") as file:
-            file.write(f"{user}:{{PLAIN}}{PASSWORD}\n")
-        self.users.add(user)
-        return user
+        return self.free_users.pop(0)
 
     def maildir(self, user, folder=""):
         root = self.base / "mail" / user

@@ -1,6 +1,10 @@
 """Fixtures of the bounce mail tests: the SMTP sink (to send through an account with a bounce domain) and a
 throwaway Dovecot (tests/support/dovecot.py), started once per session."""
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from tests.support.dovecot import Dovecot, available
@@ -12,11 +16,17 @@ def sink(smtp_sink_server):
 
 
 @pytest.fixture(scope="session")
-def dovecot(tmp_path_factory):
+def dovecot():
     why_not = available()
     if why_not:
         pytest.skip(why_not)
-    server = Dovecot(tmp_path_factory.mktemp("dovecot"))
-    server.start()
-    yield server
-    server.stop()
+    # Not under pytest's own temporary directory: Dovecot's unprivileged processes must reach it (0700 there).
+    base = Path(tempfile.mkdtemp(prefix="mailer-dovecot-"))
+    base.chmod(0o755)
+    server = Dovecot(base)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
