@@ -337,6 +337,9 @@ class DeliveryLog(models.Model):
             # The campaign dashboard's sends-per-minute chart (an index-only range scan).
             models.Index(fields=["campaign", "sent_at"], name="dlog_campaign_sent_idx",
                          condition=Q(sent_at__isnull=False)),
+            # An account's complaint rate (campaigns.stats.account_complaint_rate): complaints are few.
+            models.Index(fields=["provider", "complained_at"], name="dlog_complained_idx",
+                         condition=Q(complained_at__isnull=False)),
         ]
 
     def __str__(self):
