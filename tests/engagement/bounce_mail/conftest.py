@@ -1,5 +1,5 @@
 """Fixtures of the bounce mail tests: the SMTP sink (to send through an account with a bounce domain) and a
-throwaway Dovecot (tests/support/dovecot.py), started once per session."""
+throwaway Dovecot (localservers/dovecot.py), started once per session."""
 
 import shutil
 import tempfile
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.dovecot import Dovecot, available
+from localservers.dovecot import Dovecot, available
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The IMAP and POP3 pollers against a real Dovecot (tests/support/dovecot.py): bounces delivered into the
+"""The IMAP and POP3 pollers against a real Dovecot (localservers/dovecot.py): bounces delivered into the
 account's Maildir are read, applied, and deleted or moved; a wrong password is recorded on the account;
 the periodic task is registered on its own queue and run by a real worker."""
 
@@ -12,7 +12,7 @@ from campaigns.message.signed_links import bounce_token
 from campaigns.models import DeliveryLog, SendingAccount, Suppression, UnreadBounce
 from campaigns.operations.periodic import PERIODIC_TASKS
 from tests.support.bounces import arf, dsn, sample
-from tests.support.dovecot import PASSWORD
+from localservers.dovecot import PASSWORD
 from tests.support.factories import DeliveryLogFactory, SendingAccountFactory
 from tests.sending.conftest import wait_until
 

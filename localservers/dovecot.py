@@ -1,7 +1,7 @@
-"""Debian's Dovecot as a throwaway IMAP and POP3 server for the bounce mailbox tests: its own ports,
-configuration, users and Maildirs under a temporary directory, started once per session (installed by
-`make test` through scripts/ensure_dovecot.sh). Messages are delivered by writing them into a user's
-Maildir (new/), as an MDA does.
+"""Debian's Dovecot as a throwaway IMAP and POP3 server for the bounce mailbox tests and benchmark: its own
+ports, configuration, users and Maildirs under a directory given to it (installed by `make test` through
+scripts/ensure_dovecot.sh). Messages are delivered by writing them into a user's Maildir (new/), as an
+MDA does. Standard library only.
 """
 
 from __future__ import annotations
