@@ -60,6 +60,9 @@ def poll_account(account: SendingAccount) -> PollResult:
             result.skipped = True
             return result
     try:
+        if getattr(account.bounce_password, "undecryptable", None):
+            raise BounceMailboxError("the stored bounce mailbox password cannot be decrypted with "
+                                     "FIELD_ENCRYPTION_KEY; enter it again")
         reader = ImapReader(account) if account.bounce_mailbox == SendingAccount.BounceMailbox.IMAP else Pop3Reader(account)
         with reader:
             for chunk in reader.chunks(settings.BOUNCE_POLL_MAX_MESSAGES):

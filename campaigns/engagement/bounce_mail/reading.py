@@ -11,6 +11,7 @@ In this order, the first that applies:
    X-Failed-Recipients header) is read by flufl.bounce's detectors (qmail, Exim, older Postfix,
    Exchange, Yahoo, Lotus, GroupWise, SimpleMatch, ...), and each address is classified by the
    status and the text next to it in the message;
+   (one whose failed recipient cannot be read is unreadable, never taken for an auto-reply);
 4. an RFC 3834 auto-reply (Auto-Submitted, X-Autoreply, Precedence auto_reply, an out-of-office
    subject) changes nothing;
 5. anything else is unreadable: kept for staff, never guessed.
@@ -211,8 +212,9 @@ def _non_standard_bounce(message, reading):
         for address in ADDRESS.findall(value):
             addresses.setdefault(address.lower(), False)
     if not addresses:
+        # It looks like a bounce (from MAILER-DAEMON, a bounce subject): never taken for an auto-reply.
         reading.reason = "a bounce whose failed recipient could not be read"
-        return False  # an auto-reply from a postmaster, or unreadable: kept
+        return True  # unreadable: kept
     text = _diagnostic_text(message)
     for address, transient in addresses.items():
         window = _near(text, address)
