@@ -7,6 +7,7 @@ In this order, the first that applies:
 2. an RFC 3464 DSN (a message/delivery-status part) is read per recipient: Action "failed" is a bounce,
    classified by its Status and Diagnostic-Code; "delayed", "delivered", "relayed" and "expanded"
    change nothing;
+   An Amazon SES notification mailed by SNS (its JSON as the body) is read like one of these;
 3. a message that looks like a bounce (from MAILER-DAEMON or postmaster, a bounce subject, an
    X-Failed-Recipients header) is read by flufl.bounce's detectors (qmail, Exim, older Postfix,
    Exchange, Yahoo, Lotus, GroupWise, SimpleMatch, ...), and each address is classified by the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -135,7 +137,7 @@ def read(raw: bytes) -> Reading:
     reading.tokens = _tokens(message, raw)
     reading.message_id = _returned_message_id(message)
 
-    for reader in (_feedback_report, _delivery_status, _non_standard_bounce, _auto_reply):
+    for reader in (_feedback_report, _delivery_status, _ses_notification, _non_standard_bounce, _auto_reply):
         if reader(message, reading):
             return reading
     reading.kind = UNREADABLE
@@ -192,6 +194,58 @@ def _delivery_status(message, reading):
         reading.reason = "a delivery status notification without a recipient's Action"
         return False
     reading.kind = BOUNCE if "failed" in actions else DELAYED if "delayed" in actions else DELIVERED
+    return True
+
+
+def _ses_notification(message, reading):
+    """An Amazon SES notification mailed by an SNS email subscription: its JSON is the body."""
+    text = _diagnostic_text(message) if message.get_content_maintype() == "text" or message.is_multipart() else ""
+    start = text.find('{"notificationType"')
+    if start < 0:
+        start = text.find('{"eventType"')
+    if start < 0:
+        return False
+    try:
+        event, _ = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        try:  # Sendmail splits lines over 990 characters with "!", a line break and a space
+            event, _ = json.JSONDecoder().raw_decode(re.sub(r"!\r?\n ", "", text[start:]))
+        except ValueError:
+            return False
+    if not isinstance(event, dict):
+        return False
+    kind = event.get("notificationType", event.get("eventType"))
+    if kind == "Complaint":
+        complaint = event.get("complaint") or {}
+        if complaint.get("complaintFeedbackType") == "not-spam":
+            reading.kind, reading.reason = AUTO_REPLY, "an Amazon SES complaint saying the message is not spam"
+            return True
+        feedback = complaint.get("complaintFeedbackType") or "unknown"
+        reading.recipients = [RecipientReading(_address(entry.get("emailAddress", "")), COMPLAINT,
+                                               diagnostic=f"feedback type {feedback} (Amazon SES)")
+                              for entry in complaint.get("complainedRecipients") or [] if isinstance(entry, dict)]
+        reading.kind = COMPLAINT
+    elif kind == "Bounce":
+        bounce = event.get("bounce") or {}
+        permanent = bounce.get("bounceType") == "Permanent"
+        for entry in bounce.get("bouncedRecipients") or []:
+            if not isinstance(entry, dict):
+                continue
+            diagnostic = _clean(str(entry.get("diagnosticCode") or ""))
+            status = _status(str(entry.get("status") or "")) or _status(diagnostic)
+            outcome, status = classify(status, diagnostic) if permanent else (SOFT, status)
+            reading.recipients.append(RecipientReading(_address(entry.get("emailAddress", "")), outcome, status,
+                                                       diagnostic))
+        reading.kind = BOUNCE
+    else:
+        reading.kind, reading.reason = DELIVERED, f"an Amazon SES {kind} notification"
+        return True
+    reading.recipients = [recipient for recipient in reading.recipients if recipient.address]
+    headers = (event.get("mail") or {}).get("commonHeaders") or {}
+    if not reading.message_id and isinstance(headers.get("messageId"), str):
+        reading.message_id = headers["messageId"]
+    if not reading.recipients:
+        reading.kind, reading.reason = UNREADABLE, "an Amazon SES notification that names no recipient"
     return True
 
 

@@ -49,6 +49,7 @@ def test_on_the_samples_no_soft_bounce_is_read_as_hard_and_the_figures_are_repor
     ("lhost-sendmail-05.eml", reading.BOUNCE, reading.SOFT, "5.2.3"),  # message too large
     ("rhost-microsoft-05.eml", reading.BOUNCE, reading.SOFT, "4.7.650"),  # Outlook throttling
     ("arf-02.eml", reading.COMPLAINT, reading.COMPLAINT, ""),  # ARF
+    ("lhost-amazonses-11.eml", reading.COMPLAINT, reading.COMPLAINT, ""),  # SES through an SNS email subscription
 ])
 def test_each_format_family_is_read_per_recipient(name, kind, outcome, status):
     read = reading.read(sample(name))
@@ -104,3 +105,18 @@ def test_a_complaint_report_names_its_recipient_and_not_spam_is_nothing():
 def test_a_message_that_is_none_of_these_is_unreadable():
     read = reading.read(b"From: someone@example.org\r\nSubject: hello\r\n\r\nJust a reply from a person.\r\n")
     assert read.kind == reading.UNREADABLE and read.reason
+
+
+@pytest.mark.parametrize("bounce_type, status, outcome", [
+    ("Permanent", "5.1.1", reading.HARD), ("Permanent", "5.7.1", reading.SOFT), ("Transient", "5.2.2", reading.SOFT)])
+def test_an_amazon_ses_bounce_mailed_by_sns_is_read_like_a_dsn(bounce_type, status, outcome):
+    body = json.dumps({"notificationType": "Bounce", "bounce": {"bounceType": bounce_type, "bouncedRecipients": [
+        {"emailAddress": "ann@example.org", "status": status, "diagnosticCode": f"smtp; 550 {status} user unknown"}]},
+        "mail": {"commonHeaders": {"messageId": "<ours@example.com>"}}})
+    raw = (f"From: no-reply@sns.amazonaws.com\r\nSubject: AWS Notification Message\r\n\r\n{body}\r\n\r\n--\r\n"
+           "If you wish to stop receiving notifications from this topic...\r\n").encode()
+
+    read = reading.read(raw)
+
+    assert read.kind == reading.BOUNCE and read.message_id == "<ours@example.com>"
+    assert [(r.address, r.outcome, r.status) for r in read.recipients] == [("ann@example.org", outcome, status)]
