@@ -83,6 +83,7 @@ class CampaignStats:
     machine_opened: int = 0
     complained: int = 0
     unsubscribed: int = 0
+    soft_bounced: int = 0
 
     @classmethod
     def of(cls, campaign: Campaign) -> "CampaignStats":
@@ -92,7 +93,7 @@ class CampaignStats:
             opened=campaign.opened_count, clicked=campaign.clicked_count, bounced=campaign.bounced_count,
             started_at=campaign.started_at, completed_at=campaign.completed_at,
             machine_opened=campaign.machine_opened_count, complained=campaign.complained_count,
-            unsubscribed=campaign.unsubscribed_count,
+            unsubscribed=campaign.unsubscribed_count, soft_bounced=campaign.soft_bounced_count,
         )
 
     @property
@@ -133,8 +134,8 @@ class CampaignStats:
 
     @property
     def engagement_known(self):
-        return any((self.delivered, self.opened, self.machine_opened, self.clicked, self.bounced, self.complained,
-                    self.unsubscribed))
+        return any((self.delivered, self.opened, self.machine_opened, self.clicked, self.bounced, self.soft_bounced,
+                    self.complained, self.unsubscribed))
 
     @property
     def engagement_base(self):
@@ -150,7 +151,8 @@ class CampaignStats:
         # No delivery reported at all is the SMTP path (it has no delivery events), not a 0 % rate.
         return {"delivered": percent(self.delivered, self.sent) if self.delivered else None, "opened": percent(self.opened, base),
                 "machine_opened": percent(self.machine_opened, base), "clicked": percent(self.clicked, base),
-                "bounced": percent(self.bounced, self.sent), "complained": percent(self.complained, base),
+                "bounced": percent(self.bounced, self.sent), "soft_bounced": percent(self.soft_bounced, self.sent),
+                "complained": percent(self.complained, base),
                 "unsubscribed": percent(self.unsubscribed, base)}
 
     def as_dict(self):
@@ -162,6 +164,7 @@ class CampaignStats:
             "rate_level": self.rate_level, "delivered": self.delivered, "opened": self.opened,
             "clicked": self.clicked, "bounced": self.bounced, "engagement_known": self.engagement_known,
             "machine_opened": self.machine_opened, "complained": self.complained, "unsubscribed": self.unsubscribed,
+            "soft_bounced": self.soft_bounced,
             "rates": self.engagement_rates(),
             "complaint_rate": complaint_rate(self.complained, self.delivered, self.sent),
             "started_at": _local_iso(self.started_at), "completed_at": _local_iso(self.completed_at),

@@ -33,8 +33,17 @@ def account_reading(dovecot, kind, after_read=SendingAccount.AfterRead.DELETE, p
     return account, user
 
 
+MESSAGES = 9
+
+
 def deliver_every_outcome(dovecot, user):
+    """Every outcome, in several formats: RFC 3464 with our header, ARF, an auto-reply, and real Gmail,
+    Office 365, Exim and qmail bounces matched by address; and one message that is none of these."""
     hard, soft, complained, other = (sent(f"{name}@example.org") for name in ("hard", "soft", "complained", "other"))
+    gmail, office365, exim = (sent(f"{name}@example.org") for name in ("gmail", "office365", "exim"))
+    dovecot.deliver(user, sample("lhost-gmail-18.eml", address=gmail.email))
+    dovecot.deliver(user, sample("lhost-office365-11.eml", address=office365.email))
+    dovecot.deliver(user, sample("lhost-exim-01.eml", address=exim.email))
     dovecot.deliver(user, dsn(hard.email, token=bounce_token(hard.pk), bounce_id="<h@mx>"))
     dovecot.deliver(user, dsn(soft.email, token=bounce_token(soft.pk), status="4.2.2", bounce_id="<s@mx>",
                               diagnostic="smtp; 452 4.2.2 Mailbox full"))
@@ -42,18 +51,20 @@ def deliver_every_outcome(dovecot, user):
     dovecot.deliver(user, sample("rfc3834-01.eml"))  # an auto-reply
     dovecot.deliver(user, sample("lhost-qmail-14.eml", address=other.email))  # qmail, a policy refusal
     dovecot.deliver(user, b"From: a@example.org\r\nSubject: hello\r\nMessage-ID: <u@x>\r\n\r\nA person wrote.\r\n")
-    return hard, soft, complained, other
+    return hard, soft, complained, other, gmail, office365, exim
 
 
-def assert_every_outcome_applied(hard, soft, complained, other):
-    for log in (hard, soft, complained, other):
+def assert_every_outcome_applied(hard, soft, complained, other, gmail, office365, exim):
+    for log in (hard, soft, complained, other, gmail, office365, exim):
         log.refresh_from_db()
-    assert hard.bounced_at and not hard.soft_bounced_at
-    assert soft.soft_bounced_at and not soft.bounced_at
+    for log in (hard, gmail, office365):
+        assert log.bounced_at and not log.soft_bounced_at
+    for log in (soft, other, exim):
+        assert log.soft_bounced_at and not log.bounced_at
     assert complained.complained_at
-    assert other.soft_bounced_at and not other.bounced_at
     assert {s.email: s.reason for s in Suppression.objects.all()} == {
-        "hard@example.org": "bounced", "complained@example.org": "complained"}
+        "hard@example.org": "bounced", "gmail@example.org": "bounced", "office365@example.org": "bounced",
+        "complained@example.org": "complained"}
     assert UnreadBounce.objects.count() == 1
 
 
@@ -64,7 +75,7 @@ def test_the_poller_reads_applies_and_deletes_every_kind_of_message(dovecot, kin
 
     result = mailbox.poll_account(account)
 
-    assert (result.read, result.error) == (6, "")
+    assert (result.read, result.error) == (MESSAGES, "")
     assert_every_outcome_applied(*logs)
     assert dovecot.count(user) == 0
     account.refresh_from_db()
@@ -79,7 +90,7 @@ def test_imap_moves_read_messages_to_the_folder_named(dovecot):
     mailbox.poll_account(account)
 
     assert_every_outcome_applied(*logs)
-    assert dovecot.count(user) == 0 and dovecot.count(user, "Processed") == 6
+    assert dovecot.count(user) == 0 and dovecot.count(user, "Processed") == MESSAGES
 
 
 @pytest.mark.parametrize("kind", [SendingAccount.BounceMailbox.IMAP, SendingAccount.BounceMailbox.POP3])

@@ -19,7 +19,7 @@
         return;
       }
       ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "sending", "delivered", "opened",
-       "machine_opened", "clicked", "bounced", "complained", "unsubscribed"].forEach((k) => show("dash-" + k, d[k]));
+       "machine_opened", "clicked", "bounced", "soft_bounced", "complained", "unsubscribed"].forEach((k) => show("dash-" + k, d[k]));
       Object.entries(d.rates || {}).forEach(([k, rate]) => show("dash-rate-" + k, rate === null ? null : rate + "%"));
       const complaints = document.getElementById("dash-complaint-rate");
       if (complaints && d.complaint_rate) {
