@@ -1,7 +1,8 @@
 """Debian's Dovecot as a throwaway IMAP and POP3 server for the bounce mailbox tests and benchmark: its own
 ports, configuration, users and Maildirs under a directory given to it (installed by `make test` through
 scripts/ensure_dovecot.sh). Messages are delivered by writing them into a user's Maildir (new/), as an
-MDA does. Standard library only.
+MDA does. It speaks plain text, STARTTLS and implicit TLS, with a self-signed certificate for 127.0.0.1
+(`ca_file`) made with cryptography.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ log_path = {base}/dovecot.log
 info_log_path = {base}/dovecot.log
 protocols = imap pop3
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{base}/cert.pem
+ssl_key = <{base}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{base}/mail/%u
@@ -52,7 +55,8 @@ service imap-login {{
     port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
 }}
 service pop3-login {{
@@ -61,7 +65,8 @@ service pop3-login {{
     port = {pop3_port}
   }}
   inet_listener pop3s {{
-    port = 0
+    address = 127.0.0.1
+    port = {pop3s_port}
   }}
 }}
 service anvil {{
@@ -96,6 +101,9 @@ class Dovecot:
         self.base = base
         self.imap_port = free_port()
         self.pop3_port = free_port()
+        self.imaps_port = free_port()
+        self.pop3s_port = free_port()
+        self.ca_file = base / "cert.pem"  # a self-signed certificate for 127.0.0.1: trust it to verify TLS
         self.process = None
         self.free_users = []
 
@@ -115,13 +123,15 @@ class Dovecot:
         os.chown(self.base / "mail", self.uid, self.gid)
         (self.base / "dovecot.conf").write_text(CONFIG.format(
             base=self.base, port=self.imap_port, uid=self.uid, gid=self.gid, internal=internal, login=login,
-            imap_port=self.imap_port, pop3_port=self.pop3_port))
+            imap_port=self.imap_port, pop3_port=self.pop3_port, imaps_port=self.imaps_port,
+            pop3s_port=self.pop3s_port))
+        write_certificate(self.base / "cert.pem", self.base / "key.pem")
         if os.getuid() == 0:  # the unprivileged login and internal processes must reach their sockets
             for path in (self.base, self.base / "run"):
                 path.chmod(0o755)
         self.process = subprocess.Popen([DOVECOT, "-F", "-c", str(self.base / "dovecot.conf")],
                                         stdout=subprocess.DEVNULL, stderr=open(self.base / "stderr.log", "wb"))
-        for port in (self.imap_port, self.pop3_port):
+        for port in (self.imap_port, self.pop3_port, self.imaps_port, self.pop3s_port):
             wait_for_port(port, self.process, name="dovecot", log_path=self.base / "stderr.log", timeout=30)
 
     def stop(self):
@@ -159,3 +169,29 @@ class Dovecot:
         root = self.maildir(user, folder)
         return sum(1 for sub in ("new", "cur") if (root / sub).exists()
                    for path in (root / sub).iterdir() if not path.name.split(":2,")[-1].count("T"))
+
+
+def write_certificate(cert_path: Path, key_path: Path):
+    """A self-signed certificate for 127.0.0.1 and localhost, valid for a day."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)

@@ -144,3 +144,40 @@ def test_a_bounces_worker_runs_the_periodic_poll(dovecot, start_worker):
     wait_until(lambda: DeliveryLog.objects.get(pk=hard.pk).bounced_at is not None, timeout=60)
     wait_until(lambda: dovecot.count(user) == 0, timeout=30)
     assert Suppression.objects.filter(email="hard@example.org", reason="bounced").exists()
+
+
+@pytest.mark.parametrize("kind, security", [
+    (SendingAccount.BounceMailbox.IMAP, SendingAccount.Security.TLS),
+    (SendingAccount.BounceMailbox.IMAP, SendingAccount.Security.STARTTLS),
+    (SendingAccount.BounceMailbox.POP3, SendingAccount.Security.TLS),
+    (SendingAccount.BounceMailbox.POP3, SendingAccount.Security.STARTTLS),
+])
+def test_the_mailbox_is_read_over_tls_or_starttls_with_the_certificate_verified(dovecot, monkeypatch, kind, security):
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.ca_file))  # trust the throwaway server's certificate
+    account, user = account_reading(dovecot, kind)
+    tls = security == SendingAccount.Security.TLS
+    ports = {SendingAccount.BounceMailbox.IMAP: (dovecot.imaps_port, dovecot.imap_port),
+             SendingAccount.BounceMailbox.POP3: (dovecot.pop3s_port, dovecot.pop3_port)}[kind]
+    SendingAccount.objects.filter(pk=account.pk).update(bounce_security=security, bounce_port=ports[0 if tls else 1])
+    account.refresh_from_db()
+    hard = sent("hard@example.org")
+    dovecot.deliver(user, dsn(hard.email, token=bounce_token(hard.pk)))
+
+    result = mailbox.poll_account(account)
+
+    assert (result.read, result.error) == (1, "")
+    assert DeliveryLog.objects.get(pk=hard.pk).bounced_at is not None
+
+
+def test_a_certificate_that_does_not_verify_is_refused_and_recorded(dovecot):
+    account, user = account_reading(dovecot, SendingAccount.BounceMailbox.IMAP)
+    SendingAccount.objects.filter(pk=account.pk).update(bounce_security=SendingAccount.Security.TLS,
+                                                        bounce_port=dovecot.imaps_port)
+    account.refresh_from_db()
+    dovecot.deliver(user, dsn("x@example.org"))
+
+    result = mailbox.poll_account(account)
+
+    account.refresh_from_db()
+    assert result.read == 0 and "CERTIFICATE_VERIFY_FAILED" in account.bounce_last_error
+    assert dovecot.count(user) == 1
