@@ -186,7 +186,8 @@ def test_a_bounce_for_an_address_we_did_not_mail_lately_changes_nothing(tmp_path
 
 def test_a_forged_token_matches_nothing(tmp_path, settings):
     log = sent("ann@example.org")
-    forged = bounce_token(log.pk)[:-4] + "aaaa"
+    token = bounce_token(log.pk)
+    forged = token[:-5] + ("a" if token[-5] != "a" else "b") + token[-4:]  # a tag character changed
     settings.BOUNCE_MATCH_WINDOW_DAYS = 0  # and no fallback by address
 
     output = run(tmp_path, dsn("someone@example.org", token=forged, message_id="<not-ours@example.com>"))
