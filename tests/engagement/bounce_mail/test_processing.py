@@ -274,3 +274,16 @@ def test_a_missing_file_is_a_clear_error_and_nothing_is_applied(tmp_path):
     with pytest.raises(Exception, match="missing.eml: No such file"):
         call_command("process_bounce_mail", str(good), str(tmp_path / "missing.eml"), stdout=io.StringIO())
     assert not Suppression.objects.exists()
+
+
+def test_with_the_database_down_the_pipe_is_told_to_try_again_later():
+    from localservers.ports import free_port
+
+    env = service_env()
+    env["DATABASE_URL"] = f"postgres://nobody@127.0.0.1:{free_port()}/nothing"  # nothing listens there
+
+    result = subprocess.run([sys.executable, "manage.py", "process_bounce_mail", "-"], cwd=ROOT, input=dsn("a@b.example"),
+                            env=env, capture_output=True, timeout=120)
+
+    assert result.returncode == 75, result.stderr.decode()  # EX_TEMPFAIL: Postfix defers and retries
+    assert "the database is unavailable, nothing was applied; try again later" in result.stderr.decode()
