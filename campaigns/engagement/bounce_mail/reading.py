@@ -119,7 +119,7 @@ class Reading:
 def digest_of(raw: bytes, message: Message | None = None) -> str:
     """The same message delivered twice (or read again) has the same digest: its Message-ID and Date,
     else its bytes below the headers (the headers change on each hop)."""
-    message_id = (message or {}).get("Message-ID", "") if message is not None else ""
+    message_id = message.get("Message-ID", "") if message is not None else ""
     if message_id:
         basis = f"{message_id.strip()}|{message.get('Date', '').strip()}|{message.get('From', '').strip()}".encode(
             "utf-8", "replace")

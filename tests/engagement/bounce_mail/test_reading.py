@@ -120,3 +120,10 @@ def test_an_amazon_ses_bounce_mailed_by_sns_is_read_like_a_dsn(bounce_type, stat
 
     assert read.kind == reading.BOUNCE and read.message_id == "<ours@example.com>"
     assert [(r.address, r.outcome, r.status) for r in read.recipients] == [("ann@example.org", outcome, status)]
+
+
+def test_a_bounce_whose_recipient_cannot_be_read_is_kept_not_taken_for_an_auto_reply():
+    # From mailer-daemon with Auto-Submitted: auto-replied, but its failed address is in no form the
+    # detectors know: kept for staff.
+    read = reading.read(sample("lhost-x6-02.eml"))
+    assert read.kind == reading.UNREADABLE and read.reason == "a bounce whose failed recipient could not be read"
