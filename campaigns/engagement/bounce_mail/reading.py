@@ -100,7 +100,7 @@ class RecipientReading:
     diagnostic: str = ""  # the server's words, trimmed
 
     def describe(self):
-        what = {HARD: "hard bounce", SOFT: "soft bounce", COMPLAINT: "complaint"}.get(self.outcome, "nothing to do")
+        what = {HARD: "hard bounce", SOFT: "soft bounce", COMPLAINT: "complaint"}.get(self.outcome, "delayed or delivered")
         return " ".join(part for part in (what, self.status) if part)
 
 
