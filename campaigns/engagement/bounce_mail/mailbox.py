@@ -63,7 +63,8 @@ def poll_account(account: SendingAccount) -> PollResult:
         if getattr(account.bounce_password, "undecryptable", None):
             raise BounceMailboxError("the stored bounce mailbox password cannot be decrypted with "
                                      "FIELD_ENCRYPTION_KEY; enter it again")
-        reader = ImapReader(account) if account.bounce_mailbox == SendingAccount.BounceMailbox.IMAP else Pop3Reader(account)
+        imap = account.bounce_mailbox == SendingAccount.BounceMailbox.IMAP
+        reader = ImapReader(account) if imap else Pop3Reader(account)
         with reader:
             for chunk in reader.chunks(settings.BOUNCE_POLL_MAX_MESSAGES):
                 process([(f"message {key.decode() if isinstance(key, bytes) else key}", raw) for key, raw in chunk],

@@ -60,7 +60,8 @@ GENERIC_STATUSES = {"", "5.0.0", "5.1.0", "5.5.0"}
 HARD_TEXT = re.compile(
     r"user(?:name)? (?:is )?unknown|unknown (?:user|recipient|mailbox|local[- ]?part|address|alias)"
     r"|no such (?:user|mailbox|recipient|person|address|account|domain)"
-    r"|(?:mailbox|recipient|user|account|address|addressee|destination) (?:is )?(?:not found|unknown|does ?n[o']t exist)"
+    r"|(?:mailbox|recipient|user|account|address|addressee|destination) (?:is )?"
+    r"(?:not found|unknown|does ?n[o']t exist)"
     r"|(?:mailbox|recipient|user|account|address) (?:name )?(?:is )?(?:invalid|not valid)"
     r"|invalid (?:recipient|mailbox|address|user)|not a valid (?:mailbox|recipient|user)"
     r"|no mailbox here|unrouteable (?:address|domain)|user (?:does not|doesn't) exist|recipnotfound|recipientnotfound"
@@ -100,7 +101,8 @@ class RecipientReading:
     diagnostic: str = ""  # the server's words, trimmed
 
     def describe(self):
-        what = {HARD: "hard bounce", SOFT: "soft bounce", COMPLAINT: "complaint"}.get(self.outcome, "delayed or delivered")
+        what = {HARD: "hard bounce", SOFT: "soft bounce", COMPLAINT: "complaint"}.get(self.outcome,
+                                                                                    "delayed or delivered")
         return " ".join(part for part in (what, self.status) if part)
 
 
