@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo clean-var bench-admin bench-send bench-import bench-webhook
+.PHONY: run test demo clean-var bench-admin bench-send bench-import bench-webhook bench-bounces
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,7 @@ run: $(STAMP)
 ## The whole suite against throwaway PostgreSQL and Redis. Pass pytest arguments with ARGS="...".
 test: $(STAMP)
 	sh scripts/ensure_chromium.sh
+	sh scripts/ensure_dovecot.sh
 	$(VENV_PY) scripts/devstack.py test $(ARGS)
 
 ## The admin at scale: page times on an almost empty database, then with 1M delivery logs (ratios).
@@ -46,6 +47,11 @@ bench-import: $(STAMP)
 ## Signed SendGrid webhook batches against 100k delivery logs (events per second).
 bench-webhook: $(STAMP)
 	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/webhook_bench.py $(ARGS)
+
+## The bounce mailbox pollers on a mailbox of 10,000 bounces in a throwaway Dovecot (messages per second).
+bench-bounces: $(STAMP)
+	sh scripts/ensure_dovecot.sh
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/bounce_poll_bench.py $(ARGS)
 
 ## Remove the development data (database, Redis, captured mail).
 clean-var:

@@ -47,6 +47,14 @@ class SuppressionImportError(ValueError):
 
 # --- what recipients and SendGrid send back ---------------------------------------------------------
 
+class BounceInputError(ValueError):
+    """Messages given to process_bounce_mail that cannot be read at all (a missing file, not a mailbox)."""
+
+
+class BounceMailboxError(Exception):
+    """A bounce mailbox that cannot be reached, logged into or read; the message says which and why."""
+
+
 class UnknownDelivery(LookupError):
     """An unsubscribe token names a delivery log that does not exist (any more)."""
 

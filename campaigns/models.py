@@ -1,6 +1,7 @@
 """The data model of docs/design.md. Names are fixed; state changes live in `campaigns.states`."""
 
 import datetime
+import re
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -114,6 +115,7 @@ class Campaign(models.Model):
     clicked_count = models.PositiveIntegerField(default=0)
     bounced_count = models.PositiveIntegerField(default=0)
     complained_count = models.PositiveIntegerField(default=0)
+    soft_bounced_count = models.PositiveIntegerField(default=0)  # recipients whose mail came back for a passing reason
     unsubscribed_count = models.PositiveIntegerField(default=0)
 
     # The recipients' imported column names (their merge tags), cached so that validating a campaign
@@ -311,6 +313,8 @@ class DeliveryLog(models.Model):
     clicked_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
+    # The first soft bounce (full mailbox, policy, greylisting, timeout): counted, never a suppression by itself.
+    soft_bounced_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -324,6 +328,9 @@ class DeliveryLog(models.Model):
             # The campaign dashboard's sends-per-minute chart (an index-only range scan).
             models.Index(fields=["campaign", "sent_at"], name="dlog_campaign_sent_idx",
                          condition=Q(sent_at__isnull=False)),
+            # An account's complaint rate (campaigns.stats.account_complaint_rate): complaints are few.
+            models.Index(fields=["provider", "complained_at"], name="dlog_complained_idx",
+                         condition=Q(complained_at__isnull=False)),
         ]
 
     def __str__(self):
@@ -485,6 +492,14 @@ class SendingAccount(models.Model):
         ROLLING = "rolling", "Rolling 24 hours"
         CALENDAR = "calendar", "Calendar day (TIME_ZONE)"
 
+    class BounceMailbox(models.TextChoices):
+        IMAP = "imap", "IMAP"
+        POP3 = "pop3", "POP3"
+
+    class AfterRead(models.TextChoices):
+        DELETE = "delete", "Delete it"
+        MOVE = "move", "Move it to a folder (IMAP)"
+
     name = models.CharField(max_length=100, unique=True, help_text="Shown in delivery logs and on campaign pages.")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SMTP)
     host = models.CharField(max_length=255, blank=True, help_text="SMTP server, e.g. smtp.gmail.com, "
@@ -509,6 +524,26 @@ class SendingAccount(models.Model):
                                               help_text="Relative share of the traffic among accounts with room.")
     enabled = models.BooleanField(default=True)
     disabled_reason = models.TextField(blank=True, help_text="Why sending disabled it (authentication refused).")
+    # Bounces that come back by mail (campaigns.engagement.bounce_mail; docs/deliverability.md).
+    bounce_domain = models.CharField(
+        max_length=253, blank=True, help_text="SMTP only: with a domain, the envelope sender is "
+        "bounces+<signed token>@<this domain> (VERP), so every bounce names its delivery. Its MX must deliver "
+        "to the bounce mailbox below (or to process_bounce_mail through a pipe). Empty: the From address.")
+    bounce_mailbox = models.CharField("bounce mailbox", max_length=4, choices=BounceMailbox.choices, blank=True,
+                                      help_text="Where bounces to this account arrive; read every minute.")
+    bounce_host = models.CharField(max_length=255, blank=True, help_text="e.g. imap.gmail.com, outlook.office365.com.")
+    bounce_port = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(65535)],
+                                              help_text="Empty: 993/995 with TLS, 143/110 otherwise.")
+    bounce_security = models.CharField(max_length=10, choices=Security.choices, default=Security.TLS)
+    bounce_username = models.CharField(max_length=255, blank=True)
+    # Encrypted like `secret`; never shown back.
+    bounce_password = EncryptedTextField(blank=True, editable=False)
+    bounce_folder = models.CharField(max_length=255, blank=True, default="INBOX", help_text="IMAP only.")
+    bounce_after_read = models.CharField(max_length=6, choices=AfterRead.choices, default=AfterRead.DELETE)
+    bounce_move_to = models.CharField(max_length=255, blank=True, default="Processed",
+                                      help_text="IMAP only: the folder read messages move to (created if missing).")
+    bounce_last_polled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    bounce_last_error = models.TextField(blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -535,9 +570,29 @@ class SendingAccount(models.Model):
     def default_port(self):
         return {self.Security.TLS: 465, self.Security.NONE: 25}.get(self.security, 587)
 
+    def default_bounce_port(self):
+        tls = self.bounce_security == self.Security.TLS
+        if self.bounce_mailbox == self.BounceMailbox.POP3:
+            return 995 if tls else 110
+        return 993 if tls else 143
+
     def clean(self):
         if self.kind in (self.Kind.SMTP, self.Kind.SES_SMTP) and not self.host:
             raise ValidationError({"host": "An SMTP account needs its server's host name."})
+        if self.bounce_domain:
+            self.bounce_domain = self.bounce_domain.strip().rstrip(".").lower()
+            try:
+                ascii_domain = self.bounce_domain.encode("idna").decode("ascii")
+            except UnicodeError:
+                ascii_domain = ""
+            if not re.fullmatch(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}", ascii_domain):
+                raise ValidationError({"bounce_domain": "Enter a domain name, e.g. bounces.example.com."})
+        if self.bounce_mailbox and not self.bounce_host:
+            raise ValidationError({"bounce_host": "A bounce mailbox needs its server's host name."})
+        if (self.bounce_mailbox == self.BounceMailbox.POP3 and self.bounce_after_read == self.AfterRead.MOVE):
+            raise ValidationError({"bounce_after_read": "POP3 has no folders: read messages can only be deleted."})
+        if self.bounce_after_read == self.AfterRead.MOVE and not self.bounce_move_to.strip():
+            raise ValidationError({"bounce_move_to": "Name the folder read messages move to."})
         if self.kind == self.Kind.SENDGRID and not self.api_host.startswith(("https://", "http://")):
             raise ValidationError({"api_host": "The API host is a URL, e.g. https://api.sendgrid.com."})
 
@@ -662,3 +717,25 @@ class CampaignVariant(models.Model):
         errors = self.content_problems()
         if errors:
             raise ValidationError(errors)
+
+
+class UnreadBounce(models.Model):
+    """A message in a bounce mailbox (or given to process_bounce_mail) that could not be read as a
+    bounce, a complaint or an auto-reply: kept for staff to look at, never guessed
+    (campaigns.engagement.bounce_mail)."""
+
+    received_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=200, help_text="Where it came from: a sending account's mailbox, or a file.")
+    sender = models.CharField(max_length=998, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    reason = models.CharField(max_length=500, help_text="Why it could not be read.")
+    # The digest makes a message kept twice (a replay, a mailbox read again) one row.
+    digest = models.CharField(max_length=64, unique=True)
+    raw = models.BinaryField(help_text="The whole message as it arrived (at most BOUNCE_MAX_MESSAGE_BYTES).")
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name = "unread bounce message"
+
+    def __str__(self):
+        return f"{self.subject or '(no subject)'} ({self.reason})"

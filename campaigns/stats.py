@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignLink, DeliveryLog, EngagementHour, SendBatch
+from campaigns.models import Campaign, CampaignLink, DeliveryLog, EngagementHour, SendBatch, SendingAccountUsage
 
 GOOD_RATE = 95.0
 FAIR_RATE = 80.0
@@ -40,6 +40,33 @@ def rate_level(rate):
     return "fair" if rate >= FAIR_RATE else "poor"
 
 
+# The mailbox providers' bulk-sender rules (Gmail and Yahoo, February 2024): complaints under 0.3 % of
+# delivered mail, better under 0.1 %.
+COMPLAINT_WARNING_PERCENT = 0.1
+COMPLAINT_LIMIT_PERCENT = 0.3
+
+
+def complaint_rate(complained, delivered, sent, base_note=None):
+    """The complaint rate and what staff should read from it: {"rate": percent or None, "level": "" | "ok" |
+    "warning" | "danger", "base": what it is out of, "message"}. Out of delivered where the provider reports
+    deliveries; else out of sent (SMTP reports none), which the base says."""
+    base, count = (delivered, "delivered") if delivered else (sent, "sent")
+    base_text = base_note or (f"of {base:,} delivered" if delivered else
+                              f"of {base:,} sent (no deliveries reported, as on SMTP: out of sent)")
+    if not base:
+        return {"rate": None, "level": "", "base": base_text, "message": ""}
+    rate = round(100 * complained / base, 2)
+    if rate >= COMPLAINT_LIMIT_PERCENT:
+        level, message = "danger", (f"At or above {COMPLAINT_LIMIT_PERCENT} %, Gmail's and Yahoo's limit for bulk "
+                                    f"senders: mail from this sender is likely to be refused or sent to spam.")
+    elif rate >= COMPLAINT_WARNING_PERCENT:
+        level, message = "warning", (f"At or above {COMPLAINT_WARNING_PERCENT} %: keep it well under "
+                                     f"{COMPLAINT_LIMIT_PERCENT} %, Gmail's and Yahoo's limit for bulk senders.")
+    else:
+        level, message = "ok", f"Under {COMPLAINT_WARNING_PERCENT} %."
+    return {"rate": rate, "level": level, "base": base_text, "message": message}
+
+
 @dataclass(frozen=True)
 class CampaignStats:
     total: int
@@ -56,6 +83,7 @@ class CampaignStats:
     machine_opened: int = 0
     complained: int = 0
     unsubscribed: int = 0
+    soft_bounced: int = 0
 
     @classmethod
     def of(cls, campaign: Campaign) -> "CampaignStats":
@@ -65,7 +93,7 @@ class CampaignStats:
             opened=campaign.opened_count, clicked=campaign.clicked_count, bounced=campaign.bounced_count,
             started_at=campaign.started_at, completed_at=campaign.completed_at,
             machine_opened=campaign.machine_opened_count, complained=campaign.complained_count,
-            unsubscribed=campaign.unsubscribed_count,
+            unsubscribed=campaign.unsubscribed_count, soft_bounced=campaign.soft_bounced_count,
         )
 
     @property
@@ -106,8 +134,8 @@ class CampaignStats:
 
     @property
     def engagement_known(self):
-        return any((self.delivered, self.opened, self.machine_opened, self.clicked, self.bounced, self.complained,
-                    self.unsubscribed))
+        return any((self.delivered, self.opened, self.machine_opened, self.clicked, self.bounced, self.soft_bounced,
+                    self.complained, self.unsubscribed))
 
     @property
     def engagement_base(self):
@@ -123,7 +151,8 @@ class CampaignStats:
         # No delivery reported at all is the SMTP path (it has no delivery events), not a 0 % rate.
         return {"delivered": percent(self.delivered, self.sent) if self.delivered else None, "opened": percent(self.opened, base),
                 "machine_opened": percent(self.machine_opened, base), "clicked": percent(self.clicked, base),
-                "bounced": percent(self.bounced, self.sent), "complained": percent(self.complained, base),
+                "bounced": percent(self.bounced, self.sent), "soft_bounced": percent(self.soft_bounced, self.sent),
+                "complained": percent(self.complained, base),
                 "unsubscribed": percent(self.unsubscribed, base)}
 
     def as_dict(self):
@@ -135,7 +164,9 @@ class CampaignStats:
             "rate_level": self.rate_level, "delivered": self.delivered, "opened": self.opened,
             "clicked": self.clicked, "bounced": self.bounced, "engagement_known": self.engagement_known,
             "machine_opened": self.machine_opened, "complained": self.complained, "unsubscribed": self.unsubscribed,
+            "soft_bounced": self.soft_bounced,
             "rates": self.engagement_rates(),
+            "complaint_rate": complaint_rate(self.complained, self.delivered, self.sent),
             "started_at": _local_iso(self.started_at), "completed_at": _local_iso(self.completed_at),
             "duration": format_duration(duration), "emails_per_second": self.emails_per_second,
         }
@@ -345,3 +376,16 @@ def overview(recent=5):
         "failure_level": rate_level(None if failure_rate is None else 100 - failure_rate),
         "recent": list(Campaign.objects.order_by("-created_at")[:recent]),
     }
+
+
+ACCOUNT_COMPLAINT_DAYS = 30
+
+
+def account_complaint_rate(account, days=ACCOUNT_COMPLAINT_DAYS):
+    """An account's complaint rate over the last DAYS: its recipients' complaints (SendGrid, SES, ARF by mail)
+    out of the messages it sent (SendingAccountUsage; deliveries are not counted per account)."""
+    since = timezone.now() - timedelta(days=days)
+    sent = SendingAccountUsage.objects.filter(account=account, hour__gte=since).aggregate(n=Sum("sent"))["n"] or 0
+    complained = DeliveryLog.objects.filter(provider=account.name, complained_at__gte=since).count()
+    figures = complaint_rate(complained, 0, sent, base_note=f"of {sent:,} sent through it in the last {days} days")
+    return {**figures, "complained": complained, "sent": sent}

@@ -267,6 +267,16 @@ SEND_MAX_RATE_LIMIT_WAIT = env.float("SEND_MAX_RATE_LIMIT_WAIT", default=60.0)
 SWEEP_INTERVAL_SECONDS = env.int("SWEEP_INTERVAL_SECONDS", default=15)
 # A live campaign whose batches made no progress for this long gets its pending batches re-dispatched.
 SWEEP_STALL_SECONDS = env.int("SWEEP_STALL_SECONDS", default=120)
+# Bounces that come back by mail (campaigns.engagement.bounce_mail, docs/deliverability.md): this many soft
+# bounces of one address within SOFT_BOUNCE_DAYS suppress it; a bounce that names no delivery of ours is
+# matched to its address's latest sent delivery within BOUNCE_MATCH_WINDOW_DAYS; larger messages are
+# kept unread; a mailbox poll reads at most BOUNCE_POLL_MAX_MESSAGES.
+SOFT_BOUNCE_LIMIT = env.int("SOFT_BOUNCE_LIMIT", default=3)
+SOFT_BOUNCE_DAYS = env.int("SOFT_BOUNCE_DAYS", default=30)
+BOUNCE_MATCH_WINDOW_DAYS = env.int("BOUNCE_MATCH_WINDOW_DAYS", default=14)
+BOUNCE_MAX_MESSAGE_BYTES = env.int("BOUNCE_MAX_MESSAGE_BYTES", default=5 * 1024 * 1024)
+BOUNCE_POLL_MAX_MESSAGES = env.int("BOUNCE_POLL_MAX_MESSAGES", default=5000)
+BOUNCE_MAILBOX_TIMEOUT_SECONDS = env.int("BOUNCE_MAILBOX_TIMEOUT_SECONDS", default=30)
 IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=100)
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=2_000_000)
 IMPORT_MAX_CELL_CHARS = env.int("IMPORT_MAX_CELL_CHARS", default=5000)

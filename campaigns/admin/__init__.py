@@ -11,6 +11,7 @@ from campaigns.admin.delivery_logs import DeliveryLogAdmin, RecipientAdmin
 from campaigns.admin.imports import RecipientImportAdmin
 from campaigns.admin.sending_accounts import SendingAccountAdmin, SendingPoolAdmin
 from campaigns.admin.suppression import SuppressionAdmin
+from campaigns.admin.unread_bounces import UnreadBounceAdmin
 from campaigns.models import (
     Campaign,
     DeliveryLog,
@@ -20,6 +21,7 @@ from campaigns.models import (
     SendingAccount,
     SendingPool,
     Suppression,
+    UnreadBounce,
 )
 
 admin.site.register(EmailTemplate, EmailTemplateAdmin)
@@ -30,3 +32,4 @@ admin.site.register(RecipientImport, RecipientImportAdmin)
 admin.site.register(Suppression, SuppressionAdmin)
 admin.site.register(SendingAccount, SendingAccountAdmin)
 admin.site.register(SendingPool, SendingPoolAdmin)
+admin.site.register(UnreadBounce, UnreadBounceAdmin)

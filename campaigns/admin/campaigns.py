@@ -35,7 +35,7 @@ CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "html_body", "tex
 COUNTER_FIELDS = (
     "total_recipients", "sent_count", "failed_count", "skipped_count", "unknown_count", "delivered_count",
     "opened_count", "machine_opened_count", "clicked_count", "bounced_count", "complained_count",
-    "unsubscribed_count",
+    "soft_bounced_count", "unsubscribed_count",
 )
 
 

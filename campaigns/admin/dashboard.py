@@ -12,7 +12,8 @@ from campaigns.sending import routing
 POLL_SECONDS = 3
 # The engagement cards: (figure in dashboard_data and its "rates", label).
 ENGAGEMENT_CARDS = (("delivered", "Delivered"), ("opened", "Opened by people"), ("machine_opened", "Opened by machines"),
-                    ("clicked", "Clicked"), ("bounced", "Bounced"), ("complained", "Complained"),
+                    ("clicked", "Clicked"), ("bounced", "Bounced"), ("soft_bounced", "Soft bounces"),
+                    ("complained", "Complained"),
                     ("unsubscribed", "Unsubscribed"))
 LIVE_STATUSES = (Campaign.Status.SCHEDULED, Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED)
 

@@ -26,11 +26,17 @@ class SendingAccountForm(forms.ModelForm):
         help_text="SMTP: the password (Gmail, Workspace: an app password). SendGrid: the API key. "
                   "Never shown again; leave empty to keep the stored one.")
 
+    new_bounce_password = forms.CharField(
+        label="Bounce mailbox password", required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Gmail, Workspace: an app password. Never shown again; leave empty to keep the stored one.")
+
     class Meta:
         model = SendingAccount
         fields = ("name", "kind", "host", "port", "security", "username", "new_secret", "api_host", "from_domains",
                   "per_second", "per_minute", "per_hour", "per_day", "day_window", "weight", "enabled",
-                  "disabled_reason")
+                  "disabled_reason", "bounce_domain", "bounce_mailbox", "bounce_host", "bounce_port", "bounce_security",
+                  "bounce_username", "new_bounce_password", "bounce_folder", "bounce_after_read", "bounce_move_to")
         widgets = {"from_domains": forms.Textarea(attrs={"rows": 3, "cols": 40})}
 
     def __init__(self, *args, **kwargs):
@@ -38,6 +44,9 @@ class SendingAccountForm(forms.ModelForm):
         if self.instance.pk and self.instance.secret:
             self.fields["new_secret"].help_text = ("A secret is stored (not shown). Type a new one to replace it; "
                                                    "leave empty to keep it.")
+        if self.instance.pk and self.instance.bounce_password:
+            self.fields["new_bounce_password"].help_text = ("A password is stored (not shown). Type a new one to "
+                                                            "replace it; leave empty to keep it.")
 
     def clean(self):
         cleaned = super().clean()
@@ -45,6 +54,13 @@ class SendingAccountForm(forms.ModelForm):
         if secret and not encryption.is_configured():
             self.add_error("new_secret", "Set FIELD_ENCRYPTION_KEY first: it encrypts this secret in the database "
                                          "(see .env.example).")
+        if cleaned.get("new_bounce_password") and not encryption.is_configured():
+            self.add_error("new_bounce_password", "Set FIELD_ENCRYPTION_KEY first: it encrypts this password in the "
+                                                  "database (see .env.example).")
+        if cleaned.get("kind") == SendingAccount.Kind.SENDGRID and (cleaned.get("bounce_mailbox")
+                                                                     or cleaned.get("bounce_domain")):
+            self.add_error("bounce_mailbox", "SendGrid reports bounces through its Event Webhook: a bounce mailbox "
+                                             "and domain are for SMTP and Amazon SES accounts.")
         if (cleaned.get("kind") == SendingAccount.Kind.SENDGRID and not secret
                 and not (self.instance.pk and self.instance.secret)):
             self.add_error("new_secret", "A SendGrid account needs its API key.")
@@ -54,6 +70,8 @@ class SendingAccountForm(forms.ModelForm):
         account = super().save(commit=False)
         if self.cleaned_data.get("new_secret"):
             account.secret = self.cleaned_data["new_secret"]
+        if self.cleaned_data.get("new_bounce_password"):
+            account.bounce_password = self.cleaned_data["new_bounce_password"]
         if account.enabled and "enabled" in self.changed_data:
             account.disabled_reason = ""  # switched back on by staff: the old reason no longer applies
         if commit:
@@ -69,17 +87,23 @@ class SendingAccountAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled")
     search_fields = ("name", "host", "username", "from_domains")
     actions = ("test_connection",)
-    readonly_fields = ("usage_panel", "last_error", "last_error_at")
+    readonly_fields = ("usage_panel", "last_error", "last_error_at", "bounce_last_polled_at", "bounce_last_error",
+                       "complaint_panel")
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled", "disabled_reason", "weight")}),
         ("Connection", {"fields": ("host", "port", "security", "username", "new_secret", "api_host"),
                         "description": "SMTP and Amazon SES: host, port, security, user name and password. "
                                        "SendGrid: the API key and the API host."}),
         ("From domains", {"fields": ("from_domains",)}),
+        ("Bounces", {"fields": ("bounce_domain", "bounce_mailbox", "bounce_host", "bounce_port", "bounce_security",
+                                "bounce_username", "new_bounce_password", "bounce_folder", "bounce_after_read",
+                                "bounce_move_to", "bounce_last_polled_at", "bounce_last_error"),
+                     "description": "SMTP and Amazon SES: where bounces and complaints come back by mail, read every "
+                                    "minute (docs/deliverability.md)."}),
         ("Limits", {"fields": ("per_second", "per_minute", "per_hour", "per_day", "day_window"),
                     "description": "Shared by every worker. When every account of a pool is at a limit, its "
                                    "campaigns wait and carry on by themselves."}),
-        ("Usage", {"fields": ("usage_panel", "last_error", "last_error_at")}),
+        ("Usage", {"fields": ("usage_panel", "complaint_panel", "last_error", "last_error_at")}),
     )
 
     class Media:
@@ -116,6 +140,16 @@ class SendingAccountAdmin(admin.ModelAdmin):
         return format_html("<p>Sent this hour: <strong>{}</strong> · today: <strong>{}</strong></p>"
                            "<figure class='dash-chart account-chart'><figcaption>Sends per hour, last 24 hours</figcaption>{}"
                            "</figure>", usage["hour"], usage["today"], mark_safe(chart))
+
+    @admin.display(description="Complaint rate")
+    def complaint_panel(self, account):
+        figures = stats.account_complaint_rate(account)
+        if figures["rate"] is None:
+            return f"— (nothing sent through this account in the last {stats.ACCOUNT_COMPLAINT_DAYS} days)"
+        css = "errornote" if figures["level"] == "danger" else ""
+        return format_html("<p class='dash-complaint-rate complaint-{} {}' id='account-complaint-rate'>"
+                           "<strong>{}%</strong> ({} complaint(s) {}). {}</p>", figures["level"], css, figures["rate"],
+                           figures["complained"], figures["base"], figures["message"])
 
     @admin.action(description="Test connection (nothing is sent)")
     def test_connection(self, request, queryset):

@@ -11,7 +11,8 @@ is the one path they all take. Applying a batch, in one transaction:
 3. one conditional UPDATE per kind of event sets the first timestamp (`... WHERE bounced_at IS NULL`),
    so counters count recipients, not events: a recipient who opens five times is one open; opens (a
    person's or a machine's) and clicks (per link, per hour) go through campaigns.engagement.opens_and_clicks likewise;
-4. events that prove a dead address or a complaint become suppressions; campaign counters go up by the
+4. events that prove a dead address or a complaint become suppressions, and so does an address with
+   SOFT_BOUNCE_LIMIT deliveries soft-bounced within SOFT_BOUNCE_DAYS; campaign counters go up by the
    number of rows that actually changed, in one statement; unknown deliveries that an event proves sent
    or failed are settled (campaigns.sending.ledger.settle_unknown).
 """
@@ -21,10 +22,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from campaigns.audience.suppression import normalize, suppress_many
 from campaigns.engagement import opens_and_clicks
+from campaigns.models import Suppression
 from campaigns.sending.ledger import settle_unknown
 
 # Providers retry a failed delivery for up to a day (SendGrid) or an hour (SNS); ids are kept well beyond.
@@ -37,6 +40,7 @@ FIRST_OCCURRENCE = {
     "clicked": ("clicked_at", "clicked_count"),
     "bounced": ("bounced_at", "bounced_count"),
     "complained": ("complained_at", "complained_count"),
+    "soft_bounced": ("soft_bounced_at", "soft_bounced_count"),
     "unsubscribed": ("unsubscribed_at", "unsubscribed_count"),
 }
 # Opens and clicks are recorded by campaigns.engagement.opens_and_clicks (a person's or a machine's, per link, per hour).
@@ -126,6 +130,13 @@ FROM unnest(%(campaigns)s::bigint[], {arrays}) AS v(id, {columns})
 WHERE c.id = v.id
 """
 
+# Addresses of the given ones whose deliveries soft-bounced SOFT_BOUNCE_LIMIT times within SOFT_BOUNCE_DAYS.
+SOFT_BOUNCED_TOO_OFTEN = """
+SELECT email, count(*) FROM campaigns_deliverylog
+WHERE email = ANY(%(emails)s) AND soft_bounced_at >= now() - %(days)s * interval '1 day'
+GROUP BY email HAVING count(*) >= %(limit)s
+"""
+
 PRUNE_EVENT_IDS = """
 DELETE FROM campaigns_webhook_event WHERE event_id IN (
     SELECT event_id FROM campaigns_webhook_event
@@ -178,7 +189,8 @@ def apply_events(events: list[ProviderEvent], received: int | None = None, ignor
         _bump_counters(cursor, counters)
         report.settled = settle_unknown(
             (match[0], *event.evidence) for event, match in zip(new_events, matches) if match and event.evidence)
-        report.suppressed = suppress_many(_suppressions(new_events, matches))
+        report.suppressed = suppress_many([*_suppressions(new_events, matches),
+                                           *_soft_bounce_suppressions(cursor, new_events, matches)])
     _prune_event_ids()
     return report
 
@@ -251,6 +263,17 @@ def _suppressions(events, matches):
             continue
         email = match[2] if match else event.email
         yield email, event.suppression, event.source, match[1] if match else None
+
+
+def _soft_bounce_suppressions(cursor, events, matches):
+    """Addresses a new soft bounce brought to the limit; a soft bounce alone never suppresses."""
+    emails = sorted({match[2] for event, match in zip(events, matches) if match and event.first == "soft_bounced"})
+    if not emails:
+        return []
+    cursor.execute(SOFT_BOUNCED_TOO_OFTEN, {"emails": emails, "days": settings.SOFT_BOUNCE_DAYS,
+                                            "limit": max(settings.SOFT_BOUNCE_LIMIT, 1)})
+    return [(email, Suppression.Reason.BOUNCED, f"{count} soft bounces within {settings.SOFT_BOUNCE_DAYS} days", None)
+            for email, count in cursor.fetchall()]
 
 
 def _prune_event_ids():

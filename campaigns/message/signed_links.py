@@ -191,6 +191,52 @@ def click_from_token(token, link_index=None):
     return _verify(token, 1), _as_id(link_index)
 
 
+# --- bounce tokens -----------------------------------------------------------------------------------
+# The token a bounce brings back (campaigns.engagement.bounce_mail): in the VERP envelope sender
+# bounces+<token>@<bounce domain> and in the X-Mailer-Delivery header. The same opaque handle, with its
+# own 10-byte tag (HMAC of a purpose label and the handle), in lower-case base32: mail servers may change
+# the case of a local part, and 42 characters keep the local part within RFC 5321's 64.
+_BOUNCE_LABEL = b"bounce"
+_BOUNCE_TAG = 10
+BOUNCE_TOKEN_LENGTH = 42
+
+
+def _bounce_tag(key: str, handle: bytes) -> bytes:
+    mac = _keys(key)[1].copy()
+    mac.update(_BOUNCE_LABEL + handle)
+    return mac.digest()[:_BOUNCE_TAG]
+
+
+@functools.lru_cache(maxsize=4096)
+def _bounce_token(delivery_id: int, key: str) -> str:
+    handle = _aes(key).update(delivery_id.to_bytes(8, "big") + _ZERO)
+    return base64.b32encode(handle + _bounce_tag(key, handle)).decode().rstrip("=").lower()
+
+
+def bounce_token(delivery_id) -> str:
+    """The token naming one delivery in its bounces; 42 characters of [a-z2-7]."""
+    if not isinstance(delivery_id, int) or not 0 <= delivery_id < 2 ** 63:
+        raise ValueError(f"not a delivery id: {delivery_id!r}")
+    return _bounce_token(delivery_id, settings.LINK_SIGNING_KEY)
+
+
+def delivery_id_from_bounce_token(token) -> int:
+    """The delivery id of a bounce token (any case); raises signing.BadSignature for a forged or other token."""
+    if not isinstance(token, str) or len(token) != BOUNCE_TOKEN_LENGTH:
+        raise signing.BadSignature("not a bounce token")
+    try:
+        raw = base64.b32decode(token.upper() + "=" * 6)
+    except (binascii.Error, ValueError):
+        raise signing.BadSignature("not a bounce token") from None
+    handle, tag = raw[:16], raw[16:]
+    for key in (settings.LINK_SIGNING_KEY, *settings.LINK_SIGNING_KEY_FALLBACKS):
+        if hmac.compare_digest(_bounce_tag(key, handle), tag):
+            block = _aes(key, decrypt=True).update(handle)
+            if block[8:] == _ZERO:
+                return _as_id(int.from_bytes(block[:8], "big"))
+    raise signing.BadSignature("bounce token not signed with a current or fallback LINK_SIGNING_KEY")
+
+
 def _as_id(value):
     try:
         number = int(value)

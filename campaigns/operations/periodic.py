@@ -16,6 +16,7 @@ PERIODIC_TASKS = {
     "Sweep: start due campaigns, recover stale claims": ("campaigns.tasks.scheduler.sweep",
                                                          settings.SWEEP_INTERVAL_SECONDS),
     "Imports: remove finished uploads, fail abandoned imports": ("campaigns.tasks.imports.tidy_uploads", 3600),
+    "Bounces: read the sending accounts' bounce mailboxes": ("campaigns.tasks.bounces.poll_bounce_mailboxes", 60),
 }
 
 

@@ -7,14 +7,23 @@ this reads the models.
 from campaigns.models import SendingAccount
 
 
+# The encrypted fields of a sending account: the password or API key, and the bounce mailbox's password.
+ENCRYPTED_FIELDS = ("secret", "bounce_password")
+
+
 def reencrypt_account_secrets():
-    """Every sending account's secret encrypted again under the first key of FIELD_ENCRYPTION_KEY
-    (after a new key was put first); returns (re-encrypted, undecryptable) counts."""
+    """Every sending account's secrets encrypted again under the first key of FIELD_ENCRYPTION_KEY
+    (after a new key was put first); returns (re-encrypted, undecryptable) counts of secrets."""
     done = lost = 0
-    for account in SendingAccount.objects.exclude(secret=""):
-        if getattr(account.secret, "undecryptable", None):
-            lost += 1
-            continue
-        account.save(update_fields=["secret"])
-        done += 1
+    for account in SendingAccount.objects.exclude(secret="", bounce_password=""):
+        fields = []
+        for name in ENCRYPTED_FIELDS:
+            value = getattr(account, name)
+            if getattr(value, "undecryptable", None):
+                lost += 1
+            elif value:
+                fields.append(name)
+        if fields:
+            account.save(update_fields=fields)
+            done += len(fields)
     return done, lost

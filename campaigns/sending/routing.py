@@ -87,7 +87,14 @@ def provider_for(account):
     if account.kind == SendingAccount.Kind.SENDGRID:
         return SendGridProvider(api_key=account.secret, host=account.api_host, **common)
     return SmtpProvider(host=account.host, port=account.port or account.default_port(), security=account.security,
-                        username=account.username, password=account.secret, **common)
+                        username=account.username, password=account.secret,
+                        bounce_domain=ascii_bounce_domain(account.bounce_domain), **common)
+
+
+def ascii_bounce_domain(domain):
+    """The account's bounce domain as it goes in MAIL FROM (IDNA), or "" for none."""
+    domain = (domain or "").strip().rstrip(".").lower()
+    return domain.encode("idna").decode("ascii") if domain else ""
 
 
 def quota_for(account):

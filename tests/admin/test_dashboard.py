@@ -102,3 +102,24 @@ def test_engagement_figures_are_read_from_counters_not_by_counting_rows(staff_cl
         assert [s for s in sql if "campaigns_deliverylog" in s] == [
             s for s in sql if "date_trunc('minute', sent_at)" in s]
         assert [s for s in sql if "campaigns_engagementhour" in s]  # the chart reads the hourly counters
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("counts, rate, level, base", [
+    ({"delivered_count": 10000, "complained_count": 5}, 0.05, "ok", "of 10,000 delivered"),
+    ({"delivered_count": 10000, "complained_count": 10}, 0.1, "warning", "of 10,000 delivered"),
+    ({"delivered_count": 10000, "complained_count": 30}, 0.3, "danger", "of 10,000 delivered"),
+    # SMTP reports no deliveries: out of sent, and the page says so.
+    ({"delivered_count": 0, "complained_count": 2}, 0.2, "warning", "of 1,000 sent (no deliveries reported"),
+])
+def test_the_campaign_page_shows_the_complaint_rate_against_the_bulk_sender_rules(staff_client, counts, rate, level,
+                                                                                   base):
+    campaign = CampaignFactory(status="completed", total_recipients=10000, sent_count=1000, **counts)
+
+    data = staff_client.get(json_url(campaign)).json()["complaint_rate"]
+    page = staff_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+
+    assert (data["rate"], data["level"]) == (rate, level) and data["base"].startswith(base)
+    assert f'class="dash-complaint-rate complaint-{level}' in page
+    assert f'id="dash-complaint-rate-value">{rate}%<' in page
+    assert ("errornote" in page.split('id="dash-complaint-rate"')[0].rsplit("<p", 1)[1]) is (level == "danger")

@@ -15,7 +15,9 @@ def account_form(**fields):
     data = {"name": "gmail-1", "kind": "smtp", "host": "127.0.0.1", "port": "", "security": "none",
             "username": "ann@example.com", "new_secret": "", "api_host": "https://api.sendgrid.com",
             "from_domains": "", "per_second": "0", "per_minute": "0", "per_hour": "0", "per_day": "0",
-            "day_window": "rolling", "weight": "1", "enabled": "on", "disabled_reason": ""}
+            "day_window": "rolling", "weight": "1", "enabled": "on", "disabled_reason": "",
+            "bounce_security": "tls", "bounce_after_read": "delete", "bounce_folder": "INBOX",
+            "bounce_move_to": "Processed"}
     data.update(fields)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -157,3 +159,78 @@ def test_a_viewer_sees_an_account_but_cannot_change_it_and_never_sees_its_secret
     assert client.get(reverse("admin:campaigns_sendingaccount_add")).status_code == 403
     account.refresh_from_db()
     assert account.secret == SECRET
+
+
+BOUNCE_PASSWORD = "Bounce-mailbox-app-password"
+
+
+def test_a_bounce_mailbox_is_set_up_its_password_encrypted_and_never_shown(staff_client):
+    response = staff_client.post(reverse("admin:campaigns_sendingaccount_add"), account_form(
+        bounce_domain="Bounces.Example.com", bounce_mailbox="imap", bounce_host="imap.example.com",
+        bounce_username="bounces@example.com", new_bounce_password=BOUNCE_PASSWORD, bounce_after_read="move"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    account = SendingAccount.objects.get(name="gmail-1")
+    assert (account.bounce_domain, account.bounce_password, account.bounce_after_read) == (
+        "bounces.example.com", BOUNCE_PASSWORD, "move")
+
+    page = staff_client.get(change_url(account)).content.decode()
+    assert BOUNCE_PASSWORD not in page and "A password is stored" in page
+
+    assert staff_client.post(change_url(account), account_form(
+        bounce_domain="bounces.example.com", bounce_mailbox="imap", bounce_host="imap.example.com",
+        bounce_username="bounces@example.com")).status_code == 302
+    account.refresh_from_db()
+    assert account.bounce_password == BOUNCE_PASSWORD  # left empty: kept
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"bounce_mailbox": "imap"}, "A bounce mailbox needs its server&#x27;s host name."),
+    ({"bounce_mailbox": "pop3", "bounce_host": "pop.example.com", "bounce_after_read": "move"},
+     "POP3 has no folders"),
+    ({"bounce_domain": "not a domain"}, "Enter a domain name"),
+    ({"kind": "sendgrid", "new_secret": "SG.x", "bounce_mailbox": "imap", "bounce_host": "imap.example.com"},
+     "SendGrid reports bounces through its Event Webhook"),
+])
+def test_a_bounce_mailbox_that_cannot_work_is_refused_with_a_message(staff_client, fields, message):
+    response = staff_client.post(reverse("admin:campaigns_sendingaccount_add"), account_form(**fields))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not SendingAccount.objects.exists()
+
+
+def test_the_account_page_shows_its_complaint_rate_against_the_bulk_sender_rules(staff_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns.models import SendingAccountUsage
+    from tests.support.factories import CampaignFactory, DeliveryLogFactory
+
+    account = SendingAccountFactory(name="smtp-1")
+    campaign = CampaignFactory()
+    SendingAccountUsage.objects.create(account=account, campaign=campaign, sent=1000,
+                                       hour=timezone.now().replace(minute=0, second=0, microsecond=0))
+    for _ in range(4):
+        DeliveryLogFactory(recipient__campaign=campaign, provider="smtp-1", complained_at=timezone.now())
+    DeliveryLogFactory(recipient__campaign=campaign, provider="smtp-1",
+                       complained_at=timezone.now() - timedelta(days=40))  # outside the 30 days
+
+    page = staff_client.get(change_url(account)).content.decode()
+
+    assert "<strong>0.4%</strong> (4 complaint(s) of 1,000 sent through it in the last 30 days)" in page
+    assert "complaint-danger errornote" in page and "Gmail" in page
+
+
+def test_unread_bounce_messages_are_listed_for_operators_read_only(staff_client):
+    from campaigns.models import UnreadBounce
+
+    unread = UnreadBounce.objects.create(source="bounce mailbox of account 1", subject="Re: News <b>",
+                                         sender="a@example.org", reason="an auto-reply? no", digest="d1",
+                                         raw=b"Subject: Re: News <b>\r\n\r\n<script>x</script>")
+
+    listing = staff_client.get(reverse("admin:campaigns_unreadbounce_changelist")).content.decode()
+    page = staff_client.get(reverse("admin:campaigns_unreadbounce_change", args=[unread.pk])).content.decode()
+
+    assert "Re: News &lt;b&gt;" in listing
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>x</script>" not in page
+    assert staff_client.get(reverse("admin:campaigns_unreadbounce_add")).status_code == 403

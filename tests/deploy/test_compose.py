@@ -8,8 +8,8 @@ import pytest
 from tests.deploy import tools
 from tests.deploy.conftest import PRODUCTION_SECRETS, write_env_file
 
-APP_SERVICES = ["web", "celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender", "celery_beat",
-                "flower"]
+APP_SERVICES = ["web", "celery_worker_scheduler", "celery_worker_imports", "celery_worker_bounces",
+                "celery_worker_sender", "celery_beat", "flower"]
 SENDER_HOST = "celery_worker_sender_host"  # sender workers for a host that runs nothing else
 
 
@@ -52,6 +52,7 @@ def test_workers_queues_and_concurrency(dev_compose, prod_compose):
         assert "-Q scheduler" in services["celery_worker_scheduler"]["command"]
         assert "--concurrency 2" in services["celery_worker_scheduler"]["command"]
         assert "-Q imports" in services["celery_worker_imports"]["command"]
+        assert "-Q bounces" in services["celery_worker_bounces"]["command"]
         assert "-Q senders" in services["celery_worker_sender"]["command"]
         assert "celery -A mailer_project beat" in services["celery_beat"]["command"]
         # Scalable with --scale: no fixed container name or host port on the senders.

@@ -25,7 +25,8 @@ def run_healthcheck(test, env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("service", ["celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender"])
+@pytest.mark.parametrize("service", ["celery_worker_scheduler", "celery_worker_imports", "celery_worker_bounces",
+                                     "celery_worker_sender"])
 def test_worker_healthcheck_passes_while_the_worker_runs_and_fails_once_it_stops(service, dev_compose,
                                                                                   transactional_db, clean_broker,
                                                                                   tmp_path):

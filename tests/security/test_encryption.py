@@ -52,6 +52,17 @@ def test_a_new_key_put_first_still_reads_the_old_one_and_reencrypting_moves_ever
     assert SendingAccount.objects.get(pk=account.pk).secret == "s3cret"
 
 
+def test_reencrypting_moves_the_bounce_mailbox_password_too(settings, key):
+    account = SendingAccountFactory(bounce_password="mailbox pass")  # no secret at all
+    new = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEY = [new, key]
+
+    call_command("reencrypt_secrets")
+
+    settings.FIELD_ENCRYPTION_KEY = [new]
+    assert SendingAccount.objects.get(pk=account.pk).bounce_password == "mailbox pass"
+
+
 def test_a_secret_no_key_decrypts_loads_empty_and_is_kept_as_stored(settings, key):
     account = SendingAccountFactory(secret="s3cret")
     before = stored_secret(account)

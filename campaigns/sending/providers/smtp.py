@@ -38,6 +38,7 @@ from campaigns.exceptions import (
     ProviderUnavailable,
     TemporaryError,
 )
+from campaigns.message.signed_links import bounce_token
 from campaigns.sending import ratelimit
 from campaigns.sending.providers.base import DeliveryResult, Outcome, Provider, ascii_domain, list_unsubscribe_headers
 from campaigns.sending.providers.smtp_replies import Phase, Scope, classify, uniform_refusal
@@ -58,6 +59,11 @@ FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
 # characters, so that even the first, after "Subject: ", stays within 76 (RFC 2047 2).
 WORD_BYTES = 39
 
+
+# A bounce names its delivery by this signed token (campaigns.engagement.bounce_mail): in this header of
+# the returned copy, and in the envelope sender when the account has a bounce domain.
+BOUNCE_TOKEN_HEADER = "X-Mailer-Delivery"
+VERP_LOCAL_PART = "bounces+"
 
 # What the DATA command's turn gives when the batch's claim no longer owns the message: nothing left.
 NOT_OWNED = "not owned"
@@ -172,8 +178,9 @@ class MessageBuilder:
     the ids) are folded here, and the multipart/alternative skeleton joined: the email package's
     generator and header classes cost several times the whole budget per message."""
 
-    def __init__(self, batch):
+    def __init__(self, batch, bounce_domain=""):
         self.batch = batch
+        self.bounce_domain = bounce_domain  # VERP: MAIL FROM bounces+<token>@<bounce domain>
         from_name, self.envelope_from = parseaddr(batch.from_email)
         if LINE_BREAKS.search(self.envelope_from):
             raise ValueError("the sender address holds a line break")
@@ -220,7 +227,12 @@ class MessageBuilder:
         if LINE_BREAKS.search(rcpt):
             raise ValueError("the address holds a line break")
         needs_utf8 = not rcpt.isascii()
-        mail = self._mail_line(eight_bit_ok, needs_utf8)
+        token = bounce_token(message.delivery_id)
+        if self.bounce_domain:
+            options = (" BODY=8BITMIME" if eight_bit_ok else "") + (" SMTPUTF8" if needs_utf8 else "")
+            mail = f"MAIL FROM:<{VERP_LOCAL_PART}{token}@{self.bounce_domain}>{options}\r\n".encode("ascii")
+        else:
+            mail = self._mail_line(eight_bit_ok, needs_utf8)
         rcpt_line = f"RCPT TO:<{rcpt}>\r\n".encode("utf-8" if needs_utf8 else "ascii")
         context = message.context
         if self.tracking:
@@ -236,7 +248,8 @@ class MessageBuilder:
                 header_line("Message-ID", message_id), self.shared_lines]
         head += [header_line(name, value)
                  for name, value in list_unsubscribe_headers(context.get("unsubscribe_url", "")).items()]
-        head += [f"X-Delivery-ID: {message.delivery_id}\r\n".encode("ascii"), self.mime_version,
+        head += [f"X-Delivery-ID: {message.delivery_id}\r\n{BOUNCE_TOKEN_HEADER}: {token}\r\n".encode("ascii"),
+                 self.mime_version,
                  _fold(f'Content-Type: multipart/alternative; boundary="{boundary}"'), b"\r\n"]
 
         delimiter = b"--" + boundary.encode("ascii")
@@ -399,7 +412,7 @@ class SmtpProvider(Provider):
     STARTTLS, TLS, PLAIN = "starttls", "tls", "none"
 
     def __init__(self, host=None, port=None, security=None, username=None, password=None, timeout=None,
-                 name=None, rate=None, rate_key=None):
+                 name=None, rate=None, rate_key=None, bounce_domain=""):
         from_settings = host is None
         self.host = settings.EMAIL_HOST if from_settings else host
         self.port = settings.EMAIL_PORT if from_settings else port
@@ -409,6 +422,7 @@ class SmtpProvider(Provider):
         self.timeout = timeout or settings.EMAIL_TIMEOUT
         self.name = name or self.name
         self.rate, self.rate_key = rate, rate_key  # None: SMTP_RATE_LIMIT_PER_SEC under "smtp"
+        self.bounce_domain = bounce_domain
 
     def is_configured(self):
         return bool(self.host)
@@ -454,7 +468,7 @@ class SmtpProvider(Provider):
 
     def build_payload(self, batch):
         # Messages are built lazily during delivery (see the module docstring).
-        return MessageBuilder(batch)
+        return MessageBuilder(batch, bounce_domain=self.bounce_domain)
 
     def deliver(self, batch, builder):
         delivery = _Delivery(self, batch, builder)

@@ -19,8 +19,17 @@
         return;
       }
       ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "sending", "delivered", "opened",
-       "machine_opened", "clicked", "bounced", "complained", "unsubscribed"].forEach((k) => show("dash-" + k, d[k]));
+       "machine_opened", "clicked", "bounced", "soft_bounced", "complained", "unsubscribed"].forEach((k) => show("dash-" + k, d[k]));
       Object.entries(d.rates || {}).forEach(([k, rate]) => show("dash-rate-" + k, rate === null ? null : rate + "%"));
+      const complaints = document.getElementById("dash-complaint-rate");
+      if (complaints && d.complaint_rate) {
+        const cr = d.complaint_rate;
+        complaints.hidden = cr.rate === null;
+        complaints.className = "dash-complaint-rate complaint-" + cr.level + (cr.level === "danger" ? " errornote" : "");
+        show("dash-complaint-rate-value", cr.rate === null ? null : cr.rate + "%");
+        show("dash-complaint-rate-base", cr.base);
+        show("dash-complaint-rate-message", cr.message);
+      }
       show("dash-percent", d.progress_percent);
       show("dash-started", d.started_at);
       show("dash-completed", d.completed_at);
