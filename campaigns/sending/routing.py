@@ -230,15 +230,21 @@ class PoolSend:
 
 UPSERT_USAGE = """
 INSERT INTO campaigns_sendingaccountusage (account_id, campaign_id, hour, sent)
-VALUES (%s, %s, date_trunc('hour', now()), %s)
+VALUES (%s, %s, %s, %s)
 ON CONFLICT (account_id, campaign_id, hour) DO UPDATE SET sent = campaigns_sendingaccountusage.sent + EXCLUDED.sent
 """
+
+
+def local_hour(moment):
+    """The start of MOMENT's hour in TIME_ZONE: in a half-hour zone (Asia/Kolkata) it is :30 UTC, so
+    usage bucketed by UTC hours could not say what was sent "this hour" or "today"."""
+    return timezone.localtime(moment).replace(minute=0, second=0, microsecond=0)
 
 
 def record_usage(account_id, campaign_id, sent):
     if sent:
         with connection.cursor() as cursor:
-            cursor.execute(UPSERT_USAGE, [account_id, campaign_id, sent])
+            cursor.execute(UPSERT_USAGE, [account_id, campaign_id, local_hour(timezone.now()), sent])
 
 
 # --- waiting for quota ------------------------------------------------------------------------------------
@@ -305,13 +311,24 @@ def estimated_finish(campaign, pending, observed_rate):
 
 
 def account_usage(account, hours=24):
-    """Sent this hour and today (TIME_ZONE) and [(hour, sent)] for the last HOURS hours, oldest first."""
+    """Sent this hour and today, both in TIME_ZONE, and [(hour, sent)] for the last HOURS hours, oldest
+    first."""
     now = timezone.now()
-    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    this_hour = local_hour(now).astimezone(dt_timezone.utc)  # UTC: arithmetic across a DST change
     first = this_hour - timedelta(hours=hours - 1)
-    midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = dict(SendingAccountUsage.objects.filter(account=account, hour__gte=min(first, midnight))
-                .values("hour").annotate(total=Sum("sent")).values_list("hour", "total"))
-    series = [(first + timedelta(hours=i), rows.get(first + timedelta(hours=i), 0)) for i in range(hours)]
-    return {"hour": rows.get(this_hour, 0), "today": sum(n for hour, n in rows.items() if hour >= midnight),
-            "series": series}
+    midnight = local_hour(now).replace(hour=0)
+    rows = (SendingAccountUsage.objects.filter(account=account, hour__gte=min(first, midnight))
+            .values("hour").annotate(total=Sum("sent")).values_list("hour", "total"))
+    counts = [0] * hours
+    hour_now = today = 0
+    for hour, sent in rows:
+        # Rows written before TIME_ZONE changed may start within a local hour: counted in that hour.
+        point = int((hour - first).total_seconds() // 3600)
+        if 0 <= point < hours:
+            counts[point] += sent
+        if hour >= this_hour:
+            hour_now += sent
+        if hour >= midnight:
+            today += sent
+    series = [(first + timedelta(hours=i), n) for i, n in enumerate(counts)]
+    return {"hour": hour_now, "today": today, "series": series}

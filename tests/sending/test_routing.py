@@ -268,3 +268,32 @@ def test_a_sendgrid_accounts_per_second_limit_splits_a_batch_into_paced_requests
     requests = collections.Counter(record["message_id"] for record in fake_sendgrid.records())
     assert sorted(requests.values()) == [2, 5, 5]
     assert most_in_any_second(sorted(record["received_at"] for record in fake_sendgrid.records())) <= 5
+
+
+def test_sent_today_and_this_hour_follow_time_zone_in_a_half_hour_zone(db, settings, monkeypatch):
+    """Issue 21 defect 12: in Asia/Kolkata (UTC+5:30) the day and the hour start at :30 UTC."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    from tests.support.factories import CampaignFactory
+
+    settings.TIME_ZONE = "Asia/Kolkata"
+    kolkata = ZoneInfo("Asia/Kolkata")
+    account = SendingAccountFactory(name="gmail-1")
+    campaign = CampaignFactory()
+
+    def at(local):
+        monkeypatch.setattr(timezone, "now", lambda: local.astimezone(ZoneInfo("UTC")))
+
+    at(datetime(2026, 12, 5, 23, 50, tzinfo=kolkata))  # 18:20 UTC: yesterday, in Kolkata
+    routing.record_usage(account.pk, campaign.pk, 5)
+    at(datetime(2026, 12, 6, 0, 5, tzinfo=kolkata))  # 18:35 UTC: today
+    routing.record_usage(account.pk, campaign.pk, 3)
+    at(datetime(2026, 12, 6, 0, 40, tzinfo=kolkata))  # 19:10 UTC
+
+    usage = routing.account_usage(account, hours=3)
+    assert usage["today"] == 3 and usage["hour"] == 3
+    assert [(f"{timezone.localtime(hour):%H:%M}", sent) for hour, sent in usage["series"]] == [
+        ("22:00", 0), ("23:00", 5), ("00:00", 3)]
