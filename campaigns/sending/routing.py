@@ -19,12 +19,14 @@ with a pool sends each batch through the pool's accounts:
   again by itself when the first account has room (`wait_for_quota`).
 """
 
+import dataclasses
 import logging
 import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from email.utils import parseaddr
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Sum, Value
@@ -157,17 +159,21 @@ class PoolSend:
             self.free_at.append(answer.free_at)
             return False
         part, rest = self.remaining[:answer.granted], self.remaining[answer.granted:]
-        state = chain._BatchSend(self.batch.with_messages(part), self.policy, self.sleep)
+        ledger = AccountLedger(self.batch.ledger, account.pk, self.batch.campaign_id)
+        state = chain._BatchSend(dataclasses.replace(self.batch.with_messages(part), ledger=ledger),
+                                 self.policy, self.sleep)
         error = None
         try:
             provider = provider_for(account)
             results = state.through(provider)
         except ProviderUnavailable as exc:
             error, results = exc, list(state.settled.values())
-        except ProviderError:  # e.g. the claim was lost: the pipeline handles it; give back the unused places
-            quota.settle(answer, sum(1 for r in state.settled.values() if r.outcome != Outcome.DEFERRED))
+        except BaseException:
+            # Any other way out (the claim lost, a soft time limit, a database or Redis error, a bug):
+            # the places of the messages that never left are given back now, not a window later.
+            give_back(quota, answer, ledger.used(state.settled.values(), len(part)))
             raise
-        self.settle(account, results)
+        self.settle(account, results, ledger)
         quota.settle(answer, sum(1 for r in results if r.outcome != Outcome.DEFERRED))
         done = {r.delivery_id for r in results}
         self.remaining = [m for m in part if m.delivery_id not in done] + rest
@@ -179,20 +185,19 @@ class PoolSend:
             return False
         return True
 
-    def settle(self, account, results):
+    def settle(self, account, results, ledger):
         if not results:
             return
         self.last_account = account.name
         for result in results:
             self.settled[result.delivery_id] = result
-        if self.batch.ledger is None:
-            return  # a test email: it takes quota, but is no send of the campaign
-        # Written under this account's name now (rows SMTP recorded as it went are skipped): the
-        # pipeline records the batch under one name, and a batch may go through several accounts.
-        self.batch.ledger.record(account.name, results)
-        record_usage(account.pk, self.batch.campaign_id, sum(1 for r in results if r.outcome == Outcome.SENT))
-        Campaign.objects.filter(pk=self.batch.campaign_id, quota_wait_until__isnull=False).update(
-            quota_wait_until=None)
+        # Written under this account's name now, with its usage (rows SMTP recorded as it went are
+        # skipped): the pipeline records the batch under one name, and a batch may go through several
+        # accounts.
+        ledger.record(account.name, results)
+        if self.batch.ledger is not None:
+            Campaign.objects.filter(pk=self.batch.campaign_id, quota_wait_until__isnull=False).update(
+                quota_wait_until=None)
 
     def account_failed(self, account, error):
         self.errors.append(error)
@@ -226,6 +231,65 @@ class PoolSend:
                                   results=results)
         error = self.errors[-1]
         raise ProviderUnavailable(str(error), provider=self.last_account, results=results) from error
+
+
+class AccountLedger:
+    """The batch's ledger (None for a test email) as one account sends its part: what is written
+    through it moves the account's usage in the same transaction, chunk by chunk as SMTP records, so
+    "sent this hour" moves during a long paced batch; and it knows which messages left (their call
+    began and no result says they did not), for the places to give back when the send stops early."""
+
+    def __init__(self, ledger, account_id, campaign_id):
+        self.ledger, self.account_id, self.campaign_id = ledger, account_id, campaign_id
+        self.left = set()  # delivery ids whose call began, or whose result used a place
+        self.counted = set()  # delivery ids whose send is in the usage table
+
+    def __getattr__(self, name):
+        return getattr(self.ledger, name)
+
+    def call_began(self, delivery_ids):
+        owned = set(delivery_ids) if self.ledger is None else self.ledger.call_began(delivery_ids)
+        self.left |= owned
+        return owned
+
+    def call_ended(self, delivery_ids):
+        self.left -= set(delivery_ids)
+        if self.ledger is not None:
+            self.ledger.call_ended(delivery_ids)
+
+    def record(self, provider, results, **options):
+        self._note(results)
+        if self.ledger is None:
+            return  # a test email: it takes quota, but is no send of the campaign
+        sent = [r.delivery_id for r in results if r.outcome == Outcome.SENT and r.delivery_id not in self.counted]
+        with transaction.atomic():
+            self.ledger.record(provider, results, **options)
+            record_usage(self.account_id, self.campaign_id, len(sent))
+        self.counted.update(sent)
+
+    def _note(self, results):
+        for result in results:
+            if result.outcome == Outcome.DEFERRED:
+                self.left.discard(result.delivery_id)
+            else:
+                self.left.add(result.delivery_id)
+
+    def used(self, settled, granted):
+        """Places used when the send stopped early: each message that left or has a result using one
+        (a test email, with no ledger to mark, is taken as used)."""
+        if self.ledger is None:
+            return granted
+        self._note(settled)
+        return len(self.left)
+
+
+def give_back(quota, answer, used):
+    """Give back the places not USED; a Redis error is logged (they free with their window)."""
+    try:
+        quota.settle(answer, used)
+    except redis.RedisError:
+        logger.warning("Could not give back %d unused quota places; they free with their window",
+                       answer.granted - used, exc_info=True)
 
 
 UPSERT_USAGE = """

@@ -297,3 +297,28 @@ def test_sent_today_and_this_hour_follow_time_zone_in_a_half_hour_zone(db, setti
     assert usage["today"] == 3 and usage["hour"] == 3
     assert [(f"{timezone.localtime(hour):%H:%M}", sent) for hour, sent in usage["series"]] == [
         ("22:00", 0), ("23:00", 5), ("00:00", 3)]
+
+
+def test_a_paced_batch_shows_its_usage_as_it_goes_and_gives_back_its_places_when_a_time_limit_stops_it(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    """Issue 21 defect 5: usage was written only when a batch ended, and the places a batch reserved
+    were given back only on provider errors (a soft time limit kept them for the whole window)."""
+    worker_env.update(SEND_SMTP_CONNECTIONS=2, SEND_BATCH_TIME_LIMIT=6)
+    account = account_for(smtp_sink_server, "ses-sandbox", per_second=1, per_hour=1000)
+    campaign = make_campaign(14, batch_size=14, pool=pool_of(account))
+    start_worker(["scheduler", "senders"], concurrency=1)
+
+    services.send_now(campaign.pk)
+    # "Sent this hour" moves while the paced batch is still being sent, long before its last message.
+    wait_for(lambda: routing.account_usage(account, hours=1)["hour"] >= 2 and smtp_sink_server.count() < 14,
+             timeout=60, every=0.1)
+    # Each attempt is stopped by the 6 s soft time limit after a few messages at 1/s, and sent again.
+    wait_until_finished(campaign, timeout=180)
+
+    campaign.refresh_from_db()
+    received = len(smtp_sink_server.recipients())
+    assert campaign.status == S.COMPLETED and campaign.sent_count + campaign.unknown_count == 14
+    assert_exactly_once(campaign, delivered(smtp_sink_server))
+    # Each place still taken in the account's hour is a message the server received or had in flight.
+    assert received <= routing.quota_for(account).look().used["hour"] <= received + campaign.unknown_count
+    assert sent_by(campaign) == {"ses-sandbox": campaign.sent_count}
