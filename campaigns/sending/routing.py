@@ -164,16 +164,17 @@ class PoolSend:
                                  self.policy, self.sleep)
         error = None
         try:
-            provider = provider_for(account)
-            results = state.through(provider)
-        except ProviderUnavailable as exc:
-            error, results = exc, list(state.settled.values())
+            try:
+                provider = provider_for(account)
+                results = state.through(provider)
+            except ProviderUnavailable as exc:
+                error, results = exc, list(state.settled.values())
+            self.settle(account, results, ledger)
         except BaseException:
             # Any other way out (the claim lost, a soft time limit, a database or Redis error, a bug):
             # the places of the messages that never left are given back now, not a window later.
             give_back(quota, answer, ledger.used(state.settled.values(), len(part)))
             raise
-        self.settle(account, results, ledger)
         quota.settle(answer, sum(1 for r in results if r.outcome != Outcome.DEFERRED))
         done = {r.delivery_id for r in results}
         self.remaining = [m for m in part if m.delivery_id not in done] + rest

@@ -322,3 +322,41 @@ def test_a_paced_batch_shows_its_usage_as_it_goes_and_gives_back_its_places_when
     # Each place still taken in the account's hour is a message the server received or had in flight.
     assert received <= routing.quota_for(account).look().used["hour"] <= received + campaign.unknown_count
     assert sent_by(campaign) == {"ses-sandbox": campaign.sent_count}
+
+
+class LedgerFailingAtTheThirdMark:
+    """A batch's ledger whose database goes away when the third message's call begins."""
+
+    def __init__(self):
+        self.marks = 0
+
+    def call_began(self, delivery_ids):
+        from django.db import OperationalError
+
+        self.marks += 1
+        if self.marks == 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return set(delivery_ids)
+
+    def call_ended(self, delivery_ids):
+        pass
+
+    def record(self, provider, results, **options):
+        pass
+
+
+def test_a_database_error_mid_batch_gives_back_the_places_of_the_messages_that_never_left(
+        db, clean_broker, smtp_sink_server, settings, batch_of):
+    import dataclasses
+
+    from django.db import OperationalError
+
+    settings.SEND_SMTP_CONNECTIONS = 1
+    account = account_for(smtp_sink_server, "gmail-1", per_hour=100)
+    batch = dataclasses.replace(batch_of(5, campaign_id=make_campaign(0).pk), ledger=LedgerFailingAtTheThirdMark())
+
+    with pytest.raises(OperationalError):
+        routing.send(batch, pool_of(account).pk)
+
+    assert smtp_sink_server.count() == 2
+    assert routing.quota_for(account).look().used["hour"] == 2  # not the 5 the batch reserved
