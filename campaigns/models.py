@@ -611,8 +611,9 @@ class SendingPool(models.Model):
 
 
 class SendingAccountUsage(models.Model):
-    """How many messages an account sent for one campaign in one clock hour (UTC): the admin's usage
-    figures and chart per account, and the campaign page's sends per account, without counting rows."""
+    """How many messages an account sent for one campaign in one hour of TIME_ZONE (`hour`: its start):
+    the admin's usage figures and chart per account, and the campaign page's sends per account, without
+    counting rows."""
 
     account = models.ForeignKey(SendingAccount, on_delete=models.CASCADE, related_name="usage")
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="account_usage")

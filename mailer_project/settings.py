@@ -243,7 +243,8 @@ SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=30)
 SEND_BATCH_TIME_LIMIT = env.int("SEND_BATCH_TIME_LIMIT", default=300)
 # Batch tasks of one campaign queued at a time: the start queues this many, and each batch that
 # finishes queues the next, so a million-recipient campaign starts without enqueueing 5,000 tasks.
-# Keep it above the senders' total concurrency (all workers, all hosts) times their prefetch.
+# Keep it above the senders' total concurrency (all workers, all hosts) times their prefetch. A
+# campaign whose pool's accounts are all paced queues one per account (campaigns.sending.dispatch).
 SEND_BATCHES_AHEAD = env.int("SEND_BATCHES_AHEAD", default=64)
 # SMTP writes its results every this many messages (and before every rate-limit wait): after a
 # crash at most this many rows per batch in flight are unknown.

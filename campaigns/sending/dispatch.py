@@ -1,13 +1,15 @@
 """Queueing the sending tasks, always after the transaction that made them due commits: a campaign's
-start, and its batches (the next SEND_BATCHES_AHEAD of them, or named ones).
+start, and its batches (the next `batches_ahead` of them, or named ones).
 
 Below the pipeline, routing, the sweep, the services and A/B tests, which all queue batches; it
-imports only the models' tables and Celery.
+imports only the models and Celery.
 """
 
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
+
+from campaigns.models import Campaign, SendingAccount
 
 SEND_BATCH_TASK = "campaigns.tasks.senders.send_batch"
 START_TASK = "campaigns.tasks.scheduler.start_campaign"
@@ -44,10 +46,26 @@ RETURNING b.number
 """
 
 
+def batches_ahead(campaign_id):
+    """How many of the campaign's batches are queued at a time (each that finishes queues the next).
+
+    SEND_BATCHES_AHEAD, except through a pool whose every enabled account is paced (a per-second or
+    per-minute limit): its batches share that pace, so more of them at once send no faster and
+    would only sleep in sender slots, with the other campaigns' batches queued behind them. One
+    batch per account then: the other campaigns take their turns in the queue."""
+    pool_id = Campaign.objects.filter(pk=campaign_id).values_list("pool_id", flat=True).first()
+    if pool_id is not None:
+        paces = [bool(per_second or per_minute) for per_second, per_minute in
+                 SendingAccount.objects.filter(pools=pool_id, enabled=True).values_list("per_second", "per_minute")]
+        if paces and all(paces):
+            return max(1, min(settings.SEND_BATCHES_AHEAD, len(paces)))
+    return settings.SEND_BATCHES_AHEAD
+
+
 def queue_batches(campaign_id, limit=None):
-    """Queue (and dispatch after commit) up to LIMIT (SEND_BATCHES_AHEAD) of the campaign's next
+    """Queue (and dispatch after commit) up to LIMIT (`batches_ahead`) of the campaign's next
     batches; returns how many. Resume and the sweep's stall recovery use it."""
     with connection.cursor() as cursor:
-        cursor.execute(QUEUE_BATCHES, {"campaign_id": campaign_id, "limit": limit or settings.SEND_BATCHES_AHEAD})
+        cursor.execute(QUEUE_BATCHES, {"campaign_id": campaign_id, "limit": limit or batches_ahead(campaign_id)})
         numbers = [row[0] for row in cursor.fetchall()]
     return dispatch_batches(campaign_id, numbers)

@@ -8,8 +8,9 @@ promises of docs/design.md, numbered as there:
    keeps renewing, and the providers record on that row which messages' call began, at the last
    moment before bytes leave; results are written only while the claim is still its own, each
    delivery row once (campaigns.sending.ledger).
-4. A million recipients start in seconds: the start queues SEND_BATCHES_AHEAD batch tasks, and each
-   batch that finishes queues the next waiting one.
+4. A million recipients start in seconds: the start queues SEND_BATCHES_AHEAD batch tasks (one per
+   account through a pool of paced accounts: dispatch.batches_ahead), and each batch that finishes
+   queues the next waiting one.
 5. Work is enqueued only after its transaction commits.
 6. Pause and cancel take effect at the batch boundary: the claim holds the campaign's row (FOR SHARE)
    and only claims while it is in progress.
@@ -36,7 +37,7 @@ from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
 from campaigns.security.logsafe import for_log
 from campaigns.sending import routing
-from campaigns.sending.dispatch import dispatch_batches
+from campaigns.sending.dispatch import batches_ahead, dispatch_batches
 from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, run_prepared
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
 
@@ -63,7 +64,7 @@ def batch_number_sql(window):
     return f"%(first_batch)s + (row_number() OVER ({window}) - 1) / %(batch_size)s"
 
 
-# The batches of ROWS (id, status, batch_number), in the same statement: the first SEND_BATCHES_AHEAD
+# The batches of ROWS (id, status, batch_number), in the same statement: the first `batches_ahead`
 # are queued, the rest wait for a finishing batch to queue them.
 CREATE_BATCHES = """
 batches AS (
@@ -179,7 +180,7 @@ def create_delivery_logs(campaign_id, batch_size, first_batch=0, segment=None, a
     segment_sql, segment_params = compile_segment(segment)
     statement = CREATE_DELIVERY_LOGS if ab is None else CREATE_AB_DELIVERY_LOGS
     params = {**segment_params, "campaign_id": campaign_id, "batch_size": batch_size,
-              "first_batch": first_batch, "ahead": settings.SEND_BATCHES_AHEAD}
+              "first_batch": first_batch, "ahead": batches_ahead(campaign_id)}
     if ab is not None:
         params.update(percent=ab.percent, variants=len(ab.variant_ids), variant_ids=list(ab.variant_ids),
                       seed=ab.seed)
@@ -200,12 +201,12 @@ def next_batch_number(campaign_id):
 
 def requeue_in_batches(campaign_id, status, first_batch, batch_size, queue=True):
     """Every STATUS row of the campaign back to pending, in fresh batches from FIRST_BATCH; with QUEUE
-    the first SEND_BATCHES_AHEAD are queued. Returns (rows, numbers of the batches queued)."""
+    the first `batches_ahead` are queued. Returns (rows, numbers of the batches queued)."""
     with connection.cursor() as cursor:
         winner = Campaign.objects.filter(pk=campaign_id).values_list("ab_winner_id", flat=True).first()
         cursor.execute(REQUEUE_IN_BATCHES, {"campaign_id": campaign_id, "status": status, "first_batch": first_batch,
                                             "batch_size": batch_size, "winner": winner,
-                                            "ahead": settings.SEND_BATCHES_AHEAD if queue else 0})
+                                            "ahead": batches_ahead(campaign_id) if queue else 0})
         return cursor.fetchone()
 
 

@@ -102,9 +102,10 @@ class Pacer:
     worker, whatever the delays on the way.
 
     A send of N messages may start only when at most the rate minus N messages completed within the
-    window before it or are still in flight. A send counts as completed when its reply was read (this
-    connection's next `try_start`, or `done`): no earlier than its arrival. So any two arrivals the
-    rate apart are at least a window apart. Without a limit: no Redis call and no wait.
+    window before it or are still in flight. A send counts as completed when its reply was read (the
+    caller says so with `done` as soon as it has read it, or this connection's next `try_start`): no
+    earlier than its arrival. So any two arrivals the rate apart are at least a window apart. A rate
+    below one a second is one send per 1/rate seconds. Without a limit: no Redis call and no wait.
 
     A send larger than the whole rate takes every place: it goes alone, a window after the last
     completion. It still arrives as one burst, so keep a provider's batch size at most its rate.
@@ -114,6 +115,9 @@ class Pacer:
         rate = rate_for(provider) if rate is None else rate
         self.provider = provider
         self.limit = max(1, int(rate)) if rate > 0 else 0
+        # A rate below one a second (a per-minute limit spread over its minute) is one send per window
+        # of 1/rate seconds, so that 30 a minute is one every 2 s, not one a second.
+        self.window = window_seconds() + (1.0 / rate - 1.0 if 0 < rate < 1 else 0.0)
         self.key = f"ratelimit:{provider}:sends"
         self.previous = NO_SEND  # (member, size) of the send whose reply is not read yet
         self.pending = NO_SEND  # the send `try_start` refused
@@ -125,7 +129,7 @@ class Pacer:
             self.seq = 0
 
     def _call(self, completed, start):
-        reply = self._pace(keys=[self.key], args=[self.limit, window_seconds(), PACE_HOLD_SECONDS,
+        reply = self._pace(keys=[self.key], args=[self.limit, self.window, PACE_HOLD_SECONDS,
                                                   *completed, *start])
         return reply[0] in (b"1", "1"), float(reply[1]) if len(reply) > 1 else 0.0
 
@@ -144,7 +148,7 @@ class Pacer:
         """Wait until the send `try_start` refused may start."""
         began = time.monotonic()
         while True:
-            in_flight = self.hint > window_seconds()  # the place's score is its start + the hold
+            in_flight = self.hint > self.window  # the place's score is its start + the hold
             wait(PACE_POLL_SECONDS if in_flight else max(0.001, self.hint))
             granted, self.hint = self._call(NO_SEND, self.pending)
             if granted:

@@ -19,12 +19,14 @@ with a pool sends each batch through the pool's accounts:
   again by itself when the first account has room (`wait_for_quota`).
 """
 
+import dataclasses
 import logging
 import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from email.utils import parseaddr
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Sum, Value
@@ -164,17 +166,22 @@ class PoolSend:
             self.free_at.append(answer.free_at)
             return False
         part, rest = self.remaining[:answer.granted], self.remaining[answer.granted:]
-        state = chain._BatchSend(self.batch.with_messages(part), self.policy, self.sleep)
+        ledger = AccountLedger(self.batch.ledger, account.pk, self.batch.campaign_id)
+        state = chain._BatchSend(dataclasses.replace(self.batch.with_messages(part), ledger=ledger),
+                                 self.policy, self.sleep)
         error = None
         try:
-            provider = provider_for(account)
-            results = state.through(provider)
-        except ProviderUnavailable as exc:
-            error, results = exc, list(state.settled.values())
-        except ProviderError:  # e.g. the claim was lost: the pipeline handles it; give back the unused places
-            quota.settle(answer, sum(1 for r in state.settled.values() if r.outcome != Outcome.DEFERRED))
+            try:
+                provider = provider_for(account)
+                results = state.through(provider)
+            except ProviderUnavailable as exc:
+                error, results = exc, list(state.settled.values())
+            self.settle(account, results, ledger)
+        except BaseException:
+            # Any other way out (the claim lost, a soft time limit, a database or Redis error, a bug):
+            # the places of the messages that never left are given back now, not a window later.
+            give_back(quota, answer, ledger.used(state.settled.values(), len(part)))
             raise
-        self.settle(account, results)
         quota.settle(answer, sum(1 for r in results if r.outcome != Outcome.DEFERRED))
         done = {r.delivery_id for r in results}
         self.remaining = [m for m in part if m.delivery_id not in done] + rest
@@ -186,20 +193,19 @@ class PoolSend:
             return False
         return True
 
-    def settle(self, account, results):
+    def settle(self, account, results, ledger):
         if not results:
             return
         self.last_account = account.name
         for result in results:
             self.settled[result.delivery_id] = result
-        if self.batch.ledger is None:
-            return  # a test email: it takes quota, but is no send of the campaign
-        # Written under this account's name now (rows SMTP recorded as it went are skipped): the
-        # pipeline records the batch under one name, and a batch may go through several accounts.
-        self.batch.ledger.record(account.name, results)
-        record_usage(account.pk, self.batch.campaign_id, sum(1 for r in results if r.outcome == Outcome.SENT))
-        Campaign.objects.filter(pk=self.batch.campaign_id, quota_wait_until__isnull=False).update(
-            quota_wait_until=None)
+        # Written under this account's name now, with its usage (rows SMTP recorded as it went are
+        # skipped): the pipeline records the batch under one name, and a batch may go through several
+        # accounts.
+        ledger.record(account.name, results)
+        if self.batch.ledger is not None:
+            Campaign.objects.filter(pk=self.batch.campaign_id, quota_wait_until__isnull=False).update(
+                quota_wait_until=None)
 
     def account_failed(self, account, error):
         self.errors.append(error)
@@ -235,17 +241,82 @@ class PoolSend:
         raise ProviderUnavailable(str(error), provider=self.last_account, results=results) from error
 
 
+class AccountLedger:
+    """The batch's ledger (None for a test email) as one account sends its part: what is written
+    through it moves the account's usage in the same transaction, chunk by chunk as SMTP records, so
+    "sent this hour" moves during a long paced batch; and it knows which messages left (their call
+    began and no result says they did not), for the places to give back when the send stops early."""
+
+    def __init__(self, ledger, account_id, campaign_id):
+        self.ledger, self.account_id, self.campaign_id = ledger, account_id, campaign_id
+        self.left = set()  # delivery ids whose call began, or whose result used a place
+        self.counted = set()  # delivery ids whose send is in the usage table
+
+    def __getattr__(self, name):
+        return getattr(self.ledger, name)
+
+    def call_began(self, delivery_ids):
+        owned = set(delivery_ids) if self.ledger is None else self.ledger.call_began(delivery_ids)
+        self.left |= owned
+        return owned
+
+    def call_ended(self, delivery_ids):
+        self.left -= set(delivery_ids)
+        if self.ledger is not None:
+            self.ledger.call_ended(delivery_ids)
+
+    def record(self, provider, results, **options):
+        self._note(results)
+        if self.ledger is None:
+            return  # a test email: it takes quota, but is no send of the campaign
+        sent = [r.delivery_id for r in results if r.outcome == Outcome.SENT and r.delivery_id not in self.counted]
+        with transaction.atomic():
+            self.ledger.record(provider, results, **options)
+            record_usage(self.account_id, self.campaign_id, len(sent))
+        self.counted.update(sent)
+
+    def _note(self, results):
+        for result in results:
+            if result.outcome == Outcome.DEFERRED:
+                self.left.discard(result.delivery_id)
+            else:
+                self.left.add(result.delivery_id)
+
+    def used(self, settled, granted):
+        """Places used when the send stopped early: each message that left or has a result using one
+        (a test email, with no ledger to mark, is taken as used)."""
+        if self.ledger is None:
+            return granted
+        self._note(settled)
+        return len(self.left)
+
+
+def give_back(quota, answer, used):
+    """Give back the places not USED; a Redis error is logged (they free with their window)."""
+    try:
+        quota.settle(answer, used)
+    except redis.RedisError:
+        logger.warning("Could not give back %d unused quota places; they free with their window",
+                       answer.granted - used, exc_info=True)
+
+
 UPSERT_USAGE = """
 INSERT INTO campaigns_sendingaccountusage (account_id, campaign_id, hour, sent)
-VALUES (%s, %s, date_trunc('hour', now()), %s)
+VALUES (%s, %s, %s, %s)
 ON CONFLICT (account_id, campaign_id, hour) DO UPDATE SET sent = campaigns_sendingaccountusage.sent + EXCLUDED.sent
 """
+
+
+def local_hour(moment):
+    """The start of MOMENT's hour in TIME_ZONE: in a half-hour zone (Asia/Kolkata) it is :30 UTC, so
+    usage bucketed by UTC hours could not say what was sent "this hour" or "today"."""
+    return timezone.localtime(moment).replace(minute=0, second=0, microsecond=0)
 
 
 def record_usage(account_id, campaign_id, sent):
     if sent:
         with connection.cursor() as cursor:
-            cursor.execute(UPSERT_USAGE, [account_id, campaign_id, sent])
+            cursor.execute(UPSERT_USAGE, [account_id, campaign_id, local_hour(timezone.now()), sent])
 
 
 # --- waiting for quota ------------------------------------------------------------------------------------
@@ -312,13 +383,24 @@ def estimated_finish(campaign, pending, observed_rate):
 
 
 def account_usage(account, hours=24):
-    """Sent this hour and today (TIME_ZONE) and [(hour, sent)] for the last HOURS hours, oldest first."""
+    """Sent this hour and today, both in TIME_ZONE, and [(hour, sent)] for the last HOURS hours, oldest
+    first."""
     now = timezone.now()
-    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    this_hour = local_hour(now).astimezone(dt_timezone.utc)  # UTC: arithmetic across a DST change
     first = this_hour - timedelta(hours=hours - 1)
-    midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = dict(SendingAccountUsage.objects.filter(account=account, hour__gte=min(first, midnight))
-                .values("hour").annotate(total=Sum("sent")).values_list("hour", "total"))
-    series = [(first + timedelta(hours=i), rows.get(first + timedelta(hours=i), 0)) for i in range(hours)]
-    return {"hour": rows.get(this_hour, 0), "today": sum(n for hour, n in rows.items() if hour >= midnight),
-            "series": series}
+    midnight = local_hour(now).replace(hour=0)
+    rows = (SendingAccountUsage.objects.filter(account=account, hour__gte=min(first, midnight))
+            .values("hour").annotate(total=Sum("sent")).values_list("hour", "total"))
+    counts = [0] * hours
+    hour_now = today = 0
+    for hour, sent in rows:
+        # Rows written before TIME_ZONE changed may start within a local hour: counted in that hour.
+        point = int((hour - first).total_seconds() // 3600)
+        if 0 <= point < hours:
+            counts[point] += sent
+        if hour >= this_hour:
+            hour_now += sent
+        if hour >= midnight:
+            today += sent
+    series = [(first + timedelta(hours=i), n) for i, n in enumerate(counts)]
+    return {"hour": hour_now, "today": today, "series": series}

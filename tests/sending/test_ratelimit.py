@@ -135,6 +135,16 @@ def test_a_pacer_lets_the_rate_start_then_waits_a_window_from_their_completion(s
     other.done()
 
 
+def test_a_rate_below_one_a_second_is_one_send_per_its_interval(settings, pacer_keys):
+    settings.RATE_LIMIT_GUARD_SECONDS = 0.05
+    pacer = ratelimit.Pacer("smtp", rate=0.5)  # 30 a minute: one send every 2 s, not one a second
+
+    assert pacer.try_start() is True
+    pacer.done()
+    assert pacer.try_start() is False
+    assert 1.9 < pacer.hint <= 2.05
+
+
 def test_a_redis_error_when_a_send_completes_is_logged_not_raised(settings, pacer_keys, caplog):
     settings.SENDGRID_RATE_LIMIT_PER_SEC = 10
     pacer = ratelimit.Pacer("sendgrid")

@@ -268,3 +268,95 @@ def test_a_sendgrid_accounts_per_second_limit_splits_a_batch_into_paced_requests
     requests = collections.Counter(record["message_id"] for record in fake_sendgrid.records())
     assert sorted(requests.values()) == [2, 5, 5]
     assert most_in_any_second(sorted(record["received_at"] for record in fake_sendgrid.records())) <= 5
+
+
+def test_sent_today_and_this_hour_follow_time_zone_in_a_half_hour_zone(db, settings, monkeypatch):
+    """Issue 21 defect 12: in Asia/Kolkata (UTC+5:30) the day and the hour start at :30 UTC."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    from tests.support.factories import CampaignFactory
+
+    settings.TIME_ZONE = "Asia/Kolkata"
+    kolkata = ZoneInfo("Asia/Kolkata")
+    account = SendingAccountFactory(name="gmail-1")
+    campaign = CampaignFactory()
+
+    def at(local):
+        monkeypatch.setattr(timezone, "now", lambda: local.astimezone(ZoneInfo("UTC")))
+
+    at(datetime(2026, 12, 5, 23, 50, tzinfo=kolkata))  # 18:20 UTC: yesterday, in Kolkata
+    routing.record_usage(account.pk, campaign.pk, 5)
+    at(datetime(2026, 12, 6, 0, 5, tzinfo=kolkata))  # 18:35 UTC: today
+    routing.record_usage(account.pk, campaign.pk, 3)
+    at(datetime(2026, 12, 6, 0, 40, tzinfo=kolkata))  # 19:10 UTC
+
+    usage = routing.account_usage(account, hours=3)
+    assert usage["today"] == 3 and usage["hour"] == 3
+    assert [(f"{timezone.localtime(hour):%H:%M}", sent) for hour, sent in usage["series"]] == [
+        ("22:00", 0), ("23:00", 5), ("00:00", 3)]
+
+
+def test_a_paced_batch_shows_its_usage_as_it_goes_and_gives_back_its_places_when_a_time_limit_stops_it(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env):
+    """Issue 21 defect 5: usage was written only when a batch ended, and the places a batch reserved
+    were given back only on provider errors (a soft time limit kept them for the whole window)."""
+    worker_env.update(SEND_SMTP_CONNECTIONS=2, SEND_BATCH_TIME_LIMIT=6)
+    account = account_for(smtp_sink_server, "ses-sandbox", per_second=1, per_hour=1000)
+    campaign = make_campaign(14, batch_size=14, pool=pool_of(account))
+    start_worker(["scheduler", "senders"], concurrency=1)
+
+    services.send_now(campaign.pk)
+    # "Sent this hour" moves while the paced batch is still being sent, long before its last message.
+    wait_for(lambda: routing.account_usage(account, hours=1)["hour"] >= 2 and smtp_sink_server.count() < 14,
+             timeout=60, every=0.1)
+    # Each attempt is stopped by the 6 s soft time limit after a few messages at 1/s, and sent again.
+    wait_until_finished(campaign, timeout=180)
+
+    campaign.refresh_from_db()
+    received = len(smtp_sink_server.recipients())
+    assert campaign.status == S.COMPLETED and campaign.sent_count + campaign.unknown_count == 14
+    assert_exactly_once(campaign, delivered(smtp_sink_server))
+    # Each place still taken in the account's hour is a message the server received or had in flight.
+    assert received <= routing.quota_for(account).look().used["hour"] <= received + campaign.unknown_count
+    assert sent_by(campaign) == {"ses-sandbox": campaign.sent_count}
+
+
+class LedgerFailingAtTheThirdMark:
+    """A batch's ledger whose database goes away when the third message's call begins."""
+
+    def __init__(self):
+        self.marks = 0
+
+    def call_began(self, delivery_ids):
+        from django.db import OperationalError
+
+        self.marks += 1
+        if self.marks == 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return set(delivery_ids)
+
+    def call_ended(self, delivery_ids):
+        pass
+
+    def record(self, provider, results, **options):
+        pass
+
+
+def test_a_database_error_mid_batch_gives_back_the_places_of_the_messages_that_never_left(
+        db, clean_broker, smtp_sink_server, settings, batch_of):
+    import dataclasses
+
+    from django.db import OperationalError
+
+    settings.SEND_SMTP_CONNECTIONS = 1
+    account = account_for(smtp_sink_server, "gmail-1", per_hour=100)
+    batch = dataclasses.replace(batch_of(5, campaign_id=make_campaign(0).pk), ledger=LedgerFailingAtTheThirdMark())
+
+    with pytest.raises(OperationalError):
+        routing.send(batch, pool_of(account).pk)
+
+    assert smtp_sink_server.count() == 2
+    assert routing.quota_for(account).look().used["hour"] == 2  # not the 5 the batch reserved

@@ -13,6 +13,7 @@ import threading
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from localservers.ports import free_port
 from tests.conftest import point_smtp_at
@@ -25,6 +26,7 @@ class ScriptedHandler:
         self.mail_refusal = None  # (messages accepted before it starts, reply)
         self.rcpt_refusals = []  # (regex on the address, reply)
         self.content_refusals = []  # (regex on the address, reply after the content)
+        self.data_command_refusal = None  # the reply to every DATA command (a 421 closes the connection)
         self.received = []  # (envelope sender, [recipients], mail options) of each accepted message
         self.envelopes = []  # (client's address and port, whether RCPT TO had arrived behind MAIL FROM)
         self.peers = []  # the client's (address, port) of each accepted message: which connection
@@ -61,12 +63,29 @@ class ScriptedHandler:
         return "250 2.0.0 OK"
 
 
+class ScriptedServer(SMTP):
+    """aiosmtpd's SMTP with the DATA command's own reply scriptable (its handlers only see the content)."""
+
+    async def smtp_DATA(self, arg):
+        reply = self.event_handler.data_command_refusal
+        if reply is None or not (self.envelope and self.envelope.rcpt_tos):
+            return await super().smtp_DATA(arg)
+        await self.push(reply)
+        if reply.startswith("421"):
+            self.transport.close()
+
+
+class ScriptedController(Controller):
+    def factory(self):
+        return ScriptedServer(self.handler, **self.SMTP_kwargs)
+
+
 class ScriptedSmtp:
     def __init__(self, smtputf8=True, pipelining=False):
         self.handler = ScriptedHandler(pipelining)
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     server_hostname="scripted.local", enable_SMTPUTF8=smtputf8)
+        self.controller = ScriptedController(self.handler, hostname="127.0.0.1", port=self.port,
+                                             server_hostname="scripted.local", enable_SMTPUTF8=smtputf8)
 
     def refuse_mail(self, reply, after=0):
         """MAIL FROM gets REPLY once AFTER messages have been accepted."""
@@ -77,6 +96,10 @@ class ScriptedSmtp:
 
     def refuse_content(self, pattern, reply):
         self.handler.content_refusals.append((re.compile(pattern, re.IGNORECASE), reply))
+
+    def refuse_data_command(self, reply):
+        """Every DATA command gets REPLY instead of 354 (e.g. "421 4.3.2 shutting down")."""
+        self.handler.data_command_refusal = reply
 
     def recipients(self):
         with self.handler.lock:

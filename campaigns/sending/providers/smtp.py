@@ -531,13 +531,14 @@ class _Delivery:
         self.provider, self.batch, self.builder = provider, batch, builder
         self.results = [None] * len(batch.messages)
         self.refusals = {}
-        count = max(1, min(settings.SEND_SMTP_CONNECTIONS, len(batch.messages)))
+        self.chunk = max(1, settings.SEND_SMTP_CHUNK)
+        # More connections than a run has messages could never all take one (a round never crosses a run).
+        count = max(1, min(settings.SEND_SMTP_CONNECTIONS, len(batch.messages), self.chunk))
         self.sessions = [SmtpSession(provider, batch.campaign_id, self.refusals) for _ in range(count)]
         self.queue = collections.deque(range(len(batch.messages)))  # messages not started yet
         self.tries = collections.Counter()  # index -> connections lost under it before its content left
         self.unwritten = []  # indexes whose results are not written yet
         self.marked_again = set()  # indexes marked, then put back in the queue after a connection loss
-        self.chunk = max(1, settings.SEND_SMTP_CHUNK)
 
     def refused_about_us(self, result):
         """Whether RESULT is a refusal that concerns the sender rather than the recipient."""
@@ -560,11 +561,15 @@ class _Delivery:
                             exc)
         while self.queue:
             round_ = self._next_round()
-            if round_ is None:
-                break  # no connection left: the rest of the batch waits for a later attempt
-            if round_:
-                self._send_round(round_)
-            if len(self.unwritten) + len(self.marked_again) >= self.chunk or not round_:
+            if not round_:
+                self._record()  # the run is full: written, it has room again
+                round_ = self._next_round()
+            if not round_:
+                # No connection left, or nothing can start: the rest of the batch was never handed to
+                # the server and waits for a later attempt (deferred, below), rather than spin.
+                break
+            self._send_round(round_)
+            if len(self.unwritten) + len(self.marked_again) >= self.chunk:
                 self._record()
         for session in self.sessions:
             session.pacer.done()
@@ -576,29 +581,36 @@ class _Delivery:
 
     def _next_round(self):
         """[(session, index, Built)]: the next message for each live connection, as many as the run
-        has room for; None when no connection is left."""
+        has room for and the rate limit lets start together; None when no connection is left."""
         round_, busy = [], set()
-        room = self.chunk - len(self.unwritten) - len(self.marked_again)
-        while self.queue and len(round_) < room:
+        while self.queue:
             session = next((s for s in self.sessions if not s.dead and id(s) not in busy), None)
             if session is None:
                 break
+            new_in_round = sum(1 for _, i, _ in round_ if i not in self.marked_again)
+            index = self._next_message(self.chunk - len(self.unwritten) - len(self.marked_again) - new_in_round)
+            if index is None:
+                break
             if session.conn is None and not self._reconnect(session):
                 session.dead = True
+                self.queue.appendleft(index)
                 continue
-            index = self.queue.popleft()
             message = self.batch.messages[index]
             try:
                 built = self.builder.build(message, session.eight_bit_ok, session.smtputf8)
             except (ValueError, UnicodeError) as exc:
                 self.results[index] = DeliveryResult(message.delivery_id, Outcome.FAILED, error=str(exc))
                 self.unwritten.append(index)
-                room -= 1
                 continue
-            # This message's place under the shared rate limit, on its connection. The results so far
-            # are written before any wait, so that no wait ever falls between a message's call-began
-            # mark and its result.
+            # This message's place under the shared rate limit, on its connection. A round that has
+            # messages already goes without waiting: the place may be held by one of them, freed only
+            # once its reply is read (at a limit below the connection count, waiting here would wait
+            # for the hold to run out). An empty round waits, after the results so far are written, so
+            # that no wait ever falls between a message's call-began mark and its result.
             if not session.pacer.try_start():
+                if round_:
+                    self.queue.appendleft(index)
+                    break
                 self._record()
                 session.pacer.start()
             busy.add(id(session))
@@ -606,6 +618,17 @@ class _Delivery:
         if not round_ and all(s.dead for s in self.sessions):
             return None
         return round_
+
+    def _next_message(self, room):
+        """The index of the next message to start, taken from the queue, or None. A message marked and
+        put back after a connection loss goes first: it counts in the run already, so it needs no
+        room (else a run full of such messages could never start one)."""
+        if self.marked_again:
+            index = next((i for i in self.queue if i in self.marked_again), None)
+            if index is not None:
+                self.queue.remove(index)
+                return index
+        return self.queue.popleft() if room > 0 else None
 
     def _lost(self, session, index, exc):
         """SESSION's connection was lost before the content of message INDEX left: the message goes
@@ -622,6 +645,15 @@ class _Delivery:
         return False
 
     def _send_round(self, round_):
+        try:
+            self._send_messages(round_)
+        finally:
+            # Every reply of the round is read (or its connection lost): the places free a window from
+            # now, so the next round's sends may start then.
+            for session, _, _ in round_:
+                session.pacer.done()
+
+    def _send_messages(self, round_):
         batch = self.batch
         messages = batch.messages
         retry = []

@@ -349,3 +349,63 @@ def test_smtp_marks_each_round_in_one_call_before_its_content_and_no_round_cross
     for ids, received in ledger.marks:  # nothing of a round had reached the server when it was marked
         assert not {f"user{i}@example.com" for i in ids} & received
     assert ledger.recorded == [[1, 2, 3, 4], [5, 6, 7, 8]]  # at most SEND_SMTP_CHUNK unwritten at any time
+
+
+@pytest.mark.slow
+def test_an_account_at_one_a_second_or_sixty_a_minute_sends_at_that_rate_over_two_connections(
+        start_worker, smtp_sink_server, second_sink, no_sendgrid, worker_env):
+    """Issue 21 defect 1: a limit below the connection count must not crawl at one message per
+    PACE_HOLD_SECONDS (30 s) while each connection waits for the other's place."""
+    import collections
+
+    from campaigns import services
+    from campaigns.models import Campaign
+    from tests.sending.test_pipeline import (
+        assert_exactly_once,
+        make_campaign,
+        most_in_any_second,
+        wait_until_finished,
+    )
+    from tests.support.factories import SendingAccountFactory, pool_of
+
+    worker_env.update(SEND_SMTP_CONNECTIONS=2, SEND_SMTP_CHUNK=50)
+    ses_sandbox = SendingAccountFactory(name="ses-sandbox", port=smtp_sink_server.port, per_second=1)
+    per_minute = SendingAccountFactory(name="per-minute", port=second_sink.port, per_minute=60)
+    campaigns = [make_campaign(8, batch_size=8, pool=pool_of(ses_sandbox)),
+                 make_campaign(8, batch_size=8, pool=pool_of(per_minute))]
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    for campaign in campaigns:
+        services.send_now(campaign.pk)
+    # About 8 s at each account's rate; the defect took 30 s a message (4 minutes). A liveness
+    # bound, not a timing assertion.
+    for campaign, sink in zip(campaigns, (smtp_sink_server, second_sink)):
+        wait_until_finished(campaign, timeout=90)
+        assert campaign.status == Campaign.Status.COMPLETED
+        assert sink.count() == 8
+        assert most_in_any_second(sink.receive_times()) <= 1  # never two messages within a second
+        assert_exactly_once(campaign, collections.Counter(sink.recipients()))
+
+
+@pytest.mark.slow
+def test_421_at_data_on_every_connection_with_as_many_connections_as_the_chunk_ends_the_batch_without_unknown(
+        start_worker, scripted_smtp, no_sendgrid, worker_env):
+    """Issue 21 defect 10: the messages marked and put back after each connection's 421 filled the
+    run, so no round could start: the worker spun until the soft time limit and those rows, never
+    handed to the server, ended `unknown`."""
+    from campaigns import services
+    from campaigns.models import Campaign, DeliveryLog
+    from tests.sending.test_pipeline import make_campaign, statuses, wait_until_finished
+
+    scripted_smtp.refuse_data_command("421 4.3.2 Service shutting down")
+    worker_env.update(SEND_SMTP_CONNECTIONS=3, SEND_SMTP_CHUNK=2, SEND_MAX_ATTEMPTS=1, SEND_BATCH_TIME_LIMIT=20)
+    campaign = make_campaign(6, batch_size=6)
+    start_worker(["scheduler", "senders"], concurrency=1)
+
+    services.send_now(campaign.pk)
+    wait_until_finished(campaign, timeout=90)
+
+    # The server took no content, so nobody is in doubt: every row failed after its one attempt.
+    assert campaign.status == Campaign.Status.FAILED
+    assert statuses(campaign) == {DeliveryLog.Status.FAILED: 6}
+    assert scripted_smtp.recipients() == []
