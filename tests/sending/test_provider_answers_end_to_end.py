@@ -55,6 +55,32 @@ def test_a_relay_refusing_every_recipient_pauses_the_campaign_with_the_reason_an
     assert_exactly_once(campaign, collections.Counter(scripted_smtp.recipients()))
 
 
+def test_a_relay_refusing_our_sender_at_every_rcpt_pauses_the_campaign_and_suppresses_nobody(
+        start_worker, scripted_smtp, no_sendgrid):
+    # Postfix with reject_unlisted_sender: an X.1.0 code, at RCPT, but about our From address.
+    scripted_smtp.refuse_rcpt(".", "550 5.1.0 <news@acme.com>: Sender address rejected: User unknown in local "
+                                   "recipient table")
+    campaign = make_campaign(30, batch_size=10, from_email="news@acme.com")
+    start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_for(lambda: settled(campaign))
+
+    assert campaign.status == S.PAUSED
+    assert "Sender address rejected" in campaign.pause_reason
+    assert statuses(campaign) == {D.PENDING: 30}
+    assert not Suppression.objects.exists()
+    assert (campaign.sent_count, campaign.failed_count, campaign.unknown_count) == (0, 0, 0)
+    assert scripted_smtp.recipients() == []
+
+    # Once the relay knows our sender, resuming sends everyone, once.
+    scripted_smtp.handler.rcpt_refusals.clear()
+    services.resume(campaign.pk)
+    wait_until_finished(campaign)
+    assert campaign.status == S.COMPLETED and campaign.sent_count == 30
+    assert_exactly_once(campaign, collections.Counter(scripted_smtp.recipients()))
+
+
 def test_550_5_1_1_fails_and_suppresses_exactly_those_addresses(start_worker, scripted_smtp, no_sendgrid):
     scripted_smtp.refuse_rcpt(r"^r0000[37]@", "550 5.1.1 <{}>: Recipient address rejected: User unknown")
     scripted_smtp.refuse_rcpt(r"^r00011@", "554 5.7.1 Message refused by policy")
