@@ -115,13 +115,15 @@ def cancel(campaign_id):
         # A batch sending now writes its own rows (what it defers ends skipped "cancelled"): its rows
         # are pending until their result, so they are left to it. No batch can claim any more (it
         # claims only while the campaign is in progress, holding the campaign's row).
+        # The campaign (locked by the transition), then its batches, then its rows: the lock order of
+        # every writer.
+        SendBatch.objects.filter(campaign_id=campaign_id).exclude(status__in=(SendBatch.Status.SENDING,
+                                                                              SendBatch.Status.DONE)).update(
+            status=SendBatch.Status.DONE)
         sending = SendBatch.objects.filter(campaign_id=campaign_id, status=SendBatch.Status.SENDING)
         skipped = (DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING)
                    .exclude(batch_number__in=sending.values("number"))
                    .update(status=D.SKIPPED, last_error="cancelled", updated_at=timezone.now()))
-        SendBatch.objects.filter(campaign_id=campaign_id).exclude(status__in=(SendBatch.Status.SENDING,
-                                                                              SendBatch.Status.DONE)).update(
-            status=SendBatch.Status.DONE)
         Campaign.objects.filter(pk=campaign_id).update(skipped_count=F("skipped_count") + skipped)
     logger.info("Campaign %s cancelled: %s recipients skipped", campaign_id, skipped)
     return f"Cancelled: {skipped} recipients not yet sent were skipped."

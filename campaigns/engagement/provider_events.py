@@ -7,7 +7,8 @@ is the one path they all take. Applying a batch, in one transaction:
    on, so a retried or replayed delivery counts once;
 2. match events to delivery logs by the delivery and campaign ids our messages carry (SendGrid's
    custom_args, the X-Delivery-ID and X-Campaign-ID headers SES echoes back), else by the provider's
-   message id and the address;
+   message id and the address; then lock their campaigns and then the rows, each in id order (the
+   lock order of every writer: campaign, then batch, then rows);
 3. one conditional UPDATE per kind of event sets the first timestamp (`... WHERE bounced_at IS NULL`),
    so counters count recipients, not events: a recipient who opens five times is one open; opens (a
    person's or a machine's) and clicks (per link, per hour) go through campaigns.engagement.opens_and_clicks likewise;
@@ -25,6 +26,7 @@ from django.db import connection, transaction
 
 from campaigns.audience.suppression import normalize, suppress_many
 from campaigns.engagement import opens_and_clicks
+from campaigns.models import Campaign
 from campaigns.sending.ledger import settle_unknown
 
 # Providers retry a failed delivery for up to a day (SendGrid) or an hour (SNS); ids are kept well beyond.
@@ -86,23 +88,25 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
 
-# The matched rows are locked in id order up front, so two webhook requests touching the same
-# recipients wait for each other instead of deadlocking; the campaign rows come last (BUMP_COUNTERS).
+# Matching reads only: the locks are taken after it, in the order every writer uses (campaign, then
+# batch, then rows): the matched rows' campaigns in id order (Campaign.lock), then the rows in id
+# order (LOCK_ROWS). A result writer (campaign, batch, rows) and an event request then wait for each
+# other instead of each holding what the other needs.
 MATCH_BY_DELIVERY_ID = """
 SELECT d.id, d.campaign_id, d.email
 FROM campaigns_deliverylog d
 JOIN (SELECT DISTINCT * FROM unnest(%(ids)s::bigint[], %(campaigns)s::bigint[]) AS v(id, campaign_id)) v
   ON d.id = v.id AND d.campaign_id = v.campaign_id
-ORDER BY d.id
-FOR UPDATE OF d
 """
 
 MATCH_BY_MESSAGE_ID = """
 SELECT v.message_id, v.email, d.id, d.campaign_id
 FROM (SELECT DISTINCT * FROM unnest(%(message_ids)s::text[], %(emails)s::text[]) AS v(message_id, email)) v
 JOIN campaigns_deliverylog d ON d.provider_message_id = v.message_id AND lower(d.email) = v.email
-ORDER BY d.id
-FOR UPDATE OF d
+"""
+
+LOCK_ROWS = """
+SELECT id FROM campaigns_deliverylog WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE
 """
 
 SET_FIRST_OCCURRENCE = """
@@ -163,6 +167,8 @@ def apply_events(events: list[ProviderEvent], received: int | None = None, ignor
         report.duplicates += len(unique) - len(new_ids)
         new_events = [event for event_id, event in unique.items() if event_id in new_ids]
         matches = _match(cursor, new_events)
+        Campaign.lock(match[1] for match in matches if match)
+        cursor.execute(LOCK_ROWS, {"ids": sorted({match[0] for match in matches if match})})
         report.applied = sum(1 for match in matches if match)
         report.unmatched = len(new_events) - report.applied
 

@@ -444,11 +444,13 @@ WHERE campaign_id = %s AND status = 'unknown'
 def settle_unknown(outcomes):
     """Settle `unknown` rows from evidence: OUTCOMES is [(delivery id, 'sent' | 'failed', note)].
 
-    Runs in the caller's transaction; counters move with the rows. Returns the rows settled."""
+    Runs in the caller's transaction (it must be in one: the campaigns are locked first); counters
+    move with the rows. Returns the rows settled."""
     outcomes = list(outcomes)
     if not outcomes:
         return 0
     ids, statuses, notes = (list(column) for column in zip(*outcomes))
+    Campaign.lock_for_deliveries(ids)  # campaign, then rows: the lock order of every writer
     with connection.cursor() as cursor:
         cursor.execute(SETTLE_UNKNOWN, {"ids": ids, "statuses": statuses, "notes": notes})
         settled = cursor.fetchall()

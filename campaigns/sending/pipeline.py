@@ -420,6 +420,8 @@ def send_batch(campaign_id, batch_number):
     else:
         status = B.DONE
     with transaction.atomic():
+        if quota_wait:
+            Campaign.lock([campaign_id])  # wait_for_quota writes it: campaign before batch, as every writer
         finished, following = run_prepared(FINISH_BATCH, {"batch": batch_id, "token": token, "campaign": campaign_id,
                                                           "status": str(status),
                                                           "more": provider_problem is None}).fetchone()

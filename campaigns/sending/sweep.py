@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 
 from campaigns.experiments import ab_tests
 from campaigns.models import Campaign
@@ -35,18 +34,31 @@ SELECT id, campaign_id FROM campaigns_sendbatch WHERE status = 'sending' AND lea
 
 # A cancelled campaign keeps nothing pending: rows a batch or the sweep put back after the cancel.
 # A batch still sending writes its own rows (those it defers end skipped); the others are done.
+# Campaign, then batch, then rows, then the counter: the lock order of every writer (each CTE that
+# writes depends on `campaign`, so none runs before its locks are held).
 SKIP_CANCELLED = """
-WITH skipped AS (
-    UPDATE campaigns_deliverylog AS d SET status = 'skipped', last_error = 'cancelled', updated_at = now()
-    FROM campaigns_campaign c
-    WHERE c.id = d.campaign_id AND c.status = 'cancelled' AND d.status = 'pending'
-      AND NOT EXISTS (SELECT 1 FROM campaigns_sendbatch b WHERE b.campaign_id = d.campaign_id
-                      AND b.number = d.batch_number AND b.status = 'sending')
-    RETURNING d.campaign_id
+WITH campaign AS (
+    SELECT c.id FROM campaigns_campaign c
+    WHERE c.status = 'cancelled'
+      AND EXISTS (SELECT 1 FROM campaigns_deliverylog d WHERE d.campaign_id = c.id AND d.status = 'pending')
+    ORDER BY c.id FOR UPDATE
 ), batches AS (
     UPDATE campaigns_sendbatch AS b SET status = 'done', updated_at = now()
-    FROM campaigns_campaign c
-    WHERE c.id = b.campaign_id AND c.status = 'cancelled' AND b.status IN ('waiting', 'queued', 'held')
+    FROM campaign c
+    WHERE c.id = b.campaign_id AND b.status IN ('waiting', 'queued', 'held')
+    RETURNING b.campaign_id
+), skipped AS (
+    UPDATE campaigns_deliverylog AS d SET status = 'skipped', last_error = 'cancelled', updated_at = now()
+    FROM campaign c
+    WHERE c.id = d.campaign_id AND d.status = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM campaigns_sendbatch b WHERE b.campaign_id = d.campaign_id
+                      AND b.number = d.batch_number AND b.status = 'sending')
+      AND (SELECT count(*) FROM batches) >= 0
+    RETURNING d.campaign_id
+), counted AS (
+    UPDATE campaigns_campaign AS c SET skipped_count = c.skipped_count + n.count
+    FROM (SELECT campaign_id, count(*) FROM skipped GROUP BY campaign_id) AS n
+    WHERE c.id = n.campaign_id
 )
 SELECT campaign_id, count(*) FROM skipped GROUP BY campaign_id
 """
@@ -109,9 +121,7 @@ def sweep():
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(SKIP_CANCELLED)
-            for campaign_id, count in cursor.fetchall():
-                Campaign.objects.filter(pk=campaign_id).update(skipped_count=F("skipped_count") + count)
-                report.cancelled_skipped += count
+            report.cancelled_skipped += sum(count for _, count in cursor.fetchall())
 
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_STALLED, {"stall": settings.SWEEP_STALL_SECONDS, "skip": list(report.redispatched)})
