@@ -337,6 +337,14 @@ class DeliveryLog(models.Model):
     bounced_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    # A provider event that settles the row ("sent" or "failed"), kept while the row is not final yet
+    # (its worker died after the provider took it, before writing the result): applied, and cleared,
+    # when the row would become unknown (campaigns.sending.ledger). db_default: rows are inserted in SQL.
+    early_evidence = models.CharField(max_length=10, blank=True, default="", db_default="")
+    early_evidence_note = models.CharField(max_length=500, blank=True, default="", db_default="")
+    # Refused as a dead address, but not suppressed: the batch tripped the suppression circuit breaker
+    # (too many such refusals at once), until staff confirm the addresses really are dead.
+    suppression_held = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [

@@ -14,7 +14,9 @@ is the one path they all take. Applying a batch, in one transaction:
    person's or a machine's) and clicks (per link, per hour) go through campaigns.engagement.opens_and_clicks likewise;
 4. events that prove a dead address or a complaint become suppressions; campaign counters go up by the
    number of rows that actually changed, in one statement; unknown deliveries that an event proves sent
-   or failed are settled (campaigns.sending.ledger.settle_unknown).
+   or failed are settled (campaigns.sending.ledger.settle_unknown), and the evidence for deliveries
+   still pending (the worker died after the provider took them) is kept on the row, to settle it
+   when it would become unknown.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class EventsReport:
     ignored: int = 0  # events of kinds we do not use, or without an id
     suppressed: int = 0  # addresses newly suppressed
     settled: int = 0  # unknown deliveries the events proved sent (or failed)
+    kept: int = 0  # deliveries whose result is not written yet: the evidence waits on the row
 
     def as_dict(self):
         return asdict(self)
@@ -122,6 +125,17 @@ UPDATE campaigns_deliverylog AS d SET last_error = v.note
 FROM (SELECT DISTINCT ON (id) id, note FROM unnest(%(ids)s::bigint[], %(notes)s::text[]) AS e(id, note)
       ORDER BY id) AS v
 WHERE d.id = v.id AND d.delivered_at IS NULL
+"""
+
+# Evidence for rows whose result is not written yet (the worker died after the provider took the
+# message, or has not written it yet): kept on the row, applied when the row's result is written or
+# when it would become unknown (campaigns.sending.ledger). "sent" wins over "failed", as above.
+KEEP_EARLY_EVIDENCE = """
+UPDATE campaigns_deliverylog AS d SET early_evidence = v.status, early_evidence_note = left(v.note, 500)
+FROM (SELECT DISTINCT ON (id) id, status, note
+      FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(notes)s::text[]) AS e(id, status, note)
+      ORDER BY id, status DESC) AS v
+WHERE d.id = v.id AND d.status = 'pending' AND (d.early_evidence = '' OR v.status = 'sent')
 """
 
 BUMP_COUNTERS = """
@@ -182,8 +196,10 @@ def apply_events(events: list[ProviderEvent], received: int | None = None, ignor
             counters[campaign_id].update(counted)
         _note_errors(cursor, new_events, matches)
         _bump_counters(cursor, counters)
-        report.settled = settle_unknown(
-            (match[0], *event.evidence) for event, match in zip(new_events, matches) if match and event.evidence)
+        evidence = [(match[0], *event.evidence) for event, match in zip(new_events, matches)
+                    if match and event.evidence]
+        report.settled = settle_unknown(evidence)
+        report.kept = _keep_early_evidence(cursor, evidence)
         report.suppressed = suppress_many(_suppressions(new_events, matches))
     _prune_event_ids()
     return report
@@ -234,6 +250,14 @@ def _note_errors(cursor, events, matches):
     notes = [(match[0], event.note) for event, match in zip(events, matches) if match and event.note]
     if notes:
         cursor.execute(NOTE_ERRORS, {"ids": [n[0] for n in notes], "notes": [n[1] for n in notes]})
+
+
+def _keep_early_evidence(cursor, evidence):
+    if not evidence:
+        return 0
+    ids, statuses, notes = (list(column) for column in zip(*evidence))
+    cursor.execute(KEEP_EARLY_EVIDENCE, {"ids": ids, "statuses": statuses, "notes": notes})
+    return cursor.rowcount
 
 
 def _bump_counters(cursor, counters):

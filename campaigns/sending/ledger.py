@@ -52,6 +52,12 @@ UPDATE campaigns_sendbatch SET in_flight = {IN_FLIGHT_WITHOUT_IDS},
 WHERE {OWNED}
 """
 
+# A row whose result is not certain (unknown, deferred, skipped) for which the provider's events
+# already said what it did with the message (kept early, before the result, by provider events): the
+# evidence settles it. Read from the row being updated, so it is the latest committed version.
+EVIDENCE_APPLIES = "(d.early_evidence <> '' AND v.status IN ('unknown', 'pending', 'skipped'))"
+STATUS_WITH_EVIDENCE = f"(CASE WHEN {EVIDENCE_APPLIES} THEN d.early_evidence ELSE v.status END)"
+
 # Results of rows this claim still owns, and the campaign's counters, in one statement (so they
 # commit together, in one round trip). The campaign row is locked first, the order cancel and the
 # sweep use (campaign, batch, rows): every other CTE depends on `campaign`, so none runs before its
@@ -63,7 +69,7 @@ WHERE {OWNED}
 # Rows going back to pending end `skipped` with "cancelled" when the campaign is cancelled. `status`
 # is the row as locked: after waiting for a concurrent cancel, FOR UPDATE returns the cancel's version.
 # Rows going back to pending count their attempt when it counted; a provider problem (nothing of
-# theirs left) does not.
+# theirs left) does not. Early evidence (above) settles rows whose result is not certain.
 WRITE_RESULTS = f"""
 WITH campaign AS (
     SELECT status FROM campaigns_campaign WHERE id = %(campaign)s FOR UPDATE
@@ -81,10 +87,13 @@ WITH campaign AS (
                 %(errors)s::text[]) AS v(id, status, provider, message_id, error), campaign
 ), written AS (
     UPDATE campaigns_deliverylog AS d
-    SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
-        sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
+    SET status = {STATUS_WITH_EVIDENCE}, provider = v.provider, provider_message_id = v.message_id,
+        last_error = CASE WHEN {EVIDENCE_APPLIES} THEN d.early_evidence_note ELSE v.error END,
+        sent_at = CASE WHEN {STATUS_WITH_EVIDENCE} = 'sent' THEN now() ELSE d.sent_at END,
         attempts = CASE WHEN v.status = 'skipped' OR (v.status = 'pending' AND NOT %(counted)s) THEN d.attempts
                         ELSE d.attempts + 1 END,
+        early_evidence = CASE WHEN {STATUS_WITH_EVIDENCE} = 'pending' THEN d.early_evidence ELSE '' END,
+        early_evidence_note = CASE WHEN {STATUS_WITH_EVIDENCE} = 'pending' THEN d.early_evidence_note ELSE '' END,
         updated_at = now()
     FROM v, batch
     WHERE d.id = v.id AND d.status = 'pending' AND d.batch_number = batch.number
@@ -147,19 +156,27 @@ WITH campaign AS (
     RETURNING b.number, b.status, b.first_id, b.last_id
 ), lost AS (
     UPDATE campaigns_deliverylog AS d
-    SET status = 'unknown', last_error = %(reason)s, attempts = d.attempts + 1, updated_at = now()
+    SET status = CASE WHEN d.early_evidence <> '' THEN d.early_evidence ELSE 'unknown' END,
+        last_error = CASE WHEN d.early_evidence <> '' THEN d.early_evidence_note ELSE %(reason)s END,
+        sent_at = CASE WHEN d.early_evidence = 'sent' THEN now() ELSE d.sent_at END,
+        early_evidence = '', early_evidence_note = '', attempts = d.attempts + 1, updated_at = now()
     FROM old
     WHERE d.id = ANY(old.in_flight) AND d.status = 'pending' AND d.batch_number = old.number
-    RETURNING d.id
+    RETURNING d.id, d.status
 ), counted AS (
-    UPDATE campaigns_campaign AS c SET unknown_count = unknown_count + (SELECT count(*) FROM lost)
+    UPDATE campaigns_campaign AS c
+    SET unknown_count = unknown_count + n.unknown, sent_count = sent_count + n.sent,
+        failed_count = failed_count + n.failed
+    FROM (SELECT count(*) FILTER (WHERE status = 'unknown') AS unknown, count(*) FILTER (WHERE status = 'sent') AS sent,
+                 count(*) FILTER (WHERE status = 'failed') AS failed FROM lost) AS n
     WHERE c.id = %(campaign)s AND EXISTS (SELECT 1 FROM lost)
 )
-SELECT ended.number, ended.status, (SELECT count(*) FROM lost),
+SELECT ended.number, ended.status, (SELECT count(*) FROM lost WHERE status = 'unknown'),
        (SELECT count(*) FROM campaigns_deliverylog d, old
         WHERE d.campaign_id = %(campaign)s AND d.status = 'pending' AND d.id BETWEEN ended.first_id AND ended.last_id
-          AND d.batch_number = ended.number AND NOT (d.id = ANY(old.in_flight)))
-FROM ended
+          AND d.batch_number = ended.number AND NOT (d.id = ANY(old.in_flight))),
+       settled.n
+FROM ended, (SELECT count(*) AS n FROM lost WHERE status <> 'unknown') AS settled
 """
 RELEASE_OWN_CLAIM = END_CLAIM.format(condition="b.claim_token = %(token)s::uuid")
 RECOVER_EXPIRED_CLAIM = END_CLAIM.format(condition="b.lease_expires_at < now()")

@@ -3,7 +3,8 @@
 1. Due scheduled campaigns are started (ETA tasks are the fast path; this catches any that vanished),
    and campaigns due before the next sweep get an ETA task, so they start on the second.
 2. Expired claims are recovered, batch by batch: the rows whose provider call began (the batch's
-   in-flight set) become unknown, the batch's other rows are sent again (the batch is queued).
+   in-flight set) become unknown, or sent (failed) when the provider's events already said so (early
+   evidence, kept on the row); the batch's other rows are sent again (the batch is queued).
 3. Rows of cancelled campaigns that went back to pending after the cancel are skipped (never those
    of a batch still sending: it writes them itself).
 4. Live campaigns that stopped progressing get their next batches queued again, at most once per
@@ -85,6 +86,7 @@ class SweepReport:
     started: list = field(default_factory=list)
     released: int = 0
     unknown: int = 0
+    settled_by_evidence: int = 0  # in flight when the claim expired, but the provider's events had told
     redispatched: dict = field(default_factory=dict)
     finalized: list = field(default_factory=list)
     cancelled_skipped: int = 0
@@ -111,9 +113,10 @@ def sweep():
                                                          "reason": WORKER_LOST}).fetchone()
             if ended is None:
                 continue  # its worker finished (or renewed) it in the meantime
-            number, status, unknown, released = ended
+            number, status, unknown, released, settled = ended
             report.unknown += unknown
             report.released += released
+            report.settled_by_evidence += settled
             if status == "queued":
                 report.redispatched[campaign_id] = (report.redispatched.get(campaign_id, 0)
                                                     + dispatch_batches(campaign_id, [number]))
@@ -140,8 +143,10 @@ def sweep():
         if finalize_if_done(campaign_id):
             report.finalized.append(campaign_id)
 
-    if report.released or report.unknown or report.redispatched or report.finalized or report.cancelled_skipped:
-        logger.warning("Sweep: released %s rows of expired claims to pending, marked %s unknown, re-dispatched %s, "
-                       "finalised %s, skipped %s rows of cancelled campaigns", report.released, report.unknown,
+    if (report.released or report.unknown or report.settled_by_evidence or report.redispatched or report.finalized
+            or report.cancelled_skipped):
+        logger.warning("Sweep: released %s rows of expired claims to pending, marked %s unknown, settled %s by the "
+                       "provider's early events, re-dispatched %s, finalised %s, skipped %s rows of cancelled "
+                       "campaigns", report.released, report.unknown, report.settled_by_evidence,
                        report.redispatched, report.finalized, report.cancelled_skipped)
     return report

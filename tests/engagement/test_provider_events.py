@@ -1,6 +1,7 @@
 """campaigns/engagement/provider_events.py against PostgreSQL: concurrent requests whose events overlap (a provider's
 retry arriving while the first delivery is still being applied) wait for each other, never deadlock."""
 
+import collections
 import threading
 import time
 
@@ -16,6 +17,7 @@ from tests.sending.test_ledger import claim, rows_of
 from tests.test_services import started_campaign
 
 D = DeliveryLog.Status
+S = Campaign.Status
 
 
 def waiting_on_locks():
@@ -155,3 +157,49 @@ def test_webhook_batches_and_result_writes_on_one_campaign_never_deadlock_and_ke
     assert ledger.check_counters([campaign.pk]) == []
     campaign.refresh_from_db()
     assert (campaign.sent_count, campaign.delivered_count, campaign.bounced_count) == (120, 120, 120)
+
+
+# --- early evidence: events that arrive before the result is written ---------------------------------
+
+@pytest.mark.slow
+def test_events_that_arrive_before_the_worker_died_settle_its_rows_as_sent_and_resend_unknown_mails_nobody(
+        start_worker, fake_sendgrid, smtp_sink_server, worker_env, settings, tmp_path, sendgrid):
+    # SendGrid answers 202, then the worker dies before writing the results; the events about those
+    # messages arrive while their rows are still pending.
+    from campaigns import services
+    from campaigns.exceptions import CampaignError
+    from campaigns.sending import sweep
+    from tests.engagement.conftest import event
+    from tests.sending.test_pipeline import (
+        assert_exactly_once, make_campaign, statuses, wait_for, wait_until_finished)
+
+    settings.SWEEP_STALL_SECONDS = 2
+    worker_env.update(SEND_LEASE_SECONDS=4)
+    signal_file = tmp_path / "crash.json"
+    campaign = make_campaign(20, batch_size=20)
+    start_worker(["scheduler"], concurrency=1)
+    doomed = start_worker(["senders"], concurrency=1, module="tests.support.crashing_worker", CRASH_AT="before_results",
+                          CRASH_SIGNAL_FILE=signal_file)
+    services.send_now(campaign.pk)
+    wait_for(lambda: signal_file.exists())
+    rows = list(DeliveryLog.objects.filter(campaign=campaign).order_by("id"))
+    assert {row.status for row in rows} == {D.PENDING}
+    kinds = ["processed"] * 8 + ["deferred"] * 4 + ["delivered"] * 8
+    response = sendgrid.post([event(kind, row) for kind, row in zip(kinds, rows)])
+    assert response.status_code == 200
+    doomed.kill()
+
+    start_worker(["senders"], concurrency=1)
+    wait_until_finished(campaign, sweeping=True)
+
+    assert campaign.status == S.COMPLETED
+    assert dict(statuses(campaign)) == {D.SENT: 20}
+    processed = DeliveryLog.objects.get(pk=rows[0].pk)
+    assert processed.last_error == "sent: SendGrid reported it processed" and processed.sent_at is not None
+    received = collections.Counter(address for record in fake_sendgrid.records() for address in record["to"])
+    assert_exactly_once(campaign, received)
+    assert set(received) == {row.email for row in rows}
+    with pytest.raises(CampaignError, match="no unknown recipients"):
+        services.resend_unknown(campaign.pk)
+    assert len(fake_sendgrid.records()) == 20  # the one request's: nobody mailed again
+    assert not smtp_sink_server.messages()
