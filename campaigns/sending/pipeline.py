@@ -382,7 +382,7 @@ def send_batch(campaign_id, batch_number):
         ledger.write(suppressed)
         report.skipped = ledger.report.skipped
 
-    provider, provider_problem = "", None
+    provider, provider_problem, breaker = "", None, None
     if claimed:
         try:
             with Heartbeat(batch_id, token):
@@ -390,6 +390,7 @@ def send_batch(campaign_id, batch_number):
                 # Rows SMTP already recorded as it went are skipped here. A provider problem does not use
                 # up attempts: its rows wait, pending, for the resume.
                 ledger.record(provider, results, give_up=provider_problem is None)
+                breaker = ledger.settle_held_refusals(len(claimed))
         except BaseException:
             # A crash inside the worker (a Redis error in the limiter, a soft time limit, a bug): rows
             # whose content never left go back to pending now, with the batch, queued again after a
@@ -424,7 +425,8 @@ def send_batch(campaign_id, batch_number):
             Campaign.lock([campaign_id])  # wait_for_quota writes it: campaign before batch, as every writer
         finished, following = run_prepared(FINISH_BATCH, {"batch": batch_id, "token": token, "campaign": campaign_id,
                                                           "status": str(status),
-                                                          "more": provider_problem is None}).fetchone()
+                                                          "more": provider_problem is None and breaker is None}
+                                               ).fetchone()
         if finished and status == B.QUEUED and not quota_wait:
             dispatch_batches(campaign_id, [batch_number], countdown=report.retry_in)
         if following is not None:
@@ -436,6 +438,9 @@ def send_batch(campaign_id, batch_number):
         return report
     if provider_problem is not None:
         pause_for_provider_problem(campaign_id, provider_problem)
+        return report
+    if breaker is not None:
+        pause_with_reason(campaign_id, breaker, "suppression circuit breaker")
         return report
     logger.info("Campaign %s batch %s via %s: sent=%s failed=%s unknown=%s skipped=%s retrying=%s",
                 campaign_id, batch_number, provider or "-", report.sent, report.failed, report.unknown,
@@ -467,12 +472,17 @@ def send_claimed(campaign, batch_number, claimed, ledger):
 def pause_for_provider_problem(campaign_id, error):
     """Every provider refused us (credentials, configuration, a relay's policy): waiting will not fix
     it, so the campaign pauses with the reason on its page, and resuming sends the pending rows."""
-    reason = f"Sending paused: every mail provider refused this campaign's mail. {error}"
+    pause_with_reason(campaign_id, f"Sending paused: every mail provider refused this campaign's mail. {error}",
+                      "provider problem")
+
+
+def pause_with_reason(campaign_id, reason, what):
+    """Pause a live campaign with REASON on its page (WHAT names it in the log)."""
     try:
         states.pause(campaign_id, reason=reason[:2000])
     except IllegalTransition:
         return  # another batch paused it first, or staff paused or cancelled it
-    logger.error("Campaign %s paused: provider problem: %s", campaign_id, for_log(error))
+    logger.error("Campaign %s paused: %s: %s", campaign_id, what, for_log(reason))
 
 
 # --- finalising ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.engagement import sendgrid_webhook
-from campaigns.models import Campaign, DeliveryLog, SendBatch
+from campaigns.models import Campaign, DeliveryLog, SendBatch, Suppression
 from campaigns.sending import ledger, pipeline, sweep
 from campaigns.sending.providers.base import DeliveryResult, Outcome
 from tests.support.factories import SuppressionFactory
@@ -366,3 +366,24 @@ def test_early_evidence_settles_in_flight_rows_when_the_sweep_recovers_an_expire
     assert (report.unknown, report.settled_by_evidence) == (1, 1)
     assert [row.status for row in rows_of(campaign)] == [D.SENT, D.UNKNOWN]
     assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("dead, suppressed", [(5, 5), (6, 0)], ids=["20-percent", "over-20-percent"])
+def test_dead_addresses_are_suppressed_at_the_batchs_end_unless_more_than_the_breakers_share(dead, suppressed):
+    campaign = started_campaign(25, batch_size=25)
+    rows = rows_of(campaign)
+    batch_ledger = claim(rows)
+    batch_ledger.record("smtp", [
+        DeliveryResult(row.pk, Outcome.FAILED, error="550 5.1.1 unknown", bounced=True) if i < dead
+        else DeliveryResult(row.pk, Outcome.SENT, message_id="m") for i, row in enumerate(rows)])
+
+    reason = batch_ledger.settle_held_refusals(len(rows))
+
+    assert DeliveryLog.objects.filter(campaign=campaign, status=D.FAILED).count() == dead
+    assert Suppression.objects.count() == suppressed
+    assert (reason is None) == (suppressed == dead)
+    assert DeliveryLog.objects.filter(campaign=campaign, suppression_held=True).count() == dead - suppressed
+    if reason:
+        assert services.confirm_dead_addresses(campaign.pk).startswith(f"{dead} addresses suppressed")
+        assert Suppression.objects.count() == dead
