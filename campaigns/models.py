@@ -173,6 +173,22 @@ class Campaign(models.Model):
         return self.status in (self.Status.DRAFT, self.Status.SCHEDULED)
 
     @classmethod
+    def lock(cls, campaign_ids):
+        """Lock these campaigns' rows (FOR UPDATE) in id order, in the caller's transaction: the first
+        step of every writer that also writes batches or delivery rows, so that all take their locks
+        in one order (campaign, then batch, then rows) and wait for each other instead of deadlocking."""
+        ids = sorted({pk for pk in campaign_ids if pk is not None})
+        if ids:
+            list(cls.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+        return ids
+
+    @classmethod
+    def lock_for_deliveries(cls, delivery_ids):
+        """Lock the campaigns of these delivery rows, as `lock` does; returns their ids."""
+        return cls.lock(DeliveryLog.objects.filter(pk__in=list(delivery_ids)).values_list("campaign_id", flat=True)
+                        .distinct())
+
+    @classmethod
     def recount_recipients(cls, campaign_ids):
         """Set total_recipients from the rows, after recipients were deleted."""
         count = Recipient.objects.filter(campaign=models.OuterRef("pk")).order_by().values("campaign").annotate(
@@ -316,6 +332,14 @@ class DeliveryLog(models.Model):
     # The first soft bounce (full mailbox, policy, greylisting, timeout): counted, never a suppression by itself.
     soft_bounced_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    # A provider event that settles the row ("sent" or "failed"), kept while the row is not final yet
+    # (its worker died after the provider took it, before writing the result): applied, and cleared,
+    # when the row would become unknown (campaigns.sending.ledger). db_default: rows are inserted in SQL.
+    early_evidence = models.CharField(max_length=10, blank=True, default="", db_default="")
+    early_evidence_note = models.CharField(max_length=500, blank=True, default="", db_default="")
+    # Refused as a dead address, but not suppressed: the batch tripped the suppression circuit breaker
+    # (too many such refusals at once), until staff confirm the addresses really are dead.
+    suppression_held = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [

@@ -26,8 +26,8 @@ from campaigns.models import Campaign, DeliveryLog, SendBatch, Suppression
 from campaigns.sending import routing
 from campaigns.sending.chain import send_with_fallback
 from campaigns.sending.dispatch import dispatch_batches, enqueue_start, queue_batches
-from campaigns.sending.ledger import settle_unknown_with_evidence
-from campaigns.sending.pipeline import batch_size, next_batch_number, requeue_in_batches
+from campaigns.sending.ledger import settle_unknown_with_evidence, suppress_held
+from campaigns.sending.pipeline import batch_size, finalize_if_done, next_batch_number, requeue_in_batches
 from campaigns.sending.providers.base import Batch, Outcome, OutgoingMessage
 
 logger = logging.getLogger(__name__)
@@ -115,13 +115,15 @@ def cancel(campaign_id):
         # A batch sending now writes its own rows (what it defers ends skipped "cancelled"): its rows
         # are pending until their result, so they are left to it. No batch can claim any more (it
         # claims only while the campaign is in progress, holding the campaign's row).
+        # The campaign (locked by the transition), then its batches, then its rows: the lock order of
+        # every writer.
+        SendBatch.objects.filter(campaign_id=campaign_id).exclude(status__in=(SendBatch.Status.SENDING,
+                                                                              SendBatch.Status.DONE)).update(
+            status=SendBatch.Status.DONE)
         sending = SendBatch.objects.filter(campaign_id=campaign_id, status=SendBatch.Status.SENDING)
         skipped = (DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING)
                    .exclude(batch_number__in=sending.values("number"))
                    .update(status=D.SKIPPED, last_error="cancelled", updated_at=timezone.now()))
-        SendBatch.objects.filter(campaign_id=campaign_id).exclude(status__in=(SendBatch.Status.SENDING,
-                                                                              SendBatch.Status.DONE)).update(
-            status=SendBatch.Status.DONE)
         Campaign.objects.filter(pk=campaign_id).update(skipped_count=F("skipped_count") + skipped)
     logger.info("Campaign %s cancelled: %s recipients skipped", campaign_id, skipped)
     return f"Cancelled: {skipped} recipients not yet sent were skipped."
@@ -153,6 +155,25 @@ def _requeue(campaign_id, from_status, counter, what):
 def retry_failed(campaign_id):
     count = _requeue(campaign_id, D.FAILED, "failed_count", "retry")
     return f"Retrying {count} failed recipients."
+
+
+def has_held_refusals(campaign_id):
+    """Whether the suppression circuit breaker holds refusals of dead addresses of the campaign."""
+    return DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.FAILED, suppression_held=True).exists()
+
+
+def confirm_dead_addresses(campaign_id):
+    """Staff confirm that the addresses the suppression circuit breaker held are really dead: they are
+    suppressed as bounced, and a campaign the breaker paused goes on."""
+    if not has_held_refusals(campaign_id):
+        raise CampaignError(f"Campaign #{campaign_id} has no refused addresses waiting for confirmation.")
+    suppressed = suppress_held(campaign_id)
+    message = f"{suppressed} addresses suppressed as bounced."
+    if Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.PAUSED).exists():
+        message += " " + resume(campaign_id)
+        finalize_if_done(campaign_id)  # every batch may have ended while it was paused
+    logger.info("Campaign %s: staff confirmed the held refusals: %s addresses suppressed", campaign_id, suppressed)
+    return message
 
 
 def resend_unknown(campaign_id):

@@ -22,6 +22,7 @@ from django.urls import reverse
 from campaigns import services
 from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.models import Campaign
+from campaigns.sending.ledger import BREAKER_PAUSE
 
 S = Campaign.Status
 REFUSALS = (IllegalTransition, CampaignError)
@@ -145,6 +146,11 @@ ACTIONS = {a.name: a for a in (
                    lambda c: c.unknown_count > 0 and c.status in (S.IN_PROGRESS, S.PAUSED, S.COMPLETED, S.FAILED),
                    confirm="Send again to recipients whose delivery is unknown? The provider may have accepted "
                            "some of them already, so a few people may get the email twice.", permission="send"),
+    CampaignAction("confirm_dead_addresses", "These addresses really are dead: suppress them and go on",
+                   services.confirm_dead_addresses, lambda c: c.status == S.PAUSED and c.pause_reason.startswith(BREAKER_PAUSE),
+                   confirm="The mail server refused many recipients at once as addresses that do not exist, so none "
+                           "was suppressed and sending paused. Suppress them now, as bounced (no campaign will mail "
+                           "them again), and resume sending?", permission="send"),
     CampaignAction("cancel", "Cancel", services.cancel,
                    lambda c: c.status in (S.DRAFT, S.SCHEDULED, S.IN_PROGRESS, S.PAUSED),
                    confirm="Cancel this campaign? Recipients not yet sent are skipped and it cannot be restarted.",

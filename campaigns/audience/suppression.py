@@ -81,6 +81,7 @@ def unsubscribe(delivery_id, source=ONE_CLICK_SOURCE) -> Unsubscribed:
         log = DeliveryLog.objects.filter(pk=delivery_id).values("campaign_id", "email").first()
         if log is None:
             raise UnknownDelivery(delivery_id)
+        Campaign.lock([log["campaign_id"]])  # campaign, then the row: the lock order of every writer
         first_time = bool(DeliveryLog.objects.filter(pk=delivery_id, unsubscribed_at__isnull=True)
                           .update(unsubscribed_at=timezone.now()))
         if first_time:

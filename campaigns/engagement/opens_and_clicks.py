@@ -32,6 +32,8 @@ from datetime import datetime, timezone
 from django.conf import settings
 from django.db import connection, transaction
 
+from campaigns.models import Campaign
+
 # The user agent of Apple Mail Privacy Protection's prefetch: exactly this, nothing after it.
 MACHINE_USER_AGENT_EXACT = {"mozilla/5.0"}
 # Substrings (lower case) of prefetchers and link/attachment scanners that load images without a person.
@@ -146,8 +148,9 @@ WHERE c.id = v.id
 def apply(cursor, opens: list[Open], clicks: list[Click]) -> dict[int, Counter]:
     """Record OPENS and CLICKS; returns campaign id -> {counter: recipients newly counted}.
 
-    The caller adds those to the campaign rows (last, after every other row it locks), in the same
-    transaction: `bump_campaigns` here, or the webhook's own counter statement.
+    The caller locks the campaigns first (Campaign.lock: campaign, then rows, the order of every
+    writer) and adds those to the campaign rows in the same transaction: `bump_campaigns` here, or
+    the webhook's own counter statement.
     """
     counters: dict[int, Counter] = {}
     hours: dict[tuple, Counter] = {}
@@ -218,9 +221,12 @@ def bump_campaigns(cursor, counters: dict[int, Counter]) -> None:
 
 
 def record(opens=(), clicks=()) -> dict[int, Counter]:
-    """Apply opens and clicks and bump their campaigns, in one transaction (the SMTP tracking views)."""
+    """Apply opens and clicks and bump their campaigns, in one transaction (the SMTP tracking views).
+    Their campaigns are locked first: the lock order of every writer (campaign, then rows)."""
+    opens, clicks = list(opens), list(clicks)
     with transaction.atomic(), connection.cursor() as cursor:
-        counters = apply(cursor, list(opens), list(clicks))
+        Campaign.lock_for_deliveries([o.delivery_id for o in opens] + [c.delivery_id for c in clicks])
+        counters = apply(cursor, opens, clicks)
         bump_campaigns(cursor, counters)
     return counters
 

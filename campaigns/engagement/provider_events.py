@@ -7,14 +7,17 @@ is the one path they all take. Applying a batch, in one transaction:
    on, so a retried or replayed delivery counts once;
 2. match events to delivery logs by the delivery and campaign ids our messages carry (SendGrid's
    custom_args, the X-Delivery-ID and X-Campaign-ID headers SES echoes back), else by the provider's
-   message id and the address;
+   message id and the address; then lock their campaigns and then the rows, each in id order (the
+   lock order of every writer: campaign, then batch, then rows);
 3. one conditional UPDATE per kind of event sets the first timestamp (`... WHERE bounced_at IS NULL`),
    so counters count recipients, not events: a recipient who opens five times is one open; opens (a
    person's or a machine's) and clicks (per link, per hour) go through campaigns.engagement.opens_and_clicks likewise;
 4. events that prove a dead address or a complaint become suppressions, and so does an address with
    SOFT_BOUNCE_LIMIT deliveries soft-bounced within SOFT_BOUNCE_DAYS; campaign counters go up by the
    number of rows that actually changed, in one statement; unknown deliveries that an event proves sent
-   or failed are settled (campaigns.sending.ledger.settle_unknown).
+   or failed are settled (campaigns.sending.ledger.settle_unknown), and the evidence for deliveries
+   still pending (the worker died after the provider took them) is kept on the row, to settle it
+   when it would become unknown.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from django.db import connection, transaction
 
 from campaigns.audience.suppression import normalize, suppress_many
 from campaigns.engagement import opens_and_clicks
-from campaigns.models import Suppression
+from campaigns.models import Campaign, Suppression
 from campaigns.sending.ledger import settle_unknown
 
 # Providers retry a failed delivery for up to a day (SendGrid) or an hour (SNS); ids are kept well beyond.
@@ -76,6 +79,7 @@ class EventsReport:
     ignored: int = 0  # events of kinds we do not use, or without an id
     suppressed: int = 0  # addresses newly suppressed
     settled: int = 0  # unknown deliveries the events proved sent (or failed)
+    kept: int = 0  # deliveries whose result is not written yet: the evidence waits on the row
 
     def as_dict(self):
         return asdict(self)
@@ -90,23 +94,25 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
 
-# The matched rows are locked in id order up front, so two webhook requests touching the same
-# recipients wait for each other instead of deadlocking; the campaign rows come last (BUMP_COUNTERS).
+# Matching reads only: the locks are taken after it, in the order every writer uses (campaign, then
+# batch, then rows): the matched rows' campaigns in id order (Campaign.lock), then the rows in id
+# order (LOCK_ROWS). A result writer (campaign, batch, rows) and an event request then wait for each
+# other instead of each holding what the other needs.
 MATCH_BY_DELIVERY_ID = """
 SELECT d.id, d.campaign_id, d.email
 FROM campaigns_deliverylog d
 JOIN (SELECT DISTINCT * FROM unnest(%(ids)s::bigint[], %(campaigns)s::bigint[]) AS v(id, campaign_id)) v
   ON d.id = v.id AND d.campaign_id = v.campaign_id
-ORDER BY d.id
-FOR UPDATE OF d
 """
 
 MATCH_BY_MESSAGE_ID = """
 SELECT v.message_id, v.email, d.id, d.campaign_id
 FROM (SELECT DISTINCT * FROM unnest(%(message_ids)s::text[], %(emails)s::text[]) AS v(message_id, email)) v
 JOIN campaigns_deliverylog d ON d.provider_message_id = v.message_id AND lower(d.email) = v.email
-ORDER BY d.id
-FOR UPDATE OF d
+"""
+
+LOCK_ROWS = """
+SELECT id FROM campaigns_deliverylog WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE
 """
 
 SET_FIRST_OCCURRENCE = """
@@ -122,6 +128,17 @@ UPDATE campaigns_deliverylog AS d SET last_error = v.note
 FROM (SELECT DISTINCT ON (id) id, note FROM unnest(%(ids)s::bigint[], %(notes)s::text[]) AS e(id, note)
       ORDER BY id) AS v
 WHERE d.id = v.id AND d.delivered_at IS NULL
+"""
+
+# Evidence for rows whose result is not written yet (the worker died after the provider took the
+# message, or has not written it yet): kept on the row, applied when the row's result is written or
+# when it would become unknown (campaigns.sending.ledger). "sent" wins over "failed", as above.
+KEEP_EARLY_EVIDENCE = """
+UPDATE campaigns_deliverylog AS d SET early_evidence = v.status, early_evidence_note = left(v.note, 500)
+FROM (SELECT DISTINCT ON (id) id, status, note
+      FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(notes)s::text[]) AS e(id, status, note)
+      ORDER BY id, status DESC) AS v
+WHERE d.id = v.id AND d.status = 'pending' AND (d.early_evidence = '' OR v.status = 'sent')
 """
 
 BUMP_COUNTERS = """
@@ -174,6 +191,8 @@ def apply_events(events: list[ProviderEvent], received: int | None = None, ignor
         report.duplicates += len(unique) - len(new_ids)
         new_events = [event for event_id, event in unique.items() if event_id in new_ids]
         matches = _match(cursor, new_events)
+        Campaign.lock(match[1] for match in matches if match)
+        cursor.execute(LOCK_ROWS, {"ids": sorted({match[0] for match in matches if match})})
         report.applied = sum(1 for match in matches if match)
         report.unmatched = len(new_events) - report.applied
 
@@ -187,8 +206,10 @@ def apply_events(events: list[ProviderEvent], received: int | None = None, ignor
             counters[campaign_id].update(counted)
         _note_errors(cursor, new_events, matches)
         _bump_counters(cursor, counters)
-        report.settled = settle_unknown(
-            (match[0], *event.evidence) for event, match in zip(new_events, matches) if match and event.evidence)
+        evidence = [(match[0], *event.evidence) for event, match in zip(new_events, matches)
+                    if match and event.evidence]
+        report.settled = settle_unknown(evidence)
+        report.kept = _keep_early_evidence(cursor, evidence)
         report.suppressed = suppress_many([*_suppressions(new_events, matches),
                                            *_soft_bounce_suppressions(cursor, new_events, matches)])
     _prune_event_ids()
@@ -240,6 +261,14 @@ def _note_errors(cursor, events, matches):
     notes = [(match[0], event.note) for event, match in zip(events, matches) if match and event.note]
     if notes:
         cursor.execute(NOTE_ERRORS, {"ids": [n[0] for n in notes], "notes": [n[1] for n in notes]})
+
+
+def _keep_early_evidence(cursor, evidence):
+    if not evidence:
+        return 0
+    ids, statuses, notes = (list(column) for column in zip(*evidence))
+    cursor.execute(KEEP_EARLY_EVIDENCE, {"ids": ids, "statuses": statuses, "notes": notes})
+    return cursor.rowcount
 
 
 def _bump_counters(cursor, counters):

@@ -52,6 +52,12 @@ UPDATE campaigns_sendbatch SET in_flight = {IN_FLIGHT_WITHOUT_IDS},
 WHERE {OWNED}
 """
 
+# A row whose result is not certain (unknown, deferred, skipped) for which the provider's events
+# already said what it did with the message (kept early, before the result, by provider events): the
+# evidence settles it. Read from the row being updated, so it is the latest committed version.
+EVIDENCE_APPLIES = "(d.early_evidence <> '' AND v.status IN ('unknown', 'pending', 'skipped'))"
+STATUS_WITH_EVIDENCE = f"(CASE WHEN {EVIDENCE_APPLIES} THEN d.early_evidence ELSE v.status END)"
+
 # Results of rows this claim still owns, and the campaign's counters, in one statement (so they
 # commit together, in one round trip). The campaign row is locked first, the order cancel and the
 # sweep use (campaign, batch, rows): every other CTE depends on `campaign`, so none runs before its
@@ -63,7 +69,7 @@ WHERE {OWNED}
 # Rows going back to pending end `skipped` with "cancelled" when the campaign is cancelled. `status`
 # is the row as locked: after waiting for a concurrent cancel, FOR UPDATE returns the cancel's version.
 # Rows going back to pending count their attempt when it counted; a provider problem (nothing of
-# theirs left) does not.
+# theirs left) does not. Early evidence (above) settles rows whose result is not certain.
 WRITE_RESULTS = f"""
 WITH campaign AS (
     SELECT status FROM campaigns_campaign WHERE id = %(campaign)s FOR UPDATE
@@ -81,10 +87,13 @@ WITH campaign AS (
                 %(errors)s::text[]) AS v(id, status, provider, message_id, error), campaign
 ), written AS (
     UPDATE campaigns_deliverylog AS d
-    SET status = v.status, provider = v.provider, provider_message_id = v.message_id, last_error = v.error,
-        sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
+    SET status = {STATUS_WITH_EVIDENCE}, provider = v.provider, provider_message_id = v.message_id,
+        last_error = CASE WHEN {EVIDENCE_APPLIES} THEN d.early_evidence_note ELSE v.error END,
+        sent_at = CASE WHEN {STATUS_WITH_EVIDENCE} = 'sent' THEN now() ELSE d.sent_at END,
         attempts = CASE WHEN v.status = 'skipped' OR (v.status = 'pending' AND NOT %(counted)s) THEN d.attempts
                         ELSE d.attempts + 1 END,
+        early_evidence = CASE WHEN {STATUS_WITH_EVIDENCE} = 'pending' THEN d.early_evidence ELSE '' END,
+        early_evidence_note = CASE WHEN {STATUS_WITH_EVIDENCE} = 'pending' THEN d.early_evidence_note ELSE '' END,
         updated_at = now()
     FROM v, batch
     WHERE d.id = v.id AND d.status = 'pending' AND d.batch_number = batch.number
@@ -147,22 +156,33 @@ WITH campaign AS (
     RETURNING b.number, b.status, b.first_id, b.last_id
 ), lost AS (
     UPDATE campaigns_deliverylog AS d
-    SET status = 'unknown', last_error = %(reason)s, attempts = d.attempts + 1, updated_at = now()
+    SET status = CASE WHEN d.early_evidence <> '' THEN d.early_evidence ELSE 'unknown' END,
+        last_error = CASE WHEN d.early_evidence <> '' THEN d.early_evidence_note ELSE %(reason)s END,
+        sent_at = CASE WHEN d.early_evidence = 'sent' THEN now() ELSE d.sent_at END,
+        early_evidence = '', early_evidence_note = '', attempts = d.attempts + 1, updated_at = now()
     FROM old
     WHERE d.id = ANY(old.in_flight) AND d.status = 'pending' AND d.batch_number = old.number
-    RETURNING d.id
+    RETURNING d.id, d.status
 ), counted AS (
-    UPDATE campaigns_campaign AS c SET unknown_count = unknown_count + (SELECT count(*) FROM lost)
+    UPDATE campaigns_campaign AS c
+    SET unknown_count = unknown_count + n.unknown, sent_count = sent_count + n.sent,
+        failed_count = failed_count + n.failed
+    FROM (SELECT count(*) FILTER (WHERE status = 'unknown') AS unknown, count(*) FILTER (WHERE status = 'sent') AS sent,
+                 count(*) FILTER (WHERE status = 'failed') AS failed FROM lost) AS n
     WHERE c.id = %(campaign)s AND EXISTS (SELECT 1 FROM lost)
 )
-SELECT ended.number, ended.status, (SELECT count(*) FROM lost),
+SELECT ended.number, ended.status, (SELECT count(*) FROM lost WHERE status = 'unknown'),
        (SELECT count(*) FROM campaigns_deliverylog d, old
         WHERE d.campaign_id = %(campaign)s AND d.status = 'pending' AND d.id BETWEEN ended.first_id AND ended.last_id
-          AND d.batch_number = ended.number AND NOT (d.id = ANY(old.in_flight)))
-FROM ended
+          AND d.batch_number = ended.number AND NOT (d.id = ANY(old.in_flight))),
+       settled.n
+FROM ended, (SELECT count(*) AS n FROM lost WHERE status <> 'unknown') AS settled
 """
 RELEASE_OWN_CLAIM = END_CLAIM.format(condition="b.claim_token = %(token)s::uuid")
 RECOVER_EXPIRED_CLAIM = END_CLAIM.format(condition="b.lease_expires_at < now()")
+
+# How the suppression circuit breaker's pause reason starts (the campaign page offers to confirm then).
+BREAKER_PAUSE = "Sending paused: the mail server refused"
 
 WORKER_STOPPED = "the batch stopped after the provider call began (error in the worker); not re-sent automatically"
 WORKER_LOST = "claim expired after the provider call began (worker lost); not re-sent automatically"
@@ -239,6 +259,7 @@ class BatchLedger:
         self.token = token
         self.attempts = attempts  # delivery id -> attempts, this one included
         self.recorded = set()
+        self.held = set()  # rows refused as dead addresses, written failed, not suppressed yet (in memory)
         self.report = LedgerReport()
 
     def _owned(self, **params):
@@ -273,6 +294,31 @@ class BatchLedger:
         bounced = [r.delivery_id for r in results if r.bounced]
         self.write(rows, bounced, attempt_counted=give_up)
 
+    def settle_held_refusals(self, batch_size):
+        """The suppression circuit breaker, at the batch's end: the addresses this claim saw refused as
+        dead are suppressed, unless they are more than SEND_SUPPRESSION_BREAKER_SHARE of the batch
+        (and at least SEND_SUPPRESSION_BREAKER_MIN): so many at once says more about the server than
+        about the addresses (a relay that refuses every unknown sender, a broken directory), so they
+        stay held (failed, not suppressed) and the reason is returned, for the campaign to pause
+        until staff confirm the addresses really are dead (services.confirm_dead_addresses)."""
+        if not self.held:
+            return None
+        share = settings.SEND_SUPPRESSION_BREAKER_SHARE
+        if len(self.held) >= settings.SEND_SUPPRESSION_BREAKER_MIN and len(self.held) > share * max(1, batch_size):
+            logger.error("Campaign %s: %d of a batch of %d refused as dead addresses (more than %d%%): none suppressed, "
+                         "held for staff to confirm", self.campaign_id, len(self.held), batch_size, round(share * 100))
+            reason = (f"{BREAKER_PAUSE} {len(self.held)} of a batch of {batch_size} recipients "
+                          f"as addresses that do not exist (more than {share:.0%}). So many at once is more likely a "
+                          f"problem of the server or of our sender than dead addresses, so none was suppressed: they are "
+                          f"failed, with the server's reply. Check the replies in the delivery log; if these addresses "
+                          f"really are dead, confirm it to suppress them and go on.")
+            with transaction.atomic():
+                Campaign.lock([self.campaign_id])
+                DeliveryLog.objects.filter(pk__in=self.held, status=D.FAILED).update(suppression_held=True)
+            return reason
+        suppress_bounced(self.campaign_id, DeliveryLog.objects.filter(pk__in=self.held).values_list("email", flat=True))
+        return None
+
     def row_for(self, provider, result, give_up=True):
         status = {Outcome.SENT: D.SENT, Outcome.FAILED: D.FAILED, Outcome.UNKNOWN: D.UNKNOWN}.get(result.outcome)
         error = result.error or ""
@@ -289,8 +335,9 @@ class BatchLedger:
 
         Each statement writes rows and counters together (WRITE_RESULTS), so the counters equal the
         rows at every commit. Rows this claim no longer owns are offered to LATE_RESULTS, in a
-        statement of its own so that it sees what the sweep committed meanwhile. A bounce's
-        suppression commits with its row.
+        statement of its own so that it sees what the sweep committed meanwhile. A refusal of a
+        dead address is noted (`held`); `settle_held_refusals` decides about its suppression at the
+        batch's end. A crash before then suppresses nobody: when unsure, do not suppress.
         """
         rows = [row for row in rows if row[0] not in self.recorded]
         if not rows:
@@ -308,8 +355,8 @@ class BatchLedger:
                         logger.warning("Campaign %s: %d late results recorded for rows the sweep had marked "
                                        "unknown", self.campaign_id, len(corrected))
             if bounced_ids:
-                done = {pk for pk, _ in written} | {pk for pk, _ in corrected}
-                suppress_bounced(self.campaign_id, [pk for pk in bounced_ids if pk in done])
+                done = {pk for pk, status in [*written, *corrected] if status == D.FAILED}
+                self.held.update(pk for pk in bounced_ids if pk in done)
         self.recorded.update(row[0] for row in rows)
         self.report.add(LedgerReport.of(status for _, status in written))
         self.report.add(LedgerReport.of(status for _, status in corrected))
@@ -350,12 +397,23 @@ class LedgerReport:
         self.skipped += other.skipped
 
 
-def suppress_bounced(campaign_id, delivery_ids):
-    if not delivery_ids:
-        return
-    emails = DeliveryLog.objects.filter(pk__in=delivery_ids).values_list("email", flat=True)
-    suppression.suppress_many((email, Suppression.Reason.BOUNCED, "smtp 5xx at send time", campaign_id)
-                              for email in emails)
+def suppress_held(campaign_id, delivery_ids=None):
+    """Suppress, as bounced, the addresses of the campaign's held refusals (those of DELIVERY_IDS, or all
+    of them) and release them. Campaign first, then the rows: the lock order of every writer.
+    Returns the addresses newly suppressed."""
+    with transaction.atomic():
+        Campaign.lock([campaign_id])
+        rows = DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.FAILED, suppression_held=True)
+        if delivery_ids is not None:
+            rows = rows.filter(pk__in=list(delivery_ids))
+        emails = list(rows.values_list("email", flat=True))
+        rows.update(suppression_held=False)
+        return suppress_bounced(campaign_id, emails)
+
+
+def suppress_bounced(campaign_id, emails):
+    return suppression.suppress_many((email, Suppression.Reason.BOUNCED, "smtp 5xx at send time", campaign_id)
+                                     for email in emails)
 
 
 # --- counters == rows -------------------------------------------------------------------------------
@@ -444,11 +502,13 @@ WHERE campaign_id = %s AND status = 'unknown'
 def settle_unknown(outcomes):
     """Settle `unknown` rows from evidence: OUTCOMES is [(delivery id, 'sent' | 'failed', note)].
 
-    Runs in the caller's transaction; counters move with the rows. Returns the rows settled."""
+    Runs in the caller's transaction (it must be in one: the campaigns are locked first); counters
+    move with the rows. Returns the rows settled."""
     outcomes = list(outcomes)
     if not outcomes:
         return 0
     ids, statuses, notes = (list(column) for column in zip(*outcomes))
+    Campaign.lock_for_deliveries(ids)  # campaign, then rows: the lock order of every writer
     with connection.cursor() as cursor:
         cursor.execute(SETTLE_UNKNOWN, {"ids": ids, "statuses": statuses, "notes": notes})
         settled = cursor.fetchall()

@@ -383,7 +383,7 @@ def send_batch(campaign_id, batch_number):
         ledger.write(suppressed)
         report.skipped = ledger.report.skipped
 
-    provider, provider_problem = "", None
+    provider, provider_problem, breaker = "", None, None
     unrenderable = cannot_render(campaign) if claimed else ""
     if unrenderable:
         # Sending it again cannot help: its rows fail with the reason and the campaign pauses (below),
@@ -396,6 +396,7 @@ def send_batch(campaign_id, batch_number):
                 # Rows SMTP already recorded as it went are skipped here. A provider problem does not use
                 # up attempts: its rows wait, pending, for the resume.
                 ledger.record(provider, results, give_up=provider_problem is None)
+                breaker = ledger.settle_held_refusals(len(claimed))
         except BaseException:
             # A crash inside the worker (a Redis error in the limiter, a soft time limit, a bug): rows
             # whose content never left go back to pending now, with the batch, queued again after a
@@ -416,7 +417,7 @@ def send_batch(campaign_id, batch_number):
     # Sending accounts: a pool at its limits queues the batch again, to be sent by itself once quota
     # frees (routing.wait_for_quota); its next batches would only wait too.
     quota_wait = isinstance(provider_problem, QuotaExhausted)
-    stopping = provider_problem is not None or bool(unrenderable)
+    stopping = provider_problem is not None or breaker is not None or bool(unrenderable)
     if quota_wait:
         status = B.QUEUED
     elif provider_problem is not None:
@@ -427,6 +428,8 @@ def send_batch(campaign_id, batch_number):
     else:
         status = B.DONE
     with transaction.atomic():
+        if quota_wait:
+            Campaign.lock([campaign_id])  # wait_for_quota writes it: campaign before batch, as every writer
         finished, following = run_prepared(FINISH_BATCH, {"batch": batch_id, "token": token, "campaign": campaign_id,
                                                           "status": str(status),
                                                           "more": not stopping}).fetchone()
@@ -446,6 +449,9 @@ def send_batch(campaign_id, batch_number):
         pause_with_reason(campaign_id, f"Sending paused: {unrenderable} The {report.failed} recipients of batch "
                           f"{batch_number} failed with this reason; the rest stay pending. Cancel the campaign, or "
                           "correct the content, resume, and retry the failed recipients.", "content cannot be rendered")
+        return report
+    if breaker is not None:
+        pause_with_reason(campaign_id, breaker, "suppression circuit breaker")
         return report
     logger.info("Campaign %s batch %s via %s: sent=%s failed=%s unknown=%s skipped=%s retrying=%s",
                 campaign_id, batch_number, provider or "-", report.sent, report.failed, report.unknown,

@@ -3,7 +3,8 @@
 1. Due scheduled campaigns are started (ETA tasks are the fast path; this catches any that vanished),
    and campaigns due before the next sweep get an ETA task, so they start on the second.
 2. Expired claims are recovered, batch by batch: the rows whose provider call began (the batch's
-   in-flight set) become unknown, the batch's other rows are sent again (the batch is queued).
+   in-flight set) become unknown, or sent (failed) when the provider's events already said so (early
+   evidence, kept on the row); the batch's other rows are sent again (the batch is queued).
 3. Rows of cancelled campaigns that went back to pending after the cancel are skipped (never those
    of a batch still sending: it writes them itself).
 4. Live campaigns that stopped progressing get their next batches queued again, at most once per
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 
 from campaigns.experiments import ab_tests
 from campaigns.models import Campaign
@@ -35,18 +35,31 @@ SELECT id, campaign_id FROM campaigns_sendbatch WHERE status = 'sending' AND lea
 
 # A cancelled campaign keeps nothing pending: rows a batch or the sweep put back after the cancel.
 # A batch still sending writes its own rows (those it defers end skipped); the others are done.
+# Campaign, then batch, then rows, then the counter: the lock order of every writer (each CTE that
+# writes depends on `campaign`, so none runs before its locks are held).
 SKIP_CANCELLED = """
-WITH skipped AS (
-    UPDATE campaigns_deliverylog AS d SET status = 'skipped', last_error = 'cancelled', updated_at = now()
-    FROM campaigns_campaign c
-    WHERE c.id = d.campaign_id AND c.status = 'cancelled' AND d.status = 'pending'
-      AND NOT EXISTS (SELECT 1 FROM campaigns_sendbatch b WHERE b.campaign_id = d.campaign_id
-                      AND b.number = d.batch_number AND b.status = 'sending')
-    RETURNING d.campaign_id
+WITH campaign AS (
+    SELECT c.id FROM campaigns_campaign c
+    WHERE c.status = 'cancelled'
+      AND EXISTS (SELECT 1 FROM campaigns_deliverylog d WHERE d.campaign_id = c.id AND d.status = 'pending')
+    ORDER BY c.id FOR UPDATE
 ), batches AS (
     UPDATE campaigns_sendbatch AS b SET status = 'done', updated_at = now()
-    FROM campaigns_campaign c
-    WHERE c.id = b.campaign_id AND c.status = 'cancelled' AND b.status IN ('waiting', 'queued', 'held')
+    FROM campaign c
+    WHERE c.id = b.campaign_id AND b.status IN ('waiting', 'queued', 'held')
+    RETURNING b.campaign_id
+), skipped AS (
+    UPDATE campaigns_deliverylog AS d SET status = 'skipped', last_error = 'cancelled', updated_at = now()
+    FROM campaign c
+    WHERE c.id = d.campaign_id AND d.status = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM campaigns_sendbatch b WHERE b.campaign_id = d.campaign_id
+                      AND b.number = d.batch_number AND b.status = 'sending')
+      AND (SELECT count(*) FROM batches) >= 0
+    RETURNING d.campaign_id
+), counted AS (
+    UPDATE campaigns_campaign AS c SET skipped_count = c.skipped_count + n.count
+    FROM (SELECT campaign_id, count(*) FROM skipped GROUP BY campaign_id) AS n
+    WHERE c.id = n.campaign_id
 )
 SELECT campaign_id, count(*) FROM skipped GROUP BY campaign_id
 """
@@ -73,6 +86,7 @@ class SweepReport:
     started: list = field(default_factory=list)
     released: int = 0
     unknown: int = 0
+    settled_by_evidence: int = 0  # in flight when the claim expired, but the provider's events had told
     redispatched: dict = field(default_factory=dict)
     finalized: list = field(default_factory=list)
     cancelled_skipped: int = 0
@@ -99,9 +113,10 @@ def sweep():
                                                          "reason": WORKER_LOST}).fetchone()
             if ended is None:
                 continue  # its worker finished (or renewed) it in the meantime
-            number, status, unknown, released = ended
+            number, status, unknown, released, settled = ended
             report.unknown += unknown
             report.released += released
+            report.settled_by_evidence += settled
             if status == "queued":
                 report.redispatched[campaign_id] = (report.redispatched.get(campaign_id, 0)
                                                     + dispatch_batches(campaign_id, [number]))
@@ -109,9 +124,7 @@ def sweep():
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(SKIP_CANCELLED)
-            for campaign_id, count in cursor.fetchall():
-                Campaign.objects.filter(pk=campaign_id).update(skipped_count=F("skipped_count") + count)
-                report.cancelled_skipped += count
+            report.cancelled_skipped += sum(count for _, count in cursor.fetchall())
 
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_STALLED, {"stall": settings.SWEEP_STALL_SECONDS, "skip": list(report.redispatched)})
@@ -130,8 +143,10 @@ def sweep():
         if finalize_if_done(campaign_id):
             report.finalized.append(campaign_id)
 
-    if report.released or report.unknown or report.redispatched or report.finalized or report.cancelled_skipped:
-        logger.warning("Sweep: released %s rows of expired claims to pending, marked %s unknown, re-dispatched %s, "
-                       "finalised %s, skipped %s rows of cancelled campaigns", report.released, report.unknown,
+    if (report.released or report.unknown or report.settled_by_evidence or report.redispatched or report.finalized
+            or report.cancelled_skipped):
+        logger.warning("Sweep: released %s rows of expired claims to pending, marked %s unknown, settled %s by the "
+                       "provider's early events, re-dispatched %s, finalised %s, skipped %s rows of cancelled "
+                       "campaigns", report.released, report.unknown, report.settled_by_evidence,
                        report.redispatched, report.finalized, report.cancelled_skipped)
     return report

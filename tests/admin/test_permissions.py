@@ -2,18 +2,20 @@
 gets 403 (or is not offered the action) and nothing changes."""
 
 import datetime as dt
+import io
 import logging
 from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.security.staff_groups import STAFF_GROUPS
+from campaigns.sending.ledger import BREAKER_PAUSE
 from campaigns.sending.providers.base import DeliveryResult, Outcome
 from tests.admin.conftest import add_logs, add_recipients
 from tests.support.factories import CampaignFactory, SuppressionFactory, UserFactory
@@ -314,3 +316,46 @@ def test_only_campaign_senders_may_send(client, group, allowed):
     response = member.post(action_url(campaign, "schedule"), {"when": in_the_future()})
     campaign.refresh_from_db()
     assert (response.status_code, campaign.status) == ((302, "scheduled") if allowed else (403, "draft"))
+
+
+def campaign_paused_by_the_suppression_breaker():
+    campaign = CampaignFactory(status="paused", pause_reason=f"{BREAKER_PAUSE} 2 of a batch of 3 recipients ...")
+    logs = add_logs(campaign, ["failed", "failed", "sent"])
+    DeliveryLog.objects.filter(pk__in=[log.pk for log in logs[:2]]).update(suppression_held=True)
+    Campaign.objects.filter(pk=campaign.pk).update(failed_count=2, sent_count=1)
+    return campaign
+
+
+@pytest.mark.django_db
+def test_confirming_dead_addresses_needs_the_send_permission(client):
+    editor = client_with(client, *EDITOR)
+    campaign = campaign_paused_by_the_suppression_breaker()
+    page = editor.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+    assert "action-confirm_dead_addresses" not in page
+
+    response = editor.post(action_url(campaign, "confirm_dead_addresses"), {"confirm": "yes"})
+
+    assert response.status_code == 403
+    assert not Suppression.objects.exists()
+    assert DeliveryLog.objects.filter(campaign=campaign, suppression_held=True).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_sender_confirms_dead_addresses_from_the_page_and_with_the_command(client):
+    sender = client_with(client, *EDITOR, "send_campaign")
+    campaign = campaign_paused_by_the_suppression_breaker()
+    page = sender.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+    assert "action-confirm_dead_addresses" in page
+
+    assert sender.post(action_url(campaign, "confirm_dead_addresses"), {}).status_code == 200  # the confirmation
+    assert not Suppression.objects.exists()
+    assert status_after(sender, campaign, "confirm_dead_addresses", {"confirm": "yes"}) in ("in_progress", "completed")
+    assert Suppression.objects.count() == 2
+
+    with pytest.raises(CommandError, match="no refused addresses waiting"):
+        call_command("confirm_dead_addresses", str(campaign.pk))
+    other = campaign_paused_by_the_suppression_breaker()
+    out = io.StringIO()
+    call_command("confirm_dead_addresses", str(other.pk), stdout=out)
+    assert "addresses suppressed as bounced" in out.getvalue()  # the same addresses as the first's
+    assert not DeliveryLog.objects.filter(suppression_held=True).exists()

@@ -49,7 +49,7 @@ def test_a_signed_batch_sets_timestamps_counts_recipients_once_and_suppresses(se
 
     assert response.status_code == 200
     assert response.json() == {"received": 11, "applied": 11, "duplicates": 0, "unmatched": 0, "ignored": 0,
-                                "suppressed": 3, "settled": 0}
+                                "suppressed": 3, "settled": 0, "kept": 0}
     # Counters count recipients: Ann's two opens and her two kinds of unsubscribe count once.
     assert counters(campaign) == {"delivered_count": 2, "opened_count": 2, "clicked_count": 1,
                                   "bounced_count": 1, "complained_count": 1, "unsubscribed_count": 1}
@@ -80,7 +80,7 @@ def test_the_same_request_replayed_counts_once(sendgrid, sent_campaign):
     assert first.json()["applied"] == 3
     assert replay.status_code == 200
     assert replay.json() | {"received": 3} == {"received": 3, "applied": 0, "duplicates": 3, "unmatched": 0,
-                                               "ignored": 0, "suppressed": 0, "settled": 0}
+                                               "ignored": 0, "suppressed": 0, "settled": 0, "kept": 0}
     assert state() == before
     assert counters(campaign)["opened_count"] == 2
 

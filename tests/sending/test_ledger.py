@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.engagement import sendgrid_webhook
-from campaigns.models import Campaign, DeliveryLog, SendBatch
+from campaigns.models import Campaign, DeliveryLog, SendBatch, Suppression
 from campaigns.sending import ledger, pipeline, sweep
 from campaigns.sending.providers.base import DeliveryResult, Outcome
 from tests.support.factories import SuppressionFactory
@@ -322,3 +322,68 @@ def test_each_delivery_row_is_written_once_after_it_is_created_with_its_result(p
     assert report.skipped == 1 and report.sent == (6 if provider == "smtp" else 7)
     assert (batch_of(rows[0]).status, batch_of(rows[0]).in_flight) == (B.DONE, [])
     assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+def test_early_evidence_settles_a_row_written_unknown_or_deferred_and_never_one_with_a_certain_result():
+    from campaigns.engagement.provider_events import ProviderEvent, apply_events
+
+    campaign = started_campaign(4)
+    rows = rows_of(campaign)
+    batch_ledger = claim(rows)
+    kinds = ["processed", "deferred", "dropped", "processed"]
+    apply_events([ProviderEvent(event_id=f"evt-early-{row.pk}", timestamp=0, delivery_id=row.pk,
+                                campaign_id=campaign.pk,
+                                evidence=("failed", "SendGrid dropped: Invalid") if kind == "dropped"
+                                else ("sent", f"sent: SendGrid reported it {kind}"))
+                  for kind, row in zip(kinds, rows)])
+
+    batch_ledger.write([(rows[0].pk, D.UNKNOWN, "smtp", "", "SMTP connection lost after the message was sent"),
+                        (rows[1].pk, D.PENDING, "smtp", "", "451 try again"),
+                        (rows[2].pk, D.UNKNOWN, "smtp", "", "lost"),
+                        (rows[3].pk, D.FAILED, "smtp", "", "550 5.2.2 Mailbox full")])
+
+    settled = {row.pk: (row.status, row.last_error, row.early_evidence) for row in rows_of(campaign)}
+    assert settled == {rows[0].pk: (D.SENT, "sent: SendGrid reported it processed", ""),
+                       rows[1].pk: (D.SENT, "sent: SendGrid reported it deferred", ""),
+                       rows[2].pk: (D.FAILED, "SendGrid dropped: Invalid", ""),
+                       rows[3].pk: (D.FAILED, "550 5.2.2 Mailbox full", "")}  # a certain result stands
+    assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+def test_early_evidence_settles_in_flight_rows_when_the_sweep_recovers_an_expired_claim():
+    from campaigns.engagement.provider_events import ProviderEvent, apply_events
+
+    campaign = started_campaign(2)
+    rows = rows_of(campaign)
+    claim(rows, expired=True)
+    apply_events([ProviderEvent(event_id="evt-early-one", timestamp=0, delivery_id=rows[0].pk,
+                                campaign_id=campaign.pk, evidence=("sent", "sent: SendGrid reported it processed"))])
+
+    report = sweep.sweep()
+
+    assert (report.unknown, report.settled_by_evidence) == (1, 1)
+    assert [row.status for row in rows_of(campaign)] == [D.SENT, D.UNKNOWN]
+    assert_counters_match(campaign)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("dead, suppressed", [(5, 5), (6, 0)], ids=["20-percent", "over-20-percent"])
+def test_dead_addresses_are_suppressed_at_the_batchs_end_unless_more_than_the_breakers_share(dead, suppressed):
+    campaign = started_campaign(25, batch_size=25)
+    rows = rows_of(campaign)
+    batch_ledger = claim(rows)
+    batch_ledger.record("smtp", [
+        DeliveryResult(row.pk, Outcome.FAILED, error="550 5.1.1 unknown", bounced=True) if i < dead
+        else DeliveryResult(row.pk, Outcome.SENT, message_id="m") for i, row in enumerate(rows)])
+
+    reason = batch_ledger.settle_held_refusals(len(rows))
+
+    assert DeliveryLog.objects.filter(campaign=campaign, status=D.FAILED).count() == dead
+    assert Suppression.objects.count() == suppressed
+    assert (reason is None) == (suppressed == dead)
+    assert DeliveryLog.objects.filter(campaign=campaign, suppression_held=True).count() == dead - suppressed
+    if reason:
+        assert services.confirm_dead_addresses(campaign.pk).startswith(f"{dead} addresses suppressed")
+        assert Suppression.objects.count() == dead

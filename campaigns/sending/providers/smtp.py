@@ -264,9 +264,10 @@ class SmtpSession:
     """One of a batch's connections: reconnects when the server drops it, and gives up when a fresh
     connection drops before a single message got through."""
 
-    def __init__(self, provider, campaign_id, refusals):
+    def __init__(self, provider, campaign_id, refusals, sender=""):
         self.provider = provider
         self.campaign_id = campaign_id
+        self.sender = sender  # our envelope sender: a refusal that names it is about us
         self.conn = None
         self.dead = False  # lost and not re-established: it takes no more messages
         self.sent_on_this_connection = 0
@@ -323,10 +324,9 @@ class SmtpSession:
         self._write(b"RSET\r\n")
         self._reply()
 
-    @staticmethod
-    def _judge(phase, reply, accepted):
+    def _judge(self, phase, reply, accepted):
         code, text = reply
-        return None if code in accepted else classify(phase, code, text)
+        return None if code in accepted else classify(phase, code, text, self.sender)
 
     def write_envelope(self, built):
         """MAIL FROM, RCPT TO and DATA for one message. With PIPELINING all three in one write, their
@@ -373,7 +373,7 @@ class SmtpSession:
         code, reply = self._reply()
         if code != 354:
             self._rset()
-            return classify(Phase.DATA, code, reply) if owned else NOT_OWNED
+            return classify(Phase.DATA, code, reply, self.sender) if owned else NOT_OWNED
         if not owned:
             self.drop()  # mid-DATA: closing before the final dot delivers nothing (RFC 5321 4.1.1.4)
             return NOT_OWNED
@@ -400,7 +400,7 @@ class SmtpSession:
             return Outcome.SENT, "", None
         if code == 421:
             self.drop()
-        verdict = classify(Phase.CONTENT, code, reply)
+        verdict = classify(Phase.CONTENT, code, reply, self.sender)
         return verdict.outcome, verdict.error, verdict
 
 
@@ -534,7 +534,8 @@ class _Delivery:
         self.chunk = max(1, settings.SEND_SMTP_CHUNK)
         # More connections than a run has messages could never all take one (a round never crosses a run).
         count = max(1, min(settings.SEND_SMTP_CONNECTIONS, len(batch.messages), self.chunk))
-        self.sessions = [SmtpSession(provider, batch.campaign_id, self.refusals) for _ in range(count)]
+        self.sessions = [SmtpSession(provider, batch.campaign_id, self.refusals, builder.envelope_from)
+                         for _ in range(count)]
         self.queue = collections.deque(range(len(batch.messages)))  # messages not started yet
         self.tries = collections.Counter()  # index -> connections lost under it before its content left
         self.unwritten = []  # indexes whose results are not written yet

@@ -7,6 +7,11 @@ RFC 3463 enhanced status code at the start of its text (RFC 2034).
 The reply code decides permanence: 2yz accepted, 4yz try again later, 5yz permanent (RFC 5321
 4.2.1). The enhanced code's subject decides whom a permanent refusal is about:
 
+- A refusal whose text names our sender is about us, whatever its enhanced code: "Sender address
+  rejected" and the like, or a reply that quotes our MAIL FROM address rather than the recipient's.
+  Postfix's reject_unlisted_sender answers every RCPT with "550 5.1.0 <our address>: Sender address
+  rejected: User unknown in local recipient table": X.1.0 is "other address status" (RFC 3463), which
+  does not say whose address; the text does.
 - X.1.Y is addressing status. X.1.1 (bad destination mailbox), X.1.2 (bad destination system),
   X.1.3 (bad destination address syntax), X.1.6 (mailbox moved), X.1.10 (null MX, RFC 7505) and the
   rest are about the recipient's address: only these suppress it. X.1.7 and X.1.8 are the
@@ -53,6 +58,25 @@ ANY_PHASE = frozenset(Phase)
 RECIPIENT_PHASES = frozenset({Phase.RCPT, Phase.DATA, Phase.CONTENT})
 
 
+# Words servers use when the envelope sender is what they refuse (Postfix, Exim, Sendmail, Exchange).
+SENDER_WORDS = re.compile(r"\bsender\b.{0,20}\b(rejected|refused|denied|not allowed|unknown|invalid|verify failed|"
+                          r"not verified|unverified)|\b(unverified|invalid|unknown|bad) sender\b|"
+                          r"\bfrom address\b.{0,20}\b(rejected|refused|denied|not allowed)",
+                          re.IGNORECASE)
+RECIPIENT_WORDS = re.compile(r"\brecipient address rejected\b", re.IGNORECASE)
+
+
+def names_our_sender(text, sender):
+    """Whether a refusal's TEXT is about our envelope SENDER rather than the recipient: it says so
+    ("Sender address rejected" and the like), or it quotes our address, and it does not say it
+    rejects the recipient's address."""
+    if RECIPIENT_WORDS.search(text):
+        return False
+    if SENDER_WORDS.search(text):
+        return True
+    return bool(sender) and sender.lower() in (address.strip("<>").lower() for address in ADDRESS.findall(text))
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -61,14 +85,15 @@ class Rule:
     phases: frozenset
     code: re.Pattern  # matched against the three-digit reply code
     enhanced: re.Pattern  # matched against the enhanced code, "" when there is none
+    names_sender: bool = False  # only for a reply whose text names our sender (names_our_sender)
 
     @property
     def suppresses(self):
         return self.scope == Scope.ADDRESS and self.outcome == Outcome.FAILED
 
 
-def _rule(name, outcome, scope, phases, code, enhanced=".*"):
-    return Rule(name, outcome, scope, frozenset(phases), re.compile(code), re.compile(enhanced))
+def _rule(name, outcome, scope, phases, code, enhanced=".*", names_sender=False):
+    return Rule(name, outcome, scope, frozenset(phases), re.compile(code), re.compile(enhanced), names_sender)
 
 
 RULES = (
@@ -76,6 +101,8 @@ RULES = (
     _rule("sender refused", Outcome.FAILED, Scope.SENDER, {Phase.MAIL}, r"5\d\d"),
     _rule("sender deferred", Outcome.DEFERRED, Scope.SENDER, {Phase.MAIL}, r"4\d\d"),
     _rule("our sender address refused", Outcome.FAILED, Scope.SENDER, RECIPIENT_PHASES, r"5\d\d", r"5\.1\.[78]"),
+    _rule("our sender named in the refusal", Outcome.FAILED, Scope.SENDER, RECIPIENT_PHASES, r"5\d\d",
+          names_sender=True),
     _rule("bad recipient address", Outcome.FAILED, Scope.ADDRESS, RECIPIENT_PHASES, r"5\d\d", r"5\.1\.\d+"),
     _rule("policy refusal", Outcome.FAILED, Scope.SENDER, RECIPIENT_PHASES, r"5\d\d", r"5\.7\.\d+"),
     _rule("permanent refusal of this message", Outcome.FAILED, Scope.MESSAGE, RECIPIENT_PHASES, r"5\d\d",
@@ -129,12 +156,14 @@ def enhanced_code(text):
     return ".".join(match.groups()) if match else ""
 
 
-def classify(phase, code, text):
-    """The Verdict for reply CODE with TEXT in PHASE."""
+def classify(phase, code, text, sender=""):
+    """The Verdict for reply CODE with TEXT in PHASE, for a message whose envelope sender is SENDER."""
     enhanced = enhanced_code(text)
     digits = f"{code:03d}" if isinstance(code, int) and code >= 0 else str(code)
+    about_sender = names_our_sender(text, sender)
     for rule in RULES:
-        if phase in rule.phases and rule.code.fullmatch(digits) and rule.enhanced.fullmatch(enhanced):
+        if (phase in rule.phases and rule.code.fullmatch(digits) and rule.enhanced.fullmatch(enhanced)
+                and (about_sender or not rule.names_sender)):
             return Verdict(phase, code, enhanced, text.strip(), rule)
     raise AssertionError(f"no rule for {phase} {code}")  # the last rule matches everything
 
@@ -152,4 +181,5 @@ def uniform_refusal(verdicts):
     return first if all(v.key == first.key for v in verdicts) else None
 
 
-__all__ = ["Phase", "Scope", "Rule", "RULES", "Verdict", "classify", "enhanced_code", "uniform_refusal"]
+__all__ = ["Phase", "Scope", "Rule", "RULES", "Verdict", "classify", "enhanced_code", "names_our_sender",
+           "uniform_refusal"]

@@ -68,3 +68,38 @@ def test_the_same_refusal_about_us_for_every_recipient_is_one_refusal_whatever_a
 ], ids=["one", "different", "address-level", "temporary"])
 def test_other_refusals_are_not_a_provider_problem(verdicts):
     assert uniform_refusal(verdicts) is None
+
+
+POSTFIX_UNLISTED_SENDER = "5.1.0 <news@acme.com>: Sender address rejected: User unknown in local recipient table"
+
+
+@pytest.mark.parametrize("phase, code, text", [
+    (Phase.RCPT, 550, POSTFIX_UNLISTED_SENDER),  # Postfix reject_unlisted_sender
+    (Phase.RCPT, 550, "5.1.1 <news@acme.com>: Sender address rejected: undeliverable address"),
+    (Phase.RCPT, 553, "5.7.1 <news@acme.com>: Sender address rejected: not owned by user bob"),
+    (Phase.RCPT, 550, "Sender verify failed"),  # Exim, no enhanced code
+    (Phase.RCPT, 550, "5.1.0 <news@acme.com>: User unknown in local recipient table"),  # quotes our MAIL FROM
+    (Phase.RCPT, 550, "5.1.0 <NEWS@ACME.COM> unknown"),
+    (Phase.CONTENT, 554, "5.1.0 Sender rejected"),
+], ids=["postfix-unlisted", "5.1.1-sender", "5.7.1-sender", "exim", "our-address", "our-address-case", "content"])
+def test_a_refusal_naming_our_sender_is_about_us_whatever_its_enhanced_code(phase, code, text):
+    verdict = classify(phase, code, text, sender="news@acme.com")
+
+    assert (verdict.outcome, verdict.scope, verdict.suppresses) == (FAILED, Scope.SENDER, False)
+
+
+@pytest.mark.parametrize("text", [
+    "5.1.1 <bob@example.com>: Recipient address rejected: User unknown in virtual mailbox table",
+    "5.1.1 <bob@example.com>: Recipient address rejected: User unknown; sender <news@acme.com>",
+    "5.1.0 <bob@example.com>: unknown address",
+])
+def test_a_refusal_of_the_recipient_stays_about_the_recipient(text):
+    verdict = classify(Phase.RCPT, 550, text, sender="news@acme.com")
+
+    assert (verdict.scope, verdict.suppresses) == (Scope.ADDRESS, True)
+
+
+def test_every_recipient_refused_as_our_sender_is_a_provider_problem():
+    verdicts = [classify(Phase.RCPT, 550, POSTFIX_UNLISTED_SENDER, sender="news@acme.com") for _ in range(3)]
+
+    assert uniform_refusal(verdicts) is not None
