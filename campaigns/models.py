@@ -520,6 +520,12 @@ class SendingAccount(models.Model):
     disabled_reason = models.TextField(blank=True, help_text="Why sending disabled it (authentication refused).")
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # "Test connection" runs on a worker (campaigns.sending.account_check): when one was asked for (set while
+    # it is queued or running, so a second one waits), and what the last one found.
+    check_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_check_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_check_worked = models.BooleanField(null=True, editable=False)
+    last_check_message = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

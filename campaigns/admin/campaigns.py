@@ -26,6 +26,7 @@ from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, p
 from campaigns.experiments import ab_tests
 from campaigns.message import preflight as preflight_checks
 from campaigns.models import NEVER_STARTED, Campaign, CampaignVariant, EmailTemplate, PreflightRun, RecipientImport
+from campaigns.security import permissions
 
 S = Campaign.Status
 # Archiving is for finished campaigns; a live one stays in view.
@@ -185,12 +186,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def has_send_permission(self, request, obj=None):
         """Starting mail to recipients (schedule, send now, resume, retry, resend) is its own permission."""
-        return request.user.has_perm("campaigns.send_campaign")
+        return permissions.can_send(request.user, obj)
 
     def has_export_recipients_permission(self, request, obj=None):
-        """Recipients' personal data leaves the admin (CSV export, preview and tests with real data)."""
-        return request.user.has_perm("campaigns.export_recipients") and self.has_view_or_change_permission(
-            request, obj)
+        """Recipients' personal data leaves the admin (CSV exports, preview and tests with real data)."""
+        return permissions.can_export(request.user, obj) and self.has_view_or_change_permission(request, obj)
 
     def has_duplicate_permission(self, request, obj=None):
         """A copy is a new campaign made from one the user may see."""
@@ -474,14 +474,21 @@ class CampaignAdmin(admin.ModelAdmin):
         return record
 
     def import_status_view(self, request, import_id):
-        return imports.status_page(request, self.admin_site.each_context(request),
-                                   self.viewable_import(request, import_id))
+        record = self.viewable_import(request, import_id)
+        return imports.status_page(request, self.admin_site.each_context(request), record,
+                                   self.has_export_recipients_permission(request, record.campaign))
 
     def import_status_json(self, request, import_id):
-        return JsonResponse(imports.import_status(self.viewable_import(request, import_id)))
+        record = self.viewable_import(request, import_id)
+        return JsonResponse(imports.import_status(
+            record, self.has_export_recipients_permission(request, record.campaign)))
 
     def import_rejected_csv(self, request, import_id):
-        return imports.rejected_rows_csv(self.viewable_import(request, import_id))
+        record = self.viewable_import(request, import_id)
+        # Duplicates and rows already present are real addresses with all their columns: an export.
+        if not self.has_export_recipients_permission(request, record.campaign):
+            raise PermissionDenied
+        return imports.rejected_rows_csv(record)
 
     # --- extra URLs ------------------------------------------------------------------------------
 

@@ -1,10 +1,13 @@
 """Sending accounts and pools in the admin: the secret never comes back, "Test connection" against local servers."""
 
+import socket
+
 import pytest
 from django.urls import reverse
 
 from campaigns.models import SendingAccount
 from tests.conftest import SINK_PASSWORD
+from tests.sending.conftest import wait_until
 from tests.support.factories import SendingAccountFactory, pool_of
 
 pytestmark = pytest.mark.django_db
@@ -66,13 +69,23 @@ def test_switching_a_disabled_account_back_on_clears_its_reason(staff_client):
 
 
 def run_test_connection(client, *accounts):
+    """Staff run "Test connection" on ACCOUNTS; a worker checks them. [(level, text)] of each check, in order."""
     response = client.post(reverse("admin:campaigns_sendingaccount_changelist"),
                            {"action": "test_connection", "_selected_action": [a.pk for a in accounts]}, follow=True)
     assert response.status_code == 200
-    return [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert any("Connection check queued" in str(m) for m in response.context["messages"])
+    ids = [a.pk for a in accounts]
+    wait_until(lambda: not SendingAccount.objects.filter(pk__in=ids, last_check_at__isnull=True).exists(), timeout=60)
+    checked = {a.pk: a for a in SendingAccount.objects.filter(pk__in=ids)}
+    return [("success" if checked[i].last_check_worked else "error", checked[i].last_check_message) for i in ids]
 
 
-def test_test_connection_logs_in_to_the_smtp_server_and_sends_nothing(staff_client, password_sink):
+@pytest.fixture
+def scheduler_worker(start_worker):
+    return start_worker(["scheduler"], concurrency=1)
+
+
+def test_test_connection_logs_in_to_the_smtp_server_and_sends_nothing(staff_client, password_sink, scheduler_worker):
     account = SendingAccountFactory(name="relay", port=password_sink.port, username="ann", secret=SINK_PASSWORD)
 
     [(level, message)] = run_test_connection(staff_client, account)
@@ -81,9 +94,11 @@ def test_test_connection_logs_in_to_the_smtp_server_and_sends_nothing(staff_clie
     assert "connected, EHLO (no TLS), AUTH as ann, QUIT. Nothing was sent." in message
     assert SINK_PASSWORD not in message
     assert password_sink.count() == 0
+    page = staff_client.get(change_url(account)).content.decode()
+    assert "worked" in page and "AUTH as ann, QUIT" in page  # the account page shows the last check
 
 
-def test_test_connection_reports_a_refused_password(staff_client, password_sink):
+def test_test_connection_reports_a_refused_password(staff_client, password_sink, scheduler_worker):
     account = SendingAccountFactory(name="relay", port=password_sink.port, username="ann", secret="wrong-password")
 
     [(level, message)] = run_test_connection(staff_client, account)
@@ -92,7 +107,7 @@ def test_test_connection_reports_a_refused_password(staff_client, password_sink)
     assert "refused the user name and password: 535" in message and "wrong-password" not in message
 
 
-def test_test_connection_reports_a_server_without_starttls(staff_client, smtp_sink_server):
+def test_test_connection_reports_a_server_without_starttls(staff_client, smtp_sink_server, scheduler_worker):
     account = SendingAccountFactory(name="relay", port=smtp_sink_server.port, security=SendingAccount.Security.STARTTLS)
 
     [(level, message)] = run_test_connection(staff_client, account)
@@ -100,7 +115,7 @@ def test_test_connection_reports_a_server_without_starttls(staff_client, smtp_si
     assert level == "error" and "STARTTLS" in message
 
 
-def test_test_connection_sends_a_sandbox_mode_request_to_sendgrid(staff_client, fake_sendgrid):
+def test_test_connection_sends_a_sandbox_mode_request_to_sendgrid(staff_client, fake_sendgrid, scheduler_worker):
     good = SendingAccountFactory(name="sg", kind="sendgrid", api_host=fake_sendgrid.url, secret=fake_sendgrid.api_key,
                                  from_domains="acme.test")
     bad = SendingAccountFactory(name="sg-old", kind="sendgrid", api_host=fake_sendgrid.url, secret="SG.revoked")
@@ -111,6 +126,28 @@ def test_test_connection_sends_a_sandbox_mode_request_to_sendgrid(staff_client, 
     assert messages["sg-old"][0] == "error" and "answered 401" in messages["sg-old"][1]
     assert fake_sendgrid.records() == []  # sandbox mode delivers nothing
     assert "SG.revoked" not in messages["sg-old"][1]
+
+
+def test_the_check_runs_on_a_worker_not_in_the_request_and_once_at_a_time_per_account(
+        staff_client, django_capture_on_commit_callbacks):
+    """No worker runs here: the request only queues the check; asking again while it waits queues nothing."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    account = SendingAccountFactory(name="relay", port=listener.getsockname()[1], username="ann", secret=SECRET)
+    url = reverse("admin:campaigns_sendingaccount_test_connection", args=[account.pk])
+
+    with django_capture_on_commit_callbacks() as first_queued:
+        first = staff_client.post(url, follow=True)
+    with django_capture_on_commit_callbacks() as second_queued:
+        second = staff_client.post(url, follow=True)
+
+    assert (len(first_queued), len(second_queued)) == (1, 0)  # one task for the first request, none for the second
+    assert any("Connection check queued for relay" in str(m) for m in first.context["messages"])
+    assert any("Already being checked, not queued again: relay" in str(m) for m in second.context["messages"])
+    assert "Checking…" in second.content.decode()
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # the web process never connected
+    listener.close()
 
 
 def test_a_pool_lists_its_accounts(staff_client):
