@@ -17,7 +17,7 @@ from campaigns.audience.validators import (
     validate_from_email,
 )
 from campaigns.exceptions import MergeTagError
-from campaigns.message.rendering import available_tags, find_tags, validate_merge_tags
+from campaigns.message.rendering import available_tags, find_tags, refuse_oversized_content, validate_merge_tags
 from campaigns.security.encryption import EncryptedTextField
 
 # SendGrid accepts at most this many personalizations in one request.
@@ -35,8 +35,9 @@ class EmailTemplate(models.Model):
     name = models.CharField(max_length=200)
     description = models.CharField(max_length=500, blank=True)
     subject = models.CharField(max_length=998)
-    html_body = models.TextField()
-    text_body = models.TextField(blank=True, help_text="Generated from the HTML when empty.")
+    html_body = models.TextField(validators=[refuse_oversized_content])
+    text_body = models.TextField(blank=True, validators=[refuse_oversized_content],
+                                 help_text="Generated from the HTML when empty.")
     is_starter = models.BooleanField(default=False, help_text="Shipped with the product in email_templates/.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -63,8 +64,9 @@ class Campaign(models.Model):
     from_email = models.CharField(max_length=320, default="", blank=True, validators=[validate_from_email],
                                   help_text="Sender, e.g. 'Acme <news@acme.com>'. Defaults to DEFAULT_FROM_EMAIL.")
     reply_to = models.CharField(max_length=254, blank=True, validators=[validate_email_address])
-    html_body = models.TextField()
-    text_body = models.TextField(blank=True, help_text="Generated from the HTML when empty.")
+    html_body = models.TextField(validators=[refuse_oversized_content])
+    text_body = models.TextField(blank=True, validators=[refuse_oversized_content],
+                                 help_text="Generated from the HTML when empty.")
     template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="campaigns")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
@@ -647,8 +649,10 @@ class CampaignVariant(models.Model):
     subject = models.CharField(max_length=998)
     from_name = models.CharField(max_length=200, blank=True, validators=[refuse_line_breaks],
                                  help_text="Empty: the campaign's From.")
-    html_body = models.TextField(blank=True, help_text="Empty: the campaign's HTML.")
-    text_body = models.TextField(blank=True, help_text="Empty: the campaign's text (or the variant's HTML as text).")
+    html_body = models.TextField(blank=True, validators=[refuse_oversized_content],
+                                 help_text="Empty: the campaign's HTML.")
+    text_body = models.TextField(blank=True, validators=[refuse_oversized_content],
+                                 help_text="Empty: the campaign's text (or the variant's HTML as text).")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
