@@ -19,7 +19,7 @@ from django.utils import timezone
 from campaigns import states
 from campaigns.audience import segments
 from campaigns.audience.validators import validate_from_email
-from campaigns.exceptions import CampaignError
+from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.experiments import ab_tests
 from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import Campaign, DeliveryLog, SendBatch, Suppression
@@ -91,6 +91,20 @@ def unschedule(campaign_id):
     states.unschedule(campaign_id)
     logger.info("Campaign %s unscheduled", campaign_id)
     return "Unscheduled: the campaign is a draft again."
+
+
+def unschedule_after_change(campaign_id, user_id, what) -> str:
+    """A change to what a scheduled campaign would send, or to whom, takes it back to draft, so that what
+    goes out is what someone with the send permission scheduled (separation of duties). WHAT names the
+    change ("the content", "the segment", ...). Returns the sentence for staff; "" if it was not scheduled."""
+    try:
+        states.unschedule(campaign_id)
+    except IllegalTransition:
+        return ""
+    logger.warning("Campaign %s unscheduled: %s changed by user %s while it was scheduled", campaign_id, what,
+                   user_id)
+    return (f"Unscheduled: {what} changed after the campaign was scheduled, so it is a draft again. Someone who "
+            "may send campaigns must review and schedule it again.")
 
 
 def pause(campaign_id):

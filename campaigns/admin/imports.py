@@ -14,6 +14,7 @@ from django.http import FileResponse, Http404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from campaigns import services
 from campaigns.admin.delivery_logs import LedgerAdmin
 from campaigns.admin.staff_actions import Outcome, done
 from campaigns.models import Campaign, RecipientImport
@@ -90,7 +91,8 @@ def start_import(user, campaign, *, file, sheet, check_mx) -> Outcome:
             created_by=user,
         )
         transaction.on_commit(lambda: import_recipients_file.delay(record.pk, bool(check_mx)))
-    return done(url=reverse("admin:campaigns_campaign_import_status", args=[record.pk]))
+        unscheduled = services.unschedule_after_change(campaign.pk, user.pk, "the recipients (an import)")
+    return done(unscheduled, messages.WARNING, url=reverse("admin:campaigns_campaign_import_status", args=[record.pk]))
 
 
 def running_import(campaign):

@@ -8,6 +8,7 @@ import json
 
 from django.http import JsonResponse
 
+from campaigns import services
 from campaigns.audience import segments
 from campaigns.exceptions import SegmentError
 
@@ -53,6 +54,8 @@ def segment_json(request, campaign, can_edit):
             if not can_edit:
                 return _json({"error": "Changing the segment needs the change permission."}, status=403)
             message = segments.save_segment(campaign.pk, normal)
+            unscheduled = services.unschedule_after_change(campaign.pk, request.user.pk, "the segment")
+            message = f"{message} {unscheduled}".strip()
         else:
             message = ""
     except SegmentError as error:
