@@ -18,6 +18,7 @@ from campaigns.audience.validators import (
 )
 from campaigns.exceptions import MergeTagError
 from campaigns.message.rendering import available_tags, find_tags, refuse_oversized_content, validate_merge_tags
+from campaigns.security.destinations import api_host_refusal, plaintext_auth_refusal
 from campaigns.security.encryption import EncryptedTextField
 
 # SendGrid accepts at most this many personalizations in one request.
@@ -555,8 +556,13 @@ class SendingAccount(models.Model):
     def clean(self):
         if self.kind in (self.Kind.SMTP, self.Kind.SES_SMTP) and not self.host:
             raise ValidationError({"host": "An SMTP account needs its server's host name."})
-        if self.kind == self.Kind.SENDGRID and not self.api_host.startswith(("https://", "http://")):
-            raise ValidationError({"api_host": "The API host is a URL, e.g. https://api.sendgrid.com."})
+        errors = {}
+        if self.kind == self.Kind.SENDGRID and api_host_refusal(self.api_host):
+            errors["api_host"] = api_host_refusal(self.api_host)
+        if self.kind != self.Kind.SENDGRID and plaintext_auth_refusal(self.host, self.security, self.username):
+            errors["security"] = plaintext_auth_refusal(self.host, self.security, self.username)
+        if errors:
+            raise ValidationError(errors)
 
 
 class SendingPool(models.Model):

@@ -22,6 +22,7 @@ from campaigns import stats
 from campaigns.admin.staff_actions import Outcome, perform
 from campaigns.models import SendingAccount
 from campaigns.security import encryption, permissions
+from campaigns.security.destinations import DESTINATION_FIELDS
 from campaigns.sending import account_check, routing
 
 
@@ -54,6 +55,12 @@ class SendingAccountForm(forms.ModelForm):
         if (cleaned.get("kind") == SendingAccount.Kind.SENDGRID and not secret
                 and not (self.instance.pk and self.instance.secret)):
             self.add_error("new_secret", "A SendGrid account needs its API key.")
+        moved = [self.fields[name].label for name in DESTINATION_FIELDS if name in self.changed_data]
+        if moved and not secret and self.instance.pk and self.instance.secret:
+            # The stored secret was entered for the old server: never send it to the new one unasked.
+            self.add_error("new_secret", f"You changed where this account connects ({', '.join(moved)}): type the "
+                                         "password or API key again. A stored secret only goes to the server it "
+                                         "was entered for.")
         return cleaned
 
     def save(self, commit=True):

@@ -8,6 +8,8 @@ characters escaped (issue 13, item 9).
 - escape(text) writes control characters (CR, LF, ESC, NUL, DEL, C1, Unicode line separators and
   bidi overrides) as \\xNN / \\uNNNN, so a sheet, header or file name cannot forge or hide log lines.
 - for_log(value): both; use it for anything that came from an upload, a recipient or a provider.
+- excerpt(text): a short, escaped excerpt of what a remote server answered (an API's error body), for
+  the admin and the log: never the whole body.
 
 LogSafeFilter applies for_log to every record of the handlers in settings.LOGGING, as a net under
 the call sites.
@@ -48,6 +50,15 @@ def escape(text) -> str:
 def for_log(value) -> str:
     """VALUE as it may appear in a log line: addresses masked, control characters escaped."""
     return escape(mask_addresses(value))
+
+
+EXCERPT_CHARS = 200
+
+
+def excerpt(text, limit=EXCERPT_CHARS) -> str:
+    """The first LIMIT characters of TEXT, control characters escaped, "…" when cut."""
+    text = escape(str(text))
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class RewritingFilter:

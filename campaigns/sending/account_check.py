@@ -29,6 +29,7 @@ from sendgrid import SendGridAPIClient
 
 from campaigns.exceptions import ProviderRefused
 from campaigns.models import SendingAccount
+from campaigns.security.logsafe import excerpt
 from campaigns.sending.providers.sendgrid import _error_messages
 from campaigns.sending.routing import provider_for
 
@@ -104,12 +105,12 @@ def _check_smtp(account, provider):
         conn = provider.connect_and_log_in()
     except smtplib.SMTPAuthenticationError as exc:
         return CheckResult(False, f"{account.name}: {where} refused the user name and password: {exc.smtp_code} "
-                                  f"{exc.smtp_error.decode('utf-8', 'replace')}")
+                                  f"{excerpt(exc.smtp_error.decode('utf-8', 'replace'))}")
     except smtplib.SMTPNotSupportedError as exc:
-        return CheckResult(False, f"{account.name}: {where} does not support what this account needs ({exc}); "
-                                  f"check the security setting and the port.")
+        return CheckResult(False, f"{account.name}: {where}: not done ({excerpt(exc)}); check the security setting "
+                                  f"and the port.")
     except (smtplib.SMTPException, OSError) as exc:
-        return CheckResult(False, f"{account.name}: could not connect to {where}: {exc}")
+        return CheckResult(False, f"{account.name}: could not connect to {where}: {excerpt(exc)}")
     try:
         conn.quit()
     except (smtplib.SMTPException, OSError):
@@ -135,10 +136,10 @@ def _check_sendgrid(account, provider):
         _errors, summary = _error_messages(exc.body)
         hint = " (the API key is wrong or lacks the Mail Send permission)" if exc.status_code in (401, 403) else ""
         return CheckResult(False, f"{account.name}: SendGrid at {provider.host} answered {exc.status_code}{hint}: "
-                                  f"{summary or 'no details'}")
+                                  f"{excerpt(summary) or 'no details'}")
     except urllib.error.URLError as exc:
-        return CheckResult(False, f"{account.name}: could not reach SendGrid at {provider.host}: {exc.reason}")
+        return CheckResult(False, f"{account.name}: could not reach SendGrid at {provider.host}: {excerpt(exc.reason)}")
     except OSError as exc:
-        return CheckResult(False, f"{account.name}: SendGrid at {provider.host} did not answer: {exc}")
+        return CheckResult(False, f"{account.name}: SendGrid at {provider.host} did not answer: {excerpt(exc)}")
     return CheckResult(True, f"{account.name}: SendGrid at {provider.host} accepted the key (sandbox-mode send "
                              f"answered {response.status_code}). Nothing was delivered.")

@@ -194,3 +194,100 @@ def test_a_viewer_sees_an_account_but_cannot_change_it_and_never_sees_its_secret
     assert client.get(reverse("admin:campaigns_sendingaccount_add")).status_code == 403
     account.refresh_from_db()
     assert account.secret == SECRET
+
+
+# --- issue 22, item 2: a secret stays with the server it was entered for --------------------------------
+
+@pytest.mark.parametrize("field, value", [("host", "localhost"), ("port", "2525"),
+                                          ("security", "starttls"), ("kind", "ses_smtp")])
+def test_changing_where_an_smtp_account_connects_needs_the_secret_again(staff_client, field, value):
+    account = SendingAccountFactory(name="gmail-1", host="127.0.0.1", security="none", username="ann@example.com",
+                                    secret=SECRET)
+    response = staff_client.post(change_url(account), account_form(**{field: value}))
+    assert response.status_code == 200
+    assert "type the password or API key again" in str(response.context["adminform"].form.errors["new_secret"])
+    account.refresh_from_db()
+    assert (account.host, account.port, account.security, account.kind) == ("127.0.0.1", None, "none", "smtp")
+    retyped = staff_client.post(change_url(account), account_form(**{field: value, "new_secret": "for-the-new-one"}))
+    assert retyped.status_code == 302, retyped.context["adminform"].form.errors
+    account.refresh_from_db()
+    assert account.secret == "for-the-new-one"
+
+
+def sendgrid_form(**fields):
+    return account_form(kind="sendgrid", host="", username="", security="starttls", **fields)
+
+
+def test_changing_a_sendgrid_accounts_api_host_needs_the_key_again(staff_client):
+    account = SendingAccountFactory(name="gmail-1", kind="sendgrid", api_host="https://api.sendgrid.com",
+                                    security="starttls", username="", host="", secret="SG.real-key")
+    response = staff_client.post(change_url(account), sendgrid_form(api_host="https://collector.evil.example"))
+    assert "type the password or API key again" in str(response.context["adminform"].form.errors["new_secret"])
+    account.refresh_from_db()
+    assert (account.api_host, account.secret) == ("https://api.sendgrid.com", "SG.real-key")
+
+
+@pytest.mark.parametrize("api_host, allowed", [
+    ("https://api.sendgrid.com", True), ("http://api.sendgrid.com", False), ("ftp://api.sendgrid.com", False),
+    ("http://127.0.0.1:8025", True), ("http://localhost:8025", True), ("http://127.0.0.1.evil.example", False)])
+def test_the_api_host_must_be_https_except_to_this_machine(staff_client, api_host, allowed):
+    response = staff_client.post(reverse("admin:campaigns_sendingaccount_add"),
+                                 sendgrid_form(api_host=api_host, new_secret="SG.key"))
+    assert (response.status_code == 302) is allowed
+    if not allowed:
+        assert "must be an https:// URL" in str(response.context["adminform"].form.errors["api_host"])
+    assert SendingAccount.objects.exists() is allowed
+
+
+@pytest.mark.parametrize("host, allowed", [("smtp.example.com", False), ("10.0.0.5", False), ("127.0.0.1", True),
+                                           ("::1", True), ("localhost", True)])
+def test_auth_without_tls_is_refused_except_to_this_machine(staff_client, host, allowed):
+    response = staff_client.post(reverse("admin:campaigns_sendingaccount_add"),
+                                 account_form(host=host, security="none", username="ann", new_secret=SECRET))
+    assert (response.status_code == 302) is allowed
+    if not allowed:
+        assert "without TLS" in str(response.context["adminform"].form.errors["security"])
+
+
+def test_an_account_saved_before_the_rule_never_logs_in_without_tls(recording_port):
+    """An account stored before this check (or written around the form) is refused before any connection."""
+    from campaigns.sending.account_check import check_connection
+    from campaigns.sending.routing import provider_for
+
+    listener, port = recording_port
+    account = SendingAccountFactory(name="old", host="localhost.evil.example", port=port, security="none",
+                                    username="ann", secret=SECRET)
+    result = check_connection(account)
+    assert not result.worked and "without TLS" in result.message and SECRET not in result.message
+    with pytest.raises(Exception, match="without TLS"):
+        provider_for(account).open_connection()
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+
+
+def test_a_sendgrid_account_with_an_http_api_host_sends_no_key():
+    from campaigns.exceptions import ProviderRefused
+    from campaigns.sending.routing import provider_for
+
+    account = SendingAccountFactory(name="sg", kind="sendgrid", api_host="http://api.sendgrid.com", secret="SG.k")
+    with pytest.raises(ProviderRefused, match="https"):
+        provider_for(account)
+
+
+@pytest.fixture
+def recording_port():
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    yield listener, listener.getsockname()[1]
+    listener.close()
+
+
+def test_an_error_body_shows_only_as_a_short_escaped_excerpt(staff_client):
+    from campaigns.sending.providers.sendgrid import _error_messages
+
+    _, summary = _error_messages(b"<html><script>alert(1)</script>" + b"x" * 10_000 + b"\x1b[31m</html>")
+    assert len(summary) <= 201 and summary.endswith("…")
+    account = SendingAccountFactory(name="sg", last_check_at="2026-12-01T10:00Z", last_check_worked=False,
+                                    last_check_message=f"sg: SendGrid answered 502: {summary}")
+    page = staff_client.get(change_url(account)).content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
