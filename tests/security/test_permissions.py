@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.urls import reverse
 
-from campaigns.models import SendingAccount
+from campaigns.models import CampaignVariant
 from campaigns.security import permissions
 from tests.admin.conftest import add_logs
 from tests.support.factories import CampaignFactory, SendingAccountFactory, UserFactory
@@ -134,3 +134,29 @@ def test_only_senders_may_send_or_schedule(member, group, allowed):
 
 def test_superusers_may_manage_accounts():
     assert permissions.can_manage_accounts(UserFactory(is_superuser=True))
+
+
+# --- A/B variants: the rights a group has on campaigns -----------------------------------------------------
+
+@pytest.mark.parametrize("group, may_change", [("Viewer", False), ("Campaign editor", True), ("Campaign sender", True)])
+def test_each_group_has_the_variant_rights_its_campaign_rights_imply(member, group, may_change):
+    from tests.admin.test_campaigns import form_data, variants_data
+
+    staff = member(group)
+    campaign = CampaignFactory(ab_test_percent=20)
+    CampaignVariant.objects.create(campaign=campaign, letter="A", subject="Seen by every group")
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    assert "Seen by every group" in staff.get(url).content.decode()
+
+    data = {**form_data(ab_test_percent=20), **variants_data(("A", "Seen by every group", ""), ("B", "Added", ""))}
+    data.update({"variants-INITIAL_FORMS": 1, "variants-0-id": campaign.variants.get().pk,
+                 "variants-0-campaign": campaign.pk})
+    response = staff.post(url, data)
+    subjects = sorted(campaign.variants.values_list("subject", flat=True))
+    if may_change:
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        assert subjects == ["Added", "Seen by every group"]
+    else:
+        assert response.status_code == 403 and subjects == ["Seen by every group"]
+    assert permissions.can_manage_variants(staff.user) is may_change
+    assert permissions.can_view_variants(staff.user)
