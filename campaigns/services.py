@@ -10,7 +10,6 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -21,6 +20,7 @@ from campaigns.audience import segments
 from campaigns.audience.validators import validate_from_email
 from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.experiments import ab_tests
+from campaigns.security import allowances
 from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import Campaign, DeliveryLog, SendBatch, Suppression
 from campaigns.sending import routing
@@ -194,19 +194,11 @@ SAMPLE_RECIPIENT = {"email": "sample@example.com", "first_name": "Sam", "last_na
 def reserve_test_emails(user_id, count):
     """Count COUNT test addresses against the user's hourly allowance; CampaignError when it is spent.
 
-    The counter lives in Redis (the cache) so every web process shares it; its hour starts at the first
-    test send, and refused requests do not count.
+    The counter is shared by every web process (campaigns.security.allowances); its hour starts at the
+    first test send, and refused requests do not count.
     """
     limit = settings.TEST_EMAILS_PER_USER_PER_HOUR
-    key = f"test-emails:user:{user_id}"
-    cache.add(key, 0, timeout=3600)
-    try:
-        used = cache.incr(key, count)
-    except ValueError:  # the hour ended between add and incr
-        cache.set(key, count, timeout=3600)
-        used = count
-    if used > limit:
-        cache.decr(key, count)
+    if not allowances.spend("test-emails", user_id, count, limit, window_seconds=3600):
         raise CampaignError(f"Test email not sent: you may send tests to at most {limit} addresses an hour. "
                             "Try again later.")
 
