@@ -143,7 +143,9 @@ def test_development_renders_from_a_fresh_clone_without_env_file(docker_compose,
     result = tools.compose_config("docker-compose.yml", None, docker_compose, project_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     data = tools.yaml_to_data(result.stdout, docker_compose)
-    assert data["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "admin:admin"
+    # A development login strong enough for nginx's start-up check, from private addresses only.
+    assert data["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "flower-ops:development-only-flower-pw"
+    assert data["services"]["nginx"]["environment"]["FLOWER_ALLOW_IPS"] == "127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 
 
 def _seconds(duration):
@@ -322,7 +324,7 @@ NOT_FOR_PRODUCTION = {
     "MEDIA_ROOT": "the media volume is mounted at the default path (/app/var/media)",
 }
 # .env.example variables only the production file reads (a separate database and Redis, Redis's password).
-PRODUCTION_ONLY = {"POSTGRES_HOST", "REDIS_HOST", "REDIS_PASSWORD"}
+PRODUCTION_ONLY = {"POSTGRES_HOST", "REDIS_HOST", "REDIS_PASSWORD", "FRONTEND_SUBNET"}
 # .env.example variables read by something other than settings.py, and where.
 APP_ONLY_SERVICES = ["web", "celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender", "celery_beat"]
 
@@ -379,3 +381,24 @@ def test_the_env_example_lists_every_setting():
     assert sorted(settings_variables() - env_example_variables() - {"STATIC_ROOT", "CELERY_BROKER_URL",
                                                                     "CELERY_RESULT_BACKEND", "SECURE_SSL_REDIRECT",
                                                                     "SECURE_HSTS_SECONDS"}) == []
+
+
+# --- issue 22, item 8: proxies and Flower deny by default ---------------------------------------------------
+
+def test_gunicorn_trusts_forwarded_headers_only_from_the_proxy_network(prod_compose):
+    services, networks = prod_compose["services"], prod_compose["networks"]
+    [subnet] = [entry["subnet"] for entry in networks["frontend"]["ipam"]["config"]]
+    assert services["web"]["environment"]["FORWARDED_ALLOW_IPS"] == subnet == "172.30.240.0/24"
+    assert "frontend" in services["nginx"]["networks"]
+    config = {}
+    exec((tools.ROOT / "docker" / "gunicorn.conf.py").read_text(), {"__file__": "gunicorn.conf.py"}, config)
+    assert config["forwarded_allow_ips"] == "127.0.0.1,::1"  # without the variable: this machine only, never "*"
+
+
+def test_the_default_flower_user_is_not_admin(docker_compose, tmp_path):
+    env_file = write_env_file(tmp_path / "prod.env", {**PRODUCTION_SECRETS, "SENDGRID_API_KEY": "SG.key"})
+    result = tools.compose_config("docker-compose.prod.yml", env_file, docker_compose)
+    services = tools.yaml_to_data(result.stdout, docker_compose)["services"]
+    assert services["nginx"]["environment"]["FLOWER_USER"] == "flower-ops"
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith("flower-ops:")
+    assert services["nginx"]["environment"]["FLOWER_ALLOW_IPS"] == ""  # empty: nobody reaches /flower/
