@@ -3,6 +3,6 @@ rotation (key_rotation), where a secret may be sent (destinations), the staff gr
 permissions (staff_groups), the one permission check of the admin and the API (permissions), and what
 may go into a log line (logsafe).
 
-May import: Django only; key_rotation alone reads the models. The models import encryption, so it
-imports nothing of the app.
+May import: Django only; key_rotation alone reads the models. The models import encryption and
+destinations, so they import nothing of the app.
 """
