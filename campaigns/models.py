@@ -17,7 +17,12 @@ from campaigns.audience.validators import (
     validate_email_address,
     validate_from_email,
 )
-from campaigns.message.rendering import available_tags, content_problems
+from campaigns.message.rendering import (
+    available_tags,
+    content_problems,
+    refuse_oversized_content,
+)
+from campaigns.security.destinations import api_host_refusal, plaintext_auth_refusal
 from campaigns.security.encryption import EncryptedTextField
 
 # SendGrid accepts at most this many personalizations in one request.
@@ -35,8 +40,9 @@ class EmailTemplate(models.Model):
     name = models.CharField(max_length=200)
     description = models.CharField(max_length=500, blank=True)
     subject = models.CharField(max_length=998)
-    html_body = models.TextField()
-    text_body = models.TextField(blank=True, help_text="Generated from the HTML when empty.")
+    html_body = models.TextField(validators=[refuse_oversized_content])
+    text_body = models.TextField(blank=True, validators=[refuse_oversized_content],
+                                 help_text="Generated from the HTML when empty.")
     is_starter = models.BooleanField(default=False, help_text="Shipped with the product in email_templates/.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -63,8 +69,9 @@ class Campaign(models.Model):
     from_email = models.CharField(max_length=320, default="", blank=True, validators=[validate_from_email],
                                   help_text="Sender, e.g. 'Acme <news@acme.com>'. Defaults to DEFAULT_FROM_EMAIL.")
     reply_to = models.CharField(max_length=254, blank=True, validators=[validate_email_address])
-    html_body = models.TextField()
-    text_body = models.TextField(blank=True, help_text="Generated from the HTML when empty.")
+    html_body = models.TextField(validators=[refuse_oversized_content])
+    text_body = models.TextField(blank=True, validators=[refuse_oversized_content],
+                                 help_text="Generated from the HTML when empty.")
     template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="campaigns")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
@@ -570,6 +577,12 @@ class SendingAccount(models.Model):
     bounce_last_error = models.TextField(blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # "Test connection" runs on a worker (campaigns.sending.account_check): when one was asked for (set while
+    # it is queued or running, so a second one waits), and what the last one found.
+    check_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_check_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_check_worked = models.BooleanField(null=True, editable=False)
+    last_check_message = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -617,8 +630,13 @@ class SendingAccount(models.Model):
             raise ValidationError({"bounce_after_read": "POP3 has no folders: read messages can only be deleted."})
         if self.bounce_after_read == self.AfterRead.MOVE and not self.bounce_move_to.strip():
             raise ValidationError({"bounce_move_to": "Name the folder read messages move to."})
-        if self.kind == self.Kind.SENDGRID and not self.api_host.startswith(("https://", "http://")):
-            raise ValidationError({"api_host": "The API host is a URL, e.g. https://api.sendgrid.com."})
+        errors = {}
+        if self.kind == self.Kind.SENDGRID and api_host_refusal(self.api_host):
+            errors["api_host"] = api_host_refusal(self.api_host)
+        if self.kind != self.Kind.SENDGRID and plaintext_auth_refusal(self.host, self.security, self.username):
+            errors["security"] = plaintext_auth_refusal(self.host, self.security, self.username)
+        if errors:
+            raise ValidationError(errors)
 
 
 class SendingPool(models.Model):
@@ -712,8 +730,10 @@ class CampaignVariant(models.Model):
     subject = models.CharField(max_length=998)
     from_name = models.CharField(max_length=200, blank=True, validators=[refuse_line_breaks],
                                  help_text="Empty: the campaign's From.")
-    html_body = models.TextField(blank=True, help_text="Empty: the campaign's HTML.")
-    text_body = models.TextField(blank=True, help_text="Empty: the campaign's text (or the variant's HTML as text).")
+    html_body = models.TextField(blank=True, validators=[refuse_oversized_content],
+                                 help_text="Empty: the campaign's HTML.")
+    text_body = models.TextField(blank=True, validators=[refuse_oversized_content],
+                                 help_text="Empty: the campaign's text (or the variant's HTML as text).")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

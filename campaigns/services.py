@@ -10,7 +10,6 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -19,8 +18,9 @@ from django.utils import timezone
 from campaigns import states
 from campaigns.audience import segments
 from campaigns.audience.validators import validate_from_email
-from campaigns.exceptions import CampaignError
+from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.experiments import ab_tests
+from campaigns.security import allowances
 from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import Campaign, DeliveryLog, SendBatch, Suppression
 from campaigns.sending import routing
@@ -91,6 +91,20 @@ def unschedule(campaign_id):
     states.unschedule(campaign_id)
     logger.info("Campaign %s unscheduled", campaign_id)
     return "Unscheduled: the campaign is a draft again."
+
+
+def unschedule_after_change(campaign_id, user_id, what) -> str:
+    """A change to what a scheduled campaign would send, or to whom, takes it back to draft, so that what
+    goes out is what someone with the send permission scheduled (separation of duties). WHAT names the
+    change ("the content", "the segment", ...). Returns the sentence for staff; "" if it was not scheduled."""
+    try:
+        states.unschedule(campaign_id)
+    except IllegalTransition:
+        return ""
+    logger.warning("Campaign %s unscheduled: %s changed by user %s while it was scheduled", campaign_id, what,
+                   user_id)
+    return (f"Unscheduled: {what} changed after the campaign was scheduled, so it is a draft again. Someone who "
+            "may send campaigns must review and schedule it again.")
 
 
 def pause(campaign_id):
@@ -201,19 +215,11 @@ SAMPLE_RECIPIENT = {"email": "sample@example.com", "first_name": "Sam", "last_na
 def reserve_test_emails(user_id, count):
     """Count COUNT test addresses against the user's hourly allowance; CampaignError when it is spent.
 
-    The counter lives in Redis (the cache) so every web process shares it; its hour starts at the first
-    test send, and refused requests do not count.
+    The counter is shared by every web process (campaigns.security.allowances); its hour starts at the
+    first test send, and refused requests do not count.
     """
     limit = settings.TEST_EMAILS_PER_USER_PER_HOUR
-    key = f"test-emails:user:{user_id}"
-    cache.add(key, 0, timeout=3600)
-    try:
-        used = cache.incr(key, count)
-    except ValueError:  # the hour ended between add and incr
-        cache.set(key, count, timeout=3600)
-        used = count
-    if used > limit:
-        cache.decr(key, count)
+    if not allowances.spend("test-emails", user_id, count, limit, window_seconds=3600):
         raise CampaignError(f"Test email not sent: you may send tests to at most {limit} addresses an hour. "
                             "Try again later.")
 

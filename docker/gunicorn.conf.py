@@ -28,5 +28,6 @@ logger_class = "mailer_project.access_log.TokenMaskingLogger"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 capture_output = True
-# Only Nginx reaches this port inside the compose network; trust its X-Forwarded-* headers.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+# X-Forwarded-* headers (the client's address and scheme) are trusted only from the proxy's network
+# (docker-compose.prod.yml sets its frontend subnet), never from anyone: by default only this machine.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

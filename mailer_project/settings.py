@@ -227,6 +227,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Acme <news@example.c
 ALLOWED_FROM_DOMAINS = env.list("ALLOWED_FROM_DOMAINS", default=[])
 # Test-send addresses one staff user may mail per hour (a counter in Redis).
 TEST_EMAILS_PER_USER_PER_HOUR = env.int("TEST_EMAILS_PER_USER_PER_HOUR", default=30)
+# Audience counts (the segment builder's segment.json) each user may ask for a minute; each scans the
+# campaign's recipients (campaigns/admin/segments.py).
+SEGMENT_COUNTS_PER_USER_PER_MINUTE = env.int("SEGMENT_COUNTS_PER_USER_PER_MINUTE", default=30)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
 

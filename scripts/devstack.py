@@ -12,6 +12,7 @@ installed with apt-get when missing and running as root.
 
 import atexit
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -178,14 +179,24 @@ def manage(env, *args):
     subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
+def local_flower_password(path):
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def run_stack():
     env = start_services(ROOT / "var", throwaway=False)
     env.setdefault("DEBUG", "True")
     env.setdefault("WEB_PORT", "8000")
     env.setdefault("FLOWER_PORT", "5555")
     env.setdefault("MAIL_SINK_PORT", "1025")
-    env.setdefault("FLOWER_USER", "admin")
-    env.setdefault("FLOWER_PASSWORD", "admin")
+    env.setdefault("FLOWER_USER", "flower-ops")
+    # Flower can start any task and stop workers: even locally its login is a random one, made once and
+    # kept in var/flower-password (printed below), unless FLOWER_PASSWORD is set.
+    env.setdefault("FLOWER_PASSWORD", local_flower_password(ROOT / "var" / "flower-password"))
     # Flower reads its login from the environment, so it never shows in a process list.
     env.setdefault("FLOWER_BASIC_AUTH", f"{env['FLOWER_USER']}:{env['FLOWER_PASSWORD']}")
     env.setdefault("MAIL_SINK_DIR", str(ROOT / "var" / "mail"))

@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -26,12 +27,18 @@ from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, p
 from campaigns.experiments import ab_tests
 from campaigns.message import preflight as preflight_checks
 from campaigns.models import NEVER_STARTED, Campaign, CampaignVariant, EmailTemplate, PreflightRun, RecipientImport
+from campaigns.security import permissions
 
 S = Campaign.Status
 # Archiving is for finished campaigns; a live one stays in view.
 ARCHIVABLE = (S.COMPLETED, S.FAILED, S.CANCELLED)
 CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
                   "track_engagement", "pool")
+# What the campaign form writes, and of that what decides what is sent or to whom: a change to those
+# takes a scheduled campaign back to draft (CampaignAdmin.save_model).
+SAVED_FIELDS = frozenset((*CONTENT_FIELDS, *AB_FIELDS, "public_archive"))
+APPROVED_FIELDS = frozenset(("subject", "from_email", "reply_to", "html_body", "text_body", "track_engagement", "pool",
+                             *AB_FIELDS))
 COUNTER_FIELDS = (
     "total_recipients", "sent_count", "failed_count", "skipped_count", "unknown_count", "delivered_count",
     "opened_count", "machine_opened_count", "clicked_count", "bounced_count", "complained_count",
@@ -185,12 +192,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def has_send_permission(self, request, obj=None):
         """Starting mail to recipients (schedule, send now, resume, retry, resend) is its own permission."""
-        return request.user.has_perm("campaigns.send_campaign")
+        return permissions.can_send(request.user, obj)
 
     def has_export_recipients_permission(self, request, obj=None):
-        """Recipients' personal data leaves the admin (CSV export, preview and tests with real data)."""
-        return request.user.has_perm("campaigns.export_recipients") and self.has_view_or_change_permission(
-            request, obj)
+        """Recipients' personal data leaves the admin (CSV exports, preview and tests with real data)."""
+        return permissions.can_export(request.user, obj) and self.has_view_or_change_permission(request, obj)
 
     def has_duplicate_permission(self, request, obj=None):
         """A copy is a new campaign made from one the user may see."""
@@ -249,10 +255,35 @@ class CampaignAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+            return super().save_model(request, obj, form, change)
+        # OBJ was read at the start of the request: writing all of it would undo what workers and other staff
+        # did since (counters, a cancel). Only the fields this form changed are written, under the row lock.
+        with transaction.atomic():
+            current = Campaign.objects.select_for_update().get(pk=obj.pk)
+            fields = [name for name in form.changed_data if name in SAVED_FIELDS]
+            if not current.is_editable:  # it started sending (or was cancelled) meanwhile: its content is fixed
+                fixed = [name for name in fields if name in APPROVED_FIELDS]
+                fields = [name for name in fields if name not in APPROVED_FIELDS]
+                if fixed:
+                    status = current.get_status_display().lower()
+                    self.message_user(request, f"Content not saved: the campaign is {status} now, and only a draft "
+                                               "or scheduled campaign's content can change.", messages.ERROR)
+            if fields:
+                obj.save(update_fields=[*fields, "updated_at"])
+            if any(name in APPROVED_FIELDS and field_value(obj, name) != field_value(current, name) for name in fields):
+                self.after_approved_change(request, obj.pk, "the content")
+
+    def after_approved_change(self, request, campaign_id, what):
+        """Separation of duties: a scheduled campaign whose content or audience changed is a draft again."""
+        note = services.unschedule_after_change(campaign_id, request.user.pk, what)
+        if note:
+            self.message_user(request, note, messages.WARNING)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
+        if change and any(formset.new_objects or formset.changed_objects or formset.deleted_objects
+                          for formset in formsets):
+            self.after_approved_change(request, form.instance.pk, "the A/B variants")
         when = form.cleaned_data.get("schedule_for")
         if when and not self.has_send_permission(request, form.instance):
             self.message_user(request, "Saved, but not scheduled: you do not have permission to send campaigns.",
@@ -474,14 +505,21 @@ class CampaignAdmin(admin.ModelAdmin):
         return record
 
     def import_status_view(self, request, import_id):
-        return imports.status_page(request, self.admin_site.each_context(request),
-                                   self.viewable_import(request, import_id))
+        record = self.viewable_import(request, import_id)
+        return imports.status_page(request, self.admin_site.each_context(request), record,
+                                   self.has_export_recipients_permission(request, record.campaign))
 
     def import_status_json(self, request, import_id):
-        return JsonResponse(imports.import_status(self.viewable_import(request, import_id)))
+        record = self.viewable_import(request, import_id)
+        return JsonResponse(imports.import_status(
+            record, self.has_export_recipients_permission(request, record.campaign)))
 
     def import_rejected_csv(self, request, import_id):
-        return imports.rejected_rows_csv(self.viewable_import(request, import_id))
+        record = self.viewable_import(request, import_id)
+        # Duplicates and rows already present are real addresses with all their columns: an export.
+        if not self.has_export_recipients_permission(request, record.campaign):
+            raise PermissionDenied
+        return imports.rejected_rows_csv(record)
 
     # --- extra URLs ------------------------------------------------------------------------------
 
@@ -513,6 +551,10 @@ class CampaignAdmin(admin.ModelAdmin):
                  name="campaigns_campaign_import_rejected"),
             *super().get_urls(),
         ]
+
+
+def field_value(campaign, name):
+    return campaign.pool_id if name == "pool" else getattr(campaign, name)
 
 
 def ab_test_context(campaign):

@@ -6,8 +6,9 @@ sending, never edited here.
 
 from functools import partial
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from campaigns import services
 from campaigns.admin.pagination import CappedCountPaginator, address_search
 from campaigns.admin.staff_actions import done, perform
 from campaigns.audience.suppression import suppress_many
@@ -76,11 +77,18 @@ class RecipientAdmin(LedgerAdmin):
     def delete_queryset(self, request, queryset):
         campaign_ids = set(queryset.values_list("campaign_id", flat=True))
         super().delete_queryset(request, queryset)
-        Campaign.recount_recipients(campaign_ids)
+        self.after_removal(request, campaign_ids)
 
     def delete_model(self, request, obj):
         super().delete_model(request, obj)
-        Campaign.recount_recipients([obj.campaign_id])
+        self.after_removal(request, [obj.campaign_id])
+
+    def after_removal(self, request, campaign_ids):
+        Campaign.recount_recipients(campaign_ids)
+        for campaign_id in sorted(campaign_ids):  # who gets a scheduled campaign changed: a sender approves again
+            note = services.unschedule_after_change(campaign_id, request.user.pk, "the recipients")
+            if note:
+                self.message_user(request, f"Campaign #{campaign_id}: {note}", messages.WARNING)
 
 
 class DeliveryLogAdmin(LedgerAdmin):

@@ -14,6 +14,7 @@ from django.http import FileResponse, Http404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from campaigns import services
 from campaigns.admin.delivery_logs import LedgerAdmin
 from campaigns.admin.staff_actions import Outcome, done
 from campaigns.models import Campaign, RecipientImport
@@ -90,14 +91,15 @@ def start_import(user, campaign, *, file, sheet, check_mx) -> Outcome:
             created_by=user,
         )
         transaction.on_commit(lambda: import_recipients_file.delay(record.pk, bool(check_mx)))
-    return done(url=reverse("admin:campaigns_campaign_import_status", args=[record.pk]))
+        unscheduled = services.unschedule_after_change(campaign.pk, user.pk, "the recipients (an import)")
+    return done(unscheduled, messages.WARNING, url=reverse("admin:campaigns_campaign_import_status", args=[record.pk]))
 
 
 def running_import(campaign):
     return campaign.imports.exclude(status__in=FINISHED).order_by("created_at").first()
 
 
-def status_page(request, admin_context, record):
+def status_page(request, admin_context, record, can_export):
     return TemplateResponse(request, "admin/campaigns/import/status.html", {
         **admin_context,
         "title": f"Import of {record.original_name}",
@@ -105,7 +107,7 @@ def status_page(request, admin_context, record):
         "campaign": record.campaign,
         "record": record,
         "finished": record.status in FINISHED,
-        "status": import_status(record),
+        "status": import_status(record, can_export),
     })
 
 
@@ -116,7 +118,8 @@ def rejected_rows_csv(record):
                         filename=f"rejected-rows-{Path(record.original_name).stem}.csv")
 
 
-def import_status(record: RecipientImport) -> dict:
+def import_status(record: RecipientImport, can_export: bool) -> dict:
+    """The import's progress and figures; the rejected rows' link only for staff who may export them."""
     estimated = max(record.rows_estimated, record.rows_done, 1)
     finished = record.status in FINISHED
     return {
@@ -134,7 +137,7 @@ def import_status(record: RecipientImport) -> dict:
         "suppressed": record.suppressed,
         "error": record.error,
         "rejected_url": (reverse("admin:campaigns_campaign_import_rejected", args=[record.pk])
-                         if record.rejected_file else None),
+                         if record.rejected_file and can_export else None),
     }
 
 

@@ -6,10 +6,13 @@ Staff send the filter as data (campaigns.audience.segments validates and compile
 
 import json
 
+from django.conf import settings
 from django.http import JsonResponse
 
+from campaigns import services
 from campaigns.audience import segments
 from campaigns.exceptions import SegmentError
+from campaigns.security import allowances
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -34,7 +37,17 @@ def builder_data(campaign, can_edit):
 
 def segment_json(request, campaign, can_edit):
     """GET: the saved segment, the columns and the count. POST {"segment": …, "save": bool}: the count of
-    that segment, and with save, store it (draft or scheduled campaigns only)."""
+    that segment, and with save, store it (draft or scheduled campaigns only).
+
+    Each count scans the campaign's recipients: every user, a Viewer too, may ask for at most
+    SEGMENT_COUNTS_PER_USER_PER_MINUTE of them (429 beyond)."""
+    if request.method in ("GET", "POST"):
+        limit = settings.SEGMENT_COUNTS_PER_USER_PER_MINUTE
+        if not allowances.spend("segment-counts", request.user.pk, 1, limit, window_seconds=60):
+            response = _json({"error": f"Too many audience counts: at most {limit} a minute. Wait a moment and "
+                                       "try again."}, status=429)
+            response["Retry-After"] = "60"
+            return response
     if request.method == "GET":
         return _json(builder_data(campaign, can_edit))
     if request.method != "POST":
@@ -53,6 +66,8 @@ def segment_json(request, campaign, can_edit):
             if not can_edit:
                 return _json({"error": "Changing the segment needs the change permission."}, status=403)
             message = segments.save_segment(campaign.pk, normal)
+            unscheduled = services.unschedule_after_change(campaign.pk, request.user.pk, "the segment")
+            message = f"{message} {unscheduled}".strip()
         else:
             message = ""
     except SegmentError as error:

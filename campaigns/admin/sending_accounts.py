@@ -3,20 +3,27 @@
 An account's password or API key is typed into a password field that is never filled in: the page
 says whether one is stored, and leaving the field empty keeps it. It is encrypted before it is
 saved (campaigns.security.encryption) and appears in no page and no log line. "Test connection" checks the
-selected accounts without sending anything (campaigns.sending.account_check).
+selected accounts without sending anything, on a worker (campaigns.sending.account_check); only staff who
+may change accounts may run it, since it logs in with the stored secret. The result is shown on the
+account's page ("Last check").
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from campaigns import stats
+from campaigns.admin.staff_actions import Outcome, perform
 from campaigns.models import SendingAccount
-from campaigns.security import encryption
-from campaigns.sending import routing
-from campaigns.sending.account_check import check_connection
+from campaigns.security import encryption, permissions
+from campaigns.security.destinations import DESTINATION_FIELDS
+from campaigns.sending import account_check, routing
 
 
 class SendingAccountForm(forms.ModelForm):
@@ -64,6 +71,12 @@ class SendingAccountForm(forms.ModelForm):
         if (cleaned.get("kind") == SendingAccount.Kind.SENDGRID and not secret
                 and not (self.instance.pk and self.instance.secret)):
             self.add_error("new_secret", "A SendGrid account needs its API key.")
+        moved = [self.fields[name].label for name in DESTINATION_FIELDS if name in self.changed_data]
+        if moved and not secret and self.instance.pk and self.instance.secret:
+            # The stored secret was entered for the old server: never send it to the new one unasked.
+            self.add_error("new_secret", f"You changed where this account connects ({', '.join(moved)}): type the "
+                                         "password or API key again. A stored secret only goes to the server it "
+                                         "was entered for.")
         return cleaned
 
     def save(self, commit=True):
@@ -87,8 +100,9 @@ class SendingAccountAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled")
     search_fields = ("name", "host", "username", "from_domains")
     actions = ("test_connection",)
-    readonly_fields = ("usage_panel", "last_error", "last_error_at", "bounce_last_polled_at", "bounce_last_error",
-                       "complaint_panel")
+    change_form_template = "admin/campaigns/sendingaccount/change_form.html"
+    readonly_fields = ("usage_panel", "last_error", "last_error_at", "last_check", "bounce_last_polled_at",
+                       "bounce_last_error", "complaint_panel")
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled", "disabled_reason", "weight")}),
         ("Connection", {"fields": ("host", "port", "security", "username", "new_secret", "api_host"),
@@ -103,7 +117,7 @@ class SendingAccountAdmin(admin.ModelAdmin):
         ("Limits", {"fields": ("per_second", "per_minute", "per_hour", "per_day", "day_window"),
                     "description": "Shared by every worker. When every account of a pool is at a limit, its "
                                    "campaigns wait and carry on by themselves."}),
-        ("Usage", {"fields": ("usage_panel", "complaint_panel", "last_error", "last_error_at")}),
+        ("Usage", {"fields": ("usage_panel", "complaint_panel", "last_error", "last_error_at", "last_check")}),
     )
 
     class Media:
@@ -151,11 +165,52 @@ class SendingAccountAdmin(admin.ModelAdmin):
                            "<strong>{}%</strong> ({} complaint(s) {}). {}</p>", figures["level"], css, figures["rate"],
                            figures["complained"], figures["base"], figures["message"])
 
-    @admin.action(description="Test connection (nothing is sent)")
+    @admin.display(description="Last check")
+    def last_check(self, account):
+        if account.check_requested_at:
+            return "Checking… (reload the page for the result)"
+        if account.last_check_at is None:
+            return "Never checked"
+        return format_html("{} · {} · {}", timezone.localtime(account.last_check_at).strftime("%Y-%m-%d %H:%M %Z"),
+                           "worked" if account.last_check_worked else "failed", account.last_check_message)
+
+    def has_test_connection_permission(self, request, obj=None):
+        return permissions.can_test_connection(request.user)
+
+    def ask_for_checks(self, request, account_ids, done_url):
+        def call():
+            asked = account_check.request_checks(account_ids, user_id=request.user.pk)
+            notes = []
+            if asked.queued:
+                notes.append((messages.SUCCESS, f"Connection check queued for {', '.join(asked.queued)}: the result "
+                                                "appears on each account's page under “Last check”."))
+            if asked.busy:
+                notes.append((messages.WARNING, f"Already being checked, not queued again: {', '.join(asked.busy)}."))
+            return Outcome(tuple(notes))
+
+        return perform(self, request, allowed=self.has_test_connection_permission(request), call=call,
+                       done_url=done_url)
+
+    @admin.action(description="Test connection (nothing is sent)", permissions=["test_connection"])
     def test_connection(self, request, queryset):
-        for account in queryset:
-            result = check_connection(account)
-            self.message_user(request, result.message, messages.SUCCESS if result.worked else messages.ERROR)
+        return self.ask_for_checks(request, list(queryset.values_list("pk", flat=True)), request.get_full_path())
+
+    def test_connection_view(self, request, account_id):
+        """The account page's "Test connection" button (POST)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        account = get_object_or_404(SendingAccount, pk=account_id)
+        return self.ask_for_checks(request, [account.pk], reverse("admin:campaigns_sendingaccount_change",
+                                                                   args=[account.pk]))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_test_connection"] = obj is not None and self.has_test_connection_permission(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_urls(self):
+        return [path("<int:account_id>/test-connection/", self.admin_site.admin_view(self.test_connection_view),
+                     name="campaigns_sendingaccount_test_connection"),
+                *super().get_urls()]
 
 
 class SendingPoolAdmin(admin.ModelAdmin):

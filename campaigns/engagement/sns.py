@@ -5,13 +5,17 @@ https://docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message.html, 
 notifications and subscription confirmations): the string to sign is "Key\\nValue\\n" for each signed
 key of the message's Type, in byte order, a key absent from the message left out; SignatureVersion 1
 signs it with SHA1withRSA, 2 with SHA256withRSA, with the certificate at SigningCertURL, which must be
-an https URL on an Amazon SNS host (sns.<region>.amazonaws.com). Certificates are fetched over
-verified TLS and kept in a small in-process cache (AWS changes the URL when it changes the
-certificate). Hand-written on `cryptography`: boto3 has no SNS verifier, and the PyPI packages that
+an https URL on exactly an Amazon SNS host, sns.<region>.amazonaws.com with a real region label (so
+no S3 bucket host such as sns.s3.amazonaws.com), with no query string and no fragment (each would be a
+fresh outbound fetch). Certificates are fetched over verified TLS, must name SNS as their subject
+(CN=sns.amazonaws.com), and are kept in a small in-process cache (AWS changes the URL when it
+changes the certificate). Hand-written on `cryptography`: boto3 has no SNS verifier, and the PyPI packages that
 do this are unmaintained or bring the whole AWS SDK.
 
 A signature proves only that *some* SNS topic sent the message, so the TopicArn must also be one of
-SES_SNS_TOPIC_ARNS (anyone can create a topic and subscribe this endpoint to it). A message older
+SES_SNS_TOPIC_ARNS (anyone can create a topic and subscribe this endpoint to it). Every refusal of an
+authentication check answers the same words (REFUSED), whatever the topic, so the answers do not tell
+which topics are ours; the log says which check refused. A message older
 than MAX_AGE_SECONDS is refused: SNS retries an HTTPS delivery for at most an hour, and the ids of
 the messages inside that window de-duplicate (campaigns.engagement.provider_events).
 
@@ -38,6 +42,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from django.conf import settings
 
 from campaigns.exceptions import WebhookRefused
@@ -52,7 +57,10 @@ SIGNED_KEYS = {
 }
 OPTIONAL_KEYS = {"Subject"}
 SIGNATURE_HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
-SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
+# sns.<region>.amazonaws.com: a region label such as us-east-1, us-gov-west-1 or (with .cn) cn-north-1.
+SNS_HOST = re.compile(r"sns\.[a-z]{2}(-gov)?-[a-z]+-\d\.amazonaws\.com(\.cn)?")
+SNS_CERTIFICATE_SUBJECT = "sns.amazonaws.com"
+REFUSED = "not a verified Amazon SNS message for this endpoint"
 CERTIFICATE_PATH = re.compile(r"/SimpleNotificationService-[A-Za-z0-9]+\.pem")
 # SNS retries an HTTPS delivery for at most 3,600 s (a hard limit), plus time for the last attempt.
 MAX_AGE_SECONDS = 3600 + 300
@@ -88,8 +96,11 @@ def http_get(url: str) -> bytes:
     return body
 
 
-def is_sns_url(url, path: re.Pattern) -> bool:
-    """Whether URL is https on an Amazon SNS host, default port, no credentials, its path matching PATH."""
+def is_sns_url(url, path: re.Pattern, query_allowed=False) -> bool:
+    """Whether URL is https on an Amazon SNS host, default port, no credentials, its path matching PATH, no
+    fragment, and no query string unless QUERY_ALLOWED."""
+    if "#" in url or ("?" in url and not query_allowed):
+        return False
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -104,8 +115,12 @@ def is_sns_url(url, path: re.Pattern) -> bool:
 
 @functools.lru_cache(maxsize=16)
 def _fetched_certificate(url):
-    """The certificate at URL (a checked SNS URL); failures are not cached."""
-    return x509.load_pem_x509_certificate(http_get(url))
+    """The certificate at URL (a checked SNS URL), if its subject is SNS's; failures are not cached."""
+    certificate = x509.load_pem_x509_certificate(http_get(url))
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if [name.value for name in names] != [SNS_CERTIFICATE_SUBJECT]:
+        raise ValueError("the certificate's subject is not Amazon SNS")
+    return certificate
 
 
 @functools.lru_cache(maxsize=4)
@@ -123,9 +138,9 @@ def _fetched(url):
     except OSError as error:
         logger.warning("SNS signing certificate %s could not be fetched: %s", url, error)
         raise WebhookRefused("the signing certificate could not be fetched; try again", status=503) from None
-    except ValueError:
-        logger.warning("SNS signing certificate %s is not a PEM certificate", url)
-        raise WebhookRefused("the signing certificate is not a certificate") from None
+    except ValueError as error:
+        logger.warning("SNS signing certificate %s refused: %s", url, error)
+        raise WebhookRefused("the signing certificate is not Amazon SNS's") from None
 
 
 def _signed_by(certificate, signature, data, hash_algorithm, now):
@@ -170,7 +185,19 @@ def _timestamp(text):
 
 
 def verify(message: dict, now: float | None = None) -> None:
-    """Raise WebhookRefused unless MESSAGE was signed by Amazon SNS for one of our topics, recently."""
+    """Raise WebhookRefused unless MESSAGE was signed by Amazon SNS for one of our topics, recently.
+
+    A refusal by an authentication check (403) says REFUSED whatever the reason; the reason is logged."""
+    try:
+        _verify(message, now)
+    except WebhookRefused as refusal:
+        if refusal.status != 403:
+            raise
+        logger.warning("SNS message refused: %s", refusal)
+        raise WebhookRefused(REFUSED) from None
+
+
+def _verify(message, now):
     topics = settings.SES_SNS_TOPIC_ARNS
     if not topics:
         raise WebhookRefused("no SNS topic is configured (SES_SNS_TOPIC_ARNS)")
@@ -225,7 +252,8 @@ def confirm_subscription(message: dict) -> None:
     for the message's own topic; WebhookRefused otherwise or when SNS does not answer 200."""
     url = message.get("SubscribeURL")
     query = parse_qs(urlsplit(url).query) if isinstance(url, str) else {}
-    if not isinstance(url, str) or not is_sns_url(url, re.compile(r"/?")) or query.get("Action") != ["ConfirmSubscription"] \
+    if not isinstance(url, str) or not is_sns_url(url, re.compile(r"/?"), query_allowed=True) \
+            or query.get("Action") != ["ConfirmSubscription"] \
             or query.get("TopicArn") != [message["TopicArn"]]:
         raise WebhookRefused("the SubscribeURL is not Amazon SNS's confirmation for this topic", status=400)
     try:

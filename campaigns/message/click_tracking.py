@@ -8,6 +8,11 @@ can only lead to a URL that the campaign's HTML contains.
 
 Trackable: absolute http(s) hrefs of <a> tags without merge tags. Links built from recipient data
 (e.g. "...?ref={{ email }}"), the unsubscribe link, mailto: and anchors are left as written.
+
+The HTML is scanned once, left to right (`_anchor_hrefs`): each character is read a bounded number of
+times, so the time is linear in the HTML's length. A backtracking pattern such as `<a\b[^>]*?\bhref`
+rescans the rest of the document from every `<a`, which is quadratic: `<a <a <a …` (hidden in a comment)
+would hold a worker, or the public click redirect, for hours.
 """
 
 import html
@@ -20,7 +25,11 @@ from django.conf import settings
 from campaigns.message import signed_links
 from campaigns.message.rendering import CompiledCampaign, compile_campaign, html_to_text
 
-_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
+_A_TAG_START = re.compile(r"<a(?=[\s/>])", re.IGNORECASE)
+# One attribute (or stray slashes) of a start tag, from where the previous one ended. Its name cannot
+# start with a quote, so an unclosed quote ends the tag; a quoted value that finds no closing quote
+# fails once per quote kind (there is none further on), which keeps the whole scan linear.
+_ATTRIBUTE = re.compile(r"""[\s/]*(?:([^\s"'>/=]+)(?:\s*=\s*(?:("[^"]*"|'[^']*')|[^\s"'>]*))?)?""")
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 OPEN_TAG = "_t_open"
 PIXEL = ('<img src="{{ %s }}" width="1" height="1" alt="" '
@@ -42,14 +51,34 @@ def _target(raw_href):
     return url
 
 
+def _anchor_hrefs(html_body: str):
+    """(start, end) of each <a> tag's quoted href value, quotes included, in document order; linear time."""
+    position, length = 0, len(html_body)
+    while position < length:
+        tag = _A_TAG_START.search(html_body, position)
+        if tag is None:
+            return
+        at, found = tag.end(), False
+        while True:
+            attribute = _ATTRIBUTE.match(html_body, at)
+            if attribute.end() == at:  # the tag's ">", the end of the HTML, or an unclosed quote
+                break
+            name, value = attribute.group(1), attribute.group(2)
+            if not found and value and name.lower() == "href":
+                found = True  # the first href counts, as in a browser
+                yield attribute.start(2), attribute.end(2)
+            at = attribute.end()
+        position = at + 1
+
+
 def hrefs(html_body: str) -> list[str]:
     """Every <a> href of the HTML as written (merge tags and all), in document order."""
-    return [m.group(2) if m.group(2) is not None else m.group(3) for m in _HREF.finditer(html_body)]
+    return [html_body[start + 1:end - 1] for start, end in _anchor_hrefs(html_body)]
 
 
 def campaign_links(html_body: str) -> list[str]:
     """The trackable link targets of a campaign's HTML, in document order (index = click token's index)."""
-    targets = (_target(m.group(2) if m.group(2) is not None else m.group(3)) for m in _HREF.finditer(html_body))
+    targets = (_target(raw) for raw in hrefs(html_body))
     return [url for url in targets if url is not None]
 
 
@@ -73,18 +102,13 @@ def links_for_version(campaign_id, updated_at, load_html_body) -> list[str]:
 
 def tracked_html(html_body: str) -> tuple[str, int]:
     """(HTML with click tags in trackable hrefs and an open pixel, number of trackable links)."""
-    count = 0
-
-    def replace(match):
-        nonlocal count
-        raw = match.group(2) if match.group(2) is not None else match.group(3)
-        if _target(raw) is None:
-            return match.group(0)
-        tag = click_tag(count)
-        count += 1
-        return f'{match.group(1)}"{{{{ {tag} }}}}"'
-
-    rewritten = _HREF.sub(replace, html_body)
+    count, pieces, copied = 0, [], 0
+    for start, end in _anchor_hrefs(html_body):
+        if _target(html_body[start + 1:end - 1]) is None:
+            continue
+        pieces += [html_body[copied:start], f'"{{{{ {click_tag(count)} }}}}"']
+        copied, count = end, count + 1
+    rewritten = "".join(pieces) + html_body[copied:]
     ends = list(_BODY_END.finditer(rewritten))
     if ends:
         at = ends[-1].start()

@@ -35,7 +35,7 @@ from campaigns.audience.validators import validate_from_email
 from campaigns.exceptions import MergeTagError
 from campaigns.message import click_tracking
 from campaigns.message.rendering import LINK_TAGS, compile_campaign, find_tags, recipient_context, validate_merge_tags
-from campaigns.models import PreflightRun
+from campaigns.models import Campaign, PreflightRun
 
 logger = logging.getLogger(__name__)
 
@@ -277,12 +277,24 @@ def preflight(campaign, on_chunk=lambda done: None, on_total=lambda total: None)
             "sender": sender, "figures": figures}
 
 
+# A queued or running preflight older than this is taken as lost (its worker died): a new one may start.
+PREFLIGHT_STALE_AFTER = timedelta(hours=2)
+
+
 def start_preflight(campaign, user=None):
-    """A queued PreflightRun for CAMPAIGN, its task enqueued once the row is committed."""
+    """A queued PreflightRun for CAMPAIGN, its task enqueued once the row is committed; or the run already
+    queued or running for it, so that repeated clicks cannot queue one full scan each."""
     from celery import current_app
 
     # The audience is counted by the task; until then the progress bar goes by every recipient.
     with transaction.atomic():
+        # The campaign's row lock makes two simultaneous requests agree on one run.
+        list(Campaign.objects.select_for_update().filter(pk=campaign.pk).values_list("pk"))
+        pending = PreflightRun.objects.filter(
+            campaign=campaign, status__in=(PreflightRun.Status.QUEUED, PreflightRun.Status.RUNNING),
+            created_at__gte=timezone.now() - PREFLIGHT_STALE_AFTER).order_by("-created_at").first()
+        if pending is not None:
+            return pending
         run = PreflightRun.objects.create(campaign=campaign, created_by=user, rows_total=campaign.total_recipients,
                                           campaign_updated_at=campaign.updated_at)
         transaction.on_commit(lambda: current_app.send_task(PREFLIGHT_TASK, args=[run.pk]))

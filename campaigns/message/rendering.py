@@ -20,6 +20,8 @@ import secrets
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from django.core.exceptions import ValidationError
+
 from campaigns.exceptions import MergeTagError
 
 STANDARD_TAGS = ("email", "first_name", "last_name", "unsubscribe_url", "web_url")
@@ -35,6 +37,18 @@ _TAG = re.compile(
 # Every character Python treats as a line break; any of them in a header could start a new one.
 _LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 _SNIPPET_MAX = 60
+# The most HTML or text a campaign, variant or template may hold, checked where it is entered (model
+# validation, so the admin's forms and the API say so). Real newsletters are tens of KB; the cap keeps
+# every scan of the content (links, tags, preflight) small.
+MAX_CONTENT_BYTES = 512 * 1024
+
+
+def refuse_oversized_content(value):
+    """Validator: content over MAX_CONTENT_BYTES (UTF-8) is refused with its size and the limit."""
+    size = len(value.encode("utf-8", "surrogatepass")) if len(value) * 4 > MAX_CONTENT_BYTES else len(value)
+    if size > MAX_CONTENT_BYTES:
+        raise ValidationError(f"This is {size / 1024:,.0f} KB; the limit is {MAX_CONTENT_BYTES // 1024} KB. "
+                              "Move images and long sections to the web, and link to them.")
 
 
 def _tag_list(names):

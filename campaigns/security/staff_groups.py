@@ -6,11 +6,15 @@ VIEW = ["campaigns.view_campaign", "campaigns.view_emailtemplate", "campaigns.vi
         "campaigns.view_deliverylog", "campaigns.view_recipientimport", "campaigns.view_suppression",
         # Sending accounts and pools: their limits, usage and last error, never their secrets (adding
         # and changing them is for superusers, the operators).
-        "campaigns.view_sendingaccount", "campaigns.view_sendingpool"]
+        "campaigns.view_sendingaccount", "campaigns.view_sendingpool",
+        # A/B variants are part of a campaign: whoever sees a campaign sees its variants.
+        "campaigns.view_campaignvariant"]
 # Write content, import recipients, test-send with sample data, delete drafts (and their recipients).
 EDIT = ["campaigns.add_campaign", "campaigns.change_campaign", "campaigns.delete_campaign",
         "campaigns.add_emailtemplate", "campaigns.change_emailtemplate", "campaigns.delete_recipient",
-        "campaigns.delete_recipientimport"]
+        "campaigns.delete_recipientimport",
+        # A/B variants are the campaign's content: whoever writes content writes its variants.
+        "campaigns.add_campaignvariant", "campaigns.change_campaignvariant", "campaigns.delete_campaignvariant"]
 SEND = ["campaigns.send_campaign", "campaigns.export_recipients", "campaigns.manage_suppressions"]
 
 STAFF_GROUPS = {

@@ -5,27 +5,86 @@
   key and permission included, and answers 200 without delivering anything.
 
 `check_connection` returns (worked, message); the message never holds the secret.
+
+Staff ask for a check in the admin (`request_checks`); it runs on the scheduler worker (`run_check`),
+never in the web request: a check can wait 30 s for an unreachable host, and a dozen of those would
+hold every web thread. One check at a time per account: asking again while one is queued or running
+says so and queues nothing (a conditional update of `check_requested_at`).
 """
 
+import datetime as dt
+import logging
 import smtplib
 import urllib.error
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from celery import current_app
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from campaigns.exceptions import ProviderRefused
 from campaigns.models import SendingAccount
+from campaigns.security.logsafe import excerpt
 from campaigns.sending.providers.sendgrid import _error_messages
 from campaigns.sending.routing import provider_for
+
+
+logger = logging.getLogger(__name__)
+
+CHECK_TASK = "campaigns.tasks.scheduler.check_account_connection"
+# A check asked for longer ago than this is taken as lost (a worker died): it may be asked for again.
+CHECK_STALE_AFTER = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
 class CheckResult:
     worked: bool
     message: str
+
+
+@dataclass(frozen=True)
+class CheckRequests:
+    queued: list  # names of the accounts whose check was queued
+    busy: list  # names of the accounts already being checked
+
+
+def request_checks(account_ids, user_id=None) -> CheckRequests:
+    """Queue one connection check per account, except for accounts whose check is queued or running."""
+    queued, busy = [], []
+    now = timezone.now()
+    for account_id, name in SendingAccount.objects.filter(pk__in=account_ids).values_list("pk", "name"):
+        claimed = SendingAccount.objects.filter(
+            Q(check_requested_at__isnull=True) | Q(check_requested_at__lt=now - CHECK_STALE_AFTER), pk=account_id,
+        ).update(check_requested_at=now)
+        if not claimed:
+            busy.append(name)
+            continue
+        queued.append(name)
+        logger.info("Connection check of sending account %s asked for by user %s", account_id, user_id)
+        transaction.on_commit(lambda account_id=account_id: current_app.send_task(CHECK_TASK, args=[account_id]))
+    return CheckRequests(queued, busy)
+
+
+def run_check(account_id) -> bool | None:
+    """The worker's side: check the account, keep the result on it, free it for the next check."""
+    account = SendingAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return None
+    try:
+        result = check_connection(account)
+    except Exception as error:  # an unexpected failure is a result too, and must free the account
+        result = CheckResult(False, f"{account.name}: the check failed: {type(error).__name__}")
+        logger.exception("Connection check of sending account %s failed", account_id)
+    SendingAccount.objects.filter(pk=account_id).update(
+        check_requested_at=None, last_check_at=timezone.now(), last_check_worked=result.worked,
+        last_check_message=result.message)
+    logger.info("Connection check of sending account %s: %s", account_id, "worked" if result.worked else "failed")
+    return result.worked
 
 
 def check_connection(account: SendingAccount) -> CheckResult:
@@ -46,12 +105,12 @@ def _check_smtp(account, provider):
         conn = provider.connect_and_log_in()
     except smtplib.SMTPAuthenticationError as exc:
         return CheckResult(False, f"{account.name}: {where} refused the user name and password: {exc.smtp_code} "
-                                  f"{exc.smtp_error.decode('utf-8', 'replace')}")
+                                  f"{excerpt(exc.smtp_error.decode('utf-8', 'replace'))}")
     except smtplib.SMTPNotSupportedError as exc:
-        return CheckResult(False, f"{account.name}: {where} does not support what this account needs ({exc}); "
-                                  f"check the security setting and the port.")
+        return CheckResult(False, f"{account.name}: {where}: not done ({excerpt(exc)}); check the security setting "
+                                  f"and the port.")
     except (smtplib.SMTPException, OSError) as exc:
-        return CheckResult(False, f"{account.name}: could not connect to {where}: {exc}")
+        return CheckResult(False, f"{account.name}: could not connect to {where}: {excerpt(exc)}")
     try:
         conn.quit()
     except (smtplib.SMTPException, OSError):
@@ -77,10 +136,10 @@ def _check_sendgrid(account, provider):
         _errors, summary = _error_messages(exc.body)
         hint = " (the API key is wrong or lacks the Mail Send permission)" if exc.status_code in (401, 403) else ""
         return CheckResult(False, f"{account.name}: SendGrid at {provider.host} answered {exc.status_code}{hint}: "
-                                  f"{summary or 'no details'}")
+                                  f"{excerpt(summary) or 'no details'}")
     except urllib.error.URLError as exc:
-        return CheckResult(False, f"{account.name}: could not reach SendGrid at {provider.host}: {exc.reason}")
+        return CheckResult(False, f"{account.name}: could not reach SendGrid at {provider.host}: {excerpt(exc.reason)}")
     except OSError as exc:
-        return CheckResult(False, f"{account.name}: SendGrid at {provider.host} did not answer: {exc}")
+        return CheckResult(False, f"{account.name}: SendGrid at {provider.host} did not answer: {excerpt(exc)}")
     return CheckResult(True, f"{account.name}: SendGrid at {provider.host} accepted the key (sandbox-mode send "
                              f"answered {response.status_code}). Nothing was delivered.")

@@ -41,6 +41,7 @@ from campaigns.exceptions import (
     QuotaExhausted,
 )
 from campaigns.models import Campaign, SendingAccount, SendingAccountUsage
+from campaigns.security.destinations import api_host_refusal
 from campaigns.security.logsafe import for_log
 from campaigns.sending import chain, ratelimit
 from campaigns.sending.dispatch import dispatch_batches
@@ -84,6 +85,8 @@ def provider_for(account):
     if getattr(account.secret, "undecryptable", None):
         raise ProviderRefused(f"the stored password or API key of account {account.name} cannot be decrypted with "
                               f"FIELD_ENCRYPTION_KEY; enter it again", provider=account.name)
+    if account.kind == SendingAccount.Kind.SENDGRID and api_host_refusal(account.api_host):
+        raise ProviderRefused(f"account {account.name}: {api_host_refusal(account.api_host)}", provider=account.name)
     common = {"name": account.name, "rate": pace_per_second(account), "rate_key": rate_key(account),
               "timeout": settings.SENDING_ACCOUNT_TIMEOUT_SECONDS}
     if account.kind == SendingAccount.Kind.SENDGRID:

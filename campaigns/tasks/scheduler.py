@@ -4,7 +4,7 @@ from celery import shared_task
 
 from campaigns.experiments import ab_tests
 from campaigns.operations import health
-from campaigns.sending import pipeline
+from campaigns.sending import account_check, pipeline
 from campaigns.sending import sweep as sweeping
 
 
@@ -26,3 +26,8 @@ def sweep():
 @shared_task
 def send_ab_winner(campaign_id):
     return ab_tests.send_winner(campaign_id)
+
+
+@shared_task
+def check_account_connection(account_id):
+    return account_check.run_check(account_id)

@@ -65,6 +65,18 @@ def test_html_without_unsubscribe_link_is_refused(staff_client):
 
 
 @pytest.mark.django_db
+def test_content_over_512_kb_is_refused_with_its_size_and_the_limit(staff_client):
+    padding = "<p>" + "x" * (600 * 1024) + "</p>"
+    response = staff_client.post(ADD, form_data(html_body=HTML_BODY + padding, text_body=padding))
+    errors = response.context["adminform"].form.errors
+    assert "This is 600 KB; the limit is 512 KB." in str(errors["html_body"])
+    assert "the limit is 512 KB" in str(errors["text_body"])
+    assert not Campaign.objects.exists()
+    assert staff_client.post(ADD, form_data(html_body=HTML_BODY + "<p>" + "x" * (500 * 1024) + "</p>")
+                             ).status_code == 302
+
+
+@pytest.mark.django_db
 def test_malformed_tag_is_refused(staff_client):
     response = staff_client.post(ADD, form_data(subject="Hi {{ first name }}"))
     assert "Malformed merge tag" in str(response.context["adminform"].form.errors["subject"])

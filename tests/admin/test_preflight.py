@@ -35,6 +35,20 @@ def test_starting_a_run_queues_it_and_shows_its_progress(staff_client, audience,
     assert (status["finished"], status["rows_total"]) == (False, 2)
 
 
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_a_second_preflight_while_one_is_queued_or_running_gives_the_same_run(
+        staff_client, audience, status, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as first_queued:
+        first = staff_client.post(page_url(audience))
+    PreflightRun.objects.update(status=status)
+    with django_capture_on_commit_callbacks() as second_queued:
+        second = staff_client.post(page_url(audience))
+    assert second.url == first.url and PreflightRun.objects.count() == 1
+    assert (len(first_queued), len(second_queued)) == (1, 0)
+    PreflightRun.objects.update(status="succeeded")  # once it finished, staff may run another
+    assert staff_client.post(page_url(audience)).url != first.url and PreflightRun.objects.count() == 2
+
+
 def test_the_findings_are_shown_escaped(staff_client, audience):
     run = PreflightRun.objects.create(campaign=audience, rows_total=2)
     preflight.run_preflight(run.pk)

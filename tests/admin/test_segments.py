@@ -89,3 +89,22 @@ def test_the_campaign_page_shows_the_builder_with_escaped_columns(staff_client, 
     assert 'id="segment-builder"' in page
     assert "2</strong> of" in page
     assert "<script>alert(1)</script>" not in page
+
+
+@pytest.fixture
+def count_limit(settings):
+    settings.SEGMENT_COUNTS_PER_USER_PER_MINUTE = 3
+    from django.core.cache import cache
+    cache.delete_pattern("*allowance:segment-counts:*")
+
+
+def test_audience_counts_are_rate_limited_per_user_a_viewers_too(viewer_client, client, audience, count_limit):
+    from tests.support.factories import UserFactory
+
+    answers = [post(viewer_client, audience, {"segment": LISBON}).status_code for _ in range(3)]
+    answers.append(viewer_client.get(url(audience)).status_code)
+    refused = post(viewer_client, audience, {"segment": LISBON})
+    assert answers == [200, 200, 200, 429] and refused.status_code == 429
+    assert "at most 3 a minute" in refused.json()["error"] and refused["Retry-After"] == "60"
+    client.force_login(UserFactory(is_superuser=True))  # the allowance is each user's own
+    assert post(client, audience, {"segment": LISBON}).status_code == 200

@@ -1,10 +1,13 @@
 """Sending accounts and pools in the admin: the secret never comes back, "Test connection" against local servers."""
 
+import socket
+
 import pytest
 from django.urls import reverse
 
 from campaigns.models import SendingAccount
 from tests.conftest import SINK_PASSWORD
+from tests.sending.conftest import wait_until
 from tests.support.factories import SendingAccountFactory, pool_of
 
 pytestmark = pytest.mark.django_db
@@ -68,13 +71,23 @@ def test_switching_a_disabled_account_back_on_clears_its_reason(staff_client):
 
 
 def run_test_connection(client, *accounts):
+    """Staff run "Test connection" on ACCOUNTS; a worker checks them. [(level, text)] of each check, in order."""
     response = client.post(reverse("admin:campaigns_sendingaccount_changelist"),
                            {"action": "test_connection", "_selected_action": [a.pk for a in accounts]}, follow=True)
     assert response.status_code == 200
-    return [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert any("Connection check queued" in str(m) for m in response.context["messages"])
+    ids = [a.pk for a in accounts]
+    wait_until(lambda: not SendingAccount.objects.filter(pk__in=ids, last_check_at__isnull=True).exists(), timeout=60)
+    checked = {a.pk: a for a in SendingAccount.objects.filter(pk__in=ids)}
+    return [("success" if checked[i].last_check_worked else "error", checked[i].last_check_message) for i in ids]
 
 
-def test_test_connection_logs_in_to_the_smtp_server_and_sends_nothing(staff_client, password_sink):
+@pytest.fixture
+def scheduler_worker(start_worker):
+    return start_worker(["scheduler"], concurrency=1)
+
+
+def test_test_connection_logs_in_to_the_smtp_server_and_sends_nothing(staff_client, password_sink, scheduler_worker):
     account = SendingAccountFactory(name="relay", port=password_sink.port, username="ann", secret=SINK_PASSWORD)
 
     [(level, message)] = run_test_connection(staff_client, account)
@@ -83,9 +96,11 @@ def test_test_connection_logs_in_to_the_smtp_server_and_sends_nothing(staff_clie
     assert "connected, EHLO (no TLS), AUTH as ann, QUIT. Nothing was sent." in message
     assert SINK_PASSWORD not in message
     assert password_sink.count() == 0
+    page = staff_client.get(change_url(account)).content.decode()
+    assert "worked" in page and "AUTH as ann, QUIT" in page  # the account page shows the last check
 
 
-def test_test_connection_reports_a_refused_password(staff_client, password_sink):
+def test_test_connection_reports_a_refused_password(staff_client, password_sink, scheduler_worker):
     account = SendingAccountFactory(name="relay", port=password_sink.port, username="ann", secret="wrong-password")
 
     [(level, message)] = run_test_connection(staff_client, account)
@@ -94,7 +109,7 @@ def test_test_connection_reports_a_refused_password(staff_client, password_sink)
     assert "refused the user name and password: 535" in message and "wrong-password" not in message
 
 
-def test_test_connection_reports_a_server_without_starttls(staff_client, smtp_sink_server):
+def test_test_connection_reports_a_server_without_starttls(staff_client, smtp_sink_server, scheduler_worker):
     account = SendingAccountFactory(name="relay", port=smtp_sink_server.port, security=SendingAccount.Security.STARTTLS)
 
     [(level, message)] = run_test_connection(staff_client, account)
@@ -102,7 +117,7 @@ def test_test_connection_reports_a_server_without_starttls(staff_client, smtp_si
     assert level == "error" and "STARTTLS" in message
 
 
-def test_test_connection_sends_a_sandbox_mode_request_to_sendgrid(staff_client, fake_sendgrid):
+def test_test_connection_sends_a_sandbox_mode_request_to_sendgrid(staff_client, fake_sendgrid, scheduler_worker):
     good = SendingAccountFactory(name="sg", kind="sendgrid", api_host=fake_sendgrid.url, secret=fake_sendgrid.api_key,
                                  from_domains="acme.test")
     bad = SendingAccountFactory(name="sg-old", kind="sendgrid", api_host=fake_sendgrid.url, secret="SG.revoked")
@@ -113,6 +128,28 @@ def test_test_connection_sends_a_sandbox_mode_request_to_sendgrid(staff_client, 
     assert messages["sg-old"][0] == "error" and "answered 401" in messages["sg-old"][1]
     assert fake_sendgrid.records() == []  # sandbox mode delivers nothing
     assert "SG.revoked" not in messages["sg-old"][1]
+
+
+def test_the_check_runs_on_a_worker_not_in_the_request_and_once_at_a_time_per_account(
+        staff_client, django_capture_on_commit_callbacks):
+    """No worker runs here: the request only queues the check; asking again while it waits queues nothing."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    account = SendingAccountFactory(name="relay", port=listener.getsockname()[1], username="ann", secret=SECRET)
+    url = reverse("admin:campaigns_sendingaccount_test_connection", args=[account.pk])
+
+    with django_capture_on_commit_callbacks() as first_queued:
+        first = staff_client.post(url, follow=True)
+    with django_capture_on_commit_callbacks() as second_queued:
+        second = staff_client.post(url, follow=True)
+
+    assert (len(first_queued), len(second_queued)) == (1, 0)  # one task for the first request, none for the second
+    assert any("Connection check queued for relay" in str(m) for m in first.context["messages"])
+    assert any("Already being checked, not queued again: relay" in str(m) for m in second.context["messages"])
+    assert "Checking…" in second.content.decode()
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # the web process never connected
+    listener.close()
 
 
 def test_a_pool_lists_its_accounts(staff_client):
@@ -234,3 +271,100 @@ def test_unread_bounce_messages_are_listed_for_operators_read_only(staff_client)
     assert "Re: News &lt;b&gt;" in listing
     assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>x</script>" not in page
     assert staff_client.get(reverse("admin:campaigns_unreadbounce_add")).status_code == 403
+
+
+# --- issue 22, item 2: a secret stays with the server it was entered for --------------------------------
+
+@pytest.mark.parametrize("field, value", [("host", "localhost"), ("port", "2525"),
+                                          ("security", "starttls"), ("kind", "ses_smtp")])
+def test_changing_where_an_smtp_account_connects_needs_the_secret_again(staff_client, field, value):
+    account = SendingAccountFactory(name="gmail-1", host="127.0.0.1", security="none", username="ann@example.com",
+                                    secret=SECRET)
+    response = staff_client.post(change_url(account), account_form(**{field: value}))
+    assert response.status_code == 200
+    assert "type the password or API key again" in str(response.context["adminform"].form.errors["new_secret"])
+    account.refresh_from_db()
+    assert (account.host, account.port, account.security, account.kind) == ("127.0.0.1", None, "none", "smtp")
+    retyped = staff_client.post(change_url(account), account_form(**{field: value, "new_secret": "for-the-new-one"}))
+    assert retyped.status_code == 302, retyped.context["adminform"].form.errors
+    account.refresh_from_db()
+    assert account.secret == "for-the-new-one"
+
+
+def sendgrid_form(**fields):
+    return account_form(kind="sendgrid", host="", username="", security="starttls", **fields)
+
+
+def test_changing_a_sendgrid_accounts_api_host_needs_the_key_again(staff_client):
+    account = SendingAccountFactory(name="gmail-1", kind="sendgrid", api_host="https://api.sendgrid.com",
+                                    security="starttls", username="", host="", secret="SG.real-key")
+    response = staff_client.post(change_url(account), sendgrid_form(api_host="https://collector.evil.example"))
+    assert "type the password or API key again" in str(response.context["adminform"].form.errors["new_secret"])
+    account.refresh_from_db()
+    assert (account.api_host, account.secret) == ("https://api.sendgrid.com", "SG.real-key")
+
+
+@pytest.mark.parametrize("api_host, allowed", [
+    ("https://api.sendgrid.com", True), ("http://api.sendgrid.com", False), ("ftp://api.sendgrid.com", False),
+    ("http://127.0.0.1:8025", True), ("http://localhost:8025", True), ("http://127.0.0.1.evil.example", False)])
+def test_the_api_host_must_be_https_except_to_this_machine(staff_client, api_host, allowed):
+    response = staff_client.post(reverse("admin:campaigns_sendingaccount_add"),
+                                 sendgrid_form(api_host=api_host, new_secret="SG.key"))
+    assert (response.status_code == 302) is allowed
+    if not allowed:
+        assert "must be an https:// URL" in str(response.context["adminform"].form.errors["api_host"])
+    assert SendingAccount.objects.exists() is allowed
+
+
+@pytest.mark.parametrize("host, allowed", [("smtp.example.com", False), ("10.0.0.5", False), ("127.0.0.1", True),
+                                           ("::1", True), ("localhost", True)])
+def test_auth_without_tls_is_refused_except_to_this_machine(staff_client, host, allowed):
+    response = staff_client.post(reverse("admin:campaigns_sendingaccount_add"),
+                                 account_form(host=host, security="none", username="ann", new_secret=SECRET))
+    assert (response.status_code == 302) is allowed
+    if not allowed:
+        assert "without TLS" in str(response.context["adminform"].form.errors["security"])
+
+
+def test_an_account_saved_before_the_rule_never_logs_in_without_tls(recording_port):
+    """An account stored before this check (or written around the form) is refused before any connection."""
+    from campaigns.sending.account_check import check_connection
+    from campaigns.sending.routing import provider_for
+
+    listener, port = recording_port
+    account = SendingAccountFactory(name="old", host="localhost.evil.example", port=port, security="none",
+                                    username="ann", secret=SECRET)
+    result = check_connection(account)
+    assert not result.worked and "without TLS" in result.message and SECRET not in result.message
+    with pytest.raises(Exception, match="without TLS"):
+        provider_for(account).open_connection()
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+
+
+def test_a_sendgrid_account_with_an_http_api_host_sends_no_key():
+    from campaigns.exceptions import ProviderRefused
+    from campaigns.sending.routing import provider_for
+
+    account = SendingAccountFactory(name="sg", kind="sendgrid", api_host="http://api.sendgrid.com", secret="SG.k")
+    with pytest.raises(ProviderRefused, match="https"):
+        provider_for(account)
+
+
+@pytest.fixture
+def recording_port():
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    yield listener, listener.getsockname()[1]
+    listener.close()
+
+
+def test_an_error_body_shows_only_as_a_short_escaped_excerpt(staff_client):
+    from campaigns.sending.providers.sendgrid import _error_messages
+
+    _, summary = _error_messages(b"<html><script>alert(1)</script>" + b"x" * 10_000 + b"\x1b[31m</html>")
+    assert len(summary) <= 201 and summary.endswith("…")
+    account = SendingAccountFactory(name="sg", last_check_at="2026-12-01T10:00Z", last_check_worked=False,
+                                    last_check_message=f"sg: SendGrid answered 502: {summary}")
+    page = staff_client.get(change_url(account)).content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page

@@ -6,6 +6,7 @@ import pytest
 from campaigns.models import Campaign, SendingAccount, SendingPool
 from tests.browser.test_campaign_journey import Journey, log_in
 from tests.conftest import SINK_PASSWORD
+from tests.sending.conftest import wait_until
 from tests.support.factories import RecipientFactory, UserFactory
 
 pytestmark = pytest.mark.slow
@@ -40,11 +41,16 @@ def test_staff_create_accounts_and_a_pool_and_send_a_campaign_through_them(
     journey.shoot("accounts")
     assert SINK_PASSWORD not in page.content()
 
-    # Test the connection of the first one: it logs in and sends nothing.
+    # Test the connection of the first one: the scheduler worker logs in and sends nothing; the result is on
+    # the account's page.
     page.locator("#result_list tr", has_text="workspace-1").locator("input.action-select").check()
     page.select_option("select[name=action]", "test_connection")
     page.click("button[name=index]")
-    assert "AUTH as staff@example.com, QUIT. Nothing was sent." in journey.message()
+    assert "Connection check queued for workspace-1" in journey.message()
+    account = SendingAccount.objects.get(name="workspace-1")
+    wait_until(lambda: SendingAccount.objects.filter(pk=account.pk, last_check_at__isnull=False).exists(), timeout=60)
+    journey.go(f"/admin/campaigns/sendingaccount/{account.pk}/change/")
+    assert "AUTH as staff@example.com, QUIT. Nothing was sent." in page.locator(".field-last_check").inner_text()
     assert password_sink.count() == 0
     journey.shoot("test-connection")
 

@@ -120,7 +120,7 @@ def flower_server(production_env, ports, dev_compose, tmp_path_factory):
 
 
 def start_nginx(nginx_bin, site, nginx_ports, web_server, flower_server, static_root, tmp_path_factory,
-                flower_allow_ips=""):
+                flower_allow_ips="127.0.0.0/8"):
     conf_dir = tmp_path_factory.mktemp(f"nginx-{site.removesuffix('.conf')}")
     # The compose nginx container runs this script before Nginx: it writes the /flower/ login file
     # and the /flower/ allow-list (FLOWER_ALLOW_IPS).
@@ -140,7 +140,7 @@ def start_nginx(nginx_bin, site, nginx_ports, web_server, flower_server, static_
 
 
 def start_tls_nginx(nginx_bin, web_server, flower_server, static_root, tmp_path_factory, nginx_ports=None,
-                    flower_allow_ips=""):
+                    flower_allow_ips="127.0.0.0/8"):
     """sites/https.conf (production), started and answering TLS, on fresh ports unless NGINX_PORTS are given.
     Returns (server, https port, cafile)."""
     nginx_ports = nginx_ports or tools.NginxPorts(tools.free_port(), tools.free_port())

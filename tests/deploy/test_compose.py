@@ -144,7 +144,9 @@ def test_development_renders_from_a_fresh_clone_without_env_file(docker_compose,
     result = tools.compose_config("docker-compose.yml", None, docker_compose, project_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     data = tools.yaml_to_data(result.stdout, docker_compose)
-    assert data["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "admin:admin"
+    # A development login strong enough for nginx's start-up check, from private addresses only.
+    assert data["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "flower-ops:development-only-flower-pw"
+    assert data["services"]["nginx"]["environment"]["FLOWER_ALLOW_IPS"] == "127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 
 
 def _seconds(duration):
@@ -308,3 +310,96 @@ def test_the_single_host_stack_is_unchanged_by_the_sender_host_service(prod_comp
     assert services[SENDER_HOST]["environment"]["DATABASE_URL"] == \
         services["celery_worker_sender"]["environment"]["DATABASE_URL"]
     assert started_by_up(services, ["celery_worker_sender"]) == {"celery_worker_sender", "db", "redis", "web"}
+
+
+# --- issue 22, item 7: production passes every setting it reads ---------------------------------------------
+
+# Variables settings.py reads that production deliberately leaves to their defaults, each with the reason.
+NOT_FOR_PRODUCTION = {
+    "MAIL_SINK_PORT": "the local mail sink of `make run` and the development stack",
+    "MAIL_SINK_DIR": "the local mail sink of `make run` and the development stack",
+    "SES_SNS_TRUSTED_CERTIFICATES": "test-only: certificates of tests that sign their own SNS messages",
+    "STATIC_ROOT": "the image's collected files (Dockerfile); web serves them from the static volume",
+    "CELERY_BROKER_URL": "REDIS_URL, which production passes",
+    "CELERY_RESULT_BACKEND": "REDIS_URL, which production passes",
+    "MEDIA_ROOT": "the media volume is mounted at the default path (/app/var/media)",
+}
+# .env.example variables only the production file reads (a separate database and Redis, Redis's password).
+PRODUCTION_ONLY = {"POSTGRES_HOST", "REDIS_HOST", "REDIS_PASSWORD", "FRONTEND_SUBNET"}
+# .env.example variables read by something other than settings.py, and where.
+APP_ONLY_SERVICES = ["web", "celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender", "celery_beat"]
+
+
+def settings_variables():
+    """Every environment variable mailer_project/settings.py reads (env.*("NAME"), _required_in_production)."""
+    import ast
+
+    tree = ast.parse((tools.ROOT / "mailer_project" / "settings.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
+            continue
+        func = ast.unparse(node.func)
+        if (func.startswith("env.") or func in ("env", "_required_in_production", "os.environ.get", "os.getenv")) \
+                and re.fullmatch(r"[A-Z][A-Z0-9_]+", str(node.args[0].value)):
+            names.add(node.args[0].value)
+    return names
+
+
+def env_example_variables():
+    text = (tools.ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))
+
+
+def test_the_settings_variables_are_found():
+    found = settings_variables()
+    assert {"SECRET_KEY", "DATABASE_URL", "SES_SNS_TOPIC_ARNS", "TEST_EMAILS_PER_USER_PER_HOUR"} <= found
+    assert set(NOT_FOR_PRODUCTION) <= found  # no stale exception
+
+
+@pytest.mark.parametrize("compose", ["dev_compose", "prod_compose"])
+def test_every_setting_reaches_every_app_service(compose, request):
+    services = request.getfixturevalue(compose)["services"]
+    wanted = settings_variables() - set(NOT_FOR_PRODUCTION)
+    missing = {name: sorted(wanted - set(services[name].get("environment") or {})) for name in APP_ONLY_SERVICES}
+    assert missing == {name: [] for name in APP_ONLY_SERVICES}
+
+
+@pytest.mark.parametrize("compose_file", ["docker-compose.yml", "docker-compose.prod.yml"])
+def test_every_variable_of_env_example_is_passed_on_by_both_compose_files(compose_file):
+    """A value set in .env reaches a container only through ${NAME} in the compose file (production has no
+    env_file, and .env stays out of the image)."""
+    text = (tools.ROOT / compose_file).read_text()
+    # WEB_PORT, FLOWER_PORT: `make run`'s ports. DATABASE_URL, REDIS_URL: both files build them from their own
+    # services (and POSTGRES_*, REDIS_PASSWORD). DEBUG: production sets it to False, whatever .env says.
+    exempt = set(NOT_FOR_PRODUCTION) | {"WEB_PORT", "FLOWER_PORT", "DATABASE_URL", "REDIS_URL"}
+    exempt |= {"DEBUG"} if "prod" in compose_file else PRODUCTION_ONLY
+    unused = sorted(name for name in env_example_variables() - exempt if not re.search(r"\$\{" + name + r"\b", text))
+    assert unused == []
+
+
+def test_the_env_example_lists_every_setting():
+    assert sorted(settings_variables() - env_example_variables() - {"STATIC_ROOT", "CELERY_BROKER_URL",
+                                                                    "CELERY_RESULT_BACKEND", "SECURE_SSL_REDIRECT",
+                                                                    "SECURE_HSTS_SECONDS"}) == []
+
+
+# --- issue 22, item 8: proxies and Flower deny by default ---------------------------------------------------
+
+def test_gunicorn_trusts_forwarded_headers_only_from_the_proxy_network(prod_compose):
+    services, networks = prod_compose["services"], prod_compose["networks"]
+    [subnet] = [entry["subnet"] for entry in networks["frontend"]["ipam"]["config"]]
+    assert services["web"]["environment"]["FORWARDED_ALLOW_IPS"] == subnet == "172.30.240.0/24"
+    assert "frontend" in services["nginx"]["networks"]
+    config = {}
+    exec((tools.ROOT / "docker" / "gunicorn.conf.py").read_text(), {"__file__": "gunicorn.conf.py"}, config)
+    assert config["forwarded_allow_ips"] == "127.0.0.1,::1"  # without the variable: this machine only, never "*"
+
+
+def test_the_default_flower_user_is_not_admin(docker_compose, tmp_path):
+    env_file = write_env_file(tmp_path / "prod.env", {**PRODUCTION_SECRETS, "SENDGRID_API_KEY": "SG.key"})
+    result = tools.compose_config("docker-compose.prod.yml", env_file, docker_compose)
+    services = tools.yaml_to_data(result.stdout, docker_compose)["services"]
+    assert services["nginx"]["environment"]["FLOWER_USER"] == "flower-ops"
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith("flower-ops:")
+    assert services["nginx"]["environment"]["FLOWER_ALLOW_IPS"] == ""  # empty: nobody reaches /flower/

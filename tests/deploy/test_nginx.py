@@ -288,3 +288,11 @@ def test_mail_sink_container_healthcheck_is_a_port_probe(flower_server, producti
 
     assert run_probe(production_env, "tcp", str(flower_server.port)).returncode == 0
     assert run_probe(production_env, "tcp", str(free_port())).returncode == 1
+
+
+def test_the_web_version_keeps_no_referrer_through_nginx(nginx_tls):
+    """Issue 22, item 11: nginx replaced Django's Referrer-Policy of /w/ with the site's same-origin."""
+    for path in ("/w/not-a-token/", "/w/"):
+        response = nginx_tls().get(path)
+        assert response.all("Referrer-Policy") == ["no-referrer"], (path, response.status)
+    assert nginx_tls().get("/archive/").all("Referrer-Policy") == ["same-origin"]

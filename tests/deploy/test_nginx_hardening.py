@@ -179,12 +179,12 @@ def test_flower_login_hashing_works_with_busybox_alone(tmp_path):
         (applets / applet).symlink_to(busybox)
     login = tmp_path / "htpasswd" / "flower"
     result = subprocess.run([str(applets / "sh"), str(tools.ROOT / "nginx/docker-entrypoint.d/40-flower-htpasswd.sh")],
-                            env={"PATH": str(applets), "FLOWER_USER": "ops", "FLOWER_PASSWORD": "pw with spaces",
+                            env={"PATH": str(applets), "FLOWER_USER": "ops", "FLOWER_PASSWORD": "pw with spaces and more",
                                  "FLOWER_HTPASSWD_FILE": str(login)}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     user, hashed = login.read_text().strip().split(":", 1)
     salt = hashed.split("$")[2]
-    again = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input="pw with spaces",
+    again = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input="pw with spaces and more",
                            capture_output=True, text=True, check=True).stdout.strip()
     assert (user, hashed) == ("ops", again)
 
@@ -201,11 +201,36 @@ def test_flower_allow_list_refuses_other_addresses_before_the_login(nginx_flower
 
 def test_flower_allow_list_refuses_anything_but_addresses(tmp_path):
     result = subprocess.run(["sh", str(tools.ROOT / "nginx/docker-entrypoint.d/40-flower-htpasswd.sh")],
-                            env={"PATH": "/usr/bin:/bin", "FLOWER_PASSWORD": "pw",
+                            env={"PATH": "/usr/bin:/bin", "FLOWER_PASSWORD": "a-long-enough-flower-password",
                                  "FLOWER_HTPASSWD_FILE": str(tmp_path / "flower"),
                                  "FLOWER_ALLOW_IPS": "10.0.0.1; include /etc/passwd"}, capture_output=True, text=True)
     assert result.returncode != 0
     assert "not an address or CIDR range" in result.stderr
+
+
+def run_flower_login_script(tmp_path, **env):
+    access = tmp_path / "flower-access.conf"
+    result = subprocess.run(["sh", str(tools.ROOT / "nginx/docker-entrypoint.d/40-flower-htpasswd.sh")],
+                            env={"PATH": "/usr/bin:/bin", "FLOWER_HTPASSWD_FILE": str(tmp_path / "flower"),
+                                 "FLOWER_ACCESS_FILE": str(access), **env}, capture_output=True, text=True)
+    return result, access
+
+
+def test_an_empty_flower_allow_list_lets_nobody_in(tmp_path):
+    """Issue 22, item 8: deny by default."""
+    result, access = run_flower_login_script(tmp_path, FLOWER_PASSWORD="a-long-enough-flower-password")
+    assert result.returncode == 0, result.stderr
+    rules = [line for line in access.read_text().splitlines() if not line.startswith("#")]
+    assert rules == ["deny all;"]
+    assert (tmp_path / "flower").read_text().startswith("flower-ops:")  # the default user is not admin
+
+
+@pytest.mark.parametrize("user, password", [("ops", "admin"), ("ops", "short-password"), ("ops", ""),
+                                            ("flower-team", "flower-team-password-2026")])
+def test_a_weak_flower_password_stops_the_start(tmp_path, user, password):
+    result, access = run_flower_login_script(tmp_path, FLOWER_USER=user, FLOWER_PASSWORD=password)
+    assert result.returncode != 0 and ("too weak" in result.stderr or "must be set" in result.stderr)
+    assert not (tmp_path / "flower").exists() and not access.exists()
 
 
 # --- item 9: tokens kept out of the access logs ---------------------------------------------------------

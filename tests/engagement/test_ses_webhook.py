@@ -42,8 +42,8 @@ SIGNED_KEYS = {  # AWS: the keys of each Type, in byte order; Subject only when 
 }
 
 
-def make_certificate(key):
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.test")])
+def make_certificate(key, common_name="sns.amazonaws.com"):
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.timezone.utc)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
                    .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
@@ -242,7 +242,8 @@ def test_a_replayed_message_changes_nothing(signer, smtp_campaign):
 @pytest.mark.parametrize("tamper", [
     "unsigned", "forged", "message changed", "subject added", "certificate host", "certificate over http",
     "lookalike host", "certificate port", "stale", "future", "other topic", "no topics configured",
-    "signature version 3", "garbage signature", "trusted certificate unreadable"])
+    "signature version 3", "garbage signature", "trusted certificate unreadable", "s3 bucket host",
+    "region label made up", "certificate query string", "certificate fragment", "empty query string"])
 def test_a_refused_message_changes_nothing(signer, smtp_campaign, settings, recorded, tamper):
     _, (ann, *_) = smtp_campaign
     event = complaint(ann)
@@ -255,11 +256,18 @@ def test_a_refused_message_changes_nothing(signer, smtp_campaign, settings, reco
         message["Message"] = message["Message"].replace("abuse", "fraud")
     elif tamper == "subject added":
         message["Subject"] = "Amazon SES Email Event Notification"
-    elif tamper in ("certificate host", "certificate over http", "lookalike host", "certificate port"):
+    elif tamper in ("certificate host", "certificate over http", "lookalike host", "certificate port", "s3 bucket host",
+                    "region label made up", "certificate query string", "certificate fragment", "empty query string"):
         url = {"certificate host": "https://sns.us-east-1.evil.test/SimpleNotificationService-0123.pem",
                "certificate over http": CERT_URL.replace("https:", "http:"),
                "lookalike host": CERT_URL.replace(".amazonaws.com/", ".amazonaws.com.evil.test/"),
-               "certificate port": CERT_URL.replace(".amazonaws.com/", ".amazonaws.com:8443/")}[tamper]
+               "certificate port": CERT_URL.replace(".amazonaws.com/", ".amazonaws.com:8443/"),
+               # S3 serves buckets at <bucket>.s3.amazonaws.com: anyone may own a bucket named "sns".
+               "s3 bucket host": CERT_URL.replace("sns.us-east-1.", "sns.s3."),
+               "region label made up": CERT_URL.replace("sns.us-east-1.", "sns.my-bucket-name."),
+               "certificate query string": CERT_URL + "?nonce=1",
+               "certificate fragment": CERT_URL + "#x",
+               "empty query string": CERT_URL + "?"}[tamper]
         message = signer.sign({**signer.envelope("Notification", Message=json.dumps(event)), "SigningCertURL": url})
     elif tamper == "stale":  # properly signed, but older than any SNS retry: a captured message replayed later
         message = signer.notification(event, timestamp=time.time() - sns.MAX_AGE_SECONDS - 60)
@@ -285,6 +293,39 @@ def test_a_refused_message_changes_nothing(signer, smtp_campaign, settings, reco
     assert not Suppression.objects.exists()
     if tamper not in ("forged", "message changed", "subject added"):  # refused before any certificate is fetched
         assert recorded() == []
+
+
+def test_the_answer_is_the_same_whatever_the_topic(signer, smtp_campaign, settings):
+    _, (ann, *_) = smtp_campaign
+    event = json.dumps(complaint(ann))
+    other_topic = signer.post(signer.sign(signer.envelope("Notification", topic=TOPIC + "-other", Message=event)))
+    forged = signer.post(signer.notification(complaint(ann),
+                                             key=rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    settings.SES_SNS_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:another"]
+    ours_unconfigured = signer.post(signer.notification(complaint(ann)))
+    answers = {(r.status_code, r.content) for r in (other_topic, forged, ours_unconfigured)}
+    assert answers == {(403, b'{"error": "' + sns.REFUSED.encode() + b'"}')}
+
+
+def test_a_fetched_certificate_whose_subject_is_not_sns_is_refused(smtp_campaign, settings, tmp_path, monkeypatch):
+    signer = SnsSigner()
+    signer.certificate = make_certificate(signer.key, common_name="attacker.example")
+    certificate = tmp_path / "other.pem"
+    certificate.write_text(signer.certificate)
+    record = tmp_path / "sns.jsonl"
+    record.touch()
+    settings.SES_SNS_TOPIC_ARNS, settings.SES_SNS_TRUSTED_CERTIFICATES = [TOPIC], []
+    real_get = sns.http_get
+    _, (ann, *_) = smtp_campaign
+    with running("sns_api", "--record-file", record, "--certificate", certificate) as (_, port):
+        monkeypatch.setattr(sns, "http_get", lambda url: real_get(
+            urlsplit(url)._replace(scheme="http", netloc=f"127.0.0.1:{port}").geturl()))
+        sns._fetched_certificate.cache_clear()
+        before = state()
+        response = signer.post(signer.notification(complaint(ann)))
+    sns._fetched_certificate.cache_clear()
+    assert response.status_code == 403 and response.json()["error"] == sns.REFUSED
+    assert state() == before and not Suppression.objects.exists()
 
 
 def test_a_certificate_from_sns_is_fetched_once_and_verifies(signer, smtp_campaign, settings, recorded):

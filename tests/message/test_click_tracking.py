@@ -1,5 +1,8 @@
 """Open pixel and click redirects through real HTTP requests: signed tokens, no open redirect."""
 
+import contextlib
+import signal
+
 import pytest
 from django.core import signing
 
@@ -31,6 +34,43 @@ def test_only_absolute_http_links_without_merge_tags_are_tracked():
                  'href="{{ unsubscribe_url }}"'):
         assert kept in rewritten
     assert rewritten.index("{{ _t_open }}") < rewritten.index("</body>")
+
+
+def test_hrefs_are_read_as_a_browser_reads_a_start_tag():
+    html = ('<a title="a>b" href="https://acme.test/1">x</a> <A\nHREF=\'https://acme.test/2\'>y</A> '
+            '<a data-href="https://not.test/" href="https://acme.test/3" href="https://not.test/second">z</a> '
+            '<abbr href="https://not.test/abbr">q</abbr> <a href=https://not.test/unquoted>u</a>')
+    assert click_tracking.campaign_links(html) == ["https://acme.test/1", "https://acme.test/2", "https://acme.test/3"]
+    rewritten, count = click_tracking.tracked_html(html)
+    assert count == 3 and '<a title="a>b" href="{{ _t_click_0 }}">' in rewritten
+    assert 'data-href="https://not.test/" href="{{ _t_click_2 }}" href="https://not.test/second"' in rewritten
+
+
+@contextlib.contextmanager
+def no_longer_than(seconds):
+    """Fails the test if the block runs past SECONDS: a generous bound (the scans below take well under a
+    second; the quadratic pattern they replace took hours), not a speed assertion (benchmarks/ has that)."""
+    def give_up(signum, frame):
+        raise AssertionError(f"still scanning after {seconds} s: the scan is not linear")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("pathological", ["<a " * 100_000, "<!-- " + "<a " * 100_000 + "-->", "<a href=\"" * 100_000,
+                                          "<a " + "x=" * 100_000, "<a title='" * 100_000])
+def test_pathological_html_is_scanned_in_linear_time_and_the_links_after_it_still_count(pathological):
+    html = pathological + '> <a href="https://acme.test/after">After</a>'
+    with no_longer_than(60):
+        assert click_tracking.campaign_links("<a " * 100_000) == []
+        links = click_tracking.campaign_links(html)
+        rewritten, count = click_tracking.tracked_html(html)
+    assert len(links) == count and rewritten.startswith(pathological[:1000])
 
 
 @pytest.fixture

@@ -153,3 +153,34 @@ def test_unsubscribing_logs_no_address(caplog):
 def test_for_log_is_escape_of_mask():
     assert for_log(f"{ADDRESS}\n") == "j***@example.org\\x0a"
     assert RecipientImport  # imported for the fixtures above
+
+
+def test_the_sendgrid_key_in_python_http_clients_debug_log_is_masked(fake_sendgrid, settings):
+    """Issue 22, item 11: at DEBUG, python_http_client logs each request's headers, the API key among them."""
+    import io
+    import logging.config
+
+    from django.conf import settings as django_settings
+
+    from campaigns.sending.providers.sendgrid import SendGridProvider
+
+    logging.config.dictConfig(django_settings.LOGGING)  # as production configures it (a test may have changed it)
+    [console] = [h for h in logging.getLogger().handlers if any(isinstance(f, LogSafeFilter) for f in h.filters)]
+    library = logging.getLogger("python_http_client")
+    stream = io.StringIO()
+    previous = console.setStream(stream)
+    level, console_level = library.level, console.level
+    library.setLevel(logging.DEBUG)
+    console.setLevel(logging.DEBUG)
+    try:
+        SendGridProvider(api_key=settings.SENDGRID_API_KEY).send_batch(
+            make_batch([(1, ADDRESS, "John", "Doe", {})]))
+    finally:
+        library.setLevel(level)
+        console.setLevel(console_level)
+        console.setStream(previous)
+    written = stream.getvalue()
+    assert "HEADERS:" in written and "Authorization" in written  # the library did log them, at DEBUG
+    assert fake_sendgrid.api_key.split(".", 1)[1] not in written
+    assert "'Authorization': 'Bearer ***'" in written
+    assert_log_safe(written)

@@ -33,6 +33,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from campaigns.exceptions import AuthenticationRefused, ClaimLost, ProviderRefused, RateLimited, RecipientsRejected, TemporaryError
+from campaigns.security.logsafe import excerpt
 from campaigns.sending import ratelimit
 from campaigns.sending.providers.base import (
     DeliveryResult,
@@ -90,9 +91,10 @@ def _error_messages(body):
     try:
         errors = json.loads(body or b"{}").get("errors") or []
     except (ValueError, AttributeError):
-        return [], (body or b"")[:500].decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        # Not SendGrid's JSON (a proxy's page, anything): a short escaped excerpt, never the whole body.
+        return [], excerpt(body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or ""))
     summary = "; ".join(f"{e.get('field') or 'request'}: {e.get('message')}" for e in errors if isinstance(e, dict))
-    return errors, summary
+    return errors, excerpt(summary, limit=500)
 
 
 class SendGridProvider(Provider):

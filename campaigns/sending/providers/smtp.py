@@ -39,6 +39,7 @@ from campaigns.exceptions import (
     TemporaryError,
 )
 from campaigns.message.signed_links import bounce_token
+from campaigns.security.destinations import plaintext_auth_refusal
 from campaigns.sending import ratelimit
 from campaigns.sending.providers.base import DeliveryResult, Outcome, Provider, ascii_domain, list_unsubscribe_headers
 from campaigns.sending.providers.smtp_replies import Phase, Scope, classify, uniform_refusal
@@ -429,6 +430,9 @@ class SmtpProvider(Provider):
 
     def connect_and_log_in(self):
         """A connection through EHLO, STARTTLS (or implicit TLS) and AUTH; smtplib's errors as they are."""
+        refusal = plaintext_auth_refusal(self.host, self.security, self.username)
+        if refusal:  # before connecting: the password must not cross the network readable
+            raise smtplib.SMTPNotSupportedError(refusal)
         connection_class = smtplib.SMTP_SSL if self.security == self.TLS else smtplib.SMTP
         extra = {"context": ssl.create_default_context()} if self.security == self.TLS else {}
         conn = connection_class(self.host, self.port, local_hostname=DNS_NAME.get_fqdn(), timeout=self.timeout,
