@@ -36,7 +36,7 @@ def grant_variant_permissions(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0013_background_runs'),
+        ('campaigns', '0015_early_evidence_and_held_refusals'),
         ('auth', '0012_alter_user_first_name_max_length'),
         ('contenttypes', '0002_remove_content_type_name'),
     ]
