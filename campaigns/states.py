@@ -70,8 +70,8 @@ def transition(campaign_id, name, where=None, **fields):
     return spec.target
 
 
-def schedule(campaign_id, when):
-    return transition(campaign_id, "schedule", scheduled_at=when)
+def schedule(campaign_id, when, **fields):
+    return transition(campaign_id, "schedule", scheduled_at=when, **fields)
 
 
 def unschedule(campaign_id):

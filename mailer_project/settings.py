@@ -76,6 +76,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "csp",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "campaigns",
 ]
 
@@ -229,6 +232,38 @@ ALLOWED_FROM_DOMAINS = env.list("ALLOWED_FROM_DOMAINS", default=[])
 TEST_EMAILS_PER_USER_PER_HOUR = env.int("TEST_EMAILS_PER_USER_PER_HOUR", default=30)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
+
+# --- REST API (campaigns/api/, docs/api.md) -----------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["campaigns.api.authentication.BearerTokenAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["campaigns.api.permissions.StaffChecks"],
+    "DEFAULT_THROTTLE_CLASSES": ["campaigns.api.throttling.PerTokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "campaigns.api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "campaigns.api.errors.handle",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Bulk mailer API",
+    "DESCRIPTION": "Campaigns, recipients, sending, results and webhooks. Guide: docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {"CampaignStatusEnum": "campaigns.models.Campaign.Status",
+                            "DeliveryStatusEnum": "campaigns.models.DeliveryLog.Status",
+                            "RunStatusEnum": "campaigns.models.BackgroundRun.Status"},
+}
+# Requests per token (per user for the admin's session) and period: sec, min, hour or day.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="600/min")
+# How long a POST's Idempotency-Key is remembered, with its first answer.
+IDEMPOTENCY_KEY_HOURS = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
 
 # --- Campaigns ---------------------------------------------------------------------------------
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=200)

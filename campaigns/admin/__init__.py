@@ -6,12 +6,14 @@ methods, and every staff action runs through staff_actions.perform.
 
 from django.contrib import admin
 
+from campaigns.admin.api_tokens import ApiTokenAdmin
 from campaigns.admin.campaigns import CampaignAdmin, EmailTemplateAdmin
 from campaigns.admin.delivery_logs import DeliveryLogAdmin, RecipientAdmin
 from campaigns.admin.imports import RecipientImportAdmin
 from campaigns.admin.sending_accounts import SendingAccountAdmin, SendingPoolAdmin
 from campaigns.admin.suppression import SuppressionAdmin
 from campaigns.models import (
+    ApiToken,
     Campaign,
     DeliveryLog,
     EmailTemplate,
@@ -30,3 +32,4 @@ admin.site.register(RecipientImport, RecipientImportAdmin)
 admin.site.register(Suppression, SuppressionAdmin)
 admin.site.register(SendingAccount, SendingAccountAdmin)
 admin.site.register(SendingPool, SendingPoolAdmin)
+admin.site.register(ApiToken, ApiTokenAdmin)

@@ -259,7 +259,7 @@ class CampaignAdmin(admin.ModelAdmin):
                               messages.WARNING)
         elif when:
             try:
-                self.message_user(request, services.schedule(form.instance.pk, when), messages.SUCCESS)
+                self.message_user(request, services.schedule(form.instance.pk, when, user_id=request.user.pk), messages.SUCCESS)
             except REFUSALS as refusal:
                 self.message_user(request, f"Saved, but not scheduled: {refusal}", messages.WARNING)
 
@@ -316,7 +316,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def schedule(self, request, campaign):
         return perform(self, request, allowed=self.has_send_permission(request, campaign),
                        form=partial(ScheduleForm, request.POST), label="Schedule",
-                       call=lambda when: done(services.schedule(campaign.pk, when)),
+                       call=lambda when: done(services.schedule(campaign.pk, when, user_id=request.user.pk)),
                        done_url=change_url(campaign.pk))
 
     def send_test_email(self, request, campaign):
