@@ -10,6 +10,7 @@ import logging
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -43,6 +44,9 @@ def _domain_refusal(exc):
 
 
 def handle(exc, context):
+    request = context.get("request")
+    if request is not None:  # an error is JSON whatever was asked for (text/csv included)
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
     refusal = _domain_refusal(exc)
     if refusal:
         return Response(body(refusal[1], str(exc)), status=refusal[0])
