@@ -1,8 +1,9 @@
-"""The Celery app: three queues, routed by task module.
+"""The Celery app: four queues, routed by task module.
 
-`scheduler` decides what to send and when (starting campaigns, the sweep); `senders` only sends
-batches and is the queue to scale out; `imports` reads uploaded recipient files, which can take
-minutes, so that they never hold up the other two.
+`scheduler` decides what to send and when (starting campaigns, the sweep, completion reports);
+`senders` only sends batches and is the queue to scale out; `imports` reads uploaded recipient files,
+which can take minutes, so that they never hold up the other two; `webhooks` delivers outbound webhooks,
+whose receivers may be slow or down, so that they never delay sending.
 """
 
 import os
@@ -19,14 +20,16 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 SCHEDULER_QUEUE = "scheduler"
 SENDERS_QUEUE = "senders"
 IMPORTS_QUEUE = "imports"
+WEBHOOKS_QUEUE = "webhooks"
 
 app.conf.update(
-    task_queues=(Queue(SCHEDULER_QUEUE), Queue(SENDERS_QUEUE), Queue(IMPORTS_QUEUE)),
+    task_queues=(Queue(SCHEDULER_QUEUE), Queue(SENDERS_QUEUE), Queue(IMPORTS_QUEUE), Queue(WEBHOOKS_QUEUE)),
     task_default_queue=SCHEDULER_QUEUE,
     task_routes={
         "campaigns.tasks.scheduler.*": {"queue": SCHEDULER_QUEUE},
         "campaigns.tasks.imports.*": {"queue": IMPORTS_QUEUE},
         "campaigns.tasks.senders.*": {"queue": SENDERS_QUEUE},
+        "campaigns.tasks.webhooks.*": {"queue": WEBHOOKS_QUEUE},
     },
     # A task is acknowledged only when it has finished, so a killed worker's task is redelivered;
     # every task is therefore written to be safe to run twice (imports opt out: see tasks/imports.py).

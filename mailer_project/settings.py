@@ -265,7 +265,23 @@ API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="600/min")
 # How long a POST's Idempotency-Key is remembered, with its first answer.
 IDEMPOTENCY_KEY_HOURS = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
 
+# --- Outbound webhooks (campaigns/webhooks/, docs/api.md "Webhooks") ----------------------------
+# Allow webhook URLs on private, loopback and link-local addresses (tests and local development only).
+WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5)
+# Only the first bytes of a receiver's answer are read (and kept with the attempt).
+WEBHOOK_MAX_ANSWER_BYTES = env.int("WEBHOOK_MAX_ANSWER_BYTES", default=4096)
+# Events per request (delivery events come in bursts of a batch).
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
+# Retries wait this many seconds, then five times longer after each failure (at most 10 hours), for
+# up to WEBHOOK_RETRY_FOR_SECONDS (3 days); an endpoint failing for WEBHOOK_DISABLE_AFTER_SECONDS is disabled.
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=5)
+WEBHOOK_RETRY_FOR_SECONDS = env.int("WEBHOOK_RETRY_FOR_SECONDS", default=3 * 86400)
+WEBHOOK_DISABLE_AFTER_SECONDS = env.int("WEBHOOK_DISABLE_AFTER_SECONDS", default=86400)
+
 # --- Campaigns ---------------------------------------------------------------------------------
+# Who gets every campaign's completion report, besides the staff member who scheduled it (comma-separated).
+CAMPAIGN_REPORT_RECIPIENTS = env.list("CAMPAIGN_REPORT_RECIPIENTS", default=[])
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=200)
 # An open sooner than this after delivery (or sending) is a machine's: scanners and prefetchers open
 # within seconds, people do not (campaigns.engagement.opens_and_clicks, docs/follow-ups-and-ab-tests.md).

@@ -12,6 +12,7 @@ from campaigns.admin.delivery_logs import DeliveryLogAdmin, RecipientAdmin
 from campaigns.admin.imports import RecipientImportAdmin
 from campaigns.admin.sending_accounts import SendingAccountAdmin, SendingPoolAdmin
 from campaigns.admin.suppression import SuppressionAdmin
+from campaigns.admin.webhooks import WebhookEndpointAdmin, WebhookMessageAdmin
 from campaigns.models import (
     ApiToken,
     Campaign,
@@ -22,6 +23,8 @@ from campaigns.models import (
     SendingAccount,
     SendingPool,
     Suppression,
+    WebhookEndpoint,
+    WebhookMessage,
 )
 
 admin.site.register(EmailTemplate, EmailTemplateAdmin)
@@ -33,3 +36,5 @@ admin.site.register(Suppression, SuppressionAdmin)
 admin.site.register(SendingAccount, SendingAccountAdmin)
 admin.site.register(SendingPool, SendingPoolAdmin)
 admin.site.register(ApiToken, ApiTokenAdmin)
+admin.site.register(WebhookEndpoint, WebhookEndpointAdmin)
+admin.site.register(WebhookMessage, WebhookMessageAdmin)

@@ -8,7 +8,7 @@ merge tag or file). Anything else DRF knows (401, 403, 404, 405, 415, 429) keeps
 import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -47,6 +47,8 @@ def handle(exc, context):
     request = context.get("request")
     if request is not None:  # an error is JSON whatever was asked for (text/csv included)
         request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
     refusal = _domain_refusal(exc)
     if refusal:
         return Response(body(refusal[1], str(exc)), status=refusal[0])

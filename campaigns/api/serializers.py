@@ -19,7 +19,11 @@ from campaigns.models import (
     SendingAccount,
     SendingPool,
     Suppression,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
 )
+from campaigns.webhooks.events import EVENT_TYPES
 
 COUNTERS = ("total_recipients", "sent_count", "failed_count", "skipped_count", "unknown_count", "delivered_count",
             "opened_count", "machine_opened_count", "clicked_count", "bounced_count", "complained_count",
@@ -101,14 +105,8 @@ class ImportFileSerializer(serializers.Serializer):
 
 
 class ScheduleSerializer(serializers.Serializer):
-    at = serializers.DateTimeField(help_text="When to start, ISO 8601 with a time zone offset.")
-
-    def validate_at(self, value):
-        from django.utils import timezone
-
-        if timezone.is_naive(value):
-            raise serializers.ValidationError("Give a time zone offset, e.g. 2026-12-01T09:00:00+01:00.")
-        return value
+    at = serializers.DateTimeField(help_text="When to start, ISO 8601, e.g. 2026-12-01T09:00:00+01:00; without "
+                                             "an offset, in the server's TIME_ZONE.")
 
 
 class TestSendSerializer(serializers.Serializer):
@@ -230,3 +228,39 @@ class VariantSerializer(serializers.ModelSerializer):
         model = CampaignVariant
         fields = ("id", "letter", "subject", "from_name", "html_body", "text_body", "updated_at")
         read_only_fields = ("updated_at",)
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    events = serializers.ListField(child=serializers.ChoiceField(choices=EVENT_TYPES), min_length=1)
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("id", "url", "description", "events", "enabled", "disabled_reason", "failing_since", "created_at",
+                  "updated_at")
+        read_only_fields = ("disabled_reason", "failing_since", "created_at", "updated_at")
+
+
+class NewWebhookEndpointSerializer(WebhookEndpointSerializer):
+    """The answer to a create: the only time the signing secret is shown."""
+
+    secret = serializers.CharField(read_only=True, help_text="whsec_…: verify each request's signature with it.")
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = (*WebhookEndpointSerializer.Meta.fields, "secret")
+
+
+class WebhookAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = ("at", "status_code", "response_head", "error", "duration_ms")
+
+
+class WebhookMessageSerializer(serializers.ModelSerializer):
+    webhook_id = serializers.CharField(read_only=True)
+    attempt_log = WebhookAttemptSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = WebhookMessage
+        fields = ("id", "webhook_id", "endpoint", "status", "event_count", "attempts", "next_attempt_at", "created_at",
+                  "delivered_at", "attempt_log")
+        read_only_fields = fields

@@ -14,6 +14,8 @@ router.register("imports", views.ImportViewSet, basename="import")
 router.register("suppressions", views.SuppressionViewSet, basename="suppression")
 router.register("sending-accounts", views.SendingAccountViewSet, basename="sending-account")
 router.register("sending-pools", views.SendingPoolViewSet, basename="sending-pool")
+router.register("webhook-endpoints", views.WebhookEndpointViewSet, basename="webhook-endpoint")
+router.register("webhook-messages", views.WebhookMessageViewSet, basename="webhook-message")
 router.register(r"campaigns/(?P<campaign_pk>\d+)/variants", views.VariantViewSet, basename="variant")
 
 urlpatterns = [

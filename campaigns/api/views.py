@@ -37,8 +37,11 @@ from campaigns.models import (
     SendingAccount,
     SendingPool,
     Suppression,
+    WebhookEndpoint,
+    WebhookMessage,
 )
 from campaigns.security import permissions
+from campaigns.webhooks import endpoints
 
 SPREADSHEET_TYPES = {"text/csv": ".csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
                      "application/vnd.ms-excel": ".xls"}
@@ -458,3 +461,43 @@ class VariantViewSet(viewsets.ModelViewSet, ApiViewSet):
     def perform_destroy(self, variant):
         self.editable_campaign()
         variant.delete()
+
+
+class WebhookEndpointViewSet(viewsets.ModelViewSet, ApiViewSet):
+    """Outbound webhook endpoints: the signing secret is in the create's answer only."""
+
+    queryset = WebhookEndpoint.objects.all()
+    serializer_class = s.WebhookEndpointSerializer
+    pagination_class = ByIdCursor
+    checks = {"list": checks.view_of("webhookendpoint"), "retrieve": checks.view_of("webhookendpoint"),
+              "create": permissions.can_manage_webhooks, "update": permissions.can_manage_webhooks,
+              "partial_update": permissions.can_manage_webhooks, "destroy": permissions.can_manage_webhooks}
+
+    @extend_schema(responses={201: s.NewWebhookEndpointSerializer})
+    def create(self, request, *args, **kwargs):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        endpoint, secret = endpoints.create(request.user, data["url"], data["events"], data.get("description", ""),
+                                            data.get("enabled", True))
+        return Response({**s.WebhookEndpointSerializer(endpoint).data, "secret": secret}, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        serializer.instance = endpoints.update(serializer.instance, **serializer.validated_data)
+
+
+class WebhookMessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """What was sent to the endpoints, each attempt with its answer; replay sends a message again."""
+
+    queryset = WebhookMessage.objects.prefetch_related("attempt_log")
+    serializer_class = s.WebhookMessageSerializer
+    pagination_class = NewestFirstCursor
+    checks = {"list": checks.view_of("webhookendpoint"), "retrieve": checks.view_of("webhookendpoint"),
+              "replay": permissions.can_manage_webhooks}
+
+    @extend_schema(request=None, responses=s.MessageSerializer)
+    @action(detail=True, methods=["post"])
+    def replay(self, request, pk=None):
+        message = self.get_object()
+        endpoints.replay([message.pk])
+        return Response({"message": f"Webhook message {message.webhook_id} is sent again now."})

@@ -16,6 +16,7 @@ PERIODIC_TASKS = {
     "Sweep: start due campaigns, recover stale claims": ("campaigns.tasks.scheduler.sweep",
                                                          settings.SWEEP_INTERVAL_SECONDS),
     "Imports: remove finished uploads, fail abandoned imports": ("campaigns.tasks.imports.tidy_uploads", 3600),
+    "Webhooks: deliver due messages and retries": ("campaigns.tasks.webhooks.deliver_webhooks", 60),
 }
 
 

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from campaigns.experiments import ab_tests
+from campaigns.notifications import completion_report
 from campaigns.operations import health
 from campaigns.sending import pipeline
 from campaigns.sending import sweep as sweeping
@@ -26,3 +27,9 @@ def sweep():
 @shared_task
 def send_ab_winner(campaign_id):
     return ab_tests.send_winner(campaign_id)
+
+
+@shared_task
+def send_completion_report(campaign_id):
+    """Queued by campaigns.states once a campaign's completion, failure or cancellation commits."""
+    return completion_report.send_completion_report(campaign_id)

@@ -20,6 +20,7 @@ from campaigns.audience.importing.service import import_recipients, mark_failed
 from campaigns.exceptions import CampaignError, ImportRefused
 from campaigns.models import Campaign, RecipientImport
 from campaigns.security.logsafe import for_log
+from campaigns.webhooks import events as webhook_events
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +66,13 @@ def import_upload(recipient_import_id: int, check_mx: bool = False) -> dict | No
         report = import_recipients(record, progress=progress, check_mx=check_mx)
     except ImportRefused as refusal:
         logger.info("Import %s into campaign %s refused: %s", record.pk, record.campaign_id, for_log(refusal))
+        webhook_events.record_import(record.pk, succeeded=False)
         return {"error": str(refusal)}
     finally:
         progress.close()
         remove_finished_uploads(record.pk)
     logger.info("Import %s into campaign %s succeeded: %s", record.pk, record.campaign_id, report.summary_line())
+    webhook_events.record_import(record.pk, succeeded=True)
     return {"summary": report.summary_line()}
 
 
@@ -77,6 +80,7 @@ def mark_stopped(recipient_import_id: int, reason: str) -> None:
     """An import's run ended without finishing: mark it failed with REASON (unless it succeeded)."""
     if mark_failed(recipient_import_id, reason):
         logger.warning("Import %s stopped: %s", recipient_import_id, for_log(reason))
+        webhook_events.record_import(recipient_import_id, succeeded=False)
     remove_finished_uploads(recipient_import_id)
 
 
