@@ -211,6 +211,8 @@ class CampaignAdmin(admin.ModelAdmin):
                      ("Web version", {"fields": ("public_archive",), "description": (
                          "Every email can link to its own web version with {{ web_url }}. The public archive "
                          "(/archive/) lists the sent campaigns marked here, rendered with sample data only.")}),
+                     # Who gets it may be decided after sending too (docs/api.md, "The completion report").
+                     ("Completion report", {"fields": ("completion_report",)}),
                      ("A/B test", {"fields": AB_FIELDS, "classes": () if editable else ("collapse",), "description": (
                          "With a test share above 0 and two to four variants below, that share of the recipients "
                          "is split evenly at random between the variants; when the wait ends, the variant with "

@@ -110,7 +110,7 @@ class ScheduleSerializer(serializers.Serializer):
 
 
 class TestSendSerializer(serializers.Serializer):
-    addresses = serializers.ListField(child=serializers.CharField(max_length=320), min_length=1, max_length=10)
+    addresses = serializers.ListField(child=serializers.CharField(max_length=320), min_length=1, max_length=5)
 
     def validate_addresses(self, addresses):
         for address in addresses:
