@@ -9,6 +9,7 @@ import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -67,6 +68,7 @@ def handle(exc, context):
     return response
 
 
+@csrf_exempt  # a POST to no endpoint is a 404 like any other, not the CSRF failure page
 def not_found(request, *args, **kwargs):
     """Any /api/ URL that names nothing: JSON like every other answer."""
     return JsonResponse(body("not_found", "No API endpoint at this address."), status=404)
