@@ -11,14 +11,12 @@ import logging
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count
+from django.db import connection
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from campaigns.message.rendering import compile_campaign
-from campaigns.models import Campaign, DeliveryLog
-from campaigns.sending.chain import send_with_fallback
-from campaigns.sending.providers.base import Batch, OutgoingMessage, Outcome
+from campaigns.models import Campaign
+from campaigns.notifications.mail import send_to_staff
 from campaigns.stats import CampaignStats
 
 logger = logging.getLogger(__name__)
@@ -31,12 +29,21 @@ def recipients_of(campaign):
     return list(dict.fromkeys(a.strip().lower() for a in [*people, *settings.CAMPAIGN_REPORT_RECIPIENTS] if a.strip()))
 
 
+# Reasons grouped with the recipient's address taken out (an SMTP reply often names it), so that one reason
+# counts once for every recipient it refused, and no address is in the report.
+FAILURE_REASONS = r"""
+SELECT left(regexp_replace(last_error, '<?[^\s<>@]+@[^\s<>]+>?', '<address>', 'g'), 300) AS reason, count(*)
+FROM campaigns_deliverylog
+WHERE campaign_id = %s AND status IN ('failed', 'unknown') AND last_error <> ''
+GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s
+"""
+
+
 def failure_reasons(campaign_id, limit=TOP_REASONS):
     """The most frequent reasons of failed and unknown deliveries: [(reason, count)]."""
-    rows = (DeliveryLog.objects.filter(campaign_id=campaign_id, status__in=(DeliveryLog.Status.FAILED,
-                                                                            DeliveryLog.Status.UNKNOWN))
-            .exclude(last_error="").values("last_error").annotate(n=Count("id")).order_by("-n", "last_error")[:limit])
-    return [(row["last_error"][:300], row["n"]) for row in rows]
+    with connection.cursor() as cursor:
+        cursor.execute(FAILURE_REASONS, [campaign_id, limit])
+        return cursor.fetchall()
 
 
 def report_context(campaign):
@@ -45,11 +52,6 @@ def report_context(campaign):
     return {"campaign": campaign, "figures": figures, "rates": rates, "status": campaign.get_status_display(),
             "duration": figures.as_dict()["duration"], "reasons": failure_reasons(campaign.pk),
             "url": f"{settings.SITE_URL}/admin/campaigns/campaign/{campaign.pk}/change/"}
-
-
-def _no_tags(text, html=False):
-    """The report is rendered already: nothing in it (a campaign's name, a reason) may read as a merge tag."""
-    return text.replace("{", "&#123;") if html else text.replace("{{", "{ {")
 
 
 def send_completion_report(campaign_id):
@@ -63,15 +65,10 @@ def send_completion_report(campaign_id):
     if not addresses or not cache.add(f"completion-report:{campaign_id}:{ended}", 1, timeout=SENT_KEY_DAYS * 86400):
         return []
     context = report_context(campaign)
-    subject = f"Campaign {campaign.get_status_display().lower()}: {campaign.name}"
-    compiled = compile_campaign(_no_tags(subject),
-                                _no_tags(render_to_string("campaigns/reports/completion_report.html", context), True),
-                                _no_tags(render_to_string("campaigns/reports/completion_report.txt", context)))
-    batch = Batch(campaign_id=campaign_id, from_email=settings.DEFAULT_FROM_EMAIL, reply_to="", compiled=compiled,
-                  messages=[OutgoingMessage(delivery_id=0, email=a, context={"email": a}) for a in addresses],
-                  categories=("completion-report",))
-    provider, results = send_with_fallback(batch)
-    sent = [m.email for m, r in zip(batch.messages, results) if r.outcome == Outcome.SENT]
+    provider, sent = send_to_staff(
+        addresses, f"Campaign {campaign.get_status_display().lower()}: {campaign.name}",
+        render_to_string("campaigns/reports/completion_report.txt", context),
+        render_to_string("campaigns/reports/completion_report.html", context), campaign_id, "completion-report")
     logger.info("Campaign %s completion report sent via %s to %s of %s recipients at %s", campaign_id, provider,
                 len(sent), len(addresses), timezone.now().isoformat())
     return sent

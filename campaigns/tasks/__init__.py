@@ -4,4 +4,4 @@ Each task is a thin shell over one plain function.
 """
 
 from campaigns.tasks import scheduler, senders  # noqa: F401
-from campaigns.tasks import imports  # noqa: F401
+from campaigns.tasks import imports, webhooks  # noqa: F401

@@ -6,7 +6,7 @@ call, so two workers never send one message at once. A message is delivered at l
 other than 2xx (or none) is retried with exponential backoff until WEBHOOK_RETRY_FOR_SECONDS (3 days)
 after it was made; every attempt is recorded with its status and the answer's first bytes. An endpoint
 whose every attempt has failed for WEBHOOK_DISABLE_AFTER_SECONDS (a day) is disabled and whoever
-registered it is told by email.
+registered it is told by email (campaigns.notifications.mail).
 """
 
 import json
@@ -15,12 +15,12 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+from campaigns.notifications.mail import send_to_staff
 from campaigns.webhooks import events, safety, signing
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,9 @@ def pack(limit_messages=100):
                 if not rows:
                     break
                 body = json.dumps({"events": [
-                    {"id": f"evt_{event_id}", "type": kind, "timestamp": created.isoformat(), "data": data}
+                    # Django reads jsonb as text (its JSONField decodes it), so the data is decoded here.
+                    {"id": f"evt_{event_id}", "type": kind, "timestamp": created.isoformat(),
+                     "data": json.loads(data) if isinstance(data, str) else data}
                     for _, event_id, kind, data, created in sorted(rows, key=lambda r: r[1])]}, default=str)
                 WebhookMessage.objects.filter(pk=rows[0][0]).update(body=body)
             made += 1
@@ -63,7 +65,7 @@ def pack(limit_messages=100):
 
 def retry_delay(attempts):
     """The wait after the ATTEMPTS-th failed attempt: 5 s, 25 s, 2 min, 10 min, 52 min, 4 h, then 10 h."""
-    seconds = settings.WEBHOOK_RETRY_BASE_SECONDS * 5 ** (attempts - 1)
+    seconds = settings.WEBHOOK_RETRY_BASE_SECONDS * 5 ** min(attempts - 1, 12)
     return min(timedelta(seconds=seconds), MAX_RETRY_DELAY)
 
 
@@ -130,10 +132,13 @@ def _note_failure(endpoint_id, now):
         staff = [endpoint.created_by.email] if endpoint.created_by and endpoint.created_by.email else []
         staff += [a for a in settings.CAMPAIGN_REPORT_RECIPIENTS if a not in staff]
         if staff:
-            send_mail(f"Webhook endpoint disabled: {endpoint}", f"{reason}\n\nEndpoint: {endpoint.url}\n"
-                      f"Enable it again in the admin once it answers; its waiting messages are sent then.\n"
-                      f"{settings.SITE_URL}/admin/campaigns/webhookendpoint/{endpoint.pk}/change/",
-                      None, staff, fail_silently=True)
+            try:
+                send_to_staff(staff, f"Webhook endpoint disabled: {endpoint}",
+                              f"{reason}\n\nEndpoint: {endpoint.url}\nEnable it again in the admin once it "
+                              f"answers; its waiting messages are sent then.\n"
+                              f"{settings.SITE_URL}/admin/campaigns/webhookendpoint/{endpoint.pk}/change/")
+            except Exception:  # the notice is best effort: the endpoint is disabled and logged either way
+                logger.exception("Webhook endpoint %s: the notice to staff could not be sent", endpoint_id)
 
 
 def deliver_due(max_seconds=50):
