@@ -4,5 +4,6 @@ the rate limit (throttling.py), Idempotency-Key (idempotency.py), one error shap
 serializers, views and urls. Each view calls one plain function of the app.
 
 May import: models, exceptions, states, services, stats, security, audience, message, experiments and
-webhooks. Nothing of the app imports it but the URLconf, the admin and the management commands.
+webhooks. Nothing of the app imports it but the URLconf, the admin, the management commands and the
+scheduler's tasks (the hourly clean-up of Idempotency-Keys).
 """

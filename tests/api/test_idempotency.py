@@ -77,3 +77,13 @@ def test_a_refused_request_keeps_no_key(db):
     viewer = client_for("Viewer")
     assert viewer.post("/api/v1/campaigns/", BODY, HTTP_IDEMPOTENCY_KEY="v").status_code == 403
     assert not IdempotencyKey.objects.exists()  # checked before the key: a refusal stores nothing
+
+
+def test_expired_keys_are_forgotten_by_the_hourly_clean_up(api_client):
+    from campaigns.tasks.scheduler import forget_idempotency_keys
+
+    api_client.post("/api/v1/campaigns/", BODY, HTTP_IDEMPOTENCY_KEY="old")
+    api_client.post("/api/v1/campaigns/", BODY, HTTP_IDEMPOTENCY_KEY="new")
+    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=25))
+    assert forget_idempotency_keys() == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
