@@ -67,6 +67,12 @@ OPERATIONS = [
     ("get", "/api/v1/sending-pools/", None, VIEW, {}),
     ("post", "/api/v1/sending-pools/", {"name": "p2", "accounts": []}, OPERATOR, {}),
     ("delete", "/api/v1/sending-pools/{pool}/", None, OPERATOR, {}),
+    ("patch", "/api/v1/sending-pools/{pool}/", {"name": "renamed"}, OPERATOR, {}),
+    ("get", "/api/v1/webhook-endpoints/", None, OPERATOR, {}),
+    ("post", "/api/v1/webhook-endpoints/", {"url": "https://hooks.example.invalid/x", "events": ["campaign.paused"]},
+     OPERATOR, {}),
+    ("get", "/api/v1/webhook-messages/", None, OPERATOR, {}),
+    ("post", "/api/v1/webhook-messages/1/replay/", None, OPERATOR, {}),
     ("get", "/api/schema/", None, VIEW, {}),
 ]
 

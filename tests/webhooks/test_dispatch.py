@@ -133,3 +133,20 @@ def test_no_event_is_recorded_while_no_endpoint_wants_it(private_urls_allowed, r
     assert not WebhookEvent.objects.exists()
     assert events.record_delivery_results([1, 2, 3]) == 0
     assert Campaign.objects.get(pk=campaign.pk).status == "paused"
+
+
+def test_engagement_and_unsubscribes_are_events_too(private_urls_allowed, receiver, db):
+    from campaigns.audience.suppression import unsubscribe
+    from campaigns.engagement.opens_and_clicks import record_click
+    from tests.admin.conftest import add_logs
+
+    endpoint_for(receiver, ["delivery.clicked", "delivery.unsubscribed"])
+    campaign = CampaignFactory(status="completed")
+    log, = add_logs(campaign, ["sent"], sent_at=timezone.now() - timedelta(hours=1))
+    record_click(log.pk, "https://shop.example.com/")
+    record_click(log.pk, "https://shop.example.com/")  # a second click is not a first click
+    unsubscribe(log.pk)
+    unsubscribe(log.pk)
+    dispatch.deliver_due()
+    got = [(e["type"], e["data"]["delivery_id"]) for e in receiver.events()]
+    assert got == [("delivery.clicked", log.pk), ("delivery.unsubscribed", log.pk)]
