@@ -322,7 +322,10 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Ret
         if int(request.META.get("CONTENT_LENGTH") or 0) > settings.IMPORT_MAX_UPLOAD_MB * 2**20:
             raise ValidationError({"file": [f"The body is larger than the {settings.IMPORT_MAX_UPLOAD_MB} MB limit."]})
         file, name, sheet, check_mx = self._upload(request)
-        record = uploads.queue_import(request.user, campaign, file, name, sheet, check_mx)
+        try:
+            record = uploads.queue_import(request.user, campaign, file, name, sheet, check_mx)
+        finally:
+            file.close()  # a raw body's temporary file (storage may have moved it; close() allows that)
         return Response(s.RecipientImportSerializer(record, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED)
 
