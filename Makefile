@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo clean-var bench-admin bench-send bench-import bench-webhook bench-bounces
+.PHONY: run test demo clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 ## The admin at scale: page times on an almost empty database, then with 1M delivery logs (ratios).
 bench-admin: $(STAMP)
 	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/admin_bench.py
+
+## The API at 1M delivery logs (stats/, delivery-logs/, CSV) against the admin's pages, and the webhook dispatcher.
+bench-api: $(STAMP)
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/api_bench.py $(ARGS)
 
 ## One whole campaign on throwaway servers: a starter template, sample_recipients.csv, sent now.
 demo: $(STAMP)

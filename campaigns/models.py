@@ -6,10 +6,12 @@ import re
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import MD5, Coalesce
+from django.utils.timezone import now as timezone_now
 
 from campaigns.audience.validators import (
     refuse_line_breaks,
@@ -107,6 +109,12 @@ class Campaign(models.Model):
     last_progress_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
+    # Who last scheduled it (or sent it now): the completion report goes to them.
+    scheduled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+", editable=False)
+    completion_report = models.BooleanField(
+        default=True, help_text="Email a report when it completes, fails or is cancelled, to whoever scheduled it "
+                                "and CAMPAIGN_REPORT_RECIPIENTS.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -784,3 +792,127 @@ class UnreadBounce(models.Model):
 
     def __str__(self):
         return f"{self.subject or '(no subject)'} ({self.reason})"
+
+class ApiToken(models.Model):
+    """A personal API token (campaigns.api.authentication): only its SHA-256 is stored, the token itself is
+    shown once. `prefix` (the token's first characters) finds the row; the hash proves the rest."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What it is for, e.g. 'CRM sync'.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self):
+        return f"{self.name or 'token'} ({self.prefix}…)"
+
+
+class IdempotencyKey(models.Model):
+    """The first answer to a POST sent with an Idempotency-Key (campaigns.api.idempotency). The row is
+    inserted before the request acts, so a concurrent duplicate meets the unique constraint and never acts."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=2000)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)  # None: the first request is running
+    body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key", "method", "path"],
+                                               name="idempotencykey_unique_request")]
+        indexes = [models.Index(fields=["created_at"], name="idempotencykey_created_idx")]
+
+
+class WebhookEndpoint(models.Model):
+    """Where outbound webhooks go (campaigns.webhooks): a URL, the event types it wants, and the secret its
+    requests are signed with (Standard Webhooks), encrypted at rest and shown once."""
+
+    url = models.URLField(max_length=2000, help_text="https://… (private addresses are refused unless "
+                                                     "WEBHOOK_ALLOW_PRIVATE_URLS is set).")
+    description = models.CharField(max_length=200, blank=True)
+    events = ArrayField(models.CharField(max_length=40), help_text="Event types sent to it.")
+    enabled = models.BooleanField(default=True)
+    secret = EncryptedTextField(editable=False)
+    disabled_reason = models.TextField(blank=True, editable=False)
+    # Since when every attempt failed (empty: the last one succeeded); a day of it disables the endpoint.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.description or self.url
+
+
+class WebhookMessage(models.Model):
+    """One request to an endpoint carrying one or more events (delivery events are batched): its id
+    (`webhook-id`, the same on every retry), body, and where its delivery stands."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed (gave up)"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="messages")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    body = models.TextField()
+    event_count = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone_now)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["next_attempt_at"], name="webhookmessage_due_idx",
+                                condition=Q(status="pending"))]
+
+    @property
+    def webhook_id(self):
+        return f"msg_{self.pk}"
+
+    def __str__(self):
+        return f"{self.webhook_id} to endpoint {self.endpoint_id} ({self.status})"
+
+
+class WebhookEvent(models.Model):
+    """The outbox: one event for one endpoint, written in the same transaction as the change it reports
+    (campaigns.webhooks.events); packed into a WebhookMessage when sent."""
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="+", db_index=False)
+    type = models.CharField(max_length=40)
+    data = models.JSONField()
+    created_at = models.DateTimeField(default=timezone_now)
+    message = models.ForeignKey(WebhookMessage, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="events")
+
+    class Meta:
+        indexes = [models.Index(fields=["endpoint", "id"], name="webhookevent_unsent_idx",
+                                condition=Q(message__isnull=True))]
+
+
+class WebhookAttempt(models.Model):
+    """One try at delivering a message: the answer's status and its first bytes, or the error."""
+
+    message = models.ForeignKey(WebhookMessage, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField(default=timezone_now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_head = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]

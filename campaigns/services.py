@@ -59,8 +59,9 @@ def _eta_if_near(campaign_id, when):
         enqueue_start(campaign_id, eta=when)
 
 
-def schedule(campaign_id, when):
-    """Schedule a draft (or reschedule a scheduled) campaign for WHEN, a timezone-aware datetime."""
+def schedule(campaign_id, when, user_id=None):
+    """Schedule a draft (or reschedule a scheduled) campaign for WHEN, a timezone-aware datetime; USER_ID
+    (who scheduled it) gets its completion report."""
     if timezone.is_naive(when):
         raise CampaignError("The schedule needs a time zone: give an aware datetime.")
     found = Campaign.objects.filter(pk=campaign_id).values_list("from_email", "segment").first()
@@ -75,15 +76,15 @@ def schedule(campaign_id, when):
         raise CampaignError(f"Campaign #{campaign_id}'s audience matches no recipient ({segments.describe(segment)}): "
                             "change it before scheduling.")
     with transaction.atomic():
-        states.schedule(campaign_id, when)
+        states.schedule(campaign_id, when, **({"scheduled_by_id": user_id} if user_id else {}))
         _eta_if_near(campaign_id, when)
     local = timezone.localtime(when)
     logger.info("Campaign %s scheduled for %s", campaign_id, local.isoformat())
     return f"Scheduled for {local:%Y-%m-%d %H:%M %Z}."
 
 
-def send_now(campaign_id):
-    schedule(campaign_id, timezone.now())
+def send_now(campaign_id, user_id=None):
+    schedule(campaign_id, timezone.now(), user_id=user_id)
     return "Sending starts now."
 
 

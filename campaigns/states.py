@@ -7,13 +7,19 @@ transition. A caller that loses gets `IllegalTransition` with the campaign's act
 
 from dataclasses import dataclass
 
+from celery import current_app
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.exceptions import IllegalTransition
 from campaigns.models import Campaign
+from campaigns.webhooks import events as webhook_events
 
 S = Campaign.Status
+# A campaign ending in one of these gets its completion report (campaigns.reports), sent by this task.
+REPORTED = (S.COMPLETED, S.FAILED, S.CANCELLED)
+REPORT_TASK = "campaigns.tasks.scheduler.send_completion_report"
 
 
 @dataclass(frozen=True)
@@ -67,11 +73,15 @@ def transition(campaign_id, name, where=None, **fields):
     if not changed:
         actual = Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
         raise IllegalTransition(campaign_id, spec, actual)
+    # Its outbound webhook event (in the caller's transaction), and the completion report once it commits.
+    webhook_events.record_transition(campaign_id, name)
+    if spec.target in REPORTED:
+        transaction.on_commit(lambda: current_app.send_task(REPORT_TASK, args=[campaign_id]))
     return spec.target
 
 
-def schedule(campaign_id, when):
-    return transition(campaign_id, "schedule", scheduled_at=when)
+def schedule(campaign_id, when, **fields):
+    return transition(campaign_id, "schedule", scheduled_at=when, **fields)
 
 
 def unschedule(campaign_id):

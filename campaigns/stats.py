@@ -346,6 +346,14 @@ def clicks_per_link(campaign: Campaign, limit=20):
     return [(link.url, link.clickers, round(100 * link.clickers / base, 1) if base else None) for link in links]
 
 
+def campaign_figures(campaign: Campaign) -> dict:
+    """Every figure of the campaign page, for the API: status, counters, rates, what is sending now and the
+    most clicked links."""
+    return {"status": campaign.status, **CampaignStats.of(campaign).as_dict(), **sending_now(campaign),
+            "clicks_per_link": [{"url": url, "clickers": clickers, "percent": percent}
+                                for url, clickers, percent in clicks_per_link(campaign)]}
+
+
 # --- admin index ---------------------------------------------------------------------------------
 
 LIVE = (Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED)

@@ -1,9 +1,10 @@
 """The Celery app: four queues, routed by task module.
 
-`scheduler` decides what to send and when (starting campaigns, the sweep); `senders` only sends
-batches and is the queue to scale out; `imports` reads uploaded recipient files, which can take
-minutes, so that they never hold up the other two; `bounces` reads the sending accounts' bounce
-mailboxes, so that a slow mail server holds up nothing else.
+`scheduler` decides what to send and when (starting campaigns, the sweep, completion reports);
+`senders` only sends batches and is the queue to scale out; `imports` reads uploaded recipient files,
+which can take minutes, so that they never hold up the other two; `bounces` reads the sending accounts'
+bounce mailboxes, so that a slow mail server holds up nothing else; `webhooks` delivers outbound
+webhooks, whose receivers may be slow or down, so that they never delay sending.
 """
 
 import os
@@ -21,15 +22,18 @@ SCHEDULER_QUEUE = "scheduler"
 SENDERS_QUEUE = "senders"
 IMPORTS_QUEUE = "imports"
 BOUNCES_QUEUE = "bounces"
+WEBHOOKS_QUEUE = "webhooks"
 
 app.conf.update(
-    task_queues=(Queue(SCHEDULER_QUEUE), Queue(SENDERS_QUEUE), Queue(IMPORTS_QUEUE), Queue(BOUNCES_QUEUE)),
+    task_queues=(Queue(SCHEDULER_QUEUE), Queue(SENDERS_QUEUE), Queue(IMPORTS_QUEUE), Queue(BOUNCES_QUEUE),
+                 Queue(WEBHOOKS_QUEUE)),
     task_default_queue=SCHEDULER_QUEUE,
     task_routes={
         "campaigns.tasks.scheduler.*": {"queue": SCHEDULER_QUEUE},
         "campaigns.tasks.imports.*": {"queue": IMPORTS_QUEUE},
         "campaigns.tasks.senders.*": {"queue": SENDERS_QUEUE},
         "campaigns.tasks.bounces.*": {"queue": BOUNCES_QUEUE},
+        "campaigns.tasks.webhooks.*": {"queue": WEBHOOKS_QUEUE},
     },
     # A task is acknowledged only when it has finished, so a killed worker's task is redelivered;
     # every task is therefore written to be safe to run twice (imports opt out: see tasks/imports.py).

@@ -17,6 +17,10 @@ from csp.middleware import CSPMiddleware
 
 EMAIL_HTML_PAGES = re.compile(r"^(/admin/campaigns/campaign/(add|\d+/change|\d+/preview)|/w/[^/]+|/archive/\d+)/$")
 EMAIL_HTML_DIRECTIVES = {"style-src": [SELF, UNSAFE_INLINE], "img-src": [SELF, "data:", "https:"]}
+# The API's Swagger UI and Redoc pages (all their scripts from this site): both set inline styles from
+# their scripts, and Redoc searches in a web worker made from a blob.
+API_DOCS_PAGES = re.compile(r"^/api/(docs|redoc)/$")
+API_DOCS_DIRECTIVES = {"style-src": [SELF, UNSAFE_INLINE], "img-src": [SELF, "data:"], "worker-src": [SELF, "blob:"]}
 
 
 class MailerCSPMiddleware(CSPMiddleware):
@@ -24,4 +28,6 @@ class MailerCSPMiddleware(CSPMiddleware):
         parts = super().get_policy_parts(request, response, report_only)
         if EMAIL_HTML_PAGES.match(request.path_info):
             parts.replace = {**(parts.replace or {}), **EMAIL_HTML_DIRECTIVES}
+        elif API_DOCS_PAGES.match(request.path_info):
+            parts.replace = {**(parts.replace or {}), **API_DOCS_DIRECTIVES}
         return parts

@@ -76,6 +76,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "csp",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "campaigns",
 ]
 
@@ -233,7 +236,55 @@ SEGMENT_COUNTS_PER_USER_PER_MINUTE = env.int("SEGMENT_COUNTS_PER_USER_PER_MINUTE
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 UNSUBSCRIBE_MAILTO = env.str("UNSUBSCRIBE_MAILTO", default="")
 
+# --- REST API (campaigns/api/, docs/api.md) -----------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["campaigns.api.authentication.BearerTokenAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["campaigns.api.permissions.StaffChecks"],
+    "DEFAULT_THROTTLE_CLASSES": ["campaigns.api.throttling.PerTokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "campaigns.api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "campaigns.api.errors.handle",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Bulk mailer API",
+    "DESCRIPTION": "Campaigns, recipients, sending, results and webhooks. Guide: docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {"CampaignStatusEnum": "campaigns.models.Campaign.Status",
+                            "DeliveryStatusEnum": "campaigns.models.DeliveryLog.Status",
+                            "RunStatusEnum": "campaigns.models.BackgroundRun.Status"},
+}
+# Requests per token (per user for the admin's session) and period: sec, min, hour or day.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="600/min")
+# How long a POST's Idempotency-Key is remembered, with its first answer.
+IDEMPOTENCY_KEY_HOURS = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
+
+# --- Outbound webhooks (campaigns/webhooks/, docs/api.md "Webhooks") ----------------------------
+# Allow webhook URLs on private, loopback and link-local addresses (tests and local development only).
+WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5)
+# Only the first bytes of a receiver's answer are read (and kept with the attempt).
+WEBHOOK_MAX_ANSWER_BYTES = env.int("WEBHOOK_MAX_ANSWER_BYTES", default=4096)
+# Events per request (delivery events come in bursts of a batch).
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
+# Retries wait this many seconds, then five times longer after each failure (at most 10 hours), for
+# up to WEBHOOK_RETRY_FOR_SECONDS (3 days); an endpoint failing for WEBHOOK_DISABLE_AFTER_SECONDS is disabled.
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=5)
+WEBHOOK_RETRY_FOR_SECONDS = env.int("WEBHOOK_RETRY_FOR_SECONDS", default=3 * 86400)
+WEBHOOK_DISABLE_AFTER_SECONDS = env.int("WEBHOOK_DISABLE_AFTER_SECONDS", default=86400)
+
 # --- Campaigns ---------------------------------------------------------------------------------
+# Who gets every campaign's completion report, besides the staff member who scheduled it (comma-separated).
+CAMPAIGN_REPORT_RECIPIENTS = env.list("CAMPAIGN_REPORT_RECIPIENTS", default=[])
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=200)
 # An open sooner than this after delivery (or sending) is a machine's: scanners and prefetchers open
 # within seconds, people do not (campaigns.engagement.opens_and_clicks, docs/follow-ups-and-ab-tests.md).

@@ -9,6 +9,7 @@ admin.site.index_title = "Campaigns and delivery"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("campaigns.api.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("campaigns.urls")),

@@ -6,13 +6,16 @@ methods, and every staff action runs through staff_actions.perform.
 
 from django.contrib import admin
 
+from campaigns.admin.api_tokens import ApiTokenAdmin
 from campaigns.admin.campaigns import CampaignAdmin, EmailTemplateAdmin
 from campaigns.admin.delivery_logs import DeliveryLogAdmin, RecipientAdmin
 from campaigns.admin.imports import RecipientImportAdmin
 from campaigns.admin.sending_accounts import SendingAccountAdmin, SendingPoolAdmin
 from campaigns.admin.suppression import SuppressionAdmin
 from campaigns.admin.unread_bounces import UnreadBounceAdmin
+from campaigns.admin.webhooks import WebhookEndpointAdmin, WebhookMessageAdmin
 from campaigns.models import (
+    ApiToken,
     Campaign,
     DeliveryLog,
     EmailTemplate,
@@ -22,6 +25,8 @@ from campaigns.models import (
     SendingPool,
     Suppression,
     UnreadBounce,
+    WebhookEndpoint,
+    WebhookMessage,
 )
 
 admin.site.register(EmailTemplate, EmailTemplateAdmin)
@@ -33,3 +38,6 @@ admin.site.register(Suppression, SuppressionAdmin)
 admin.site.register(SendingAccount, SendingAccountAdmin)
 admin.site.register(SendingPool, SendingPoolAdmin)
 admin.site.register(UnreadBounce, UnreadBounceAdmin)
+admin.site.register(ApiToken, ApiTokenAdmin)
+admin.site.register(WebhookEndpoint, WebhookEndpointAdmin)
+admin.site.register(WebhookMessage, WebhookMessageAdmin)

@@ -217,6 +217,8 @@ class CampaignAdmin(admin.ModelAdmin):
                      ("Web version", {"fields": ("public_archive",), "description": (
                          "Every email can link to its own web version with {{ web_url }}. The public archive "
                          "(/archive/) lists the sent campaigns marked here, rendered with sample data only.")}),
+                     # Who gets it may be decided after sending too (docs/api.md, "The completion report").
+                     ("Completion report", {"fields": ("completion_report",)}),
                      ("A/B test", {"fields": AB_FIELDS, "classes": () if editable else ("collapse",), "description": (
                          "With a test share above 0 and two to four variants below, that share of the recipients "
                          "is split evenly at random between the variants; when the wait ends, the variant with "
@@ -290,7 +292,7 @@ class CampaignAdmin(admin.ModelAdmin):
                               messages.WARNING)
         elif when:
             try:
-                self.message_user(request, services.schedule(form.instance.pk, when), messages.SUCCESS)
+                self.message_user(request, services.schedule(form.instance.pk, when, user_id=request.user.pk), messages.SUCCESS)
             except REFUSALS as refusal:
                 self.message_user(request, f"Saved, but not scheduled: {refusal}", messages.WARNING)
 
@@ -347,7 +349,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def schedule(self, request, campaign):
         return perform(self, request, allowed=self.has_send_permission(request, campaign),
                        form=partial(ScheduleForm, request.POST), label="Schedule",
-                       call=lambda when: done(services.schedule(campaign.pk, when)),
+                       call=lambda when: done(services.schedule(campaign.pk, when, user_id=request.user.pk)),
                        done_url=change_url(campaign.pk))
 
     def send_test_email(self, request, campaign):

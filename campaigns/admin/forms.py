@@ -40,7 +40,8 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = ("name", "start_from", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
-                  "track_engagement", "public_archive", "pool", "ab_test_percent", "ab_metric", "ab_wait")
+                  "track_engagement", "public_archive", "completion_report", "pool", "ab_test_percent", "ab_metric",
+                  "ab_wait")
         widgets = {
             "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
             "html_body": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField campaign-html-body",

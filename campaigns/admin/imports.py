@@ -9,7 +9,6 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.db import transaction
 from django.http import FileResponse, Http404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -17,10 +16,11 @@ from django.urls import reverse
 from campaigns import services
 from campaigns.admin.delivery_logs import LedgerAdmin
 from campaigns.admin.staff_actions import Outcome, done
+from campaigns.audience.importing import uploads
 from campaigns.models import Campaign, RecipientImport
 
 ACCEPTED_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xls")
-IMPORTABLE_STATUSES = (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED)
+IMPORTABLE_STATUSES = uploads.IMPORTABLE_STATUSES
 FINISHED = (RecipientImport.Status.SUCCEEDED, RecipientImport.Status.FAILED)
 
 
@@ -83,15 +83,8 @@ def upload_page(request, admin_context, campaign, form):
 
 def start_import(user, campaign, *, file, sheet, check_mx) -> Outcome:
     """Stores the upload as a RecipientImport; a Celery task imports it once the row is committed."""
-    from campaigns.tasks.imports import import_recipients_file
-
-    with transaction.atomic():
-        record = RecipientImport.objects.create(
-            campaign=campaign, file=file, original_name=Path(file.name).name[:255], sheet=sheet or "",
-            created_by=user,
-        )
-        transaction.on_commit(lambda: import_recipients_file.delay(record.pk, bool(check_mx)))
-        unscheduled = services.unschedule_after_change(campaign.pk, user.pk, "the recipients (an import)")
+    record = uploads.queue_import(user, campaign, file, Path(file.name).name, sheet, check_mx)
+    unscheduled = services.unschedule_after_change(campaign.pk, user.pk, "the recipients (an import)")
     return done(unscheduled, messages.WARNING, url=reverse("admin:campaigns_campaign_import_status", args=[record.pk]))
 
 

@@ -1,6 +1,11 @@
-"""CSV cells that are safe to open in a spreadsheet (the delivery-log export, the rejected-rows report)."""
+"""CSV cells that are safe to open in a spreadsheet (the delivery-log export, the rejected-rows report),
+and the delivery-log export's rows (the admin's Export and the API's delivery-logs/ as text/csv)."""
+
+import csv
 
 from django.utils import timezone
+
+from campaigns.models import DeliveryLog
 
 # A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -15,3 +20,34 @@ def spreadsheet_safe(value):
         return timezone.localtime(value).isoformat()
     text = str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+DELIVERY_LOG_COLUMNS = (
+    ("email", "email"), ("recipient__first_name", "first_name"), ("recipient__last_name", "last_name"),
+    ("status", "status"), ("provider", "provider"), ("provider_message_id", "provider_message_id"),
+    ("attempts", "attempts"), ("last_error", "last_error"), ("sent_at", "sent_at"),
+    ("delivered_at", "delivered_at"), ("opened_at", "opened_at"),
+    ("machine_opened_at", "machine_opened_at"), ("clicked_at", "clicked_at"),
+    ("bounced_at", "bounced_at"), ("complained_at", "complained_at"), ("unsubscribed_at", "unsubscribed_at"),
+)
+CHUNK_SIZE = 5000
+
+
+class _Echo:
+    """A file-like object whose write() returns the line, so csv.writer feeds the stream directly."""
+
+    def write(self, value):
+        return value
+
+
+def delivery_log_rows(campaign_id, status=None):
+    """The CSV lines of a campaign's delivery logs (of one STATUS when given), read over a server-side cursor."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow([header for _, header in DELIVERY_LOG_COLUMNS])
+    logs = DeliveryLog.objects.filter(campaign_id=campaign_id)
+    if status:
+        logs = logs.filter(status=status)
+    rows = (logs.order_by("id").values_list(*(field for field, _ in DELIVERY_LOG_COLUMNS))
+            .iterator(chunk_size=CHUNK_SIZE))
+    for row in rows:
+        yield writer.writerow([spreadsheet_safe(value) for value in row])

@@ -22,6 +22,7 @@ from campaigns.audience.importing.reader import open_table
 from campaigns.audience.importing.validation import validate_emails
 from campaigns.exceptions import ImportRefused, SuppressionImportError, UnknownDelivery
 from campaigns.models import Campaign, DeliveryLog, Suppression
+from campaigns.webhooks import events as webhook_events
 
 R = Suppression.Reason
 ONE_CLICK_SOURCE = "one-click unsubscribe"
@@ -86,6 +87,7 @@ def unsubscribe(delivery_id, source=ONE_CLICK_SOURCE) -> Unsubscribed:
                           .update(unsubscribed_at=timezone.now()))
         if first_time:
             Campaign.objects.filter(pk=log["campaign_id"]).update(unsubscribed_count=F("unsubscribed_count") + 1)
+            webhook_events.record_delivery_events("delivery.unsubscribed", [delivery_id])
         # Always (re)suppress: staff may have removed the address since, but this is the recipient's own wish.
         suppress(log["email"], R.UNSUBSCRIBED, source, log["campaign_id"])
     return Unsubscribed(log["email"], log["campaign_id"], first_time)

@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from campaigns.models import Campaign
+from campaigns.webhooks import events as webhook_events
 
 # The user agent of Apple Mail Privacy Protection's prefetch: exactly this, nothing after it.
 MACHINE_USER_AGENT_EXACT = {"mozilla/5.0"}
@@ -87,7 +88,7 @@ SET_FIRST = """
 UPDATE campaigns_deliverylog AS d SET {column} = v.at
 FROM (SELECT id, min(at) AS at FROM unnest(%(ids)s::bigint[], %(at)s::timestamptz[]) AS v(id, at) GROUP BY id) AS v
 WHERE d.id = v.id AND d.{column} IS NULL
-RETURNING d.campaign_id, date_trunc('hour', v.at)
+RETURNING d.campaign_id, date_trunc('hour', v.at), d.id
 """
 
 CREATE_LINKS = """
@@ -155,28 +156,31 @@ def apply(cursor, opens: list[Open], clicks: list[Click]) -> dict[int, Counter]:
     counters: dict[int, Counter] = {}
     hours: dict[tuple, Counter] = {}
 
-    def count(rows, counter, bucket):
-        for campaign_id, hour in rows:
+    def count(rows, counter, bucket, event=None):
+        for campaign_id, hour, _ in rows:
             counters.setdefault(campaign_id, Counter())[counter] += 1
             hours.setdefault((campaign_id, hour), Counter())[bucket] += 1
+        if event:  # a person's first open, a first click: outbound webhooks, in this transaction
+            webhook_events.record_delivery_events(event, [delivery_id for _, _, delivery_id in rows])
 
     if opens:
         cursor.execute(FIRST_OPENS, {"ids": [o.delivery_id for o in opens], "ts": [o.at for o in opens],
                                      "flagged": [o.machine for o in opens],
                                      "seconds": float(settings.MACHINE_OPEN_SECONDS)})
         firsts = cursor.fetchall()
-        for column, counter, bucket, index in (("opened_at", "opened_count", "opens", 1),
-                                               ("machine_opened_at", "machine_opened_count", "machine_opens", 2)):
+        for column, counter, bucket, index, event in (
+                ("opened_at", "opened_count", "opens", 1, "delivery.opened"),
+                ("machine_opened_at", "machine_opened_count", "machine_opens", 2, None)):
             pairs = [(row[0], row[index]) for row in firsts if row[index] is not None]
             if pairs:
                 cursor.execute(SET_FIRST.format(column=column),
                                {"ids": [p[0] for p in pairs], "at": [p[1] for p in pairs]})
-                count(cursor.fetchall(), counter, bucket)
+                count(cursor.fetchall(), counter, bucket, event)
     if clicks:
         clicks = [Click(c.delivery_id, c.at, (c.url or "")[:URL_LIMIT]) for c in clicks]
         cursor.execute(SET_FIRST.format(column="clicked_at"),
                        {"ids": [c.delivery_id for c in clicks], "at": [_when(c.at) for c in clicks]})
-        count(cursor.fetchall(), "clicked_count", "clicks")
+        count(cursor.fetchall(), "clicked_count", "clicks", "delivery.clicked")
         with_url = [c for c in clicks if c.url]
         if with_url:
             _count_link_clicks(cursor, with_url)

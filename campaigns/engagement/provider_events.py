@@ -32,6 +32,7 @@ from campaigns.audience.suppression import normalize, suppress_many
 from campaigns.engagement import opens_and_clicks
 from campaigns.models import Campaign, Suppression
 from campaigns.sending.ledger import settle_unknown
+from campaigns.webhooks import events as webhook_events
 
 # Providers retry a failed delivery for up to a day (SendGrid) or an hour (SNS); ids are kept well beyond.
 EVENT_ID_RETENTION_DAYS = 7
@@ -48,6 +49,9 @@ FIRST_OCCURRENCE = {
 }
 # Opens and clicks are recorded by campaigns.engagement.opens_and_clicks (a person's or a machine's, per link, per hour).
 ENGAGEMENT = {"opened", "clicked"}
+# The first occurrences that are outbound webhook events (campaigns.webhooks.events).
+WEBHOOK_EVENTS = {"bounced_at": "delivery.bounced", "complained_at": "delivery.complained",
+                  "unsubscribed_at": "delivery.unsubscribed"}
 COUNTERS = (*(counter for _, counter in FIRST_OCCURRENCE.values()), "machine_opened_count")
 
 
@@ -120,7 +124,7 @@ UPDATE campaigns_deliverylog AS d SET {column} = v.at
 FROM (SELECT id, to_timestamp(min(ts)) AS at
       FROM unnest(%(ids)s::bigint[], %(ts)s::float8[]) AS e(id, ts) GROUP BY id) AS v
 WHERE d.id = v.id AND d.{column} IS NULL
-RETURNING d.campaign_id
+RETURNING d.campaign_id, d.id
 """
 
 NOTE_ERRORS = """
@@ -200,8 +204,11 @@ def apply_events(events: list[ProviderEvent], received: int | None = None, ignor
         for (column, counter), pairs in _by_first_occurrence(new_events, matches).items():
             cursor.execute(SET_FIRST_OCCURRENCE.format(column=column),
                            {"ids": [pk for pk, _ in pairs], "ts": [ts for _, ts in pairs]})
-            for (campaign_id,) in cursor.fetchall():
+            changed = cursor.fetchall()
+            for campaign_id, _ in changed:
                 counters[campaign_id][counter] += 1
+            if column in WEBHOOK_EVENTS:  # outbound webhooks, in this transaction
+                webhook_events.record_delivery_events(WEBHOOK_EVENTS[column], [pk for _, pk in changed])
         for campaign_id, counted in opens_and_clicks.apply(cursor, *_engagement(new_events, matches)).items():
             counters[campaign_id].update(counted)
         _note_errors(cursor, new_events, matches)

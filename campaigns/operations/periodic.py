@@ -17,6 +17,8 @@ PERIODIC_TASKS = {
                                                          settings.SWEEP_INTERVAL_SECONDS),
     "Imports: remove finished uploads, fail abandoned imports": ("campaigns.tasks.imports.tidy_uploads", 3600),
     "Bounces: read the sending accounts' bounce mailboxes": ("campaigns.tasks.bounces.poll_bounce_mailboxes", 60),
+    "Webhooks: deliver due messages and retries": ("campaigns.tasks.webhooks.deliver_webhooks", 60),
+    "API: forget expired Idempotency-Keys": ("campaigns.tasks.scheduler.forget_idempotency_keys", 3600),
 }
 
 

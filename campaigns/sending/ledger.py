@@ -24,9 +24,11 @@ from django.db.models import F
 from campaigns.audience import suppression
 from campaigns.models import Campaign, DeliveryLog, Suppression
 from campaigns.sending.providers.base import Outcome
+from campaigns.webhooks import events as webhook_events
 
 logger = logging.getLogger(__name__)
 D = DeliveryLog.Status
+RESULT_EVENTS = {"delivery.sent", "delivery.failed", "delivery.unknown"}
 
 # Every statement on a claimed batch names it by id and claim token, and only while it is sending.
 OWNED = ("campaigns_sendbatch.id = %(batch)s AND campaigns_sendbatch.claim_token = %(token)s::uuid "
@@ -342,9 +344,13 @@ class BatchLedger:
         rows = [row for row in rows if row[0] not in self.recorded]
         if not rows:
             return
-        with transaction.atomic() if bounced_ids else nullcontext():
+        # Outbound webhooks get their delivery events in the same transaction, only while an endpoint wants them.
+        webhooks = bool(webhook_events.subscribed_types() & RESULT_EVENTS)
+        with transaction.atomic() if bounced_ids or webhooks else nullcontext():
             written = run_prepared(WRITE_RESULTS, {**_columns(rows), **self._owned(campaign=self.campaign_id),
                                                    "counted": attempt_counted}).fetchall()
+            if webhooks:
+                webhook_events.record_delivery_results([pk for pk, status in written if status != D.PENDING])
             corrected = []
             if len(written) < len(rows):
                 owned = {pk for pk, _ in written}

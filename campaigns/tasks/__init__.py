@@ -3,5 +3,4 @@
 Each task is a thin shell over one plain function.
 """
 
-from campaigns.tasks import scheduler, senders  # noqa: F401
-from campaigns.tasks import bounces, imports  # noqa: F401
+from campaigns.tasks import bounces, imports, scheduler, senders, webhooks  # noqa: F401  # noqa: F401

@@ -2,7 +2,9 @@
 
 from celery import shared_task
 
+from campaigns.api import idempotency
 from campaigns.experiments import ab_tests
+from campaigns.notifications import completion_report
 from campaigns.operations import health
 from campaigns.sending import account_check, pipeline
 from campaigns.sending import sweep as sweeping
@@ -31,3 +33,15 @@ def send_ab_winner(campaign_id):
 @shared_task
 def check_account_connection(account_id):
     return account_check.run_check(account_id)
+
+
+@shared_task
+def send_completion_report(campaign_id):
+    """Queued by campaigns.states once a campaign's completion, failure or cancellation commits."""
+    return completion_report.send_completion_report(campaign_id)
+
+
+@shared_task
+def forget_idempotency_keys():
+    """Hourly: Idempotency-Keys older than IDEMPOTENCY_KEY_HOURS, with their answers."""
+    return idempotency.remove_expired()

@@ -9,7 +9,7 @@ from tests.deploy import tools
 from tests.deploy.conftest import PRODUCTION_SECRETS, write_env_file
 
 APP_SERVICES = ["web", "celery_worker_scheduler", "celery_worker_imports", "celery_worker_bounces",
-                "celery_worker_sender", "celery_beat", "flower"]
+                "celery_worker_sender", "celery_worker_webhooks", "celery_beat", "flower"]
 SENDER_HOST = "celery_worker_sender_host"  # sender workers for a host that runs nothing else
 
 
@@ -64,7 +64,7 @@ def test_workers_queues_and_concurrency(dev_compose, prod_compose):
 def test_every_long_running_service_has_a_healthcheck_and_waits_for_its_dependencies(compose_name, request):
     services = request.getfixturevalue(compose_name)["services"]
     for name in ("db", "redis", "web", "celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender",
-                 "flower", "nginx"):
+                 "celery_worker_webhooks", "flower", "nginx"):
         assert "healthcheck" in services[name], name
     assert "pg_isready" in healthcheck_command(services["db"])
     assert "redis-cli ping" in healthcheck_command(services["redis"])
@@ -72,9 +72,11 @@ def test_every_long_running_service_has_a_healthcheck_and_waits_for_its_dependen
     assert "inspect ping -d scheduler@$${HOSTNAME}" in healthcheck_command(services["celery_worker_scheduler"])
     assert "inspect ping -d sender@$${HOSTNAME}" in healthcheck_command(services["celery_worker_sender"])
     assert "inspect ping -d imports@$${HOSTNAME}" in healthcheck_command(services["celery_worker_imports"])
+    assert "inspect ping -d webhooks@$${HOSTNAME}" in healthcheck_command(services["celery_worker_webhooks"])
     assert services["web"]["depends_on"] == {"db": {"condition": "service_healthy"},
                                              "redis": {"condition": "service_healthy"}}
-    for name in ("celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender", "celery_beat"):
+    for name in ("celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender", "celery_worker_webhooks",
+                 "celery_beat"):
         # Workers and beat wait for web, which applies the migrations before it turns healthy.
         assert services[name]["depends_on"]["web"] == {"condition": "service_healthy"}, name
     assert services["nginx"]["depends_on"]["web"] == {"condition": "service_healthy"}

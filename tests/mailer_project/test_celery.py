@@ -13,7 +13,8 @@ def test_every_registered_task_of_ours_lands_on_its_modules_queue():
     assert ours, "no campaigns tasks registered"
     for name in ours:
         expected = name.split(".")[2]  # campaigns.tasks.<module>.<task>
-        expected = {"imports": "imports", "senders": "senders", "bounces": "bounces"}.get(expected, "scheduler")
+        expected = {"imports": "imports", "senders": "senders", "bounces": "bounces",
+                    "webhooks": "webhooks"}.get(expected, "scheduler")
         assert route_of(name) == expected, name
 
 
@@ -22,6 +23,7 @@ def test_routes_are_by_module():
     assert route_of("campaigns.tasks.scheduler.anything") == "scheduler"
     assert route_of("campaigns.tasks.imports.anything") == "imports"
     assert route_of("campaigns.tasks.bounces.anything") == "bounces"
+    assert route_of("campaigns.tasks.webhooks.anything") == "webhooks"
     assert route_of("some.other.task") == "scheduler"  # never the unconsumed default 'celery' queue
 
 

@@ -1,6 +1,6 @@
-"""Files uploaded in the admin: imported in the background, removed when they are no longer needed.
+"""Files uploaded in the admin or the API: imported in the background, removed when they are no longer needed.
 
-`import_upload` is what the Celery task runs; `mark_stopped` records why a run ended without finishing
+`queue_import` stores an upload and queues its import; `import_upload` is what the Celery task runs; `mark_stopped` records why a run ended without finishing
 (a time limit, a lost worker); `tidy_uploads` is the hourly clean-up.
 """
 
@@ -9,15 +9,18 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.audience.importing.progress import DatabaseProgress
 from campaigns.audience.importing.service import import_recipients, mark_failed
-from campaigns.exceptions import ImportRefused
-from campaigns.models import RecipientImport
+from campaigns.exceptions import CampaignError, ImportRefused
+from campaigns.models import Campaign, RecipientImport
 from campaigns.security.logsafe import for_log
+from campaigns.webhooks import events as webhook_events
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +29,26 @@ WORKER_STOPPED = ("The import worker stopped while reading this file, so nothing
                   "upload the file again.")
 # The hard limit leaves the soft one time to roll back and record the reason.
 HARD_TIME_LIMIT_MARGIN_SECONDS = 60
+IMPORT_TASK = "campaigns.tasks.imports.import_recipients_file"
+IMPORTABLE_STATUSES = (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED)
+
+
+def check_importable(campaign: Campaign) -> None:
+    if campaign.status not in IMPORTABLE_STATUSES:
+        raise CampaignError(f"Recipients can only be added to a draft or scheduled campaign; this one is "
+                            f"{campaign.get_status_display().lower()}.")
+
+
+def queue_import(user, campaign: Campaign, file, name: str, sheet: str = "", check_mx: bool = False) -> RecipientImport:
+    """Store FILE (an uploaded or in-memory file) as a RecipientImport of CAMPAIGN and queue its import
+    once the row is committed; its status and report are on the row."""
+    check_importable(campaign)
+    with transaction.atomic():
+        record = RecipientImport.objects.create(campaign=campaign, file=file, original_name=name[:255],
+                                                sheet=sheet or "", created_by=user)
+        transaction.on_commit(lambda: current_app.send_task(IMPORT_TASK, args=[record.pk, bool(check_mx)]))
+    logger.info("Import %s into campaign %s queued by user %s", record.pk, campaign.pk, getattr(user, "pk", None))
+    return record
 
 
 def import_upload(recipient_import_id: int, check_mx: bool = False) -> dict | None:
@@ -43,11 +66,13 @@ def import_upload(recipient_import_id: int, check_mx: bool = False) -> dict | No
         report = import_recipients(record, progress=progress, check_mx=check_mx)
     except ImportRefused as refusal:
         logger.info("Import %s into campaign %s refused: %s", record.pk, record.campaign_id, for_log(refusal))
+        webhook_events.record_import(record.pk, succeeded=False)
         return {"error": str(refusal)}
     finally:
         progress.close()
         remove_finished_uploads(record.pk)
     logger.info("Import %s into campaign %s succeeded: %s", record.pk, record.campaign_id, report.summary_line())
+    webhook_events.record_import(record.pk, succeeded=True)
     return {"summary": report.summary_line()}
 
 
@@ -55,6 +80,7 @@ def mark_stopped(recipient_import_id: int, reason: str) -> None:
     """An import's run ended without finishing: mark it failed with REASON (unless it succeeded)."""
     if mark_failed(recipient_import_id, reason):
         logger.warning("Import %s stopped: %s", recipient_import_id, for_log(reason))
+        webhook_events.record_import(recipient_import_id, succeeded=False)
     remove_finished_uploads(recipient_import_id)
 
 
