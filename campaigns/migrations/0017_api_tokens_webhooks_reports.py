@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0013_background_runs'),
+        ('campaigns', '0016_security_second_round'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
