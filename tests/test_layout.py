@@ -14,7 +14,7 @@ APP = ROOT / "campaigns"
 
 # What stays at the top of campaigns/: what every part uses, and what Django looks for there.
 TOP_LEVEL_MODULES = {"__init__", "apps", "exceptions", "models", "services", "states", "stats", "urls"}
-SUBPACKAGES = {"admin", "audience", "engagement", "experiments", "management", "message", "migrations",
+SUBPACKAGES = {"admin", "audience", "deliverability", "engagement", "experiments", "management", "message", "migrations",
                "operations", "security", "sending", "tasks", "templatetags", "views"}
 
 

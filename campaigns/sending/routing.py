@@ -31,6 +31,7 @@ from django.db.models import F, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from campaigns.deliverability import dkim
 from campaigns.exceptions import (
     AuthenticationRefused,
     ProviderError,
@@ -82,12 +83,15 @@ def provider_for(account):
     if getattr(account.secret, "undecryptable", None):
         raise ProviderRefused(f"the stored password or API key of account {account.name} cannot be decrypted with "
                               f"FIELD_ENCRYPTION_KEY; enter it again", provider=account.name)
+    if getattr(account.dkim_private_key, "undecryptable", None):
+        raise ProviderRefused(f"the stored DKIM key of account {account.name} cannot be decrypted with "
+                              f"FIELD_ENCRYPTION_KEY; generate a new one", provider=account.name)
     common = {"name": account.name, "rate": pace_per_second(account), "rate_key": rate_key(account),
               "timeout": settings.SENDING_ACCOUNT_TIMEOUT_SECONDS}
     if account.kind == SendingAccount.Kind.SENDGRID:
         return SendGridProvider(api_key=account.secret, host=account.api_host, **common)
     return SmtpProvider(host=account.host, port=account.port or account.default_port(), security=account.security,
-                        username=account.username, password=account.secret, **common)
+                        username=account.username, password=account.secret, signer=dkim.signer_for(account), **common)
 
 
 def quota_for(account):

@@ -1,0 +1,70 @@
+"""DKIM (RFC 6376) for the SMTP path: an RSA 2048 key made for a sending account, the TXT record to
+publish for it, and the signature of each message's final bytes (dkimpy, relaxed/relaxed)."""
+
+import base64
+
+import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+KEY_BITS = 2048
+# What every message is signed over: the headers a reader sees or a filter trusts, the one-click
+# unsubscribe pair (RFC 8058 requires both to be signed) and the MIME headers. dkimpy signs an absent
+# one as absent, so that nobody can add it on the way.
+SIGNED_HEADERS = (b"From", b"To", b"Subject", b"Date", b"Message-ID", b"Reply-To", b"List-Unsubscribe",
+                  b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type", b"Content-Transfer-Encoding")
+
+
+def generate_private_key():
+    """A new RSA 2048 private key, PEM (PKCS#8) text."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode("ascii")
+
+
+def public_key_base64(private_key_pem):
+    """The p= value: the public key's DER SubjectPublicKeyInfo in base64."""
+    key = serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode("ascii")
+
+
+def record_name(selector, domain):
+    return f"{selector}._domainkey.{domain}"
+
+
+def record_value(private_key_pem):
+    return f"v=DKIM1; k=rsa; p={public_key_base64(private_key_pem)}"
+
+
+def dns_record(selector, domain, private_key_pem):
+    """The record to publish, as a zone file line."""
+    return f'{record_name(selector, domain)}. TXT "{record_value(private_key_pem)}"'
+
+
+class Signer:
+    """Signs messages for one domain and selector with one key."""
+
+    def __init__(self, domain, selector, private_key_pem):
+        self.domain = domain.encode("ascii")
+        self.selector = selector.encode("ascii")
+        # dkimpy wants the key as PEM bytes; PKCS#1 is what its own parser reads fastest.
+        key = serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
+        self.key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                     serialization.NoEncryption())
+
+    def header(self, message):
+        """The DKIM-Signature header line (bytes, CRLF-terminated) for MESSAGE, a complete message with
+        CRLF line endings, not dot-stuffed."""
+        return dkim.sign(message, self.selector, self.domain, self.key, include_headers=list(SIGNED_HEADERS),
+                         canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n")
+
+    def sign(self, message):
+        return self.header(message) + message
+
+
+def signer_for(account):
+    """The account's Signer, or None when it does not sign."""
+    if not account.signs_with_dkim():
+        return None
+    return Signer(account.dkim_domain, account.dkim_selector, account.dkim_private_key)
