@@ -4,15 +4,26 @@ An account's password or API key is typed into a password field that is never fi
 says whether one is stored, and leaving the field empty keeps it. It is encrypted before it is
 saved (campaigns.security.encryption) and appears in no page and no log line. "Test connection" checks the
 selected accounts without sending anything (campaigns.sending.account_check).
+
+DKIM: "Generate key" (a button on the account page, and an action; the change permission) makes and
+stores a key and shows the TXT record to publish (campaigns.deliverability.dkim). "Check DNS" (a page of
+its own, so that opening an account looks nothing up) runs SPF, DKIM, DMARC and MX for each From
+domain, with the record to publish for each failure, and the bulk-sender checklist
+(campaigns.deliverability.dns_checks).
 """
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from campaigns import stats
+from campaigns.deliverability import dkim, dns_checks
 from campaigns.models import SendingAccount
 from campaigns.security import encryption
 from campaigns.sending import routing
@@ -29,7 +40,7 @@ class SendingAccountForm(forms.ModelForm):
     class Meta:
         model = SendingAccount
         fields = ("name", "kind", "host", "port", "security", "username", "new_secret", "api_host", "from_domains",
-                  "per_second", "per_minute", "per_hour", "per_day", "day_window", "weight", "enabled",
+                  "dkim_domain", "dkim_selector", "per_second", "per_minute", "per_hour", "per_day", "day_window", "weight", "enabled",
                   "disabled_reason")
         widgets = {"from_domains": forms.Textarea(attrs={"rows": 3, "cols": 40})}
 
@@ -68,14 +79,18 @@ class SendingAccountAdmin(admin.ModelAdmin):
                     "last_error_short")
     list_filter = ("kind", "enabled")
     search_fields = ("name", "host", "username", "from_domains")
-    actions = ("test_connection",)
-    readonly_fields = ("usage_panel", "last_error", "last_error_at")
+    actions = ("test_connection", "generate_dkim_key")
+    readonly_fields = ("usage_panel", "last_error", "last_error_at", "dkim_panel", "bulk_sender_panel")
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled", "disabled_reason", "weight")}),
         ("Connection", {"fields": ("host", "port", "security", "username", "new_secret", "api_host"),
                         "description": "SMTP and Amazon SES: host, port, security, user name and password. "
                                        "SendGrid: the API key and the API host."}),
         ("From domains", {"fields": ("from_domains",)}),
+        ("DKIM", {"fields": ("dkim_domain", "dkim_selector", "dkim_panel"),
+                  "description": "SMTP and Amazon SES: every message is signed once the domain, the selector and "
+                                 "a key are set (docs/deliverability.md)."}),
+        ("Bulk-sender rules", {"fields": ("bulk_sender_panel",)}),
         ("Limits", {"fields": ("per_second", "per_minute", "per_hour", "per_day", "day_window"),
                     "description": "Shared by every worker. When every account of a pool is at a limit, its "
                                    "campaigns wait and carry on by themselves."}),
@@ -117,11 +132,77 @@ class SendingAccountAdmin(admin.ModelAdmin):
                            "<figure class='dash-chart account-chart'><figcaption>Sends per hour, last 24 hours</figcaption>{}"
                            "</figure>", usage["hour"], usage["today"], mark_safe(chart))
 
+    @admin.display(description="DKIM key")
+    def dkim_panel(self, account):
+        button = format_html('<button type="submit" class="button" id="generate-dkim-key" formmethod="post" '
+                             'formaction="{}">{}</button>', reverse("admin:campaigns_sendingaccount_dkim_key",
+                                                                    args=[account.pk]),
+                             "Generate a new key" if account.dkim_private_key else "Generate key")
+        if not account.dkim_private_key:
+            return format_html("<p>No key: mail is not signed.</p>{}", button)
+        record = dkim.dns_record(account.dkim_selector, account.dkim_domain, account.dkim_private_key)
+        return format_html("<p>A key is stored (encrypted). Publish this TXT record:</p>"
+                           "<pre id='dkim-record' style='white-space: pre-wrap'>{}</pre><p>A new key replaces it at "
+                           "once: to rotate without failing signatures, change the selector first.</p>{}", record, button)
+
+    @admin.display(description="Checklist")
+    def bulk_sender_panel(self, account):
+        rows = dns_checks.checklist(account, checks=None)
+        return format_html("{}<p><a class='button' id='check-dns' href='{}'>Check DNS (SPF, DKIM, DMARC, MX)</a></p>",
+                           checklist_html(rows), reverse("admin:campaigns_sendingaccount_dns", args=[account.pk]))
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:account_id>/dkim-key/", view(self.dkim_key_view), name="campaigns_sendingaccount_dkim_key"),
+            path("<int:account_id>/dns/", view(self.dns_view), name="campaigns_sendingaccount_dns"),
+            *super().get_urls(),
+        ]
+
+    def dkim_key_view(self, request, account_id):
+        account = get_object_or_404(SendingAccount, pk=account_id)
+        if request.method != "POST" or not self.has_change_permission(request, account):
+            raise PermissionDenied("Generating a DKIM key needs the change permission, by POST.")
+        self.generate_dkim_key(request, [account])
+        return redirect("admin:campaigns_sendingaccount_change", account.pk)
+
+    def dns_view(self, request, account_id):
+        account = get_object_or_404(SendingAccount, pk=account_id)
+        if not self.has_view_permission(request, account):
+            raise PermissionDenied
+        domains = dns_checks.account_domains(account)
+        lookups = dns_checks.Lookups()
+        results = [(domain, dns_checks.check_domain(account, domain, lookups)) for domain in domains]
+        return TemplateResponse(request, "admin/campaigns/sendingaccount/dns.html", {
+            **self.admin_site.each_context(request), "opts": SendingAccount._meta, "account": account,
+            "title": f"DNS of “{account}”", "results": results,
+            "checklist": dns_checks.checklist(account, [c for _, checks in results for c in checks]),
+        })
+
+    @admin.action(description="Generate a DKIM key (replaces the stored one)", permissions=["change"])
+    def generate_dkim_key(self, request, queryset):
+        for account in queryset:
+            try:
+                record = dkim.generate_key(account)
+            except (ValueError, ImproperlyConfigured) as error:
+                self.message_user(request, str(error), messages.ERROR)
+                continue
+            self.message_user(request, f"{account.name}: a new DKIM key is stored. Publish: {record}",
+                              messages.SUCCESS)
+
     @admin.action(description="Test connection (nothing is sent)")
     def test_connection(self, request, queryset):
         for account in queryset:
             result = check_connection(account)
             self.message_user(request, result.message, messages.SUCCESS if result.worked else messages.ERROR)
+
+
+def checklist_html(rows):
+    marks = {True: "✔ holds", False: "✘ does not hold", None: "? not checked"}
+    return format_html("<table class='bulk-sender-checklist'><tbody>{}</tbody></table>", format_html_join(
+        "", "<tr data-rule='{}' data-holds='{}'><th>{}</th><td>{}</td><td>{}</td></tr>",
+        ((rule, {True: "yes", False: "no", None: "unknown"}[holds], rule, marks[holds], detail)
+         for rule, holds, detail in rows)))
 
 
 class SendingPoolAdmin(admin.ModelAdmin):

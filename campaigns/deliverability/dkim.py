@@ -68,3 +68,14 @@ def signer_for(account):
     if not account.signs_with_dkim():
         return None
     return Signer(account.dkim_domain, account.dkim_selector, account.dkim_private_key)
+
+
+def generate_key(account):
+    """Make and store (encrypted) a new private key for ACCOUNT; returns the DNS record to publish.
+    Raises ValueError when the account has no DKIM domain or selector yet, ImproperlyConfigured when
+    FIELD_ENCRYPTION_KEY is not set."""
+    if not (account.dkim_domain and account.dkim_selector):
+        raise ValueError(f"Set the DKIM domain and selector of {account.name} first, and save.")
+    account.dkim_private_key = generate_private_key()
+    type(account).objects.filter(pk=account.pk).update(dkim_private_key=account.dkim_private_key)
+    return dns_record(account.dkim_selector, account.dkim_domain, account.dkim_private_key)

@@ -328,12 +328,12 @@ def complaint_rate(account):
 
 
 def checklist(account, checks):
-    """The bulk-sender rules and whether each holds for ACCOUNT: [(rule, holds, detail)], holds None when
-    it cannot be said."""
+    """The bulk-sender rules and whether each holds for ACCOUNT given CHECKS (None: DNS not checked yet):
+    [(rule, holds, detail)], holds None when it cannot be said."""
     def rule(name):
-        found = [c for c in checks if c.name == name]
+        found = [c for c in checks or [] if c.name in (name, "DNS")]
         if not found:
-            return None, "not checked"
+            return None, "not checked: Check DNS" if checks is None else "no From domain to check"
         return all(c.passed for c in found), " ".join(c.message for c in found)
 
     rate = complaint_rate(account)
