@@ -176,7 +176,7 @@ class SendingAccountAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/campaigns/sendingaccount/dns.html", {
             **self.admin_site.each_context(request), "opts": SendingAccount._meta, "account": account,
             "title": f"DNS of “{account}”", "results": results,
-            "checklist": dns_checks.checklist(account, [c for _, checks in results for c in checks]),
+            "checklist": checklist_html(dns_checks.checklist(account, [c for _, checks in results for c in checks])),
         })
 
     @admin.action(description="Generate a DKIM key (replaces the stored one)", permissions=["change"])
