@@ -134,6 +134,8 @@ class SendingAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="DKIM key")
     def dkim_panel(self, account):
+        if account.pk is None:
+            return "Save the account with its DKIM domain and selector, then generate its key here."
         button = format_html('<button type="submit" class="button" id="generate-dkim-key" formmethod="post" '
                              'formaction="{}">{}</button>', reverse("admin:campaigns_sendingaccount_dkim_key",
                                                                     args=[account.pk]),
@@ -147,6 +149,8 @@ class SendingAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="Checklist")
     def bulk_sender_panel(self, account):
+        if account.pk is None:
+            return "Shown once the account is saved."
         rows = dns_checks.checklist(account, checks=None)
         return format_html("{}<p><a class='button' id='check-dns' href='{}'>Check DNS (SPF, DKIM, DMARC, MX)</a></p>",
                            checklist_html(rows), reverse("admin:campaigns_sendingaccount_dns", args=[account.pk]))
