@@ -52,6 +52,17 @@ def test_a_new_key_put_first_still_reads_the_old_one_and_reencrypting_moves_ever
     assert SendingAccount.objects.get(pk=account.pk).secret == "s3cret"
 
 
+def test_reencrypting_moves_the_dkim_private_key_too(settings, key):
+    account = SendingAccountFactory(dkim_private_key="-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    new = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEY = [new, key]
+
+    call_command("reencrypt_secrets")
+
+    settings.FIELD_ENCRYPTION_KEY = [new]  # the old key dropped
+    assert SendingAccount.objects.get(pk=account.pk).dkim_private_key.startswith("-----BEGIN PRIVATE KEY-----")
+
+
 def test_a_secret_no_key_decrypts_loads_empty_and_is_kept_as_stored(settings, key):
     account = SendingAccountFactory(secret="s3cret")
     before = stored_secret(account)
