@@ -2,11 +2,13 @@
 publish for it, and the signature of each message's final bytes (dkimpy, relaxed/relaxed)."""
 
 import base64
+import logging
 
 import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+logger = logging.getLogger(__name__)
 KEY_BITS = 2048
 # What every message is signed over: the headers a reader sees or a filter trusts, the one-click
 # unsubscribe pair (RFC 8058 requires both to be signed) and the MIME headers. dkimpy signs an absent
@@ -48,7 +50,7 @@ class Signer:
     def __init__(self, domain, selector, private_key_pem):
         self.domain = domain.encode("ascii")
         self.selector = selector.encode("ascii")
-        # dkimpy wants the key as PEM bytes; PKCS#1 is what its own parser reads fastest.
+        # dkimpy's own parser reads PKCS#1 PEM ("BEGIN RSA PRIVATE KEY"); the key is stored as PKCS#8.
         key = serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
         self.key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                      serialization.NoEncryption())
@@ -78,4 +80,6 @@ def generate_key(account):
         raise ValueError(f"Set the DKIM domain and selector of {account.name} first, and save.")
     account.dkim_private_key = generate_private_key()
     type(account).objects.filter(pk=account.pk).update(dkim_private_key=account.dkim_private_key)
+    logger.info("Sending account %s: a new DKIM key was stored (selector %s, domain %s)", account.pk,
+                account.dkim_selector, account.dkim_domain)
     return dns_record(account.dkim_selector, account.dkim_domain, account.dkim_private_key)

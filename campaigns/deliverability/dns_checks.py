@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import dns.exception
 import dns.resolver
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Sum
 
 from campaigns.deliverability import dkim
-from campaigns.models import DeliveryLog, SendingAccount
+from campaigns.models import DeliveryLog, SendingAccount, SendingAccountUsage
 
 PASS, WARNING, ERROR = "pass", "warning", "error"
 SPF_LOOKUP_LIMIT = 10  # RFC 7208 4.6.4
@@ -51,15 +51,21 @@ class Check:
 # --- lookups --------------------------------------------------------------------------------------
 
 def resolver():
-    """A dnspython resolver: DNS_RESOLVER's server when set, else the system's."""
+    """A dnspython resolver: DNS_RESOLVER's server ("host:port", "host" or "[IPv6]:port") when set, else
+    the system's."""
     configured = settings.DNS_RESOLVER
     if not configured:
         found = dns.resolver.Resolver()
     else:
-        host, _, port = configured.rpartition(":") if configured.count(":") == 1 or "]" in configured else (
-            configured, "", "")
+        if configured.startswith("["):
+            host, _, port = configured[1:].partition("]")
+            port = port.lstrip(":")
+        elif configured.count(":") == 1:
+            host, port = configured.split(":")
+        else:
+            host, port = configured, ""
         found = dns.resolver.Resolver(configure=False)
-        found.nameservers = [host.strip("[]")]
+        found.nameservers = [host]
         found.port = int(port or 53)
     found.lifetime = settings.DNS_TIMEOUT_SECONDS
     return found
@@ -210,9 +216,14 @@ def check_spf(lookups, account, domain):
         fixed = " ".join(terms[:-1] + [wanted, terms[-1]] if terms[-1].lstrip("+-~?") == "all" else terms + [wanted])
     else:
         fixed = f"v=spf1 {wanted} ~all"
-    why = "; ".join(over_limit) if over_limit else f"{domain}'s SPF record does not authorise {what}"
     if record is None:
         why = f"{domain} has no SPF record"
+    elif record == "":
+        why = f"{domain} has more than one SPF record, which receivers treat as an error: merge them into one"
+    elif over_limit:
+        why = "; ".join(over_limit)
+    else:
+        why = f"{domain}'s SPF record does not authorise {what}"
     return Check("SPF", ERROR, why + ".", record=f'{domain}. TXT "{fixed}"', domain=domain)
 
 
@@ -317,14 +328,16 @@ def account_domains(account):
 
 
 def complaint_rate(account):
-    """Complaints ÷ delivered for ACCOUNT's mail, from its delivery rows (the provider column names
-    the account): None before anything was delivered. A stand-in on the existing rows until the
-    complaint counters of issue 24 item 5 replace it (one scan of the account's rows)."""
-    rows = DeliveryLog.objects.filter(provider=account.name, status=DeliveryLog.Status.SENT)
-    figures = rows.aggregate(delivered=Count("id"), complaints=Count("id", filter=Q(complained_at__isnull=False)))
-    if not figures["delivered"]:
+    """Complaints ÷ delivered of ACCOUNT's mail: what it sent (its usage counters), and the complaints
+    on its delivery rows of those campaigns; None before it sent anything. A stand-in until the
+    complaint counters of issue 24 item 5 replace it."""
+    usage = SendingAccountUsage.objects.filter(account=account)
+    delivered = usage.aggregate(sent=Sum("sent"))["sent"]
+    if not delivered:
         return None
-    return figures["complaints"] / figures["delivered"]
+    complaints = DeliveryLog.objects.filter(campaign_id__in=usage.values("campaign_id"), provider=account.name,
+                                            complained_at__isnull=False).count()
+    return complaints / delivered
 
 
 def checklist(account, checks):

@@ -2,10 +2,13 @@
 zones each test writes: passing, failing with the record to publish, and a server that does not answer."""
 
 import pytest
+from django.utils import timezone
 
 from campaigns.deliverability import dkim, dns_checks
 from campaigns.deliverability.dns_checks import ERROR, PASS, WARNING
-from campaigns.models import SendingAccount
+from campaigns.models import DeliveryLog, SendingAccount, SendingAccountUsage
+from tests.admin.conftest import add_logs
+from tests.support.factories import CampaignFactory, SendingAccountFactory
 
 KEY = dkim.generate_private_key()
 
@@ -136,3 +139,20 @@ def test_a_dns_server_that_does_not_answer_gives_a_check_not_an_exception(settin
     settings.DNS_RESOLVER, settings.DNS_TIMEOUT_SECONDS = "127.0.0.1:9", 0.5  # nothing listens there
     [check] = dns_checks.check_domain(relay(), "example.com")
     assert check.status == ERROR and "did not complete" in check.message
+
+
+@pytest.mark.parametrize("complaints, holds, says", [(0, True, "under 0.1 %"), (2, True, "over 0.1 %"),
+                                                     (3, False, "over Google's 0.3 % limit")])
+def test_the_checklist_reads_the_complaint_rate_and_always_holds_one_click_unsubscribe(db, complaints, holds, says):
+    account = SendingAccountFactory(name="relay")
+    campaign = CampaignFactory()
+    SendingAccountUsage.objects.create(account=account, campaign=campaign, hour=timezone.now(), sent=1000)
+    add_logs(campaign, ["sent"] * 5, provider="relay")
+    DeliveryLog.objects.filter(pk__in=DeliveryLog.objects.filter(campaign=campaign).values("pk")[:complaints]).update(
+        complained_at=timezone.now())
+
+    rows = {rule: (ok, detail) for rule, ok, detail in dns_checks.checklist(account, checks=None)}
+
+    assert rows["Complaint rate under 0.3 %"][0] is holds and says in rows["Complaint rate under 0.3 %"][1]
+    assert rows["One-click unsubscribe"][0] is True
+    assert rows["SPF"] == (None, "not checked: Check DNS")
