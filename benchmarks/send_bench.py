@@ -34,6 +34,9 @@ the sender pool had; it prints pipeline / floor, in emails/s and in CPU µs per 
 campaign each; with `--rate-limit N` the shared limit is checked at the fake API's receive timestamps
 (each recorded personalization's `received_at`).
 
+SMTP runs first measure DKIM signing's cost per message: `--dkim-sample` (1,000) messages built
+in-process without and with a signature, medians printed (0 skips it).
+
 Exactly-once is checked at the server: duplicates = extra copies of any address; lost = recipients
 the server never saw and whose delivery log is not failed or skipped. The last line is
 `emails_per_sec=N duplicates=N lost=N`.

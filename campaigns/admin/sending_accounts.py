@@ -136,9 +136,10 @@ class SendingAccountAdmin(admin.ModelAdmin):
     def dkim_panel(self, account):
         if account.pk is None:
             return "Save the account with its DKIM domain and selector, then generate its key here."
-        button = format_html('<button type="submit" class="button" id="generate-dkim-key" formmethod="post" '
-                             'formaction="{}">{}</button>', reverse("admin:campaigns_sendingaccount_dkim_key",
-                                                                    args=[account.pk]),
+        # A link to a page of its own, not a submit button in the change form: Enter in any field of the
+        # form would press the first one and replace the key.
+        button = format_html('<a class="button" id="generate-dkim-key" href="{}">{}</a>',
+                             reverse("admin:campaigns_sendingaccount_dkim_key", args=[account.pk]),
                              "Generate a new key" if account.dkim_private_key else "Generate key")
         if not account.dkim_private_key:
             return format_html("<p>No key: mail is not signed.</p>{}", button)
@@ -164,11 +165,17 @@ class SendingAccountAdmin(admin.ModelAdmin):
         ]
 
     def dkim_key_view(self, request, account_id):
+        """GET: what generating does, and the button; POST: generate (the change permission)."""
         account = get_object_or_404(SendingAccount, pk=account_id)
-        if request.method != "POST" or not self.has_change_permission(request, account):
-            raise PermissionDenied("Generating a DKIM key needs the change permission, by POST.")
-        self.generate_dkim_key(request, [account])
-        return redirect("admin:campaigns_sendingaccount_change", account.pk)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied("Generating a DKIM key needs the change permission.")
+        if request.method == "POST":
+            self.generate_dkim_key(request, [account])
+            return redirect("admin:campaigns_sendingaccount_change", account.pk)
+        return TemplateResponse(request, "admin/campaigns/sendingaccount/dkim_key.html", {
+            **self.admin_site.each_context(request), "opts": SendingAccount._meta, "account": account,
+            "title": f"DKIM key of “{account}”",
+        })
 
     def dns_view(self, request, account_id):
         account = get_object_or_404(SendingAccount, pk=account_id)

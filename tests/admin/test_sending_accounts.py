@@ -169,8 +169,9 @@ def dkim_key_url(account):
 def test_generate_key_stores_a_key_and_the_page_shows_the_record_to_publish_never_the_key(staff_client):
     account = SendingAccountFactory(name="relay", dkim_domain="example.com", dkim_selector="mailer1")
     assert 'id="generate-dkim-key"' in staff_client.get(change_url(account)).content.decode()
+    assert 'id="confirm-generate"' in staff_client.get(dkim_key_url(account)).content.decode()
 
-    response = staff_client.post(dkim_key_url(account), account_form(name="relay"), follow=True)
+    response = staff_client.post(dkim_key_url(account), {}, follow=True)
 
     account.refresh_from_db()
     assert account.dkim_private_key.startswith("-----BEGIN PRIVATE KEY-----")
@@ -196,6 +197,7 @@ def test_a_viewer_cannot_generate_a_key(client, db):
     client.force_login(viewer)
     account = SendingAccountFactory(name="relay", dkim_domain="example.com", dkim_selector="mailer1")
 
+    assert client.get(dkim_key_url(account)).status_code == 403
     assert client.post(dkim_key_url(account), {}).status_code == 403
     account.refresh_from_db()
     assert not account.dkim_private_key
