@@ -561,6 +561,13 @@ class SendingAccount(models.Model):
     day_window = models.CharField(max_length=10, choices=DayWindow.choices, default=DayWindow.ROLLING)
     weight = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)],
                                               help_text="Relative share of the traffic among accounts with room.")
+    # DKIM (campaigns.deliverability.dkim): every message of an SMTP or SES-SMTP account with all three is
+    # signed. The private key is encrypted like the secret and never shown back.
+    dkim_domain = models.CharField(max_length=253, blank=True, help_text="DKIM: the signing domain (d=), "
+                                   "usually the From domain or its parent, e.g. example.com.")
+    dkim_selector = models.CharField(max_length=63, blank=True, help_text="DKIM: the selector (s=), e.g. "
+                                     "mailer2026; the key is published at <selector>._domainkey.<domain>.")
+    dkim_private_key = EncryptedTextField(blank=True, editable=False)
     enabled = models.BooleanField(default=True)
     disabled_reason = models.TextField(blank=True, help_text="Why sending disabled it (authentication refused).")
     # Bounces that come back by mail (campaigns.engagement.bounce_mail; docs/deliverability.md).
@@ -620,6 +627,10 @@ class SendingAccount(models.Model):
         if self.bounce_mailbox == self.BounceMailbox.POP3:
             return 995 if tls else 110
         return 993 if tls else 143
+
+    def signs_with_dkim(self):
+        return (self.kind in (self.Kind.SMTP, self.Kind.SES_SMTP) and bool(self.dkim_domain)
+                and bool(self.dkim_selector) and bool(self.dkim_private_key))
 
     def clean(self):
         if self.kind in (self.Kind.SMTP, self.Kind.SES_SMTP) and not self.host:

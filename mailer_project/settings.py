@@ -225,6 +225,10 @@ SMTP_RATE_LIMIT_PER_SEC = env.float("SMTP_RATE_LIMIT_PER_SEC", default=0)  # 0: 
 SENDING_ACCOUNT_DAY_SECONDS = env.int("SENDING_ACCOUNT_DAY_SECONDS", default=86400)
 # Timeout of an account's "Test connection" and of its SMTP sends.
 SENDING_ACCOUNT_TIMEOUT_SECONDS = env.int("SENDING_ACCOUNT_TIMEOUT_SECONDS", default=30)
+# The DNS server of the SPF, DKIM, DMARC and MX checks (campaigns.deliverability.dns_checks), as
+# "host:port"; empty: the system's resolver. The tests point it at their local DNS server.
+DNS_RESOLVER = env.str("DNS_RESOLVER", default="")
+DNS_TIMEOUT_SECONDS = env.float("DNS_TIMEOUT_SECONDS", default=5)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Acme <news@example.com>")
 # Domains a campaign's From address may use (exact names, comma-separated); empty allows any domain.
 ALLOWED_FROM_DOMAINS = env.list("ALLOWED_FROM_DOMAINS", default=[])

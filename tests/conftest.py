@@ -7,7 +7,12 @@ from django.conf import settings
 
 from localservers import sendgrid_api, smtp_sink
 from localservers.serving import running
+from tests.support.dns_server import LocalDns
 from tests.support.workers import worker_for_tests
+
+# Where a test's DNS checks go when it starts no local DNS server: a local port where nothing
+# answers, so that no lookup of the suite ever reaches the internet.
+NO_DNS = "127.0.0.1:9"
 
 
 @pytest.fixture
@@ -15,6 +20,30 @@ def redis_client():
     client = redis_lib.Redis.from_url(settings.REDIS_URL)
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def dns_stays_local(settings, worker_env):
+    """Every DNS check of every test asks a local server (`dns_server`, or NO_DNS)."""
+    settings.DNS_RESOLVER, settings.DNS_TIMEOUT_SECONDS = NO_DNS, 1
+    worker_env.update(DNS_RESOLVER=NO_DNS, DNS_TIMEOUT_SECONDS=1)
+
+
+@pytest.fixture(scope="session")
+def dns_process():
+    server = LocalDns().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_server(dns_process, settings, worker_env, dns_stays_local):
+    """The local DNS server, with no records; settings and worker_env point the DNS checks at it.
+    Tests write the zones: dns_server.txt(name, text), dns_server.add(zone file lines)."""
+    dns_process.clear()
+    settings.DNS_RESOLVER = dns_process.address
+    worker_env["DNS_RESOLVER"] = dns_process.address
+    return dns_process
 
 
 @pytest.fixture

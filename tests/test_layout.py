@@ -14,8 +14,9 @@ APP = ROOT / "campaigns"
 
 # What stays at the top of campaigns/: what every part uses, and what Django looks for there.
 TOP_LEVEL_MODULES = {"__init__", "apps", "exceptions", "models", "services", "states", "stats", "urls"}
-SUBPACKAGES = {"admin", "api", "audience", "engagement", "experiments", "management", "message", "migrations",
-               "notifications", "operations", "security", "sending", "tasks", "templatetags", "views", "webhooks"}
+SUBPACKAGES = {"admin", "api", "audience", "deliverability", "engagement", "experiments", "management", "message",
+               "migrations", "notifications", "operations", "security", "sending", "tasks", "templatetags", "views",
+               "webhooks"}
 
 
 def app_modules(root=ROOT, package="campaigns"):

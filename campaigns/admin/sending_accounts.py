@@ -6,13 +6,21 @@ saved (campaigns.security.encryption) and appears in no page and no log line. "T
 selected accounts without sending anything, on a worker (campaigns.sending.account_check); only staff who
 may change accounts may run it, since it logs in with the stored secret. The result is shown on the
 account's page ("Last check").
+
+DKIM: "Generate key" (a button on the account page, and an action; the change permission) makes and
+stores a key and shows the TXT record to publish (campaigns.deliverability.dkim). "Check DNS" (a page of
+its own, so that opening an account looks nothing up) runs SPF, DKIM, DMARC and MX for each From
+domain, with the record to publish for each failure, and the bulk-sender checklist
+(campaigns.deliverability.dns_checks).
 """
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import Count
 from django.http import HttpResponseNotAllowed
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -20,6 +28,7 @@ from django.utils.safestring import mark_safe
 
 from campaigns import stats
 from campaigns.admin.staff_actions import Outcome, perform
+from campaigns.deliverability import dkim, dns_checks
 from campaigns.models import SendingAccount
 from campaigns.security import encryption, permissions
 from campaigns.security.destinations import DESTINATION_FIELDS
@@ -42,7 +51,7 @@ class SendingAccountForm(forms.ModelForm):
         model = SendingAccount
         fields = ("name", "kind", "host", "port", "security", "username", "new_secret", "api_host", "from_domains",
                   "per_second", "per_minute", "per_hour", "per_day", "day_window", "weight", "enabled",
-                  "disabled_reason", "bounce_domain", "bounce_mailbox", "bounce_host", "bounce_port", "bounce_security",
+                  "disabled_reason", "dkim_domain", "dkim_selector", "bounce_domain", "bounce_mailbox", "bounce_host", "bounce_port", "bounce_security",
                   "bounce_username", "new_bounce_password", "bounce_folder", "bounce_after_read", "bounce_move_to")
         widgets = {"from_domains": forms.Textarea(attrs={"rows": 3, "cols": 40})}
 
@@ -99,10 +108,11 @@ class SendingAccountAdmin(admin.ModelAdmin):
                     "last_error_short")
     list_filter = ("kind", "enabled")
     search_fields = ("name", "host", "username", "from_domains")
-    actions = ("test_connection",)
+    actions = ("test_connection", "generate_dkim_key")
     change_form_template = "admin/campaigns/sendingaccount/change_form.html"
     readonly_fields = ("usage_panel", "last_error", "last_error_at", "last_check", "bounce_last_polled_at",
-                       "bounce_last_error", "complaint_panel")
+                       "bounce_last_error", "complaint_panel", "dkim_panel",
+                       "bulk_sender_panel")
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled", "disabled_reason", "weight")}),
         ("Connection", {"fields": ("host", "port", "security", "username", "new_secret", "api_host"),
@@ -114,6 +124,10 @@ class SendingAccountAdmin(admin.ModelAdmin):
                                 "bounce_move_to", "bounce_last_polled_at", "bounce_last_error"),
                      "description": "SMTP and Amazon SES: where bounces and complaints come back by mail, read every "
                                     "minute (docs/deliverability.md)."}),
+        ("DKIM", {"fields": ("dkim_domain", "dkim_selector", "dkim_panel"),
+                  "description": "SMTP and Amazon SES: every message is signed once the domain, the selector and "
+                                 "a key are set (docs/deliverability.md)."}),
+        ("Bulk-sender rules", {"fields": ("bulk_sender_panel",)}),
         ("Limits", {"fields": ("per_second", "per_minute", "per_hour", "per_day", "day_window"),
                     "description": "Shared by every worker. When every account of a pool is at a limit, its "
                                    "campaigns wait and carry on by themselves."}),
@@ -191,6 +205,67 @@ class SendingAccountAdmin(admin.ModelAdmin):
         return perform(self, request, allowed=self.has_test_connection_permission(request), call=call,
                        done_url=done_url)
 
+    @admin.display(description="DKIM key")
+    def dkim_panel(self, account):
+        if account.pk is None:
+            return "Save the account with its DKIM domain and selector, then generate its key here."
+        # A link to a page of its own, not a submit button in the change form: Enter in any field of the
+        # form would press the first one and replace the key.
+        button = format_html('<a class="button" id="generate-dkim-key" href="{}">{}</a>',
+                             reverse("admin:campaigns_sendingaccount_dkim_key", args=[account.pk]),
+                             "Generate a new key" if account.dkim_private_key else "Generate key")
+        if not account.dkim_private_key:
+            return format_html("<p>No key: mail is not signed.</p>{}", button)
+        record = dkim.dns_record(account.dkim_selector, account.dkim_domain, account.dkim_private_key)
+        return format_html("<p>A key is stored (encrypted). Publish this TXT record:</p>"
+                           "<pre id='dkim-record' style='white-space: pre-wrap'>{}</pre><p>A new key replaces it at "
+                           "once: to rotate without failing signatures, change the selector first.</p>{}", record, button)
+
+    @admin.display(description="Checklist")
+    def bulk_sender_panel(self, account):
+        if account.pk is None:
+            return "Shown once the account is saved."
+        rows = dns_checks.checklist(account, checks=None)
+        return format_html("{}<p><a class='button' id='check-dns' href='{}'>Check DNS (SPF, DKIM, DMARC, MX)</a></p>",
+                           checklist_html(rows), reverse("admin:campaigns_sendingaccount_dns", args=[account.pk]))
+
+    def dkim_key_view(self, request, account_id):
+        """GET: what generating does, and the button; POST: generate (the change permission)."""
+        account = get_object_or_404(SendingAccount, pk=account_id)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied("Generating a DKIM key needs the change permission.")
+        if request.method == "POST":
+            self.generate_dkim_key(request, [account])
+            return redirect("admin:campaigns_sendingaccount_change", account.pk)
+        return TemplateResponse(request, "admin/campaigns/sendingaccount/dkim_key.html", {
+            **self.admin_site.each_context(request), "opts": SendingAccount._meta, "account": account,
+            "title": f"DKIM key of “{account}”",
+        })
+
+    def dns_view(self, request, account_id):
+        account = get_object_or_404(SendingAccount, pk=account_id)
+        if not self.has_view_permission(request, account):
+            raise PermissionDenied
+        domains = dns_checks.account_domains(account)
+        lookups = dns_checks.Lookups()
+        results = [(domain, dns_checks.check_domain(account, domain, lookups)) for domain in domains]
+        return TemplateResponse(request, "admin/campaigns/sendingaccount/dns.html", {
+            **self.admin_site.each_context(request), "opts": SendingAccount._meta, "account": account,
+            "title": f"DNS of “{account}”", "results": results,
+            "checklist": checklist_html(dns_checks.checklist(account, [c for _, checks in results for c in checks])),
+        })
+
+    @admin.action(description="Generate a DKIM key (replaces the stored one)", permissions=["change"])
+    def generate_dkim_key(self, request, queryset):
+        for account in queryset:
+            try:
+                record = dkim.generate_key(account)
+            except (ValueError, ImproperlyConfigured) as error:
+                self.message_user(request, str(error), messages.ERROR)
+                continue
+            self.message_user(request, f"{account.name}: a new DKIM key is stored. Publish: {record}",
+                              messages.SUCCESS)
+
     @admin.action(description="Test connection (nothing is sent)", permissions=["test_connection"])
     def test_connection(self, request, queryset):
         return self.ask_for_checks(request, list(queryset.values_list("pk", flat=True)), request.get_full_path())
@@ -208,9 +283,22 @@ class SendingAccountAdmin(admin.ModelAdmin):
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self):
-        return [path("<int:account_id>/test-connection/", self.admin_site.admin_view(self.test_connection_view),
-                     name="campaigns_sendingaccount_test_connection"),
-                *super().get_urls()]
+        view = self.admin_site.admin_view
+        return [
+            path("<int:account_id>/test-connection/", view(self.test_connection_view),
+                 name="campaigns_sendingaccount_test_connection"),
+            path("<int:account_id>/dkim-key/", view(self.dkim_key_view), name="campaigns_sendingaccount_dkim_key"),
+            path("<int:account_id>/dns/", view(self.dns_view), name="campaigns_sendingaccount_dns"),
+            *super().get_urls(),
+        ]
+
+
+def checklist_html(rows):
+    marks = {True: "✔ holds", False: "✘ does not hold", None: "? not checked"}
+    return format_html("<table class='bulk-sender-checklist'><tbody>{}</tbody></table>", format_html_join(
+        "", "<tr data-rule='{}' data-holds='{}'><th>{}</th><td>{}</td><td>{}</td></tr>",
+        ((rule, {True: "yes", False: "no", None: "unknown"}[holds], rule, marks[holds], detail)
+         for rule, holds, detail in rows)))
 
 
 class SendingPoolAdmin(admin.ModelAdmin):

@@ -2,7 +2,7 @@
 (click_tracking), the signed links carried in every email (signed_links), the starter templates, and
 preflight, which renders every recipient's message before anything is sent.
 
-May import: the models, exceptions, campaigns.security; preflight also reads the audience's segments
-and the sending limits it estimates from. `rendering` imports only the exceptions, because the models
+May import: the models, exceptions, campaigns.security; preflight also reads the audience's segments,
+the sending limits it estimates from and the DNS checks of campaigns.deliverability. `rendering` imports only the exceptions, because the models
 use it.
 """

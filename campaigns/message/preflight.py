@@ -14,7 +14,11 @@ Findings:
 - the plain-text part: written or generated from the HTML, and its unsubscribe link;
 - the links in the content, listed;
 - the sender: From domain against ALLOWED_FROM_DOMAINS (error), with the SPF, DKIM and DMARC steps of
-  docs/sendgrid-and-sender-authentication.md (no DNS lookups);
+  docs/sendgrid-and-sender-authentication.md; when the campaign sends through a pool, each of its
+  accounts that may send the From domain has its DNS checked (campaigns.deliverability.dns_checks):
+  what makes authentication fail is an error, the rest warnings, each with the record to publish. A
+  campaign of the built-in default pool (the environment's SendGrid key or SMTP server, the local sink
+  in development) is not looked up: a note says so;
 - the audience: no recipient (error), suppressed addresses (counted, skipped when sending);
 - the estimated duration and finish time, from the provider's rate limit and the audience's size.
 """
@@ -32,6 +36,7 @@ from django.utils import timezone
 
 from campaigns.audience import segments
 from campaigns.audience.validators import validate_from_email
+from campaigns.deliverability import dns_checks
 from campaigns.exceptions import MergeTagError
 from campaigns.message import click_tracking
 from campaigns.message.rendering import LINK_TAGS, compile_campaign, find_tags, recipient_context, validate_merge_tags
@@ -131,7 +136,32 @@ def check_sender(campaign, findings):
     if not settings.ALLOWED_FROM_DOMAINS:
         findings.warning("sender_unchecked", f"ALLOWED_FROM_DOMAINS is empty, so any From domain is accepted: "
                                              f"make sure {domain} is authenticated (steps below).")
+    sender["dns"] = check_sender_dns(campaign, domain, findings)
     return sender
+
+
+def check_sender_dns(campaign, domain, findings):
+    """The DNS checks of DOMAIN for each enabled account of the campaign's pool that may send it, as
+    findings; [{account, check, status, message, record}] for the page."""
+    if campaign.pool_id is None:
+        findings.note("dns_unchecked", f"The campaign sends through the default pool (the environment's SendGrid "
+                                       f"key or SMTP server): {domain}'s DNS is not looked up here; follow the "
+                                       "steps below, or send through a pool to have it checked.")
+        return []
+    lookups = dns_checks.Lookups()
+    results = []
+    for account in campaign.pool.accounts.filter(enabled=True):
+        if not account.may_send_from(domain):
+            continue
+        for check in dns_checks.check_domain(account, domain, lookups):
+            results.append({"account": account.name, "check": check.name, "status": check.status,
+                            "message": check.message, "record": check.record})
+            if check.status == dns_checks.PASS:
+                continue
+            report = findings.error if check.status == dns_checks.ERROR else findings.warning
+            report(f"dns_{check.name.lower()}", f"{account.name}: {check.message}", record=check.record,
+                   account=account.name)
+    return results
 
 
 def sending_rate():

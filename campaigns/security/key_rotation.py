@@ -5,6 +5,10 @@ this reads the models.
 """
 
 from campaigns.models import SendingAccount
+from campaigns.security.encryption import EncryptedTextField
+
+# Every encrypted field of an account (the password or API key, the DKIM private key, ...).
+ENCRYPTED_FIELDS = [f.name for f in SendingAccount._meta.concrete_fields if isinstance(f, EncryptedTextField)]
 
 
 # The encrypted fields of a sending account: the password or API key, and the bounce mailbox's password.
@@ -15,7 +19,7 @@ def reencrypt_account_secrets():
     """Every sending account's secrets encrypted again under the first key of FIELD_ENCRYPTION_KEY
     (after a new key was put first); returns (re-encrypted, undecryptable) counts of secrets."""
     done = lost = 0
-    for account in SendingAccount.objects.exclude(secret="", bounce_password=""):
+    for account in SendingAccount.objects.all():
         fields = []
         for name in ENCRYPTED_FIELDS:
             value = getattr(account, name)

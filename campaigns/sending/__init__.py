@@ -3,8 +3,9 @@ claim, lease and results (ledger), the provider chain with retries and fallback 
 account of a pool sends a batch (routing), the shared rate limits and quotas (ratelimit), the sweep
 that recovers what a crash left, "Test connection" (account_check), and the providers (providers/).
 
-May import: the models, states, exceptions, campaigns.security, campaigns.message (rendering, links),
-campaigns.audience (segments, suppression) and campaigns.experiments (A/B splits). Not engagement,
+May import: the models, states, exceptions, campaigns.security, campaigns.deliverability (DKIM signing),
+campaigns.message (rendering, links), campaigns.audience (segments, suppression) and
+campaigns.experiments (A/B splits). Not engagement,
 the admin, the views or the tasks. Within it: dispatch and providers/ import no other sending module
 but ratelimit; routing and chain never import the pipeline.
 """

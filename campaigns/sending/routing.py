@@ -33,9 +33,9 @@ from django.db.models import F, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from campaigns.deliverability import dkim
 from campaigns.exceptions import (
     AuthenticationRefused,
-    ProviderError,
     ProviderRefused,
     ProviderUnavailable,
     QuotaExhausted,
@@ -87,13 +87,17 @@ def provider_for(account):
                               f"FIELD_ENCRYPTION_KEY; enter it again", provider=account.name)
     if account.kind == SendingAccount.Kind.SENDGRID and api_host_refusal(account.api_host):
         raise ProviderRefused(f"account {account.name}: {api_host_refusal(account.api_host)}", provider=account.name)
+    if getattr(account.dkim_private_key, "undecryptable", None):
+        raise ProviderRefused(f"the stored DKIM key of account {account.name} cannot be decrypted with "
+                              f"FIELD_ENCRYPTION_KEY; generate a new one", provider=account.name)
     common = {"name": account.name, "rate": pace_per_second(account), "rate_key": rate_key(account),
               "timeout": settings.SENDING_ACCOUNT_TIMEOUT_SECONDS}
     if account.kind == SendingAccount.Kind.SENDGRID:
         return SendGridProvider(api_key=account.secret, host=account.api_host, **common)
     return SmtpProvider(host=account.host, port=account.port or account.default_port(), security=account.security,
                         username=account.username, password=account.secret,
-                        bounce_domain=ascii_bounce_domain(account.bounce_domain), **common)
+                        bounce_domain=ascii_bounce_domain(account.bounce_domain),
+                        signer=dkim.signer_for(account), **common)
 
 
 def ascii_bounce_domain(domain):

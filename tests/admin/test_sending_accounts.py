@@ -3,12 +3,15 @@
 import socket
 
 import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.urls import reverse
 
+from campaigns.deliverability import dkim
 from campaigns.models import SendingAccount
 from tests.conftest import SINK_PASSWORD
 from tests.sending.conftest import wait_until
-from tests.support.factories import SendingAccountFactory, pool_of
+from tests.support.factories import SendingAccountFactory, UserFactory, pool_of
 
 pytestmark = pytest.mark.django_db
 SECRET = "Zq9-very-secret-app-password"
@@ -368,3 +371,70 @@ def test_an_error_body_shows_only_as_a_short_escaped_excerpt(staff_client):
                                     last_check_message=f"sg: SendGrid answered 502: {summary}")
     page = staff_client.get(change_url(account)).content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+
+
+def dkim_key_url(account):
+    return reverse("admin:campaigns_sendingaccount_dkim_key", args=[account.pk])
+
+
+def test_generate_key_stores_a_key_and_the_page_shows_the_record_to_publish_never_the_key(staff_client):
+    account = SendingAccountFactory(name="relay", dkim_domain="example.com", dkim_selector="mailer1")
+    assert 'id="generate-dkim-key"' in staff_client.get(change_url(account)).content.decode()
+    assert 'id="confirm-generate"' in staff_client.get(dkim_key_url(account)).content.decode()
+
+    response = staff_client.post(dkim_key_url(account), {}, follow=True)
+
+    account.refresh_from_db()
+    assert account.dkim_private_key.startswith("-----BEGIN PRIVATE KEY-----")
+    page = response.content.decode()
+    record = dkim.record_value(account.dkim_private_key)
+    assert f"mailer1._domainkey.example.com. TXT &quot;{record}&quot;" in page
+    key_body = account.dkim_private_key.splitlines()[1]
+    assert key_body not in page and key_body not in staff_client.get(change_url(account)).content.decode()
+
+
+def test_generate_key_without_a_selector_says_what_to_set(staff_client):
+    account = SendingAccountFactory(name="relay", dkim_domain="example.com")
+    page = staff_client.post(dkim_key_url(account), {}, follow=True).content.decode()
+    assert "Set the DKIM domain and selector of relay first" in page
+    account.refresh_from_db()
+    assert not account.dkim_private_key
+
+
+def test_a_viewer_cannot_generate_a_key(client, db):
+    call_command("create_staff_groups", verbosity=0)
+    viewer = UserFactory()
+    viewer.groups.add(Group.objects.get(name="Viewer"))
+    client.force_login(viewer)
+    account = SendingAccountFactory(name="relay", dkim_domain="example.com", dkim_selector="mailer1")
+
+    assert client.get(dkim_key_url(account)).status_code == 403
+    assert client.post(dkim_key_url(account), {}).status_code == 403
+    account.refresh_from_db()
+    assert not account.dkim_private_key
+
+
+def test_the_dns_page_shows_each_check_the_record_to_publish_and_the_bulk_sender_checklist(staff_client, dns_server):
+    account = SendingAccountFactory(name="relay", host="203.0.113.25", from_domains="example.com",
+                                    dkim_domain="example.com", dkim_selector="mailer1")
+    dkim.generate_key(account)
+    dns_server.txt("example.com", "v=spf1 ip4:203.0.113.25 -all")
+    dns_server.txt("mailer1._domainkey.example.com", dkim.record_value(account.dkim_private_key))
+
+    page = staff_client.get(reverse("admin:campaigns_sendingaccount_dns", args=[account.pk])).content.decode()
+
+    assert 'data-check="SPF" data-status="pass"' in page and 'data-check="DKIM" data-status="pass"' in page
+    assert 'data-check="DMARC" data-status="warning"' in page
+    assert "_dmarc.example.com. TXT &quot;v=DMARC1; p=none;" in page
+    for rule, holds in (("SPF", "yes"), ("DKIM", "yes"), ("DMARC aligned", "no"), ("One-click unsubscribe", "yes"),
+                        ("Complaint rate under 0.3 %", "unknown")):
+        assert f"data-rule='{rule}' data-holds='{holds}'" in page or \
+            f'data-rule="{rule}" data-holds="{holds}"' in page, rule
+
+
+def test_the_account_page_lists_the_rules_and_looks_nothing_up(staff_client):
+    account = SendingAccountFactory(name="relay", from_domains="example.com")
+    page = staff_client.get(change_url(account)).content.decode()
+    assert "data-rule='SPF' data-holds='unknown'" in page and "not checked: Check DNS" in page
+    assert "data-rule='One-click unsubscribe' data-holds='yes'" in page
+    assert reverse("admin:campaigns_sendingaccount_dns", args=[account.pk]) in page

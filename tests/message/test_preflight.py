@@ -6,9 +6,10 @@ import time
 import pytest
 
 from campaigns.audience import segments
+from campaigns.deliverability import dkim
 from campaigns.message import preflight
 from campaigns.models import Campaign, CampaignVariant, PreflightRun, Recipient, Suppression
-from tests.support.factories import CampaignFactory
+from tests.support.factories import CampaignFactory, SendingAccountFactory, pool_of
 
 HTML = ('<html><body><p>Hi {{ first_name }} from {{ city }}, {{ bio|default:"-" }}</p>'
         '<p><a href="https://example.com/a?x=1&amp;y=2">A</a> <a href="https://example.com/b">B</a> '
@@ -166,3 +167,38 @@ def test_an_ab_tests_variants_are_checked_like_the_campaigns_own_content(campaig
     assert [(f["variant"], f["field"]) for f in errors] == [("B", "subject"), ("B", "html_body")]
     assert 'the filter "upper" is not supported' in errors[0]["message"]
     assert "unsubscribe link" in errors[1]["message"]
+
+
+def test_a_campaign_of_the_default_pool_is_not_looked_up_and_says_so(campaign):
+    report = preflight.preflight(campaign)
+    assert "dns_unchecked" in by_code(report["notes"]) and report["sender"]["dns"] == []
+
+
+def test_the_dns_of_each_pool_account_that_may_send_the_from_domain_is_checked(campaign, dns_server):
+    """SPF not authorising the relay and a DKIM key not published block; a missing DMARC policy and
+    MX only warn. An account that may not send the From domain is not checked."""
+    relay = SendingAccountFactory(name="acme-relay", host="203.0.113.25", from_domains="acme.example",
+                                  dkim_domain="acme.example", dkim_selector="s1")
+    dkim.generate_key(relay)
+    other = SendingAccountFactory(name="other-relay", host="198.51.100.1", from_domains="other.example")
+    campaign.pool = pool_of(relay, other)
+    campaign.save()
+    dns_server.txt("acme.example", "v=spf1 ip4:192.0.2.1 -all")
+
+    report = preflight.preflight(campaign)
+
+    errors, warnings = by_code(report["errors"]), by_code(report["warnings"])
+    assert set(errors) == {"dns_spf", "dns_dkim"}
+    assert errors["dns_spf"]["message"].startswith("acme-relay: ")
+    assert errors["dns_spf"]["record"] == 'acme.example. TXT "v=spf1 ip4:192.0.2.1 ip4:203.0.113.25 -all"'
+    assert errors["dns_dkim"]["record"].startswith('s1._domainkey.acme.example. TXT "v=DKIM1; k=rsa; p=')
+    assert {"dns_dmarc", "dns_mx"} <= set(warnings)
+    assert {row["account"] for row in report["sender"]["dns"]} == {"acme-relay"}
+
+    dns_server.clear()
+    dns_server.txt("acme.example", "v=spf1 ip4:203.0.113.0/24 -all")
+    dns_server.txt("s1._domainkey.acme.example", dkim.record_value(relay.dkim_private_key))
+    dns_server.txt("_dmarc.acme.example", "v=DMARC1; p=reject")
+    dns_server.add("acme.example. 300 IN MX 10 mx.acme.example.")
+    report = preflight.preflight(campaign)
+    assert not [f for f in report["errors"] + report["warnings"] if f["code"].startswith("dns_")]

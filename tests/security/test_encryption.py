@@ -63,6 +63,17 @@ def test_reencrypting_moves_the_bounce_mailbox_password_too(settings, key):
     assert SendingAccount.objects.get(pk=account.pk).bounce_password == "mailbox pass"
 
 
+def test_reencrypting_moves_the_dkim_private_key_too(settings, key):
+    account = SendingAccountFactory(dkim_private_key="-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    new = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEY = [new, key]
+
+    call_command("reencrypt_secrets")
+
+    settings.FIELD_ENCRYPTION_KEY = [new]  # the old key dropped
+    assert SendingAccount.objects.get(pk=account.pk).dkim_private_key.startswith("-----BEGIN PRIVATE KEY-----")
+
+
 def test_a_secret_no_key_decrypts_loads_empty_and_is_kept_as_stored(settings, key):
     account = SendingAccountFactory(secret="s3cret")
     before = stored_secret(account)

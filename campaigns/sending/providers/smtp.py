@@ -179,9 +179,10 @@ class MessageBuilder:
     the ids) are folded here, and the multipart/alternative skeleton joined: the email package's
     generator and header classes cost several times the whole budget per message."""
 
-    def __init__(self, batch, bounce_domain=""):
+    def __init__(self, batch, bounce_domain="", signer=None):
         self.batch = batch
         self.bounce_domain = bounce_domain  # VERP: MAIL FROM bounces+<token>@<bounce domain>
+        self.signer = signer  # a campaigns.deliverability.dkim.Signer: each message's final bytes are signed
         from_name, self.envelope_from = parseaddr(batch.from_email)
         if LINE_BREAKS.search(self.envelope_from):
             raise ValueError("the sender address holds a line break")
@@ -257,7 +258,10 @@ class MessageBuilder:
         body = b"".join(delimiter + b"\r\n" + part + b"\r\n" for part in parts) + delimiter + b"--\r\n"
         # Dot-stuffing: the message starts with a header, so every line that starts with a dot follows
         # a line break.
-        data = (b"".join(head) + body).replace(b"\n.", b"\n..") + b".\r\n"
+        message_bytes = b"".join(head) + body
+        if self.signer is not None:
+            message_bytes = self.signer.sign(message_bytes)
+        data = message_bytes.replace(b"\n.", b"\n..") + b".\r\n"
         return Built(mail, rcpt_line, message_id, data)
 
 
@@ -413,7 +417,7 @@ class SmtpProvider(Provider):
     STARTTLS, TLS, PLAIN = "starttls", "tls", "none"
 
     def __init__(self, host=None, port=None, security=None, username=None, password=None, timeout=None,
-                 name=None, rate=None, rate_key=None, bounce_domain=""):
+                 name=None, rate=None, rate_key=None, bounce_domain="", signer=None):
         from_settings = host is None
         self.host = settings.EMAIL_HOST if from_settings else host
         self.port = settings.EMAIL_PORT if from_settings else port
@@ -424,6 +428,7 @@ class SmtpProvider(Provider):
         self.name = name or self.name
         self.rate, self.rate_key = rate, rate_key  # None: SMTP_RATE_LIMIT_PER_SEC under "smtp"
         self.bounce_domain = bounce_domain
+        self.signer = signer  # DKIM, for a sending account that signs
 
     def is_configured(self):
         return bool(self.host)
@@ -472,7 +477,7 @@ class SmtpProvider(Provider):
 
     def build_payload(self, batch):
         # Messages are built lazily during delivery (see the module docstring).
-        return MessageBuilder(batch, bounce_domain=self.bounce_domain)
+        return MessageBuilder(batch, bounce_domain=self.bounce_domain, signer=self.signer)
 
     def deliver(self, batch, builder):
         delivery = _Delivery(self, batch, builder)
