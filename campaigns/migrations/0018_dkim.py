@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0013_background_runs'),
+        ('campaigns', '0017_api_tokens_webhooks_reports'),
     ]
 
     operations = [
