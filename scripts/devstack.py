@@ -274,7 +274,10 @@ def run_tests(args):
     shutil.rmtree(ROOT / "test-artifacts" / "screenshots", ignore_errors=True)
     env["TEST_SCREENSHOTS_KEEP"] = "1"
     say(f"Running the tests in {processes} processes, then the serial ones alone")
-    parallel = subprocess.run([*pytest, "-n", str(processes), "-m", "not serial", *args], cwd=ROOT, env=env)
+    # Tests go out two at a time to whichever process is free (not in big chunks decided up front), so
+    # the processes finish together; the slow ones are sent first (tests/support/parallel.py).
+    parallel = subprocess.run([*pytest, "-n", str(processes), "--maxschedchunk", "2", "-m", "not serial", *args],
+                              cwd=ROOT, env=env)
     say("Running the serial tests (marked `serial`) alone")
     serial = subprocess.run([*pytest, "-m", "serial", *args], cwd=ROOT, env=env)
     codes = [code for code in (parallel.returncode, serial.returncode) if code not in (0, NO_TESTS_COLLECTED)]

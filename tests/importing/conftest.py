@@ -117,5 +117,5 @@ def wait_until_finished(client, record, timeout=60):
         seen.append(status["status"])
         if status["finished"]:
             return status, seen
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"import not finished after {timeout}s: {seen[-5:]}")

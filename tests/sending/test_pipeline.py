@@ -326,7 +326,7 @@ def restartable_redis(settings):
                 client.shutdown(nosave=True)
             except redis_lib.ConnectionError:
                 pass  # it closes the connection as it goes
-            time.sleep(1)
+            wait_for(lambda: not _pings(client), timeout=20, every=0.05)  # the old server has gone
             self.process = subprocess.Popen(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
                  "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)

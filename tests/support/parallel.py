@@ -52,3 +52,11 @@ def isolate_this_process():
 
 
 isolate_this_process()
+
+
+def pytest_collection_modifyitems(config, items):
+    """In a parallel run, the tests marked `slow` go first (in their own order, the same in every process,
+    as xdist requires): the long ones start early and the short ones fill the gaps at the end, instead of
+    one long test starting last and running alone."""
+    if worker_number() is not None:
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
