@@ -251,7 +251,8 @@ def run_with_throwaway_services(command):
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 
-# The fastest on a 2-core machine (most tests wait on worker processes, servers and polls, not the CPU).
+# Most tests wait on worker processes, servers and rate-limit windows, not the CPU, so a 2-core machine
+# runs more processes than cores; 3 and 6 are still to be compared with 4 on a quiet machine.
 DEFAULT_TEST_PROCESSES = 4
 NO_TESTS_COLLECTED = 5  # pytest's exit code when nothing was selected
 
