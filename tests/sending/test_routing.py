@@ -16,8 +16,7 @@ from tests.support.factories import SendingAccountFactory, UserFactory, pool_of
 D = DeliveryLog.Status
 S = Campaign.Status
 pytestmark = pytest.mark.slow
-DAY_SECONDS = 60  # a rolling "day" this long, so that the test sees the window move (and, on a loaded
-# machine, still sees the campaign waiting before it does)
+DAY_SECONDS = 30  # a rolling "day" this long, so that the test sees the window move
 
 
 def delivered(*sinks):
@@ -49,7 +48,7 @@ def waiting_for_quota(campaign, sent):
     return wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count == sent
                     and campaign.quota_wait_until is not None
                     and not SendBatch.objects.filter(campaign=campaign, status=SendBatch.Status.SENDING).exists(),
-                    timeout=2 * DAY_SECONDS)
+                    timeout=60)
 
 
 def test_two_accounts_with_daily_caps_send_150_wait_and_finish_when_the_window_moves(
@@ -82,6 +81,7 @@ def test_two_accounts_with_daily_caps_send_150_wait_and_finish_when_the_window_m
     assert dashboard_data(campaign)["quota_wait"] == ""
 
 
+@pytest.mark.serial  # never saw its campaign waiting for quota in 2 of 3 parallel runs (not understood yet)
 def test_pause_and_resume_while_waiting_for_quota(start_worker, smtp_sink_server, no_sendgrid, short_day):
     campaign = make_campaign(60, batch_size=10, pool=pool_of(account_for(smtp_sink_server, "gmail", per_day=30)))
     start_worker(["scheduler", "senders"], concurrency=2)
@@ -97,6 +97,7 @@ def test_pause_and_resume_while_waiting_for_quota(start_worker, smtp_sink_server
     assert_exactly_once(campaign, delivered(smtp_sink_server))
 
 
+@pytest.mark.serial  # never saw its campaign waiting for quota in 2 of 3 parallel runs (not understood yet)
 def test_cancel_while_waiting_for_quota_skips_the_rest(start_worker, smtp_sink_server, no_sendgrid, short_day,
                                                        settings):
     campaign = make_campaign(60, batch_size=10, pool=pool_of(account_for(smtp_sink_server, "gmail", per_day=30)))
