@@ -45,6 +45,7 @@ class CeleryWorker:
                     *options]
         self.env = env
         self.proc = None
+        self.terminated = False
 
     def start(self, timeout=60):
         """Start the worker and return it once it answers a ping."""
@@ -56,15 +57,20 @@ class CeleryWorker:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.cmd, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True, preexec_fn=stop_when_parent_dies)
+        self.terminated = False
         deadline = time.monotonic() + timeout
+        # A ping sent before the worker listens is lost, so ping often; a worker answers in milliseconds,
+        # but give a loaded machine longer with each try.
+        wait = 0.2
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited early:\n{self.log_tail()}")
             try:
-                if app.control.ping(destination=[self.name], timeout=0.5):
+                if app.control.ping(destination=[self.name], timeout=wait):
                     return self
             except (redis.ConnectionError, kombu.exceptions.OperationalError, OSError):
                 reset_broker_pool()  # a stale pooled connection (e.g. Redis restarted): retry
+            wait = min(wait + 0.1, 1.0)
         raise RuntimeError(f"worker {self.name} not ready after {timeout}s:\n{self.log_tail()}")
 
     def pool_pids(self):
@@ -97,9 +103,15 @@ class CeleryWorker:
     def log_tail(self, lines=40):
         return log_tail(self.log_path, lines)
 
+    def terminate(self):
+        """Ask the worker to stop (SIGTERM: a warm shutdown) without waiting; stop() then waits."""
+        if self.proc and self.proc.poll() is None and not self.terminated:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.terminated = True
+
     def stop(self, timeout=30):
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

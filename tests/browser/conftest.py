@@ -40,6 +40,9 @@ def page(live_server, transactional_db, monkeypatch):
 
 @pytest.fixture(scope="session")
 def screenshot_dir():
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    # Emptied at the start of a one-process run; a parallel run's processes share it (`make test` empties
+    # it once, before them, and sets TEST_SCREENSHOTS_KEEP).
+    if not (os.environ.get("TEST_SCREENSHOTS_KEEP") or os.environ.get("PYTEST_XDIST_WORKER")):
+        shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS

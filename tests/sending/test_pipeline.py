@@ -198,6 +198,7 @@ def test_killing_a_sender_worker_mid_campaign_loses_and_doubles_nothing(
         assert "not re-sent automatically" in unknown.last_error
 
 
+@pytest.mark.serial  # restarts the Redis every process of a parallel run uses
 def test_redis_restarted_mid_campaign_the_campaign_still_completes(
         start_worker, smtp_sink_server, no_sendgrid, worker_env, settings, restartable_redis):
     settings.SWEEP_STALL_SECONDS = 3
@@ -325,7 +326,7 @@ def restartable_redis(settings):
                 client.shutdown(nosave=True)
             except redis_lib.ConnectionError:
                 pass  # it closes the connection as it goes
-            time.sleep(1)
+            wait_for(lambda: not _pings(client), timeout=20, every=0.05)  # the old server has gone
             self.process = subprocess.Popen(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
                  "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
@@ -354,6 +355,7 @@ def _pings(client):
         return False
 
 
+@pytest.mark.serial  # a 2 s lease: on a loaded machine a renewal can come late
 def test_a_slow_live_batch_keeps_its_claim_by_renewing_its_lease(
         start_worker, smtp_sink_server, no_sendgrid, worker_env):
     # Each batch of 100 at 40/s takes about 2.5 s, longer than its 2 s lease: only renewals keep it.

@@ -81,6 +81,7 @@ def test_two_accounts_with_daily_caps_send_150_wait_and_finish_when_the_window_m
     assert dashboard_data(campaign)["quota_wait"] == ""
 
 
+@pytest.mark.serial  # never saw its campaign waiting for quota in 2 of 3 parallel runs (not understood yet)
 def test_pause_and_resume_while_waiting_for_quota(start_worker, smtp_sink_server, no_sendgrid, short_day):
     campaign = make_campaign(60, batch_size=10, pool=pool_of(account_for(smtp_sink_server, "gmail", per_day=30)))
     start_worker(["scheduler", "senders"], concurrency=2)
@@ -96,6 +97,7 @@ def test_pause_and_resume_while_waiting_for_quota(start_worker, smtp_sink_server
     assert_exactly_once(campaign, delivered(smtp_sink_server))
 
 
+@pytest.mark.serial  # never saw its campaign waiting for quota in 2 of 3 parallel runs (not understood yet)
 def test_cancel_while_waiting_for_quota_skips_the_rest(start_worker, smtp_sink_server, no_sendgrid, short_day,
                                                        settings):
     campaign = make_campaign(60, batch_size=10, pool=pool_of(account_for(smtp_sink_server, "gmail", per_day=30)))

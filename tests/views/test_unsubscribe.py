@@ -111,7 +111,7 @@ def test_one_recipients_token_cannot_unsubscribe_another(mail_client, client):
     "1", "MQ:1tZ0Zx:forged", "not-a-token",
     signing.dumps(1, salt="campaigns.open"),  # a valid signature for another purpose
     "A" * 38,  # the new format's shape, unsigned
-])
+], ids=["short", "forged", "not-a-token", "signed-for-opens", "unsigned"])  # fixed: parallel processes collect alike
 def test_forged_or_foreign_tokens_get_a_404_and_change_nothing(mail_client, token):
     DeliveryLogFactory(status=DeliveryLog.Status.SENT)
     response = mail_client.post(f"/u/{token}/", data=ONE_CLICK, content_type="application/x-www-form-urlencoded")

@@ -141,6 +141,7 @@ def assert_agrees_with_library(cells):
     return result
 
 
+@pytest.mark.slow  # 200,000 rows: a minute of CPU
 def test_generated_corpus_matches_the_library_row_by_row():
     rng = random.Random(20240611)
     cells = [random_cell(rng) for _ in range(200_000)]
