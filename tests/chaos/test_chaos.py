@@ -1,0 +1,56 @@
+"""The chaos run as pytest tests: `test_ci_seed` plays the fixed CI seeds inside `make test` (marked
+`chaos`: -m chaos selects them, -m "not chaos" leaves them out); `test_seed` plays the seeds given
+with --chaos-seeds (what `make chaos` runs, tests/chaos/__main__.py) and is skipped without them.
+
+A failing seed prints the seed, its knobs, the scenario, what was done when, and each invariant it
+broke; `make chaos ARGS="--seed N"` plays it again.
+"""
+
+import os
+
+import pytest
+
+from tests.chaos import invariants, scenario
+from tests.chaos.run import play
+from tests.chaos.stack import dump, servers
+
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
+
+# Moderate scenarios that pass on correct code and avoid the defects being fixed on other branches
+# (no knobs); chosen to cover SMTP and SendGrid faults, crashes, staff actions and A/B tests.
+CI_SEEDS = [3, 7, 12, 21]
+
+
+@pytest.fixture(scope="session")
+def chaos_servers(tmp_path_factory):
+    with servers(tmp_path_factory.mktemp("chaos-servers")) as found:
+        yield found
+
+
+def play_and_check(seed, knobs, chaos_servers, start_worker, worker_env, tmp_path):
+    drawn = scenario.draw(seed, knobs)
+    run = play(drawn, chaos_servers, start_worker, worker_env, tmp_path)
+    broken = invariants.check(run)
+    report = (f"seed {seed} knobs {','.join(drawn.knobs) or '-'}: settled in "
+              f"{run.settle_seconds if run.settle_seconds is None else round(run.settle_seconds, 1)} s, "
+              f"senders queue at most {run.max_senders_queue} ({run.batches_made} batches), idle CPU "
+              f"{run.idle_cpu_seconds if run.idle_cpu_seconds is None else round(run.idle_cpu_seconds, 2)} s")
+    line = f"CHAOS {report}{' BROKEN ' + ','.join(broken) if broken else ' ok'}"
+    print(line)
+    if os.environ.get("CHAOS_LOG"):  # make chaos's summary (tests/chaos/__main__.py)
+        with open(os.environ["CHAOS_LOG"], "a") as log:
+            log.write(line + "\n")
+    if broken:
+        pytest.fail(f"chaos {report}\nreplay: make chaos ARGS=\"--seed {seed}"
+                    + (f" --knobs {','.join(drawn.knobs)}" if drawn.knobs else "") + "\"\n"
+                    f"scenario: {dump(drawn.describe())}\nwhat happened:\n" + "\n".join(run.trace)
+                    + "\ninvariants broken:\n" + dump(broken), pytrace=False)
+
+
+@pytest.mark.parametrize("seed", CI_SEEDS)
+def test_ci_seed(seed, chaos_servers, start_worker, worker_env, tmp_path):
+    play_and_check(seed, (), chaos_servers, start_worker, worker_env, tmp_path)
+
+
+def test_seed(chaos_seed, chaos_knobs, chaos_servers, start_worker, worker_env, tmp_path):
+    play_and_check(chaos_seed, chaos_knobs, chaos_servers, start_worker, worker_env, tmp_path)
