@@ -40,6 +40,9 @@ def main(argv=None):
                    "-q", "-rfE"]
     if args.exitfirst:
         pytest_args.append("-x")
+    if args.seed is not None:  # a replay shows the scenario and what happened, passed or not
+        os.environ["CHAOS_VERBOSE"] = "1"
+        pytest_args.append("-rP")
     status = pytest.main(pytest_args)
     with open(results) as f:
         f.seek(start)

@@ -40,6 +40,8 @@ def play_and_check(seed, knobs, chaos_servers, start_worker, worker_env, tmp_pat
     if os.environ.get("CHAOS_LOG"):  # make chaos's summary (tests/chaos/__main__.py)
         with open(os.environ["CHAOS_LOG"], "a") as log:
             log.write(line + "\n")
+    if os.environ.get("CHAOS_VERBOSE"):
+        print(f"scenario: {dump(drawn.describe())}\nwhat happened:\n" + "\n".join(run.trace))
     if broken:
         pytest.fail(f"chaos {report}\nreplay: make chaos ARGS=\"--seed {seed}"
                     + (f" --knobs {','.join(drawn.knobs)}" if drawn.knobs else "") + "\"\n"
