@@ -9,7 +9,9 @@ of order), staff resend what is still unknown, and the invariants are checked.
 
 import hashlib
 import json
+import os
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,7 +23,7 @@ from django.db import connection
 from campaigns import services
 from campaigns.audience import follow_ups
 from campaigns.engagement import provider_events, sendgrid_webhook, ses_webhook
-from campaigns.exceptions import CampaignError
+from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.models import Campaign, CampaignVariant, DeliveryLog, Recipient, SendingAccount, SendingPool
 from tests.chaos import scenario as sc
 from tests.chaos.stack import Beat, cpu_seconds, wait_until
@@ -135,6 +137,7 @@ class Processes:
         self.env = env
         self.log_dir = log_dir
         self.senders = []
+        self.stopping = []  # SIGTERMed senders finishing their batch
         self.scheduler = None
         self.beat = None
 
@@ -145,7 +148,8 @@ class Processes:
         self.beat = Beat(self.log_dir, service_env(**self.env)).start()
 
     def sender_pids(self):
-        return [pid for worker in self.senders if worker.proc.poll() is None for pid in worker.process_ids()]
+        return [pid for worker in self.senders + self.stopping if worker.proc.poll() is None
+                for pid in worker.process_ids()]
 
     def crash(self, what, rng):
         if what == "sigkill_sender":
@@ -153,8 +157,11 @@ class Processes:
             self.senders[victim].kill()
             self.senders[victim] = self.start_worker(["senders"], concurrency=1)
         elif what == "sigterm_sender":
+            # As `docker stop` does: SIGTERM to the main process only, whose warm shutdown lets the batch in
+            # hand finish; it is replaced at once, and the old one is reaped when it has exited.
             victim = rng.randrange(len(self.senders))
-            self.senders[victim].stop()  # warm shutdown: the batch in hand finishes first
+            self.stopping.append(self.senders[victim])
+            os.kill(self.senders[victim].proc.pid, signal.SIGTERM)
             self.senders[victim] = self.start_worker(["senders"], concurrency=1)
         elif what == "sigkill_scheduler":
             self.scheduler.kill()
@@ -204,7 +211,7 @@ def staff(run, started, event, rng):
             run.campaign_ids.append(made.campaign.pk)
             result = f"follow-up {made.campaign.pk}: " + services.send_now(made.campaign.pk)
         run.note(started, f"staff {action} campaign {campaign_id}: {result}")
-    except CampaignError as error:  # IllegalTransition too: the action did not apply then
+    except (CampaignError, IllegalTransition) as error:  # the action did not apply then
         run.note(started, f"staff {action} campaign {campaign_id}: refused: {error}")
     return None
 
@@ -354,7 +361,7 @@ def _play(run, processes, client, rng):
                 campaign_id = run.campaign_ids[item.index]
                 try:
                     run.note(started, f"start campaign {campaign_id}: {services.send_now(campaign_id)}")
-                except CampaignError as error:
+                except (CampaignError, IllegalTransition) as error:
                     run.note(started, f"start campaign {campaign_id}: refused: {error}")
             elif kind == "fault":
                 apply_fault(run, item)
@@ -394,7 +401,7 @@ def _play(run, processes, client, rng):
         if DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.UNKNOWN).exists():
             try:
                 run.note(started, f"staff resend_unknown campaign {campaign_id}: {resend_unknown(run, campaign_id)}")
-            except CampaignError as error:
+            except (CampaignError, IllegalTransition) as error:
                 run.note(started, f"staff resend_unknown campaign {campaign_id}: refused: {error}")
     again = time.monotonic()
     done = wait_until(lambda: _tick(run, client) and settled(run.campaign_ids), sc.LIVENESS_BOUND_SECONDS)
@@ -417,5 +424,5 @@ def _tick(run, client):
 def _resume(run, started, campaign_id):
     try:
         run.note(started, f"staff resume campaign {campaign_id}: {services.resume(campaign_id)}")
-    except CampaignError as error:
+    except (CampaignError, IllegalTransition) as error:
         run.note(started, f"staff resume campaign {campaign_id}: refused: {error}")
