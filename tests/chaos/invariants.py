@@ -56,6 +56,8 @@ def ledger_matches_servers(run, got, logs):
     received = {(campaign, address) for _, campaign, address, _, _ in got}
     seen = set().union(*(s.accepted_rcpts() for s in run.servers.values() if hasattr(s, "accepted_rcpts")))
     held = set().union(*(s.in_flight() for s in run.servers.values() if hasattr(s, "in_flight")))
+    ended = set(Campaign.objects.filter(pk__in=run.campaign_ids, status__in=(
+        Campaign.Status.COMPLETED, Campaign.Status.CANCELLED, Campaign.Status.FAILED)).values_list("pk", flat=True))
     found = []
     for row in logs:
         key = (row["campaign_id"], row["email"].lower())
@@ -66,8 +68,8 @@ def ledger_matches_servers(run, got, logs):
                          "received it")
         elif row["status"] == D.UNKNOWN and key not in received and key[1] not in seen | held:
             found.append(f"campaign {key[0]}: {key[1]} is unknown but no server saw it or had it in flight")
-        elif row["status"] == D.PENDING:
-            found.append(f"campaign {key[0]}: {key[1]} is still pending")
+        elif row["status"] == D.PENDING and key[0] in ended:
+            found.append(f"campaign {key[0]}: {key[1]} is still pending, and its campaign has ended")
     return found
 
 
