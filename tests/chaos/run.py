@@ -27,6 +27,7 @@ from campaigns.exceptions import CampaignError, IllegalTransition
 from campaigns.models import Campaign, CampaignVariant, DeliveryLog, Recipient, SendingAccount, SendingPool
 from tests.chaos import scenario as sc
 from tests.chaos.stack import Beat, cpu_seconds, wait_until
+from tests.support.redis_restart import restart_redis
 from tests.support.workers import service_env
 
 D = DeliveryLog.Status
@@ -55,6 +56,7 @@ class Run:
     settle_seconds: float | None = None
     idle_cpu_seconds: float | None = None
     sender_killed: bool = False
+    redis_restarted: bool = False  # the limiter's windows were lost with it
 
     def note(self, started, what):
         self.trace.append(f"{time.monotonic() - started:6.2f}s {what}")
@@ -166,6 +168,8 @@ class Processes:
         elif what == "sigkill_scheduler":
             self.scheduler.kill()
             self.scheduler = self.start_worker(["scheduler"], concurrency=1)
+        elif what == "redis_restart":
+            restart_redis(settings.REDIS_URL)
         elif what == "pg_terminate":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -231,7 +235,7 @@ def resend_unknown(run, campaign_id):
 def senders_queue_length(client):
     try:
         return client.llen("senders")
-    except redis_lib.RedisError:
+    except redis_lib.RedisError:  # restarting
         return 0
 
 
@@ -366,9 +370,10 @@ def _play(run, processes, client, rng):
             elif kind == "fault":
                 apply_fault(run, item)
                 run.note(started, f"server {item.server}: {item.settings}")
-            elif item.what in sc.CRASHES:
+            elif item.what in sc.CRASHES + ("redis_restart",):
                 result = processes.crash(item.what, rng)
-                run.sender_killed |= item.what in ("sigkill_sender", "pg_terminate")
+                run.sender_killed |= item.what in ("sigkill_sender", "pg_terminate", "redis_restart")
+                run.redis_restarted |= item.what == "redis_restart"
                 run.note(started, f"crash {item.what}" + (f": {result} connections" if result is not None else ""))
             else:
                 resume = staff(run, started, item, rng)

@@ -13,12 +13,15 @@ finds which defect):
   many_dead       a quarter of a campaign's addresses dead (the suppression circuit breaker, defect 2)
   busy_loop       SEND_SMTP_CONNECTIONS >= SEND_SMTP_CHUNK with 421 after every DATA (defect 10)
   follow_ups      staff make and send follow-ups (defect 8: they must keep the pool)
+  redis_restart   Redis restarted empty mid-run (the queue and the limiter's windows are lost, so the
+                  run does not hold the windows to account across it)
 """
 
 import random
 from dataclasses import asdict, dataclass, field
 
-KNOBS = ("slow_rates", "sender_refused", "bad_variant", "early_events", "many_dead", "busy_loop", "follow_ups")
+KNOBS = ("slow_rates", "sender_refused", "bad_variant", "early_events", "many_dead", "busy_loop", "follow_ups",
+         "redis_restart")
 
 SMTP_SERVERS = ("sink1", "sink2")  # one pool account each
 SENDGRID_ACCOUNT_SERVER = "sg1"  # the pool's SendGrid account
@@ -156,8 +159,9 @@ def draw(seed, knobs=()):
     for _ in range(rng.randint(0, 4)):
         what = rng.choice([a for a in STAFF_ACTIONS if a != "follow_up" or "follow_ups" in knobs])
         events.append(Event(round(rng.uniform(1, fault_seconds), 2), what, rng.randrange(len(campaigns))))
+    crashes = CRASHES + (("redis_restart",) if "redis_restart" in knobs else ())
     for _ in range(rng.randint(0, 2)):
-        events.append(Event(round(rng.uniform(1, fault_seconds), 2), rng.choice(CRASHES)))
+        events.append(Event(round(rng.uniform(1, fault_seconds), 2), rng.choice(crashes)))
     events.sort(key=lambda e: e.at)
 
     return Scenario(seed=seed, knobs=knobs, smtp_connections=connections, smtp_chunk=chunk,
