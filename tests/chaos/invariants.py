@@ -73,6 +73,15 @@ def ledger_matches_servers(run, got, logs):
     return found
 
 
+def routed_through_its_pool(run, got, logs):
+    """A campaign's mail arrives only at its pool's accounts (or, without a pool, the environment's
+    providers); a follow-up's goes where its campaign's went."""
+    found = collections.Counter((campaign, name) for name, campaign, *_ in got
+                                if campaign in run.routes and name not in run.routes[campaign])
+    return [f"campaign {campaign}: {n} messages arrived at {name}, outside its pool ({sorted(run.routes[campaign])})"
+            for (campaign, name), n in sorted(found.items())]
+
+
 def suppressions_justified(run, got, logs):
     """Suppressions come only from address-level permanent refusals, bounces, complaints and
     unsubscribes."""
@@ -152,7 +161,8 @@ def liveness(run, got, logs):
     return found
 
 
-CHECKS = (liveness, nobody_twice, ledger_matches_servers, suppressions_justified, limits_hold, counters_and_usage)
+CHECKS = (liveness, nobody_twice, ledger_matches_servers, routed_through_its_pool, suppressions_justified, limits_hold,
+          counters_and_usage)
 
 
 def check(run):

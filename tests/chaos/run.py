@@ -46,6 +46,7 @@ class Run:
     servers: dict
     account_server: dict = field(default_factory=dict)  # account id -> server name
     campaign_ids: list = field(default_factory=list)  # every campaign, follow-ups included
+    routes: dict = field(default_factory=dict)  # campaign id -> the servers its mail may go through
     dead: set = field(default_factory=set)  # addresses refused as dead (550 5.1.1 / SendGrid 400)
     evidence_posted: set = field(default_factory=set)  # (campaign id, delivery id) with an evidence event
     suppressing_events: dict = field(default_factory=dict)  # address -> {reasons its events justify}
@@ -120,6 +121,8 @@ def build(run):
         for variant in plan.variants:
             CampaignVariant.objects.create(campaign=campaign, letter=variant.letter, subject=variant.subject)
         run.campaign_ids.append(campaign.pk)
+        run.routes[campaign.pk] = ({a.server for a in scenario.accounts} if plan.pooled
+                                   else {sc.ENV_SENDGRID_SERVER, sc.ENV_SMTP_SERVER})
 
 
 def apply_fault(run, fault):
@@ -213,6 +216,7 @@ def staff(run, started, event, rng):
         elif action == "follow_up":
             made = follow_ups.create_follow_up(campaign_id, "non_openers")
             run.campaign_ids.append(made.campaign.pk)
+            run.routes[made.campaign.pk] = run.routes[campaign_id]  # a follow-up keeps its campaign's pool
             result = f"follow-up {made.campaign.pk}: " + services.send_now(made.campaign.pk)
         run.note(started, f"staff {action} campaign {campaign_id}: {result}")
     except (CampaignError, IllegalTransition) as error:  # the action did not apply then
