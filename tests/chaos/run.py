@@ -37,6 +37,7 @@ TIMEOUT_SECONDS = 3  # SMTP and SendGrid: a "hang" of 5 s times out
 EVIDENCE_EVENTS = {"processed", "delivered", "open", "click", "bounce", "spamreport", "unsubscribe",
                    "Send", "Delivery", "Bounce", "Complaint"}
 IDLE_CPU_WINDOW_SECONDS = 3
+DEAD = "^dead-"  # addresses every server refuses as dead (scenario.address), faults or not
 
 
 @dataclass
@@ -74,10 +75,6 @@ def worker_settings(scenario, servers):
         "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": sink.port, "EMAIL_HOST_USER": "", "EMAIL_HOST_PASSWORD": "",
         "EMAIL_USE_TLS": False, "EMAIL_TIMEOUT": TIMEOUT_SECONDS,
     }
-
-
-def dead_pattern(run):
-    return "^dead-"
 
 
 def build(run):
@@ -126,12 +123,12 @@ def build(run):
 
 
 def apply_fault(run, fault):
-    run.servers[fault.server].set_faults(dead_pattern(run), fault.settings)
+    run.servers[fault.server].set_faults(DEAD, fault.settings)
 
 
 def clear_faults(run):
     for server in run.servers.values():
-        server.set_faults(dead_pattern(run), {})
+        server.set_faults(DEAD, {})
 
 
 class Processes:

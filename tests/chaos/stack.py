@@ -5,7 +5,6 @@ Every server is started once per pytest session and emptied before each seed; th
 are started per seed through the `start_worker` fixture (tests/conftest.py) or, for beat, here.
 """
 
-import collections
 import contextlib
 import json
 import os
@@ -74,7 +73,7 @@ class SendGridApi:
         self.record_file.write_text("")
 
     def set_faults(self, dead_pattern, settings):
-        sendgrid_api._call(self.url, "POST", "/_control", {"mode": "ok", **settings, "reject_to": dead_pattern})
+        sendgrid_api.set_fault(self.url, **{"mode": "ok", **settings, "reject_to": dead_pattern})
 
     def in_flight(self):
         return {a.lower() for a in sendgrid_api.get_stats(self.url)["hung_recipients"]}
@@ -121,7 +120,7 @@ class Beat:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "mailer_project", "beat", "--loglevel", "INFO",
-                 "--pidfile=", "--schedule", os.devnull], cwd=REPO_ROOT, env=self.env, stdout=log,
+                 "--pidfile="], cwd=REPO_ROOT, env=self.env, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=stop_when_parent_dies)
         return self
 
@@ -149,10 +148,6 @@ def cpu_seconds(pids):
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / ticks
-
-
-def counter_of(receipts):
-    return collections.Counter((campaign, address) for campaign, address, _, _ in receipts)
 
 
 def dump(value):
