@@ -326,13 +326,14 @@ def post_events(run, rng, only_final):
 
 # --- the run -----------------------------------------------------------------------------------------
 
-def play(scenario, servers, start_worker, worker_env, log_dir):
-    """Play SCENARIO on SERVERS with worker processes from START_WORKER; return the Run."""
+def play(scenario, servers, start_worker, worker_env, test_settings, log_dir):
+    """Play SCENARIO on SERVERS with worker processes from START_WORKER; return the Run. TEST_SETTINGS is
+    pytest-django's `settings` fixture, which restores what the run changes once the test ends."""
     run = Run(scenario, servers)
     env = worker_settings(scenario, servers)
     worker_env.update(env)
     for name, value in env.items():
-        setattr(settings, name, value)
+        setattr(test_settings, name, value)
     rng = random.Random(f"{scenario.seed}-run")  # choices made while playing (which worker dies ...)
     for server in servers.values():
         server.clear()

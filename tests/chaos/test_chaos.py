@@ -31,10 +31,10 @@ def chaos_servers(tmp_path_factory):
         yield found
 
 
-def play_and_check(seed, knobs, chaos_servers, start_worker, worker_env, tmp_path):
+def play_and_check(seed, knobs, chaos_servers, start_worker, worker_env, settings, tmp_path):
     began = time.monotonic()
     drawn = scenario.draw(seed, knobs)
-    run = play(drawn, chaos_servers, start_worker, worker_env, tmp_path)
+    run = play(drawn, chaos_servers, start_worker, worker_env, settings, tmp_path)
     broken = invariants.check(run)
     report = (f"seed {seed} knobs {','.join(drawn.knobs) or '-'} ({time.monotonic() - began:.0f} s): settled in "
               f"{run.settle_seconds if run.settle_seconds is None else round(run.settle_seconds, 1)} s, "
@@ -55,9 +55,9 @@ def play_and_check(seed, knobs, chaos_servers, start_worker, worker_env, tmp_pat
 
 
 @pytest.mark.parametrize("seed", CI_SEEDS)
-def test_ci_seed(seed, chaos_servers, start_worker, worker_env, tmp_path):
-    play_and_check(seed, (), chaos_servers, start_worker, worker_env, tmp_path)
+def test_ci_seed(seed, chaos_servers, start_worker, worker_env, settings, tmp_path):
+    play_and_check(seed, (), chaos_servers, start_worker, worker_env, settings, tmp_path)
 
 
-def test_seed(chaos_seed, chaos_knobs, chaos_servers, start_worker, worker_env, tmp_path):
-    play_and_check(chaos_seed, chaos_knobs, chaos_servers, start_worker, worker_env, tmp_path)
+def test_seed(chaos_seed, chaos_knobs, chaos_servers, start_worker, worker_env, settings, tmp_path):
+    play_and_check(chaos_seed, chaos_knobs, chaos_servers, start_worker, worker_env, settings, tmp_path)
