@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api
+.PHONY: run test demo chaos clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 	sh scripts/ensure_chromium.sh
 	sh scripts/ensure_dovecot.sh
 	$(VENV_PY) scripts/devstack.py test $(ARGS)
+
+## The seeded chaos run (tests/chaos): real workers, beat and local providers with faults, staff actions and
+## crashes drawn from each seed, then the ledger's invariants. ARGS="--seeds 50", "--seed N" replays one.
+chaos: $(STAMP)
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) -m tests.chaos $(ARGS)
 
 ## The admin at scale: page times on an almost empty database, then with 1M delivery logs (ratios).
 bench-admin: $(STAMP)

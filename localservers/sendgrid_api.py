@@ -45,7 +45,11 @@ Control endpoints for tests (JSON in and out):
     connection without a reply.  With ``after_accepting`` the request is
     first accepted and recorded as a valid one would be, then answered with
     the fault: a gateway that lost SendGrid's 202.
-    ``GET /_control`` shows the current fault.
+    ``GET /_control`` shows the current fault.  ``"reject_to": REGEX``
+    (kept with any mode until changed) answers 400 to a request with a
+    personalization whose address matches, naming each such personalization
+    (``personalizations.N.to.0.email``), as SendGrid does for an address it
+    will not take; nothing of that request is recorded.
   * ``GET /_stats``: ``{"requests_by_status": {"202": n, "hang": n, ...},
     "personalizations_accepted": n, "hung_recipients": [addresses of the
     requests "hang" held]}``.
@@ -277,7 +281,8 @@ class FakeSendGrid:
     def reset(self):
         with self.lock:
             self.fault = {"mode": "ok", "count": 0, "reset_after": 1, "hang_seconds": 30,
-                          "after_accepting": False, "header_case": "canonical", "clock_offset": 0.0}
+                          "after_accepting": False, "header_case": "canonical", "clock_offset": 0.0,
+                          "reject_to": None}
             self.requests_by_status = collections.Counter()
             self.personalizations_accepted = 0
             self.hung_recipients = []  # the addresses of requests held by "hang" (in flight)
@@ -296,7 +301,10 @@ class FakeSendGrid:
                 "after_accepting": bool(control.get("after_accepting", False)),
                 "header_case": "lower" if control.get("header_case") == "lower" else "canonical",
                 "clock_offset": float(control.get("clock_offset", 0)),
+                "reject_to": control.get("reject_to") or None,
             }
+            if self.fault["reject_to"]:
+                re.compile(self.fault["reject_to"])  # a bad pattern is the caller's error (400), now
             return dict(self.fault)
 
     def take_fault(self):
@@ -388,7 +396,7 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
         elif path == "/_control":
             try:
                 self.send_json(200, self.app.set_fault(json.loads(body or b"{}")))
-            except (ValueError, TypeError, AttributeError) as exc:
+            except (ValueError, TypeError, AttributeError, re.error) as exc:
                 self.send_json(400, error_body(error(str(exc))))
         elif path == "/_reset":
             self.app.reset()
@@ -415,7 +423,7 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
         except ValueError:
             self.reply(400, error_body(error("Bad Request")))
             return
-        errors = validate_mail(payload)
+        errors = validate_mail(payload) or self.refused_addresses(payload)
         if errors:
             self.reply(400, error_body(*errors))
             return
@@ -432,6 +440,15 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
             return
         self.app.count(202, len(payload["personalizations"]))
         self.send_json(202, headers=[("X-Message-Id", message_id)])
+
+    def refused_addresses(self, payload):
+        with self.app.lock:
+            pattern = self.app.fault.get("reject_to")
+        if not pattern:
+            return []
+        return [error("Does not contain a valid address.", f"personalizations.{i}.to.0.email")
+                for i, personalization in enumerate(payload["personalizations"])
+                if re.search(pattern, personalization["to"][0]["email"], re.IGNORECASE)]
 
     def reply(self, status, body, headers=()):
         self.app.count(status)

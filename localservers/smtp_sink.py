@@ -22,6 +22,25 @@ Failure modes for tests, from flags or at runtime from a JSON control file:
                           a line, as it is accepted (what the sink saw or had
                           in flight, for crash tests)
 
+More faults, from the control file only (the chaos run, tests/chaos/, draws them):
+
+    slow_seconds          wait this long before answering each MAIL FROM (a
+                          slow server)
+    refuse                refuse us, whatever the recipient: "relay" (554
+                          5.7.1 at RCPT), "sender" (550 5.1.0 Sender address
+                          rejected, at RCPT) or "auth" (535 to AUTH)
+    fault_rcpt, fault_at, fault_reply, hang_seconds
+                          for a transaction with a recipient matching
+                          fault_rcpt (a regex), at fault_at ("rcpt": its RCPT
+                          TO; "data": after its content) answer fault_reply:
+                          "421" (then close; after the content the message is
+                          not stored), "drop" (close without a reply; after
+                          the content the message is stored first) or "hang"
+                          (wait hang_seconds, then 250; after the content the
+                          message is stored first)
+    mail_421_every        every Nth MAIL FROM on the server gets 421 and the
+                          connection closes
+
 Regexes are matched with ``re.search``, case-insensitively, against the bare
 address.  The control file (``--control-file``, default
 ``<parent of maildir>/sink-control.json``) holds the same settings as
@@ -60,7 +79,19 @@ class FaultSettings:
     reject_rcpt: "re.Pattern | None" = None
     defer_rcpt: "re.Pattern | None" = None
     drop_after: int = 0
+    slow_seconds: float = 0.0
+    refuse: "str | None" = None
+    fault_rcpt: "re.Pattern | None" = None
+    fault_at: str = "rcpt"
+    fault_reply: str = "421"
+    hang_seconds: float = 30.0
+    mail_421_every: int = 0
 
+
+REFUSALS = {
+    "relay": "554 5.7.1 <{address}>: Relay access denied",
+    "sender": "550 5.1.0 <{sender}>: Sender address rejected: User unknown in local recipient table",
+}
 
 def _compile(pattern):
     return re.compile(pattern, re.IGNORECASE) if pattern else None
@@ -70,12 +101,13 @@ def default_control_file(maildir):
     return Path(maildir).resolve().parent / "sink-control.json"
 
 
-def write_control(control_file, reject_rcpt=None, defer_rcpt=None, drop_after=0):
-    """Atomically replace the sink's control file (used by tests and ops)."""
+def write_control(control_file, reject_rcpt=None, defer_rcpt=None, drop_after=0, **more_faults):
+    """Atomically replace the sink's control file (used by tests and ops); MORE_FAULTS are the control
+    file's other keys (see the module docstring)."""
     control_file = Path(control_file)
     tmp = control_file.with_name(f".{control_file.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(
-        {"reject_rcpt": reject_rcpt, "defer_rcpt": defer_rcpt, "drop_after": drop_after}
+        {"reject_rcpt": reject_rcpt, "defer_rcpt": defer_rcpt, "drop_after": drop_after, **more_faults}
     ))
     os.replace(tmp, control_file)
 
@@ -95,6 +127,13 @@ class ControlFile:
             reject_rcpt=_compile(values.get("reject_rcpt")),
             defer_rcpt=_compile(values.get("defer_rcpt")),
             drop_after=int(values.get("drop_after") or 0),
+            slow_seconds=float(values.get("slow_seconds") or 0),
+            refuse=values.get("refuse") or None,
+            fault_rcpt=_compile(values.get("fault_rcpt")),
+            fault_at=values.get("fault_at") or "rcpt",
+            fault_reply=values.get("fault_reply") or "421",
+            hang_seconds=float(values.get("hang_seconds") or 30),
+            mail_421_every=int(values.get("mail_421_every") or 0),
         )
 
     def current(self):
@@ -145,51 +184,83 @@ class SinkHandler:
         self.writer = writer
         self.control = control
         self.stored = 0
+        self.mails = 0
         self.rcpt_log = open(rcpt_log, "a", buffering=1, encoding="utf-8") if rcpt_log else None
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        drop_after = self.control.current().drop_after
+        settings = self.control.current()
+        drop_after = settings.drop_after
         if drop_after and getattr(session, "sink_stored", 0) >= drop_after:
             server.transport.close()
             return "421 4.3.0 closing connection"  # never reaches the client
+        if settings.slow_seconds:
+            await asyncio.sleep(settings.slow_seconds)
+        self.mails += 1
+        if settings.mail_421_every and self.mails % settings.mail_421_every == 0:
+            return self._closing(server, "421 4.7.0 Try again later, closing connection")
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         settings = self.control.settings
+        if settings.refuse in REFUSALS:
+            return REFUSALS[settings.refuse].format(address=address, sender=envelope.mail_from)
         if settings.reject_rcpt and settings.reject_rcpt.search(address):
             return f"550 5.1.1 <{address}>: recipient rejected by sink"
         if settings.defer_rcpt and settings.defer_rcpt.search(address):
             return f"451 4.3.0 <{address}>: recipient deferred by sink"
+        if settings.fault_at == "rcpt" and settings.fault_rcpt and settings.fault_rcpt.search(address):
+            if settings.fault_reply == "421":
+                return self._closing(server, "421 4.4.2 Connection timed out, closing")
+            if settings.fault_reply == "drop":
+                server.transport.close()
+                return "421 4.4.2 closing connection"  # never reaches the client
+            await asyncio.sleep(settings.hang_seconds)
         envelope.rcpt_tos.append(address)
         if self.rcpt_log:
             self.rcpt_log.write(address + "\n")
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        settings = self.control.settings
+        fault = settings.fault_at == "data" and settings.fault_rcpt and any(
+            settings.fault_rcpt.search(address) for address in envelope.rcpt_tos)
+        if fault and settings.fault_reply == "421":
+            return self._closing(server, "421 4.4.2 Lost connection to the next hop, closing")
         self.writer.write(envelope.mail_from, envelope.rcpt_tos, envelope.original_content)
         session.sink_stored = getattr(session, "sink_stored", 0) + 1
         self.stored += 1
+        if fault and settings.fault_reply == "drop":
+            server.transport.close()  # stored, but the client never hears so
+            return "250 2.0.0 Message stored"
+        if fault:
+            await asyncio.sleep(settings.hang_seconds)
         return "250 2.0.0 Message stored"
 
+    @staticmethod
+    def _closing(server, reply):
+        """Answer REPLY, then close the connection (as a server shutting a session down does)."""
+        asyncio.get_running_loop().call_soon(server.transport.close)
+        return reply
 
-def accept_any_credentials(server, session, envelope, mechanism, auth_data):
-    return AuthResult(success=True)
 
-
-def accept_password(password):
-    """An authenticator that accepts any user name with PASSWORD only (535 otherwise)."""
-    expected = password.encode("utf-8")
+def accept_password(password, control):
+    """An authenticator that accepts any user name with PASSWORD only, or any password when PASSWORD is
+    None (535 otherwise, and always while the control file says refuse "auth")."""
+    expected = password.encode("utf-8") if password else None
 
     def authenticate(server, session, envelope, mechanism, auth_data):
-        return AuthResult(success=getattr(auth_data, "password", None) == expected, handled=False)
+        if control.current().refuse == "auth":
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=expected is None or getattr(auth_data, "password", None) == expected, handled=False)
 
     return authenticate
 
 
 async def serve(host, port, maildir, control_file, flag_values, rcpt_log=None, password=None):
-    handler = SinkHandler(MaildirWriter(maildir), ControlFile(control_file, flag_values), rcpt_log)
+    control = ControlFile(control_file, flag_values)
+    handler = SinkHandler(MaildirWriter(maildir), control, rcpt_log)
     loop = asyncio.get_running_loop()
 
     def make_protocol():
@@ -198,7 +269,7 @@ async def serve(host, port, maildir, control_file, flag_values, rcpt_log=None, p
             hostname="smtp-sink.local",  # avoids a DNS lookup per connection
             enable_SMTPUTF8=True,
             auth_require_tls=False,
-            authenticator=accept_password(password) if password else accept_any_credentials,
+            authenticator=accept_password(password, control),
             loop=loop,
         )
 

@@ -15,6 +15,12 @@ from tests.support.workers import worker_for_tests
 NO_DNS = "127.0.0.1:9"
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("chaos", "the seeded chaos run (tests/chaos, make chaos)")
+    group.addoption("--chaos-seeds", help='seeds for tests/chaos/test_chaos.py::test_seed: "1-50", "7", "3,9"')
+    group.addoption("--chaos-knobs", default="", help="comma-separated knobs of tests/chaos/scenario.py")
+
+
 @pytest.fixture
 def redis_client():
     client = redis_lib.Redis.from_url(settings.REDIS_URL)

@@ -66,13 +66,17 @@ SELECT campaign_id, count(*) FROM skipped GROUP BY campaign_id
 
 # A live campaign that made no progress for a stall window, claimed for one re-dispatch: the same
 # conditional update also starts its next window, so however often (and however many) sweeps run,
-# its pending batches are re-dispatched at most once per window.
+# its pending batches are re-dispatched at most once per window. A batch being sent under a live lease
+# is progress (its heartbeat renews the lease only while its task runs): a slow, paced batch writes no
+# result for minutes, and re-dispatching then would only queue every waiting batch again behind it.
 CLAIM_STALLED = """
-UPDATE campaigns_campaign SET last_progress_at = now()
-WHERE status = 'in_progress'
-  AND (last_progress_at IS NULL OR last_progress_at < now() - %(stall)s * interval '1 second')
-  AND NOT (id = ANY(%(skip)s))
-RETURNING id
+UPDATE campaigns_campaign AS c SET last_progress_at = now()
+WHERE c.status = 'in_progress'
+  AND (c.last_progress_at IS NULL OR c.last_progress_at < now() - %(stall)s * interval '1 second')
+  AND NOT (c.id = ANY(%(skip)s))
+  AND NOT EXISTS (SELECT 1 FROM campaigns_sendbatch AS b
+                  WHERE b.campaign_id = c.id AND b.status = 'sending' AND b.lease_expires_at >= now())
+RETURNING c.id
 """
 
 DUE_SCHEDULED = """

@@ -1,4 +1,5 @@
 import email.utils
+import json
 import re
 import time
 
@@ -266,3 +267,17 @@ def test_429_can_name_its_headers_in_lower_case_and_run_on_a_skewed_clock(server
     date = email.utils.parsedate_to_datetime(error.headers["Date"]).timestamp()
     assert date > time.time() + 3500
     assert 2 <= int(error.headers["x-ratelimit-reset"]) - date <= 3
+
+
+def test_reject_to_answers_400_naming_each_matching_personalization_and_records_nothing(server, sendgrid):
+    set_fault(server["url"], "ok", reject_to="^dead-")
+    payload = build_mail([("ann@example.com", "Ann"), ("dead-1@example.com", "X"), ("dead-2@example.com", "Y")]).get()
+
+    error = send_expecting_error(sendgrid, payload)
+
+    assert error.status_code == 400
+    fields = [e["field"] for e in json.loads(error.body)["errors"]]
+    dead = [i for i, p in enumerate(payload["personalizations"]) if p["to"][0]["email"].startswith("dead-")]
+    assert fields == [f"personalizations.{i}.to.0.email" for i in dead] and len(dead) == 2
+    assert read_records(server["record_file"]) == []
+    assert sendgrid.send(payload_for(1)).status_code == 202  # other requests go through

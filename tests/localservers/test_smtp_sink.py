@@ -112,3 +112,71 @@ def test_control_file_drops_each_connection_after_n_messages(sink, smtp):
     with smtplib.SMTP("127.0.0.1", sink["port"], timeout=10) as fresh:
         fresh.sendmail("s@example.com", ["three@example.com"], b"Subject: 3\r\n\r\n3\r\n")
     assert count_messages(sink["maildir"]) == 3
+
+
+# The chaos run's faults (tests/chaos): refusals of the sender, 421 and cut connections at each phase.
+
+@pytest.mark.parametrize("refuse, code, text", [
+    ("relay", 554, "5.7.1"), ("sender", 550, "5.1.0 <s@example.com>: Sender address rejected")])
+def test_control_file_refuses_every_recipient_with_a_refusal_of_us(sink, smtp, refuse, code, text):
+    write_control(sink["control"], refuse=refuse)
+
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as excinfo:
+        smtp.sendmail("s@example.com", ["ok@example.com"], b"Subject: x\r\n\r\nx\r\n")
+    answer_code, answer = excinfo.value.recipients["ok@example.com"]
+    assert answer_code == code and text in answer.decode()
+    assert count_messages(sink["maildir"]) == 0
+
+
+def test_control_file_refuses_authentication_with_535(sink, smtp):
+    write_control(sink["control"], refuse="auth")
+
+    with pytest.raises(smtplib.SMTPAuthenticationError) as excinfo:
+        smtp.login("user", "any password")
+    assert excinfo.value.smtp_code == 535
+
+
+def test_a_421_at_rcpt_closes_the_connection_for_matching_recipients_only(sink, smtp):
+    write_control(sink["control"], fault_rcpt="^flaky@", fault_at="rcpt", fault_reply="421")
+
+    smtp.sendmail("s@example.com", ["fine@example.com"], b"Subject: 1\r\n\r\n1\r\n")
+    with pytest.raises((smtplib.SMTPRecipientsRefused, smtplib.SMTPServerDisconnected)):
+        smtp.sendmail("s@example.com", ["flaky@example.com"], b"Subject: 2\r\n\r\n2\r\n")
+    assert [m["X-Sink-Rcpt-To"] for m in read_messages(sink["maildir"])] == ["fine@example.com"]
+
+
+def test_a_421_after_the_content_stores_nothing_and_a_drop_after_it_stores_the_message(sink, smtp):
+    write_control(sink["control"], fault_rcpt="^flaky@", fault_at="data", fault_reply="421")
+    with pytest.raises((smtplib.SMTPDataError, smtplib.SMTPServerDisconnected)):
+        smtp.sendmail("s@example.com", ["flaky@example.com"], b"Subject: 1\r\n\r\n1\r\n")
+    assert count_messages(sink["maildir"]) == 0
+
+    write_control(sink["control"], fault_rcpt="^flaky@", fault_at="data", fault_reply="drop")
+    with smtplib.SMTP("127.0.0.1", sink["port"], timeout=10) as fresh:
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            fresh.sendmail("s@example.com", ["flaky@example.com"], b"Subject: 2\r\n\r\n2\r\n")
+    # The server has the message; the client never heard so.
+    assert [m["X-Sink-Rcpt-To"] for m in read_messages(sink["maildir"])] == ["flaky@example.com"]
+
+
+def test_a_hang_after_the_content_times_the_client_out_with_the_message_stored(sink, smtp):
+    write_control(sink["control"], fault_rcpt="^slow@", fault_at="data", fault_reply="hang", hang_seconds=3)
+
+    with smtplib.SMTP("127.0.0.1", sink["port"], timeout=0.5) as impatient:
+        with pytest.raises((TimeoutError, smtplib.SMTPServerDisconnected)):
+            impatient.sendmail("s@example.com", ["slow@example.com"], b"Subject: 1\r\n\r\n1\r\n")
+    assert count_messages(sink["maildir"]) == 1
+
+
+def test_every_nth_mail_from_gets_421(sink, smtp):
+    write_control(sink["control"], mail_421_every=2)
+    smtp.sendmail("s@example.com", ["one@example.com"], b"Subject: 1\r\n\r\n1\r\n")  # the count starts anew
+    outcomes = []
+    for n in range(4):
+        try:
+            with smtplib.SMTP("127.0.0.1", sink["port"], timeout=10) as fresh:
+                fresh.sendmail("s@example.com", [f"n{n}@example.com"], b"Subject: n\r\n\r\nn\r\n")
+            outcomes.append("stored")
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPServerDisconnected):
+            outcomes.append("421")
+    assert sorted(outcomes) == ["421", "421", "stored", "stored"]

@@ -213,6 +213,29 @@ def test_the_sweep_judges_a_stall_by_the_database_clock_and_re_dispatches_once_p
     assert senders_queue() == dispatched + 5
 
 
+def test_the_sweep_adds_no_task_for_a_campaign_whose_batch_is_being_sent_under_a_live_lease(
+        senders_queue, settings):
+    # Found by the chaos run (seed 1): batches paced to a few messages a second write no result for longer
+    # than the stall window. Each sweep then queued every waiting batch again, behind the busy senders:
+    # 46 tasks for 7 batches within a minute, and more for as long as the campaign was slow.
+    settings.SWEEP_STALL_SECONDS = 60
+    campaign = started_campaign(5, batch_size=1)
+    dispatched = senders_queue()
+    first, *_ = rows_of(campaign)
+    claim([first], began=False)  # a sender holds batch 0; its heartbeat keeps the lease live
+    Campaign.objects.filter(pk=campaign.pk).update(last_progress_at=timezone.now() - datetime.timedelta(minutes=5))
+
+    for _ in range(3):
+        sweep.sweep()
+    assert senders_queue() == dispatched
+
+    # Its lease ended (the sender died): the campaign is stalled, and its batches go out again once.
+    SendBatch.objects.filter(campaign=campaign, number=first.batch_number).update(
+        lease_expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    sweep.sweep()
+    assert senders_queue() > dispatched
+
+
 @pytest.mark.django_db
 def test_evidence_from_the_provider_settles_unknown_rows():
     campaign = started_campaign(4)

@@ -3,12 +3,9 @@
 import bisect
 import collections
 import signal
-import subprocess
 import time
-from urllib.parse import urlparse
 
 import pytest
-import redis as redis_lib
 from django.conf import settings
 
 from campaigns import services
@@ -16,6 +13,7 @@ from campaigns.models import Campaign, DeliveryLog, Recipient, SendBatch
 from campaigns.sending import dispatch, pipeline, sweep
 from campaigns.sending.ledger import check_counters
 from tests.support.factories import CampaignFactory, RecipientFactory, SuppressionFactory
+from tests.support.redis_restart import can_restart, restart_redis
 
 D = DeliveryLog.Status
 S = Campaign.Status
@@ -312,47 +310,14 @@ def test_cancel_marks_every_unsent_recipient_skipped_as_cancelled(
 @pytest.fixture
 def restartable_redis(settings):
     """Restart the test Redis in place (same port, empty), as a crashed and restarted Redis would be."""
-    if not settings.REDIS_URL.startswith("redis://127.0.0.1:"):
+    if not can_restart(settings.REDIS_URL):
         pytest.skip("needs the throwaway Redis that `make test` starts")
-    port = urlparse(settings.REDIS_URL).port
-    client = redis_lib.Redis.from_url(settings.REDIS_URL)
-    directory = client.config_get("dir")["dir"]
 
     class Restarter:
-        process = None
-
         def restart(self):
-            try:
-                client.shutdown(nosave=True)
-            except redis_lib.ConnectionError:
-                pass  # it closes the connection as it goes
-            wait_for(lambda: not _pings(client), timeout=20, every=0.05)  # the old server has gone
-            self.process = subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
-                 "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
-            wait_for(lambda: _pings(client), timeout=20)
-            forget_redis_connections()
+            restart_redis(settings.REDIS_URL)
 
-    # The restarted server serves the rest of the session; devstack shuts down whatever Redis
-    # listens on its port when the run ends.
     return Restarter()
-
-
-def forget_redis_connections():
-    """Drop this process's pooled connections to the old server, so later tests start clean."""
-    from django_redis import get_redis_connection
-
-    from localservers.workers import reset_broker_pool
-
-    reset_broker_pool()
-    get_redis_connection("default").connection_pool.disconnect()
-
-
-def _pings(client):
-    try:
-        return client.ping()
-    except redis_lib.ConnectionError:
-        return False
 
 
 @pytest.mark.serial  # a 2 s lease: on a loaded machine a renewal can come late

@@ -1,0 +1,435 @@
+"""Play one chaos scenario against the real stack, then check the invariants (invariants.py).
+
+The run has two phases. In the fault phase (Scenario.fault_seconds) campaigns start, servers change
+behaviour, staff act and processes crash at the drawn moments. Then the faults stop (dead addresses
+stay dead), killed processes are replaced, staff resume what they paused, and the run measures how
+long every campaign takes to reach an end (liveness). Provider events are posted (late, twice, out
+of order), staff resend what is still unknown, and the invariants are checked.
+"""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import redis as redis_lib
+from django.conf import settings
+from django.db import connection
+
+from campaigns import services
+from campaigns.audience import follow_ups
+from campaigns.engagement import provider_events, sendgrid_webhook, ses_webhook
+from campaigns.exceptions import CampaignError, IllegalTransition
+from campaigns.models import Campaign, CampaignVariant, DeliveryLog, Recipient, SendingAccount, SendingPool
+from tests.chaos import scenario as sc
+from tests.chaos.stack import Beat, cpu_seconds, wait_until
+from tests.support.redis_restart import restart_redis
+from tests.support.workers import service_env
+
+D = DeliveryLog.Status
+S = Campaign.Status
+LEASE_SECONDS = 4
+TIMEOUT_SECONDS = 3  # SMTP and SendGrid: a "hang" of 5 s times out
+EVIDENCE_EVENTS = {"processed", "delivered", "open", "click", "bounce", "spamreport", "unsubscribe",
+                   "Send", "Delivery", "Bounce", "Complaint"}
+IDLE_CPU_WINDOW_SECONDS = 3
+DEAD = "^dead-"  # addresses every server refuses as dead (scenario.address), faults or not
+
+
+@dataclass
+class Run:
+    """What happened, as the invariants need it (besides the servers' records and the database)."""
+    scenario: sc.Scenario
+    servers: dict
+    account_server: dict = field(default_factory=dict)  # account id -> server name
+    campaign_ids: list = field(default_factory=list)  # every campaign, follow-ups included
+    routes: dict = field(default_factory=dict)  # campaign id -> the servers its mail may go through
+    dead: set = field(default_factory=set)  # addresses refused as dead (550 5.1.1 / SendGrid 400)
+    evidence_posted: set = field(default_factory=set)  # (campaign id, delivery id) with an evidence event
+    suppressing_events: dict = field(default_factory=dict)  # address -> {reasons its events justify}
+    allowed_resends: dict = field(default_factory=dict)  # (campaign id, address) -> explicit re-sends
+    trace: list = field(default_factory=list)  # what was done when, for the report
+    max_senders_queue: int = 0
+    batches_made: int = 0
+    settle_seconds: float | None = None
+    idle_cpu_seconds: float | None = None
+    sender_killed: bool = False
+    redis_restarted: bool = False  # the limiter's windows were lost with it
+
+    def note(self, started, what):
+        self.trace.append(f"{time.monotonic() - started:6.2f}s {what}")
+
+
+def worker_settings(scenario, servers):
+    sg, sink = servers[sc.ENV_SENDGRID_SERVER], servers[sc.ENV_SMTP_SERVER]
+    return {
+        "SITE_URL": "https://mail.chaos.test", "MACHINE_OPEN_SECONDS": 0,
+        "SEND_LEASE_SECONDS": LEASE_SECONDS, "SWEEP_STALL_SECONDS": LEASE_SECONDS, "SWEEP_INTERVAL_SECONDS": 2,
+        "SEND_SMTP_CHUNK": scenario.smtp_chunk, "SEND_SMTP_CONNECTIONS": scenario.smtp_connections,
+        "SENDING_ACCOUNT_TIMEOUT_SECONDS": TIMEOUT_SECONDS, "SEND_BACKOFF_SECONDS": 0.2,
+        "SENDGRID_API_KEY": sg.api_key, "SENDGRID_API_HOST": sg.url, "SENDGRID_TIMEOUT_SECONDS": TIMEOUT_SECONDS,
+        "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": sink.port, "EMAIL_HOST_USER": "", "EMAIL_HOST_PASSWORD": "",
+        "EMAIL_USE_TLS": False, "EMAIL_TIMEOUT": TIMEOUT_SECONDS,
+    }
+
+
+def build(run):
+    """The accounts, the pool and the campaigns of the scenario, in the database."""
+    scenario = run.scenario
+    accounts = []
+    for i, plan in enumerate(scenario.accounts):
+        server = run.servers[plan.server]
+        fields = dict(name=f"{plan.server}-account", kind=plan.kind, per_second=plan.per_second,
+                      per_minute=plan.per_minute, per_day=plan.per_day, weight=plan.weight)
+        if plan.kind == "sendgrid":
+            account = SendingAccount.objects.create(api_host=server.url, secret=server.api_key, **fields)
+        else:
+            # A user name, so the client authenticates (and a 535 is possible).
+            account = SendingAccount.objects.create(host="127.0.0.1", port=server.port, username="chaos",
+                                                    secret="chaos-password",
+                                                    security=SendingAccount.Security.NONE, **fields)
+        run.account_server[account.pk] = plan.server
+        accounts.append(account)
+    pool = SendingPool.objects.create(name="chaos-pool")
+    pool.accounts.set(accounts)
+    html = ('<p>Hello {{ first_name|default:"there" }} of {{ city }}</p>'
+            '<p><a href="https://shop.chaos.test/sale">Sale</a></p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>')
+    for plan in scenario.campaigns:
+        campaign = Campaign.objects.create(
+            name=f"chaos {scenario.seed}/{plan.index}", subject="News for {{ first_name }}",
+            from_email="Acme <news@example.com>", html_body=html, batch_size=plan.batch_size,
+            track_engagement=plan.track, pool=pool if plan.pooled else None, ab_test_percent=plan.ab_percent,
+            ab_wait=timedelta(seconds=plan.ab_wait_seconds or 1))
+        dead = set(plan.dead)
+        Recipient.objects.bulk_create(
+            Recipient(campaign=campaign, email=sc.address(plan.index, i, i in dead), first_name=f"First{i}",
+                      data={"city": ("Lisbon", "Porto", "Faro")[i % 3]})
+            for i in range(plan.recipients))
+        run.dead |= {sc.address(plan.index, i, True) for i in dead}
+        Campaign.objects.filter(pk=campaign.pk).update(total_recipients=plan.recipients)
+        if plan.segment_city:
+            Campaign.objects.filter(pk=campaign.pk).update(
+                segment={"match": "all", "conditions": [{"column": "city", "operator": "equals",
+                                                         "value": plan.segment_city}]})
+        for variant in plan.variants:
+            CampaignVariant.objects.create(campaign=campaign, letter=variant.letter, subject=variant.subject)
+        run.campaign_ids.append(campaign.pk)
+        run.routes[campaign.pk] = ({a.server for a in scenario.accounts} if plan.pooled
+                                   else {sc.ENV_SENDGRID_SERVER, sc.ENV_SMTP_SERVER})
+
+
+def apply_fault(run, fault):
+    run.servers[fault.server].set_faults(DEAD, fault.settings)
+
+
+def clear_faults(run):
+    for server in run.servers.values():
+        server.set_faults(DEAD, {})
+
+
+class Processes:
+    """The worker processes and beat of one seed; crashes replace what they kill."""
+
+    def __init__(self, start_worker, env, log_dir):
+        self.start_worker = start_worker
+        self.env = env
+        self.log_dir = log_dir
+        self.senders = []
+        self.stopping = []  # SIGTERMed senders finishing their batch
+        self.scheduler = None
+        self.beat = None
+
+    def start(self):
+        self.scheduler = self.start_worker(["scheduler"], concurrency=1)
+        self.start_worker(["imports"], concurrency=1)
+        self.senders = [self.start_worker(["senders"], concurrency=1) for _ in range(2)]
+        self.beat = Beat(self.log_dir, service_env(**self.env)).start()
+
+    def sender_pids(self):
+        return [pid for worker in self.senders + self.stopping if worker.proc.poll() is None
+                for pid in worker.process_ids()]
+
+    def crash(self, what, rng):
+        if what == "sigkill_sender":
+            victim = rng.randrange(len(self.senders))
+            self.senders[victim].kill()
+            self.senders[victim] = self.start_worker(["senders"], concurrency=1)
+        elif what == "sigterm_sender":
+            # As `docker stop` does: SIGTERM to the main process only, whose warm shutdown lets the batch in
+            # hand finish; it is replaced at once, and the old one is reaped when it has exited.
+            victim = rng.randrange(len(self.senders))
+            self.stopping.append(self.senders[victim])
+            os.kill(self.senders[victim].proc.pid, signal.SIGTERM)
+            self.senders[victim] = self.start_worker(["senders"], concurrency=1)
+        elif what == "sigkill_scheduler":
+            self.scheduler.kill()
+            self.scheduler = self.start_worker(["scheduler"], concurrency=1)
+        elif what == "redis_restart":
+            restart_redis(settings.REDIS_URL)
+        elif what == "pg_terminate":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                return cursor.fetchone()[0]
+
+    def stop_beat(self):
+        if self.beat:
+            self.beat.stop()
+
+
+def set_sweep_interval(seconds):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from campaigns.operations.periodic import register_periodic_tasks
+
+    register_periodic_tasks()  # the rows were flushed with the previous seed's database
+    interval, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.filter(task="campaigns.tasks.scheduler.sweep").update(interval=interval)
+
+
+def staff(run, started, event, rng):
+    """One staff action, through campaigns.services (what the admin calls)."""
+    campaign_id = run.campaign_ids[event.campaign]
+    action = event.what
+    try:
+        if action == "pause_resume":
+            services.pause(campaign_id)
+            return ("resume", campaign_id)
+        if action == "cancel":
+            result = services.cancel(campaign_id)
+        elif action == "retry_failed":
+            result = services.retry_failed(campaign_id)
+        elif action == "resend_unknown":
+            result = resend_unknown(run, campaign_id)
+        elif action == "pick_winner":
+            variants = list(CampaignVariant.objects.filter(campaign_id=campaign_id).values_list("pk", flat=True))
+            if not variants:
+                return None
+            result = services.pick_ab_winner(campaign_id, rng.choice(variants))
+        elif action == "follow_up":
+            made = follow_ups.create_follow_up(campaign_id, "non_openers")
+            run.campaign_ids.append(made.campaign.pk)
+            run.routes[made.campaign.pk] = run.routes[campaign_id]  # a follow-up keeps its campaign's pool
+            result = f"follow-up {made.campaign.pk}: " + services.send_now(made.campaign.pk)
+        run.note(started, f"staff {action} campaign {campaign_id}: {result}")
+    except (CampaignError, IllegalTransition) as error:  # the action did not apply then
+        run.note(started, f"staff {action} campaign {campaign_id}: refused: {error}")
+    return None
+
+
+def resend_unknown(run, campaign_id):
+    """Staff's explicit "Resend unknown": the rows unknown now may be mailed again, unless the provider
+    gave evidence for them (then the invariants count a second message as a violation)."""
+    unknown = list(DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.UNKNOWN).values_list("pk", "email"))
+    result = services.resend_unknown(campaign_id)
+    for delivery_id, email in unknown:
+        if (campaign_id, delivery_id) not in run.evidence_posted:
+            key = (campaign_id, email.lower())
+            run.allowed_resends[key] = run.allowed_resends.get(key, 0) + 1
+    return result
+
+
+def senders_queue_length(client):
+    try:
+        return client.llen("senders")
+    except redis_lib.RedisError:  # restarting
+        return 0
+
+
+def settled(campaign_ids):
+    """Every campaign at an end, paused with a reason, or waiting for its accounts' quota."""
+    now = time.time()
+    for status, reason, quota_wait in Campaign.objects.filter(pk__in=campaign_ids).values_list(
+            "status", "pause_reason", "quota_wait_until"):
+        if status in (S.COMPLETED, S.CANCELLED, S.FAILED, S.DRAFT):  # a draft: its start was refused
+            continue
+        if status == S.PAUSED and reason:
+            continue
+        if status == S.IN_PROGRESS and quota_wait and quota_wait.timestamp() > now + 30:
+            continue
+        return False
+    return True
+
+
+# --- provider events ---------------------------------------------------------------------------------
+
+def _draw(seed, *key):
+    digest = hashlib.sha256(json.dumps([seed, *key]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64
+
+
+def post_events(run, rng, only_final):
+    """Events for what the servers received: SendGrid's for its APIs, SES's for the SMTP servers; some
+    twice, in shuffled order. ONLY_FINAL: only for rows that have their result (no early evidence)."""
+    final = None
+    if only_final:
+        final = set(DeliveryLog.objects.filter(campaign_id__in=run.campaign_ids).exclude(status=D.PENDING)
+                    .values_list("pk", flat=True))
+    sendgrid_events, ses_events = [], []
+    for name, server in run.servers.items():
+        for campaign_id, email, at, delivery_id in server.receipts():
+            if not campaign_id or not delivery_id or (final is not None and delivery_id not in final):
+                continue
+            roll = _draw(run.scenario.seed, campaign_id, email)
+            if name.startswith("sg"):
+                kinds = ["processed", "delivered"]
+                kinds += ["bounce"] if roll < 0.05 else ["spamreport"] if roll < 0.08 else \
+                         ["unsubscribe"] if roll < 0.11 else ["open", "click"] if roll < 0.5 else []
+                for kind in kinds:
+                    event = {"email": email, "timestamp": int(at) + 1, "event": kind,
+                             "sg_event_id": f"{kind}-{campaign_id}-{delivery_id}", "sg_message_id": "x.y",
+                             "campaign_id": str(campaign_id), "delivery_id": str(delivery_id)}
+                    if kind == "bounce":
+                        event.update(type="bounce", reason="550 5.1.1 no such user")
+                    if kind == "click":
+                        event["url"] = "https://shop.chaos.test/sale"
+                    sendgrid_events.append((campaign_id, delivery_id, email, kind, event))
+            else:
+                kinds = ["Send", "Delivery"]
+                kinds += ["Bounce"] if roll < 0.05 else ["Complaint"] if roll < 0.08 else []
+                for kind in kinds:
+                    event = {"eventType": kind, "mail": {
+                        "timestamp": "2026-01-01T00:00:00.000Z", "destination": [email],
+                        "headers": [{"name": "X-Delivery-ID", "value": str(delivery_id)},
+                                    {"name": "X-Campaign-ID", "value": str(campaign_id)}]}}
+                    if kind == "Delivery":
+                        event["delivery"] = {"recipients": [email]}
+                    elif kind == "Bounce":
+                        event["bounce"] = {"bounceType": "Permanent", "bounceSubType": "General",
+                                           "bouncedRecipients": [{"emailAddress": email}]}
+                    elif kind == "Complaint":
+                        event["complaint"] = {"complainedRecipients": [{"emailAddress": email}]}
+                    ses_events.append((campaign_id, delivery_id, email, kind, event))
+    for events in (sendgrid_events, ses_events):
+        if run.scenario.duplicate_events:
+            events += rng.sample(events, len(events) // 3)
+        rng.shuffle(events)
+    for campaign_id, delivery_id, email, kind, _ in sendgrid_events + ses_events:
+        if kind in EVIDENCE_EVENTS:
+            run.evidence_posted.add((campaign_id, delivery_id))
+        reason = {"bounce": "bounced", "Bounce": "bounced", "spamreport": "complained", "Complaint": "complained",
+                  "unsubscribe": "unsubscribed"}.get(kind)
+        if reason:
+            run.suppressing_events.setdefault(email, set()).add(reason)
+    for start in range(0, len(sendgrid_events), 50):  # as the webhook receives them: in batches
+        body = json.dumps([event for *_, event in sendgrid_events[start:start + 50]]).encode()
+        sendgrid_webhook.apply_events(sendgrid_webhook.parse(body))
+    for i, (*_, event) in enumerate(ses_events):
+        provider_events.apply_events(ses_webhook.to_provider_events(f"sns-{i}-{event['eventType']}", event,
+                                                                    time.time()))
+    return len(sendgrid_events) + len(ses_events)
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+def play(scenario, servers, start_worker, worker_env, test_settings, log_dir):
+    """Play SCENARIO on SERVERS with worker processes from START_WORKER; return the Run. TEST_SETTINGS is
+    pytest-django's `settings` fixture, which restores what the run changes once the test ends."""
+    run = Run(scenario, servers)
+    env = worker_settings(scenario, servers)
+    worker_env.update(env)
+    for name, value in env.items():
+        setattr(test_settings, name, value)
+    rng = random.Random(f"{scenario.seed}-run")  # choices made while playing (which worker dies ...)
+    for server in servers.values():
+        server.clear()
+    clear_faults(run)
+    build(run)
+    set_sweep_interval(2)
+    processes = Processes(start_worker, env, log_dir)
+    processes.start()
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    try:
+        _play(run, processes, client, rng)
+    finally:
+        processes.stop_beat()
+        client.close()
+    return run
+
+
+def _play(run, processes, client, rng):
+    scenario = run.scenario
+    started = time.monotonic()
+    todo = ([(p.start_at, "start", p) for p in scenario.campaigns] + [(f.at, "fault", f) for f in scenario.faults]
+            + [(e.at, "event", e) for e in scenario.events])
+    todo.sort(key=lambda item: (item[0], item[1]))
+    resumes = []
+    next_events = 2.0
+    while time.monotonic() - started < scenario.fault_seconds or todo:
+        elapsed = time.monotonic() - started
+        while todo and todo[0][0] <= elapsed:
+            _, kind, item = todo.pop(0)
+            if kind == "start":
+                campaign_id = run.campaign_ids[item.index]
+                try:
+                    run.note(started, f"start campaign {campaign_id}: {services.send_now(campaign_id)}")
+                except (CampaignError, IllegalTransition) as error:
+                    run.note(started, f"start campaign {campaign_id}: refused: {error}")
+            elif kind == "fault":
+                apply_fault(run, item)
+                run.note(started, f"server {item.server}: {item.settings}")
+            elif item.what in sc.CRASHES + ("redis_restart",):
+                result = processes.crash(item.what, rng)
+                run.sender_killed |= item.what in ("sigkill_sender", "pg_terminate", "redis_restart")
+                run.redis_restarted |= item.what == "redis_restart"
+                run.note(started, f"crash {item.what}" + (f": {result} connections" if result is not None else ""))
+            else:
+                resume = staff(run, started, item, rng)
+                if resume:
+                    resumes.append((time.monotonic() - started + 2, resume[1]))
+        for at, campaign_id in [r for r in resumes if r[0] <= elapsed]:
+            resumes.remove((at, campaign_id))
+            _resume(run, started, campaign_id)
+        if scenario.provider_events == "early" and elapsed >= next_events:
+            next_events = elapsed + 2
+            post_events(run, rng, only_final=False)
+        run.max_senders_queue = max(run.max_senders_queue, senders_queue_length(client))
+        time.sleep(0.25)
+
+    # The faults stop: dead addresses stay dead; staff resume what they paused.
+    clear_faults(run)
+    for _, campaign_id in resumes:
+        _resume(run, started, campaign_id)
+    quiet = time.monotonic()
+    run.note(started, "faults stop")
+    done = wait_until(lambda: _tick(run, client) and settled(run.campaign_ids), sc.LIVENESS_BOUND_SECONDS)
+    run.settle_seconds = time.monotonic() - quiet if done else None
+    run.note(started, f"settled after {run.settle_seconds}" if done else "NOT settled within the bound")
+    if not done:
+        return
+    # Late events (twice, out of order), then staff resend what is still unknown, explicitly.
+    posted = post_events(run, rng, only_final=True)
+    run.note(started, f"{posted} provider events posted")
+    for campaign_id in list(run.campaign_ids):
+        if DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.UNKNOWN).exists():
+            try:
+                run.note(started, f"staff resend_unknown campaign {campaign_id}: {resend_unknown(run, campaign_id)}")
+            except (CampaignError, IllegalTransition) as error:
+                run.note(started, f"staff resend_unknown campaign {campaign_id}: refused: {error}")
+    again = time.monotonic()
+    done = wait_until(lambda: _tick(run, client) and settled(run.campaign_ids), sc.LIVENESS_BOUND_SECONDS)
+    run.note(started, f"settled again after {time.monotonic() - again:.1f}s" if done else "NOT settled after resend")
+    if not done:
+        run.settle_seconds = None
+        return
+    # No worker spins once everything has settled.
+    pids = processes.sender_pids()
+    before = cpu_seconds(pids)
+    time.sleep(IDLE_CPU_WINDOW_SECONDS)
+    run.idle_cpu_seconds = cpu_seconds(pids) - before
+
+
+def _tick(run, client):
+    run.max_senders_queue = max(run.max_senders_queue, senders_queue_length(client))
+    return True
+
+
+def _resume(run, started, campaign_id):
+    try:
+        run.note(started, f"staff resume campaign {campaign_id}: {services.resume(campaign_id)}")
+    except (CampaignError, IllegalTransition) as error:
+        run.note(started, f"staff resume campaign {campaign_id}: refused: {error}")

@@ -1,0 +1,206 @@
+"""A chaos scenario drawn from a seed: accounts and a pool, campaigns, server faults over time, staff
+actions, crashes and provider events. Plain data (dataclasses), so a failing seed prints exactly what
+it played; the same seed and knobs always draw the same scenario.
+
+KNOBS turn on draws that exercise the defects of issue 21 being fixed on other branches, so that CI
+seeds can stay off them until those fixes are merged (docs/delivery-guarantees.md lists which knob
+finds which defect):
+  slow_rates      per-second limits of 1 or 2 and per-minute limits (defect 1: pacing below the
+                  connection count)
+  sender_refused  a relay that answers 550 5.1.0 "Sender address rejected" (defect 2)
+  bad_variant     an A/B variant whose subject cannot render (defect 3)
+  early_events    provider events posted while their rows are still pending (defect 4)
+  many_dead       a quarter of a campaign's addresses dead (the suppression circuit breaker, defect 2)
+  busy_loop       SEND_SMTP_CONNECTIONS >= SEND_SMTP_CHUNK with 421 after every DATA (defect 10)
+  follow_ups      staff make and send follow-ups (defect 8: they must keep the pool)
+  redis_restart   Redis restarted empty mid-run (the queue and the limiter's windows are lost, so the
+                  run does not hold the windows to account across it)
+"""
+
+import random
+from dataclasses import asdict, dataclass, field
+
+KNOBS = ("slow_rates", "sender_refused", "bad_variant", "early_events", "many_dead", "busy_loop", "follow_ups",
+         "redis_restart")
+
+SMTP_SERVERS = ("sink1", "sink2")  # one pool account each
+SENDGRID_ACCOUNT_SERVER = "sg1"  # the pool's SendGrid account
+# The environment's providers (campaigns without a pool): SendGrid, then SMTP as its fallback.
+ENV_SENDGRID_SERVER = "sg2"
+ENV_SMTP_SERVER = "sink3"
+
+STAFF_ACTIONS = ("pause_resume", "cancel", "retry_failed", "resend_unknown", "pick_winner", "follow_up")
+CRASHES = ("sigkill_sender", "sigterm_sender", "sigkill_scheduler", "pg_terminate")
+# Everything happens within the fault phase; then the faults stop and liveness is measured.
+LIVENESS_BOUND_SECONDS = 150
+
+
+@dataclass
+class Account:
+    server: str
+    kind: str  # "smtp" | "sendgrid"
+    per_second: int = 0
+    per_minute: int = 0
+    per_day: int = 0
+    weight: int = 1
+
+
+@dataclass
+class Variant:
+    letter: str
+    subject: str
+
+
+@dataclass
+class CampaignPlan:
+    index: int
+    recipients: int
+    dead: list  # indexes of dead addresses (550 5.1.1 / SendGrid 400 for them, always)
+    pooled: bool
+    track: bool
+    batch_size: int
+    segment_city: str | None = None  # only recipients of this city (a segment)
+    ab_percent: int = 0
+    ab_wait_seconds: int = 0
+    variants: list = field(default_factory=list)
+    start_at: float = 0.0  # seconds into the run
+
+
+@dataclass
+class ServerFault:
+    at: float  # seconds into the run
+    server: str
+    settings: dict  # the sink's control-file keys, or the fake SendGrid's /_control body
+
+
+@dataclass
+class Event:
+    at: float
+    what: str  # a STAFF_ACTIONS or CRASHES name
+    campaign: int = 0  # a CampaignPlan.index, for staff actions
+
+
+@dataclass
+class Scenario:
+    seed: int
+    knobs: list
+    smtp_connections: int
+    smtp_chunk: int
+    fault_seconds: float
+    accounts: list
+    campaigns: list
+    faults: list
+    events: list
+    provider_events: str  # "late": after the campaigns end; "early": also while they send
+    duplicate_events: bool
+
+    def describe(self):
+        return asdict(self)
+
+
+def address(campaign, i, dead):
+    return f"{'dead-' if dead else ''}c{campaign}-r{i:03d}@example.com"
+
+
+def draw(seed, knobs=()):
+    """The scenario of SEED with KNOBS (a subset of KNOBS) enabled."""
+    knobs = sorted(set(knobs))
+    unknown = set(knobs) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"unknown knobs {sorted(unknown)}; known: {', '.join(KNOBS)}")
+    rng = random.Random(seed)
+    chunk = 10
+    connections = rng.choice([1, 2, 2, 3])
+    if "busy_loop" in knobs and rng.random() < 0.5:
+        connections = chunk
+    fault_seconds = rng.uniform(8, 20)
+
+    accounts = []
+    for server in rng.sample(SMTP_SERVERS + (SENDGRID_ACCOUNT_SERVER,), rng.randint(1, 3)):
+        kind = "sendgrid" if server == SENDGRID_ACCOUNT_SERVER else "smtp"
+        # Per-second limits above the connection count (below it: knob slow_rates, defect 1).
+        low = 1 if "slow_rates" in knobs else connections + 1
+        per_second = rng.choice([0, rng.randint(low, low + 6)]) if kind == "smtp" else rng.choice([0, 50])
+        per_minute = rng.choice([0, 0, rng.randint(30, 90)]) if "slow_rates" in knobs else 0
+        per_day = rng.choice([0, 0, 0, rng.randint(20, 80)])
+        accounts.append(Account(server, kind, per_second, per_minute, per_day, rng.randint(1, 3)))
+
+    campaigns = []
+    for index in range(rng.randint(1, 3)):
+        n = rng.randint(12, 50)
+        dead_share = 0.25 if "many_dead" in knobs and rng.random() < 0.5 else rng.choice([0, 0.05, 0.1])
+        plan = CampaignPlan(index=index, recipients=n, dead=sorted(rng.sample(range(n), int(n * dead_share))),
+                            pooled=rng.random() < 0.6, track=rng.random() < 0.5, batch_size=rng.choice([10, 15, 25]),
+                            start_at=round(rng.uniform(0, fault_seconds / 3), 2))
+        if rng.random() < 0.25:
+            plan.segment_city = rng.choice(["Lisbon", "Porto"])
+        if n >= 20 and rng.random() < 0.35:
+            plan.ab_percent = rng.choice([30, 50])
+            plan.ab_wait_seconds = rng.randint(4, 12)
+            plan.variants = [Variant(letter, f"Variant {letter} for {{{{ first_name }}}}")
+                             for letter in "AB" + ("C" if rng.random() < 0.3 else "")]
+            if "bad_variant" in knobs and rng.random() < 0.5:
+                plan.variants[-1].subject = "Broken {{ first_name|upper }}"
+        campaigns.append(plan)
+
+    faults = []
+    servers = [a.server for a in accounts] + [ENV_SENDGRID_SERVER, ENV_SMTP_SERVER]
+    for server in servers:
+        for at in sorted(rng.uniform(0, fault_seconds * 0.8) for _ in range(rng.randint(0, 2))):
+            sendgrid = server.startswith("sg")
+            settings = draw_sendgrid_fault(rng) if sendgrid else draw_smtp_fault(rng, knobs)
+            faults.append(ServerFault(round(at, 2), server, settings))
+    if "busy_loop" in knobs and connections >= chunk:
+        for server in SMTP_SERVERS + (ENV_SMTP_SERVER,):
+            faults.append(ServerFault(0.0, server, {"fault_rcpt": ".", "fault_at": "data", "fault_reply": "421"}))
+    faults.sort(key=lambda f: f.at)
+
+    events = []
+    for _ in range(rng.randint(0, 4)):
+        what = rng.choice([a for a in STAFF_ACTIONS if a != "follow_up" or "follow_ups" in knobs])
+        events.append(Event(round(rng.uniform(1, fault_seconds), 2), what, rng.randrange(len(campaigns))))
+    crashes = CRASHES + (("redis_restart",) if "redis_restart" in knobs else ())
+    for _ in range(rng.randint(0, 2)):
+        events.append(Event(round(rng.uniform(1, fault_seconds), 2), rng.choice(crashes)))
+    events.sort(key=lambda e: e.at)
+
+    return Scenario(seed=seed, knobs=knobs, smtp_connections=connections, smtp_chunk=chunk,
+                    fault_seconds=round(fault_seconds, 2), accounts=accounts, campaigns=campaigns, faults=faults,
+                    events=events, provider_events="early" if "early_events" in knobs and rng.random() < 0.7 else "late",
+                    duplicate_events=rng.random() < 0.5)
+
+
+def draw_smtp_fault(rng, knobs):
+    """One SMTP server behaviour (the sink's control-file keys; "dead" addresses are refused apart)."""
+    kinds = ["ok", "slow", "defer", "phase", "phase", "mail_421", "relay", "auth"]
+    if "sender_refused" in knobs:
+        kinds.append("sender")
+    kind = rng.choice(kinds)
+    if kind == "slow":
+        return {"slow_seconds": round(rng.uniform(0.1, 0.8), 2)}
+    if kind == "defer":
+        return {"defer_rcpt": rf"-r\d\d{rng.randrange(10)}@"}
+    if kind == "phase":
+        return {"fault_rcpt": rf"-r\d\d{rng.randrange(10)}@", "fault_at": rng.choice(["rcpt", "data"]),
+                "fault_reply": rng.choice(["421", "drop", "hang"]), "hang_seconds": 5}
+    if kind == "mail_421":
+        return {"mail_421_every": rng.randint(3, 8)}
+    if kind in ("relay", "auth", "sender"):
+        return {"refuse": kind}
+    return {}
+
+
+def draw_sendgrid_fault(rng):
+    """One SendGrid behaviour (the fake API's /_control body; "dead" addresses get a 400 apart)."""
+    kind = rng.choice(["ok", "429", "5xx", "504_after", "hang", "400"])
+    if kind == "429":
+        return {"mode": "429", "count": rng.randint(1, 4), "reset_after": rng.choice([1, 2])}
+    if kind == "5xx":
+        return {"mode": rng.choice(["500", "503", "502"]), "count": rng.randint(1, 4)}
+    if kind == "504_after":
+        return {"mode": "504", "count": rng.randint(1, 2), "after_accepting": True}
+    if kind == "hang":
+        return {"mode": "hang", "count": 1, "hang_seconds": 5}
+    if kind == "400":
+        return {"mode": "400", "count": 1}
+    return {"mode": "ok"}
