@@ -322,10 +322,6 @@ SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)
 # is refused as dead addresses, none is suppressed and the campaign pauses until staff confirm.
 SEND_SUPPRESSION_BREAKER_SHARE = env.float("SEND_SUPPRESSION_BREAKER_SHARE", default=0.2)
 SEND_SUPPRESSION_BREAKER_MIN = env.int("SEND_SUPPRESSION_BREAKER_MIN", default=5)
-# The suppression circuit breaker: when more than this share of a batch (and at least MIN recipients)
-# is refused as dead addresses, none is suppressed and the campaign pauses until staff confirm.
-SEND_SUPPRESSION_BREAKER_SHARE = env.float("SEND_SUPPRESSION_BREAKER_SHARE", default=0.2)
-SEND_SUPPRESSION_BREAKER_MIN = env.int("SEND_SUPPRESSION_BREAKER_MIN", default=5)
 # Within one batch: retries per provider on 5xx/429/connection errors, the backoff base (full jitter
 # below base * 2^n), and the most one batch waits for one provider's rate-limit resets.
 SEND_PROVIDER_RETRIES = env.int("SEND_PROVIDER_RETRIES", default=3)

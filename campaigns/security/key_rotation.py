@@ -7,12 +7,9 @@ this reads the models.
 from campaigns.models import SendingAccount
 from campaigns.security.encryption import EncryptedTextField
 
-# Every encrypted field of an account (the password or API key, the DKIM private key, ...).
+# Every encrypted field of an account (the password or API key, the bounce mailbox's password, the DKIM
+# private key, ...).
 ENCRYPTED_FIELDS = [f.name for f in SendingAccount._meta.concrete_fields if isinstance(f, EncryptedTextField)]
-
-
-# The encrypted fields of a sending account: the password or API key, and the bounce mailbox's password.
-ENCRYPTED_FIELDS = ("secret", "bounce_password")
 
 
 def reencrypt_account_secrets():
