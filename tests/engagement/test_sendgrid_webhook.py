@@ -128,10 +128,11 @@ def test_a_refused_request_changes_nothing(sendgrid, sent_campaign, settings, ta
 
 
 def test_a_signed_body_that_is_not_an_event_array_is_a_bad_request(sendgrid, sent_campaign):
+    before = state()  # event ids seen are not a model's table: a test with real workers may leave some
     for body in (b"{not json", b'{"event": "open"}'):
         response = sendgrid.post_raw(body, sendgrid.headers(body))
         assert response.status_code == 400
-    assert state()[0] == 0
+    assert state() == before
 
 
 def test_only_post_is_accepted(sendgrid, client):

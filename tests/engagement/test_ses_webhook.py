@@ -422,10 +422,11 @@ def test_an_address_on_the_ses_suppression_list_is_suppressed_and_not_counted_as
 
 
 def test_a_signed_message_that_is_not_an_ses_event_is_a_bad_request(signer, smtp_campaign):
+    before = state()  # event ids seen are not a model's table: a test with real workers may leave some
     for text in ("{not json", "[1, 2]", '{"mail": {}}'):
         assert signer.post(signer.sign(signer.envelope("Notification", Message=text))).status_code == 400
     assert signer.client.post(URL, data=b"\xff{", content_type="text/plain").status_code == 400
-    assert state()[0] == 0
+    assert state() == before
 
 
 def test_only_post_is_accepted(client):
