@@ -66,7 +66,8 @@ def test_recipient_values_are_escaped_in_the_preview(staff_client):
     page = staff_client.get(reverse("admin:campaigns_campaign_preview", args=[campaign.pk])).content.decode()
     assert "<script>alert(1)" not in page and "<img src=x" not in page
     # The HTML part is the sandboxed iframe's own URL (the frame): the value is escaped in it as text.
-    email_html = staff_client.get(reverse("admin:campaigns_campaign_preview_frame", args=[campaign.pk])).content.decode()
+    frame_url = reverse("admin:campaigns_campaign_preview_frame", args=[campaign.pk])
+    email_html = staff_client.get(frame_url).content.decode()
     assert "<img src=x" not in email_html and "&lt;img src=x onerror=alert(1)&gt;" in email_html
 
 

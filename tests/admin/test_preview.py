@@ -27,7 +27,8 @@ def test_preview_for_a_chosen_recipient(staff_client):
     assert 'id="preview-subject">Hi First2 in &lt;script&gt;alert(1)&lt;/script&gt;<' in page
     assert '<iframe class="preview-frame" id="preview-html" sandbox ' in page
     src = html.unescape(page.split('id="preview-html" sandbox title="HTML part" src="')[1].split('"')[0])
-    assert src == reverse("admin:campaigns_campaign_preview_frame", args=[campaign.pk]) + "?recipient=R0002%40example.com"
+    frame_url = reverse("admin:campaigns_campaign_preview_frame", args=[campaign.pk])
+    assert src == f"{frame_url}?recipient=R0002%40example.com"
     email_html = staff_client.get(src).content.decode()
     assert email_html.startswith("<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>")  # escaped inside the email too
     text = page.split('id="preview-text">')[1].split("</pre>")[0]
@@ -48,7 +49,8 @@ def test_preview_falls_back_to_first_recipient_then_sample(staff_client):
 def test_the_frame_shows_sample_data_without_the_export_permission(viewer_client):
     campaign = CampaignFactory(html_body="<p>{{ email }} {{ first_name }}</p>")
     add_recipients(campaign, 2)
-    assert frame(viewer_client, campaign, recipient="r0001@example.com").content.decode() == "<p>sample@example.com Sam</p>"
+    shown = frame(viewer_client, campaign, recipient="r0001@example.com").content.decode()
+    assert shown == "<p>sample@example.com Sam</p>"
     viewer_client.logout()
     assert frame(viewer_client, campaign).status_code == 302  # to the login page
 
