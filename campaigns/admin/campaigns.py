@@ -464,6 +464,17 @@ class CampaignAdmin(admin.ModelAdmin):
                                     real_data=self.has_export_recipients_permission(request, campaign),
                                     admin_context=self.admin_site.each_context(request))
 
+    def preview_frame_view(self, request, campaign_id):
+        campaign = self.viewable_campaign(request, campaign_id)
+        return preview.preview_frame(request, campaign,
+                                     real_data=self.has_export_recipients_permission(request, campaign))
+
+    def live_preview_frame_view(self, request):
+        """Anyone who may write a campaign's HTML body may see it rendered while writing it."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        return preview.live_preview_frame(request)
+
     def follow_up_view(self, request, campaign_id):
         """GET: each group's size; POST: a draft campaign to one group (campaigns.audience.follow_ups)."""
         campaign = self.viewable_campaign(request, campaign_id)
@@ -540,6 +551,9 @@ class CampaignAdmin(admin.ModelAdmin):
             path("preflight/<int:run_id>/status.json", view(self.preflight_status_json),
                  name="campaigns_campaign_preflight_status_json"),
             path("<int:campaign_id>/preview/", view(self.preview_view), name="campaigns_campaign_preview"),
+            path("<int:campaign_id>/preview/frame/", view(self.preview_frame_view),
+                 name="campaigns_campaign_preview_frame"),
+            path("preview/frame/", view(self.live_preview_frame_view), name="campaigns_campaign_live_preview_frame"),
             path("<int:campaign_id>/follow-up/", view(self.follow_up_view), name="campaigns_campaign_follow_up"),
             path("<int:campaign_id>/ab-winner/<int:variant_id>/", view(self.ab_winner_view),
                  name="campaigns_campaign_ab_winner"),

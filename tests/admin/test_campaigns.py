@@ -223,7 +223,7 @@ def test_viewer_has_no_bulk_actions(viewer_client):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("url_name", ["admin:campaigns_campaign_dashboard_json", "admin:campaigns_campaign_preview",
-                                      "admin:campaigns_campaign_export"])
+                                      "admin:campaigns_campaign_preview_frame", "admin:campaigns_campaign_export"])
 def test_non_staff_are_sent_to_login(client, url_name):
     campaign = CampaignFactory()
     client.force_login(UserFactory(is_staff=False))

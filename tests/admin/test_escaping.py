@@ -65,8 +65,10 @@ def test_recipient_values_are_escaped_in_the_preview(staff_client):
     RecipientFactory(campaign=campaign, first_name="<script>alert(1)</script>", data={"city": PAYLOAD})
     page = staff_client.get(reverse("admin:campaigns_campaign_preview", args=[campaign.pk])).content.decode()
     assert "<script>alert(1)" not in page and "<img src=x" not in page
-    # The HTML part sits in a sandboxed iframe's srcdoc: the value is escaped twice there, once in text.
-    assert "&amp;lt;img src=x onerror=alert(1)&amp;gt;" in page
+    # The HTML part is the sandboxed iframe's own URL (the frame): the value is escaped in it as text.
+    frame_url = reverse("admin:campaigns_campaign_preview_frame", args=[campaign.pk])
+    email_html = staff_client.get(frame_url).content.decode()
+    assert "<img src=x" not in email_html and "&lt;img src=x onerror=alert(1)&gt;" in email_html
 
 
 @pytest.mark.django_db

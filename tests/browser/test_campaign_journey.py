@@ -211,3 +211,29 @@ def test_staff_journey(page, live_server, screenshot_dir, start_worker, smtp_sin
     assert sorted(delivered) == sorted([f"person{i}@example.com" for i in range(RECIPIENTS)] * 2)
     assert any(m["X-Sink-Rcpt-To"] == "staff@example.com" for m in messages)  # the first campaign's report
     assert copy.sent_count == RECIPIENTS
+
+
+def test_email_html_is_styled_in_its_own_frame_while_the_admin_page_keeps_the_strict_policy(
+        page, live_server, screenshot_dir):
+    """Issue 22 item 11: the email's inline styles apply inside the preview frames (their own URLs and
+    policy), with no CSP violation reported on the strict admin pages (the page fixture fails on any)."""
+    UserFactory(username="staff", is_superuser=True)
+    campaign = CampaignFactory(name="Styled", html_body='<p id="hi" style="color: rgb(255, 0, 0)">Hi {{ first_name }}'
+                                                         '</p><a href="{{ unsubscribe_url }}">Unsubscribe</a>')
+    journey = Journey(page, live_server.url, screenshot_dir, prefix="csp-")
+    log_in(journey)
+    journey.go(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    live = page.frame_locator("#html-live-preview").locator("#hi")
+    expect(live).to_have_css("color", "rgb(255, 0, 0)")
+    expect(live).to_have_text("Hi {{ first_name }}")  # merge tags as written while editing
+    page.fill("#id_html_body", '<p id="hi" style="color: rgb(0, 0, 255)">Bye</p>')
+    expect(live).to_have_text("Bye")
+    expect(live).to_have_css("color", "rgb(0, 0, 255)")
+    journey.go(f"/admin/campaigns/campaign/{campaign.pk}/preview/")
+    shown = page.frame_locator("#preview-html").locator("#hi")
+    expect(shown).to_have_css("color", "rgb(255, 0, 0)")
+    expect(shown).to_have_text("Hi Sam")
+    # Refreshing the live preview added no history entries: Back goes to the change page, then the index.
+    page.go_back()
+    page.go_back()
+    assert page.url == f"{live_server.url}/admin/"

@@ -86,6 +86,15 @@ def test_admin_login_page_is_proxied_to_django(nginx_tls):
     assert_security_headers(response)
 
 
+def test_only_the_admin_preview_frames_may_be_framed_and_only_by_this_site(nginx_tls):
+    client = nginx_tls()
+    for path in ("/admin/campaigns/campaign/7/preview/frame/", "/admin/campaigns/campaign/preview/frame/"):
+        assert client.get(path).all("X-Frame-Options") == ["SAMEORIGIN"], path
+    for path in ("/admin/campaigns/campaign/7/preview/", "/admin/campaigns/campaign/7/change/",
+                 "/admin/campaigns/campaign/7/preview/frame/x/", "/admin/login/"):
+        assert client.get(path).all("X-Frame-Options") == ["DENY"], path
+
+
 def test_staff_can_log_in_over_tls_behind_the_proxy(nginx_tls, transactional_db, ports):
     get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
     client = nginx_tls(source="127.0.0.5")

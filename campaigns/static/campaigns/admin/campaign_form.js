@@ -1,5 +1,5 @@
 // The campaign form: prefill from a starter template, and a live preview of the HTML body in a
-// sandboxed iframe (no scripts, no same-origin access), refreshed as you type.
+// sandboxed iframe (no scripts, no same-origin access), refreshed as you type (posted to the live frame URL).
 (function () {
   "use strict";
   document.addEventListener("DOMContentLoaded", function () {
@@ -22,15 +22,41 @@
       });
     }
     const body = field("html_body");
-    if (body && body.tagName === "TEXTAREA") {
-      const frame = document.createElement("iframe");
-      frame.setAttribute("sandbox", "");
-      frame.className = "campaign-html-preview";
-      frame.id = "html-live-preview";
-      frame.title = "Live preview of the HTML body (merge tags shown as written)";
-      body.insertAdjacentElement("afterend", frame);
+    const liveUrl = document.querySelector('meta[name="campaign-live-preview-url"]');
+    const token = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (body && body.tagName === "TEXTAREA" && liveUrl && token) {
+      // The HTML is posted to a frame URL of its own, whose relaxed, sandboxed policy covers only
+      // the email (a srcdoc frame would inherit this page's policy).
+      const form = document.createElement("form");
+      form.method = "post";
+      form.action = liveUrl.content;
+      form.target = "html-live-preview";
+      form.hidden = true;
+      const input = (name, value) => {
+        const el = document.createElement("input");
+        el.type = "hidden";
+        el.name = name;
+        el.value = value;
+        form.appendChild(el);
+        return el;
+      };
+      input("csrfmiddlewaretoken", token.value);
+      const html = input("html_body", "");
+      document.body.appendChild(form);
+      let frame = null;
       let timer = null;
-      const refresh = () => { frame.srcdoc = body.value; };
+      const refresh = () => {
+        // A new frame each time: its first load replaces its blank page, so typing adds no history entries.
+        const fresh = document.createElement("iframe");
+        fresh.setAttribute("sandbox", "");
+        fresh.className = "campaign-html-preview";
+        fresh.id = fresh.name = "html-live-preview";
+        fresh.title = "Live preview of the HTML body (merge tags shown as written)";
+        if (frame) frame.replaceWith(fresh); else body.insertAdjacentElement("afterend", fresh);
+        frame = fresh;
+        html.value = body.value;
+        form.submit();
+      };
       body.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(refresh, 300); });
       refresh();
     }
