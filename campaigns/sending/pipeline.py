@@ -36,7 +36,7 @@ from campaigns.message import click_tracking, signed_links
 from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
 from campaigns.security.logsafe import for_log
-from campaigns.sending import routing
+from campaigns.sending import ratelimit, routing
 from campaigns.sending.dispatch import batches_ahead, dispatch_batches
 from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, run_prepared
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
@@ -336,7 +336,7 @@ def build_batch(campaign, claimed_rows, ledger=None):
                  reply_to=campaign["reply_to"], compiled=compiled_campaign(campaign), messages=messages,
                  categories=(f"campaign-{campaign['id']}",),
                  tracking=click_tracking.tracking_for(campaign) if campaign["track_engagement"] else None,
-                 ledger=ledger)
+                 ledger=ledger, rate_wait=ratelimit.RateWaitBudget.from_settings() if ledger is not None else None)
 
 
 def retry_delay(attempt):

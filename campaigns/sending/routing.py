@@ -181,7 +181,7 @@ class PoolSend:
             try:
                 provider = provider_for(account)
                 results = state.through(provider)
-            except ProviderUnavailable as exc:
+            except (ProviderUnavailable, QuotaExhausted) as exc:
                 error, results = exc, list(state.settled.values())
             self.settle(account, results, ledger)
         except BaseException:
@@ -192,6 +192,11 @@ class PoolSend:
         quota.settle(answer, sum(1 for r in results if r.outcome != Outcome.DEFERRED))
         done = {r.delivery_id for r in results}
         self.remaining = [m for m in part if m.delivery_id not in done] + rest
+        if isinstance(error, QuotaExhausted):
+            # Its per-second rate would keep the batch waiting too long (ratelimit.RateWaitBudget):
+            # the next account may take the rest, else the batch waits in the queue, not its worker.
+            self.free_at.append(error.until.timestamp())
+            return False
         if error is not None:
             self.account_failed(account, error)
             return False
