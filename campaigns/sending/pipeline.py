@@ -30,7 +30,14 @@ from django.utils import timezone
 
 from campaigns import states
 from campaigns.audience.segments import compile_segment
-from campaigns.exceptions import IllegalTransition, MergeTagError, ProviderError, ProviderRefused, QuotaExhausted
+from campaigns.exceptions import (
+    IllegalTransition,
+    MergeTagError,
+    ProviderError,
+    ProviderRefused,
+    QuotaExhausted,
+    RateWaitTooLong,
+)
 from campaigns.experiments import ab_tests
 from campaigns.message import click_tracking, signed_links
 from campaigns.message.rendering import compile_campaign, recipient_context
@@ -439,7 +446,8 @@ def send_batch(campaign_id, batch_number):
             dispatch_batches(campaign_id, [following])
         if quota_wait and finished:
             # In the batch's own end, so that no sweep sees it ended without its wait noted.
-            routing.wait_for_quota(campaign_id, batch_number, provider_problem.until)
+            routing.wait_for_quota(campaign_id, batch_number, provider_problem.until,
+                                   rate_only=isinstance(provider_problem, RateWaitTooLong))
     if quota_wait:
         return report
     if provider_problem is not None:
