@@ -494,8 +494,10 @@ def send_claimed(campaign, batch_number, claimed, ledger):
         settled = {result.delivery_id for result in results}
         results += [DeliveryResult(m.delivery_id, Outcome.DEFERRED, error=f"no provider available: {error}")
                     for m in batch.messages if m.delivery_id not in settled]
-        logger.warning("Campaign %s batch %s: no provider could send %d messages (%s)", campaign["id"],
-                       batch_number, len(batch.messages) - len(settled), for_log(error))
+        # A rate wait is the ordinary pace of a paced batch, not a problem.
+        logger.log(logging.INFO if isinstance(error, RateWaitTooLong) else logging.WARNING,
+                   "Campaign %s batch %s: no provider could send %d messages now (%s)", campaign["id"],
+                   batch_number, len(batch.messages) - len(settled), for_log(error))
         return provider, results, (error if isinstance(error, (ProviderRefused, QuotaExhausted)) else None)
 
 
