@@ -116,6 +116,13 @@ class QuotaExhausted(ProviderError):
         self.until = until
 
 
+class RateWaitTooLong(QuotaExhausted):
+    """A send's wait for a per-second rate would take this batch past its bound
+    (SEND_RATE_WAIT_MAX_SECONDS): rather than sleep in its worker, holding a sender slot, the batch
+    stops before the message that would wait. The rest goes back to pending, as for a quota wait,
+    and the batch is queued again for ``until`` (campaigns.sending.ratelimit.Pacer)."""
+
+
 class RateLimited(ProviderError):
     """The provider asked us to wait. ``retry_after`` is how long, in seconds, counted from the
     provider's own clock (its reset time less the response's Date); None when it did not say."""

@@ -317,6 +317,10 @@ SEND_PREPARED_STATEMENTS = env.bool("SEND_PREPARED_STATEMENTS", default=True)
 # The rate-limit window is one second plus this guard, for the difference between Redis's clock (by
 # which sends are paced) and the provider's.
 RATE_LIMIT_GUARD_SECONDS = env.float("RATE_LIMIT_GUARD_SECONDS", default=0.05)
+# The most one batch waits in its worker for per-second rates in all; a wait beyond it queues the rest
+# of the batch again instead (rows pending, no attempt used), so that a paced campaign does not hold a
+# sender slot that another campaign's batch could use. 0: no bound.
+SEND_RATE_WAIT_MAX_SECONDS = env.float("SEND_RATE_WAIT_MAX_SECONDS", default=2.0)
 SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)
 # The suppression circuit breaker: when more than this share of a batch (and at least MIN recipients)
 # is refused as dead addresses, none is suppressed and the campaign pauses until staff confirm.

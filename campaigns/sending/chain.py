@@ -21,6 +21,7 @@ from campaigns.exceptions import (
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
+    QuotaExhausted,
     RateLimited,
     RecipientsRejected,
     TemporaryError,
@@ -152,6 +153,12 @@ def send_with_fallback(batch, providers=None, sleep=time.sleep, policy=None):
     for position, provider in enumerate(providers):
         try:
             results = state.through(provider)
+        except QuotaExhausted as error:
+            # A rate wait too long for the batch (ratelimit.RateWaitBudget): the rest waits, pending,
+            # and the batch is queued again; the next provider would not get the rest any sooner
+            # than its turn in the queue.
+            error.results = list(state.settled.values())
+            raise
         except ProviderUnavailable as error:
             errors.append(error)
         else:

@@ -30,13 +30,20 @@ from django.utils import timezone
 
 from campaigns import states
 from campaigns.audience.segments import compile_segment
-from campaigns.exceptions import IllegalTransition, MergeTagError, ProviderError, ProviderRefused, QuotaExhausted
+from campaigns.exceptions import (
+    IllegalTransition,
+    MergeTagError,
+    ProviderError,
+    ProviderRefused,
+    QuotaExhausted,
+    RateWaitTooLong,
+)
 from campaigns.experiments import ab_tests
 from campaigns.message import click_tracking, signed_links
 from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
 from campaigns.security.logsafe import for_log
-from campaigns.sending import routing
+from campaigns.sending import ratelimit, routing
 from campaigns.sending.dispatch import batches_ahead, dispatch_batches
 from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, run_prepared
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
@@ -336,7 +343,7 @@ def build_batch(campaign, claimed_rows, ledger=None):
                  reply_to=campaign["reply_to"], compiled=compiled_campaign(campaign), messages=messages,
                  categories=(f"campaign-{campaign['id']}",),
                  tracking=click_tracking.tracking_for(campaign) if campaign["track_engagement"] else None,
-                 ledger=ledger)
+                 ledger=ledger, rate_wait=ratelimit.RateWaitBudget.from_settings() if ledger is not None else None)
 
 
 def retry_delay(attempt):
@@ -439,7 +446,8 @@ def send_batch(campaign_id, batch_number):
             dispatch_batches(campaign_id, [following])
         if quota_wait and finished:
             # In the batch's own end, so that no sweep sees it ended without its wait noted.
-            routing.wait_for_quota(campaign_id, batch_number, provider_problem.until)
+            routing.wait_for_quota(campaign_id, batch_number, provider_problem.until,
+                                   rate_only=isinstance(provider_problem, RateWaitTooLong))
     if quota_wait:
         return report
     if provider_problem is not None:
@@ -486,8 +494,10 @@ def send_claimed(campaign, batch_number, claimed, ledger):
         settled = {result.delivery_id for result in results}
         results += [DeliveryResult(m.delivery_id, Outcome.DEFERRED, error=f"no provider available: {error}")
                     for m in batch.messages if m.delivery_id not in settled]
-        logger.warning("Campaign %s batch %s: no provider could send %d messages (%s)", campaign["id"],
-                       batch_number, len(batch.messages) - len(settled), for_log(error))
+        # A rate wait is the ordinary pace of a paced batch, not a problem.
+        logger.log(logging.INFO if isinstance(error, RateWaitTooLong) else logging.WARNING,
+                   "Campaign %s batch %s: no provider could send %d messages now (%s)", campaign["id"],
+                   batch_number, len(batch.messages) - len(settled), for_log(error))
         return provider, results, (error if isinstance(error, (ProviderRefused, QuotaExhausted)) else None)
 
 

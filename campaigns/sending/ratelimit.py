@@ -18,9 +18,13 @@ import functools
 import logging
 import time
 import uuid
+from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.utils import timezone
+
+from campaigns.exceptions import RateWaitTooLong
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +100,26 @@ PACE_POLL_SECONDS = 0.05
 NO_SEND = ("", 0)
 
 
+class RateWaitBudget:
+    """How long one batch may still wait for per-second rates, across all its sends (every Pacer of
+    the batch shares it). None of these for a send that may wait as long as it takes (a test email)."""
+
+    def __init__(self, seconds):
+        self.left = seconds
+
+    @classmethod
+    def from_settings(cls):
+        seconds = settings.SEND_RATE_WAIT_MAX_SECONDS
+        return cls(seconds) if seconds > 0 else None
+
+    def check(self, provider, wait):
+        """Raise RateWaitTooLong when a wait of WAIT seconds would overrun the budget."""
+        if wait > self.left:
+            until = timezone.now() + timedelta(seconds=wait)
+            raise RateWaitTooLong(f"{provider} rate limit: the next send waits {wait:.1f} s, longer than this "
+                                  f"batch may still wait in its worker", until=until, provider=provider)
+
+
 class Pacer:
     """Paces one connection's sends (one message over SMTP, one request over SendGrid), so that at
     most the rate of messages *arrive* at the provider in any window of one second, across every
@@ -111,8 +135,9 @@ class Pacer:
     completion. It still arrives as one burst, so keep a provider's batch size at most its rate.
     """
 
-    def __init__(self, provider, rate=None):
+    def __init__(self, provider, rate=None, budget=None):
         rate = rate_for(provider) if rate is None else rate
+        self.budget = budget  # a RateWaitBudget, or None: wait as long as it takes
         self.provider = provider
         self.limit = max(1, int(rate)) if rate > 0 else 0
         # A rate below one a second (a per-minute limit spread over its minute) is one send per window
@@ -145,11 +170,17 @@ class Pacer:
         return granted
 
     def start(self):
-        """Wait until the send `try_start` refused may start."""
+        """Wait until the send `try_start` refused may start; RateWaitTooLong (nothing taken) when the
+        batch's budget cannot cover the wait."""
         began = time.monotonic()
         while True:
             in_flight = self.hint > self.window  # the place's score is its start + the hold
-            wait(PACE_POLL_SECONDS if in_flight else max(0.001, self.hint))
+            seconds = PACE_POLL_SECONDS if in_flight else max(0.001, self.hint)
+            if self.budget is not None:
+                # A place held in flight frees when its reply is read, at the latest within a window.
+                self.budget.check(self.provider, self.window if in_flight else seconds)
+                self.budget.left -= seconds
+            wait(seconds)
             granted, self.hint = self._call(NO_SEND, self.pending)
             if granted:
                 break
@@ -305,9 +336,7 @@ class Quota:
 
 def calendar_day_bounds():
     """(start, end) of today in TIME_ZONE, epoch seconds."""
-    from datetime import datetime, timedelta
-
-    from django.utils import timezone
+    from datetime import datetime
 
     now = timezone.localtime()
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)

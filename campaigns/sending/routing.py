@@ -39,6 +39,7 @@ from campaigns.exceptions import (
     ProviderRefused,
     ProviderUnavailable,
     QuotaExhausted,
+    RateWaitTooLong,
 )
 from campaigns.models import Campaign, SendingAccount, SendingAccountUsage
 from campaigns.security.destinations import api_host_refusal
@@ -134,6 +135,7 @@ class PoolSend:
         self.settled = {}
         self.errors = []
         self.free_at = []  # when each account at a limit has room again (epoch seconds)
+        self.rate_waits_only = True  # every account at a limit is so only by its per-second rate
         self.last_account = ""
 
     def run(self):
@@ -154,6 +156,7 @@ class PoolSend:
             account = ranked[0]
             if looks[account.pk].room == 0:  # every candidate is at a limit
                 self.free_at += [looks[a.pk].free_at for a in ranked]
+                self.rate_waits_only = False
                 break
             if not self.through(account):
                 tried.add(account.pk)
@@ -171,6 +174,7 @@ class PoolSend:
         answer = quota.reserve(wanted)
         if not answer.granted:
             self.free_at.append(answer.free_at)
+            self.rate_waits_only = False
             return False
         part, rest = self.remaining[:answer.granted], self.remaining[answer.granted:]
         ledger = AccountLedger(self.batch.ledger, account.pk, self.batch.campaign_id)
@@ -181,7 +185,7 @@ class PoolSend:
             try:
                 provider = provider_for(account)
                 results = state.through(provider)
-            except ProviderUnavailable as exc:
+            except (ProviderUnavailable, QuotaExhausted) as exc:
                 error, results = exc, list(state.settled.values())
             self.settle(account, results, ledger)
         except BaseException:
@@ -192,11 +196,17 @@ class PoolSend:
         quota.settle(answer, sum(1 for r in results if r.outcome != Outcome.DEFERRED))
         done = {r.delivery_id for r in results}
         self.remaining = [m for m in part if m.delivery_id not in done] + rest
+        if isinstance(error, QuotaExhausted):
+            # Its per-second rate would keep the batch waiting too long (ratelimit.RateWaitBudget):
+            # the next account may take the rest, else the batch waits in the queue, not its worker.
+            self.free_at.append(error.until.timestamp())
+            return False
         if error is not None:
             self.account_failed(account, error)
             return False
         if answer.room == 0:  # this batch filled the account: when does it have room again?
             self.free_at.append(quota.look().free_at)
+            self.rate_waits_only = False
             return False
         return True
 
@@ -239,6 +249,10 @@ class PoolSend:
         if self.free_at:
             until = datetime.fromtimestamp(min(free), dt_timezone.utc) if free else timezone.now() + timedelta(
                 seconds=60)
+            if self.rate_waits_only:
+                raise RateWaitTooLong(f"every account of the pool that may take the rest waits for its rate until "
+                                      f"{until:%H:%M:%S} UTC", until=until, provider=self.last_account,
+                                      results=results)
             raise QuotaExhausted(f"every account of the pool is at a limit until {until:%H:%M} UTC",
                                  until=until, provider=self.last_account, results=results)
         if self.errors and all(isinstance(error, ProviderRefused) for error in self.errors):
@@ -328,19 +342,27 @@ def record_usage(account_id, campaign_id, sent):
 
 # --- waiting for quota ------------------------------------------------------------------------------------
 
-def wait_for_quota(campaign_id, batch_number, until):
+def wait_for_quota(campaign_id, batch_number, until, rate_only=False):
     """The batch's rows are pending again: note on the campaign until when, and send the batch again
-    then (or sooner, to look again), by itself."""
-    seconds = max(1, min(MAX_QUOTA_WAIT_SECONDS, int((until - timezone.now()).total_seconds()) + 1))
+    then (or sooner, to look again), by itself. RATE_ONLY: it waits for a per-second rate
+    (ratelimit.RateWaitBudget), seconds, not worth a note on the campaign's page."""
+    left = (until - timezone.now()).total_seconds()
+    # A rate wait is a second or two: rounding it up would cut a slow account's pace by a third.
+    seconds = max(0.1, left) if rate_only else max(1, min(MAX_QUOTA_WAIT_SECONDS, int(left) + 1))
     wakes = timezone.now() + timedelta(seconds=seconds)
     with transaction.atomic():
         # The sweep re-dispatches a campaign that made no progress for SWEEP_STALL_SECONDS; a waiting
         # one is not stalled until its batch should have woken (else every sweep would add a task).
+        note = {} if rate_only else {"quota_wait_until": until}
         Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.IN_PROGRESS).update(
-            quota_wait_until=until, last_progress_at=Greatest(F("last_progress_at"), Value(wakes)))
+            last_progress_at=Greatest(F("last_progress_at"), Value(wakes)), **note)
         dispatch_batches(campaign_id, [batch_number], countdown=seconds)
-    logger.info("Campaign %s batch %s waits for quota: every account of its pool is at a limit until %s; "
-                "sending again in %s s", campaign_id, batch_number, until.isoformat(timespec="seconds"), seconds)
+    if rate_only:
+        logger.info("Campaign %s batch %s waits for its rate in the queue, not a sender slot; sending again in %.1f s",
+                    campaign_id, batch_number, seconds)
+    else:
+        logger.info("Campaign %s batch %s waits for quota: every account of its pool is at a limit until %s; "
+                    "sending again in %s s", campaign_id, batch_number, until.isoformat(timespec="seconds"), seconds)
 
 
 # --- what the pages show ------------------------------------------------------------------------------

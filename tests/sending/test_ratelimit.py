@@ -11,8 +11,11 @@ import time
 import pytest
 from django.conf import settings
 
-from localservers.serving import REPO_ROOT
+from django.utils import timezone
+
+from campaigns.exceptions import RateWaitTooLong
 from campaigns.sending import ratelimit
+from localservers.serving import REPO_ROOT
 
 KEY = "ratelimit:sendgrid:sends"
 
@@ -143,6 +146,23 @@ def test_a_rate_below_one_a_second_is_one_send_per_its_interval(settings, pacer_
     pacer.done()
     assert pacer.try_start() is False
     assert 1.9 < pacer.hint <= 2.05
+
+
+def test_a_batch_waits_for_its_rate_only_as_long_as_its_budget_then_gives_the_wait_up(
+        settings, pacer_keys, monkeypatch):
+    waits = []
+    monkeypatch.setattr(ratelimit, "wait", waits.append)  # Redis time does not move: the same wait again
+    budget = ratelimit.RateWaitBudget(2.5)
+    first, second = ratelimit.Pacer("smtp", rate=1, budget=budget), ratelimit.Pacer("smtp", rate=1, budget=budget)
+    first.take()
+    first.done()
+
+    with pytest.raises(RateWaitTooLong) as raised:
+        second.take()
+
+    assert len(waits) == 2 and sum(waits) <= 2.5 and budget.left < 1.05  # the pacers' waits share it
+    assert raised.value.until > timezone.now()
+    assert ratelimit.Pacer("smtp", rate=1).try_start() is False  # only the first send holds a place
 
 
 def test_a_redis_error_when_a_send_completes_is_logged_not_raised(settings, pacer_keys, caplog):

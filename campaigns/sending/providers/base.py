@@ -44,10 +44,13 @@ class Batch:
     # The claim's record of its rows (campaigns.sending.ledger.BatchLedger), or None outside a
     # campaign (test sends): providers tell it when a call begins and, on SMTP, results as they go.
     ledger: Any = None
+    # How long the batch may still wait for per-second rates (campaigns.sending.ratelimit.RateWaitBudget),
+    # shared by its sends; None: as long as it takes.
+    rate_wait: Any = None
 
     def with_messages(self, messages):
         return Batch(self.campaign_id, self.from_email, self.reply_to, self.compiled, list(messages),
-                     self.categories, self.tracking, self.ledger)
+                     self.categories, self.tracking, self.ledger, self.rate_wait)
 
 
 class Outcome(str, Enum):

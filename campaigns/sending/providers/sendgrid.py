@@ -148,7 +148,7 @@ class SendGridProvider(Provider):
         # One place per recipient under the shared limit, freed a window after this request's answer
         # (ratelimit.Pacer): SendGrid sees at most the rate in every second, however the requests of
         # every worker bunch up on the way.
-        pacer = ratelimit.Pacer(self.rate_key or self.name, rate=self.rate)
+        pacer = ratelimit.Pacer(self.rate_key or self.name, rate=self.rate, budget=batch.rate_wait)
         pacer.take(len(batch.messages))
         try:
             return self._post(client, batch, payload)

@@ -36,6 +36,7 @@ from campaigns.exceptions import (
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
+    RateWaitTooLong,
     TemporaryError,
 )
 from campaigns.message.signed_links import bounce_token
@@ -269,7 +270,7 @@ class SmtpSession:
     """One of a batch's connections: reconnects when the server drops it, and gives up when a fresh
     connection drops before a single message got through."""
 
-    def __init__(self, provider, campaign_id, refusals, sender=""):
+    def __init__(self, provider, campaign_id, refusals, sender="", rate_wait=None):
         self.provider = provider
         self.campaign_id = campaign_id
         self.sender = sender  # our envelope sender: a refusal that names it is about us
@@ -280,7 +281,7 @@ class SmtpSession:
         self.last_error = ""
         self.refusals = refusals  # delivery id -> the Verdict of a refusal, shared by the batch's sessions
         self.refusal = None  # the Verdict of the current envelope's refusal, once known
-        self.pacer = ratelimit.Pacer(provider.rate_key or provider.name, rate=provider.rate)
+        self.pacer = ratelimit.Pacer(provider.rate_key or provider.name, rate=provider.rate, budget=rate_wait)
 
     def connect(self):
         conn = self.provider.open_connection()
@@ -484,10 +485,11 @@ class SmtpProvider(Provider):
         try:
             delivery.send()
         except ProviderError as error:
-            # MAIL FROM refused: what was settled before it stands, the rest was not sent.
+            # MAIL FROM refused, or the rate wait too long: what was settled before it stands, the
+            # rest was not sent.
             error.results = [result for result in delivery.results
                              if result is not None and not delivery.refused_about_us(result)]
-            delivery.close(cleanly=False)
+            delivery.close(cleanly=isinstance(error, RateWaitTooLong))
             raise
         except BaseException:
             delivery.close(cleanly=False)
@@ -543,7 +545,8 @@ class _Delivery:
         self.chunk = max(1, settings.SEND_SMTP_CHUNK)
         # More connections than a run has messages could never all take one (a round never crosses a run).
         count = max(1, min(settings.SEND_SMTP_CONNECTIONS, len(batch.messages), self.chunk))
-        self.sessions = [SmtpSession(provider, batch.campaign_id, self.refusals, builder.envelope_from)
+        self.sessions = [SmtpSession(provider, batch.campaign_id, self.refusals, builder.envelope_from,
+                                     batch.rate_wait)
                          for _ in range(count)]
         self.queue = collections.deque(range(len(batch.messages)))  # messages not started yet
         self.tries = collections.Counter()  # index -> connections lost under it before its content left
@@ -622,7 +625,11 @@ class _Delivery:
                     self.queue.appendleft(index)
                     break
                 self._record()
-                session.pacer.start()
+                try:
+                    session.pacer.start()
+                except RateWaitTooLong:
+                    self.queue.appendleft(index)  # never handed to the server: pending again
+                    raise
             busy.add(id(session))
             round_.append((session, index, built))
         if not round_ and all(s.dead for s in self.sessions):

@@ -7,7 +7,8 @@ import email.policy
 
 import pytest
 
-from campaigns.exceptions import ProviderRefused, TemporaryError
+from campaigns.exceptions import ProviderRefused, RateWaitTooLong, TemporaryError
+from campaigns.sending import ratelimit
 from campaigns.sending.providers.base import Outcome
 from campaigns.sending.providers.smtp import MessageBuilder, SmtpProvider
 from tests.sending.conftest import make_batch, make_recipients, unsubscribe_url
@@ -18,6 +19,19 @@ from tests.support.scripted_smtp import (  # noqa: F401 (fixtures)
 )
 
 SENT, FAILED, DEFERRED = Outcome.SENT, Outcome.FAILED, Outcome.DEFERRED
+
+
+def test_a_paced_batch_stops_before_a_rate_wait_beyond_its_budget_with_what_it_sent(sink, settings, redis_client):
+    settings.SEND_SMTP_CONNECTIONS = 2
+    redis_client.delete("ratelimit:budget-test:sends")
+    batch = dataclasses.replace(make_batch(make_recipients(5)), rate_wait=ratelimit.RateWaitBudget(1.2))
+
+    with pytest.raises(RateWaitTooLong) as raised:
+        SmtpProvider(rate=1, rate_key="budget-test").send_batch(batch)
+
+    # The first message goes at once, the second after a wait of a second; the third would overrun.
+    assert [(r.delivery_id, r.outcome) for r in raised.value.results] == [(1, SENT), (2, SENT)]
+    assert sorted(m["X-Delivery-ID"] for m in sink.messages()) == ["1", "2"]
 
 
 def test_smtp_sends_each_message_fully_rendered_over_one_connection(sink, settings):
