@@ -4,10 +4,13 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.management import call_command
 
 from localservers import sendgrid_api, smtp_sink
 from localservers.serving import running
 from tests.support.dns_server import LocalDns
+from tests.support.factories import UserFactory
 from tests.support.workers import worker_for_tests
 
 # Where a test's DNS checks go when it starts no local DNS server: a local port where nothing
@@ -244,3 +247,18 @@ def fake_sendgrid(sendgrid_process, settings, worker_env):
         setattr(settings, name, value)
     worker_env.update(api)
     return sendgrid_process
+
+
+@pytest.fixture
+def member(client):
+    """member(group) -> a client logged in as a member of that staff group only."""
+    call_command("create_staff_groups", verbosity=0)
+
+    def login(group):
+        user = UserFactory()
+        user.groups.add(Group.objects.get(name=group))
+        client.force_login(user)
+        client.user = user
+        return client
+
+    return login

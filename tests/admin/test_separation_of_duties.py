@@ -7,33 +7,17 @@ import logging
 from unittest import mock
 
 import pytest
-from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
-from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.admin.campaigns import CampaignAdmin
-from campaigns.models import Campaign, CampaignVariant
+from campaigns.models import Campaign
 from tests.admin.conftest import add_recipients
 from tests.audience.importing.conftest import csv_upload, media_root  # noqa: F401  (autouse: uploads to tmp)
-from tests.support.factories import HTML_BODY, CampaignFactory, UserFactory, pool_of, SendingAccountFactory
+from tests.support.factories import HTML_BODY, CampaignFactory, pool_of, SendingAccountFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def member(client):
-    call_command("create_staff_groups", verbosity=0)
-
-    def login(group):
-        user = UserFactory()
-        user.groups.add(Group.objects.get(name=group))
-        client.force_login(user)
-        client.user = user
-        return client
-
-    return login
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ no state changed."""
 import socket
 
 import pytest
-from django.contrib.auth.models import Group
-from django.core.management import call_command
 from django.urls import reverse
 
 from campaigns.models import CampaignVariant
@@ -18,21 +16,6 @@ from tests.support.factories import CampaignFactory, SendingAccountFactory, User
 pytestmark = pytest.mark.django_db
 GROUPS = ("Viewer", "Campaign editor", "Campaign sender")
 SECRET = "Zq9-very-secret-app-password"
-
-
-@pytest.fixture
-def member(client):
-    """member(group) -> a client logged in as a member of that staff group only."""
-    call_command("create_staff_groups", verbosity=0)
-
-    def login(group):
-        user = UserFactory()
-        user.groups.add(Group.objects.get(name=group))
-        client.force_login(user)
-        client.user = user
-        return client
-
-    return login
 
 
 @pytest.fixture
