@@ -60,13 +60,14 @@ class CeleryWorker:
         self.terminated = False
         deadline = time.monotonic() + timeout
         # A ping sent before the worker listens is lost, so ping often; a worker answers in milliseconds,
-        # but give a loaded machine longer with each try.
+        # but give a loaded machine longer with each try. limit=1: return at the first pong rather than
+        # wait out the timeout (a broadcast otherwise collects replies until it ends).
         wait = 0.2
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited early:\n{self.log_tail()}")
             try:
-                if app.control.ping(destination=[self.name], timeout=wait):
+                if app.control.ping(destination=[self.name], timeout=wait, limit=1):
                     return self
             except (redis.ConnectionError, kombu.exceptions.OperationalError, OSError):
                 reset_broker_pool()  # a stale pooled connection (e.g. Redis restarted): retry
@@ -77,7 +78,7 @@ class CeleryWorker:
         """The pids of the worker's pool processes, which run the tasks."""
         from mailer_project.celery import app
 
-        stats = app.control.inspect(destination=[self.name], timeout=5).stats() or {}
+        stats = app.control.inspect(destination=[self.name], timeout=5, limit=1).stats() or {}
         return stats[self.name]["pool"]["processes"]
 
     def process_ids(self):

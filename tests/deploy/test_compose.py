@@ -69,10 +69,10 @@ def test_every_long_running_service_has_a_healthcheck_and_waits_for_its_dependen
     assert "pg_isready" in healthcheck_command(services["db"])
     assert "redis-cli ping" in healthcheck_command(services["redis"])
     assert "docker/healthcheck.py web" in healthcheck_command(services["web"])
-    assert "inspect ping -d scheduler@$${HOSTNAME}" in healthcheck_command(services["celery_worker_scheduler"])
-    assert "inspect ping -d sender@$${HOSTNAME}" in healthcheck_command(services["celery_worker_sender"])
-    assert "inspect ping -d imports@$${HOSTNAME}" in healthcheck_command(services["celery_worker_imports"])
-    assert "inspect ping -d webhooks@$${HOSTNAME}" in healthcheck_command(services["celery_worker_webhooks"])
+    assert "docker/healthcheck.py worker scheduler@$${HOSTNAME}" in healthcheck_command(services["celery_worker_scheduler"])
+    assert "docker/healthcheck.py worker sender@$${HOSTNAME}" in healthcheck_command(services["celery_worker_sender"])
+    assert "docker/healthcheck.py worker imports@$${HOSTNAME}" in healthcheck_command(services["celery_worker_imports"])
+    assert "docker/healthcheck.py worker webhooks@$${HOSTNAME}" in healthcheck_command(services["celery_worker_webhooks"])
     assert services["web"]["depends_on"] == {"db": {"condition": "service_healthy"},
                                              "redis": {"condition": "service_healthy"}}
     for name in ("celery_worker_scheduler", "celery_worker_imports", "celery_worker_sender", "celery_worker_webhooks",
