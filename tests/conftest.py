@@ -18,6 +18,14 @@ from tests.support.workers import worker_for_tests
 NO_DNS = "127.0.0.1:9"
 
 
+def pytest_configure(config):
+    # Django's "Speeding up the tests": the default hasher is slow by design (a quarter of a second of CPU
+    # per password, in every UserFactory), and the suite makes well over a thousand staff users. The
+    # production hasher stays second, for passwords that a server process (gunicorn) has to check.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
+                                 "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("chaos", "the seeded chaos run (tests/chaos, make chaos)")
     group.addoption("--chaos-seeds", help='seeds for tests/chaos/test_chaos.py::test_seed: "1-50", "7", "3,9"')
