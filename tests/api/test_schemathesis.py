@@ -37,7 +37,7 @@ def test_schemathesis_finds_no_server_error_no_schema_violation_and_no_ignored_a
     run = subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")), "run", str(schema), "--url", live_server.url,
          "-H", f"Authorization: Bearer {client.token}", "--phases", "examples,coverage,fuzzing,stateful",
-         "--checks", CHECKS, "--max-examples", "15", "--max-time", "100", "--seed", "23", "--workers", "1",
+         "--checks", CHECKS, "--max-examples", "15", "--max-time", "45", "--seed", "23", "--workers", "1",
          "--request-timeout", "30", "--no-color", "--suppress-health-check", "all", "--warnings", "off"],
         capture_output=True, text=True, timeout=400)
     output = run.stdout + run.stderr

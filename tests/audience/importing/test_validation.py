@@ -141,15 +141,15 @@ def assert_agrees_with_library(cells):
     return result
 
 
-@pytest.mark.slow  # 200,000 rows: a minute of CPU
+@pytest.mark.slow  # 60,000 rows: about 15 s of CPU (the library's answer, cell by cell, is most of it)
 def test_generated_corpus_matches_the_library_row_by_row():
     rng = random.Random(20240611)
-    cells = [random_cell(rng) for _ in range(200_000)]
+    cells = [random_cell(rng) for _ in range(60_000)]
     result = assert_agrees_with_library(cells)
     valid = result.error.isna().sum()
     # The corpus must exercise both outcomes and both paths to prove anything.
-    assert 40_000 < valid < 160_000
-    assert 20_000 < result.fast_path_rows < valid
+    assert 12_000 < valid < 48_000
+    assert 6_000 < result.fast_path_rows < valid
 
 
 def test_realistic_list_is_mostly_settled_on_the_fast_path():
