@@ -25,5 +25,5 @@ urlpatterns = [
          name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema", template_name="api/redoc.html"),
          name="api-redoc"),
-    re_path(r"^.*$", errors.not_found),
+    re_path(r"^", errors.not_found),  # any path, even one with a newline in it
 ]
