@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, DomainGroup, DomainHold, Recipient
-from campaigns.sending import domain_groups
+from campaigns.sending import domain_groups, pipeline, sweep
+from campaigns.sending.ledger import check_counters
 from campaigns.sending.providers.base import Outcome
 from campaigns.sending.providers.smtp import SmtpProvider
 from localservers import smtp_sink
@@ -45,7 +46,7 @@ def test_a_throttled_group_waits_with_backoff_while_the_other_domains_go_out_and
     yahoo = make_groups()
     # yahoo.com's servers throttle us twice, then take our mail; aol.com is Yahoo's too, so it waits with it.
     smtp_sink.write_control(smtp_sink_server.control_file, throttle_rcpt=r"@yahoo\.com$", throttle_times=2)
-    worker_env.update(SEND_DOMAIN_BACKOFF_SECONDS=1)
+    worker_env.update(SEND_DOMAIN_BACKOFF_SECONDS=0.5)
     addresses = ["y0@yahoo.com", "o0@example.com", "a0@aol.com", "o1@example.com", "y1@yahoo.com", "g0@gmail.com",
                  "o2@example.com", "a1@aol.com", "y2@yahoo.com", "o3@example.com"]
     campaign = campaign_to(addresses, batch_size=50)
@@ -69,6 +70,38 @@ def test_a_throttled_group_waits_with_backoff_while_the_other_domains_go_out_and
     # Deferred twice in a row: the second hold was the doubled backoff.
     hold = DomainHold.objects.get(campaign=campaign, group=yahoo)
     assert hold.deferrals == 2 and hold.last_reply == "421 4.7.0"
+
+
+@pytest.mark.django_db
+def test_a_campaign_whose_only_rows_left_are_held_stays_in_progress_through_the_sweep_and_a_cancel_skips_them(
+        sink, no_sendgrid, settings):
+    yahoo = make_groups()
+    settings.SEND_DOMAIN_BACKOFF_SECONDS = 600
+    smtp_sink.write_control(sink.control_file, throttle_rcpt=r"@yahoo\.com$")  # every time
+    campaign = campaign_to(["y0@yahoo.com", "o0@example.com", "a0@aol.com"], status=S.SCHEDULED,
+                           scheduled_at=timezone.now())
+    pipeline.start_campaign(campaign.pk)
+
+    report = pipeline.send_batch(campaign.pk, 0)
+
+    hold = DomainHold.objects.get(campaign=campaign, group=yahoo)
+    assert (report.sent, report.failed, report.unknown) == (1, 0, 0)
+    assert 500 < report.retry_in <= 600  # the batch comes back when the hold ends
+    held = DeliveryLog.objects.filter(campaign=campaign, status=D.PENDING)
+    assert sorted(held.values_list("email", "not_before", "attempts")) == [
+        ("a0@aol.com", hold.until, 0), ("y0@yahoo.com", hold.until, 0)]
+    assert "Yahoo deferred us (421 4.7.0)" in held.first().last_error
+    sweep.sweep()
+    campaign.refresh_from_db()
+    assert campaign.status == S.IN_PROGRESS  # neither finished nor failed while its rows wait
+
+    services.cancel(campaign.pk)
+
+    campaign.refresh_from_db()
+    assert campaign.status == S.CANCELLED
+    assert statuses(campaign) == {D.SENT: 1, D.SKIPPED: 2}
+    assert check_counters([campaign.pk]) == []
+    assert sorted(sink_addresses(sink)) == ["o0@example.com"]
 
 
 @pytest.mark.django_db
