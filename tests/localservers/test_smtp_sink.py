@@ -188,6 +188,7 @@ def test_a_throttled_domain_gets_421_tss04_the_first_n_times_then_its_mail_is_ta
     replies = []
     for n in range(3):
         with smtplib.SMTP("127.0.0.1", sink["port"], timeout=10) as fresh:
+            fresh.ehlo()
             fresh.mail("s@example.com")
             replies.append(fresh.rcpt(f"y{n}@yahoo.com"))
     assert [code for code, _ in replies] == [421, 421, 250]
