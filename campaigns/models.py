@@ -355,9 +355,15 @@ class DeliveryLog(models.Model):
     # Refused as a dead address, but not suppressed: the batch tripped the suppression circuit breaker
     # (too many such refusals at once), until staff confirm the addresses really are dead.
     suppression_held = models.BooleanField(default=False, db_default=False)
+    # Held back with its domain group (a receiving server's 421 or 4.7.x throttling, DomainHold):
+    # pending, not sent before this time, and the deferral used no attempt (campaigns.sending.domain_groups).
+    not_before = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
+            # The campaign page's "held back" note and a batch's earliest held row: held rows are few.
+            models.Index(fields=["campaign", "not_before"], name="dlog_held_idx",
+                         condition=Q(not_before__isnull=False)),
             # Admin list filtered by campaign and status, newest first; a batch reads its pending rows
             # as a range of ids (SendBatch.first_id .. last_id) of the campaign's pending ones.
             models.Index(fields=["campaign", "status", "id"], name="dlog_campaign_status_idx"),
@@ -927,3 +933,58 @@ class WebhookAttempt(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+
+class DomainGroup(models.Model):
+    """Receiving domains that one mailbox provider serves (Gmail: gmail.com, googlemail.com), with the
+    limits we keep towards it and the backoff when it throttles us (campaigns.sending.domain_groups).
+    Applies to mail sent over SMTP (sending accounts and the environment's server)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    domains = ArrayField(models.CharField(max_length=253), default=list,
+                         help_text="Receiving domains, comma-separated, e.g. yahoo.com, aol.com. A domain belongs "
+                                   "to one group.")
+    per_second = models.PositiveIntegerField(default=0, help_text="Messages per second to these domains, per "
+                                                                  "sending account (0: no limit).")
+    per_minute = models.PositiveIntegerField(default=0, help_text="Per minute, per sending account (0: no limit).")
+    per_hour = models.PositiveIntegerField(default=0, help_text="Per hour, per sending account (0: no limit).")
+    backoff_seconds = models.PositiveIntegerField(
+        default=0, help_text="The first hold after a 421 or 4.7.x deferral, doubled at each further one in a row "
+                             "(0: SEND_DOMAIN_BACKOFF_SECONDS).")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        super().clean()
+        cleaned = sorted({d.strip().lower().rstrip(".") for d in self.domains if d.strip()})
+        bad = [d for d in cleaned if "@" in d or " " in d or "." not in d]
+        if bad:
+            raise ValidationError({"domains": f"Not a domain: {', '.join(bad)}"})
+        taken = {d for other in DomainGroup.objects.exclude(pk=self.pk) for d in other.domains}
+        clash = sorted(set(cleaned) & taken)
+        if clash:
+            raise ValidationError({"domains": f"Already in another group: {', '.join(clash)}"})
+        self.domains = cleaned
+
+
+class DomainHold(models.Model):
+    """A domain group of a campaign held back after its receiving servers deferred us (421, 4.7.x):
+    its rows are not sent before `until`; `deferrals` in a row set the backoff."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="domain_holds")
+    group = models.ForeignKey(DomainGroup, on_delete=models.CASCADE, related_name="holds")
+    until = models.DateTimeField()
+    deferrals = models.PositiveIntegerField(default=1)
+    last_reply = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "group"], name="domainhold_unique")]
+
+    def __str__(self):
+        return f"campaign {self.campaign_id}: {self.group} held until {self.until}"

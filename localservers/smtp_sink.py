@@ -40,6 +40,12 @@ More faults, from the control file only (the chaos run, tests/chaos/, draws them
                           message is stored first)
     mail_421_every        every Nth MAIL FROM on the server gets 421 and the
                           connection closes
+    throttle_rcpt, throttle_times
+                          a mailbox provider throttling us (Yahoo's TSS04): the
+                          first throttle_times RCPT TO matching throttle_rcpt (a
+                          regex) since the control file was written get "421
+                          4.7.0 [TSS04] ..." and the connection closes; then
+                          they are accepted (throttle_times 0: always)
 
 Regexes are matched with ``re.search``, case-insensitively, against the bare
 address.  The control file (``--control-file``, default
@@ -86,6 +92,8 @@ class FaultSettings:
     fault_reply: str = "421"
     hang_seconds: float = 30.0
     mail_421_every: int = 0
+    throttle_rcpt: "re.Pattern | None" = None
+    throttle_times: int = 0
 
 
 REFUSALS = {
@@ -134,6 +142,8 @@ class ControlFile:
             fault_reply=values.get("fault_reply") or "421",
             hang_seconds=float(values.get("hang_seconds") or 30),
             mail_421_every=int(values.get("mail_421_every") or 0),
+            throttle_rcpt=_compile(values.get("throttle_rcpt")),
+            throttle_times=int(values.get("throttle_times") or 0),
         )
 
     def current(self):
@@ -185,6 +195,7 @@ class SinkHandler:
         self.control = control
         self.stored = 0
         self.mails = 0
+        self.throttled = (None, 0)  # (the settings it counts for, RCPTs throttled under them)
         self.rcpt_log = open(rcpt_log, "a", buffering=1, encoding="utf-8") if rcpt_log else None
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -210,6 +221,13 @@ class SinkHandler:
             return f"550 5.1.1 <{address}>: recipient rejected by sink"
         if settings.defer_rcpt and settings.defer_rcpt.search(address):
             return f"451 4.3.0 <{address}>: recipient deferred by sink"
+        if settings.throttle_rcpt and settings.throttle_rcpt.search(address):
+            owner, count = self.throttled
+            count = count if owner is settings else 0
+            if not settings.throttle_times or count < settings.throttle_times:
+                self.throttled = (settings, count + 1)
+                return self._closing(server, "421 4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred due "
+                                             "to unexpected volume or user complaints")
         if settings.fault_at == "rcpt" and settings.fault_rcpt and settings.fault_rcpt.search(address):
             if settings.fault_reply == "421":
                 return self._closing(server, "421 4.4.2 Connection timed out, closing")

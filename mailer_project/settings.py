@@ -322,6 +322,13 @@ RATE_LIMIT_GUARD_SECONDS = env.float("RATE_LIMIT_GUARD_SECONDS", default=0.05)
 # sender slot that another campaign's batch could use. 0: no bound.
 SEND_RATE_WAIT_MAX_SECONDS = env.float("SEND_RATE_WAIT_MAX_SECONDS", default=2.0)
 SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)
+# Per-domain throttling (campaigns.sending.domain_groups): a domain group whose servers answer 421 or
+# 4.7.x is held this long (a group's own backoff wins), doubled for each further deferral in a row, at
+# most MAX; its rows wait without using an attempt, up to SEND_DOMAIN_HOLDS_MAX holds in a row, after
+# which each deferral counts as an attempt (so a domain that never takes our mail fails in the end).
+SEND_DOMAIN_BACKOFF_SECONDS = env.float("SEND_DOMAIN_BACKOFF_SECONDS", default=60.0)
+SEND_DOMAIN_BACKOFF_MAX_SECONDS = env.float("SEND_DOMAIN_BACKOFF_MAX_SECONDS", default=3600.0)
+SEND_DOMAIN_HOLDS_MAX = env.int("SEND_DOMAIN_HOLDS_MAX", default=12)
 # The suppression circuit breaker: when more than this share of a batch (and at least MIN recipients)
 # is refused as dead addresses, none is suppressed and the campaign pauses until staff confirm.
 SEND_SUPPRESSION_BREAKER_SHARE = env.float("SEND_SUPPRESSION_BREAKER_SHARE", default=0.2)

@@ -9,6 +9,7 @@ from django.contrib import admin
 from campaigns.admin.api_tokens import ApiTokenAdmin
 from campaigns.admin.campaigns import CampaignAdmin, EmailTemplateAdmin
 from campaigns.admin.delivery_logs import DeliveryLogAdmin, RecipientAdmin
+from campaigns.admin.domain_groups import DomainGroupAdmin
 from campaigns.admin.imports import RecipientImportAdmin
 from campaigns.admin.sending_accounts import SendingAccountAdmin, SendingPoolAdmin
 from campaigns.admin.suppression import SuppressionAdmin
@@ -18,6 +19,7 @@ from campaigns.models import (
     ApiToken,
     Campaign,
     DeliveryLog,
+    DomainGroup,
     EmailTemplate,
     Recipient,
     RecipientImport,
@@ -37,6 +39,7 @@ admin.site.register(RecipientImport, RecipientImportAdmin)
 admin.site.register(Suppression, SuppressionAdmin)
 admin.site.register(SendingAccount, SendingAccountAdmin)
 admin.site.register(SendingPool, SendingPoolAdmin)
+admin.site.register(DomainGroup, DomainGroupAdmin)
 admin.site.register(UnreadBounce, UnreadBounceAdmin)
 admin.site.register(ApiToken, ApiTokenAdmin)
 admin.site.register(WebhookEndpoint, WebhookEndpointAdmin)

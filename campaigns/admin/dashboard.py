@@ -7,7 +7,7 @@ from django.utils.safestring import mark_safe
 from campaigns import stats
 from campaigns.admin.forms import zone_name
 from campaigns.models import Campaign
-from campaigns.sending import routing
+from campaigns.sending import domain_groups, routing
 
 POLL_SECONDS = 3
 # The engagement cards: (figure in dashboard_data and its "rates", label).
@@ -27,6 +27,20 @@ def quota_note(campaign: Campaign) -> str:
            f"pool is at a limit; sending carries on by itself."
 
 
+def domain_holds_note(campaign: Campaign) -> str:
+    """ "Held back: yahoo.com, aol.com until HH:MM (12 recipients so far)" for each domain group whose
+    servers deferred the campaign and whose hold has not ended (campaigns.sending.domain_groups)."""
+    if campaign.status not in (Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED):
+        return ""
+    holds = domain_groups.held_now(campaign.pk)
+    if not holds:
+        return ""
+    parts = [f"{', '.join(hold['domains'])} until {timezone.localtime(hold['until']):%H:%M} "
+             f"({hold['group']}: {hold['rows']} recipient{'' if hold['rows'] == 1 else 's'} so far)" for hold in holds]
+    return (f"Held back: {'; '.join(parts)} ({zone_name()}). Their servers deferred us; the other domains go on, "
+            "and these recipients are sent when the hold ends.")
+
+
 def finish_estimate(campaign: Campaign, figures) -> str:
     if campaign.status != Campaign.Status.IN_PROGRESS:
         return ""
@@ -38,6 +52,7 @@ def dashboard_data(campaign: Campaign) -> dict:
     figures = stats.CampaignStats.of(campaign)
     return {
         "quota_wait": quota_note(campaign),
+        "domain_holds": domain_holds_note(campaign),
         "estimated_finish": finish_estimate(campaign, figures),
         "pool": str(campaign.pool) if campaign.pool_id else "Default (from the environment)",
         "sends_per_account": routing.sends_per_account(campaign.pk),

@@ -71,7 +71,9 @@ STATUS_WITH_EVIDENCE = f"(CASE WHEN {EVIDENCE_APPLIES} THEN d.early_evidence ELS
 # Rows going back to pending end `skipped` with "cancelled" when the campaign is cancelled. `status`
 # is the row as locked: after waiting for a concurrent cancel, FOR UPDATE returns the cancel's version.
 # Rows going back to pending count their attempt when it counted; a provider problem (nothing of
-# theirs left) does not. Early evidence (above) settles rows whose result is not certain.
+# theirs left) does not, nor does a row held back with its domain group (`not_before`: it waits until
+# then, campaigns.sending.domain_groups). Every row written gets its `not_before` (NULL: none).
+# Early evidence (above) settles rows whose result is not certain.
 WRITE_RESULTS = f"""
 WITH campaign AS (
     SELECT status FROM campaigns_campaign WHERE id = %(campaign)s FOR UPDATE
@@ -84,16 +86,19 @@ WITH campaign AS (
 ), v AS (
     SELECT v.id, v.provider, v.message_id,
            CASE WHEN v.status = 'pending' AND campaign.status = 'cancelled' THEN 'skipped' ELSE v.status END AS status,
-           CASE WHEN v.status = 'pending' AND campaign.status = 'cancelled' THEN 'cancelled' ELSE v.error END AS error
+           CASE WHEN v.status = 'pending' AND campaign.status = 'cancelled' THEN 'cancelled' ELSE v.error END AS error,
+           CASE WHEN v.status = 'pending' THEN v.not_before END AS not_before
     FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(providers)s::text[], %(message_ids)s::text[],
-                %(errors)s::text[]) AS v(id, status, provider, message_id, error), campaign
+                %(errors)s::text[], %(holds)s::timestamptz[])
+         AS v(id, status, provider, message_id, error, not_before), campaign
 ), written AS (
     UPDATE campaigns_deliverylog AS d
     SET status = {STATUS_WITH_EVIDENCE}, provider = v.provider, provider_message_id = v.message_id,
         last_error = CASE WHEN {EVIDENCE_APPLIES} THEN d.early_evidence_note ELSE v.error END,
         sent_at = CASE WHEN {STATUS_WITH_EVIDENCE} = 'sent' THEN now() ELSE d.sent_at END,
-        attempts = CASE WHEN v.status = 'skipped' OR (v.status = 'pending' AND NOT %(counted)s) THEN d.attempts
-                        ELSE d.attempts + 1 END,
+        attempts = CASE WHEN v.status = 'skipped' OR (v.status = 'pending' AND (NOT %(counted)s OR v.not_before IS NOT NULL))
+                        THEN d.attempts ELSE d.attempts + 1 END,
+        not_before = v.not_before,
         early_evidence = CASE WHEN {STATUS_WITH_EVIDENCE} = 'pending' THEN d.early_evidence ELSE '' END,
         early_evidence_note = CASE WHEN {STATUS_WITH_EVIDENCE} = 'pending' THEN d.early_evidence_note ELSE '' END,
         updated_at = now()
@@ -326,6 +331,9 @@ class BatchLedger:
         error = result.error or ""
         if result.outcome == Outcome.DEFERRED:
             tries = self.attempts.get(result.delivery_id, 0)
+            if result.hold_until is not None:
+                # Held back with its domain group: pending until then, and this was no attempt.
+                return result.delivery_id, D.PENDING, provider, "", error, result.hold_until
             if give_up and tries >= settings.SEND_MAX_ATTEMPTS:
                 status, error = D.FAILED, f"gave up after {tries} attempts: {error}"
             else:
@@ -333,7 +341,7 @@ class BatchLedger:
         return result.delivery_id, status, provider, result.message_id or "", error
 
     def write(self, rows, bounced_ids=(), attempt_counted=True):
-        """Write (id, status, provider, message id, error) rows with the counters they move.
+        """Write (id, status, provider, message id, error[, not before]) rows with the counters they move.
 
         Each statement writes rows and counters together (WRITE_RESULTS), so the counters equal the
         rows at every commit. Rows this claim no longer owns are offered to LATE_RESULTS, in a
@@ -369,10 +377,11 @@ class BatchLedger:
 
 
 def _columns(rows):
-    ids, statuses, providers, message_ids, errors = (list(c) for c in zip(*rows))
+    ids, statuses, providers, message_ids, errors, holds = (
+        list(c) for c in zip(*(row if len(row) == 6 else (*row, None) for row in rows)))
     # Plain str for the status: psycopg would adapt a TextChoices member by its Enum name.
     return {"ids": ids, "statuses": [str(s) for s in statuses], "providers": providers,
-            "message_ids": message_ids, "errors": errors}
+            "message_ids": message_ids, "errors": errors, "holds": holds}
 
 
 class LedgerReport:

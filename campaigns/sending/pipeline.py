@@ -18,6 +18,7 @@ promises of docs/design.md, numbered as there:
 
 import json
 import logging
+import math
 import random
 import uuid
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from campaigns.message import click_tracking, signed_links
 from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
 from campaigns.security.logsafe import for_log
-from campaigns.sending import ratelimit, routing
+from campaigns.sending import domain_groups, ratelimit, routing
 from campaigns.sending.dispatch import batches_ahead, dispatch_batches
 from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, run_prepared
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
@@ -270,7 +271,8 @@ RETURNING b.id, b.first_id, b.last_id, b.attempts, b.variant_id
 """
 
 # The claimed batch's rows still to send, read (not written) in a statement of their own, so that its
-# snapshot follows the claim: rows a previous claim of this batch wrote are not pending any more.
+# snapshot follows the claim: rows a previous claim of this batch wrote are not pending any more. Rows
+# held back with their domain group wait for their time (campaigns.sending.domain_groups).
 BATCH_ROWS = """
 SELECT d.id, CASE WHEN s.id IS NULL THEN 'pending' ELSE 'skipped' END, d.attempts + 1,
        r.email, r.first_name, r.last_name, r.data, s.reason
@@ -278,7 +280,7 @@ FROM campaigns_deliverylog d
 JOIN campaigns_recipient r ON r.id = d.recipient_id
 LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
 WHERE d.campaign_id = %(campaign_id)s AND d.status = 'pending' AND d.id BETWEEN %(first)s AND %(last)s
-  AND d.batch_number = %(batch)s
+  AND d.batch_number = %(batch)s AND (d.not_before IS NULL OR d.not_before <= now())
 ORDER BY d.id
 """
 
@@ -343,7 +345,8 @@ def build_batch(campaign, claimed_rows, ledger=None):
                  reply_to=campaign["reply_to"], compiled=compiled_campaign(campaign), messages=messages,
                  categories=(f"campaign-{campaign['id']}",),
                  tracking=click_tracking.tracking_for(campaign) if campaign["track_engagement"] else None,
-                 ledger=ledger, rate_wait=ratelimit.RateWaitBudget.from_settings() if ledger is not None else None)
+                 ledger=ledger, rate_wait=ratelimit.RateWaitBudget.from_settings() if ledger is not None else None,
+                 domains=domain_groups.DomainThrottle.for_campaign(campaign["id"]) if ledger is not None else None)
 
 
 def retry_delay(attempt):
@@ -429,11 +432,15 @@ def send_batch(campaign_id, batch_number):
         status = B.QUEUED
     elif provider_problem is not None:
         status = B.WAITING  # resume queues it again
-    elif report.retrying:
-        status = B.QUEUED
-        report.retry_in = retry_delay(max(attempts.values()))
     else:
-        status = B.DONE
+        # Rows held back with their domain group wait in the batch: it is queued again for when the
+        # earliest hold ends (or sooner, for rows that retry after a backoff).
+        due, held_until = domain_groups.batch_holds(campaign_id, batch_number, first_id, last_id)
+        delays = [retry_delay(max(attempts.values(), default=1))] if due else []
+        if held_until is not None:
+            delays.append(max(1, math.ceil((held_until - timezone.now()).total_seconds())))
+        status = B.QUEUED if delays else B.DONE
+        report.retry_in = min(delays) if delays else None
     with transaction.atomic():
         if quota_wait:
             Campaign.lock([campaign_id])  # wait_for_quota writes it: campaign before batch, as every writer

@@ -180,3 +180,16 @@ def test_every_nth_mail_from_gets_421(sink, smtp):
         except (smtplib.SMTPSenderRefused, smtplib.SMTPServerDisconnected):
             outcomes.append("421")
     assert sorted(outcomes) == ["421", "421", "stored", "stored"]
+
+
+def test_a_throttled_domain_gets_421_tss04_the_first_n_times_then_its_mail_is_taken(sink, smtp):
+    write_control(sink["control"], throttle_rcpt=r"@yahoo\.com$", throttle_times=2)
+    smtp.sendmail("s@example.com", ["other@example.com"], b"Subject: 0\r\n\r\n0\r\n")  # another domain: taken
+    replies = []
+    for n in range(3):
+        with smtplib.SMTP("127.0.0.1", sink["port"], timeout=10) as fresh:
+            fresh.ehlo()
+            fresh.mail("s@example.com")
+            replies.append(fresh.rcpt(f"y{n}@yahoo.com"))
+    assert [code for code, _ in replies] == [421, 421, 250]
+    assert b"4.7.0 [TSS04]" in replies[0][1]

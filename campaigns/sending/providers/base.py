@@ -47,10 +47,13 @@ class Batch:
     # How long the batch may still wait for per-second rates (campaigns.sending.ratelimit.RateWaitBudget),
     # shared by its sends; None: as long as it takes.
     rate_wait: Any = None
+    # The receiving domain groups' limits and holds (campaigns.sending.domain_groups.DomainThrottle), or
+    # None: SMTP paces each group's recipients and holds a group back when its servers defer us.
+    domains: Any = None
 
     def with_messages(self, messages):
         return Batch(self.campaign_id, self.from_email, self.reply_to, self.compiled, list(messages),
-                     self.categories, self.tracking, self.ledger, self.rate_wait)
+                     self.categories, self.tracking, self.ledger, self.rate_wait, self.domains)
 
 
 class Outcome(str, Enum):
@@ -67,6 +70,9 @@ class DeliveryResult:
     message_id: str = ""
     error: str = ""
     bounced: bool = False  # permanent 5xx for the address at SMTP time
+    # DEFERRED with its domain group held back (a 421 or 4.7.x from its servers, or the group's limit):
+    # pending again, not before this time, and no attempt used.
+    hold_until: Any = None
 
 
 class Headers(dict):

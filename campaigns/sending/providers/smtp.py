@@ -282,10 +282,15 @@ class SmtpSession:
         self.refusals = refusals  # delivery id -> the Verdict of a refusal, shared by the batch's sessions
         self.refusal = None  # the Verdict of the current envelope's refusal, once known
         self.pacer = ratelimit.Pacer(provider.rate_key or provider.name, rate=provider.rate, budget=rate_wait)
+        self.group_pacers = {}  # domain group id -> its Pacer on this connection (campaigns.sending.domain_groups)
+        self.throttled_here = False  # a throttling 421 closed the connection: it worked, the server is slowing us
+
+    def pacers(self):
+        return [self.pacer, *self.group_pacers.values()]
 
     def connect(self):
         conn = self.provider.open_connection()
-        self.conn, self.sent_on_this_connection = conn, 0
+        self.conn, self.sent_on_this_connection, self.throttled_here = conn, 0, False
         self.eight_bit_ok = conn.has_extn("8bitmime")
         self.smtputf8 = conn.has_extn("smtputf8")
         self.pipelining = conn.has_extn("pipelining")
@@ -317,13 +322,19 @@ class SmtpSession:
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise ConnectionLost(str(exc)) from exc
 
-    def _reply(self):
+    def _reply(self, throttle_ok=False):
+        """The next reply. A 421 (the server is closing this connection) raises ConnectionLost, unless
+        THROTTLE_OK (a RCPT of a domain group's recipient: the group's servers slowing us down): then
+        it is returned, and the connection dropped."""
         try:
             code, reply = self.conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise ConnectionLost(str(exc)) from exc
         if code == 421:  # the server is closing this connection
-            raise ConnectionLost(reply.decode("utf-8", "replace"))
+            if not throttle_ok:
+                raise ConnectionLost(reply.decode("utf-8", "replace"))
+            self.drop()
+            self.throttled_here = True
         return code, reply.decode("utf-8", "replace")
 
     def _rset(self):
@@ -334,10 +345,11 @@ class SmtpSession:
         code, text = reply
         return None if code in accepted else classify(phase, code, text, self.sender)
 
-    def write_envelope(self, built):
+    def write_envelope(self, built, grouped=False):
         """MAIL FROM, RCPT TO and DATA for one message. With PIPELINING all three in one write, their
         replies read by `read_envelope`; without, one at a time, each waiting for the previous reply,
-        and DATA only after RCPT was accepted. Raises ConnectionLost."""
+        and DATA only after RCPT was accepted. GROUPED: the recipient is in a domain group, so a 421 to
+        its RCPT is a throttling verdict, not a lost connection. Raises ConnectionLost."""
         if self.pipelining:
             self._write(built.mail + built.rcpt + b"DATA\r\n")
             return
@@ -345,22 +357,24 @@ class SmtpSession:
         self.refusal = self._judge(Phase.MAIL, self._reply(), (250,))
         if self.refusal is None:
             self._write(built.rcpt)
-            self.refusal = self._judge(Phase.RCPT, self._reply(), (250, 251))
+            self.refusal = self._judge(Phase.RCPT, self._reply(throttle_ok=grouped), (250, 251))
         if self.refusal is None:
             self._write(b"DATA\r\n")
+        elif self.conn is None:
+            pass  # a 421 closed it
         elif self.refusal.phase != Phase.MAIL or self.refusal.scope != Scope.SENDER:
             self._rset()
 
-    def read_envelope(self):
+    def read_envelope(self, grouped=False):
         """None when the server took MAIL and RCPT (DATA's reply is still to read), else the Verdict
-        of the refusal, judged for the phase it answered.
+        of the refusal, judged for the phase it answered (GROUPED as for `write_envelope`).
 
         Raises ConnectionLost; ProviderRefused or TemporaryError when MAIL FROM is refused, since
         that refusal is about us and would meet every message."""
         if self.pipelining:
-            mail, rcpt = self._reply(), self._reply()
+            mail, rcpt = self._reply(), self._reply(throttle_ok=grouped)
             self.refusal = self._judge(Phase.MAIL, mail, (250,)) or self._judge(Phase.RCPT, rcpt, (250, 251))
-            if self.refusal is not None:
+            if self.refusal is not None and self.conn is not None:
                 code, _ = self._reply()  # DATA's: refused too, with no recipient accepted (RFC 2920 3.1)
                 if code == 354:
                     self.drop()  # a server that starts DATA regardless gets no content, not even the dot
@@ -552,6 +566,8 @@ class _Delivery:
         self.tries = collections.Counter()  # index -> connections lost under it before its content left
         self.unwritten = []  # indexes whose results are not written yet
         self.marked_again = set()  # indexes marked, then put back in the queue after a connection loss
+        self.account_key = provider.rate_key or provider.name  # whose limits towards the domain groups
+        self.held = []  # indexes held back with their domain group, results not written yet
 
     def refused_about_us(self, result):
         """Whether RESULT is a refusal that concerns the sender rather than the recipient."""
@@ -585,7 +601,8 @@ class _Delivery:
             if len(self.unwritten) + len(self.marked_again) >= self.chunk:
                 self._record()
         for session in self.sessions:
-            session.pacer.done()
+            for pacer in session.pacers():
+                pacer.done()
         self._record()
 
     def close(self, cleanly):
@@ -604,11 +621,16 @@ class _Delivery:
             index = self._next_message(self.chunk - len(self.unwritten) - len(self.marked_again) - new_in_round)
             if index is None:
                 break
+            message = self.batch.messages[index]
+            domains = self.batch.domains
+            hold = domains.held_back(message.email) if domains is not None else None
+            if hold is not None:  # its domain group is held back: it waits, and the batch goes on
+                self._settle_held(index, self._held(message, hold))
+                continue
             if session.conn is None and not self._reconnect(session):
                 session.dead = True
                 self.queue.appendleft(index)
                 continue
-            message = self.batch.messages[index]
             try:
                 built = self.builder.build(message, session.eight_bit_ok, session.smtputf8)
             except (ValueError, UnicodeError) as exc:
@@ -619,22 +641,51 @@ class _Delivery:
             # messages already goes without waiting: the place may be held by one of them, freed only
             # once its reply is read (at a limit below the connection count, waiting here would wait
             # for the hold to run out). An empty round waits, after the results so far are written, so
-            # that no wait ever falls between a message's call-began mark and its result.
-            if not session.pacer.try_start():
+            # that no wait ever falls between a message's call-began mark and its result. The recipient's
+            # domain group's per-second limit first, then the account's.
+            pacers = [p for p in (self._group_pacer(session, message), session.pacer) if p is not None]
+            waiting = next((p for p in pacers if not p.try_start()), None)
+            if waiting is not None:
                 if round_:
                     self.queue.appendleft(index)
                     break
                 self._record()
                 try:
-                    session.pacer.start()
+                    waiting.start()
+                    if waiting is not session.pacer and not session.pacer.try_start():
+                        session.pacer.start()
                 except RateWaitTooLong:
                     self.queue.appendleft(index)  # never handed to the server: pending again
                     raise
+            # The group's per-minute and per-hour limits: a message over them waits with its group.
+            hold = domains.reserve(message.email, self.account_key) if domains is not None else None
+            if hold is not None:
+                self._settle_held(index, self._held(message, hold))
+                continue
             busy.add(id(session))
             round_.append((session, index, built))
         if not round_ and all(s.dead for s in self.sessions):
             return None
         return round_
+
+    def _group_pacer(self, session, message):
+        """SESSION's Pacer for the per-second limit of MESSAGE's domain group, or None."""
+        domains = self.batch.domains
+        key = domains.pacer_key(message.email) if domains is not None else None
+        if key is None:
+            return None
+        pacer = session.group_pacers.get(key)
+        if pacer is None:
+            pacer = session.group_pacers[key] = domains.pacer(message.email, self.account_key, self.batch.rate_wait)
+        return pacer
+
+    @staticmethod
+    def _held(message, hold):
+        return DeliveryResult(message.delivery_id, Outcome.DEFERRED, error=f"{hold.reason} until "
+                              f"{hold.until.isoformat(timespec='seconds')}", hold_until=hold.until)
+
+    def _grouped(self, message):
+        return self.batch.domains is not None and self.batch.domains.group_of(message.email) is not None
 
     def _next_message(self, room):
         """The index of the next message to start, taken from the queue, or None. A message marked and
@@ -668,7 +719,8 @@ class _Delivery:
             # Every reply of the round is read (or its connection lost): the places free a window from
             # now, so the next round's sends may start then.
             for session, _, _ in round_:
-                session.pacer.done()
+                for pacer in session.pacers():
+                    pacer.done()
 
     def _send_messages(self, round_):
         batch = self.batch
@@ -678,7 +730,7 @@ class _Delivery:
         written = []
         for session, index, built in round_:
             try:
-                session.write_envelope(built)
+                session.write_envelope(built, self._grouped(messages[index]))
             except ConnectionLost as exc:
                 retry += [index] if self._lost(session, index, exc) else []
                 continue
@@ -686,7 +738,7 @@ class _Delivery:
         ready = []
         for session, index, built in written:
             try:
-                refusal = session.read_envelope()
+                refusal = session.read_envelope(self._grouped(messages[index]))
             except ConnectionLost as exc:
                 retry += [index] if self._lost(session, index, exc) else []
                 continue
@@ -730,24 +782,46 @@ class _Delivery:
                 else:
                     sent.append((session, index, built))
         for session, index, built in sent:
-            self._settle(index, self._finished(session, messages[index].delivery_id, built.message_id))
+            self._settle(index, self._finished(session, messages[index], built.message_id))
         self.queue.extendleft(reversed(retry))
+
+    def _settle_held(self, index, result):
+        """A message that waits with its domain group, never handed to the server: its result goes with
+        the run's, without taking room in it (nothing of it is in flight)."""
+        self.results[index] = result
+        self.held.append(index)
+        self.marked_again.discard(index)
 
     def _settle(self, index, result):
         self.results[index] = result
         self.unwritten.append(index)
         self.marked_again.discard(index)
 
+    def _throttled(self, message, refusal):
+        """The Hold of MESSAGE's domain group when REFUSAL is its servers slowing us down, else None."""
+        if not refusal.throttles or self.batch.domains is None:
+            return None
+        return self.batch.domains.deferred(message.email, refusal)
+
     def _refused(self, index, refusal):
-        delivery_id = self.batch.messages[index].delivery_id
+        message = self.batch.messages[index]
+        hold = self._throttled(message, refusal)
+        if hold is not None:  # its group waits; not an attempt, not a refusal of the batch
+            self._settle(index, self._held(message, hold))
+            return
+        delivery_id = message.delivery_id
         self.refusals[delivery_id] = refusal
         self._settle(index, DeliveryResult(delivery_id, refusal.outcome, error=refusal.error,
                                            bounced=refusal.suppresses))
 
-    def _finished(self, session, delivery_id, message_id):
+    def _finished(self, session, message, message_id):
+        delivery_id = message.delivery_id
         outcome, error, refusal = session.finish()
         if outcome == Outcome.SENT:
             return DeliveryResult(delivery_id, Outcome.SENT, message_id=message_id)
+        hold = self._throttled(message, refusal) if refusal is not None else None
+        if hold is not None:
+            return self._held(message, hold)
         if refusal is not None:
             self.refusals[delivery_id] = refusal
         return DeliveryResult(delivery_id, outcome, error=error, bounced=bool(refusal and refusal.suppresses))
@@ -758,14 +832,15 @@ class _Delivery:
         A refusal about us (a relay's policy) is held back until the whole batch is judged, since the
         same refusal for every recipient is a provider problem, not failures to record: the pipeline
         writes it with the batch's results, or puts it back to pending."""
-        if self.unwritten and self.batch.ledger is not None:
+        indexes = self.unwritten + self.held
+        if indexes and self.batch.ledger is not None:
             self.batch.ledger.record(self.provider.name, [
-                self.results[i] for i in self.unwritten if not self.refused_about_us(self.results[i])])
-        self.unwritten = []
+                self.results[i] for i in indexes if not self.refused_about_us(self.results[i])])
+        self.unwritten, self.held = [], []
 
     def _reconnect(self, session):
         # A fresh connection that is lost before one message got through is not worth another try.
-        if session.reconnects and not session.sent_on_this_connection:
+        if session.reconnects and not session.sent_on_this_connection and not session.throttled_here:
             return False
         try:
             session.reconnect()

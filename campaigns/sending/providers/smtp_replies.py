@@ -136,6 +136,15 @@ class Verdict:
         return self.rule.scope
 
     @property
+    def throttles(self):
+        """Whether the receiving server is slowing us down rather than refusing this recipient: a
+        temporary refusal at RCPT, DATA or after the content that is a 421 (the server closes the
+        connection: Yahoo's "421 4.7.0 [TSS04]") or a 4.7.x policy deferral (Outlook's 451 4.7.500 and
+        the like). A full mailbox (4.2.2), greylisting without 4.7 or any 5xx stays per recipient."""
+        return (self.outcome == Outcome.DEFERRED and self.phase in RECIPIENT_PHASES
+                and (self.code == 421 or self.enhanced.startswith("4.7.")))
+
+    @property
     def key(self):
         """What makes two refusals "the same": the codes, not the text (which often names the address)."""
         return self.phase, self.code, self.enhanced

@@ -103,3 +103,23 @@ def test_every_recipient_refused_as_our_sender_is_a_provider_problem():
     verdicts = [classify(Phase.RCPT, 550, POSTFIX_UNLISTED_SENDER, sender="news@acme.com") for _ in range(3)]
 
     assert uniform_refusal(verdicts) is not None
+
+
+@pytest.mark.parametrize("phase, code, text, throttles", [
+    # The mailbox provider slows us down: the recipient's domain group waits (campaigns.sending.domain_groups).
+    (Phase.RCPT, 421, "4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume", True),
+    (Phase.RCPT, 451, "4.7.500 Server busy. Please try again later from [192.0.2.1]", True),
+    (Phase.DATA, 450, "4.7.1 Client host rejected: try again later", True),
+    (Phase.CONTENT, 421, "4.7.28 Our system has detected an unusual rate of unsolicited mail", True),
+    (Phase.CONTENT, 421, "Service not available, closing transmission channel", True),
+    # Per recipient: a full mailbox, a busy mailbox, greylisting without 4.7, anything permanent.
+    (Phase.RCPT, 452, "4.2.2 The email account that you tried to reach is over quota", False),
+    (Phase.RCPT, 450, "4.2.1 The user you are trying to contact is receiving mail too quickly", False),
+    (Phase.RCPT, 451, "4.3.0 <bob@example.com>: temporarily deferred", False),
+    (Phase.RCPT, 550, "5.7.1 Service unavailable; client host blocked", False),
+    (Phase.RCPT, 554, "5.7.9 [TSS09] All messages from 192.0.2.1 will be permanently deferred", False),
+    # Refused at MAIL FROM: about us for every message, a whole-batch deferral as before.
+    (Phase.MAIL, 421, "4.7.0 [TSS04] Messages temporarily deferred", False),
+])
+def test_only_a_421_or_a_4_7_deferral_for_a_recipient_throttles_its_domain_group(phase, code, text, throttles):
+    assert classify(phase, code, text).throttles is throttles

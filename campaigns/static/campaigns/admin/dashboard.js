@@ -41,6 +41,11 @@
         wait.textContent = d.quota_wait;
         wait.hidden = !d.quota_wait;
       }
+      const held = document.getElementById("dash-domain-holds");
+      if (held) {
+        held.textContent = d.domain_holds;
+        held.hidden = !d.domain_holds;
+      }
       const accounts = document.getElementById("dash-accounts");
       if (accounts) {
         const rows = (d.sends_per_account || []).map(([name, sent]) => {
