@@ -82,12 +82,18 @@ def worker_env():
 @pytest.fixture
 def start_worker(transactional_db, clean_broker, tmp_path, worker_env):
     """Start real Celery worker processes: start_worker(["scheduler", "senders"], concurrency=2)
-    (app_module="tests.x" runs a test-only wrapper of the app instead)."""
-    workers = []
+    (app_module="tests.x" runs a test-only wrapper of the app instead). It returns once the worker
+    answers; wait=False returns at once, and the next start_worker() waits for both (they boot together)."""
+    workers, booting = [], []
 
-    def start(queues=("scheduler", "senders"), concurrency=2, app_module="mailer_project", module="celery", **env):
-        worker = worker_for_tests(queues, tmp_path, concurrency, app_module, module, **{**worker_env, **env}).start()
+    def start(queues=("scheduler", "senders"), concurrency=2, app_module="mailer_project", module="celery",
+              wait=True, **env):
+        worker = worker_for_tests(queues, tmp_path, concurrency, app_module, module, **{**worker_env, **env}).launch()
         workers.append(worker)
+        booting.append(worker)
+        if wait:
+            while booting:
+                booting.pop(0).wait_ready()
         return worker
 
     yield start

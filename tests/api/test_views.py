@@ -24,7 +24,7 @@ def finished(client, import_id):
 @pytest.mark.slow
 def test_the_whole_flow_create_import_preflight_send_poll_export(api_client, start_worker, smtp_sink_server,
                                                                  media_root):
-    start_worker(["imports"], concurrency=1, MEDIA_ROOT=str(media_root))
+    start_worker(["imports"], concurrency=1, MEDIA_ROOT=str(media_root), wait=False)
     start_worker(["scheduler", "senders"], concurrency=2)
     created = api_client.post("/api/v1/campaigns/", {"name": "Spring", "subject": "Hello {{ first_name }}",
                                                      "html_body": HTML, "from_email": "news@example.com"})
@@ -62,7 +62,7 @@ def test_the_whole_flow_create_import_preflight_send_poll_export(api_client, sta
 
 @pytest.mark.slow
 def test_json_rows_and_xlsx_bodies_run_the_same_import(api_client, start_worker, media_root):
-    start_worker(["imports"], concurrency=1, MEDIA_ROOT=str(media_root))
+    start_worker(["imports"], concurrency=1, MEDIA_ROOT=str(media_root), wait=False)
     campaign = CampaignFactory()
     rows = api_client.post(f"/api/v1/campaigns/{campaign.pk}/recipients/",
                            {"rows": [{"email": "Ana@Example.com", "first_name": "Ana", "plan": "gold"},

@@ -26,6 +26,9 @@ def page(live_server, transactional_db, monkeypatch):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": WIDE, "height": 900})
         context.set_default_timeout(20_000)
+        # expect() assertions wait for the page too: as long as actions do (its default of 5 s was too
+        # short on a loaded machine). A bounded wait for the page to show something, not a timing check.
+        sync_api.expect.set_options(timeout=20_000)
         page = context.new_page()
         # Anything the Content-Security-Policy refuses (a script, a style, an image) fails the test:
         # Chromium reports each refusal on the console.

@@ -177,7 +177,7 @@ def test_events_that_arrive_before_the_worker_died_settle_its_rows_as_sent_and_r
     worker_env.update(SEND_LEASE_SECONDS=4)
     signal_file = tmp_path / "crash.json"
     campaign = make_campaign(20, batch_size=20)
-    start_worker(["scheduler"], concurrency=1)
+    start_worker(["scheduler"], concurrency=1, wait=False)
     doomed = start_worker(["senders"], concurrency=1, module="tests.support.crashing_worker", CRASH_AT="before_results",
                           CRASH_SIGNAL_FILE=signal_file)
     services.send_now(campaign.pk)

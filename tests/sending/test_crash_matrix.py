@@ -78,7 +78,7 @@ def test_a_sender_killed_at_each_step_of_a_batch_mails_nobody_twice_and_bounds_u
     worker_env.update(SEND_LEASE_SECONDS=LEASE, SEND_SMTP_CHUNK=CHUNK, SEND_SMTP_CONNECTIONS=connections)
     signal_file = tmp_path / "crash.json"
     campaign = make_campaign(RECIPIENTS, batch_size=BATCH)
-    start_worker(["scheduler"], concurrency=1)
+    start_worker(["scheduler"], concurrency=1, wait=False)
     if step == "request_in_flight":
         api.fail("hang", count=1, hang_seconds=120)
         doomed = start_worker(["senders"], concurrency=1)

@@ -154,8 +154,8 @@ def test_campaign_over_sendgrid_sends_one_request_per_batch_with_substitutions(
 def test_two_schedulers_delivering_the_start_twice_start_the_campaign_once(
         start_worker, smtp_sink_server, no_sendgrid):
     campaign = make_campaign(600)
-    start_worker(["scheduler"], concurrency=2)
-    start_worker(["scheduler"], concurrency=2)
+    start_worker(["scheduler"], concurrency=2, wait=False)
+    start_worker(["scheduler"], concurrency=2, wait=False)
     start_worker(["senders"], concurrency=2)
 
     services.send_now(campaign.pk)
@@ -174,7 +174,7 @@ def test_killing_a_sender_worker_mid_campaign_loses_and_doubles_nothing(
     settings.SWEEP_STALL_SECONDS = 5  # the killed worker's prefetched task is re-dispatched by the sweep
     worker_env.update(SEND_LEASE_SECONDS=12, SMTP_RATE_LIMIT_PER_SEC=400)
     campaign = make_campaign(3000)
-    start_worker(["scheduler"], concurrency=1)
+    start_worker(["scheduler"], concurrency=1, wait=False)
     doomed = start_worker(["senders"], concurrency=2)
 
     services.send_now(campaign.pk)
@@ -247,7 +247,7 @@ def test_the_rate_limit_holds_across_two_worker_processes(start_worker, smtp_sin
     rate = 300
     worker_env.update(SMTP_RATE_LIMIT_PER_SEC=rate)
     campaign = make_campaign(1500, batch_size=100)
-    start_worker(["scheduler", "senders"], concurrency=2)
+    start_worker(["scheduler", "senders"], concurrency=2, wait=False)
     start_worker(["senders"], concurrency=2)
 
     began = time.monotonic()
@@ -343,7 +343,7 @@ def test_pacing_holds_the_smtp_rate_in_every_one_second_window(
     rate = 20
     worker_env.update(SMTP_RATE_LIMIT_PER_SEC=rate)
     campaign = make_campaign(140, batch_size=20)
-    start_worker(["scheduler", "senders"], concurrency=2)
+    start_worker(["scheduler", "senders"], concurrency=2, wait=False)
     start_worker(["senders"], concurrency=2)
 
     services.send_now(campaign.pk)
@@ -364,9 +364,9 @@ def test_pacing_holds_the_sendgrid_rate_in_every_one_second_window_across_worker
     rate = 400
     worker_env.update(SENDGRID_RATE_LIMIT_PER_SEC=rate)
     campaign = make_campaign(3200, batch_size=100)
-    start_worker(["scheduler"], concurrency=1)
-    for _ in range(3):
-        start_worker(["senders"], concurrency=2, app_module="tests.support.slow_requests_app")
+    start_worker(["scheduler"], concurrency=1, wait=False)
+    for number in range(3):
+        start_worker(["senders"], concurrency=2, app_module="tests.support.slow_requests_app", wait=number == 2)
 
     services.send_now(campaign.pk)
     wait_until_finished(campaign)
@@ -408,7 +408,7 @@ def test_sigterm_lets_a_sender_finish_its_batch_before_it_exits(
     # A batch of 100 at 40/s takes about 2.5 s; the worker is asked to stop in the middle of one.
     worker_env.update(SMTP_RATE_LIMIT_PER_SEC=40)
     campaign = make_campaign(300, batch_size=100)
-    start_worker(["scheduler"], concurrency=1)
+    start_worker(["scheduler"], concurrency=1, wait=False)
     sender = start_worker(["senders"], concurrency=1)
 
     services.send_now(campaign.pk)

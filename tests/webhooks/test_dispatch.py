@@ -22,7 +22,7 @@ def test_a_campaign_sent_on_real_workers_reaches_a_receiver_that_verifies_every_
         private_urls_allowed, receiver, start_worker, smtp_sink_server, settings, worker_env):
     settings.WEBHOOK_BATCH_SIZE = worker_env["WEBHOOK_BATCH_SIZE"] = "4"
     endpoint_for(receiver, ["campaign.started", "campaign.completed", "delivery.sent"])
-    start_worker(["scheduler", "senders"], concurrency=2)
+    start_worker(["scheduler", "senders"], concurrency=2, wait=False)
     start_worker(["webhooks"], concurrency=1)
     campaign = CampaignFactory()
     add_recipients(campaign, 10)

@@ -63,7 +63,7 @@ def campaign_with_stale_merge_field_cache():
 def test_long_imports_show_progress_and_block_neither_the_campaign_page_nor_a_campaign_start(
         start_worker, start_paused_imports_worker, staff_client, pause_file, lock_waits_fail, smtp_sink_server,
         no_sendgrid, media_root):
-    start_worker(["scheduler"], concurrency=2)  # as in the Procfile
+    start_worker(["scheduler"], concurrency=2, wait=False)  # as in the Procfile
     start_worker(["senders"], concurrency=1)
     start_paused_imports_worker(concurrency=2)
     # Two uploads held mid-file: each import's transaction holds its campaign row.
