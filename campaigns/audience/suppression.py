@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from campaigns.audience.importing.libraries import pd
 from campaigns.audience.importing.reader import open_table
 from campaigns.audience.importing.validation import validate_emails
 from campaigns.exceptions import ImportRefused, SuppressionImportError, UnknownDelivery

@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
-import pandas as pd
-import python_calamine
 
-from campaigns.audience.importing import xlsx
+from campaigns.audience.importing.libraries import pd, python_calamine
 from campaigns.exceptions import ImportRefused
 
 CHUNK_ROWS = 50_000
@@ -304,6 +302,10 @@ def _open_xlsx(path: Path, sheet: str | None, max_rows: int) -> Table:
     if declared_rows - 1 > max_rows:
         raise ImportRefused(f"The sheet '{name}' has {declared_rows - 1:,} rows, more than the limit of "
                             f"{max_rows:,} for one import; split it into smaller files.")
+    # Here, not at the top: openpyxl (whose date helpers xlsx uses) loads numpy, and only a spreadsheet
+    # upload needs them, not every worker process that loads the app.
+    from campaigns.audience.importing import xlsx
+
     rows = xlsx.sheet_rows(path, sheet_paths[name])
     return _rows_table(_damaged_as_refusal(rows), name, "xlsx", max_rows, declared_rows)
 
@@ -353,6 +355,8 @@ def _calamine_refusal(error: Exception) -> ImportRefused:
 
 def _calamine_rows(sheet) -> Iterator[tuple[int, list[str]]]:
     """(row number, cell texts) of a calamine sheet, columns counted from A like the sheet shows them."""
+    from campaigns.audience.importing import xlsx  # (see _open_xlsx)
+
     first_column = sheet.start[1] if sheet.start else 0
     for number, row in enumerate(sheet.iter_rows(), start=1):
         yield number, [""] * first_column + [xlsx.cell_text(value) for value in row]

@@ -10,8 +10,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files import File
@@ -20,6 +18,7 @@ from django.utils import timezone
 
 from campaigns.audience.importing import reader, writer
 from campaigns.audience.importing.headers import HeaderMap, map_headers
+from campaigns.audience.importing.libraries import np, pd
 from campaigns.audience.importing.report import ImportReport, RejectedRows
 from campaigns.audience.importing.validation import MISSING_EMAIL, check_mx, validate_emails
 from campaigns.exceptions import ImportRefused

@@ -40,11 +40,11 @@ from dataclasses import dataclass
 
 import email_validator
 import idna  # email_validator's own IDNA 2008 implementation
-import pandas as pd
 from django.core.exceptions import ValidationError
 from email_validator import EmailUndeliverableError
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_MAX_LENGTH
 
+from campaigns.audience.importing.libraries import pd
 from campaigns.audience.validators import validate_email_address
 
 MISSING_EMAIL = "Missing email address"

@@ -11,8 +11,8 @@ import re
 import threading
 from json.encoder import encode_basestring
 
-import numpy as np
 
+from campaigns.audience.importing.libraries import np
 from campaigns.models import Recipient, Suppression
 
 RECIPIENT_TABLE = Recipient._meta.db_table
