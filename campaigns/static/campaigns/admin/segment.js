@@ -79,7 +79,15 @@
     document.getElementById("segment-description").textContent = result.description;
   }
 
+  // Answers can come back out of order (a count queued 300 ms after a change, then a save): only the
+  // answer to the latest request is shown, so a late count never wipes out "Segment saved".
+  let timer = null;
+  let latest = 0;
+
   async function send(save) {
+    clearTimeout(timer);  // a save counts too: no queued count of the same conditions after it
+    const sent = ++latest;
+    let result;
     try {
       const response = await fetch(root.dataset.url, {
         method: "POST", credentials: "same-origin",
@@ -87,13 +95,15 @@
                   "X-CSRFToken": csrf ? csrf.value : ""},
         body: JSON.stringify({segment: current(), save: save}),
       });
-      show(await response.json());
+      result = await response.json();
     } catch (e) {
-      show({error: "The count could not be updated; try again."});
+      result = {error: "The count could not be updated; try again."};
+    }
+    if (sent === latest) {
+      show(result);
     }
   }
 
-  let timer = null;
   function changed() {
     clearTimeout(timer);
     timer = setTimeout(() => send(false), 300);
