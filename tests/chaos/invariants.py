@@ -166,11 +166,13 @@ CHECKS = (liveness, nobody_twice, ledger_matches_servers, routed_through_its_poo
 
 
 def check(run):
-    """{invariant name: [violations]} of every invariant broken by RUN."""
+    """{invariant name: [violations]} of every invariant broken by RUN, with those the run saw while playing
+    (run.Run.violate: fairness, imports, the refusal of a variant without an unsubscribe link, the web
+    version of A/B recipients)."""
     run.batches_made = SendBatch.objects.filter(campaign_id__in=run.campaign_ids).count()
     got = receipts(run)
     logs = rows(run)
-    broken = {}
+    broken = {name: list(found) for name, found in run.harness_violations.items()}
     for invariant in CHECKS:
         violations = invariant(run, got, logs)
         if violations:

@@ -18,13 +18,19 @@ from datetime import timedelta
 
 import redis as redis_lib
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.db import connection
+from django.test import Client
 
 from campaigns import services
 from campaigns.audience import follow_ups
+from campaigns.audience.importing import uploads
 from campaigns.engagement import provider_events, sendgrid_webhook, ses_webhook
 from campaigns.exceptions import CampaignError, IllegalTransition
-from campaigns.models import Campaign, CampaignVariant, DeliveryLog, Recipient, SendingAccount, SendingPool
+from campaigns.message import signed_links
+from campaigns.models import (Campaign, CampaignVariant, DeliveryLog, Recipient, RecipientImport, SendingAccount,
+                              SendingPool)
 from tests.chaos import scenario as sc
 from tests.chaos.stack import Beat, cpu_seconds, wait_until
 from tests.support.redis_restart import restart_redis
@@ -38,6 +44,9 @@ EVIDENCE_EVENTS = {"processed", "delivered", "open", "click", "bounce", "spamrep
                    "Send", "Delivery", "Bounce", "Complaint"}
 IDLE_CPU_WINDOW_SECONDS = 3
 DEAD = "^dead-"  # addresses every server refuses as dead (scenario.address), faults or not
+UNSUBSCRIBE = '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
+IMPORT_WAIT_SECONDS = 60
+WEB_VERSION_SAMPLE = 4  # sent rows of each A/B campaign whose web version is read
 
 
 @dataclass
@@ -59,14 +68,24 @@ class Run:
     idle_cpu_seconds: float | None = None
     sender_killed: bool = False
     redis_restarted: bool = False  # the limiter's windows were lost with it
+    started_at: dict = field(default_factory=dict)  # campaign id -> when staff started it (epoch seconds)
+    crash_times: list = field(default_factory=list)  # when each crash happened (epoch seconds)
+    fair_campaign: int | None = None  # the fairness campaign's id, if drawn
+    fair_start_seconds: float | None = None  # its first arrival at a server after its start
+    fair_judged: bool = False  # False: a crash fell in its window, so it was not held to the bound
+    harness_violations: dict = field(default_factory=dict)  # invariant name -> [what the run saw while playing]
+
+    def violate(self, invariant, what):
+        self.harness_violations.setdefault(invariant, []).append(what)
 
     def note(self, started, what):
         self.trace.append(f"{time.monotonic() - started:6.2f}s {what}")
 
 
-def worker_settings(scenario, servers):
+def worker_settings(scenario, servers, media_root):
     sg, sink = servers[sc.ENV_SENDGRID_SERVER], servers[sc.ENV_SMTP_SERVER]
     return {
+        "MEDIA_ROOT": str(media_root),
         "SITE_URL": "https://mail.chaos.test", "MACHINE_OPEN_SECONDS": 0,
         "SEND_LEASE_SECONDS": LEASE_SECONDS, "SWEEP_STALL_SECONDS": LEASE_SECONDS, "SWEEP_INTERVAL_SECONDS": 2,
         "SEND_SMTP_CHUNK": scenario.smtp_chunk, "SEND_SMTP_CONNECTIONS": scenario.smtp_connections,
@@ -105,21 +124,125 @@ def build(run):
             track_engagement=plan.track, pool=pool if plan.pooled else None, ab_test_percent=plan.ab_percent,
             ab_wait=timedelta(seconds=plan.ab_wait_seconds or 1))
         dead = set(plan.dead)
-        Recipient.objects.bulk_create(
-            Recipient(campaign=campaign, email=sc.address(plan.index, i, i in dead), first_name=f"First{i}",
-                      data={"city": ("Lisbon", "Porto", "Faro")[i % 3]})
-            for i in range(plan.recipients))
+        people = [(sc.address(plan.index, i, i in dead), f"First{i}", ("Lisbon", "Porto", "Faro")[i % 3])
+                  for i in range(plan.recipients)]
+        if plan.imported:  # as staff do in the admin: a CSV, imported by the imports worker
+            csv = "email,first_name,city\n" + "".join(f"{e},{f},{c}\n" for e, f, c in people)
+            uploads.queue_import(None, campaign, ContentFile(csv.encode(), name=f"chaos-{plan.index}.csv"),
+                                 f"chaos-{plan.index}.csv")
+        else:
+            Recipient.objects.bulk_create(Recipient(campaign=campaign, email=e, first_name=f, data={"city": c})
+                                          for e, f, c in people)
+            Campaign.objects.filter(pk=campaign.pk).update(total_recipients=plan.recipients)
         run.dead |= {sc.address(plan.index, i, True) for i in dead}
-        Campaign.objects.filter(pk=campaign.pk).update(total_recipients=plan.recipients)
         if plan.segment_city:
             Campaign.objects.filter(pk=campaign.pk).update(
                 segment={"match": "all", "conditions": [{"column": "city", "operator": "equals",
                                                          "value": plan.segment_city}]})
         for variant in plan.variants:
-            CampaignVariant.objects.create(campaign=campaign, letter=variant.letter, subject=variant.subject)
+            made = CampaignVariant(campaign=campaign, letter=variant.letter, subject=variant.subject,
+                                   html_body=variant.html + UNSUBSCRIBE)
+            if plan.no_unsubscribe_first and variant is plan.variants[-1]:
+                made.html_body = variant.html  # no unsubscribe link: the admin's form must refuse it ...
+                try:
+                    made.full_clean()
+                    run.violate("variant_without_unsubscribe_refused",
+                                f"campaign {campaign.pk}: variant {variant.letter} without an unsubscribe link saved")
+                except ValidationError:
+                    pass
+            made.save()  # ... and, saved anyway (an older row, a raw write), scheduling must refuse it
         run.campaign_ids.append(campaign.pk)
+        if plan.fair:
+            run.fair_campaign = campaign.pk
         run.routes[campaign.pk] = ({a.server for a in scenario.accounts} if plan.pooled
                                    else {sc.ENV_SENDGRID_SERVER, sc.ENV_SMTP_SERVER})
+
+
+def wait_for_imports(run):
+    """Staff wait for their imports to finish before they start the campaigns."""
+    def finished():
+        return not RecipientImport.objects.filter(campaign_id__in=run.campaign_ids).exclude(
+            status__in=(RecipientImport.Status.SUCCEEDED, RecipientImport.Status.FAILED)).exists()
+    if not wait_until(finished, IMPORT_WAIT_SECONDS):
+        run.violate("imports_finish", f"imports still running after {IMPORT_WAIT_SECONDS} s")
+    for plan in run.scenario.campaigns:
+        if not plan.imported:
+            continue
+        campaign_id = run.campaign_ids[plan.index]
+        record = RecipientImport.objects.filter(campaign_id=campaign_id).values("status", "error").first()
+        count = Recipient.objects.filter(campaign_id=campaign_id).count()
+        total = Campaign.objects.get(pk=campaign_id).total_recipients
+        if record["status"] != RecipientImport.Status.SUCCEEDED or count != plan.recipients or total != count:
+            run.violate("imports_finish", f"campaign {campaign_id}: import {record}, {count} recipients "
+                                          f"(total_recipients {total}) of {plan.recipients} in the file")
+
+
+def start_campaign(run, started, plan):
+    """Staff press "Send now"; an A/B test whose variant has no unsubscribe link must be refused, then is
+    fixed and started again."""
+    campaign_id = run.campaign_ids[plan.index]
+    if plan.no_unsubscribe_first:
+        try:
+            result = services.send_now(campaign_id)
+            run.violate("variant_without_unsubscribe_refused",
+                        f"campaign {campaign_id}: started with a variant without an unsubscribe link: {result}")
+        except (CampaignError, IllegalTransition) as error:
+            run.note(started, f"start campaign {campaign_id}: refused as it should be: {error}")
+        letter = plan.variants[-1].letter
+        CampaignVariant.objects.filter(campaign_id=campaign_id, letter=letter).update(
+            html_body=plan.variants[-1].html + UNSUBSCRIBE)
+    try:
+        run.started_at[campaign_id] = time.time()
+        run.note(started, f"start campaign {campaign_id}: {services.send_now(campaign_id)}")
+    except (CampaignError, IllegalTransition) as error:
+        run.started_at.pop(campaign_id, None)
+        run.note(started, f"start campaign {campaign_id}: refused: {error}")
+
+
+def check_web_versions(run):
+    """The web version of a sample of each A/B campaign's sent rows shows the variant the recipient got:
+    the subject the server received says which ("Variant X for ..."), the page says "Variant X body"."""
+    subjects = {}
+    for server in run.servers.values():
+        subjects.update(server.subjects())
+    client = Client()
+    for campaign_id in run.campaign_ids:
+        if not CampaignVariant.objects.filter(campaign_id=campaign_id).exists():
+            continue
+        sent = list(DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.SENT).order_by("pk")
+                    .values_list("pk", flat=True))
+        for delivery_id in sent[::max(1, len(sent) // WEB_VERSION_SAMPLE)][:WEB_VERSION_SAMPLE]:
+            subject = subjects.get((campaign_id, delivery_id), "")
+            if not subject.startswith("Variant "):
+                continue  # a follow-up's own subject, or not received (a re-send)
+            letter = subject.split()[1]
+            url = signed_links.web_url(delivery_id)
+            page = client.get(url[url.index("/w/"):])
+            shown = page.content.decode(errors="replace")
+            if page.status_code != 200 or f"Variant {letter} body" not in shown:
+                found = [x for x in "ABCD" if f"Variant {x} body" in shown]
+                run.violate("web_version_shows_the_variant",
+                            f"campaign {campaign_id}: delivery {delivery_id} received variant {letter}, its web "
+                            f"version ({page.status_code}) shows {found or 'no variant'}")
+
+
+def measure_fairness(run):
+    """The fairness campaign's first message arrives within the bound of its start."""
+    campaign_id = run.fair_campaign
+    if campaign_id is None or campaign_id not in run.started_at:
+        return
+    began = run.started_at[campaign_id]
+    arrivals = [at for server in run.servers.values() for campaign, _, at, _ in server.receipts()
+                if campaign == campaign_id]
+    run.fair_start_seconds = min(arrivals) - began if arrivals else None
+    window_end = began + (run.fair_start_seconds or 0) + 1
+    run.fair_judged = not any(began - 1 <= at <= max(window_end, began + sc.FAIRNESS_BOUND_SECONDS)
+                              for at in run.crash_times)
+    if run.fair_judged and (run.fair_start_seconds is None or run.fair_start_seconds > sc.FAIRNESS_BOUND_SECONDS):
+        others = list(Campaign.objects.filter(pk__in=run.campaign_ids).values_list("pk", "status", "sent_count"))
+        run.violate("fairness", f"campaign {campaign_id} (its providers had room) started sending "
+                    f"{'never' if run.fair_start_seconds is None else f'{run.fair_start_seconds:.1f} s'} after it was "
+                    f"started, over the bound of {sc.FAIRNESS_BOUND_SECONDS} s; campaigns: {others}")
 
 
 def apply_fault(run, fault):
@@ -330,7 +453,9 @@ def play(scenario, servers, start_worker, worker_env, test_settings, log_dir):
     """Play SCENARIO on SERVERS with worker processes from START_WORKER; return the Run. TEST_SETTINGS is
     pytest-django's `settings` fixture, which restores what the run changes once the test ends."""
     run = Run(scenario, servers)
-    env = worker_settings(scenario, servers)
+    media = log_dir / "media"
+    media.mkdir(exist_ok=True)
+    env = worker_settings(scenario, servers, media)
     worker_env.update(env)
     for name, value in env.items():
         setattr(test_settings, name, value)
@@ -344,6 +469,7 @@ def play(scenario, servers, start_worker, worker_env, test_settings, log_dir):
     processes.start()
     client = redis_lib.Redis.from_url(settings.REDIS_URL)
     try:
+        wait_for_imports(run)
         _play(run, processes, client, rng)
     finally:
         processes.stop_beat()
@@ -364,15 +490,12 @@ def _play(run, processes, client, rng):
         while todo and todo[0][0] <= elapsed:
             _, kind, item = todo.pop(0)
             if kind == "start":
-                campaign_id = run.campaign_ids[item.index]
-                try:
-                    run.note(started, f"start campaign {campaign_id}: {services.send_now(campaign_id)}")
-                except (CampaignError, IllegalTransition) as error:
-                    run.note(started, f"start campaign {campaign_id}: refused: {error}")
+                start_campaign(run, started, item)
             elif kind == "fault":
                 apply_fault(run, item)
                 run.note(started, f"server {item.server}: {item.settings}")
             elif item.what in sc.CRASHES + ("redis_restart",):
+                run.crash_times.append(time.time())
                 result = processes.crash(item.what, rng)
                 run.sender_killed |= item.what in ("sigkill_sender", "pg_terminate", "redis_restart")
                 run.redis_restarted |= item.what == "redis_restart"
@@ -399,8 +522,10 @@ def _play(run, processes, client, rng):
     done = wait_until(lambda: _tick(run, client) and settled(run.campaign_ids), sc.LIVENESS_BOUND_SECONDS)
     run.settle_seconds = time.monotonic() - quiet if done else None
     run.note(started, f"settled after {run.settle_seconds}" if done else "NOT settled within the bound")
+    measure_fairness(run)
     if not done:
         return
+    check_web_versions(run)
     # Late events (twice, out of order), then staff resend what is still unknown, explicitly.
     posted = post_events(run, rng, only_final=True)
     run.note(started, f"{posted} provider events posted")

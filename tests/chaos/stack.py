@@ -57,6 +57,15 @@ class Sink:
         return found
 
 
+    def subjects(self):
+        """{(campaign id, delivery id): the Subject it arrived with}."""
+        found = {}
+        for message in smtp_sink.read_messages(self.maildir):
+            if message["X-Campaign-ID"] and message["X-Delivery-ID"]:
+                found[(int(message["X-Campaign-ID"]), int(message["X-Delivery-ID"]))] = str(message["Subject"] or "")
+        return found
+
+
 @dataclass
 class SendGridApi:
     name: str
@@ -84,6 +93,14 @@ class SendGridApi:
             args = record.get("custom_args") or {}
             found.append((int(args["campaign_id"]) if args.get("campaign_id") else None, record["to"][0].lower(),
                           record["received_at"], int(args.get("delivery_id") or 0)))
+        return found
+
+    def subjects(self):
+        found = {}
+        for record in sendgrid_api.read_records(self.record_file):
+            args = record.get("custom_args") or {}
+            if args.get("campaign_id") and args.get("delivery_id"):
+                found[(int(args["campaign_id"]), int(args["delivery_id"]))] = record.get("subject") or ""
         return found
 
 

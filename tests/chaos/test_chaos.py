@@ -36,11 +36,16 @@ def play_and_check(seed, knobs, chaos_servers, start_worker, worker_env, setting
     drawn = scenario.draw(seed, knobs)
     run = play(drawn, chaos_servers, start_worker, worker_env, settings, tmp_path)
     broken = invariants.check(run)
-    report = (f"seed {seed} knobs {','.join(drawn.knobs) or '-'} ({time.monotonic() - began:.0f} s): settled in "
-              f"{run.settle_seconds if run.settle_seconds is None else round(run.settle_seconds, 1)} s, "
-              f"senders queue at most {run.max_senders_queue} ({run.batches_made} batches), idle CPU "
-              f"{run.idle_cpu_seconds if run.idle_cpu_seconds is None else round(run.idle_cpu_seconds, 2)} s")
-    line = f"CHAOS {report}{' BROKEN ' + ','.join(broken) if broken else ' ok'}"
+    settle = "never" if run.settle_seconds is None else f"{run.settle_seconds:.1f} s"
+    fair = ""
+    if run.fair_campaign:
+        fair = (f", fair start {'never' if run.fair_start_seconds is None else f'{run.fair_start_seconds:.1f} s'}"
+                + ("" if run.fair_judged else " (not judged: a crash in its window)"))
+    idle = "-" if run.idle_cpu_seconds is None else f"{run.idle_cpu_seconds:.2f}"
+    report = (f"seed {seed} {'FAIL' if broken else 'ok'} {time.monotonic() - began:.0f} s wall, settled in "
+              f"{settle}{fair}, senders queue at most {run.max_senders_queue} ({run.batches_made} batches), idle "
+              f"CPU {idle} s, knobs {','.join(drawn.knobs) or '-'}")
+    line = f"CHAOS {report}{' BROKEN ' + ','.join(broken) if broken else ''}"
     print(line)
     if os.environ.get("CHAOS_LOG"):  # make chaos's summary (tests/chaos/__main__.py)
         with open(os.environ["CHAOS_LOG"], "a") as log:
@@ -48,10 +53,14 @@ def play_and_check(seed, knobs, chaos_servers, start_worker, worker_env, setting
     if os.environ.get("CHAOS_VERBOSE"):
         print(f"scenario: {dump(drawn.describe())}\nwhat happened:\n" + "\n".join(run.trace))
     if broken:
-        pytest.fail(f"chaos {report}\nreplay: make chaos ARGS=\"--seed {seed}"
+        failure = (f"chaos {report}\nreplay: make chaos ARGS=\"--seed {seed}"
                     + (f" --knobs {','.join(drawn.knobs)}" if drawn.knobs else "") + "\"\n"
                     f"scenario: {dump(drawn.describe())}\nwhat happened:\n" + "\n".join(run.trace)
-                    + "\ninvariants broken:\n" + dump(broken), pytrace=False)
+                    + "\ninvariants broken:\n" + dump(broken))
+        if os.environ.get("CHAOS_FAILURES"):  # make chaos --jobs: the lanes' output is not shown
+            with open(os.path.join(os.environ["CHAOS_FAILURES"], f"seed-{seed}.txt"), "w") as f:
+                f.write(failure + "\n")
+        pytest.fail(failure, pytrace=False)
 
 
 @pytest.mark.parametrize("seed", CI_SEEDS)
