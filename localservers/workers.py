@@ -49,15 +49,24 @@ class CeleryWorker:
 
     def start(self, timeout=60):
         """Start the worker and return it once it answers a ping."""
+        return self.launch().wait_ready(timeout)
+
+    def launch(self):
+        """Start the worker's process without waiting for it (wait_ready waits): several workers launched
+        first and then waited for start together."""
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.cmd, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True, preexec_fn=stop_when_parent_dies)
+        self.terminated = False
+        return self
+
+    def wait_ready(self, timeout=60):
+        """Return the worker once it answers a ping."""
         import kombu.exceptions
         import redis
 
         from mailer_project.celery import app
 
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.cmd, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, preexec_fn=stop_when_parent_dies)
-        self.terminated = False
         deadline = time.monotonic() + timeout
         # A ping sent before the worker listens is lost, so ping often; a worker answers in milliseconds,
         # but give a loaded machine longer with each try.

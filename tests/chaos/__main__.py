@@ -3,6 +3,7 @@
     python -m tests.chaos --seeds 50                 # seeds 1..50
     python -m tests.chaos --seeds 100 --first 201    # seeds 201..300
     python -m tests.chaos --seed 17                  # replay one seed
+    python -m tests.chaos --seed-list 5,11           # these seeds
     python -m tests.chaos --seeds 20 --knobs all     # with every knob (tests/chaos/scenario.py)
     python -m tests.chaos --seeds 300 --jobs 2       # two seeds at a time, each lane on its own servers
 
@@ -34,7 +35,7 @@ def main(argv=None):
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--seeds", type=int, default=20, help="how many seeds to play (default 20)")
     which.add_argument("--seed", type=int, help="play this one seed")
-    which.add_argument("--seed-list", help=argparse.SUPPRESS)  # one lane's seeds ("1,3,5"), from --jobs
+    which.add_argument("--seed-list", help="play these seeds (\"5,11,40\")")
     parser.add_argument("--first", type=int, default=1, help="the first seed of --seeds (default 1)")
     parser.add_argument("--knobs", default="", help=f"comma-separated, or 'all': {', '.join(KNOBS)}")
     parser.add_argument("--jobs", type=int, default=1, help="seeds played at a time, each lane on its own servers")
@@ -57,8 +58,8 @@ def main(argv=None):
         status, lines = play_lanes(seeds, knobs, args.jobs, args.exitfirst, results)
     else:
         status, lines = play_here(seeds, knobs, args, results)
-    if args.seed_list:
-        return status  # a lane: its parent prints the summary
+    if os.environ.get("CHAOS_LANE"):
+        return status  # a lane of --jobs: its parent prints the summary
     return summarize(seeds, lines, time.monotonic() - began, results) or status
 
 
@@ -97,7 +98,7 @@ def play_lanes(seeds, knobs, jobs, exitfirst, results):
         out = lane_dir / f"lane-{lane}.log"
         cmd = [sys.executable, str(ROOT / "scripts" / "devstack.py"), "exec", sys.executable, "-m", "tests.chaos",
                "--seed-list", ",".join(map(str, mine)), "--knobs", knobs] + (["-x"] if exitfirst else [])
-        lane_env = dict(env, CHAOS_LOG=str(log), CHAOS_FAILURES=str(results.parent),
+        lane_env = dict(env, CHAOS_LANE=str(lane), CHAOS_LOG=str(log), CHAOS_FAILURES=str(results.parent),
                         CHAOS_BASETEMP=str(lane_dir / f"lane-{lane}-tmp"))
         with open(out, "wb") as output:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=lane_env, stdout=output, stderr=subprocess.STDOUT)

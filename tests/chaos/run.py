@@ -34,7 +34,7 @@ from campaigns.models import (Campaign, CampaignVariant, DeliveryLog, Recipient,
 from tests.chaos import scenario as sc
 from tests.chaos.stack import Beat, cpu_seconds, wait_until
 from tests.support.redis_restart import restart_redis
-from tests.support.workers import service_env
+from tests.support.workers import service_env, worker_for_tests
 
 D = DeliveryLog.Status
 S = Campaign.Status
@@ -206,6 +206,7 @@ def check_web_versions(run):
     for server in run.servers.values():
         subjects.update(server.subjects())
     client = Client()
+    checked = 0
     for campaign_id in run.campaign_ids:
         if not CampaignVariant.objects.filter(campaign_id=campaign_id).exists():
             continue
@@ -218,12 +219,14 @@ def check_web_versions(run):
             letter = subject.split()[1]
             url = signed_links.web_url(delivery_id)
             page = client.get(url[url.index("/w/"):])
+            checked += 1
             shown = page.content.decode(errors="replace")
             if page.status_code != 200 or f"Variant {letter} body" not in shown:
                 found = [x for x in "ABCD" if f"Variant {x} body" in shown]
                 run.violate("web_version_shows_the_variant",
                             f"campaign {campaign_id}: delivery {delivery_id} received variant {letter}, its web "
                             f"version ({page.status_code}) shows {found or 'no variant'}")
+    return checked
 
 
 def measure_fairness(run):
@@ -257,20 +260,38 @@ def clear_faults(run):
 class Processes:
     """The worker processes and beat of one seed; crashes replace what they kill."""
 
-    def __init__(self, start_worker, env, log_dir):
-        self.start_worker = start_worker
-        self.env = env
+    def __init__(self, env, log_dir):
+        self.env = env  # every worker setting (the test's worker_env)
         self.log_dir = log_dir
         self.senders = []
         self.stopping = []  # SIGTERMed senders finishing their batch
         self.scheduler = None
         self.beat = None
+        self.started = []  # every worker, to stop at the end
+
+    def start_worker(self, queues, concurrency=1):
+        worker = worker_for_tests(queues, self.log_dir, concurrency, **self.env).start()
+        self.started.append(worker)
+        return worker
 
     def start(self):
-        self.scheduler = self.start_worker(["scheduler"], concurrency=1)
-        self.start_worker(["imports"], concurrency=1)
-        self.senders = [self.start_worker(["senders"], concurrency=1) for _ in range(2)]
+        """The scheduler, imports and two sender workers, launched together (each takes seconds to
+        start), then beat."""
+        workers = [worker_for_tests(queues, self.log_dir, 1, **self.env).launch()
+                   for queues in (["scheduler"], ["imports"], ["senders"], ["senders"])]
+        self.started += workers
+        for worker in workers:
+            worker.wait_ready()
+        self.scheduler, _, *self.senders = workers
         self.beat = Beat(self.log_dir, service_env(**self.env)).start()
+
+    def stop(self):
+        """Every process at once, with SIGKILL: the run is over (everything settled, or the seed failed),
+        and the next seed starts on an empty database and broker."""
+        if self.beat:
+            self.beat.stop()
+        for worker in self.started:
+            worker.kill()
 
     def sender_pids(self):
         return [pid for worker in self.senders + self.stopping if worker.proc.poll() is None
@@ -298,10 +319,6 @@ class Processes:
                 cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
                 return cursor.fetchone()[0]
-
-    def stop_beat(self):
-        if self.beat:
-            self.beat.stop()
 
 
 def set_sweep_interval(seconds):
@@ -449,9 +466,11 @@ def post_events(run, rng, only_final):
 
 # --- the run -----------------------------------------------------------------------------------------
 
-def play(scenario, servers, start_worker, worker_env, test_settings, log_dir):
-    """Play SCENARIO on SERVERS with worker processes from START_WORKER; return the Run. TEST_SETTINGS is
-    pytest-django's `settings` fixture, which restores what the run changes once the test ends."""
+def play(scenario, servers, worker_env, test_settings, log_dir):
+    """Play SCENARIO on SERVERS with worker processes (WORKER_ENV: the test's settings for them, to which
+    the run adds its own); return the Run. TEST_SETTINGS is pytest-django's `settings` fixture, which
+    restores what the run changes once the test ends. The caller provides a transactional database and
+    an empty broker (the `start_worker` fixture does)."""
     run = Run(scenario, servers)
     media = log_dir / "media"
     media.mkdir(exist_ok=True)
@@ -465,14 +484,14 @@ def play(scenario, servers, start_worker, worker_env, test_settings, log_dir):
     clear_faults(run)
     build(run)
     set_sweep_interval(2)
-    processes = Processes(start_worker, env, log_dir)
-    processes.start()
+    processes = Processes(dict(worker_env), log_dir)
     client = redis_lib.Redis.from_url(settings.REDIS_URL)
     try:
+        processes.start()
         wait_for_imports(run)
         _play(run, processes, client, rng)
     finally:
-        processes.stop_beat()
+        processes.stop()
         client.close()
     return run
 
@@ -525,7 +544,7 @@ def _play(run, processes, client, rng):
     measure_fairness(run)
     if not done:
         return
-    check_web_versions(run)
+    run.note(started, f"{check_web_versions(run)} web versions of A/B rows read")
     # Late events (twice, out of order), then staff resend what is still unknown, explicitly.
     posted = post_events(run, rng, only_final=True)
     run.note(started, f"{posted} provider events posted")

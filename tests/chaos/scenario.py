@@ -215,7 +215,7 @@ def draw_fairness(drawn, rng):
         account.per_minute = 0
     hog = drawn.campaigns[0]
     hog.pooled, hog.batch_size, hog.segment_city = True, 5, None
-    hog.recipients = max(hog.recipients, 30)
+    hog.recipients = min(max(hog.recipients, 20), 30)  # 4 to 6 batches, with the other pooled campaigns'
     hog.dead = [i for i in hog.dead if i < hog.recipients]
     hog.start_at = round(rng.uniform(0, 1), 2)
     index = len(drawn.campaigns)

@@ -2,7 +2,7 @@
 own record of what it received, and the worker processes and beat, which the run kills and restarts.
 
 Every server is started once per pytest session and emptied before each seed; the worker processes
-are started per seed through the `start_worker` fixture (tests/conftest.py) or, for beat, here.
+are started per seed by tests/chaos/run.py (Processes), beat with `Beat` here.
 """
 
 import contextlib
@@ -86,6 +86,11 @@ class SendGridApi:
 
     def in_flight(self):
         return {a.lower() for a in sendgrid_api.get_stats(self.url)["hung_recipients"]}
+
+    def accepted_rcpts(self):
+        """Every address of a request the API received, whatever its answer (a 400 naming it too): what
+        it saw."""
+        return {a.lower() for a in sendgrid_api.get_stats(self.url)["seen_recipients"] if a}
 
     def receipts(self):
         found = []

@@ -34,7 +34,7 @@ def chaos_servers(tmp_path_factory):
 def play_and_check(seed, knobs, chaos_servers, start_worker, worker_env, settings, tmp_path):
     began = time.monotonic()
     drawn = scenario.draw(seed, knobs)
-    run = play(drawn, chaos_servers, start_worker, worker_env, settings, tmp_path)
+    run = play(drawn, chaos_servers, worker_env, settings, tmp_path)
     broken = invariants.check(run)
     settle = "never" if run.settle_seconds is None else f"{run.settle_seconds:.1f} s"
     fair = ""
