@@ -44,10 +44,15 @@ def nobody_twice(run, got, logs):
     """Nobody receives a campaign twice, except through an explicit "Resend unknown" of a row that had
     no evidence."""
     counts = collections.Counter((campaign, address) for _, campaign, address, _, _ in got)
-    return [f"campaign {campaign}: {address} received {n} times (explicit re-sends allowed: "
-            f"{run.allowed_resends.get((campaign, address), 0)})"
-            for (campaign, address), n in sorted(counts.items())
-            if n > 1 + run.allowed_resends.get((campaign, address), 0)]
+    found = []
+    for (campaign, address), n in sorted(counts.items()):
+        if n > 1 + run.allowed_resends.get((campaign, address), 0):
+            copies = sorted((at, name, delivery) for name, c, a, at, delivery in got if (c, a) == (campaign, address))
+            found.append(f"campaign {campaign}: {address} received {n} times (explicit re-sends allowed: "
+                         f"{run.allowed_resends.get((campaign, address), 0)}): "
+                         + ", ".join(f"at {at - run.began:.2f}s by {name} (delivery {delivery})"
+                                     for at, name, delivery in copies))
+    return found
 
 
 def ledger_matches_servers(run, got, logs):
@@ -131,17 +136,31 @@ def counters_and_usage(run, got, logs):
             places = sum(int(member.rsplit(b":", 1)[1])
                          for member in client.zrange(f"quota:{rate_key(account)}:day", 0, -1))
             refused = sum(1 for row in logs if row["provider"] == account.name and row["status"] != D.SENT)
+            in_flight = held_by(run.servers.get(server), {address for name, _, address, _, _ in got if name == server})
             if run.redis_restarted:
                 continue  # the windows began again with the empty Redis
             if places < received:
                 found.append(f"account {account.name}: {places} places in its day window < {received} its server "
                              "received (the windows undercount)")
-            if not run.sender_killed and places > received + refused:
+            # A message in flight when its send ended (a hang, a lost connection) may have been taken: its
+            # place stays, even once "Resend unknown" has sent it again elsewhere.
+            if not run.sender_killed and places > received + refused + in_flight:
                 found.append(f"account {account.name}: {places} places in its day window > {received} received + "
-                             f"{refused} refused or unknown (places left reserved)")
+                             f"{refused} refused or unknown + {in_flight} in flight at its server (places left "
+                             "reserved)")
     finally:
         client.close()
     return found
+
+
+def held_by(server, stored):
+    """How many messages SERVER had in flight without storing them: the addresses of the requests a fake
+    SendGrid held, or those an SMTP sink accepted a RCPT for but stored no message to (STORED)."""
+    if server is None:
+        return 0
+    if hasattr(server, "in_flight"):
+        return len(server.in_flight())
+    return len(server.accepted_rcpts() - stored)
 
 
 def liveness(run, got, logs):

@@ -62,6 +62,7 @@ class Run:
     suppressing_events: dict = field(default_factory=dict)  # address -> {reasons its events justify}
     allowed_resends: dict = field(default_factory=dict)  # (campaign id, address) -> explicit re-sends
     trace: list = field(default_factory=list)  # what was done when, for the report
+    began: float = 0.0  # when the run's clock started (epoch seconds), the trace's 0
     max_senders_queue: int = 0
     batches_made: int = 0
     settle_seconds: float | None = None
@@ -499,6 +500,7 @@ def play(scenario, servers, worker_env, test_settings, log_dir):
 def _play(run, processes, client, rng):
     scenario = run.scenario
     started = time.monotonic()
+    run.began = time.time()
     todo = ([(p.start_at, "start", p) for p in scenario.campaigns] + [(f.at, "fault", f) for f in scenario.faults]
             + [(e.at, "event", e) for e in scenario.events])
     todo.sort(key=lambda item: (item[0], item[1]))
