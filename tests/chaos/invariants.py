@@ -48,10 +48,12 @@ def nobody_twice(run, got, logs):
     for (campaign, address), n in sorted(counts.items()):
         if n > 1 + run.allowed_resends.get((campaign, address), 0):
             copies = sorted((at, name, delivery) for name, c, a, at, delivery in got if (c, a) == (campaign, address))
+            states = [(row["pk"], row["status"], row["last_error"][:80]) for row in logs
+                      if row["campaign_id"] == campaign and row["email"].lower() == address]
             found.append(f"campaign {campaign}: {address} received {n} times (explicit re-sends allowed: "
                          f"{run.allowed_resends.get((campaign, address), 0)}): "
                          + ", ".join(f"at {at - run.began:.2f}s by {name} (delivery {delivery})"
-                                     for at, name, delivery in copies))
+                                     for at, name, delivery in copies) + f"; its rows now: {states}")
     return found
 
 

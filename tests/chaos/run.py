@@ -366,6 +366,8 @@ def resend_unknown(run, campaign_id):
     """Staff's explicit "Resend unknown": the rows unknown now may be mailed again, unless the provider
     gave evidence for them (then the invariants count a second message as a violation)."""
     unknown = list(DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.UNKNOWN).values_list("pk", "email"))
+    run.trace.append(f"        unknown rows before the re-send of campaign {campaign_id} (id, address, evidence "
+                     f"posted): {[(pk, email, (campaign_id, pk) in run.evidence_posted) for pk, email in unknown]}")
     result = services.resend_unknown(campaign_id)
     for delivery_id, email in unknown:
         if (campaign_id, delivery_id) not in run.evidence_posted:
