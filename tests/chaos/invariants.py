@@ -37,7 +37,7 @@ def receipts(run):
 
 def rows(run):
     return list(DeliveryLog.objects.filter(campaign_id__in=run.campaign_ids).values(
-        "pk", "campaign_id", "email", "status", "provider", "last_error"))
+        "pk", "campaign_id", "email", "status", "provider", "last_error", "attempts"))
 
 
 def nobody_twice(run, got, logs):
@@ -139,6 +139,10 @@ def counters_and_usage(run, got, logs):
                          for member in client.zrange(f"quota:{rate_key(account)}:day", 0, -1))
             refused = sum(1 for row in logs if row["provider"] == account.name and row["status"] != D.SENT)
             in_flight = held_by(run.servers.get(server), {address for name, _, address, _, _ in got if name == server})
+            # A row tried again (retry failed, resend unknown, a deferral) may have used a place here on an
+            # earlier attempt, whichever account its last attempt went through.
+            earlier = sum(max(0, row["attempts"] - 1) for row in logs
+                          if server in run.routes.get(row["campaign_id"], ()))
             if run.redis_restarted:
                 continue  # the windows began again with the empty Redis
             if places < received:
@@ -146,10 +150,10 @@ def counters_and_usage(run, got, logs):
                              "received (the windows undercount)")
             # A message in flight when its send ended (a hang, a lost connection) may have been taken: its
             # place stays, even once "Resend unknown" has sent it again elsewhere.
-            if not run.sender_killed and places > received + refused + in_flight:
+            if not run.sender_killed and places > received + refused + in_flight + earlier:
                 found.append(f"account {account.name}: {places} places in its day window > {received} received + "
-                             f"{refused} refused or unknown + {in_flight} in flight at its server (places left "
-                             "reserved)")
+                             f"{refused} refused or unknown + {in_flight} in flight at its server + {earlier} "
+                             "earlier attempts of rows tried again (places left reserved)")
     finally:
         client.close()
     return found

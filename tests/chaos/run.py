@@ -435,7 +435,10 @@ def post_events(run, rng, only_final):
                 kinds = ["Send", "Delivery"]
                 kinds += ["Bounce"] if roll < 0.05 else ["Complaint"] if roll < 0.08 else []
                 for kind in kinds:
-                    event = {"eventType": kind, "mail": {
+                    # An SNS MessageId is unique (a redelivery repeats it): the seed's clock in it, since
+                    # campaigns_webhook_event (the ids seen) is a table the database flush between seeds keeps.
+                    sns_id = f"sns-{run.began}-{campaign_id}-{delivery_id}-{kind}"
+                    event = {"sns_id": sns_id, "eventType": kind, "mail": {
                         "timestamp": "2026-01-01T00:00:00.000Z", "destination": [email],
                         "headers": [{"name": "X-Delivery-ID", "value": str(delivery_id)},
                                     {"name": "X-Campaign-ID", "value": str(campaign_id)}]}}
@@ -461,9 +464,8 @@ def post_events(run, rng, only_final):
     for start in range(0, len(sendgrid_events), 50):  # as the webhook receives them: in batches
         body = json.dumps([event for *_, event in sendgrid_events[start:start + 50]]).encode()
         sendgrid_webhook.apply_events(sendgrid_webhook.parse(body))
-    for i, (*_, event) in enumerate(ses_events):
-        provider_events.apply_events(ses_webhook.to_provider_events(f"sns-{i}-{event['eventType']}", event,
-                                                                    time.time()))
+    for *_, event in ses_events:
+        provider_events.apply_events(ses_webhook.to_provider_events(event["sns_id"], event, time.time()))
     return len(sendgrid_events) + len(ses_events)
 
 
