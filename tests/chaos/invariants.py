@@ -139,10 +139,9 @@ def counters_and_usage(run, got, logs):
                          for member in client.zrange(f"quota:{rate_key(account)}:day", 0, -1))
             refused = sum(1 for row in logs if row["provider"] == account.name and row["status"] != D.SENT)
             in_flight = held_by(run.servers.get(server), {address for name, _, address, _, _ in got if name == server})
-            # A row tried again (retry failed, resend unknown, a deferral) may have used a place here on an
-            # earlier attempt, whichever account its last attempt went through.
-            earlier = sum(max(0, row["attempts"] - 1) for row in logs
-                          if server in run.routes.get(row["campaign_id"], ()))
+            # A row staff sent again (retry failed, resend unknown) used a place here on its earlier attempt,
+            # whichever account its last attempt went through.
+            earlier = run.requeued_from[account.name]
             if run.redis_restarted:
                 continue  # the windows began again with the empty Redis
             if places < received:
@@ -153,7 +152,7 @@ def counters_and_usage(run, got, logs):
             if not run.sender_killed and places > received + refused + in_flight + earlier:
                 found.append(f"account {account.name}: {places} places in its day window > {received} received + "
                              f"{refused} refused or unknown + {in_flight} in flight at its server + {earlier} "
-                             "earlier attempts of rows tried again (places left reserved)")
+                             "earlier attempts of rows staff sent again (places left reserved)")
     finally:
         client.close()
     return found

@@ -7,6 +7,7 @@ long every campaign takes to reach an end (liveness). Provider events are posted
 of order), staff resend what is still unknown, and the invariants are checked.
 """
 
+import collections
 import hashlib
 import json
 import os
@@ -75,6 +76,8 @@ class Run:
     fair_start_seconds: float | None = None  # its first arrival at a server after its start
     fair_judged: bool = False  # False: a crash fell in its window, so it was not held to the bound
     harness_violations: dict = field(default_factory=dict)  # invariant name -> [what the run saw while playing]
+    requeued_from: collections.Counter = field(default_factory=collections.Counter)  # account name -> rows staff
+    # sent again (retry failed, resend unknown) after an attempt through it: places that attempt may have used
 
     def violate(self, invariant, what):
         self.harness_violations.setdefault(invariant, []).append(what)
@@ -343,6 +346,7 @@ def staff(run, started, event, rng):
         if action == "cancel":
             result = services.cancel(campaign_id)
         elif action == "retry_failed":
+            note_requeued(run, campaign_id, D.FAILED)
             result = services.retry_failed(campaign_id)
         elif action == "resend_unknown":
             result = resend_unknown(run, campaign_id)
@@ -362,9 +366,17 @@ def staff(run, started, event, rng):
     return None
 
 
+def note_requeued(run, campaign_id, status):
+    """The accounts the rows of STATUS went through before staff send them again (an over-count if the
+    action is then refused: the usage invariant only allows for more places with it)."""
+    run.requeued_from.update(DeliveryLog.objects.filter(campaign_id=campaign_id, status=status)
+                             .values_list("provider", flat=True))
+
+
 def resend_unknown(run, campaign_id):
     """Staff's explicit "Resend unknown": the rows unknown now may be mailed again, unless the provider
     gave evidence for them (then the invariants count a second message as a violation)."""
+    note_requeued(run, campaign_id, D.UNKNOWN)
     unknown = list(DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.UNKNOWN).values_list("pk", "email"))
     run.trace.append(f"        unknown rows before the re-send of campaign {campaign_id} (id, address, evidence "
                      f"posted): {[(pk, email, (campaign_id, pk) in run.evidence_posted) for pk, email in unknown]}")
