@@ -242,9 +242,9 @@ def measure_fairness(run):
     arrivals = [at for server in run.servers.values() for campaign, _, at, _ in server.receipts()
                 if campaign == campaign_id]
     run.fair_start_seconds = min(arrivals) - began if arrivals else None
-    window_end = began + (run.fair_start_seconds or 0) + 1
-    run.fair_judged = not any(began - 1 <= at <= max(window_end, began + sc.FAIRNESS_BOUND_SECONDS)
-                              for at in run.crash_times)
+    # A crash between its start and its first message (or the bound) may have delayed it: not judged then.
+    window_end = began + (sc.FAIRNESS_BOUND_SECONDS if run.fair_start_seconds is None else run.fair_start_seconds)
+    run.fair_judged = not any(began - 1 <= at <= window_end for at in run.crash_times)
     if run.fair_judged and (run.fair_start_seconds is None or run.fair_start_seconds > sc.FAIRNESS_BOUND_SECONDS):
         others = list(Campaign.objects.filter(pk__in=run.campaign_ids).values_list("pk", "status", "sent_count"))
         run.violate("fairness", f"campaign {campaign_id} (its providers had room) started sending "
