@@ -52,7 +52,8 @@ Control endpoints for tests (JSON in and out):
     will not take; nothing of that request is recorded.
   * ``GET /_stats``: ``{"requests_by_status": {"202": n, "hang": n, ...},
     "personalizations_accepted": n, "hung_recipients": [addresses of the
-    requests "hang" held]}``.
+    requests "hang" held], "seen_recipients": [addresses of every mail-send request
+    received, whatever its answer]}``.
   * ``POST /_reset``: clears stats and faults; the record file is kept.
 
 ``set_fault``, ``get_stats``, ``reset`` and ``read_records`` below wrap these
@@ -286,6 +287,7 @@ class FakeSendGrid:
             self.requests_by_status = collections.Counter()
             self.personalizations_accepted = 0
             self.hung_recipients = []  # the addresses of requests held by "hang" (in flight)
+            self.seen_recipients = []  # the addresses of every mail-send request, whatever the answer
 
     def set_fault(self, control):
         mode = str(control.get("mode", "ok"))
@@ -330,17 +332,18 @@ class FakeSendGrid:
                 "requests_by_status": dict(self.requests_by_status),
                 "personalizations_accepted": self.personalizations_accepted,
                 "hung_recipients": list(self.hung_recipients),
+                "seen_recipients": list(self.seen_recipients),
             }
 
     def hold(self, body):
         """Remember the recipients of a request that "hang" holds (what is in flight)."""
-        try:
-            addresses = [to.get("email") for p in json.loads(body).get("personalizations") or []
-                         for to in p.get("to") or []]
-        except (ValueError, AttributeError, TypeError):
-            addresses = []
         with self.lock:
-            self.hung_recipients.extend(addresses)
+            self.hung_recipients.extend(recipients_of(body))
+
+    def saw(self, body):
+        """Remember the recipients of a mail-send request, whatever the answer to it."""
+        with self.lock:
+            self.seen_recipients.extend(recipients_of(body))
 
     def record(self, payload, message_id, received_at):
         lines = "".join(
@@ -405,6 +408,7 @@ class SendGridRequestHandler(BaseHTTPRequestHandler):
             self.send_json(404, error_body(error("Not found")))
 
     def mail_send(self, body):
+        self.app.saw(body)
         fault = self.app.take_fault()
         self.clock_offset = fault["clock_offset"] if fault else 0.0
         if fault and not fault["after_accepting"]:
@@ -514,6 +518,14 @@ def get_stats(base_url):
 
 def reset(base_url):
     return _call(base_url, "POST", "/_reset", {})
+
+
+def recipients_of(body):
+    """The addresses of a mail-send request's personalizations ([] if it cannot be read)."""
+    try:
+        return [to.get("email") for p in json.loads(body).get("personalizations") or [] for to in p.get("to") or []]
+    except (ValueError, AttributeError, TypeError):
+        return []
 
 
 def read_records(record_file):

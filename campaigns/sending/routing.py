@@ -134,8 +134,9 @@ class PoolSend:
         self.remaining = list(batch.messages)
         self.settled = {}
         self.errors = []
-        self.free_at = []  # when each account at a limit has room again (epoch seconds)
-        self.rate_waits_only = True  # every account at a limit is so only by its per-second rate
+        # (when, by_rate): when each account at a limit has room again (epoch seconds), and whether only its
+        # per-second rate holds it (a second or so) rather than a quota window
+        self.free_at = []
         self.last_account = ""
 
     def run(self):
@@ -155,8 +156,7 @@ class PoolSend:
             ranked = sorted(candidates, key=lambda a: rank(a, looks[a.pk]), reverse=True)
             account = ranked[0]
             if looks[account.pk].room == 0:  # every candidate is at a limit
-                self.free_at += [looks[a.pk].free_at for a in ranked]
-                self.rate_waits_only = False
+                self.free_at += [(looks[a.pk].free_at, False) for a in ranked]
                 break
             if not self.through(account):
                 tried.add(account.pk)
@@ -173,8 +173,7 @@ class PoolSend:
             wanted = min(wanted, account.per_second * per_call)
         answer = quota.reserve(wanted)
         if not answer.granted:
-            self.free_at.append(answer.free_at)
-            self.rate_waits_only = False
+            self.free_at.append((answer.free_at, False))
             return False
         part, rest = self.remaining[:answer.granted], self.remaining[answer.granted:]
         ledger = AccountLedger(self.batch.ledger, account.pk, self.batch.campaign_id)
@@ -199,14 +198,13 @@ class PoolSend:
         if isinstance(error, QuotaExhausted):
             # Its per-second rate would keep the batch waiting too long (ratelimit.RateWaitBudget):
             # the next account may take the rest, else the batch waits in the queue, not its worker.
-            self.free_at.append(error.until.timestamp())
+            self.free_at.append((error.until.timestamp(), isinstance(error, RateWaitTooLong)))
             return False
         if error is not None:
             self.account_failed(account, error)
             return False
         if answer.room == 0:  # this batch filled the account: when does it have room again?
-            self.free_at.append(quota.look().free_at)
-            self.rate_waits_only = False
+            self.free_at.append((quota.look().free_at, False))
             return False
         return True
 
@@ -245,11 +243,13 @@ class PoolSend:
         if not self.remaining:
             order = {m.delivery_id: i for i, m in enumerate(self.batch.messages)}
             return self.last_account, sorted(results, key=lambda r: order[r.delivery_id])
-        free = [at for at in self.free_at if at]
+        free = sorted((at, by_rate) for at, by_rate in self.free_at if at)
         if self.free_at:
-            until = datetime.fromtimestamp(min(free), dt_timezone.utc) if free else timezone.now() + timedelta(
+            until = datetime.fromtimestamp(free[0][0], dt_timezone.utc) if free else timezone.now() + timedelta(
                 seconds=60)
-            if self.rate_waits_only:
+            # The account that frees first waits only for its rate (the others may be at a day cap): the
+            # batch waits that second in the queue, not a whole second more, nor with a note on the page.
+            if free and free[0][1]:
                 raise RateWaitTooLong(f"every account of the pool that may take the rest waits for its rate until "
                                       f"{until:%H:%M:%S} UTC", until=until, provider=self.last_account,
                                       results=results)

@@ -37,17 +37,24 @@ def receipts(run):
 
 def rows(run):
     return list(DeliveryLog.objects.filter(campaign_id__in=run.campaign_ids).values(
-        "pk", "campaign_id", "email", "status", "provider", "last_error"))
+        "pk", "campaign_id", "email", "status", "provider", "last_error", "attempts"))
 
 
 def nobody_twice(run, got, logs):
     """Nobody receives a campaign twice, except through an explicit "Resend unknown" of a row that had
     no evidence."""
     counts = collections.Counter((campaign, address) for _, campaign, address, _, _ in got)
-    return [f"campaign {campaign}: {address} received {n} times (explicit re-sends allowed: "
-            f"{run.allowed_resends.get((campaign, address), 0)})"
-            for (campaign, address), n in sorted(counts.items())
-            if n > 1 + run.allowed_resends.get((campaign, address), 0)]
+    found = []
+    for (campaign, address), n in sorted(counts.items()):
+        if n > 1 + run.allowed_resends.get((campaign, address), 0):
+            copies = sorted((at, name, delivery) for name, c, a, at, delivery in got if (c, a) == (campaign, address))
+            states = [(row["pk"], row["status"], row["last_error"][:80]) for row in logs
+                      if row["campaign_id"] == campaign and row["email"].lower() == address]
+            found.append(f"campaign {campaign}: {address} received {n} times (explicit re-sends allowed: "
+                         f"{run.allowed_resends.get((campaign, address), 0)}): "
+                         + ", ".join(f"at {at - run.began:.2f}s by {name} (delivery {delivery})"
+                                     for at, name, delivery in copies) + f"; its rows now: {states}")
+    return found
 
 
 def ledger_matches_servers(run, got, logs):
@@ -131,17 +138,34 @@ def counters_and_usage(run, got, logs):
             places = sum(int(member.rsplit(b":", 1)[1])
                          for member in client.zrange(f"quota:{rate_key(account)}:day", 0, -1))
             refused = sum(1 for row in logs if row["provider"] == account.name and row["status"] != D.SENT)
+            in_flight = held_by(run.servers.get(server), {address for name, _, address, _, _ in got if name == server})
+            # A row staff sent again (retry failed, resend unknown) used a place here on its earlier attempt,
+            # whichever account its last attempt went through.
+            earlier = run.requeued_from[account.name]
             if run.redis_restarted:
                 continue  # the windows began again with the empty Redis
             if places < received:
                 found.append(f"account {account.name}: {places} places in its day window < {received} its server "
                              "received (the windows undercount)")
-            if not run.sender_killed and places > received + refused:
+            # A message in flight when its send ended (a hang, a lost connection) may have been taken: its
+            # place stays, even once "Resend unknown" has sent it again elsewhere.
+            if not run.sender_killed and places > received + refused + in_flight + earlier:
                 found.append(f"account {account.name}: {places} places in its day window > {received} received + "
-                             f"{refused} refused or unknown (places left reserved)")
+                             f"{refused} refused or unknown + {in_flight} in flight at its server + {earlier} "
+                             "earlier attempts of rows staff sent again (places left reserved)")
     finally:
         client.close()
     return found
+
+
+def held_by(server, stored):
+    """How many messages SERVER had in flight without storing them: the addresses of the requests a fake
+    SendGrid held, or those an SMTP sink accepted a RCPT for but stored no message to (STORED)."""
+    if server is None:
+        return 0
+    if hasattr(server, "in_flight"):
+        return len(server.in_flight())
+    return len(server.accepted_rcpts() - stored)
 
 
 def liveness(run, got, logs):
@@ -166,11 +190,13 @@ CHECKS = (liveness, nobody_twice, ledger_matches_servers, routed_through_its_poo
 
 
 def check(run):
-    """{invariant name: [violations]} of every invariant broken by RUN."""
+    """{invariant name: [violations]} of every invariant broken by RUN, with those the run saw while playing
+    (run.Run.violate: fairness, imports, the refusal of a variant without an unsubscribe link, the web
+    version of A/B recipients)."""
     run.batches_made = SendBatch.objects.filter(campaign_id__in=run.campaign_ids).count()
     got = receipts(run)
     logs = rows(run)
-    broken = {}
+    broken = {name: list(found) for name, found in run.harness_violations.items()}
     for invariant in CHECKS:
         violations = invariant(run, got, logs)
         if violations:

@@ -12,9 +12,17 @@ finds which defect):
   early_events    provider events posted while their rows are still pending (defect 4)
   many_dead       a quarter of a campaign's addresses dead (the suppression circuit breaker, defect 2)
   busy_loop       SEND_SMTP_CONNECTIONS >= SEND_SMTP_CHUNK with 421 after every DATA (defect 10)
-  follow_ups      staff make and send follow-ups (defect 8: they must keep the pool)
+  follow_ups      kept for old command lines: staff make and send follow-ups in every seed now (defect 8)
   redis_restart   Redis restarted empty mid-run (the queue and the limiter's windows are lost, so the
                   run does not hold the windows to account across it)
+
+Besides, every seed draws from its own sub-streams (so that adding them left the older draws alone):
+  fairness        a pool whose accounts are slow (1-2 a second, or a small day cap) with a campaign of
+                  many small batches through it, and a later campaign on the environment's providers
+                  (no faults on them) that must start within FAIRNESS_BOUND_SECONDS (issue 21, item 5)
+  imports         a campaign's recipients added by a CSV import through the imports worker, before it starts
+  no_unsubscribe  staff first write an A/B variant without an unsubscribe link, which must be refused at
+                  save and at schedule; they fix it and start again
 """
 
 import random
@@ -33,6 +41,9 @@ STAFF_ACTIONS = ("pause_resume", "cancel", "retry_failed", "resend_unknown", "pi
 CRASHES = ("sigkill_sender", "sigterm_sender", "sigkill_scheduler", "pg_terminate")
 # Everything happens within the fault phase; then the faults stop and liveness is measured.
 LIVENESS_BOUND_SECONDS = 150
+# A campaign whose provider has room starts sending within this many seconds of staff pressing "Send now",
+# however many batches of other campaigns are waiting for their limits (measured: see the docs).
+FAIRNESS_BOUND_SECONDS = 10
 
 
 @dataclass
@@ -49,6 +60,7 @@ class Account:
 class Variant:
     letter: str
     subject: str
+    html: str = ""  # its own HTML (a marker "Variant X body", so the web version can be told apart)
 
 
 @dataclass
@@ -64,6 +76,9 @@ class CampaignPlan:
     ab_wait_seconds: int = 0
     variants: list = field(default_factory=list)
     start_at: float = 0.0  # seconds into the run
+    imported: bool = False  # recipients added by a CSV import (the imports worker) instead of directly
+    no_unsubscribe_first: bool = False  # staff first write its last variant without an unsubscribe link
+    fair: bool = False  # the fairness campaign: its first message must arrive within FAIRNESS_BOUND_SECONDS
 
 
 @dataclass
@@ -157,17 +172,60 @@ def draw(seed, knobs=()):
 
     events = []
     for _ in range(rng.randint(0, 4)):
-        what = rng.choice([a for a in STAFF_ACTIONS if a != "follow_up" or "follow_ups" in knobs])
+        what = rng.choice(STAFF_ACTIONS)
         events.append(Event(round(rng.uniform(1, fault_seconds), 2), what, rng.randrange(len(campaigns))))
     crashes = CRASHES + (("redis_restart",) if "redis_restart" in knobs else ())
     for _ in range(rng.randint(0, 2)):
         events.append(Event(round(rng.uniform(1, fault_seconds), 2), rng.choice(crashes)))
     events.sort(key=lambda e: e.at)
 
-    return Scenario(seed=seed, knobs=knobs, smtp_connections=connections, smtp_chunk=chunk,
-                    fault_seconds=round(fault_seconds, 2), accounts=accounts, campaigns=campaigns, faults=faults,
-                    events=events, provider_events="early" if "early_events" in knobs and rng.random() < 0.7 else "late",
-                    duplicate_events=rng.random() < 0.5)
+    drawn = Scenario(seed=seed, knobs=knobs, smtp_connections=connections, smtp_chunk=chunk,
+                     fault_seconds=round(fault_seconds, 2), accounts=accounts, campaigns=campaigns, faults=faults,
+                     events=events, provider_events="early" if "early_events" in knobs and rng.random() < 0.7 else "late",
+                     duplicate_events=rng.random() < 0.5)
+    draw_content(drawn, random.Random(f"{seed}-content"))
+    draw_fairness(drawn, random.Random(f"{seed}-fairness"))
+    return drawn
+
+
+def draw_content(drawn, rng):
+    """Imports and variants: each variant gets its own HTML; some campaigns are imported from a CSV; some
+    A/B tests are first written with a variant that has no unsubscribe link."""
+    for plan in drawn.campaigns:
+        plan.imported = rng.random() < 0.3
+        for variant in plan.variants:
+            variant.html = f"<p>Variant {variant.letter} body</p>"
+        if plan.variants and rng.random() < 0.3:
+            plan.no_unsubscribe_first = True
+
+
+def draw_fairness(drawn, rng):
+    """Sometimes (0.35): the pool's accounts are slow and the first campaign goes through them in many
+    small batches; a later campaign on the environment's providers (kept free of faults) must start
+    within FAIRNESS_BOUND_SECONDS of being started, while the first waits for its limits."""
+    if rng.random() >= 0.35 or not drawn.accounts:
+        return
+    for account in drawn.accounts:
+        if account.kind == "smtp":
+            account.per_second = rng.choice([1, 2])
+            if rng.random() < 0.4:
+                account.per_day = rng.randint(10, 25)
+        else:  # a SendGrid request carries a whole batch: a small day cap makes it the slow one
+            account.per_day = rng.randint(10, 25)
+        account.per_minute = 0
+    hog = drawn.campaigns[0]
+    hog.pooled, hog.batch_size, hog.segment_city = True, 5, None
+    hog.recipients = min(max(hog.recipients, 20), 30)  # 4 to 6 batches, with the other pooled campaigns'
+    hog.dead = [i for i in hog.dead if i < hog.recipients]
+    hog.start_at = round(rng.uniform(0, 1), 2)
+    index = len(drawn.campaigns)
+    fair = CampaignPlan(index=index, recipients=rng.randint(5, 15), dead=[], pooled=False, track=rng.random() < 0.5,
+                        batch_size=rng.choice([10, 15, 25]), start_at=round(hog.start_at + rng.uniform(3, 6), 2),
+                        fair=True)
+    drawn.campaigns.append(fair)
+    drawn.fault_seconds = max(drawn.fault_seconds, fair.start_at + 2)
+    # Its providers have room: no faults on them (staff actions were drawn for the other campaigns only).
+    drawn.faults = [f for f in drawn.faults if f.server not in (ENV_SENDGRID_SERVER, ENV_SMTP_SERVER)]
 
 
 def draw_smtp_fault(rng, knobs):

@@ -2,7 +2,7 @@
 own record of what it received, and the worker processes and beat, which the run kills and restarts.
 
 Every server is started once per pytest session and emptied before each seed; the worker processes
-are started per seed through the `start_worker` fixture (tests/conftest.py) or, for beat, here.
+are started per seed by tests/chaos/run.py (Processes), beat with `Beat` here.
 """
 
 import contextlib
@@ -57,6 +57,15 @@ class Sink:
         return found
 
 
+    def subjects(self):
+        """{(campaign id, delivery id): the Subject it arrived with}."""
+        found = {}
+        for message in smtp_sink.read_messages(self.maildir):
+            if message["X-Campaign-ID"] and message["X-Delivery-ID"]:
+                found[(int(message["X-Campaign-ID"]), int(message["X-Delivery-ID"]))] = str(message["Subject"] or "")
+        return found
+
+
 @dataclass
 class SendGridApi:
     name: str
@@ -78,12 +87,25 @@ class SendGridApi:
     def in_flight(self):
         return {a.lower() for a in sendgrid_api.get_stats(self.url)["hung_recipients"]}
 
+    def accepted_rcpts(self):
+        """Every address of a request the API received, whatever its answer (a 400 naming it too): what
+        it saw."""
+        return {a.lower() for a in sendgrid_api.get_stats(self.url)["seen_recipients"] if a}
+
     def receipts(self):
         found = []
         for record in sendgrid_api.read_records(self.record_file):
             args = record.get("custom_args") or {}
             found.append((int(args["campaign_id"]) if args.get("campaign_id") else None, record["to"][0].lower(),
                           record["received_at"], int(args.get("delivery_id") or 0)))
+        return found
+
+    def subjects(self):
+        found = {}
+        for record in sendgrid_api.read_records(self.record_file):
+            args = record.get("custom_args") or {}
+            if args.get("campaign_id") and args.get("delivery_id"):
+                found[(int(args["campaign_id"]), int(args["delivery_id"]))] = record.get("subject") or ""
         return found
 
 

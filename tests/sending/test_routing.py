@@ -5,6 +5,7 @@ import collections
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from campaigns import services
 from campaigns.admin.dashboard import dashboard_data
@@ -362,3 +363,24 @@ def test_a_database_error_mid_batch_gives_back_the_places_of_the_messages_that_n
 
     assert smtp_sink_server.count() == 2
     assert routing.quota_for(account).look().used["hour"] == 2  # not the 5 the batch reserved
+
+
+def test_a_batch_whose_first_free_account_waits_only_for_its_rate_waits_that_second_not_for_quota(
+        db, clean_broker, settings, smtp_sink_server, batch_of):
+    """Chaos seed 18: one account of the pool at its day cap, the other at 1/s. The batch that gave up its
+    rate wait was queued again as a quota wait (whole seconds rounded up, and a note on the campaign's
+    page), so the 1/s account sent one message every 3 s."""
+    import dataclasses
+
+    from campaigns.exceptions import RateWaitTooLong
+    from campaigns.sending.ratelimit import RateWaitBudget
+
+    capped = account_for(smtp_sink_server, "capped", per_day=1)
+    paced = account_for(smtp_sink_server, "paced", per_second=1)
+    routing.quota_for(capped).reserve(1)  # at its day cap
+
+    with pytest.raises(RateWaitTooLong) as raised:  # the pipeline gives each batch such a budget
+        routing.send(dataclasses.replace(batch_of(3), rate_wait=RateWaitBudget(0.5)), pool_of(capped, paced).pk)
+
+    assert [r.outcome.value for r in raised.value.results] == ["sent"]
+    assert (raised.value.until - timezone.now()).total_seconds() < 2
