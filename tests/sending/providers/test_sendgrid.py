@@ -17,8 +17,10 @@ def test_sendgrid_sends_a_batch_of_200_as_one_request_with_a_personalization_eac
 
     results = SendGridProvider().send_batch(batch)
 
-    assert fake_sendgrid.stats() == {"requests_by_status": {"202": 1}, "personalizations_accepted": 200,
-                                     "hung_recipients": []}
+    stats = fake_sendgrid.stats()
+    assert stats == {"requests_by_status": {"202": 1}, "personalizations_accepted": 200, "hung_recipients": [],
+                     "seen_recipients": stats["seen_recipients"]}
+    assert sorted(stats["seen_recipients"]) == sorted(message.email for message in batch.messages)
     records = {record["to"][0]: record for record in fake_sendgrid.records()}
     assert len(records) == 200
     message_ids = {record["message_id"] for record in records.values()}
