@@ -205,13 +205,6 @@ def send_winner(campaign_id, variant_id=None):
     return letter
 
 
-def send_winner_if_due(campaign_id):
-    """The winner, if the A/B wait is over and none is chosen yet (send_winner also waits for the test rows)."""
-    if Campaign.objects.filter(pk=campaign_id, ab_winner__isnull=True, ab_test_ends_at__lte=timezone.now()).exists():
-        return send_winner(campaign_id)
-    return None
-
-
 def unsent_test_batches(campaign_id=None):
     """Before the winner: the test batches (each of one variant; the held rest has none) with rows still
     to send. A batch is done once its every row is, so this reads batches, never the many rows."""

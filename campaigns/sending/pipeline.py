@@ -471,10 +471,6 @@ def send_batch(campaign_id, batch_number):
     logger.info("Campaign %s batch %s via %s: sent=%s failed=%s unknown=%s skipped=%s retrying=%s",
                 campaign_id, batch_number, provider or "-", report.sent, report.failed, report.unknown,
                 report.skipped, report.retrying)
-    if variant_id is not None and finished and status == B.DONE:
-        # A test batch done after the A/B wait ended (it was still sending when the wait's own task
-        # looked): the winner goes now, not at the next sweep.
-        ab_tests.send_winner_if_due(campaign_id)
     finalize_if_done(campaign_id)
     return report
 

@@ -156,28 +156,6 @@ def test_the_winner_goes_to_the_rest_by_itself_when_the_wait_ends(start_worker, 
     assert collections.Counter(s for [s] in got.values()) == {"Subject A": 6 + 27, "Subject B": 6, "Subject C": 6}
 
 
-@pytest.mark.django_db(transaction=True)
-def test_when_the_wait_ends_during_the_test_sends_the_last_test_batch_sends_the_winner(smtp_sink_server,
-                                                                                       no_sendgrid):
-    # (Found on a loaded machine: the wait's own task came while test batches were still sending, found
-    # nothing to choose from, and the winner waited for the next sweep.)
-    campaign = start(ab_campaign(20, "AB", percent=40, batch_size=4, ab_wait=HOUR))
-    Campaign.objects.filter(pk=campaign.pk).update(ab_test_ends_at=timezone.now())  # the wait is over
-    assert ab_tests.send_winner(campaign.pk) is None  # the wait's task: test rows still to send
-    test_batches = list(SendBatch.objects.filter(campaign=campaign, variant__isnull=False)
-                        .order_by("number").values_list("number", flat=True))
-    assert len(test_batches) == 2
-
-    pipeline.send_batch(campaign.pk, test_batches[0])
-    campaign.refresh_from_db()
-    assert campaign.ab_winner is None  # one test batch still to send
-    pipeline.send_batch(campaign.pk, test_batches[1])
-
-    campaign.refresh_from_db()
-    assert campaign.ab_winner.letter == "A"  # no sweep ran: the last test batch chose it
-    assert not SendBatch.objects.filter(campaign=campaign, status=SendBatch.Status.HELD).exists()
-
-
 def wait_for_the_test_rows(campaign, test_rows):
     wait_for(lambda: DeliveryLog.objects.filter(campaign=campaign, variant__isnull=False, status=D.SENT).count()
              == test_rows)
