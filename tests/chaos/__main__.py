@@ -80,7 +80,10 @@ def play_here(seeds, knobs, args, results):
     status = pytest.main(pytest_args)
     with open(results) as f:
         f.seek(start)
-        return status, f.read().splitlines()
+        lines = f.read().splitlines()
+    if not os.environ.get("CHAOS_LANE"):
+        print("\n" + "\n".join(lines))
+    return status, lines
 
 
 def play_lanes(seeds, knobs, jobs, exitfirst, results):
