@@ -1,7 +1,9 @@
 """Preflight (campaigns.message.preflight): its findings on campaigns whose problems are known, in chunks, and as
 a task run by a real worker on the imports queue."""
 
+import json
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -60,12 +62,17 @@ def test_findings_of_a_campaign_with_known_problems(campaign):
     assert figures["largest_html_example"] == "d@example.com"
     assert figures["largest_html_bytes"] > preflight.GMAIL_CLIP_BYTES
     assert figures["estimate"]["seconds"] == 3  # 5 to send at 2 a second
-    assert figures["estimate"]["provider"] == "smtp"
+    assert figures["estimate"]["provider"] == "this server's SMTP relay"
+    assert "About 3 s through this server's SMTP relay if sent now" in figures["estimate"]["text"]
     assert [link["href"] for link in report["links"]] == [
         "https://example.com/a?x=1&y=2", "https://example.com/b", "mailto:help@example.com", "{{ unsubscribe_url }}"]
     assert by_code(report["notes"])["suppressed"]["count"] == 1
     assert report["sender"]["domain"] == "acme.example"
     assert any("_dmarc.acme.example" in step for step in report["sender"]["steps"])
+    # It sends over SMTP: no SendGrid steps, and nothing meant for whoever runs the server.
+    assert not any("SendGrid" in step for step in report["sender"]["steps"])
+    assert not [text for text in json.dumps(report).split('"') if "docs/" in text or "EMAIL_HOST" in text
+                or "ALLOWED_FROM_DOMAINS" in text]
 
 
 def test_blocking_errors_are_kept_apart(campaign, settings):
@@ -120,7 +127,9 @@ def test_tracking_links_count_in_the_size(campaign):
 def test_no_rate_limit_gives_no_estimate(campaign, settings):
     settings.SMTP_RATE_LIMIT_PER_SEC = 0
     estimate = preflight.preflight(campaign)["figures"]["estimate"]
-    assert estimate["seconds"] is None and "no rate limit set" in estimate["text"]
+    assert estimate["seconds"] is None
+    assert estimate["text"] == ("No estimate: no sending limit is set for this server's SMTP relay, so the time "
+                                "depends on the servers and the sending workers.")
 
 
 def test_a_run_happens_once(campaign):
