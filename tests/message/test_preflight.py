@@ -211,3 +211,75 @@ def test_the_dns_of_each_pool_account_that_may_send_the_from_domain_is_checked(c
     dns_server.add("acme.example. 300 IN MX 10 mx.acme.example.")
     report = preflight.preflight(campaign)
     assert not [f for f in report["errors"] + report["warnings"] if f["code"].startswith("dns_")]
+
+
+def test_seconds_to_send_keeps_every_limit_of_every_account():
+    assert preflight.seconds_to_send(0, []) == 0
+    assert preflight.seconds_to_send(5, []) is None  # no account
+    assert preflight.seconds_to_send(5, [{1: 20}, {}]) is None  # one account without limits
+    assert preflight.seconds_to_send(100, [{1: 20}]) == 5
+    assert preflight.seconds_to_send(100, [{1: 20}, {1: 5}]) == 4  # 25 a second together
+    assert preflight.seconds_to_send(100, [{1: 20, 3600: 50}]) == 3601  # 50 now, 50 in the next hour
+    assert preflight.seconds_to_send(30, [{60: 30}]) == 1
+
+
+@pytest.fixture
+def on_a_pool(campaign, dns_server):
+    """The campaign on a pool of two SMTP accounts (20 and 5 a second, the second also 1,000 an hour), an
+    A/B test of 40 % with two variants, B with its own content."""
+    relays = [SendingAccountFactory(name="relay-1", per_second=20),
+              SendingAccountFactory(name="relay-2", per_second=5, per_hour=1000),
+              SendingAccountFactory(name="relay-off", enabled=False)]
+    Campaign.objects.filter(pk=campaign.pk).update(pool=pool_of(*relays, name="EU relays"), ab_test_percent=40,
+                                                   ab_wait=timedelta(hours=2))
+    CampaignVariant.objects.create(campaign=campaign, letter="A", subject="Spring is here, {{ first_name|default:'you' }}")
+    CampaignVariant.objects.create(campaign=campaign, letter="B", subject="Your spring discount", from_name="Ana",
+                                   html_body='<p>{{ nickname }}</p><a href="{{ unsubscribe_url }}">U</a>')
+    campaign.refresh_from_db()
+    return campaign
+
+
+def test_a_pools_estimate_and_an_ab_tests_plan(on_a_pool):
+    report = preflight.preflight(on_a_pool)
+    figures = report["figures"]
+    estimate = figures["estimate"]
+    # 5 to send: 2 to test (40 %), then 2 hours, then 3; 25 a second together: a second each.
+    assert estimate["seconds"] == 1 + 7200 + 1
+    assert estimate["provider"] == ("the pool “EU relays” (relay-1: 20 a second; relay-2: 5 a second, "
+                                    "1,000 an hour)")
+    assert estimate["text"].startswith(
+        "About 1 s to send the test to 2, the A/B wait of 2 h, then about 1 s to send the winner to the other 3, "
+        "through the pool “EU relays”")
+    ab = figures["ab_test"]
+    assert ab["text"] == ("A/B test: 40 % of the audience (2 of 5 recipients) get one of 2 variants (A: 1, B: 1); "
+                          "after 2 h the variant with the most opens by people (machine opens left out) goes to "
+                          "the other 3.")
+    assert [(v["letter"], v["own_content"], v["rendered"], v["unsubscribe"]) for v in ab["variants"]] == [
+        ("A", False, 5, True), ("B", True, 5, True)]
+    # Variant B's own tag is checked for every recipient too (nobody has a nickname).
+    missing = {w["tag"]: w["count"] for w in report["warnings"] if w["code"] == "missing_value"}
+    assert missing["nickname"] == 5
+    steps = " ".join(report["sender"]["steps"])
+    assert "SendGrid" not in steps and "your SMTP server" in steps
+
+
+def test_a_pool_of_sendgrid_accounts_gets_the_sendgrid_steps_and_no_estimate_without_limits(on_a_pool):
+    from campaigns.models import SendingAccount
+
+    SendingAccount.objects.filter(name="relay-1").update(kind="sendgrid", per_second=0)
+    report = preflight.preflight(on_a_pool)
+    assert report["figures"]["estimate"]["text"].startswith(
+        "No estimate: an account of the pool “EU relays” (relay-1: no limit; relay-2: 5 a second, 1,000 an hour) "
+        "has no sending limit")
+    assert "the A/B wait of 2 h comes on top" in report["figures"]["estimate"]["text"]
+    steps = " ".join(report["sender"]["steps"])
+    assert "in SendGrid, Settings → Sender Authentication" in steps and "your SMTP server" in steps
+
+
+def test_an_ab_test_with_one_variant_is_an_error(campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_percent=20)
+    campaign.refresh_from_db()
+    CampaignVariant.objects.create(campaign=campaign, letter="A", subject="Only one")
+    errors = by_code(preflight.preflight(campaign)["errors"])
+    assert errors["variant_count"]["message"] == ("The A/B test share is 20 % but the campaign has 1 variant: add two "
+                                                  "to four, or set the share to 0.")
