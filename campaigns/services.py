@@ -225,42 +225,90 @@ def reserve_test_emails(user_id, count):
                             "Try again later.")
 
 
-def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=True):
-    """Send the rendered campaign to ADDRESSES, with the first recipient's data (or sample values).
+def test_data_of(campaign, recipient=""):
+    """(the recipient whose data a test email renders, what to call it): the campaign's recipient with the
+    address RECIPIENT, or by default the first of its audience (its segment applied, suppressed addresses
+    left out, as sending would mail it); the sample values when the audience is empty."""
+    if recipient:
+        found = (campaign.recipients.filter(email__iexact=recipient.strip())
+                 .values("email", "first_name", "last_name", "data").order_by("id").first())
+        if found is None:
+            raise CampaignError(f"Test email not sent: {recipient} is not a recipient of this campaign.")
+        return found, f"the data of {found['email']}"
+    found = segments.first_of_audience(campaign.pk, campaign.segment)
+    if found is None:
+        return SAMPLE_RECIPIENT, "sample data: the audience is empty"
+    return found, f"the data of {found['email']}, the first of the audience"
 
-    Suppressed addresses are skipped. USER_ID (staff sending from the admin) is rate-limited and logged;
-    without WITH_RECIPIENT_DATA the sample values are used. Touches no delivery log and no counter.
+
+def test_versions(campaign):
+    """[(variant letter or None, subject, From, HTML, text)]: one per A/B variant, as each is sent
+    (campaigns.experiments.ab_tests.with_variant), or the campaign's own content."""
+    values = {"subject": campaign.subject, "from_email": campaign.from_email or settings.DEFAULT_FROM_EMAIL,
+              "html_body": campaign.html_body, "text_body": campaign.text_body}
+    variant_ids = (list(campaign.variants.order_by("letter").values_list("id", flat=True)[:ab_tests.MAX_VARIANTS])
+                   if ab_tests.is_ab_test(campaign) else [])
+    if not variant_ids:
+        return [(None, *values.values())]
+    versions = []
+    for variant_id in variant_ids:
+        sent = ab_tests.with_variant(values, variant_id)
+        versions.append((sent.get("variant_letter"), sent["subject"], sent["from_email"], sent["html_body"],
+                         sent["text_body"]))
+    return versions
+
+
+def send_test_email(campaign_id, addresses, user_id=None, with_recipient_data=True, recipient=""):
+    """Send the rendered campaign to ADDRESSES: with the data of RECIPIENT (an address of one of its
+    recipients) or of the first recipient of its audience, or sample values; an A/B test's campaign sends
+    one message per variant, its subject marked "[TEST A]", "[TEST B]" ...
+
+    Suppressed addresses are skipped. USER_ID (staff sending from the admin) is rate-limited (one per
+    message) and logged; without WITH_RECIPIENT_DATA the sample values are used, and RECIPIENT is refused.
+    Touches no delivery log and no counter.
     """
     campaign = Campaign.objects.get(pk=campaign_id)
     check_sender(campaign_id, campaign.from_email)
+    if recipient and not with_recipient_data:
+        raise CampaignError("Test email not sent: sending with a recipient's data needs the permission to export "
+                            "recipient data; leave the recipient empty to use sample data.")
     suppressed = set(Suppression.objects.filter(email__in=[a.strip().lower() for a in addresses])
                      .values_list("email", flat=True))
     allowed = [a for a in addresses if a.strip().lower() not in suppressed]
     if not allowed:
         raise CampaignError("Test email not sent: every address given is on the suppression list.")
+    sample, whose = test_data_of(campaign, recipient) if with_recipient_data else (SAMPLE_RECIPIENT, "sample data")
+    versions = test_versions(campaign)
     if user_id is not None:
-        reserve_test_emails(user_id, len(allowed))
-    first = None
-    if with_recipient_data:
-        first = campaign.recipients.order_by("id").values("email", "first_name", "last_name", "data").first()
-    sample = first or SAMPLE_RECIPIENT
+        reserve_test_emails(user_id, len(allowed) * len(versions))
     context = recipient_context(sample["email"], sample["first_name"], sample["last_name"], sample["data"] or {},
                                 f"{settings.SITE_URL}/u/test-link-not-active/",
                                 f"{settings.SITE_URL}/w/test-link-not-active/")
-    compiled = compile_campaign("[TEST] " + campaign.subject, campaign.html_body, campaign.text_body)
-    messages = [OutgoingMessage(delivery_id=0, email=address, context={**context}) for address in allowed]
-    batch = Batch(campaign_id=campaign_id, from_email=campaign.from_email or settings.DEFAULT_FROM_EMAIL,
-                  reply_to=campaign.reply_to, compiled=compiled, messages=messages,
-                  categories=("test-send",))
-    # Through the campaign's pool (its From-domain rules and limits), or the environment's providers.
-    provider, results = (send_with_fallback(batch) if campaign.pool_id is None
-                         else routing.send(batch, campaign.pool_id))
-    sent = [r for r in results if r.outcome == Outcome.SENT]
-    problems = [f"{m.email}: {r.error or r.outcome.value}" for m, r in zip(messages, results) if r.outcome != Outcome.SENT]
-    logger.info("Campaign %s test email by user %s via %s: %s of %s addresses sent, %s suppressed", campaign_id,
-                user_id, provider, len(sent), len(addresses), len(addresses) - len(allowed))
-    message = f"Test email sent to {len(sent)} of {len(addresses)} addresses via {provider}"
-    message += f" (data of {sample['email']})." if first else " (sample data)."
+    sent, problems, providers = 0, [], []
+    for letter, subject, from_email, html_body, text_body in versions:
+        marker = f"[TEST {letter}] " if letter else "[TEST] "
+        compiled = compile_campaign(marker + subject, html_body, text_body)
+        messages = [OutgoingMessage(delivery_id=0, email=address, context={**context}) for address in allowed]
+        batch = Batch(campaign_id=campaign_id, from_email=from_email, reply_to=campaign.reply_to, compiled=compiled,
+                      messages=messages, categories=("test-send",))
+        # Through the campaign's pool (its From-domain rules and limits), or the environment's providers.
+        provider, results = (send_with_fallback(batch) if campaign.pool_id is None
+                             else routing.send(batch, campaign.pool_id))
+        providers.append(provider)
+        sent += sum(1 for r in results if r.outcome == Outcome.SENT)
+        problems += [f"{m.email}{f' (variant {letter})' if letter else ''}: {r.error or r.outcome.value}"
+                     for m, r in zip(messages, results) if r.outcome != Outcome.SENT]
+    via = ", ".join(dict.fromkeys(providers))
+    logger.info("Campaign %s test email by user %s via %s: %s of %s messages sent to %s addresses, %s suppressed",
+                campaign_id, user_id, via, sent, len(allowed) * len(versions), len(addresses),
+                len(addresses) - len(allowed))
+    if versions[0][0] is None:
+        message = f"Test email sent to {sent} of {len(addresses)} addresses via {via} ({whose})."
+    else:
+        letters = ", ".join(letter for letter, *_ in versions)
+        message = (f"Test email sent via {via}: one message per variant ({letters}) to each of {len(allowed)} "
+                   f"address{'es' if len(allowed) != 1 else ''}, {sent} of {len(allowed) * len(versions)} "
+                   f"messages in all ({whose}).")
     if suppressed:
         message += f" Not sent to {len(addresses) - len(allowed)} suppressed address(es)."
     if problems:

@@ -192,7 +192,8 @@ def test_send_test_email_renders_the_first_recipient_and_touches_nothing(
     out = StringIO()
     call_command("send_test_email", campaign.pk, "qa@example.com", "boss@example.com", stdout=out)
 
-    assert "Test email sent to 2 of 2 addresses via smtp (data of first@example.com)." in out.getvalue()
+    assert ("Test email sent to 2 of 2 addresses via smtp (the data of first@example.com, the first of the "
+            "audience).") in out.getvalue()
     messages = smtp_sink_server.messages()
     assert sorted(m["X-Sink-Rcpt-To"] for m in messages) == ["boss@example.com", "qa@example.com"]
     assert messages[0]["Subject"] == "[TEST] News for Ada"
@@ -201,6 +202,56 @@ def test_send_test_email_renders_the_first_recipient_and_touches_nothing(
     assert campaign.status == S.DRAFT and campaign.sent_count == 0
     with pytest.raises(CommandError, match="Not an email address"):
         call_command("send_test_email", campaign.pk, "not-an-address")
+
+
+def test_a_test_email_uses_the_first_of_the_audience_or_the_recipient_staff_chose(db, smtp_sink_server, no_sendgrid):
+    from campaigns.audience import segments
+    from campaigns.models import Suppression
+
+    campaign = CampaignFactory(subject="For {{ first_name }} in {{ city }}")
+    for email, name, city in [("mia@example.com", "Mia", "São Paulo"), ("gone@example.com", "Gus", "Lisbon"),
+                              ("rui@example.com", "Rui", "Lisbon")]:
+        RecipientFactory(campaign=campaign, email=email, first_name=name, data={"city": city})
+    Suppression.objects.create(email="gone@example.com", reason="bounced")
+    segments.save_segment(campaign.pk, {"match": "all", "conditions": [
+        {"column": "city", "operator": "equals", "value": "Lisbon"}]})
+
+    text = services.send_test_email(campaign.pk, ["qa@example.com"])
+    assert text == ("Test email sent to 1 of 1 addresses via smtp (the data of rui@example.com, the first of the "
+                    "audience).")
+    text = services.send_test_email(campaign.pk, ["qa@example.com"], recipient="MIA@example.com")
+    assert text == "Test email sent to 1 of 1 addresses via smtp (the data of mia@example.com)."
+    assert [m["Subject"] for m in smtp_sink_server.messages()] == ["[TEST] For Rui in Lisbon",
+                                                                   "[TEST] For Mia in São Paulo"]
+    with pytest.raises(CampaignError, match="nobody@example.com is not a recipient of this campaign"):
+        services.send_test_email(campaign.pk, ["qa@example.com"], recipient="nobody@example.com")
+    with pytest.raises(CampaignError, match="needs the permission to export recipient data"):
+        services.send_test_email(campaign.pk, ["qa@example.com"], recipient="mia@example.com",
+                                 with_recipient_data=False)
+    segments.save_segment(campaign.pk, {"match": "all", "conditions": [
+        {"column": "city", "operator": "equals", "value": "Porto"}]})
+    assert "(sample data: the audience is empty)" in services.send_test_email(campaign.pk, ["qa@example.com"])
+
+
+def test_a_test_email_of_an_ab_test_sends_one_message_per_variant(db, smtp_sink_server, no_sendgrid):
+    from campaigns.models import CampaignVariant
+
+    campaign = CampaignFactory(subject="Not sent in an A/B test", ab_test_percent=20)
+    RecipientFactory(campaign=campaign, email="ana@example.com", first_name="Ana")
+    CampaignVariant.objects.create(campaign=campaign, letter="A", subject="Hello {{ first_name }}")
+    CampaignVariant.objects.create(campaign=campaign, letter="B", subject="Spring for {{ first_name }}",
+                                   from_name="Ana at Acme", html_body='<p>B body</p><a href="{{ unsubscribe_url }}">U</a>')
+    text = services.send_test_email(campaign.pk, ["qa@example.com", "boss@example.com"])
+    assert text == ("Test email sent via smtp: one message per variant (A, B) to each of 2 addresses, 4 of 4 messages "
+                    "in all (the data of ana@example.com, the first of the audience).")
+    received = sorted((m["X-Sink-Rcpt-To"], m["Subject"], m["From"]) for m in smtp_sink_server.messages())
+    assert received == [
+        ("boss@example.com", "[TEST A] Hello Ana", "Acme <news@example.com>"),
+        ("boss@example.com", "[TEST B] Spring for Ana", "Ana at Acme <news@example.com>"),
+        ("qa@example.com", "[TEST A] Hello Ana", "Acme <news@example.com>"),
+        ("qa@example.com", "[TEST B] Spring for Ana", "Ana at Acme <news@example.com>")]
+    bodies = {m["Subject"]: m.get_body(("html",)).get_content() for m in smtp_sink_server.messages()}
+    assert "B body" in bodies["[TEST B] Spring for Ana"] and "B body" not in bodies["[TEST A] Hello Ana"]
 
 
 def test_a_test_email_of_a_campaign_with_a_pool_goes_through_the_pool_and_takes_its_quota(

@@ -353,10 +353,10 @@ class CampaignAdmin(admin.ModelAdmin):
                        done_url=change_url(campaign.pk))
 
     def send_test_email(self, request, campaign):
-        def send(addresses):
+        def send(addresses, recipient=""):
             try:
                 return done(services.send_test_email(
-                    campaign.pk, addresses, user_id=request.user.pk,
+                    campaign.pk, addresses, user_id=request.user.pk, recipient=recipient,
                     with_recipient_data=self.has_export_recipients_permission(request, campaign)))
             except REFUSALS:
                 raise  # perform shows them as it shows every refusal

@@ -141,6 +141,21 @@ class TestEmailForm(forms.Form):
                                                               "size": 40}),
         help_text=f"Up to {MAX_TEST_ADDRESSES} addresses, separated by commas or spaces.",
     )
+    recipient = forms.CharField(
+        label="With the data of", required=False, max_length=320,
+        widget=forms.TextInput(attrs={"placeholder": "the first recipient of the audience", "size": 30}),
+        help_text="The address of one of the campaign's recipients; empty: the first recipient of the audience "
+                  "(its segment applied, suppressed addresses left out). An A/B test sends one message per variant.",
+    )
+
+    def clean_recipient(self):
+        recipient = self.cleaned_data["recipient"].strip()
+        if not recipient or recipient.lower() in ("first", "first in audience", "first in the audience"):
+            return ""
+        try:
+            return validate_email_address(recipient).normalized
+        except ValidationError:
+            raise ValidationError(f"Not an email address: {recipient}.") from None
 
     def clean_addresses(self):
         raw = self.cleaned_data["addresses"].replace(";", ",").replace(",", " ").split()

@@ -111,6 +111,10 @@ class ScheduleSerializer(serializers.Serializer):
 
 class TestSendSerializer(serializers.Serializer):
     addresses = serializers.ListField(child=serializers.CharField(max_length=320), min_length=1, max_length=5)
+    recipient = serializers.EmailField(
+        required=False, allow_blank=True, default="",
+        help_text="The address of one of the campaign's recipients whose data the test uses; empty: the first "
+                  "recipient of the audience (segment applied, suppressed addresses left out).")
 
     def validate_addresses(self, addresses):
         for address in addresses:

@@ -232,7 +232,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Ret
         form.is_valid(raise_exception=True)
         try:
             text = services.send_test_email(campaign.pk, form.validated_data["addresses"], user_id=request.user.pk,
-                                            with_recipient_data=permissions.can_export(request.user, campaign))
+                                            with_recipient_data=permissions.can_export(request.user, campaign),
+                                            recipient=form.validated_data["recipient"])
         except ProviderError as error:
             return Response({"code": "provider_unavailable", "message": f"Test email not sent: {error}",
                              "errors": {}}, status=status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -18,6 +18,7 @@ values in another format never match a date condition. Empty means missing, blan
 """
 
 import datetime
+import json
 import logging
 
 from django.db import connection
@@ -241,3 +242,24 @@ def save_segment(campaign_id, segment):
     matching, total = count_matching(campaign_id, normal)
     logger.info("Campaign %s segment saved: %s of %s recipients match", campaign_id, matching, total)
     return f"Segment saved: {matching} of {total} recipients match ({describe(normal)})."
+
+
+RECIPIENT_FIELDS = ("email", "first_name", "last_name", "data")
+
+
+def first_of_audience(campaign_id, segment):
+    """The first recipient (by id) of the campaign's audience, as sending would mail it: matching a VALID
+    segment, suppressed addresses left out; a dict of RECIPIENT_FIELDS, or None when nobody is left."""
+    where, params = compile_segment(segment)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT r.email, r.first_name, r.last_name, r.data FROM campaigns_recipient r "
+                       f"WHERE r.campaign_id = %(campaign_id)s AND {where} AND NOT EXISTS "
+                       "(SELECT 1 FROM campaigns_suppression s WHERE s.email = lower(r.email)) ORDER BY r.id LIMIT 1",
+                       {**params, "campaign_id": campaign_id})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    found = dict(zip(RECIPIENT_FIELDS, row))
+    if isinstance(found["data"], str):  # a raw cursor reads jsonb as text
+        found["data"] = json.loads(found["data"])
+    return found
