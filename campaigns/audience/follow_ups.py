@@ -25,6 +25,8 @@ from django.db import connection, transaction
 from django.db.models import TextChoices
 
 from campaigns.exceptions import CampaignError
+from campaigns.experiments import ab_tests
+from campaigns.message.rendering import find_tags
 from campaigns.models import Campaign, CampaignLink
 
 logger = logging.getLogger(__name__)
@@ -71,12 +73,15 @@ GROUP BY l.id
 """
 
 # One statement: the group is chosen once, its unsuppressed rows copied, the suppressed ones counted.
+# After an A/B test each copied recipient's data also holds the variant it got (its own for the test
+# share, the winner's for the rest) and that variant's subject: ab_variant and ab_subject.
 COPY_RECIPIENTS = """
 WITH chosen AS (
-    SELECT r.id, r.email, r.first_name, r.last_name, r.data, s.email IS NOT NULL AS suppressed
+    SELECT r.id, r.email, r.first_name, r.last_name, {data} AS data, s.email IS NOT NULL AS suppressed
     FROM campaigns_deliverylog d
     JOIN campaigns_recipient r ON r.id = d.recipient_id
     LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
+    {join}
     WHERE d.campaign_id = %(campaign)s AND {condition}
 ), copied AS (
     INSERT INTO campaigns_recipient (campaign_id, email, first_name, last_name, data)
@@ -85,6 +90,34 @@ WITH chosen AS (
 )
 SELECT (SELECT count(*) FROM copied), (SELECT count(*) FROM chosen WHERE suppressed)
 """
+
+
+PLAIN_COPY = {"data": "r.data", "join": ""}
+AB_COPY = {"data": "r.data || jsonb_strip_nulls(jsonb_build_object('ab_variant', v.letter, 'ab_subject', v.subject))",
+           "join": "LEFT JOIN campaigns_campaignvariant v ON v.id = coalesce(d.variant_id, %(winner)s)"}
+AB_SUBJECT_TAG = "{{ ab_subject }}"
+
+
+def after_ab_test(campaign: Campaign) -> dict:
+    """A follow-up of an A/B test's campaign: its fields in place of the campaign's ({} for another campaign).
+
+    The content is the winner's, which most recipients got (its subject, From name, HTML and text). The
+    subject is each recipient's own, {{ ab_subject }}, when no variant's subject has merge tags (a copied
+    subject cannot render them again); otherwise the winner's subject, for everyone."""
+    if not ab_tests.is_ab_test(campaign):
+        return {}
+    variants = list(campaign.variants.all())
+    if not variants:
+        return {}
+    fields = {}
+    if campaign.ab_winner_id is not None:
+        values = {"subject": campaign.subject, "from_email": campaign.from_email, "html_body": campaign.html_body,
+                  "text_body": campaign.text_body}
+        winner = ab_tests.with_variant(values, campaign.ab_winner_id)
+        fields = {name: winner[name] for name in values}
+    if not any(find_tags(variant.subject) for variant in variants):
+        fields["subject"] = AB_SUBJECT_TAG
+    return fields
 
 
 @dataclass(frozen=True)
@@ -142,10 +175,14 @@ def create_follow_up(campaign_id: int, segment: str, link_id: int | None = None,
         # Through the same pool; no segment: the group below is its whole audience.
         follow_up = campaign.duplicate(with_recipients=False, name=f"{campaign.name} — {what}"[:200],
                                        created_by=created_by, segment=None)
+        ab = after_ab_test(campaign)
         with connection.cursor() as cursor:
-            cursor.execute(COPY_RECIPIENTS.format(condition=CONDITIONS[segment]),
-                           {"campaign": campaign.pk, "follow_up": follow_up.pk, "link": link.pk if link else None})
+            cursor.execute(COPY_RECIPIENTS.format(condition=CONDITIONS[segment], **(AB_COPY if ab else PLAIN_COPY)),
+                           {"campaign": campaign.pk, "follow_up": follow_up.pk, "link": link.pk if link else None,
+                            "winner": campaign.ab_winner_id})
             copied, suppressed = cursor.fetchone()
+        if ab:
+            Campaign.objects.filter(pk=follow_up.pk).update(**ab)
         if not copied:
             # Nothing to send to: no draft is left behind (the transaction is rolled back).
             raise CampaignError(f"No recipients {what} in campaign {campaign.pk}"

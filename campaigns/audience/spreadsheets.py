@@ -5,7 +5,7 @@ import csv
 
 from django.utils import timezone
 
-from campaigns.models import DeliveryLog
+from campaigns.models import Campaign, DeliveryLog
 
 # A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -40,14 +40,24 @@ class _Echo:
         return value
 
 
+# Rows that were never handed to a provider: they got no variant.
+NOT_SENT = (DeliveryLog.Status.PENDING, DeliveryLog.Status.SKIPPED)
+
+
 def delivery_log_rows(campaign_id, status=None):
-    """The CSV lines of a campaign's delivery logs (of one STATUS when given), read over a server-side cursor."""
+    """The CSV lines of a campaign's delivery logs (of one STATUS when given), read over a server-side cursor.
+
+    The last column, `variant`, is the A/B variant the recipient got: its own for the test share, the
+    winner's for the rest once sent (empty without an A/B test, and for rows not sent)."""
     writer = csv.writer(_Echo())
-    yield writer.writerow([header for _, header in DELIVERY_LOG_COLUMNS])
+    yield writer.writerow([header for _, header in DELIVERY_LOG_COLUMNS] + ["variant"])
+    winner = (Campaign.objects.filter(pk=campaign_id).values_list("ab_winner__letter", flat=True).first()) or ""
     logs = DeliveryLog.objects.filter(campaign_id=campaign_id)
     if status:
         logs = logs.filter(status=status)
-    rows = (logs.order_by("id").values_list(*(field for field, _ in DELIVERY_LOG_COLUMNS))
+    rows = (logs.order_by("id").values_list(*(field for field, _ in DELIVERY_LOG_COLUMNS), "variant__letter")
             .iterator(chunk_size=CHUNK_SIZE))
-    for row in rows:
-        yield writer.writerow([spreadsheet_safe(value) for value in row])
+    status_at = [field for field, _ in DELIVERY_LOG_COLUMNS].index("status")
+    for *row, letter in rows:
+        got = letter or ("" if row[status_at] in NOT_SENT else winner)
+        yield writer.writerow([spreadsheet_safe(value) for value in row] + [got])

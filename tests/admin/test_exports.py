@@ -25,3 +25,20 @@ def test_csv_export_is_streamed_and_formula_safe(staff_client, campaign):
     assert rows[0]["last_error"] == "'=HYPERLINK(\"http://evil\")"
     assert (rows[1]["first_name"], rows[1]["last_name"], rows[1]["status"]) == ("'@SUM(1+1)", "'-2+3", "sent")
 
+
+
+@pytest.mark.django_db
+def test_the_export_says_which_ab_variant_each_recipient_got(staff_client, campaign):
+    from campaigns.models import Campaign, CampaignVariant
+
+    a = CampaignVariant.objects.create(campaign=campaign, letter="A", subject="A")
+    b = CampaignVariant.objects.create(campaign=campaign, letter="B", subject="B")
+    logs = add_logs(campaign, ["sent", "sent", "sent", "pending", "skipped"])
+    logs[0].variant, logs[1].variant = a, b
+    logs[0].save(), logs[1].save()
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_percent=40, ab_winner=b)
+    response = staff_client.get(reverse("admin:campaigns_campaign_export", args=[campaign.pk]))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    # The test share's own variant; the winner for the rest that was sent; none for rows not sent.
+    assert [(r["status"], r["variant"]) for r in rows] == [
+        ("sent", "A"), ("sent", "B"), ("sent", "B"), ("pending", ""), ("skipped", "")]

@@ -120,3 +120,37 @@ def test_a_follow_up_goes_through_the_original_campaigns_pool(start_worker, smtp
                                                                               "r4@example.com"]
     assert smtp_sink_server.recipients() == []
     assert set(DeliveryLog.objects.filter(campaign=made.campaign).values_list("provider", flat=True)) == {"pool-relay"}
+
+
+def ab_tested(subject_b="Your spring discount"):
+    """The engaged campaign as an A/B test: r0 and r1 tested A, r2 tested B, B won and went to the rest."""
+    from campaigns.models import CampaignVariant
+
+    campaign, ids = make_engaged_campaign(subject="Not sent: the variants' are")
+    a = CampaignVariant.objects.create(campaign=campaign, letter="A", subject="Spring is here")
+    b = CampaignVariant.objects.create(campaign=campaign, letter="B", subject=subject_b, from_name="Ana",
+                                       html_body='<p>B</p><a href="{{ unsubscribe_url }}">U</a>')
+    DeliveryLog.objects.filter(pk__in=[ids["r0"], ids["r1"]]).update(variant=a)
+    DeliveryLog.objects.filter(pk=ids["r2"]).update(variant=b)
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_percent=30, ab_winner=b)
+    campaign.refresh_from_db()
+    return campaign
+
+
+def test_a_follow_up_of_an_ab_test_uses_the_winners_content_and_each_recipients_own_subject():
+    campaign = ab_tested()
+    follow_up = follow_ups.create_follow_up(campaign.pk, S.OPENERS).campaign
+    assert follow_up.subject == "{{ ab_subject }}"
+    assert (follow_up.html_body, follow_up.from_email) == ('<p>B</p><a href="{{ unsubscribe_url }}">U</a>',
+                                                           "Ana <news@example.com>")
+    got = {r["email"]: (r["data"]["ab_variant"], r["data"]["ab_subject"], r["data"]["city"])
+           for r in follow_up.recipients.values("email", "data")}
+    assert got == {"r0@example.com": ("A", "Spring is here", "City0"), "r1@example.com": ("A", "Spring is here", "City1"),
+                   "r3@example.com": ("B", "Your spring discount", "City3")}  # r3 got the winner with the rest
+    follow_up.full_clean()  # {{ ab_subject }} is one of its merge tags
+
+
+def test_a_variant_subject_with_merge_tags_gives_everyone_the_winners_subject():
+    campaign = ab_tested(subject_b="Your discount, {{ first_name }}")
+    follow_up = follow_ups.create_follow_up(campaign.pk, S.OPENERS).campaign
+    assert follow_up.subject == "Your discount, {{ first_name }}"
