@@ -457,6 +457,11 @@ def preflight(campaign, on_chunk=lambda done: None, on_total=lambda total: None)
         if ab:
             for variant in ab["variants"]:
                 variant["rendered"] = scan.renders.get(f"variant {variant['letter']}", 0)
+            untested = [variant["letter"] for variant in ab["variants"] if not variant["recipients"]]
+            if untested:
+                findings.warning("ab_untested", f"The A/B test share ({ab['percent']} % of {scan.rendered:,}) is "
+                                 f"too small to test every variant: {', '.join(untested)} would be sent to nobody "
+                                 "in the test. Raise the share, or send to more recipients.", variants=untested)
             figures["ab_test"] = ab
         figures["estimate"] = estimate(campaign, scan.rendered, route, ab)
     return {"errors": findings.errors, "warnings": findings.warnings, "notes": findings.notes, "links": links,
