@@ -13,21 +13,23 @@ condition on a delivery log, `d` below (docs/follow-ups-and-ab-tests.md):
 
 Suppressed addresses are left out and counted. The recipients and their imported data are copied in
 one INSERT ... SELECT; the new campaign is a draft with the earlier one's content and sending pool
-(Campaign.duplicate) that staff edit before sending.
+(Campaign.duplicate) that staff edit before sending. After an A/B test, the winner's content, and each
+recipient's own subject ({{ ab_subject }}) with the variant it got (ab_variant): `after_ab_test`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from email.utils import formataddr, parseaddr
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import TextChoices
 
 from campaigns.exceptions import CampaignError
-from campaigns.experiments import ab_tests
 from campaigns.message.rendering import find_tags
-from campaigns.models import Campaign, CampaignLink
+from campaigns.models import Campaign, CampaignLink, CampaignVariant
 
 logger = logging.getLogger(__name__)
 
@@ -104,17 +106,22 @@ def after_ab_test(campaign: Campaign) -> dict:
     The content is the winner's, which most recipients got (its subject, From name, HTML and text). The
     subject is each recipient's own, {{ ab_subject }}, when no variant's subject has merge tags (a copied
     subject cannot render them again); otherwise the winner's subject, for everyone."""
-    if not ab_tests.is_ab_test(campaign):
+    if campaign.ab_test_percent <= 0:
         return {}
-    variants = list(campaign.variants.all())
+    variants = list(CampaignVariant.objects.filter(campaign=campaign))
     if not variants:
         return {}
     fields = {}
-    if campaign.ab_winner_id is not None:
-        values = {"subject": campaign.subject, "from_email": campaign.from_email, "html_body": campaign.html_body,
-                  "text_body": campaign.text_body}
-        winner = ab_tests.with_variant(values, campaign.ab_winner_id)
-        fields = {name: winner[name] for name in values}
+    winner = next((variant for variant in variants if variant.pk == campaign.ab_winner_id), None)
+    if winner is not None:  # as the senders resolve it (campaigns.experiments.ab_tests.with_variant)
+        fields["subject"] = winner.subject
+        if winner.html_body:
+            fields.update(html_body=winner.html_body, text_body=winner.text_body)
+        elif winner.text_body:
+            fields["text_body"] = winner.text_body
+        if winner.from_name:
+            address = parseaddr(campaign.from_email or settings.DEFAULT_FROM_EMAIL)[1]
+            fields["from_email"] = formataddr((winner.from_name, address))
     if not any(find_tags(variant.subject) for variant in variants):
         fields["subject"] = AB_SUBJECT_TAG
     return fields

@@ -3,6 +3,7 @@
 preflight, which renders every recipient's message before anything is sent.
 
 May import: the models, exceptions, campaigns.security; preflight also reads the audience's segments,
-the sending limits it estimates from and the DNS checks of campaigns.deliverability. `rendering` imports only the exceptions, because the models
+the sending limits and providers it estimates from (campaigns.sending), an A/B test's variants
+(campaigns.experiments) and the DNS checks of campaigns.deliverability. `rendering` imports only the exceptions, because the models
 use it.
 """

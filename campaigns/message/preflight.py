@@ -13,14 +13,20 @@ Findings:
   largest rendered message, with the tracking links when tracking is on);
 - the plain-text part: written or generated from the HTML, and its unsubscribe link;
 - the links in the content, listed;
-- the sender: From domain against ALLOWED_FROM_DOMAINS (error), with the SPF, DKIM and DMARC steps of
-  docs/sendgrid-and-sender-authentication.md; when the campaign sends through a pool, each of its
+- an A/B test: two to four variants (error), each rendered for every recipient and with its unsubscribe
+  link, and the plan: how many test each variant, the wait, the rest (a variant tested on nobody: warning);
+- the sender: From domain against ALLOWED_FROM_DOMAINS (error), with the SPF, DKIM and DMARC steps for the
+  kinds of provider it sends through (no SendGrid steps over SMTP); when the campaign sends through a pool, each of its
   accounts that may send the From domain has its DNS checked (campaigns.deliverability.dns_checks):
   what makes authentication fail is an error, the rest warnings, each with the record to publish. A
   campaign of the built-in default pool (the environment's SendGrid key or SMTP server, the local sink
   in development) is not looked up: a note says so;
 - the audience: no recipient (error), suppressed addresses (counted, skipped when sending);
-- the estimated duration and finish time, from the provider's rate limit and the audience's size.
+- the estimated duration and finish time: from the limits of the pool's accounts that may send the From
+  domain (the server's provider's rate for the default pool) and the audience's size, with an A/B test's
+  wait.
+
+Everything staff read here is in their words: no environment variable names, no repository paths.
 """
 
 import html
