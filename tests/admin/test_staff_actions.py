@@ -127,6 +127,20 @@ def test_send_test_email_refuses_bad_addresses(staff_client):
 
 
 @pytest.mark.django_db
+def test_send_test_email_with_the_data_of_a_chosen_recipient(staff_client, smtp_sink_server, no_sendgrid):
+    campaign = CampaignFactory(subject="Hello {{ first_name }}")
+    add_recipients(campaign, 2)
+    response = staff_client.post(action_url(campaign, "send_test_email"),
+                                 {"addresses": "a@example.com", "recipient": "nope"})
+    assert messages_of(response) == [("error", "Test email: Not an email address: nope.")]
+    response = staff_client.post(action_url(campaign, "send_test_email"),
+                                 {"addresses": "a@example.com", "recipient": "R0001@example.com"})
+    assert messages_of(response)[-1][1] == ("Test email sent to 1 of 1 addresses via smtp (the data of "
+                                            "r0001@example.com).")
+    assert [m["Subject"] for m in smtp_sink_server.messages()] == ["[TEST] Hello First1"]
+
+
+@pytest.mark.django_db
 def test_send_test_email_reaches_the_smtp_sink(staff_client, smtp_sink_server, no_sendgrid):
     campaign = CampaignFactory(subject="Hello {{ first_name }}")
     add_recipients(campaign, 1)
