@@ -165,6 +165,20 @@ def test_a_follow_up_is_made_for_a_group(api_client):
     assert api_client.post(f"/api/v1/campaigns/{campaign.pk}/follow-up/", {"group": "nope"}).status_code == 400
 
 
+def test_a_test_send_takes_the_recipient_whose_data_it_uses(api_client, smtp_sink_server, no_sendgrid):
+    campaign = CampaignFactory(subject="Hello {{ first_name }}")
+    add_recipients(campaign, 2)
+    url = f"/api/v1/campaigns/{campaign.pk}/test-send/"
+    answer = api_client.post(url, {"addresses": ["qa@example.com"], "recipient": "r0001@example.com"},
+                             content_type="application/json")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["message"] == "Test email sent to 1 of 1 addresses via smtp (the data of r0001@example.com)."
+    assert [m["Subject"] for m in smtp_sink_server.messages()] == ["[TEST] Hello First1"]
+    refused = api_client.post(url, {"addresses": ["qa@example.com"], "recipient": "nobody@example.com"},
+                              content_type="application/json")
+    assert refused.status_code >= 400 and "is not a recipient of this campaign" in refused.json()["message"]
+
+
 def test_schedule_reads_its_time_and_records_who_scheduled(api_client):
     campaign = CampaignFactory()
     add_recipients(campaign, 1)
