@@ -332,6 +332,10 @@ def estimate(campaign, to_send, route, ab=None):
     return {**answer, "seconds": seconds, "finish": finish.isoformat(), "text": text}
 
 
+def _people(count, one, many):
+    return one if count == 1 else many
+
+
 def _duration(seconds):
     if seconds < 90:
         return f"{seconds} s"
@@ -446,7 +450,8 @@ def preflight(campaign, on_chunk=lambda done: None, on_total=lambda total: None)
         scan_recipients(campaign, scan, on_chunk)
         for tag, found in scan.missing.items():
             if found["count"]:
-                findings.warning("missing_value", f"{found['count']} recipients have no value for "
+                who = _people(found["count"], "recipient has", "recipients have")
+                findings.warning("missing_value", f"{found['count']} {who} no value for "
                                  f"{{{{ {tag} }}}}, which has no default: they get nothing in its place. "
                                  f'Add one, e.g. {{{{ {tag}|default:"…" }}}}.', tag=tag, **found)
         if scan.over_clip:
@@ -456,7 +461,8 @@ def preflight(campaign, on_chunk=lambda done: None, on_total=lambda total: None)
         figures.update(rendered=scan.rendered, suppressed=scan.suppressed, largest_html_bytes=scan.largest_html,
                        largest_html_example=scan.largest_example, clip_bytes=GMAIL_CLIP_BYTES)
         if scan.suppressed:
-            findings.note("suppressed", f"{scan.suppressed} addresses of the audience are suppressed "
+            findings.note("suppressed", f"{scan.suppressed} {_people(scan.suppressed, 'address', 'addresses')} of "
+                                        f"the audience {_people(scan.suppressed, 'is', 'are')} suppressed "
                                         "(unsubscribed, bounced, complained or added by staff): they are skipped.",
                           count=scan.suppressed)
         ab = ab_plan(campaign, contents, scan.rendered)

@@ -68,10 +68,10 @@ def test_preflight_of_an_ab_test_on_a_pool_then_test_emails(page, live_server, s
         listed = page.locator(f"#preflight-{kind} > li")
         count = int(heading.inner_text().split(": ")[1])
         expect(listed).to_have_count(max(count, 1))  # "None." when there are none
-    expect(page.locator("#preflight-warnings")).to_contain_text("1 recipients have no value for {{ first_name }}")
+    expect(page.locator("#preflight-warnings")).to_contain_text("1 recipient has no value for {{ first_name }}")
     expect(page.locator("#preflight-warnings")).to_contain_text(
         "The A/B test share (40 % of 3) is too small to test every variant: B would be sent to nobody")
-    expect(page.locator("#preflight-notes")).to_contain_text("1 addresses of the audience are suppressed")
+    expect(page.locator("#preflight-notes")).to_contain_text("1 address of the audience is suppressed")
     text = page.locator("#content-main").inner_text()
     for meant_for_ops in ("ALLOWED_FROM_DOMAINS", "EMAIL_HOST", "docs/", "SendGrid", ".md", "no rate limit"):
         assert meant_for_ops not in text
