@@ -41,6 +41,12 @@ def create(user, campaign: Campaign, segment, link=None):
     made = follow_ups.create_follow_up(campaign.pk, segment, link_id=link, created_by=user)
     left_out = f" {made.suppressed} suppressed address{'es' * (made.suppressed != 1)} left out." \
         if made.suppressed else ""
+    after_ab = ""
+    if made.campaign.subject == follow_ups.AB_SUBJECT_TAG:
+        after_ab = (" After the A/B test its subject is each recipient's own ({{ ab_subject }}), and its content "
+                    "the winner's.")
+    elif campaign.ab_test_percent > 0 and campaign.ab_winner_id is not None:
+        after_ab = " After the A/B test its subject and content are the winner's."
     return done(f"Follow-up draft “{made.campaign.name}” created with {made.recipients} "
-                f"recipient{'s' * (made.recipients != 1)}.{left_out} Edit its content, then send it.",
+                f"recipient{'s' * (made.recipients != 1)}.{left_out}{after_ab} Edit its content, then send it.",
                 url=change_url(made.campaign.pk))

@@ -45,6 +45,16 @@ def test_creating_a_follow_up_lands_on_the_new_draft_with_the_counts_said(staff_
     assert "created with 2 recipients. 1 suppressed address left out." in message
 
 
+def test_a_follow_up_after_an_ab_test_says_whose_subject_it_has(staff_client):
+    from tests.audience.test_follow_ups import ab_tested
+
+    campaign = ab_tested()
+    response = staff_client.post(follow_up_url(campaign), {"segment": "openers"})
+    [message] = [str(m) for m in get_messages(response.wsgi_request)]
+    assert ("After the A/B test its subject is each recipient's own ({{ ab_subject }}), and its content the "
+            "winner's.") in message
+
+
 def test_the_clickers_of_a_link_and_a_missing_link(staff_client):
     campaign, _ = make_engaged_campaign()
     link = CampaignLink.objects.get(campaign=campaign, url=LINK_A)
