@@ -28,7 +28,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from campaigns.exceptions import ProviderRefused
-from campaigns.models import SendingAccount
+from campaigns.models import SendingAccount, quoted_name
 from campaigns.security.logsafe import excerpt
 from campaigns.sending.providers.sendgrid import _error_messages
 from campaigns.sending.routing import provider_for
@@ -66,7 +66,9 @@ def request_checks(account_ids, user_id=None) -> CheckRequests:
             continue
         queued.append(name)
         logger.info("Connection check of sending account %s asked for by user %s", account_id, user_id)
-        transaction.on_commit(lambda account_id=account_id: current_app.send_task(CHECK_TASK, args=[account_id]))
+        label = f"account {account_id} {quoted_name(name)}"
+        transaction.on_commit(lambda account_id=account_id, label=label: current_app.send_task(
+            CHECK_TASK, kwargs={"account_id": account_id}, argsrepr=label))
     return CheckRequests(queued, busy)
 
 
