@@ -448,6 +448,9 @@ class RecipientImport(BackgroundRun):
     invalid = models.PositiveIntegerField(default=0)
     suppressed = models.PositiveIntegerField(default=0)
     rejected_file = models.FileField(upload_to="imports/rejected/%Y/%m/", blank=True)
+    # The merge tags the file's columns give its recipients, and those of them the campaign had not before.
+    merge_tags = models.JSONField(default=list, blank=True, editable=False)
+    new_merge_tags = models.JSONField(default=list, blank=True, editable=False)
 
     def __str__(self):
         return f"{self.original_name} → {self.campaign}"
