@@ -86,6 +86,7 @@ class SendingAccountForm(forms.ModelForm):
                   "dkim_domain", "dkim_selector", "bounce_domain", "bounce_mailbox", "bounce_host", "bounce_port", "bounce_security",
                   "bounce_username", "new_bounce_password", "bounce_folder", "bounce_after_read", "bounce_move_to")
         widgets = {"from_domains": forms.Textarea(attrs={"rows": 3, "cols": 40})}
+        labels = {"api_host": "API host"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
