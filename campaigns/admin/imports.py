@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.http import FileResponse, Http404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -164,7 +164,15 @@ def import_status(record: RecipientImport, can_export: bool) -> dict:
 
 
 class RecipientImportAdmin(LedgerAdmin):
-    list_display = ("original_name", "campaign", "status", "imported", "invalid", "created_at")
+    list_display = ("original_name", "campaign", "status", "imported_count", "invalid_count", "created_at")
+
+    @admin.display(description="Imported", ordering="imported")
+    def imported_count(self, record):
+        return f"{record.imported:,}"
+
+    @admin.display(description="Invalid", ordering="invalid")
+    def invalid_count(self, record):
+        return f"{record.invalid:,}"
     list_filter = ("status",)
     search_fields = ("original_name",)
     raw_id_fields = ("campaign",)

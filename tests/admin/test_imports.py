@@ -128,6 +128,14 @@ def test_the_report_lists_the_new_merge_tags_the_files_columns_made(staff_client
 
 
 @pytest.mark.django_db
+def test_the_imports_list_writes_its_figures_with_separators(staff_client):
+    RecipientImport.objects.create(campaign=CampaignFactory(), original_name="crm.csv", file="imports/crm.csv",
+                                   status="succeeded", imported=49_200, invalid=1_250)
+    page = staff_client.get(reverse("admin:campaigns_recipientimport_changelist")).content.decode()
+    assert "49,200" in page and "1,250" in page
+
+
+@pytest.mark.django_db
 def test_upload_page_shows_the_limits(staff_client, settings):
     settings.IMPORT_MAX_UPLOAD_MB = 42
     page = staff_client.get(import_url(CampaignFactory())).content.decode()
