@@ -41,6 +41,11 @@ class ImportRefused(Exception):
     """The recipient file (or the campaign) cannot be imported; the message is one sentence meant for staff."""
 
 
+class ImportFailed(Exception):
+    """An import's run failed and its RecipientImport already says why: raised out of the Celery task so that
+    the task is a FAILURE in Flower, not a success whose result holds an error (never retried)."""
+
+
 class SuppressionImportError(ValueError):
     """The suppression file cannot be imported; the message says why, and nothing was changed."""
 

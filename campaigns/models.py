@@ -26,6 +26,7 @@ from campaigns.message.rendering import (
 )
 from campaigns.security.destinations import api_host_refusal, plaintext_auth_refusal
 from campaigns.security.encryption import EncryptedTextField
+from campaigns.security.logsafe import escape
 
 # SendGrid accepts at most this many personalizations in one request.
 MAX_BATCH_SIZE = 1000
@@ -447,6 +448,9 @@ class RecipientImport(BackgroundRun):
     invalid = models.PositiveIntegerField(default=0)
     suppressed = models.PositiveIntegerField(default=0)
     rejected_file = models.FileField(upload_to="imports/rejected/%Y/%m/", blank=True)
+    # The merge tags the file's columns give its recipients, and those of them the campaign had not before.
+    merge_tags = models.JSONField(default=list, blank=True, editable=False)
+    new_merge_tags = models.JSONField(default=list, blank=True, editable=False)
 
     def __str__(self):
         return f"{self.original_name} → {self.campaign}"
@@ -988,3 +992,22 @@ class DomainHold(models.Model):
 
     def __str__(self):
         return f"campaign {self.campaign_id}: {self.group} held until {self.until}"
+
+
+# --- how tasks name what they work on (Flower, the worker log) ----------------------------------------------
+
+TASK_LABEL_NAME_CHARS = 60
+
+
+def quoted_name(name) -> str:
+    """«NAME» as a task's label shows it: one line (control characters escaped), at most 60 characters."""
+    name = escape(" ".join(str(name or "").split()))
+    return f"«{name if len(name) <= TASK_LABEL_NAME_CHARS else name[:TASK_LABEL_NAME_CHARS - 1] + '…'}»"
+
+
+def campaign_label(campaign_id, name=None) -> str:
+    """`campaign 2 «Spring sale»`: how a queued task names its campaign in Flower (the task's argsrepr).
+    Ids and the campaign's name, never an address. NAME: the campaign's name, looked up when not given."""
+    if name is None:
+        name = Campaign.objects.filter(pk=campaign_id).values_list("name", flat=True).first() or ""
+    return f"campaign {campaign_id} {quoted_name(name)}"

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.exceptions import IllegalTransition
-from campaigns.models import Campaign
+from campaigns.models import Campaign, campaign_label
 from campaigns.webhooks import events as webhook_events
 
 S = Campaign.Status
@@ -76,7 +76,9 @@ def transition(campaign_id, name, where=None, **fields):
     # Its outbound webhook event (in the caller's transaction), and the completion report once it commits.
     webhook_events.record_transition(campaign_id, name)
     if spec.target in REPORTED:
-        transaction.on_commit(lambda: current_app.send_task(REPORT_TASK, args=[campaign_id]))
+        label = campaign_label(campaign_id)
+        transaction.on_commit(lambda: current_app.send_task(
+            REPORT_TASK, kwargs={"campaign_id": campaign_id}, argsrepr=label))
     return spec.target
 
 

@@ -10,7 +10,7 @@ webhooks, whose receivers may be slow or down, so that they never delay sending.
 import os
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import beat_init, task_prerun
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer_project.settings")
@@ -57,6 +57,14 @@ app.conf.update(
 )
 
 app.autodiscover_tasks()
+
+
+@beat_init.connect
+def beat_queues_without_task_sent_events(sender=None, **kwargs):
+    """Beat's own process queues the periodic tasks without a task-sent event: each shows in Flower once a
+    worker receives it, and the sweep and the heartbeat, which send no events (campaigns/tasks/scheduler.py),
+    never show at all, rather than being most of the task history."""
+    sender.app.conf.task_send_sent_event = False
 
 
 @task_prerun.connect

@@ -2,13 +2,17 @@
 
 CampaignAdmin serves the pages (under the campaign's URLs). The upload is stored as a RecipientImport
 and imported by a Celery task once the row is committed; the status page polls a JSON endpoint.
+
+A campaign that takes no recipients (sending has started or ended) shows why in place of the upload form,
+never only after the upload. Figures are written with thousands separators ("49,200"); the progress line
+comes from here (`progress_line`), for the page and its polling alike.
 """
 
 from pathlib import Path
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.http import FileResponse, Http404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -57,10 +61,20 @@ class RecipientImportForm(forms.Form):
         return upload
 
 
+def refusal(campaign) -> str:
+    """Why CAMPAIGN takes no recipients now, for staff; "" when it does."""
+    if campaign.status in IMPORTABLE_STATUSES:
+        return ""
+    return (f"Recipients cannot be added to this campaign: it is {campaign.get_status_display().lower()}. "
+            f"Only a draft or scheduled campaign takes new recipients, so that everyone it mails gets the same "
+            f"message.")
+
+
 def upload_form(request, campaign) -> RecipientImportForm:
     """The form, bound to the upload once there is one. An oversized upload is refused from its declared
-    length, before Django reads the body: the form comes back empty, with the reason as a message."""
-    if request.method != "POST":
+    length, before Django reads the body: the form comes back empty, with the reason as a message. So is
+    an upload to a campaign that takes none: its page says why, in place of the form."""
+    if request.method != "POST" or refusal(campaign):
         return RecipientImportForm(campaign=campaign)
     if int(request.META.get("CONTENT_LENGTH") or 0) > upload_limit_bytes() + 2**20:
         messages.error(request, f"The file is larger than the {settings.IMPORT_MAX_UPLOAD_MB} MB limit.")
@@ -75,6 +89,7 @@ def upload_page(request, admin_context, campaign, form):
         "opts": Campaign._meta,
         "campaign": campaign,
         "form": form,
+        "refusal": refusal(campaign),
         "max_upload_mb": settings.IMPORT_MAX_UPLOAD_MB,
         "max_rows": settings.IMPORT_MAX_ROWS,
         "recent_imports": campaign.imports.all()[:10],
@@ -111,6 +126,17 @@ def rejected_rows_csv(record):
                         filename=f"rejected-rows-{Path(record.original_name).stem}.csv")
 
 
+def progress_line(record: RecipientImport) -> str:
+    """What the progress bar's line says: queued, opening the file, or how far it has read."""
+    if record.status == RecipientImport.Status.QUEUED:
+        return "Queued: waiting for an import worker"
+    if record.status == RecipientImport.Status.RUNNING and not record.rows_estimated and not record.rows_done:
+        return "Opening the file…"
+    if record.status in FINISHED:
+        return f"{record.rows_done:,} rows read"
+    return f"{record.rows_done:,} of about {max(record.rows_estimated, record.rows_done):,} rows read"
+
+
 def import_status(record: RecipientImport, can_export: bool) -> dict:
     """The import's progress and figures; the rejected rows' link only for staff who may export them."""
     estimated = max(record.rows_estimated, record.rows_done, 1)
@@ -121,6 +147,9 @@ def import_status(record: RecipientImport, can_export: bool) -> dict:
         "finished": finished,
         "rows_done": record.rows_done,
         "rows_estimated": record.rows_estimated,
+        "progress_line": progress_line(record),
+        "merge_tags": record.merge_tags,
+        "new_merge_tags": record.new_merge_tags,
         "percent": 100 if finished else min(99, int(100 * record.rows_done / estimated)),
         "rows": record.total_rows,
         "imported": record.imported,
@@ -135,7 +164,15 @@ def import_status(record: RecipientImport, can_export: bool) -> dict:
 
 
 class RecipientImportAdmin(LedgerAdmin):
-    list_display = ("original_name", "campaign", "status", "imported", "invalid", "created_at")
+    list_display = ("original_name", "campaign", "status", "imported_count", "invalid_count", "created_at")
+
+    @admin.display(description="Imported", ordering="imported")
+    def imported_count(self, record):
+        return f"{record.imported:,}"
+
+    @admin.display(description="Invalid", ordering="invalid")
+    def invalid_count(self, record):
+        return f"{record.invalid:,}"
     list_filter = ("status",)
     search_fields = ("original_name",)
     raw_id_fields = ("campaign",)

@@ -5,7 +5,14 @@ says whether one is stored, and leaving the field empty keeps it. It is encrypte
 saved (campaigns.security.encryption) and appears in no page and no log line. "Test connection" checks the
 selected accounts without sending anything, on a worker (campaigns.sending.account_check); only staff who
 may change accounts may run it, since it logs in with the stored secret. The result is shown on the
-account's page ("Last check").
+account's page ("Last check"; a failed one also under "Last error", with its time, which a check that works
+clears).
+
+The form follows the account's kind: SMTP and Amazon SES show the server, its login, DKIM and the bounce
+mailbox; SendGrid shows the API key and host (campaigns/static/campaigns/admin/sending_account.js shows and
+hides them, from the lists below). The server ignores the fields the chosen kind does not use: they are
+neither required nor checked, so a value left in a hidden field never refuses the form. "Disabled reason" is
+written by sending (authentication refused), shown read-only, and cleared when staff enable the account again.
 
 DKIM: "Generate key" (a button on the account page, and an action; the change permission) makes and
 stores a key and shows the TXT record to publish (campaigns.deliverability.dkim). "Check DNS" (a page of
@@ -35,6 +42,31 @@ from campaigns.security.destinations import DESTINATION_FIELDS
 from campaigns.sending import account_check, routing
 
 
+SMTP_KINDS = (SendingAccount.Kind.SMTP, SendingAccount.Kind.SES_SMTP)
+# The fields (and read-only rows) only some kinds use; every other field applies to every kind.
+SMTP_ONLY = ("host", "port", "security", "username", "dkim_domain", "dkim_selector", "bounce_domain",
+             "bounce_mailbox", "bounce_host", "bounce_port", "bounce_security", "bounce_username",
+             "new_bounce_password", "bounce_folder", "bounce_after_read", "bounce_move_to")
+SMTP_ONLY_ROWS = ("dkim_panel", "bounce_last_polled_at", "bounce_last_error")
+SENDGRID_ONLY = ("api_host",)
+# An ignored field keeps the account's value, except these, which would contradict a SendGrid account
+# (it reports bounces through its Event Webhook).
+CLEARED_WHEN_IGNORED = {"bounce_mailbox": "", "bounce_domain": ""}
+SECRET_LABELS = {SendingAccount.Kind.SMTP: "Password", SendingAccount.Kind.SES_SMTP: "SMTP password",
+                 SendingAccount.Kind.SENDGRID: "API key"}
+
+
+def ignored_fields(kind) -> tuple:
+    """The form fields an account of KIND does not use."""
+    return SENDGRID_ONLY if kind in SMTP_KINDS else SMTP_ONLY
+
+
+def kind_fields() -> dict:
+    """For the page's script: per kind, the rows to hide and the secret's label."""
+    return {kind: {"hide": list(ignored_fields(kind)) + ([] if kind in SMTP_KINDS else list(SMTP_ONLY_ROWS)),
+                   "secret_label": SECRET_LABELS[kind]} for kind in SendingAccount.Kind.values}
+
+
 class SendingAccountForm(forms.ModelForm):
     new_secret = forms.CharField(
         label="Password or API key", required=False, strip=False,
@@ -51,9 +83,10 @@ class SendingAccountForm(forms.ModelForm):
         model = SendingAccount
         fields = ("name", "kind", "host", "port", "security", "username", "new_secret", "api_host", "from_domains",
                   "per_second", "per_minute", "per_hour", "per_day", "day_window", "weight", "enabled",
-                  "disabled_reason", "dkim_domain", "dkim_selector", "bounce_domain", "bounce_mailbox", "bounce_host", "bounce_port", "bounce_security",
+                  "dkim_domain", "dkim_selector", "bounce_domain", "bounce_mailbox", "bounce_host", "bounce_port", "bounce_security",
                   "bounce_username", "new_bounce_password", "bounce_folder", "bounce_after_read", "bounce_move_to")
         widgets = {"from_domains": forms.Textarea(attrs={"rows": 3, "cols": 40})}
+        labels = {"api_host": "API host"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -66,6 +99,15 @@ class SendingAccountForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        ignored = [name for name in ignored_fields(cleaned.get("kind")) if name in self.fields]
+        for name in ignored:  # not used by this kind: neither checked nor changed
+            self._errors.pop(name, None)
+            if name in CLEARED_WHEN_IGNORED:
+                cleaned[name] = CLEARED_WHEN_IGNORED[name]
+            elif not name.startswith("new_"):
+                cleaned[name] = getattr(self.instance, name)
+            else:
+                cleaned[name] = ""
         secret = cleaned.get("new_secret")
         if secret and not encryption.is_configured():
             self.add_error("new_secret", "Set FIELD_ENCRYPTION_KEY first: it encrypts this secret in the database "
@@ -80,7 +122,8 @@ class SendingAccountForm(forms.ModelForm):
         if (cleaned.get("kind") == SendingAccount.Kind.SENDGRID and not secret
                 and not (self.instance.pk and self.instance.secret)):
             self.add_error("new_secret", "A SendGrid account needs its API key.")
-        moved = [self.fields[name].label for name in DESTINATION_FIELDS if name in self.changed_data]
+        moved = [self.fields[name].label for name in DESTINATION_FIELDS
+                 if name in self.changed_data and name not in ignored]
         if moved and not secret and self.instance.pk and self.instance.secret:
             # The stored secret was entered for the old server: never send it to the new one unasked.
             self.add_error("new_secret", f"You changed where this account connects ({', '.join(moved)}): type the "
@@ -110,7 +153,8 @@ class SendingAccountAdmin(admin.ModelAdmin):
     search_fields = ("name", "host", "username", "from_domains")
     actions = ("test_connection", "generate_dkim_key")
     change_form_template = "admin/campaigns/sendingaccount/change_form.html"
-    readonly_fields = ("usage_panel", "last_error", "last_error_at", "last_check", "bounce_last_polled_at",
+    readonly_fields = ("disabled_reason", "usage_panel", "last_error", "last_error_at", "last_check",
+                       "bounce_last_polled_at",
                        "bounce_last_error", "complaint_panel", "dkim_panel",
                        "bulk_sender_panel")
     fieldsets = (
@@ -136,9 +180,14 @@ class SendingAccountAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["campaigns/admin/campaign.css"]}  # the sends chart
+        js = ["campaigns/admin/sending_account.js"]  # the fields follow the kind
 
     def get_fieldsets(self, request, obj=None):
-        return self.fieldsets if obj is not None else self.fieldsets[:-1]
+        if obj is not None:
+            return self.fieldsets
+        # Add: no usage yet, and no disabled reason (only sending writes one).
+        first = (None, {"fields": tuple(f for f in self.fieldsets[0][1]["fields"] if f != "disabled_reason")})
+        return (first, *self.fieldsets[1:-1])
 
     @admin.display(description="Limits")
     def limits_summary(self, account):
@@ -280,6 +329,7 @@ class SendingAccountAdmin(admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_test_connection"] = obj is not None and self.has_test_connection_permission(request, obj)
+        context["kind_fields"] = kind_fields()
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self):

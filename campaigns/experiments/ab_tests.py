@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from campaigns import states
 from campaigns.exceptions import CampaignError
-from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch
+from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch, campaign_label
 from campaigns.sending.dispatch import queue_batches
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,9 @@ def start_wait(campaign):
     """At the start (inside its transaction): record when the test ends and queue the winner's send then."""
     ends_at = timezone.now() + campaign.ab_wait
     Campaign.objects.filter(pk=campaign.pk).update(ab_test_ends_at=ends_at)
-    transaction.on_commit(lambda: current_app.send_task(SEND_WINNER_TASK, args=[campaign.pk], eta=ends_at))
+    label = campaign_label(campaign.pk, campaign.name)
+    transaction.on_commit(lambda: current_app.send_task(SEND_WINNER_TASK, kwargs={"campaign_id": campaign.pk},
+                                                        eta=ends_at, argsrepr=label))
 
 
 def with_variant(campaign, variant_id):

@@ -47,7 +47,7 @@ from campaigns.exceptions import MergeTagError
 from campaigns.experiments import ab_tests
 from campaigns.message import click_tracking
 from campaigns.message.rendering import LINK_TAGS, compile_campaign, find_tags, recipient_context, validate_merge_tags
-from campaigns.models import Campaign, PreflightRun
+from campaigns.models import Campaign, PreflightRun, campaign_label
 from campaigns.sending import chain, ratelimit, routing
 
 logger = logging.getLogger(__name__)
@@ -516,7 +516,9 @@ def start_preflight(campaign, user=None):
             return pending
         run = PreflightRun.objects.create(campaign=campaign, created_by=user, rows_total=campaign.total_recipients,
                                           campaign_updated_at=campaign.updated_at)
-        transaction.on_commit(lambda: current_app.send_task(PREFLIGHT_TASK, args=[run.pk]))
+        label = f"preflight {run.pk} of {campaign_label(campaign.pk, campaign.name)}"
+        transaction.on_commit(lambda: current_app.send_task(PREFLIGHT_TASK, kwargs={"preflight_run_id": run.pk},
+                                                            argsrepr=label))
     return run
 
 

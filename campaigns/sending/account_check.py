@@ -9,7 +9,8 @@
 Staff ask for a check in the admin (`request_checks`); it runs on the scheduler worker (`run_check`),
 never in the web request: a check can wait 30 s for an unreachable host, and a dozen of those would
 hold every web thread. One check at a time per account: asking again while one is queued or running
-says so and queues nothing (a conditional update of `check_requested_at`).
+says so and queues nothing (a conditional update of `check_requested_at`). A failed check is recorded as
+the account's "Last error" (with its time); a check that works clears it.
 """
 
 import datetime as dt
@@ -28,7 +29,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from campaigns.exceptions import ProviderRefused
-from campaigns.models import SendingAccount
+from campaigns.models import SendingAccount, quoted_name
 from campaigns.security.logsafe import excerpt
 from campaigns.sending.providers.sendgrid import _error_messages
 from campaigns.sending.routing import provider_for
@@ -66,7 +67,9 @@ def request_checks(account_ids, user_id=None) -> CheckRequests:
             continue
         queued.append(name)
         logger.info("Connection check of sending account %s asked for by user %s", account_id, user_id)
-        transaction.on_commit(lambda account_id=account_id: current_app.send_task(CHECK_TASK, args=[account_id]))
+        label = f"account {account_id} {quoted_name(name)}"
+        transaction.on_commit(lambda account_id=account_id, label=label: current_app.send_task(
+            CHECK_TASK, kwargs={"account_id": account_id}, argsrepr=label))
     return CheckRequests(queued, busy)
 
 
@@ -80,9 +83,13 @@ def run_check(account_id) -> bool | None:
     except Exception as error:  # an unexpected failure is a result too, and must free the account
         result = CheckResult(False, f"{account.name}: the check failed: {type(error).__name__}")
         logger.exception("Connection check of sending account %s failed", account_id)
+    now = timezone.now()
+    # A failed check is the account's last error too, with its time; one that works clears it.
+    error = {"last_error": "", "last_error_at": None} if result.worked else {
+        "last_error": f"Test connection failed: {result.message}", "last_error_at": now}
     SendingAccount.objects.filter(pk=account_id).update(
-        check_requested_at=None, last_check_at=timezone.now(), last_check_worked=result.worked,
-        last_check_message=result.message)
+        check_requested_at=None, last_check_at=now, last_check_worked=result.worked,
+        last_check_message=result.message, **error)
     logger.info("Connection check of sending account %s: %s", account_id, "worked" if result.worked else "failed")
     return result.worked
 

@@ -9,22 +9,34 @@ from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 
-from campaigns.models import Campaign, SendingAccount
+from campaigns.models import Campaign, SendingAccount, campaign_label
 
 SEND_BATCH_TASK = "campaigns.tasks.senders.send_batch"
 START_TASK = "campaigns.tasks.scheduler.start_campaign"
 
 
 def enqueue_start(campaign_id, eta=None):
-    transaction.on_commit(lambda: current_app.send_task(START_TASK, args=[campaign_id], eta=eta))
+    label = campaign_label(campaign_id)
+    transaction.on_commit(lambda: current_app.send_task(START_TASK, kwargs={"campaign_id": campaign_id}, eta=eta,
+                                                        argsrepr=label))
 
 
-def dispatch_batches(campaign_id, batch_numbers, countdown=None):
+def batch_label(campaign_id, number, waiting="", name=None):
+    """What Flower shows as a send_batch's arguments: `campaign 2 «Spring sale», batch 35`, and why it
+    was queued again when it waits (`waiting for the rate limit of relay-1 until 12:13:05 UTC`)."""
+    return f"{campaign_label(campaign_id, name)}, batch {number}" + (f", {waiting}" if waiting else "")
+
+
+def dispatch_batches(campaign_id, batch_numbers, countdown=None, waiting=""):
+    """Queue the batches' tasks once the transaction commits; WAITING: why they wait COUNTDOWN seconds
+    first (shown with the task in Flower)."""
     numbers = sorted(set(batch_numbers))
+    name = Campaign.objects.filter(pk=campaign_id).values_list("name", flat=True).first() if numbers else None
 
     def send():
         for number in numbers:
-            current_app.send_task(SEND_BATCH_TASK, args=[campaign_id, number], countdown=countdown)
+            current_app.send_task(SEND_BATCH_TASK, kwargs={"campaign_id": campaign_id, "batch_number": number},
+                                  countdown=countdown, argsrepr=batch_label(campaign_id, number, waiting, name or ""))
 
     if numbers:
         transaction.on_commit(send)

@@ -316,6 +316,7 @@ class BatchReport:
     retrying: int = 0
     provider: str = ""
     retry_in: int | None = None
+    waiting: str = ""  # why the batch was queued again to wait (a rate limit, a quota), for Flower
 
 
 _compiled_cache = {}
@@ -414,7 +415,8 @@ def send_batch(campaign_id, batch_number):
             try:
                 with transaction.atomic():
                     released = ledger.release_unstarted()
-                    dispatch_batches(campaign_id, [batch_number], countdown=retry_delay(batch_attempts))
+                    dispatch_batches(campaign_id, [batch_number], countdown=retry_delay(batch_attempts),
+                                     waiting="queued again after an error")
                 logger.warning("Campaign %s batch %s stopped by an error: %s rows back to pending",
                                campaign_id, batch_number, released)
             except Exception:  # e.g. the database is gone too: the sweep recovers the batch after the lease
@@ -448,13 +450,15 @@ def send_batch(campaign_id, batch_number):
                                                           "status": str(status),
                                                           "more": not stopping}).fetchone()
         if finished and status == B.QUEUED and not quota_wait:
-            dispatch_batches(campaign_id, [batch_number], countdown=report.retry_in)
+            dispatch_batches(campaign_id, [batch_number], countdown=report.retry_in,
+                             waiting=f"again in {report.retry_in} s for rows that retry or wait for their domain group")
         if following is not None:
             dispatch_batches(campaign_id, [following])
         if quota_wait and finished:
             # In the batch's own end, so that no sweep sees it ended without its wait noted.
             routing.wait_for_quota(campaign_id, batch_number, provider_problem.until,
-                                   rate_only=isinstance(provider_problem, RateWaitTooLong))
+                                   rate_only=isinstance(provider_problem, RateWaitTooLong), reason=provider_problem)
+            report.waiting = routing.waiting_label(provider_problem, provider_problem.until)
     if quota_wait:
         return report
     if provider_problem is not None:

@@ -134,8 +134,8 @@ class PoolSend:
         self.remaining = list(batch.messages)
         self.settled = {}
         self.errors = []
-        # (when, by_rate): when each account at a limit has room again (epoch seconds), and whether only its
-        # per-second rate holds it (a second or so) rather than a quota window
+        # (when, by_rate, name): when each account at a limit has room again (epoch seconds), whether only its
+        # per-second rate holds it (a second or so) rather than a quota window, and the account's name
         self.free_at = []
         self.last_account = ""
 
@@ -156,7 +156,7 @@ class PoolSend:
             ranked = sorted(candidates, key=lambda a: rank(a, looks[a.pk]), reverse=True)
             account = ranked[0]
             if looks[account.pk].room == 0:  # every candidate is at a limit
-                self.free_at += [(looks[a.pk].free_at, False) for a in ranked]
+                self.free_at += [(looks[a.pk].free_at, False, a.name) for a in ranked]
                 break
             if not self.through(account):
                 tried.add(account.pk)
@@ -173,7 +173,7 @@ class PoolSend:
             wanted = min(wanted, account.per_second * per_call)
         answer = quota.reserve(wanted)
         if not answer.granted:
-            self.free_at.append((answer.free_at, False))
+            self.free_at.append((answer.free_at, False, account.name))
             return False
         part, rest = self.remaining[:answer.granted], self.remaining[answer.granted:]
         ledger = AccountLedger(self.batch.ledger, account.pk, self.batch.campaign_id)
@@ -198,13 +198,13 @@ class PoolSend:
         if isinstance(error, QuotaExhausted):
             # Its per-second rate would keep the batch waiting too long (ratelimit.RateWaitBudget):
             # the next account may take the rest, else the batch waits in the queue, not its worker.
-            self.free_at.append((error.until.timestamp(), isinstance(error, RateWaitTooLong)))
+            self.free_at.append((error.until.timestamp(), isinstance(error, RateWaitTooLong), account.name))
             return False
         if error is not None:
             self.account_failed(account, error)
             return False
         if answer.room == 0:  # this batch filled the account: when does it have room again?
-            self.free_at.append((quota.look().free_at, False))
+            self.free_at.append((quota.look().free_at, False, account.name))
             return False
         return True
 
@@ -243,17 +243,19 @@ class PoolSend:
         if not self.remaining:
             order = {m.delivery_id: i for i, m in enumerate(self.batch.messages)}
             return self.last_account, sorted(results, key=lambda r: order[r.delivery_id])
-        free = sorted((at, by_rate) for at, by_rate in self.free_at if at)
+        free = sorted(entry for entry in self.free_at if entry[0])
         if self.free_at:
             until = datetime.fromtimestamp(free[0][0], dt_timezone.utc) if free else timezone.now() + timedelta(
                 seconds=60)
             # The account that frees first waits only for its rate (the others may be at a day cap): the
             # batch waits that second in the queue, not a whole second more, nor with a note on the page.
             if free and free[0][1]:
-                raise RateWaitTooLong(f"every account of the pool that may take the rest waits for its rate until "
+                raise RateWaitTooLong(f"every account of the pool that may take the rest waits for its rate: "
+                                      f"waiting for the rate limit of account {free[0][2]} until "
                                       f"{until:%H:%M:%S} UTC", until=until, provider=self.last_account,
                                       results=results)
-            raise QuotaExhausted(f"every account of the pool is at a limit until {until:%H:%M} UTC",
+            first = f" (account {free[0][2]} has room first)" if free else ""
+            raise QuotaExhausted(f"every account of the pool is at a limit until {until:%H:%M} UTC{first}",
                                  until=until, provider=self.last_account, results=results)
         if self.errors and all(isinstance(error, ProviderRefused) for error in self.errors):
             raise ProviderRefused("; ".join(str(error) for error in self.errors), provider=self.last_account,
@@ -342,10 +344,11 @@ def record_usage(account_id, campaign_id, sent):
 
 # --- waiting for quota ------------------------------------------------------------------------------------
 
-def wait_for_quota(campaign_id, batch_number, until, rate_only=False):
+def wait_for_quota(campaign_id, batch_number, until, rate_only=False, reason=""):
     """The batch's rows are pending again: note on the campaign until when, and send the batch again
     then (or sooner, to look again), by itself. RATE_ONLY: it waits for a per-second rate
-    (ratelimit.RateWaitBudget), seconds, not worth a note on the campaign's page."""
+    (ratelimit.RateWaitBudget), seconds, not worth a note on the campaign's page. REASON: what it waits
+    for, shown with its queued task in Flower."""
     left = (until - timezone.now()).total_seconds()
     # A rate wait is a second or two: rounding it up would cut a slow account's pace by a third.
     seconds = max(0.1, left) if rate_only else max(1, min(MAX_QUOTA_WAIT_SECONDS, int(left) + 1))
@@ -356,13 +359,21 @@ def wait_for_quota(campaign_id, batch_number, until, rate_only=False):
         note = {} if rate_only else {"quota_wait_until": until}
         Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.IN_PROGRESS).update(
             last_progress_at=Greatest(F("last_progress_at"), Value(wakes)), **note)
-        dispatch_batches(campaign_id, [batch_number], countdown=seconds)
+        dispatch_batches(campaign_id, [batch_number], countdown=seconds, waiting=waiting_label(reason, until))
     if rate_only:
         logger.info("Campaign %s batch %s waits for its rate in the queue, not a sender slot; sending again in %.1f s",
                     campaign_id, batch_number, seconds)
     else:
         logger.info("Campaign %s batch %s waits for quota: every account of its pool is at a limit until %s; "
                     "sending again in %s s", campaign_id, batch_number, until.isoformat(timespec="seconds"), seconds)
+
+
+def waiting_label(reason, until):
+    """`waiting for the rate limit of account relay-1 until 12:13:05 UTC`: why a re-queued batch waits."""
+    reason = str(reason)
+    if "waiting for" in reason:
+        return reason[reason.index("waiting for"):]
+    return f"waiting until {until:%H:%M:%S} UTC: {reason}" if reason else f"waiting until {until:%H:%M:%S} UTC"
 
 
 # --- what the pages show ------------------------------------------------------------------------------

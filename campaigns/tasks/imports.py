@@ -13,12 +13,16 @@ from django.conf import settings
 
 from campaigns.audience.importing import uploads
 from campaigns.audience.importing.service import time_limit_reason
+from campaigns.exceptions import ImportFailed
 from campaigns.message import preflight
 
 
 # Acknowledged when it starts: an import whose worker died is marked failed, never run again by a
-# redelivery (the transaction rolled back, so staff simply upload again).
-@shared_task(acks_late=False, reject_on_worker_lost=False, soft_time_limit=settings.IMPORT_TIME_LIMIT_SECONDS,
+# redelivery (the transaction rolled back, so staff simply upload again). A failed import raises
+# ImportFailed once its record says why: the task is a FAILURE, never retried; `throws` has the worker log
+# it as an expected failure, without a traceback.
+@shared_task(acks_late=False, reject_on_worker_lost=False, throws=(ImportFailed,),
+             soft_time_limit=settings.IMPORT_TIME_LIMIT_SECONDS,
              time_limit=settings.IMPORT_TIME_LIMIT_SECONDS + uploads.HARD_TIME_LIMIT_MARGIN_SECONDS)
 def import_recipients_file(recipient_import_id: int, check_mx: bool = False) -> dict | None:
     return uploads.import_upload(recipient_import_id, check_mx)

@@ -1,4 +1,9 @@
-"""Tasks on the `scheduler` queue: deciding what to send and when."""
+"""Tasks on the `scheduler` queue: deciding what to send and when.
+
+The heartbeat (every minute) and the sweep (every SWEEP_INTERVAL_SECONDS) send no task events and keep no
+result: they would otherwise be most of Flower's task history (docs/flower-monitoring.md); their work shows
+in /readyz and in what the sweep starts and recovers. Beat queues them without a task-sent event
+(mailer_project/celery.py)."""
 
 from celery import shared_task
 
@@ -10,7 +15,10 @@ from campaigns.sending import account_check, pipeline
 from campaigns.sending import sweep as sweeping
 
 
-@shared_task
+QUIET = {"send_events": False, "ignore_result": True}
+
+
+@shared_task(**QUIET)
 def heartbeat():
     return health.record_scheduler_heartbeat()
 
@@ -20,7 +28,7 @@ def start_campaign(campaign_id):
     return pipeline.start_campaign(campaign_id)
 
 
-@shared_task
+@shared_task(**QUIET)
 def sweep():
     return sweeping.sweep().__dict__
 

@@ -84,8 +84,55 @@ def test_upload_over_the_size_limit_is_refused(staff_client, settings, rows, ref
 def test_upload_refused_for_a_campaign_that_is_sending(staff_client):
     campaign = CampaignFactory(status=Campaign.Status.IN_PROGRESS)
     response = staff_client.post(import_url(campaign), {"file": csv_upload("email\na@example.com\n")})
-    assert "only be added to a draft or scheduled campaign" in response.content.decode()
+    assert "Recipients cannot be added to this campaign: it is in progress." in response.content.decode()
     assert not RecipientImport.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_paused_campaign_says_why_in_place_of_the_upload_form(staff_client):
+    """Issue 25 item 13: the form was shown, and the refusal came only after the upload."""
+    campaign = CampaignFactory(status=Campaign.Status.PAUSED, total_recipients=49_200)
+    page = staff_client.get(import_url(campaign)).content.decode()
+    assert "Recipients cannot be added to this campaign: it is paused." in page
+    assert "duplicate the campaign and import the file into the copy" in page and "49,200 recipients" in page
+    assert 'id="recipient-import-form"' not in page and 'type="file"' not in page
+
+
+@pytest.mark.django_db
+def test_the_progress_line_says_queued_then_counts_with_separators(staff_client):
+    campaign = CampaignFactory()
+    record = RecipientImport.objects.create(campaign=campaign, original_name="crm.csv", file="imports/crm.csv")
+    assert staff_client.get(status_json_url(record)).json()["progress_line"] == "Queued: waiting for an import worker"
+    page = staff_client.get(reverse("admin:campaigns_campaign_import_status", args=[record.pk])).content.decode()
+    assert "Queued: waiting for an import worker" in page and "of about 0" not in page
+    RecipientImport.objects.filter(pk=record.pk).update(status="running", rows_done=12_000, rows_estimated=49_200)
+    assert staff_client.get(status_json_url(record)).json()["progress_line"] == "12,000 of about 49,200 rows read"
+
+
+@pytest.mark.django_db
+def test_the_report_lists_the_new_merge_tags_the_files_columns_made(staff_client, tmp_path):
+    from campaigns.audience.importing.service import import_recipients
+
+    campaign = CampaignFactory()
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("Email,First Name,City,Plan\na@example.com,Ana,Lisbon,pro\n")
+    second.write_text("Email,City,Código postal\nb@example.com,Porto,4000\n")
+    report = import_recipients(campaign, first).recipient_import
+    assert (report.merge_tags, report.new_merge_tags) == (["city", "plan"], ["city", "plan"])
+    record = import_recipients(campaign, second).recipient_import
+    assert (record.merge_tags, record.new_merge_tags) == (["city", "codigo_postal"], ["codigo_postal"])
+    tags = staff_client.get(reverse("admin:campaigns_campaign_import_status", args=[record.pk]))
+    text = " ".join(tags.content.decode().split())
+    assert "New merge tags from this file's columns, for the subject and body:" in text
+    assert "<code>{{ codigo_postal }}</code>" in text and "{{ city }}" not in text
+
+
+@pytest.mark.django_db
+def test_the_imports_list_writes_its_figures_with_separators(staff_client):
+    RecipientImport.objects.create(campaign=CampaignFactory(), original_name="crm.csv", file="imports/crm.csv",
+                                   status="succeeded", imported=49_200, invalid=1_250)
+    page = staff_client.get(reverse("admin:campaigns_recipientimport_changelist")).content.decode()
+    assert "49,200" in page and "1,250" in page
 
 
 @pytest.mark.django_db

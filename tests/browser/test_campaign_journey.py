@@ -91,7 +91,7 @@ def test_a_300000_row_upload_shows_its_progress_and_succeeds(page, live_server, 
     journey.shoot("progress")
     page.locator("#import-summary").wait_for(timeout=180_000)
     summary = page.locator("#import-summary").inner_text()
-    assert re.search(r"Rows in the file\s+300000", summary) and re.search(r"Imported\s+300000", summary)
+    assert re.search(r"Rows in the file\s+300,000", summary) and re.search(r"Imported\s+300,000", summary)
     journey.shoot("finished")
     assert campaign.recipients.count() == rows
 

@@ -1,6 +1,8 @@
 """Staff set up two sending accounts and a pool in a real browser, test a connection, and send a campaign
 through the pool; real Celery workers, two SMTP sinks as the accounts' servers (issue 15)."""
 
+import socket
+
 import pytest
 
 from campaigns.models import Campaign, SendingAccount, SendingPool
@@ -95,3 +97,53 @@ def test_staff_create_accounts_and_a_pool_and_send_a_campaign_through_them(
     assert page.locator(".field-usage_panel svg rect.bar").count() >= 1
     assert SINK_PASSWORD not in page.content()
     journey.shoot("account-usage")
+
+
+def test_the_account_form_follows_its_kind_and_a_failed_test_is_the_last_error(page, live_server, screenshot_dir):
+    """Issue 25 item 14, at 1280 and 390 px: an SMTP account showed SendGrid's API host and an editable
+    "Disabled reason" on Add; a failed Test connection left "Last error" at "-"."""
+    from campaigns.sending import account_check
+
+    UserFactory(username="staff", is_superuser=True)
+    journey = Journey(page, live_server.url, screenshot_dir, prefix="account-form-")
+    log_in(journey)
+
+    def shown(name):
+        return page.locator(f".form-row.field-{name}").is_visible()
+
+    journey.go("/admin/campaigns/sendingaccount/add/")
+    assert page.locator("#id_kind").input_value() == "smtp"
+    assert all(shown(name) for name in ("host", "port", "security", "username", "new_secret", "bounce_mailbox",
+                                        "dkim_domain"))
+    assert not shown("api_host") and page.locator("label[for=id_new_secret]").inner_text() == "Password:"
+    assert "Disabled reason" not in page.locator("#content-main").inner_text()
+    journey.shoot("add-smtp")
+
+    page.select_option("#id_kind", "sendgrid")
+    assert shown("api_host") and shown("new_secret") and shown("per_day")
+    assert not any(shown(name) for name in ("host", "port", "security", "username", "bounce_mailbox", "dkim_domain"))
+    assert page.locator("label[for=id_new_secret]").inner_text() == "API key:"
+    assert not page.locator("fieldset", has_text="Bounces").is_visible()
+    journey.shoot("add-sendgrid")
+
+    # An SMTP account on a port nothing listens on: its page's Test connection button, then the check runs
+    # (here in-process, as the scheduler worker would: tests/admin/test_sending_accounts.py runs it there).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    account = SendingAccount.objects.create(name="relay-1", kind="smtp", host="127.0.0.1", port=port,
+                                            security="none", enabled=False,
+                                            disabled_reason="Disabled 2026-12-01 10:00 UTC: authentication refused.")
+    journey.go(f"/admin/campaigns/sendingaccount/{account.pk}/change/")
+    assert "Disabled 2026-12-01 10:00 UTC: authentication refused." in page.locator(".field-disabled_reason").inner_text()
+    assert page.locator("textarea[name=disabled_reason]").count() == 0
+    page.locator("#test-connection-form button").click()
+    assert "Connection check queued for relay-1" in journey.message()
+    assert account_check.run_check(account.pk) is False
+    page.reload()
+    last_error = page.locator(".field-last_error").inner_text()
+    assert f"Test connection failed: relay-1: could not connect to 127.0.0.1:{port}" in last_error
+    account.refresh_from_db()
+    assert page.locator(".field-last_error_at .readonly").inner_text() != "-" and account.last_error_at is not None
+    assert "failed" in page.locator(".field-last_check").inner_text()
+    journey.shoot("test-connection-failed")

@@ -1,6 +1,12 @@
+import collections
+import threading
+import types
+
 import pytest
+from django.core.files.base import ContentFile
 
 from mailer_project.celery import app
+from tests.sending.conftest import wait_until
 
 
 def route_of(task_name):
@@ -44,16 +50,94 @@ def test_imports_are_never_redelivered_and_have_their_own_time_limit(settings):
     assert import_recipients_file.time_limit > import_recipients_file.soft_time_limit
 
 
-def test_a_real_worker_consumes_a_real_task_through_redis(start_worker, clean_broker):
-    from campaigns.operations import health
-    from campaigns.tasks.scheduler import heartbeat
+class EventLog:
+    """Every Celery event, as Flower receives them: a Receiver on the test broker, in a thread."""
 
-    assert health.last_scheduler_heartbeat() is None
-    start_worker(["scheduler"], concurrency=1)
-    result = heartbeat.delay()
-    beat = result.get(timeout=30)
-    assert health.last_scheduler_heartbeat() == beat
-    assert beat["host"]
+    def __init__(self):
+        self.events = []
+        self.receiver = None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        with app.connection_for_read() as connection:
+            self.receiver = app.events.Receiver(connection, handlers={"*": self.events.append})
+            self.receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def wait_for(self, check, timeout=60):
+        wait_until(lambda: any(check(event) for event in list(self.events)), timeout=timeout)
+        return next(event for event in list(self.events) if check(event))
+
+    def tasks(self, name):
+        """{uuid: [events]} of the tasks named NAME (Flower's task list, before it merges them)."""
+        ids = {e["uuid"] for e in self.events if e.get("name") == name}
+        return {uuid: [e for e in self.events if e.get("uuid") == uuid] for uuid in ids}
+
+    def stop(self):
+        if self.receiver is not None:
+            self.receiver.should_stop = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def event_log(clean_broker):
+    log = EventLog()
+    yield log
+    log.stop()
+
+
+def test_flower_reads_named_tasks_and_real_failures_and_never_the_sweep_or_heartbeat(
+        start_worker, event_log, settings, tmp_path):
+    """Issue 25 item 15, with a real worker sending its events: send_batch and start_campaign read
+    "campaign N «name», batch B"; a failed import is a FAILURE (not retried, its reason kept); the sweep and
+    the heartbeat, queued as beat queues them, never reach Flower (they were 71 % of an idle hour's events)."""
+    from campaigns.audience.importing import uploads
+    from campaigns.operations import health
+    from campaigns.sending import dispatch
+    from campaigns.tasks.scheduler import heartbeat, sweep
+    from mailer_project.celery import beat_queues_without_task_sent_events
+    from tests.support.factories import CampaignFactory
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    start_worker(["scheduler", "imports", "senders"], concurrency=1, MEDIA_ROOT=settings.MEDIA_ROOT)
+    event_log.wait_for(lambda e: e["type"].startswith("worker-"))  # the receiver hears the worker
+
+    sends_sent_events = app.conf.task_send_sent_event
+    try:
+        beat_queues_without_task_sent_events(sender=types.SimpleNamespace(app=app))  # as in beat's process
+        quiet = [sweep.apply_async(), heartbeat.apply_async()]
+    finally:
+        app.conf.task_send_sent_event = sends_sent_events
+    campaign = CampaignFactory(name="Spring sale")
+    dispatch.enqueue_start(campaign.pk)  # a draft: the task does nothing, after the sweep and heartbeat
+    dispatch.dispatch_batches(campaign.pk, [35])
+    uploads.queue_import(None, campaign, ContentFile(b"email\n", name="empty.csv"), "empty.csv")
+
+    started = event_log.wait_for(lambda e: e["type"] == "task-succeeded" and e["uuid"] in event_log.tasks(
+        "campaigns.tasks.scheduler.start_campaign"))
+    batch = event_log.wait_for(lambda e: e["type"] == "task-received" and e["name"].endswith("send_batch"))
+    assert batch["args"] == f"campaign {campaign.pk} «Spring sale», batch 35"
+    assert batch["kwargs"] == f"{{'campaign_id': {campaign.pk}, 'batch_number': 35}}"
+    [start_events] = event_log.tasks("campaigns.tasks.scheduler.start_campaign").values()
+    assert {e["args"] for e in start_events if "args" in e} == {f"campaign {campaign.pk} «Spring sale»"}
+
+    failed = event_log.wait_for(lambda e: e["type"] == "task-failed")
+    [import_id] = event_log.tasks("campaigns.tasks.imports.import_recipients_file")
+    assert failed["uuid"] == import_id and "ImportFailed" in failed["exception"]
+    assert "header row but no data rows" in failed["exception"]
+    assert app.AsyncResult(import_id).state == "FAILURE"
+    assert not [e for e in event_log.events if e["type"] == "task-retried"]
+    record = campaign.imports.get()
+    assert record.status == "failed" and record.error == "The file has a header row but no data rows."
+
+    # The heartbeat and the sweep ran before start_campaign (one queue, one process), and sent nothing.
+    assert health.last_scheduler_heartbeat()["host"]
+    assert started["timestamp"] > 0
+    quiet_ids = {result.id for result in quiet}
+    assert not [e for e in event_log.events if e.get("uuid") in quiet_ids]
+    names = collections.Counter(e["name"] for e in event_log.events if e["type"] == "task-received")
+    assert names == {"campaigns.tasks.scheduler.start_campaign": 1, "campaigns.tasks.senders.send_batch": 1,
+                     "campaigns.tasks.imports.import_recipients_file": 1}, names
 
 
 @pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.db.models.functions import Concat
 
 from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Recipient
-from campaigns.sending.dispatch import batches_ahead
+from campaigns.sending.dispatch import batch_label, batches_ahead
 from tests.sending.test_pipeline import (
     assert_exactly_once,
     make_campaign,
@@ -95,3 +95,13 @@ def test_a_campaign_through_paced_accounts_queues_one_batch_ahead_per_account(db
     # An account without a pace sends as fast as the batches come: the campaign's batches fill the slots.
     assert batches_ahead(make_campaign(1, pool=pool_of(paced[0], unlimited)).pk) == 64
     assert batches_ahead(make_campaign(1).pk) == 64
+
+
+def test_a_batch_task_is_labelled_with_its_campaign_for_flower():
+    """Issue 25 item 15: Flower showed send_batch's args as "[2, 35]"."""
+    assert batch_label(2, 35, name="Spring sale") == "campaign 2 «Spring sale», batch 35"
+    assert batch_label(2, 35, "waiting for the rate limit of account relay-1 until 12:13:05 UTC", "Spring sale") == (
+        "campaign 2 «Spring sale», batch 35, waiting for the rate limit of account relay-1 until 12:13:05 UTC")
+    # One line, and short: a name cannot forge a line in the worker log or fill Flower's column.
+    assert batch_label(2, 1, name="Spring\nsale\x1b[31m") == "campaign 2 «Spring sale\\x1b[31m», batch 1"
+    assert len(batch_label(2, 1, name="x" * 300)) < 90

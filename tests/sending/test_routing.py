@@ -384,3 +384,7 @@ def test_a_batch_whose_first_free_account_waits_only_for_its_rate_waits_that_sec
 
     assert [r.outcome.value for r in raised.value.results] == ["sent"]
     assert (raised.value.until - timezone.now()).total_seconds() < 2
+    # What its re-queued task says in Flower (issue 25 item 15): which account it waits for, until when.
+    until = raised.value.until
+    assert routing.waiting_label(raised.value, until) == (
+        f"waiting for the rate limit of account paced until {until:%H:%M:%S} UTC")

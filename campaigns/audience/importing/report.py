@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from campaigns.audience.spreadsheets import spreadsheet_safe
 
@@ -18,6 +18,8 @@ class ImportReport:
     already_present: int = 0
     invalid: int = 0
     suppressed: int = 0
+    merge_tags: list = field(default_factory=list)  # the tags the file's columns give
+    new_merge_tags: list = field(default_factory=list)  # those the campaign had not before
     recipient_import: object = None  # the RecipientImport holding this report
 
     @property

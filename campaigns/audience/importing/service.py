@@ -29,7 +29,8 @@ IMPORTABLE_STATUSES = (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED)
 UNEXPECTED_FAILURE = "The import failed unexpectedly and changed nothing; the worker log has the details."
 ALREADY_STARTED = "This upload has already been imported, or is being imported."
 REPORT_FIELDS = ("imported", "duplicates_in_file", "already_present", "invalid", "suppressed", "total_rows",
-                 "rows_done", "rows_estimated", "status", "error", "started_at", "finished_at", "rejected_file")
+                 "rows_done", "rows_estimated", "status", "error", "started_at", "finished_at", "rejected_file",
+                 "merge_tags", "new_merge_tags")
 
 Progress = Callable[[int, int], None]
 
@@ -108,6 +109,9 @@ def _copy_rows(campaign_id, record, headers, table, report, rejected, progress, 
         cursor = django_cursor.cursor
         existing = writer.existing_emails(cursor, campaign_id)
         last_id = writer.last_recipient_id(cursor, campaign_id)
+        known_tags = set(campaign.recipient_data_keys()) if existing else set()
+        report.merge_tags = [tag for _, tag in headers.data]
+        report.new_merge_tags = [tag for tag in report.merge_tags if tag not in known_tags]
         rows = RowChecker(headers, existing, mx, resolver)
         with writer.RecipientCopy(cursor, campaign_id, direct=not existing) as copy:
             for chunk in (c for c in table.chunks if len(c.frame)):
@@ -223,7 +227,8 @@ def _names(frame: pd.DataFrame, column: int | None) -> np.ndarray:
 def _save_report(record, campaign_id, path, sheet, report: ImportReport, rejected: RejectedRows, stored: list):
     if record is None:
         record = RecipientImport(campaign_id=campaign_id, original_name=Path(path).name[:255], sheet=sheet or "")
-    for name in ("imported", "duplicates_in_file", "already_present", "invalid", "suppressed"):
+    for name in ("imported", "duplicates_in_file", "already_present", "invalid", "suppressed", "merge_tags",
+                 "new_merge_tags"):
         setattr(record, name, getattr(report, name))
     record.total_rows = record.rows_done = record.rows_estimated = report.rows
     record.status = RecipientImport.Status.SUCCEEDED

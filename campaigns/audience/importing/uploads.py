@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from campaigns.audience.importing.progress import DatabaseProgress
 from campaigns.audience.importing.service import import_recipients, mark_failed
-from campaigns.exceptions import CampaignError, ImportRefused
-from campaigns.models import Campaign, RecipientImport
-from campaigns.security.logsafe import for_log
+from campaigns.exceptions import CampaignError, ImportFailed, ImportRefused
+from campaigns.models import Campaign, RecipientImport, campaign_label, quoted_name
+from campaigns.security.logsafe import excerpt, for_log
 from campaigns.webhooks import events as webhook_events
 
 logger = logging.getLogger(__name__)
@@ -46,20 +46,31 @@ def queue_import(user, campaign: Campaign, file, name: str, sheet: str = "", che
     with transaction.atomic():
         record = RecipientImport.objects.create(campaign=campaign, file=file, original_name=name[:255],
                                                 sheet=sheet or "", created_by=user)
-        transaction.on_commit(lambda: current_app.send_task(IMPORT_TASK, args=[record.pk, bool(check_mx)]))
+        label = f"import {record.pk} of {quoted_name(name[:255])} into {campaign_label(campaign.pk, campaign.name)}"
+        transaction.on_commit(lambda: current_app.send_task(
+            IMPORT_TASK, kwargs={"recipient_import_id": record.pk, "check_mx": bool(check_mx)}, argsrepr=label))
     logger.info("Import %s into campaign %s queued by user %s", record.pk, campaign.pk, getattr(user, "pk", None))
     return record
 
 
+def failed(recipient_import_id: int, reason) -> ImportFailed:
+    """What an import's task raises once the import recorded REASON: a FAILURE in Flower, with a message
+    made safe for its task list (which shows an exception's text as HTML)."""
+    text = for_log(excerpt(reason, limit=300)).translate({ord("<"): "‹", ord(">"): "›", ord("&"): "+"})
+    return ImportFailed(f"import {recipient_import_id}: {text}")
+
+
 def import_upload(recipient_import_id: int, check_mx: bool = False) -> dict | None:
     """Import an uploaded file once. A run that finds its import already running is a second delivery
-    of a run that died (the first one's transaction rolled back): the import is marked failed, not rerun."""
+    of a run that died (the first one's transaction rolled back): the import is marked failed, not rerun.
+
+    A failed import raises ImportFailed once its RecipientImport says why (its page shows that)."""
     record = RecipientImport.objects.filter(pk=recipient_import_id).first()
     if record is None or record.status in (S.SUCCEEDED, S.FAILED):
         return None  # deleted, or already finished
     if record.status == S.RUNNING:
         mark_stopped(record.pk, WORKER_STOPPED)
-        return {"error": WORKER_STOPPED}
+        raise failed(record.pk, WORKER_STOPPED)
     logger.info("Import %s into campaign %s started", record.pk, record.campaign_id)
     progress = DatabaseProgress(record.pk)
     try:
@@ -67,7 +78,7 @@ def import_upload(recipient_import_id: int, check_mx: bool = False) -> dict | No
     except ImportRefused as refusal:
         logger.info("Import %s into campaign %s refused: %s", record.pk, record.campaign_id, for_log(refusal))
         webhook_events.record_import(record.pk, succeeded=False)
-        return {"error": str(refusal)}
+        raise failed(record.pk, refusal) from None
     finally:
         progress.close()
         remove_finished_uploads(record.pk)

@@ -19,8 +19,7 @@
         bar.value = data.percent;
         bar.textContent = data.percent + "%";
         status.textContent = data.status_display;
-        rows.textContent = data.rows_done.toLocaleString() + " of about " +
-          data.rows_estimated.toLocaleString() + " rows read";
+        rows.textContent = data.progress_line;  // worded (and its figures written) by the server
         window.setTimeout(poll, 1000);
       })
       .catch(function () { window.setTimeout(poll, 2000); });
