@@ -23,6 +23,7 @@ from campaigns.message.rendering import (
     available_tags,
     content_problems,
     refuse_oversized_content,
+    unknown_tags,
 )
 from campaigns.security.destinations import api_host_refusal, plaintext_auth_refusal
 from campaigns.security.encryption import EncryptedTextField
@@ -236,12 +237,23 @@ class Campaign(models.Model):
     def available_merge_tags(self):
         return available_tags(self.recipient_data_keys())
 
+    def content_problems(self):
+        """What stops this content from being sent, by field (campaigns.message.rendering.content_problems);
+        scheduling refuses a campaign with any (campaigns.services.schedule)."""
+        return content_problems(self.available_merge_tags(), self.subject, self.html_body, self.text_body)
+
+    def unknown_merge_tags(self):
+        """Tags the content uses that no recipient has a column for (yet): a draft may be saved with them."""
+        return unknown_tags(self.subject, self.html_body, self.text_body, available=self.available_merge_tags())
+
     def clean(self):
-        """Refuse unknown or malformed merge tags (listing the available ones) and HTML with no unsubscribe link."""
+        """Refuse malformed merge tags and HTML with no unsubscribe link. Unknown tags are accepted while it is
+        a draft (the import that defines them may come later; the admin warns), refused when scheduled."""
         super().clean()
         if not self.is_editable:
             return  # sending has started: the content is read-only and was checked while it was editable
-        errors = content_problems(self.available_merge_tags(), self.subject, self.html_body, self.text_body)
+        errors = content_problems(self.available_merge_tags(), self.subject, self.html_body, self.text_body,
+                                  unknown_ok=True)
         if errors:
             raise ValidationError(errors)
 
@@ -772,19 +784,24 @@ class CampaignVariant(models.Model):
         # An admin inline of a campaign being added sets the (unsaved) campaign, with no id yet.
         return self.campaign if self.campaign_id is not None or "campaign" in self._state.fields_cache else None
 
-    def content_problems(self):
+    def content_problems(self, unknown_ok=False):
         """What stops this variant's own subject, HTML or text from being sent, by field, checked as the
         campaign's own are (campaigns.message.rendering.content_problems): merge tags, the unsubscribe link."""
         campaign = self._campaign_if_set()
         available = campaign.available_merge_tags() if campaign is not None else available_tags()
-        return content_problems(available, self.subject, self.html_body, self.text_body)
+        return content_problems(available, self.subject, self.html_body, self.text_body, unknown_ok=unknown_ok)
+
+    def unknown_merge_tags(self):
+        campaign = self._campaign_if_set()
+        available = campaign.available_merge_tags() if campaign is not None else available_tags()
+        return unknown_tags(self.subject, self.html_body, self.text_body, available=available)
 
     def clean(self):
         super().clean()
         campaign = self._campaign_if_set()
         if campaign is not None and not campaign.is_editable:
             return  # sending has started: the variants are read-only, as the campaign's content is
-        errors = self.content_problems()
+        errors = self.content_problems(unknown_ok=True)  # unknown tags: as the campaign's (Campaign.clean)
         if errors:
             raise ValidationError(errors)
 

@@ -26,6 +26,7 @@ from campaigns.admin.forms import AB_FIELDS, CampaignForm, ScheduleForm, TestEma
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
 from campaigns.experiments import ab_tests
 from campaigns.message import preflight as preflight_checks
+from campaigns.message.rendering import unknown_tags_note
 from campaigns.models import NEVER_STARTED, Campaign, CampaignVariant, EmailTemplate, PreflightRun, RecipientImport
 from campaigns.security import permissions
 
@@ -286,6 +287,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if change and any(formset.new_objects or formset.changed_objects or formset.deleted_objects
                           for formset in formsets):
             self.after_approved_change(request, form.instance.pk, "the A/B variants")
+        self.warn_unknown_tags(request, form.instance)
         when = form.cleaned_data.get("schedule_for")
         if when and not self.has_send_permission(request, form.instance):
             self.message_user(request, "Saved, but not scheduled: you do not have permission to send campaigns.",
@@ -295,6 +297,16 @@ class CampaignAdmin(admin.ModelAdmin):
                 self.message_user(request, services.schedule(form.instance.pk, when, user_id=request.user.pk), messages.SUCCESS)
             except REFUSALS as refusal:
                 self.message_user(request, f"Saved, but not scheduled: {refusal}", messages.WARNING)
+
+    def warn_unknown_tags(self, request, campaign):
+        """Saved with merge tags no recipient has yet (a draft may be: the import comes later): say so."""
+        if not campaign.is_editable:
+            return
+        unknown = set(campaign.unknown_merge_tags())
+        for variant in campaign.variants.all():
+            unknown.update(variant.unknown_merge_tags())
+        if unknown:
+            self.message_user(request, unknown_tags_note(sorted(unknown)), messages.WARNING)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["starter_templates"] = list(EmailTemplate.objects.values("id", "name", "subject", "html_body",
