@@ -32,12 +32,12 @@ function attach(textarea, nonce) {
         EditorView.lineWrapping, html(),
         keymap.of([...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap, ...foldKeymap,
                    indentWithTab]),
+        EditorView.editorAttributes.of({ class: "campaign-code-editor" }),
         EditorView.contentAttributes.of({ "aria-label": textarea.getAttribute("aria-label") || "HTML body" }),
         EditorView.updateListener.of((update) => { if (update.docChanged) sync(update.state.doc.toString()); }),
       ],
     }),
   });
-  view.dom.classList.add("campaign-code-editor");
   textarea.insertAdjacentElement("afterend", view.dom);
   textarea.hidden = true;
   return {
