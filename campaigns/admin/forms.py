@@ -67,6 +67,7 @@ class CampaignForm(forms.ModelForm):
                 tag_list(self.instance.available_merge_tags()))
         if "html_body" in self.fields and "body_format" in self.fields:
             self.fields["html_body"].required = False  # a Markdown body makes it (clean)
+            self.fields["body_format"].required = False  # not posted (an older client): the format it had
         if self.instance.pk and "start_from" in self.fields:
             del self.fields["start_from"]
         for name in AB_FIELDS:
@@ -76,6 +77,9 @@ class CampaignForm(forms.ModelForm):
     def _clean_ab(self, name):
         value = self.cleaned_data.get(name)
         return getattr(self.instance, name) if value in (None, "") else value
+
+    def clean_body_format(self):
+        return self.cleaned_data.get("body_format") or self.instance.body_format or Campaign.BodyFormat.HTML
 
     def clean_ab_test_percent(self):
         return self._clean_ab("ab_test_percent")

@@ -29,7 +29,7 @@ def change_url(campaign):
 
 def form_data(**overrides):
     data = {"name": "Autumn", "subject": "Hi {{ first_name }}", "from_email": "news@example.com", "reply_to": "",
-            "html_body": HTML_BODY, "text_body": "", "batch_size": 200, "track_engagement": "on",
+            "body_format": "html", "html_body": HTML_BODY, "text_body": "", "batch_size": 200, "track_engagement": "on",
             "schedule_for_0": "", "schedule_for_1": ""}
     data.update(overrides)
     return data
@@ -58,6 +58,18 @@ def test_an_unknown_tag_on_a_draft_is_saved_with_a_warning_and_refused_when_sche
     add_recipients(campaign, 1, data={"country": "PT"}, start=3)  # the import that defines it
     services.schedule(campaign.pk, timezone.now() + dt.timedelta(hours=1))
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.SCHEDULED
+
+
+@pytest.mark.django_db
+def test_a_markdown_body_is_saved_with_the_html_it_makes(staff_client, campaign):
+    response = staff_client.post(change_url(campaign), form_data(
+        body_format="markdown", markdown_body="**Hi** {{ first_name }}\n\n[Unsubscribe]({{ unsubscribe_url }})"))
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert "<p><strong>Hi</strong> {{ first_name }}</p>" in campaign.html_body
+    response = staff_client.post(change_url(campaign), form_data(body_format="markdown", markdown_body=""))
+    assert response.context["adminform"].form.errors["markdown_body"] == [
+        "Write the Markdown body, or choose the HTML format."]
 
 
 @pytest.mark.django_db
