@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo chaos clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api
+.PHONY: run test demo chaos codemirror clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-webhook: $(STAMP)
 bench-bounces: $(STAMP)
 	sh scripts/ensure_dovecot.sh
 	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/bounce_poll_bench.py $(ARGS)
+
+## Rebuild the campaign form's HTML editor (CodeMirror 6) from frontend/codemirror/ (package-lock.json, npm ci)
+## into campaigns/static/campaigns/vendor/codemirror/, which is committed: run, test and the image need no npm.
+codemirror:
+	cd frontend/codemirror && npm ci --no-audit --no-fund && npm run build && node licenses.js
 
 ## Remove the development data (database, Redis, captured mail).
 clean-var:

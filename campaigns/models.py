@@ -19,10 +19,12 @@ from campaigns.audience.validators import (
     validate_email_address,
     validate_from_email,
 )
+from campaigns.message.markdown import markdown_to_html
 from campaigns.message.rendering import (
     available_tags,
     content_problems,
     refuse_oversized_content,
+    unknown_tags,
 )
 from campaigns.security.destinations import api_host_refusal, plaintext_auth_refusal
 from campaigns.security.encryption import EncryptedTextField
@@ -72,6 +74,17 @@ class Campaign(models.Model):
     from_email = models.CharField(max_length=320, default="", blank=True, validators=[validate_from_email],
                                   help_text="Sender, e.g. 'Acme <news@acme.com>'. Defaults to DEFAULT_FROM_EMAIL.")
     reply_to = models.CharField(max_length=254, blank=True, validators=[validate_email_address])
+    class BodyFormat(models.TextChoices):
+        HTML = "html", "HTML"
+        MARKDOWN = "markdown", "Markdown"
+
+    body_format = models.CharField(
+        max_length=10, choices=BodyFormat.choices, default=BodyFormat.HTML,
+        help_text="Markdown: write the Markdown body; the HTML body is made from it each time it is saved.")
+    markdown_body = models.TextField(
+        blank=True, validators=[refuse_oversized_content],
+        help_text='Markdown, with merge tags as anywhere else, e.g. [Unsubscribe]({{ unsubscribe_url }}). '
+                  "HTML written in it is shown as text.")
     html_body = models.TextField(validators=[refuse_oversized_content])
     text_body = models.TextField(blank=True, validators=[refuse_oversized_content],
                                  help_text="Generated from the HTML when empty.")
@@ -237,12 +250,41 @@ class Campaign(models.Model):
     def available_merge_tags(self):
         return available_tags(self.recipient_data_keys())
 
+    def render_markdown(self):
+        """A Markdown campaign's HTML body, made from its Markdown body (campaigns.message.markdown)."""
+        if self.body_format == self.BodyFormat.MARKDOWN:
+            self.html_body = markdown_to_html(self.markdown_body)
+
+    def save(self, *args, **kwargs):
+        # A Markdown draft's HTML follows its Markdown; a save of other fields (counters) leaves both alone.
+        fields = kwargs.get("update_fields")
+        if self.body_format == self.BodyFormat.MARKDOWN and self.is_editable and (
+                fields is None or not {"body_format", "markdown_body", "html_body"}.isdisjoint(fields)):
+            self.render_markdown()
+            if fields is not None:
+                kwargs["update_fields"] = {*fields, "html_body"}
+        super().save(*args, **kwargs)
+
+    def content_problems(self):
+        """What stops this content from being sent, by field (campaigns.message.rendering.content_problems);
+        scheduling refuses a campaign with any (campaigns.services.schedule)."""
+        return content_problems(self.available_merge_tags(), self.subject, self.html_body, self.text_body)
+
+    def unknown_merge_tags(self):
+        """Tags the content uses that no recipient has a column for (yet): a draft may be saved with them."""
+        return unknown_tags(self.subject, self.html_body, self.text_body, available=self.available_merge_tags())
+
     def clean(self):
-        """Refuse unknown or malformed merge tags (listing the available ones) and HTML with no unsubscribe link."""
+        """Refuse malformed merge tags and HTML with no unsubscribe link. Unknown tags are accepted while it is
+        a draft (the import that defines them may come later; the admin warns), refused when scheduled."""
         super().clean()
         if not self.is_editable:
             return  # sending has started: the content is read-only and was checked while it was editable
-        errors = content_problems(self.available_merge_tags(), self.subject, self.html_body, self.text_body)
+        self.render_markdown()
+        errors = content_problems(self.available_merge_tags(), self.subject, self.html_body, self.text_body,
+                                  unknown_ok=True)
+        if errors and self.body_format == self.BodyFormat.MARKDOWN and "html_body" in errors:
+            errors["markdown_body"] = errors.pop("html_body")  # the HTML is made from it: say so where it is written
         if errors:
             raise ValidationError(errors)
 
@@ -251,8 +293,8 @@ class Campaign(models.Model):
         rules) to the same audience (segment); recipients are copied with one INSERT ... SELECT."""
         from django.db import connection, transaction
 
-        copied = ("subject", "from_email", "reply_to", "html_body", "text_body", "template_id", "batch_size",
-                  "track_engagement", "pool_id", "segment")
+        copied = ("subject", "from_email", "reply_to", "body_format", "markdown_body", "html_body", "text_body",
+                  "template_id", "batch_size", "track_engagement", "pool_id", "segment")
         values = {name: getattr(self, name) for name in copied}
         values["merge_fields"] = self.recipient_data_keys() if with_recipients else []
         values["name"] = f"Copy of {self.name}"[:200]
@@ -776,19 +818,24 @@ class CampaignVariant(models.Model):
         # An admin inline of a campaign being added sets the (unsaved) campaign, with no id yet.
         return self.campaign if self.campaign_id is not None or "campaign" in self._state.fields_cache else None
 
-    def content_problems(self):
+    def content_problems(self, unknown_ok=False):
         """What stops this variant's own subject, HTML or text from being sent, by field, checked as the
         campaign's own are (campaigns.message.rendering.content_problems): merge tags, the unsubscribe link."""
         campaign = self._campaign_if_set()
         available = campaign.available_merge_tags() if campaign is not None else available_tags()
-        return content_problems(available, self.subject, self.html_body, self.text_body)
+        return content_problems(available, self.subject, self.html_body, self.text_body, unknown_ok=unknown_ok)
+
+    def unknown_merge_tags(self):
+        campaign = self._campaign_if_set()
+        available = campaign.available_merge_tags() if campaign is not None else available_tags()
+        return unknown_tags(self.subject, self.html_body, self.text_body, available=available)
 
     def clean(self):
         super().clean()
         campaign = self._campaign_if_set()
         if campaign is not None and not campaign.is_editable:
             return  # sending has started: the variants are read-only, as the campaign's content is
-        errors = self.content_problems()
+        errors = self.content_problems(unknown_ok=True)  # unknown tags: as the campaign's (Campaign.clean)
         if errors:
             raise ValidationError(errors)
 

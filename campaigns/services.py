@@ -69,6 +69,7 @@ def schedule(campaign_id, when, user_id=None):
         raise CampaignError(f"Campaign #{campaign_id} does not exist.")
     from_email, segment = found
     check_sender(campaign_id, from_email)
+    check_content(campaign_id)
     ab_tests.check_ready(campaign_id)
     if not Campaign.objects.filter(pk=campaign_id, recipients__isnull=False).exists():
         raise CampaignError(f"Campaign #{campaign_id} has no recipients: import some before scheduling it.")
@@ -81,6 +82,18 @@ def schedule(campaign_id, when, user_id=None):
     local = timezone.localtime(when)
     logger.info("Campaign %s scheduled for %s", campaign_id, local.isoformat())
     return f"Scheduled for {local:%Y-%m-%d %H:%M %Z}."
+
+
+def check_content(campaign_id):
+    """A CampaignError naming what stops the campaign's content from being sent: a draft may be saved with
+    merge tags no recipient has yet (an import still to come), scheduling it may not."""
+    problems = Campaign.objects.get(pk=campaign_id).content_problems()
+    if problems:
+        raise CampaignError(f"Campaign #{campaign_id} cannot be sent yet: " + " ".join(
+            f"{CONTENT_FIELD_NAMES[field]}: {problem}" for field, problem in problems.items()))
+
+
+CONTENT_FIELD_NAMES = {"subject": "Subject", "html_body": "HTML body", "text_body": "Text body"}
 
 
 def send_now(campaign_id, user_id=None):

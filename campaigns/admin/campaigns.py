@@ -7,6 +7,7 @@ Figures come from campaigns.stats.
 
 from functools import partial
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected as django_delete_selected
@@ -26,19 +27,20 @@ from campaigns.admin.forms import AB_FIELDS, CampaignForm, ScheduleForm, TestEma
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
 from campaigns.experiments import ab_tests
 from campaigns.message import preflight as preflight_checks
+from campaigns.message.rendering import STANDARD_TAGS, html_to_text, unknown_tags_note
 from campaigns.models import NEVER_STARTED, Campaign, CampaignVariant, EmailTemplate, PreflightRun, RecipientImport
 from campaigns.security import permissions
 
 S = Campaign.Status
 # Archiving is for finished campaigns; a live one stays in view.
 ARCHIVABLE = (S.COMPLETED, S.FAILED, S.CANCELLED)
-CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
-                  "track_engagement", "pool")
+CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "body_format", "html_body", "markdown_body",
+                  "text_body", "batch_size", "track_engagement", "pool")
 # What the campaign form writes, and of that what decides what is sent or to whom: a change to those
 # takes a scheduled campaign back to draft (CampaignAdmin.save_model).
 SAVED_FIELDS = frozenset((*CONTENT_FIELDS, *AB_FIELDS, "public_archive"))
-APPROVED_FIELDS = frozenset(("subject", "from_email", "reply_to", "html_body", "text_body", "track_engagement", "pool",
-                             *AB_FIELDS))
+APPROVED_FIELDS = frozenset(("subject", "from_email", "reply_to", "body_format", "html_body", "markdown_body",
+                             "text_body", "track_engagement", "pool", *AB_FIELDS))
 COUNTER_FIELDS = (
     "total_recipients", "sent_count", "failed_count", "skipped_count", "unknown_count", "delivered_count",
     "opened_count", "machine_opened_count", "clicked_count", "bounced_count", "complained_count",
@@ -128,6 +130,11 @@ class CampaignVariantInline(admin.StackedInline):
 
     def _editable(self, obj):
         return obj is None or obj.is_editable
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "subject":  # as wide as the campaign's own (a new variant's letter: campaign_editor.js)
+            kwargs["widget"] = forms.TextInput(attrs={"class": "vLargeTextField"})
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def has_add_permission(self, request, obj=None):
         return self._editable(obj) and super().has_add_permission(request, obj)
@@ -251,7 +258,8 @@ class CampaignAdmin(admin.ModelAdmin):
         template = EmailTemplate.objects.filter(pk=request.GET.get("start_from") or None).first()
         if template:
             initial.update(start_from=template.pk, name=template.name, subject=template.subject,
-                           html_body=template.html_body, text_body=template.text_body)
+                           html_body=template.html_body,
+                           text_body=template.text_body or html_to_text(template.html_body))
         return initial
 
     def save_model(self, request, obj, form, change):
@@ -286,6 +294,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if change and any(formset.new_objects or formset.changed_objects or formset.deleted_objects
                           for formset in formsets):
             self.after_approved_change(request, form.instance.pk, "the A/B variants")
+        self.warn_unknown_tags(request, form.instance)
         when = form.cleaned_data.get("schedule_for")
         if when and not self.has_send_permission(request, form.instance):
             self.message_user(request, "Saved, but not scheduled: you do not have permission to send campaigns.",
@@ -296,9 +305,22 @@ class CampaignAdmin(admin.ModelAdmin):
             except REFUSALS as refusal:
                 self.message_user(request, f"Saved, but not scheduled: {refusal}", messages.WARNING)
 
+    def warn_unknown_tags(self, request, campaign):
+        """Saved with merge tags no recipient has yet (a draft may be: the import comes later): say so."""
+        if not campaign.is_editable:
+            return
+        unknown = set(campaign.unknown_merge_tags())
+        for variant in campaign.variants.all():
+            unknown.update(variant.unknown_merge_tags())
+        if unknown:
+            self.message_user(request, unknown_tags_note(sorted(unknown)), messages.WARNING)
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["starter_templates"] = list(EmailTemplate.objects.values("id", "name", "subject", "html_body",
-                                                                         "text_body"))
+        context["starter_templates"] = [
+            # Both bodies: a template without its own text gets the one made from its HTML, to edit.
+            {**template, "text_body": template["text_body"] or html_to_text(template["html_body"])}
+            for template in EmailTemplate.objects.values("id", "name", "subject", "html_body", "text_body")]
+        context["merge_tag_choices"] = merge_tag_choices(obj)
         if obj is not None:
             context.update(self.action_context(request, obj))
             context.update(dashboard.dashboard_context(obj))
@@ -567,6 +589,12 @@ class CampaignAdmin(admin.ModelAdmin):
                  name="campaigns_campaign_import_rejected"),
             *super().get_urls(),
         ]
+
+
+def merge_tag_choices(campaign):
+    """The campaign form's merge-tag picker: its recipients' columns, then the built-in tags."""
+    columns = [tag for tag in (campaign.available_merge_tags() if campaign else []) if tag not in STANDARD_TAGS]
+    return {"columns": columns, "builtin": list(STANDARD_TAGS)}
 
 
 def field_value(campaign, name):

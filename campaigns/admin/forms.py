@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import escape, format_html
 
 from campaigns.audience.validators import validate_email_address
+from campaigns.message.markdown import markdown_to_html
 from campaigns.models import Campaign, EmailTemplate
 
 MAX_TEST_ADDRESSES = 5
@@ -39,13 +40,15 @@ class CampaignForm(forms.ModelForm):
 
     class Meta:
         model = Campaign
-        fields = ("name", "start_from", "subject", "from_email", "reply_to", "html_body", "text_body", "batch_size",
-                  "track_engagement", "public_archive", "completion_report", "pool", "ab_test_percent", "ab_metric",
-                  "ab_wait")
+        fields = ("name", "start_from", "subject", "from_email", "reply_to", "body_format", "html_body",
+                  "markdown_body", "text_body", "batch_size", "track_engagement", "public_archive", "completion_report",
+                  "pool", "ab_test_percent", "ab_metric", "ab_wait")
         widgets = {
             "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
+            "body_format": forms.RadioSelect(attrs={"class": "campaign-body-format"}),
             "html_body": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField campaign-html-body",
                                                "spellcheck": "false"}),
+            "markdown_body": forms.Textarea(attrs={"rows": 14, "class": "vLargeTextField campaign-markdown-body"}),
             "text_body": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField"}),
         }
 
@@ -62,6 +65,9 @@ class CampaignForm(forms.ModelForm):
             self.fields["html_body"].help_text = format_html(
                 "Must contain {{{{ unsubscribe_url }}}}. Available merge tags: {}.",
                 tag_list(self.instance.available_merge_tags()))
+        if "html_body" in self.fields and "body_format" in self.fields:
+            self.fields["html_body"].required = False  # a Markdown body makes it (clean)
+            self.fields["body_format"].required = False  # not posted (an older client): the format it had
         if self.instance.pk and "start_from" in self.fields:
             del self.fields["start_from"]
         for name in AB_FIELDS:
@@ -71,6 +77,9 @@ class CampaignForm(forms.ModelForm):
     def _clean_ab(self, name):
         value = self.cleaned_data.get(name)
         return getattr(self.instance, name) if value in (None, "") else value
+
+    def clean_body_format(self):
+        return self.cleaned_data.get("body_format") or self.instance.body_format or Campaign.BodyFormat.HTML
 
     def clean_ab_test_percent(self):
         return self._clean_ab("ab_test_percent")
@@ -91,6 +100,7 @@ class CampaignForm(forms.ModelForm):
                     cleaned[field] = getattr(template, field)
                     self.errors.pop(field, None)
             self.instance.template = template
+        self._clean_body(cleaned)
         when = cleaned.get("schedule_for")
         if when and when <= timezone.now():
             self.add_error("schedule_for", "Choose a time in the future, or use Send now.")
@@ -103,6 +113,19 @@ class CampaignForm(forms.ModelForm):
         if self.instance.pk and not lock_without_waiting(self.instance.pk):
             raise ValidationError(IMPORT_HOLDS_CAMPAIGN)
         return cleaned
+
+
+    def _clean_body(self, cleaned):
+        """The body staff wrote in the chosen format; a Markdown one makes the HTML body."""
+        if "html_body" not in self.fields or "html_body" in self.errors:
+            return
+        if cleaned.get("body_format") == Campaign.BodyFormat.MARKDOWN:
+            if not (cleaned.get("markdown_body") or "").strip():
+                self.add_error("markdown_body", "Write the Markdown body, or choose the HTML format.")
+            else:
+                cleaned["html_body"] = markdown_to_html(cleaned["markdown_body"])
+        elif not (cleaned.get("html_body") or "").strip():
+            self.add_error("html_body", forms.Field.default_error_messages["required"])
 
 
 IMPORT_HOLDS_CAMPAIGN = ("An import into this campaign is still running, so the campaign cannot be saved until it "

@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from campaigns.exceptions import MergeTagError
+from campaigns.message.markdown import markdown_to_html
 from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import Campaign
 from campaigns.services import SAMPLE_RECIPIENT
@@ -58,7 +59,10 @@ def preview_frame(request, campaign, *, real_data):
 
 
 def live_preview_frame(request):
-    """The campaign form's live preview: the HTML body as typed (POSTed), merge tags shown as written."""
+    """The campaign form's live preview: the HTML body as typed (POSTed), or the HTML a Markdown body makes,
+    merge tags shown as written."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
+    if request.POST.get("body_format") == Campaign.BodyFormat.MARKDOWN:
+        return email_html_frame(markdown_to_html(request.POST.get("markdown_body", "")))
     return email_html_frame(request.POST.get("html_body", ""))

@@ -139,19 +139,43 @@ def validate_merge_tags(*texts: str, available) -> None:
         )
 
 
+def unknown_tags(*texts: str, available) -> list[str]:
+    """The tags TEXTS use that are not in AVAILABLE, sorted (malformed ones are content_problems' business)."""
+    used = set()
+    for text in texts:
+        try:
+            used |= find_tags(text or "")
+        except MergeTagError:
+            pass
+    return sorted(used - set(available))
+
+
+def unknown_tags_note(unknown) -> str:
+    """What staff read about a saved draft's tags that no recipient has yet."""
+    plural = len(unknown) > 1
+    return (f"{_tag_list(unknown)} {'are not merge tags' if plural else 'is not a merge tag'} of this campaign yet: "
+            f"no recipient has {'those columns' if plural else 'that column'}. Import the file that has "
+            f"{'them' if plural else 'it'} (or remove {'them' if plural else 'it'}) before sending: scheduling, "
+            "Send now and preflight refuse unknown merge tags.")
+
+
 NO_UNSUBSCRIBE_LINK = ("The HTML body must contain an unsubscribe link, {{ unsubscribe_url }}, e.g. "
                        '<a href="{{ unsubscribe_url }}">Unsubscribe</a>.')
 
 
-def content_problems(available, subject="", html_body="", text_body="") -> dict[str, str]:
+def content_problems(available, subject="", html_body="", text_body="", unknown_ok=False) -> dict[str, str]:
     """What stops a campaign's (or an A/B variant's) content from being sent, by field: unknown or
-    malformed merge tags, and HTML with no unsubscribe link. Empty when it can be sent."""
+    malformed merge tags, and HTML with no unsubscribe link. Empty when it can be sent. UNKNOWN_OK
+    leaves unknown tags out (a draft may use a column the import that defines it has not brought yet;
+    scheduling and preflight refuse them)."""
     problems = {}
     for field, text in (("subject", subject), ("html_body", html_body), ("text_body", text_body)):
         try:
             validate_merge_tags(text or "", available=available)
         except MergeTagError as error:
-            problems[field] = str(error)
+            # A name no column can become (e.g. {{ City }}: imported columns are lower case) is refused always.
+            if not (unknown_ok and error.unknown and all(MERGE_TAG_NAME.fullmatch(name) for name in error.unknown)):
+                problems[field] = str(error)
     if "html_body" not in problems and html_body and "unsubscribe_url" not in find_tags(html_body):
         problems["html_body"] = NO_UNSUBSCRIBE_LINK
     return problems

@@ -7,6 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from campaigns.message.rendering import html_to_text
 from campaigns.models import EmailTemplate
 
 TEMPLATES_DIR = Path(settings.BASE_DIR) / "email_templates"
@@ -38,7 +39,7 @@ def load_starter_templates():
         _, was_created = EmailTemplate.objects.update_or_create(
             key=key,
             defaults={"name": name, "description": description, "subject": subject, "html_body": body,
-                      "is_starter": True},
+                      "text_body": html_to_text(body), "is_starter": True},
         )
         created += was_created
         updated += not was_created

@@ -12,6 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from campaigns import services
+from campaigns.exceptions import CampaignError
 from campaigns.models import Campaign, CampaignVariant, DeliveryLog, SendBatch
 from campaigns.sending import pipeline
 from tests.admin.conftest import add_recipients
@@ -27,23 +29,47 @@ def change_url(campaign):
 
 def form_data(**overrides):
     data = {"name": "Autumn", "subject": "Hi {{ first_name }}", "from_email": "news@example.com", "reply_to": "",
-            "html_body": HTML_BODY, "text_body": "", "batch_size": 200, "track_engagement": "on",
+            "body_format": "html", "html_body": HTML_BODY, "text_body": "", "batch_size": 200, "track_engagement": "on",
             "schedule_for_0": "", "schedule_for_1": ""}
     data.update(overrides)
     return data
 
 
 @pytest.mark.django_db
-def test_unknown_tag_is_refused_listing_the_available_ones(staff_client, campaign):
+def test_an_unknown_tag_on_a_draft_is_saved_with_a_warning_and_refused_when_scheduled(staff_client, campaign):
+    """Issue 25 item 9: {{ country }} before the import that defines it is saved, with a warning naming it;
+    scheduling (and Send now) refuse it, naming it and the available tags."""
     add_recipients(campaign, 3, data={"city": "Lisbon", "plan": "pro"})
-    response = staff_client.post(change_url(campaign), form_data(html_body=HTML_BODY + "{{ country }}"))
-    assert response.status_code == 200
-    error = str(response.context["adminform"].form.errors["html_body"])
-    assert "Unknown merge tag {{ country }}" in error
-    for tag in ("city", "plan", "email", "first_name", "last_name", "unsubscribe_url"):
-        assert f"{{{{ {tag} }}}}" in error
+    response = staff_client.post(change_url(campaign), form_data(html_body=HTML_BODY + "{{ country }}"),
+                                 follow=True)
+    notes = [str(m) for m in response.context["messages"]]
+    assert any(note.startswith("{{ country }} is not a merge tag of this campaign yet") for note in notes), notes
     campaign.refresh_from_db()
-    assert "{{ country }}" not in campaign.html_body
+    assert "{{ country }}" in campaign.html_body and campaign.status == Campaign.Status.DRAFT
+    for action in (services.send_now, lambda pk: services.schedule(pk, timezone.now() + dt.timedelta(hours=1))):
+        with pytest.raises(CampaignError) as refused:
+            action(campaign.pk)
+        error = str(refused.value)
+        assert "cannot be sent yet: HTML body: Unknown merge tag {{ country }}" in error
+        for tag in ("city", "plan", "email", "first_name", "last_name", "unsubscribe_url"):
+            assert f"{{{{ {tag} }}}}" in error
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DRAFT
+
+    add_recipients(campaign, 1, data={"country": "PT"}, start=3)  # the import that defines it
+    services.schedule(campaign.pk, timezone.now() + dt.timedelta(hours=1))
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.SCHEDULED
+
+
+@pytest.mark.django_db
+def test_a_markdown_body_is_saved_with_the_html_it_makes(staff_client, campaign):
+    response = staff_client.post(change_url(campaign), form_data(
+        body_format="markdown", markdown_body="**Hi** {{ first_name }}\n\n[Unsubscribe]({{ unsubscribe_url }})"))
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert "<p><strong>Hi</strong> {{ first_name }}</p>" in campaign.html_body
+    response = staff_client.post(change_url(campaign), form_data(body_format="markdown", markdown_body=""))
+    assert response.context["adminform"].form.errors["markdown_body"] == [
+        "Write the Markdown body, or choose the HTML format."]
 
 
 @pytest.mark.django_db
@@ -132,10 +158,12 @@ def test_content_is_read_only_once_sending_started(staff_client):
 
 @pytest.mark.django_db
 def test_model_clean_is_where_validation_lives(campaign):
-    campaign.html_body = "<p>{{ nope }}</p>"
+    campaign.html_body = '<p>{{ nope }}</p><a href="{{ unsubscribe_url }}">x</a>'
+    campaign.full_clean()  # a tag an import may still define: accepted on a draft
+    campaign.html_body = "<p>{{ Nope }}</p>"  # no column becomes a tag with capitals
     with pytest.raises(ValidationError) as error:
         campaign.full_clean()
-    assert "Unknown merge tag {{ nope }}" in str(error.value)
+    assert "Unknown merge tag {{ Nope }}" in str(error.value)
 
 
 # --- the list -----------------------------------------------------------------------------------
@@ -299,7 +327,7 @@ def test_a_viewer_cannot_pick_the_winner(viewer_client):
 @pytest.mark.django_db
 @pytest.mark.parametrize("field, value, error", [
     ("subject", "{{ first_name|upper }}", 'the filter "upper" is not supported'),
-    ("html_body", "<p>Hi {{ nickname }}</p>", "Unknown merge tag {{ nickname }}"),
+    ("html_body", "<p>Hi {{ Nickname }}</p>", "Unknown merge tag {{ Nickname }}"),
     ("html_body", "<p>Hi {{ first_name }}</p>", "must contain an unsubscribe link"),
     ("text_body", "Hi {{ first_name|upper }}", 'the filter "upper" is not supported'),
 ])

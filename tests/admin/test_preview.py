@@ -62,3 +62,6 @@ def test_the_live_frame_takes_posts_from_users_who_may_write_campaigns(viewer_cl
     viewer_client.force_login(UserFactory(is_superuser=True))
     assert viewer_client.get(url).status_code == 405
     assert viewer_client.post(url, {"html_body": "<p>Hi {{ first_name }}</p>"}).content == b"<p>Hi {{ first_name }}</p>"
+    markdown = viewer_client.post(url, {"html_body": "<p>old</p>", "body_format": "markdown",
+                                        "markdown_body": "*Hi* {{ first_name }}"}).content.decode()
+    assert "<p><em>Hi</em> {{ first_name }}</p>" in markdown and "old" not in markdown

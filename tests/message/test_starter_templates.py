@@ -36,6 +36,7 @@ def test_every_starter_has_a_subject_an_unsubscribe_link_and_only_standard_tags(
     for template in EmailTemplate.objects.filter(is_starter=True):
         assert template.subject and "<" not in template.subject
         assert "{{ unsubscribe_url }}" in template.html_body
+        assert "{{ unsubscribe_url }}" in template.text_body  # both bodies filled (issue 25, item 10)
         tags = set(TAG.findall(template.html_body)) | set(TAG.findall(template.subject))
         assert tags <= {"email", "first_name", "last_name", "unsubscribe_url"}, template.key
         assert 'name="viewport"' in template.html_body

@@ -16,7 +16,12 @@
             !window.confirm("Replace the subject and bodies with the template's?")) return;
         if (field("name") && !field("name").value.trim()) field("name").value = t.name;
         field("subject").value = t.subject;
-        html.value = t.html_body;
+        const htmlFormat = document.querySelector('input[name="body_format"][value="html"]');
+        if (htmlFormat && !htmlFormat.checked) {  // a template is HTML
+          htmlFormat.checked = true;
+          htmlFormat.dispatchEvent(new Event("change"));
+        }
+        if (window.campaignEditor) window.campaignEditor.setValue(t.html_body); else html.value = t.html_body;
         if (field("text_body")) field("text_body").value = t.text_body;
         html.dispatchEvent(new Event("input"));
       });
@@ -42,6 +47,11 @@
       };
       input("csrfmiddlewaretoken", token.value);
       const html = input("html_body", "");
+      // A Markdown body is previewed as the HTML it makes (campaign_editor.js shows the one chosen).
+      const markdown = field("markdown_body");
+      const format = input("body_format", "html");
+      const markdownText = input("markdown_body", "");
+      const formats = Array.from(document.querySelectorAll('input[name="body_format"]'));
       document.body.appendChild(form);
       let frame = null;
       let timer = null;
@@ -52,12 +62,20 @@
         fresh.className = "campaign-html-preview";
         fresh.id = fresh.name = "html-live-preview";
         fresh.title = "Live preview of the HTML body (merge tags shown as written)";
-        if (frame) frame.replaceWith(fresh); else body.insertAdjacentElement("afterend", fresh);
+        const pane = document.getElementById("campaign-preview-box");
+        if (frame) frame.replaceWith(fresh); else if (pane) pane.appendChild(fresh);
+        else body.insertAdjacentElement("afterend", fresh);
         frame = fresh;
         html.value = body.value;
+        const chosen = formats.find((radio) => radio.checked);
+        format.value = chosen ? chosen.value : "html";
+        markdownText.value = markdown ? markdown.value : "";
         form.submit();
       };
-      body.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(refresh, 300); });
+      const later = () => { clearTimeout(timer); timer = setTimeout(refresh, 300); };
+      body.addEventListener("input", later);
+      if (markdown) markdown.addEventListener("input", later);
+      formats.forEach((radio) => radio.addEventListener("change", later));
       refresh();
     }
   });
