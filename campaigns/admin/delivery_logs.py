@@ -96,7 +96,7 @@ class RecipientAdmin(LedgerAdmin):
 class DeliveryLogAdmin(LedgerAdmin):
     # Fits beside the filters at 1280 px with the admin's menu open: long addresses, campaign names and errors
     # are cut to one line (in full on hover); the campaign column goes when the list shows one campaign.
-    list_display = ("address", "campaign_name", "status", "provider", "attempts", "sent_time", "short_error")
+    list_display = ("address", "campaign_name", "status", "sent_by", "attempts", "sent_time", "short_error")
     list_filter = ("status", ProviderFilter)
     list_select_related = ("campaign",)
     search_fields = ("email",)
@@ -122,13 +122,17 @@ class DeliveryLogAdmin(LedgerAdmin):
     def campaign_name(self, log):
         return format_html('<span class="log-campaign" title="{}">{}</span>', log.campaign, log.campaign)
 
+    @admin.display(description="Provider", ordering="provider")
+    def sent_by(self, log):
+        return format_html('<span class="log-provider" title="{}">{}</span>', log.provider, log.provider)
+
     @admin.display(description="Sent at", ordering="sent_at")
     def sent_time(self, log):
         if log.sent_at is None:
             return "—"
         local = timezone.localtime(log.sent_at)
-        return format_html('<span class="log-time" title="{}">{}</span>', local.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                           local.strftime("%Y-%m-%d %H:%M"))
+        return format_html('<span class="log-time" title="{}">{}<br>{}</span>', local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                           local.strftime("%Y-%m-%d"), local.strftime("%H:%M"))
 
     @admin.display(description="Error")
     def short_error(self, log):
