@@ -75,6 +75,15 @@ def log_in(journey):
     journey.page.locator("#campaign-overview").wait_for()
 
 
+def seen_first(page, locator):
+    """LOCATOR is on the first screen at 1280 px and at phone width, without scrolling."""
+    for width in (WIDE, NARROW):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.evaluate("window.scrollTo(0, 0)")
+        expect(locator).to_be_in_viewport()
+    page.set_viewport_size({"width": WIDE, "height": 900})
+
+
 def layout_problems(page):
     page.set_viewport_size({"width": WIDE, "height": 800})
     return page.evaluate(LAYOUT_PROBLEMS)
@@ -138,3 +147,60 @@ def test_nothing_overlaps_or_is_cut_off_at_1280(page, live_server, screenshot_di
     journey.go("/admin/campaigns/deliverylog/")
     assert "Campaign" in [header.strip() for header in page.locator("#result_list thead th").all_text_contents()]
     assert layout_problems(page) == [], "the delivery-log list of every campaign"
+
+
+def test_errors_are_summed_up_at_the_top_and_refusals_are_pages_that_say_what_to_do(page, live_server,
+                                                                                   screenshot_dir):
+    UserFactory(username="staff", is_superuser=True)
+    started = sent_campaign()
+    draft = CampaignFactory(name="Autumn news")
+    RecipientFactory(campaign=draft)
+    Campaign.recount_recipients([draft.pk])
+    journey = Journey(page, live_server.url, screenshot_dir, prefix="forms-")
+    log_in(journey)
+
+    # Item 2: a past "Send at" is summed up at the top, focused, and its link leads to the field.
+    journey.go("/admin/campaigns/campaign/add/")
+    page.fill("#id_name", "Winter sale")
+    page.fill("#id_subject", "Hello")
+    page.fill("#id_from_email", "news@example.com")
+    page.fill("#id_html_body", '<p>Hi</p><a href="{{ unsubscribe_url }}">Unsubscribe</a>')
+    page.fill("#id_schedule_for_0", "2020-01-01")
+    page.fill("#id_schedule_for_1", "10:00")
+    page.locator("input[name=_continue]").click()
+    summary = page.locator("#error-summary")
+    expect(summary).to_be_focused()
+    expect(summary).to_have_attribute("role", "alert")
+    expect(summary.locator("h2")).to_have_text("There is a problem")
+    link = summary.get_by_role("link", name="Send at: Choose a time in the future, or use Send now.")
+    expect(link).to_have_count(1)
+    seen_first(page, summary)
+    journey.shoot("error-summary")
+    link.click()
+    expect(page.locator("#id_schedule_for_0")).to_be_focused()
+    assert not Campaign.objects.filter(name="Winter sale").exists()
+
+    # Item 12: deleting a campaign that sent mail is an admin page saying why and what to do instead.
+    journey.go(f"/admin/campaigns/campaign/{started.pk}/delete/")
+    expect(page.locator("h1")).to_have_text("This campaign cannot be deleted")
+    expect(page.locator("#not-deletable")).to_contain_text(
+        "Nothing was deleted. “" + LONG_NAME + "”: it sent mail and its delivery logs are the record of who was "
+        "mailed, so it is kept. To hide it from the list, archive it")
+    seen_first(page, page.locator("#not-deletable"))
+    journey.shoot("cannot-delete")
+    page.locator("#back-to-campaign").click()
+    expect(page.locator("#dash-status")).to_have_text("Completed")
+    assert Campaign.objects.filter(pk=started.pk).exists()
+
+    # Item 12: reloading the Send-now confirmation shows it again; nothing is sent until "Yes".
+    journey.go(f"/admin/campaigns/campaign/{draft.pk}/change/")
+    page.locator("button.action-send_now").click()
+    expect(page.locator(".confirm-question")).to_contain_text("Start sending this campaign")
+    page.reload()
+    expect(page.locator(".confirm-question")).to_contain_text("Start sending this campaign")
+    expect(page.locator("#content-main")).to_contain_text("Autumn news — Draft, 1 recipient")
+    seen_first(page, page.locator("#confirm-button"))
+    journey.shoot("send-now-reloaded")
+    page.locator("a.cancel-link").click()
+    expect(page.locator("#dash-status")).to_have_text("Draft")
+    assert Campaign.objects.get(pk=draft.pk).status == S.DRAFT
