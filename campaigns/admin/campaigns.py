@@ -397,7 +397,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if action is not None and action.confirm and action.shown_when(campaign):
             if not action.allowed(self, request, campaign):
                 raise PermissionDenied
-            return self.confirm_page(request, action, [campaign], action.confirmation(request)())
+            return self.confirm_page(request, action, [campaign], form=None)
         label = action.label if action else {"schedule": "Schedule", "send_test_email": "Send test email"}.get(name)
         if label is None:
             raise Http404("No such action.")
