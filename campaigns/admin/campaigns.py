@@ -14,7 +14,7 @@ from django.contrib.admin.actions import delete_selected as django_delete_select
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpResponseNotAllowed, JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from campaigns import services, stats
 from campaigns.admin import dashboard, exports, follow_ups, imports, preflight, preview, segments
 from campaigns.admin.forms import AB_FIELDS, CampaignForm, ScheduleForm, TestEmailForm, zone_name
-from campaigns.admin.staff_actions import ACTIONS, REFUSALS, change_url, done, perform, visible_actions
+from campaigns.admin.staff_actions import ACTIONS, REFUSALS, Outcome, change_url, done, perform, visible_actions
 from campaigns.experiments import ab_tests
 from campaigns.message import preflight as preflight_checks
 from campaigns.message.rendering import STANDARD_TAGS, html_to_text, unknown_tags_note
@@ -59,6 +59,14 @@ def recipients_url(campaign_id):
 
 def local_time(value):
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "—"
+
+
+def short_time(value):
+    """A list's date: the time alone today, the day and time this year, the date before."""
+    local, today = timezone.localtime(value), timezone.localdate()
+    if local.date() == today:
+        return local.strftime("today %H:%M")
+    return local.strftime("%d %b %H:%M" if local.year == today.year else "%Y-%m-%d")
 
 
 class EmailTemplateAdmin(admin.ModelAdmin):
@@ -150,9 +158,10 @@ class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
     inlines = [CampaignVariantInline]
     change_form_template = "admin/campaigns/campaign/campaign_change_form.html"
-    list_display = ("name", "status_badge", "progress", "delivery_rate", "scheduled", "total_recipients",
-                    "created_at")
-    list_display_links = ("name",)
+    # Fits beside the filters at 1280 px with the admin's menu open: a long name is cut to one line (in full on
+    # hover), the progress counts the recipients, one date says what the campaign last did.
+    list_display = ("campaign_name", "status_badge", "progress", "delivery_rate", "last_date")
+    list_display_links = ("campaign_name",)
     list_filter = ("status", ArchivedFilter, "template", ("created_at", admin.DateFieldListFilter))
     search_fields = ("name", "subject")
     list_per_page = 50
@@ -166,6 +175,10 @@ class CampaignAdmin(admin.ModelAdmin):
 
     # --- change list columns ---------------------------------------------------------------------
 
+    @admin.display(description="Name", ordering="name")
+    def campaign_name(self, campaign):
+        return format_html('<span class="campaign-name" title="{}">{}</span>', campaign.name, campaign.name)
+
     @admin.display(description="Status", ordering="status")
     def status_badge(self, campaign):
         return format_html('<span class="campaign-badge status-{}">{}</span>', campaign.status,
@@ -175,9 +188,9 @@ class CampaignAdmin(admin.ModelAdmin):
     def progress(self, campaign):
         figures = stats.CampaignStats.of(campaign)
         return format_html(
-            '<div class="campaign-progress" title="{} of {} processed"><progress max="100" value="{}"></progress>'
-            '<span>{} / {} sent</span></div>', figures.processed, figures.total, figures.progress_percent,
-            figures.sent, figures.total)
+            '<div class="campaign-progress" title="{} of {} recipients processed, {} sent"><progress max="100" value="{}">'
+            '</progress><span>{} / {} sent</span></div>', figures.processed, figures.total, figures.sent,
+            figures.progress_percent, figures.sent, figures.total)
 
     @admin.display(description="Delivery rate")
     def delivery_rate(self, campaign):
@@ -187,9 +200,16 @@ class CampaignAdmin(admin.ModelAdmin):
         return format_html('<span class="delivery-rate rate-{}">{}%</span>', figures.rate_level,
                            figures.delivery_rate)
 
-    @admin.display(description="Scheduled", ordering="scheduled_at")
-    def scheduled(self, campaign):
-        return local_time(campaign.scheduled_at) if campaign.scheduled_at else "—"
+    @admin.display(description="When", ordering="created_at")
+    def last_date(self, campaign):
+        """What the campaign did last, and when: completed, started, scheduled for, or created."""
+        for label, value in (("Completed", campaign.completed_at), ("Started", campaign.started_at),
+                             ("Scheduled", campaign.scheduled_at if campaign.status == S.SCHEDULED else None),
+                             ("Created", campaign.created_at)):
+            if value:
+                return format_html('<span class="campaign-date" title="{} {}">{}<br>{}</span>', label,
+                                   local_time(value), label, short_time(value))
+        return "—"
 
     @admin.display(description="Scheduled at")
     def scheduled_local(self, campaign):
@@ -230,7 +250,9 @@ class CampaignAdmin(admin.ModelAdmin):
                          "With a test share above 0 and two to four variants below, that share of the recipients "
                          "is split evenly at random between the variants; when the wait ends, the variant with "
                          "the best rate goes to the rest.")})]
-        if editable and self.has_change_permission(request, obj) and self.has_send_permission(request, obj):
+        # A new campaign may be scheduled as it is saved; an existing one has the Schedule control of its
+        # actions panel (actions_panel.html), the only one on its page.
+        if obj is None and self.has_send_permission(request, obj):
             fieldsets.append(("Schedule", {"fields": ("schedule_for",),
                                            "description": f"Times are in {zone_name()}."}))
         if obj is not None:
@@ -353,9 +375,9 @@ class CampaignAdmin(admin.ModelAdmin):
     # --- the campaign page's buttons and forms ---------------------------------------------------
 
     def campaign_action_view(self, request, campaign_id, name):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         campaign = get_object_or_404(Campaign, pk=campaign_id)
+        if request.method != "POST":
+            return self.action_page_again(request, campaign, name)
         if name == "schedule":
             return self.schedule(request, campaign)
         if name == "send_test_email":
@@ -388,6 +410,25 @@ class CampaignAdmin(admin.ModelAdmin):
         return perform(self, request, allowed=self.has_change_permission(request, campaign),
                        form=partial(TestEmailForm, request.POST), label="Test email", call=send,
                        done_url=change_url(campaign.pk))
+
+    def action_page_again(self, request, campaign, name):
+        """GET on an action's URL: a confirmation page reloaded, or its address opened again. An action that
+        asks first shows its question again while it is still possible; anything else goes back to the
+        campaign page, saying that nothing was done and why."""
+        action = ACTIONS.get(name)
+        if action is not None and action.confirm and action.shown_when(campaign):
+            if not action.allowed(self, request, campaign):
+                raise PermissionDenied
+            return self.confirm_page(request, action, [campaign], form=None)
+        label = action.label if action else {"schedule": "Schedule", "send_test_email": "Send test email"}.get(name)
+        if label is None:
+            raise Http404("No such action.")
+        if action is not None and not action.shown_when(campaign):
+            why = f"the campaign is {campaign.get_status_display().lower()} now, so “{label}” no longer applies."
+        else:
+            why = f"“{label}” is done with its button on this page."
+        self.message_user(request, f"Nothing was done: {why}", messages.WARNING)
+        return redirect(change_url(campaign.pk))
 
     def confirm_page(self, request, action, campaigns, form, bulk=False):
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": f"{action.label}?",
@@ -423,12 +464,23 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.action(description="Delete selected campaigns (drafts and cancelled before sending only)",
                   permissions=["delete"])
     def delete_selected(self, request, queryset):
-        started = queryset.exclude(NEVER_STARTED).count()
+        started = list(queryset.exclude(NEVER_STARTED))
         if started:
-            self.message_user(request, f"Nothing deleted: {started} of the selected campaigns started sending and "
-                                       "cannot be deleted; archive them instead.", messages.ERROR)
+            self.message_user(request, f"Nothing deleted: {len(started)} of the selected campaigns cannot be deleted. "
+                                       + not_deletable_advice(started), messages.ERROR)
             return None
         return django_delete_selected(self, request, queryset)  # its confirmation page, then delete_queryset
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """A campaign that started sending is not deleted: an admin page says why and what to do instead (not
+        a bare 403). Anything else is Django's delete page."""
+        campaign = Campaign.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        if (campaign is not None and not campaign.is_deletable
+                and super().has_delete_permission(request, campaign)):
+            context = {**self.admin_site.each_context(request), "opts": self.model._meta, "campaign": campaign,
+                       "title": "This campaign cannot be deleted", "advice": not_deletable_advice([campaign])}
+            return TemplateResponse(request, "admin/campaigns/campaign/not_deletable.html", context, status=403)
+        return super().delete_view(request, object_id, extra_context)
 
     def delete_queryset(self, request, queryset):
         # Re-checked in the DELETE itself: a campaign may have started since the confirmation page.
@@ -611,10 +663,53 @@ def ab_test_context(campaign):
             "can_pick": campaign.ab_winner_id is None and campaign.status in (S.IN_PROGRESS, S.PAUSED)}
 
 
+def names_of(campaigns):
+    return ", ".join(f"“{c.name}”" for c in campaigns)
+
+
+def not_deletable_advice(campaigns):
+    """Why CAMPAIGNS are not deleted, and for each what staff can do instead that works."""
+    scheduled = [c for c in campaigns if c.status == S.SCHEDULED]
+    live = [c for c in campaigns if c.status in (S.IN_PROGRESS, S.PAUSED)]
+    finished = [c for c in campaigns if c.status in ARCHIVABLE]
+    parts = []
+    if scheduled:
+        parts.append(f"{names_of(scheduled)}: scheduled, so first unschedule it on the campaign page (it goes back "
+                     "to draft), then delete it.")
+    if live:
+        parts.append(f"{names_of(live)}: sending has started and its delivery logs are the record of who was "
+                     "mailed, so it is kept. To stop it, cancel it on the campaign page (Pause only holds the "
+                     "rest); once cancelled, archive it to hide it from the list.")
+    if finished:
+        parts.append(f"{names_of(finished)}: it sent mail and its delivery logs are the record of who was mailed, "
+                     "so it is kept. To hide it from the list, archive it (“Archive selected campaigns” on the "
+                     "campaign list).")
+    return " ".join(parts)
+
+
+def not_archivable_advice(campaigns):
+    """Why CAMPAIGNS (not finished) were not archived, and for each what works instead."""
+    never_started = [c for c in campaigns if c.is_deletable]
+    scheduled = [c for c in campaigns if c.status == S.SCHEDULED]
+    live = [c for c in campaigns if c.status in (S.IN_PROGRESS, S.PAUSED)]
+    parts = ["Only completed, failed and cancelled campaigns are archived."]
+    if never_started:
+        parts.append(f"Not archived: {names_of(never_started)}, never sent: delete it instead "
+                     "(“Delete selected campaigns”).")
+    if scheduled:
+        parts.append(f"Not archived: {names_of(scheduled)}, scheduled: unschedule it, then delete it.")
+    if live:
+        parts.append(f"Not archived: {names_of(live)}, still sending: cancel it on the campaign page, then archive it.")
+    return " ".join(parts)
+
+
 def archive_finished(queryset):
+    refused = list(queryset.exclude(status__in=ARCHIVABLE))
     count = queryset.filter(status__in=ARCHIVABLE, archived=False).update(archived=True)
-    return done(f"Archived {count} campaign{'s' * (count != 1)}; only completed, failed and cancelled campaigns "
-                "are archived. The Archived filter shows them.")
+    notes = [(messages.SUCCESS, f"Archived {count} campaign{'s' * (count != 1)}. The Archived filter shows them.")]
+    if refused:
+        notes.append((messages.WARNING, not_archivable_advice(refused)))
+    return Outcome(tuple(notes))
 
 
 def unarchive_all(queryset):

@@ -151,8 +151,9 @@ ACTIONS = {a.name: a for a in (
                    confirm="The mail server refused many recipients at once as addresses that do not exist, so none "
                            "was suppressed and sending paused. Suppress them now, as bounced (no campaign will mail "
                            "them again), and resume sending?", permission="send"),
+    # Not on a draft's page: nothing is under way to cancel (a draft is deleted, or left as it is).
     CampaignAction("cancel", "Cancel", services.cancel,
-                   lambda c: c.status in (S.DRAFT, S.SCHEDULED, S.IN_PROGRESS, S.PAUSED),
+                   lambda c: c.status in (S.SCHEDULED, S.IN_PROGRESS, S.PAUSED),
                    confirm="Cancel this campaign? Recipients not yet sent are skipped and it cannot be restarted.",
                    style="danger"),
     CampaignAction("duplicate", "Duplicate", duplicate, lambda c: True, permission="duplicate"),

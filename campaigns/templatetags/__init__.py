@@ -1,1 +1,2 @@
-"""Template tags of the admin pages (campaign_admin)."""
+"""Template tags of the admin pages: the campaign overview (campaign_admin), the forms' error summary
+(error_summary)."""

@@ -338,3 +338,28 @@ def test_a_variant_is_validated_like_the_campaigns_own_fields(staff_client, fiel
     assert response.status_code == 200
     assert error in " ".join(response.context["inline_admin_formsets"][0].formset.errors[1][field])
     assert not Campaign.objects.exists() and not CampaignVariant.objects.exists()
+
+
+# --- the error summary (issue 25, item 2) ---------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_a_past_send_at_is_summed_up_at_the_top_with_a_link_to_its_field(staff_client):
+    past = timezone.localtime() - dt.timedelta(days=1)
+    response = staff_client.post(ADD, form_data(schedule_for_0=past.strftime("%Y-%m-%d"), schedule_for_1="10:00"))
+    page = response.content.decode()
+    assert response.status_code == 200 and not Campaign.objects.exists()
+    summary = page[page.index('<div class="error-summary"'):]
+    summary = summary[:summary.index("</div>")]
+    assert 'role="alert"' in summary and 'tabindex="-1"' in summary and "There is a problem" in summary
+    assert '<a href="#id_schedule_for_0">Send at: Choose a time in the future, or use Send now.</a>' in summary
+    assert 'id="id_schedule_for_0"' in page
+    # At the top: before the form and its own "Please correct" note; focused by a static script (no inline one).
+    assert page.index('id="error-summary"') < page.index('id="campaign_form"') < page.index('class="errornote"')
+    assert "campaigns/admin/error_summary.js" in page
+
+
+@pytest.mark.django_db
+def test_a_campaign_page_without_errors_has_no_summary(staff_client, campaign):
+    page = staff_client.get(change_url(campaign)).content.decode()
+    assert 'id="error-summary"' not in page and "error_summary.js" not in page
+

@@ -42,3 +42,17 @@ def test_list_avoids_n_plus_one(staff_client, campaign):
     with CaptureQueriesContext(connection) as many:
         staff_client.get(LOGS)
     assert len(many) == len(few)
+
+
+@pytest.mark.django_db
+def test_the_list_shows_attempts_sent_at_and_error_and_the_campaign_only_when_mixed(staff_client, campaign):
+    """Issue 25, item 11: filtered to one campaign, its name is said once, above the list, not on every row."""
+    add_logs(campaign, ["failed"])
+    campaign.delivery_logs.update(attempts=3, last_error="550 5.1.1 <a@example.com>: User unknown")
+    filtered = staff_client.get(LOGS, {"campaign__id__exact": campaign.pk})
+    assert list(filtered.context["cl"].list_display) == [
+        "address", "status", "sent_by", "attempts", "sent_time", "short_error"]
+    page = filtered.content.decode()
+    assert 'title="550 5.1.1 &lt;a@example.com&gt;: User unknown"' in page  # the whole error on hover
+    assert "campaign_name" in staff_client.get(LOGS).context["cl"].list_display
+

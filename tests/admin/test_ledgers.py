@@ -149,6 +149,15 @@ def test_a_campaign_from_a_domain_no_longer_allowed_is_not_scheduled(staff_clien
 
 # --- deleting and archiving campaigns -------------------------------------------------------------------
 
+ADVICE = {
+    "in_progress": "To stop it, cancel it on the campaign page (Pause only holds the rest); once cancelled, archive "
+                   "it to hide it from the list.",
+    "scheduled": "scheduled, so first unschedule it on the campaign page (it goes back to draft), then delete it.",
+    "completed": "To hide it from the list, archive it",
+}
+ADVICE.update(paused=ADVICE["in_progress"], failed=ADVICE["completed"], cancelled=ADVICE["completed"])
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("status, started", [("in_progress", True), ("paused", True), ("completed", True),
                                              ("failed", True), ("cancelled", True), ("scheduled", False)])
@@ -160,9 +169,14 @@ def test_a_campaign_that_started_sending_cannot_be_deleted(staff_client, status,
     page = staff_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
     assert "deletelink" not in page
     response = staff_client.post(reverse("admin:campaigns_campaign_delete", args=[campaign.pk]), {"post": "yes"})
-    assert response.status_code == 403
+    # An admin page that says what to do instead (issue 25, item 12), not a bare "403 Forbidden".
+    page = response.content.decode()
+    assert response.status_code == 403 and 'id="not-deletable"' in page and 'id="site-name"' in page
+    advice = ADVICE[status]
+    assert advice in page
     bulk = staff_client.post(LIST, {"action": "delete_selected", ACTION_CHECKBOX_NAME: [campaign.pk], "post": "yes"})
-    assert "Nothing deleted: 1 of the selected campaigns started sending" in messages_of(bulk)[0]
+    assert "Nothing deleted: 1 of the selected campaigns cannot be deleted." in messages_of(bulk)[0]
+    assert advice in messages_of(bulk)[0]
     assert Campaign.objects.filter(pk=campaign.pk).exists()
     assert DeliveryLog.objects.count() == (1 if started else 0)
 
@@ -183,7 +197,10 @@ def test_archived_campaigns_are_hidden_from_the_default_list(staff_client):
     done = CampaignFactory(name="Spring sale", status="completed")
     live = CampaignFactory(name="Summer sale", status="in_progress")
     response = staff_client.post(LIST, {"action": "archive", ACTION_CHECKBOX_NAME: [done.pk, live.pk]})
-    assert messages_of(response)[0].startswith("Archived 1 campaign;")
+    assert messages_of(response) == [
+        "Archived 1 campaign. The Archived filter shows them.",
+        "Only completed, failed and cancelled campaigns are archived. Not archived: “Summer sale”, still sending: "
+        "cancel it on the campaign page, then archive it."]
     assert list(Campaign.objects.filter(archived=True)) == [done]
     default = staff_client.get(LIST).content.decode()
     assert "Summer sale" in default and "Spring sale" not in default

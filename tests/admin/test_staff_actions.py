@@ -1,4 +1,5 @@
-"""Staff actions as buttons and bulk actions: POST only, CSRF, confirmation, messages with counts, clear errors."""
+"""Staff actions as buttons and bulk actions: POST only (a GET asks again or goes back to the campaign), CSRF,
+confirmation, messages with counts, clear errors."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
@@ -20,6 +21,10 @@ def action_url(campaign, name):
     return reverse("admin:campaigns_campaign_action", args=[campaign.pk, name])
 
 
+def change_url(campaign_id):
+    return reverse("admin:campaigns_campaign_change", args=[campaign_id])
+
+
 def status_of(campaign):
     campaign.refresh_from_db()
     return campaign.status
@@ -33,10 +38,15 @@ def messages_of(response):
 def test_buttons_match_the_campaign_state(staff_client):
     draft = CampaignFactory(status="draft")
     page = staff_client.get(reverse("admin:campaigns_campaign_change", args=[draft.pk])).content.decode()
-    assert "action-send_now" in page and "action-cancel" in page and "action-duplicate" in page
-    assert "action-pause" not in page and "action-resume" not in page
-    assert 'id="schedule-form"' in page and 'id="test-email-form"' in page
+    assert "action-send_now" in page and "action-duplicate" in page
+    # No Cancel next to Send now on a draft: nothing is under way to cancel.
+    assert "action-pause" not in page and "action-resume" not in page and "action-cancel" not in page
+    # One schedule control: the actions panel's, not a second one in the form.
+    assert 'id="schedule-form"' in page and 'name="schedule_for_0"' not in page and 'id="test-email-form"' in page
     assert 'method="post"' in page and "csrfmiddlewaretoken" in page
+    scheduled = CampaignFactory(status="scheduled")
+    page = staff_client.get(reverse("admin:campaigns_campaign_change", args=[scheduled.pk])).content.decode()
+    assert "action-cancel" in page and "action-unschedule" in page
     live = CampaignFactory(status="in_progress", failed_count=2)
     page = staff_client.get(reverse("admin:campaigns_campaign_change", args=[live.pk])).content.decode()
     assert "action-pause" in page and "action-retry_failed" in page and "action-send_now" not in page
@@ -52,10 +62,37 @@ def test_pause_button(staff_client):
 
 
 @pytest.mark.django_db
-def test_actions_refuse_get(staff_client):
+def test_get_on_an_action_does_nothing_and_says_so_on_the_campaign_page(staff_client):
     campaign = CampaignFactory(status="in_progress")
-    assert staff_client.get(action_url(campaign, "pause")).status_code == 405
+    response = staff_client.get(action_url(campaign, "pause"))
+    assert response.status_code == 302 and response["Location"] == change_url(campaign.pk)
+    assert messages_of(response) == [("warning", "Nothing was done: “Pause” is done with its button on this page.")]
     assert status_of(campaign) == "in_progress"
+    assert staff_client.get(action_url(campaign, "no-such-action")).status_code == 404
+
+
+@pytest.mark.django_db
+def test_reloading_the_send_now_confirmation_shows_it_again(staff_client):
+    """Issue 25, item 12: a reload (GET) of the confirmation page is the confirmation again, not an empty 405."""
+    campaign = CampaignFactory(status="draft", name="Spring sale")
+    add_recipients(campaign, 2)
+    response = staff_client.get(action_url(campaign, "send_now"))
+    page = response.content.decode()
+    assert response.status_code == 200 and 'id="confirm-button"' in page and "Spring sale" in page
+    assert 'id="site-name"' in page  # the admin's page, with its header
+    assert status_of(campaign) == "draft"
+    # Once sending started, the question no longer applies: back to the campaign page, saying why.
+    Campaign.objects.filter(pk=campaign.pk).update(status="in_progress")
+    response = staff_client.get(action_url(campaign, "send_now"))
+    assert response.status_code == 302 and response["Location"] == change_url(campaign.pk)
+    assert messages_of(response) == [
+        ("warning", "Nothing was done: the campaign is in progress now, so “Send now” no longer applies.")]
+
+
+@pytest.mark.django_db
+def test_a_viewer_reloading_a_confirmation_is_refused(viewer_client):
+    campaign = CampaignFactory(status="draft")
+    assert viewer_client.get(action_url(campaign, "send_now")).status_code == 403
 
 
 @pytest.mark.django_db
