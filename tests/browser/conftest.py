@@ -49,3 +49,12 @@ def screenshot_dir():
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+def fill_html_body(page, html):
+    """Replace the campaign form's HTML body through its code editor (the textarea under it is hidden, and kept
+    in step with the editor). Inserted as one text input, so the editor's tag closing adds nothing."""
+    page.locator(".field-html_body .cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(html)
+    page.wait_for_function("([id, value]) => document.getElementById(id).value === value", arg=["id_html_body", html])

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from campaigns.models import Campaign
-from tests.browser.conftest import NARROW, WIDE
+from tests.browser.conftest import NARROW, WIDE, fill_html_body
 from tests.support.factories import CampaignFactory, UserFactory
 
 expect = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed").expect
@@ -226,7 +226,7 @@ def test_email_html_is_styled_in_its_own_frame_while_the_admin_page_keeps_the_st
     live = page.frame_locator("#html-live-preview").locator("#hi")
     expect(live).to_have_css("color", "rgb(255, 0, 0)")
     expect(live).to_have_text("Hi {{ first_name }}")  # merge tags as written while editing
-    page.fill("#id_html_body", '<p id="hi" style="color: rgb(0, 0, 255)">Bye</p>')
+    fill_html_body(page, '<p id="hi" style="color: rgb(0, 0, 255)">Bye</p>')
     expect(live).to_have_text("Bye")
     expect(live).to_have_css("color", "rgb(0, 0, 255)")
     journey.go(f"/admin/campaigns/campaign/{campaign.pk}/preview/")

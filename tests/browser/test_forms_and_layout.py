@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Campaign, DeliveryLog
-from tests.browser.conftest import NARROW, WIDE
+from tests.browser.conftest import NARROW, WIDE, fill_html_body
 from tests.browser.test_campaign_journey import PASSWORD, Journey
 from tests.support.factories import CampaignFactory, DeliveryLogFactory, RecipientFactory, UserFactory
 
@@ -164,7 +164,7 @@ def test_errors_are_summed_up_at_the_top_and_refusals_are_pages_that_say_what_to
     page.fill("#id_name", "Winter sale")
     page.fill("#id_subject", "Hello")
     page.fill("#id_from_email", "news@example.com")
-    page.fill("#id_html_body", '<p>Hi</p><a href="{{ unsubscribe_url }}">Unsubscribe</a>')
+    fill_html_body(page, '<p>Hi</p><a href="{{ unsubscribe_url }}">Unsubscribe</a>')
     page.fill("#id_schedule_for_0", "2020-01-01")
     page.fill("#id_schedule_for_1", "10:00")
     page.locator("input[name=_continue]").click()

@@ -6,6 +6,7 @@ import socket
 import pytest
 
 from campaigns.models import Campaign, SendingAccount, SendingPool
+from tests.browser.conftest import fill_html_body
 from tests.browser.test_campaign_journey import Journey, log_in
 from tests.conftest import SINK_PASSWORD
 from tests.sending.conftest import wait_until
@@ -72,7 +73,7 @@ def test_staff_create_accounts_and_a_pool_and_send_a_campaign_through_them(
     page.fill("#id_name", "Pool campaign")
     page.fill("#id_subject", "Hello {{ first_name }}")
     page.fill("#id_from_email", "Acme <news@example.com>")
-    page.fill("#id_html_body", '<p>Hi {{ first_name }}</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>')
+    fill_html_body(page, '<p>Hi {{ first_name }}</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>')
     page.fill("#id_batch_size", "10")
     page.select_option("#id_pool", label="Newsletter pool")
     page.click("input[name=_continue]")
