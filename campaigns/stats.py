@@ -53,7 +53,7 @@ FIGURES = {
     "failed": ("Failed", "Messages refused for good, or still refused after every retry."),
     "unknown": ("Unknown", "The connection was lost while the message was handed over: it may have been "
                            "accepted. Never sent again on its own."),
-    "skipped": ("Skipped", "Not sent: suppressed since the start, or left unsent by a cancel."),
+    "skipped": ("Skipped", "Not sent: suppressed (at the start, or since), or left unsent by a cancel."),
     "pending": ("Pending", "Not sent yet."),
     "sending": ("Sending now", "Recipients of the batches being sent now, not yet answered by the provider."),
     "accepted_rate": ("Accepted", "Sent ÷ (sent + failed + unknown): the share of the messages tried that were "

@@ -382,7 +382,7 @@ class CampaignAdmin(admin.ModelAdmin):
             if action.name == "send_now":  # the audience, the A/B plan, the pool and the preflight, before it starts
                 context["preflight_run"] = preflight_checks.latest_run(campaign)
                 winner_at = timezone.localtime(timezone.now() + campaign.ab_wait)
-                context["plan"] = plan.plan_lines(campaign, winner_at=f"at {winner_at:%H:%M} ({zone_name()})",
+                context["plan"] = plan.plan_lines(campaign, winner_at=f"at {winner_at:%H:%M} {zone_name()}",
                                                   test_when="now")
         if action.name == "send_now":
             context["audiences"] = {c.pk: plan.audience(c).size for c in campaigns if c.status in plan.NOT_STARTED}

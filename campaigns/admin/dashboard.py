@@ -67,7 +67,7 @@ def ab_wait_note(campaign: Campaign) -> str:
         return (f"A/B test: the wait is over; the winner is chosen once every test recipient has been sent to "
                 f"({leads}).")
     until = timezone.localtime(campaign.ab_test_ends_at)
-    return f"A/B test: waiting for the winner until {until:%H:%M} ({zone_name()}) ({leads}); the rest gets it then."
+    return f"A/B test: waiting for the winner until {until:%H:%M} {zone_name()} ({leads}); the rest gets it then."
 
 
 def sending_rate(campaign: Campaign, figures):
@@ -106,11 +106,13 @@ def headline(campaign: Campaign, figures, found=None) -> str:
         found = found or plan.audience(campaign)
         return f"Audience: {plan.plan_lines(campaign, found)['audience_line']}"
     if status == S.CANCELLED:
-        skipped = max(0, figures.skipped - figures.suppressed_at_start)
-        parts = [f"{figures.sent:,} sent", f"{skipped:,} skipped (not sent)"]
-        parts += [f"{count:,} {word}" for count, word in ((figures.failed, "failed"), (figures.unknown, "unknown"),
-                                                          (figures.pending, "still pending")) if count]
-        return f"Cancelled: {', '.join(parts)}, of an audience of {figures.audience:,}."
+        # Skipped since the start: left unsent by the cancel (or suppressed since); the Skipped card adds those
+        # suppressed at the start, which the line below the header counts.
+        not_sent = max(0, figures.skipped - figures.suppressed_at_start)
+        parts = [f"{count:,} {word}" for count, word in ((figures.failed, "failed"), (figures.unknown, "unknown"),
+                                                         (figures.pending, "still being sent")) if count]
+        return (f"Cancelled: {figures.sent:,} of the audience of {figures.audience:,} sent, {not_sent:,} not sent"
+                + "".join(f", {part}" for part in parts) + ".")
     return f"{figures.done:,} of {figures.audience:,} processed ({figures.progress_percent} %)"
 
 
@@ -120,7 +122,7 @@ def plan_note(campaign: Campaign, figures, found=None) -> dict:
         found = found or plan.audience(campaign)
         winner_at = ""
         if campaign.status == S.SCHEDULED and campaign.scheduled_at:
-            winner_at = f"at {timezone.localtime(campaign.scheduled_at + campaign.ab_wait):%Y-%m-%d %H:%M} ({zone_name()})"
+            winner_at = f"at {timezone.localtime(campaign.scheduled_at + campaign.ab_wait):%Y-%m-%d %H:%M} {zone_name()}"
         lines = plan.plan_lines(campaign, found, winner_at=winner_at)
         return {"segment_note": lines["segment_note"], "ab_line": lines["ab_line"], "audience": lines["audience"]}
     found = plan.Audience(None, figures.total, figures.suppressed_at_start, plan.describe(campaign.segment), True)
