@@ -21,6 +21,8 @@ ENGAGEMENT_CARDS = ("delivered", "opened", "machine_opened", "clicked", "bounced
                     "unsubscribed")
 # The progress cards, in order (stats.FIGURES).
 PROGRESS_CARDS = ("sent", "failed", "unknown", "skipped", "pending", "sending")
+# A scheduled campaign's page polls: its audience is counted at most this often (a scan of its recipients).
+AUDIENCE_MAX_AGE = 30
 LIVE_STATUSES = (Campaign.Status.SCHEDULED, Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED)
 S = Campaign.Status
 ENDED_LABELS = {S.COMPLETED: "Completed", S.CANCELLED: "Cancelled", S.FAILED: "Failed"}
@@ -131,11 +133,14 @@ def plan_note(campaign: Campaign, figures, found=None) -> dict:
 
 def dashboard_data(campaign: Campaign) -> dict:
     figures = stats.CampaignStats.of(campaign)
-    found = plan.audience(campaign) if campaign.status in plan.NOT_STARTED or campaign.started_at is None else None
+    not_started = campaign.status in plan.NOT_STARTED or campaign.started_at is None
+    found = plan.audience(campaign, max_age=AUDIENCE_MAX_AGE) if not_started else None
     waiting = in_ab_wait(campaign)
     rate = sending_rate(campaign, figures) if waiting else figures.emails_per_second
     delivered_known = bool(figures.delivered) or routing.reports_deliveries(campaign)
     data = {**figures.as_dict(), "emails_per_second": rate}
+    if found is not None:  # before the start, what is still to send is the audience, not every recipient imported
+        data.update(pending=found.size, audience=found.size)
     if not delivered_known:  # not a 0 % rate: the path cannot know
         data["rates"] = {**data["rates"], "delivered": None}
     return {

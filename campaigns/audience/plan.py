@@ -14,9 +14,12 @@ percent / 100), and dealt evenly to the variants.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.db import connection
 
 from campaigns.audience.segments import compile_segment, describe, is_everyone
@@ -49,15 +52,22 @@ class Audience:
         return max(0, self.in_segment - self.suppressed)
 
 
-def audience(campaign: Campaign) -> Audience:
-    """CAMPAIGN's audience: counted before the start, read from the counters after it."""
+def audience(campaign: Campaign, max_age: int = 0) -> Audience:
+    """CAMPAIGN's audience: counted before the start, read from the counters after it. MAX_AGE: seconds a count
+    may be reused (the page's poll of a large scheduled campaign; the Send-now confirmation counts afresh)."""
     segment = describe(campaign.segment)
     if campaign.status not in NOT_STARTED and campaign.started_at is not None:
         return Audience(None, campaign.total_recipients, campaign.suppressed_at_start, segment, started=True)
-    where, params = compile_segment(campaign.segment)
-    with connection.cursor() as cursor:
-        cursor.execute(COUNT_AUDIENCE.format(segment=where), {**params, "campaign_id": campaign.pk})
-        recipients, in_segment, suppressed = cursor.fetchone()
+    key = f"campaign-audience:{campaign.pk}:{campaign.total_recipients}:{_digest(campaign.segment)}"
+    counted = cache.get(key) if max_age else None
+    if counted is None:
+        where, params = compile_segment(campaign.segment)
+        with connection.cursor() as cursor:
+            cursor.execute(COUNT_AUDIENCE.format(segment=where), {**params, "campaign_id": campaign.pk})
+            counted = list(cursor.fetchone())
+        if max_age:
+            cache.set(key, counted, timeout=max_age)
+    recipients, in_segment, suppressed = counted
     return Audience(recipients, in_segment, suppressed, segment)
 
 
@@ -122,6 +132,10 @@ def plan_lines(campaign: Campaign, found: Audience | None = None, winner_at: str
                    f"{100 - plan.percent} % ({plan.rest:,}) get the winner {when}.")
     return {"audience": size, "audience_line": f"{people} will be mailed", "segment_note": segment_note(found),
             "ab_line": ab_line, "pool": pool_summary(campaign), "everyone": is_everyone(campaign.segment)}
+
+
+def _digest(segment) -> str:
+    return hashlib.sha256(json.dumps(segment, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _duration(value: timedelta) -> str:

@@ -65,6 +65,7 @@ def test_the_campaign_page_counts_the_audience_explains_the_ab_wait_and_a_cancel
             "A/B test: 20 % (19) get variants A/B at the start, the other 80 % (76) get the winner 2 hours after "
             "the start.")
         expect(page.locator("#dash-progress")).to_have_count(0)
+        expect(page.locator("#dash-pending")).to_have_text("95")
     at_both_widths(page, draft_header)
     assert "300" not in page.locator("#dash-headline").inner_text()
     journey.shoot("draft-header")
