@@ -137,6 +137,9 @@ class Campaign(models.Model):
     sent_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     skipped_count = models.PositiveIntegerField(default=0)
+    # Of total_recipients, those on the suppression list when it started (skipped then): not its audience
+    # (campaigns.audience.plan).
+    suppressed_at_start = models.PositiveIntegerField(default=0)
     unknown_count = models.PositiveIntegerField(default=0)
     delivered_count = models.PositiveIntegerField(default=0)
     opened_count = models.PositiveIntegerField(default=0)  # recipients opened by a person (campaigns.engagement.opens_and_clicks)
@@ -544,6 +547,22 @@ class EngagementHour(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["campaign", "hour"], name="engagementhour_unique_campaign_hour"),
+        ]
+
+
+class EngagementMinute(models.Model):
+    """First opens and clicks per recipient, counted in the minute they happened: the chart of a campaign's
+    first hours (campaigns.stats.engagement_series), finer than EngagementHour."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+", db_index=False)
+    minute = models.DateTimeField()
+    opens = models.PositiveIntegerField(default=0)
+    machine_opens = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "minute"], name="engagementminute_unique_campaign_minute"),
         ]
 
 

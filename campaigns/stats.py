@@ -3,13 +3,24 @@
 The campaign list, the campaign dashboard, its JSON endpoint and the admin index all read these, so a
 figure means the same thing everywhere. Nothing here counts delivery logs per campaign row.
 
-Delivery rate = sent / (sent + failed + unknown). Skipped recipients (suppressed, or left unsent by a
-cancel) were never attempted, so they count towards progress but not towards the delivery rate.
+Accepted (the API's `accepted_rate`, formerly `delivery_rate`) = sent / (sent + failed + unknown): the share
+of the messages tried that the mail server or provider accepted. Skipped recipients (suppressed, or left
+unsent by a cancel) were never tried, so they count towards progress but not towards it. Whether mail
+reached the mailbox is Delivered, which only a provider that reports deliveries knows (not plain SMTP).
+
+The audience (campaigns.audience.plan) is who the campaign mails: the segment applied, suppressed addresses
+left out. Progress is of the audience: the recipients suppressed at the start are in total_recipients
+(they have a skipped row) but neither in the audience nor in what was done.
+
+Each figure has one name and one meaning on every page (FIGURES: the label and the one-line explanation
+shown on hover); "Opened by people" counts a person's open or a click (a click proves the message was
+read even where images were blocked: campaigns.engagement.opens_and_clicks).
 
 Engagement rates are per recipient, out of those delivered (SendGrid reports deliveries); where no
 delivery is reported (the SMTP path), out of those sent. Bounces are out of those sent. Opens by
 people and by machines are apart (campaigns.engagement.opens_and_clicks); the opens-and-clicks chart reads the hourly
-counters (EngagementHour), a few rows per campaign.
+counters (EngagementHour), a few rows per campaign, once the campaign is six hours old; before that the
+per-minute ones (EngagementMinute): per minute in its first hour, per 5 minutes to six hours.
 """
 
 from dataclasses import dataclass
@@ -21,7 +32,9 @@ from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignLink, DeliveryLog, EngagementHour, SendBatch, SendingAccountUsage
+from campaigns.models import (
+    Campaign, CampaignLink, DeliveryLog, EngagementHour, EngagementMinute, SendBatch, SendingAccountUsage,
+)
 
 GOOD_RATE = 95.0
 FAIR_RATE = 80.0
@@ -29,6 +42,42 @@ FAIR_RATE = 80.0
 # cached and never queried again; only the last few minutes are read on each poll.
 SETTLED_AFTER = timedelta(minutes=2)
 MAX_BARS = 120
+
+
+# One name and one explanation per figure, for every page that shows it (the campaign page, the A/B panel,
+# the follow-up page) and for docs/staff-guide's table: key -> (label, explanation shown on hover).
+FIGURES = {
+    "audience": ("Audience", "The people this campaign mails: its recipients matching the segment, suppressed "
+                             "addresses left out."),
+    "sent": ("Sent", "Messages the mail server or provider accepted."),
+    "failed": ("Failed", "Messages refused for good, or still refused after every retry."),
+    "unknown": ("Unknown", "The connection was lost while the message was handed over: it may have been "
+                           "accepted. Never sent again on its own."),
+    "skipped": ("Skipped", "Not sent: suppressed (at the start, or since), or left unsent by a cancel."),
+    "pending": ("Pending", "Not sent yet."),
+    "sending": ("Sending now", "Recipients of the batches being sent now, not yet answered by the provider."),
+    "accepted_rate": ("Accepted", "Sent ÷ (sent + failed + unknown): the share of the messages tried that were "
+                                  "accepted. Skipped recipients were not tried. Not the same as delivered."),
+    "delivered": ("Delivered", "Reported delivered to the mailbox by the provider (SendGrid, SES). Plain SMTP "
+                               "reports no deliveries."),
+    "opened": ("Opened by people", "Recipients who opened it (a person, not a privacy proxy or scanner) or "
+                                   "clicked a link in it."),
+    "machine_opened": ("Opened by machines", "Recipients whose message only a machine opened (Apple's privacy "
+                                             "proxy, a link scanner); not counted as opened."),
+    "clicked": ("Clicked", "Recipients who clicked at least one link."),
+    "bounced": ("Bounced", "Recipients whose address was refused for good (a hard bounce); they are suppressed."),
+    "soft_bounced": ("Soft bounces", "Recipients whose mail came back for a passing reason (a full mailbox)."),
+    "complained": ("Complained", "Recipients who marked it as spam."),
+    "unsubscribed": ("Unsubscribed", "Recipients who unsubscribed from it."),
+}
+
+
+def figure_label(key):
+    return FIGURES[key][0]
+
+
+def figure_help(key):
+    return FIGURES[key][1]
 
 
 def rate_level(rate):
@@ -84,6 +133,7 @@ class CampaignStats:
     complained: int = 0
     unsubscribed: int = 0
     soft_bounced: int = 0
+    suppressed_at_start: int = 0
 
     @classmethod
     def of(cls, campaign: Campaign) -> "CampaignStats":
@@ -94,6 +144,7 @@ class CampaignStats:
             started_at=campaign.started_at, completed_at=campaign.completed_at,
             machine_opened=campaign.machine_opened_count, complained=campaign.complained_count,
             unsubscribed=campaign.unsubscribed_count, soft_bounced=campaign.soft_bounced_count,
+            suppressed_at_start=campaign.suppressed_at_start,
         )
 
     @property
@@ -109,8 +160,18 @@ class CampaignStats:
         return self.sent + self.failed + self.unknown
 
     @property
+    def audience(self):
+        """Who the campaign mails (after the start: its rows but those suppressed then)."""
+        return max(0, self.total - self.suppressed_at_start)
+
+    @property
+    def done(self):
+        """Of the audience, those with a result (sent, failed, unknown, or skipped since the start)."""
+        return max(0, self.processed - self.suppressed_at_start)
+
+    @property
     def progress_percent(self):
-        return min(100, int(100 * self.processed / self.total)) if self.total else 0
+        return min(100, int(100 * self.done / self.audience)) if self.audience else 0
 
     @property
     def delivery_rate(self):
@@ -160,7 +221,9 @@ class CampaignStats:
         return {
             "total": self.total, "sent": self.sent, "failed": self.failed, "skipped": self.skipped,
             "unknown": self.unknown, "pending": self.pending, "processed": self.processed,
-            "progress_percent": self.progress_percent, "delivery_rate": self.delivery_rate,
+            "audience": self.audience, "suppressed_at_start": self.suppressed_at_start, "done": self.done,
+            "progress_percent": self.progress_percent, "accepted_rate": self.delivery_rate,
+            "delivery_rate": self.delivery_rate,  # the same figure, by its former name (API clients)
             "rate_level": self.rate_level, "delivered": self.delivered, "opened": self.opened,
             "clicked": self.clicked, "bounced": self.bounced, "engagement_known": self.engagement_known,
             "machine_opened": self.machine_opened, "complained": self.complained, "unsubscribed": self.unsubscribed,
@@ -283,10 +346,26 @@ def sends_chart_svg(series, width=640, height=180):
 # --- opens and clicks over time, clicks per link -------------------------------------------------
 
 MAX_HOURS = 168  # a chart of at most a week of hourly points; longer spans merge hours per point
+# A young campaign's chart reads the per-minute counters (EngagementMinute; the hourly ones would draw its
+# first hour as one flat point): (campaign age up to, minutes per point). Older ones read the hourly counters.
+FINE_BUCKETS = ((timedelta(hours=1), 1), (timedelta(hours=6), 5))
 
 
-def engagement_series(campaign: Campaign, max_points=MAX_HOURS):
-    """(start, hours, opens, machine opens, clicks) per point, from the hourly counters, zeros filled in."""
+def engagement_bucket_minutes(age: timedelta):
+    """Minutes per point of the opens-and-clicks chart for a campaign started AGE ago; None: hourly counters."""
+    for limit, minutes in FINE_BUCKETS:
+        if age <= limit:
+            return minutes
+    return None
+
+
+def engagement_series(campaign: Campaign, max_points=MAX_HOURS, now=None):
+    """(start, minutes per point, opens, machine opens, clicks) per point, zeros filled in: per minute in the
+    campaign's first hour, per 5 minutes to 6 hours (the per-minute counters), then per hour (the hourly ones)."""
+    now = now or timezone.now()
+    minutes = engagement_bucket_minutes(now - campaign.started_at) if campaign.started_at else None
+    if minutes is not None:
+        return _fine_series(campaign, minutes, now)
     rows = list(EngagementHour.objects.filter(campaign=campaign).order_by("hour")
                 .values_list("hour", "opens", "machine_opens", "clicks"))
     if not rows:
@@ -300,10 +379,37 @@ def engagement_series(campaign: Campaign, max_points=MAX_HOURS):
         point[0] += opens
         point[1] += machine_opens
         point[2] += clicks
-    return [(first + timedelta(hours=i * width), width, *point) for i, point in enumerate(points)]
+    return [(first + timedelta(hours=i * width), 60 * width, *point) for i, point in enumerate(points)]
+
+
+def _fine_series(campaign, minutes, now):
+    """From the start to now in MINUTES-wide points, from the per-minute counters (at most 360 rows); empty
+    when nothing was opened or clicked yet."""
+    start = campaign.started_at.replace(second=0, microsecond=0)
+    rows = list(EngagementMinute.objects.filter(campaign=campaign, minute__gte=start).order_by("minute")
+                .values_list("minute", "opens", "machine_opens", "clicks"))
+    if not rows:
+        return []
+    width = timedelta(minutes=minutes)
+    points = max(1, int((max(now, rows[-1][0]) - start) // width) + 1)
+    series = [[start + i * width, minutes, 0, 0, 0] for i in range(points)]
+    for at, opens, machine, clicks in rows:
+        point = series[int((at - start) // width)]
+        point[2] += opens
+        point[3] += machine
+        point[4] += clicks
+    return [tuple(point) for point in series]
 
 
 ENGAGEMENT_LINES = (("opens", "opened by people"), ("machine", "opened by machines"), ("clicks", "clicked"))
+
+
+def _unit(minutes):
+    if minutes == 1:
+        return "minute"
+    if minutes % 60 == 0:
+        return "hour" if minutes == 60 else f"{minutes // 60} hours"
+    return f"{minutes} minutes"
 
 
 def engagement_chart_svg(series, width=640, height=180):
@@ -315,8 +421,9 @@ def engagement_chart_svg(series, width=640, height=180):
     pad_left, pad_bottom, pad_top = 48, 22, 24  # the legend is above the plot
     plot_w, plot_h = width - pad_left - 4, height - pad_bottom - pad_top
     peak = max(max(point[2:]) for point in series) or 1
-    hours = series[0][1]
-    unit = "hour" if hours == 1 else f"{hours} hours"
+    minutes = series[0][1]
+    unit = _unit(minutes)
+    time_format = "%H:%M" if minutes < 60 else "%d %b %H:%M"
     parts = [f'<svg class="engagement-chart" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="Opens and clicks per {unit}, peak {peak}">',
              f'<text x="{pad_left - 6}" y="{pad_top + 9}" text-anchor="end" class="axis">{peak:,}</text>',
@@ -331,10 +438,10 @@ def engagement_chart_svg(series, width=640, height=180):
         parts.append(f'<polyline points="{coords}" class="line {name}"><title>{total:,} {label}</title></polyline>')
         parts.append(f'<text x="{pad_left + index * 170}" y="12" class="legend {name}">'
                      f'{label}: {total:,}</text>')
-    first, last = series[0][0], series[-1][0] + timedelta(hours=hours)
-    parts.append(f'<text x="{pad_left}" y="{height - 6}" class="axis">{timezone.localtime(first):%d %b %H:%M}</text>')
+    first, last = series[0][0], series[-1][0] + timedelta(minutes=minutes)
+    parts.append(f'<text x="{pad_left}" y="{height - 6}" class="axis">{timezone.localtime(first):{time_format}}</text>')
     parts.append(f'<text x="{width - 4}" y="{height - 6}" text-anchor="end" class="axis">'
-                 f'{timezone.localtime(last):%d %b %H:%M} (per {unit})</text>')
+                 f'{timezone.localtime(last):{time_format}} (per {unit})</text>')
     parts.append("</svg>")
     return "".join(parts)
 

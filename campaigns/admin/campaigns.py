@@ -25,6 +25,7 @@ from campaigns import services, stats
 from campaigns.admin import dashboard, exports, follow_ups, imports, preflight, preview, segments
 from campaigns.admin.forms import AB_FIELDS, CampaignForm, ScheduleForm, TestEmailForm, zone_name
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, Outcome, change_url, done, perform, visible_actions
+from campaigns.audience import plan
 from campaigns.experiments import ab_tests
 from campaigns.message import preflight as preflight_checks
 from campaigns.message.rendering import STANDARD_TAGS, html_to_text, unknown_tags_note
@@ -187,12 +188,14 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description="Progress")
     def progress(self, campaign):
         figures = stats.CampaignStats.of(campaign)
+        if campaign.status in plan.NOT_STARTED:
+            return "—"  # not started: its audience is on its page (counting it here would scan every campaign)
         return format_html(
-            '<div class="campaign-progress" title="{} of {} recipients processed, {} sent"><progress max="100" value="{}">'
-            '</progress><span>{} / {} sent</span></div>', figures.processed, figures.total, figures.sent,
-            figures.progress_percent, figures.sent, figures.total)
+            '<div class="campaign-progress" title="{} of {} processed, {} sent"><progress max="100" value="{}"></progress>'
+            '<span>{} / {} sent</span></div>', f"{figures.done:,}", f"{figures.audience:,}", f"{figures.sent:,}",
+            figures.progress_percent, f"{figures.sent:,}", f"{figures.audience:,}")
 
-    @admin.display(description="Delivery rate")
+    @admin.display(description=stats.figure_label("accepted_rate"))
     def delivery_rate(self, campaign):
         figures = stats.CampaignStats.of(campaign)
         if figures.delivery_rate is None:
@@ -439,8 +442,13 @@ class CampaignAdmin(admin.ModelAdmin):
         else:
             [campaign] = campaigns
             context.update(campaign=campaign, action_url=request.path, cancel_url=change_url(campaign.pk))
-            if action.name == "send_now":  # the preflight is shown before sending starts
+            if action.name == "send_now":  # the audience, the A/B plan, the pool and the preflight, before it starts
                 context["preflight_run"] = preflight_checks.latest_run(campaign)
+                winner_at = timezone.localtime(timezone.now() + campaign.ab_wait)
+                context["plan"] = plan.plan_lines(campaign, winner_at=f"at {winner_at:%H:%M} {zone_name()}",
+                                                  test_when="now")
+        if action.name == "send_now":
+            context["audiences"] = {c.pk: plan.audience(c).size for c in campaigns if c.status in plan.NOT_STARTED}
         return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)
 
     # --- bulk actions of the change list ---------------------------------------------------------

@@ -7,6 +7,7 @@ campaigns.audience.follow_ups.create_follow_up makes the draft. Both refuse a ca
 from django import forms
 from django.template.response import TemplateResponse
 
+from campaigns import stats
 from campaigns.admin.staff_actions import change_url, done
 from campaigns.audience import follow_ups
 from campaigns.exceptions import CampaignError
@@ -26,7 +27,10 @@ class FollowUpForm(forms.Form):
 
 def follow_up_page(request, campaign: Campaign, *, admin_context, can_create, form=None):
     context = {**admin_context, "opts": Campaign._meta, "title": f"Follow up “{campaign}”", "campaign": campaign,
-               "can_create": can_create, "form": form}
+               "can_create": can_create, "form": form,
+               # The groups named after a campaign page figure carry its explanation (campaigns.stats.FIGURES).
+               "figure_help": {follow_ups.Segment.OPENERS: stats.figure_help("opened"),
+                               follow_ups.Segment.CLICKERS: stats.figure_help("clicked")}}
     try:
         found = follow_ups.audiences(campaign)
     except CampaignError as refusal:

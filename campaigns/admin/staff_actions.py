@@ -133,7 +133,8 @@ def duplicate(campaign_id):
 
 ACTIONS = {a.name: a for a in (
     CampaignAction("send_now", "Send now", services.send_now, lambda c: c.status in (S.DRAFT, S.SCHEDULED),
-                   confirm="Start sending this campaign to all its recipients now? Sent mail cannot be recalled.",
+                   confirm="Start sending these campaigns now, each to its audience (its segment, suppressed addresses left "
+                           "out)? Sent mail cannot be recalled.",
                    permission="send", style="primary"),
     CampaignAction("unschedule", "Unschedule", services.unschedule, lambda c: c.status == S.SCHEDULED),
     CampaignAction("pause", "Pause", services.pause, lambda c: c.status == S.IN_PROGRESS),

@@ -22,7 +22,7 @@ from campaigns import services, stats
 from campaigns.api import idempotency
 from campaigns.api import permissions as checks
 from campaigns.api import serializers as s
-from campaigns.audience import follow_ups, suppression
+from campaigns.audience import follow_ups, plan, suppression
 from campaigns.audience.importing import uploads
 from campaigns.audience.spreadsheets import delivery_log_rows
 from campaigns.exceptions import CampaignError, ProviderError
@@ -272,7 +272,11 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Ret
     @extend_schema(responses=s.StatsSerializer)
     @action(detail=True, methods=["get"])
     def stats(self, request, pk=None):
-        return Response(stats.campaign_figures(self.get_object()))
+        campaign = self.get_object()
+        figures = stats.campaign_figures(campaign)
+        if campaign.started_at is None:  # before the start, the audience is counted (campaigns.audience.plan)
+            figures["audience"] = plan.audience(campaign).size
+        return Response(figures)
 
     @extend_schema(
         parameters=[OpenApiParameter("status", str, enum=[v for v, _ in DeliveryLog.Status.choices]),

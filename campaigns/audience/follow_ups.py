@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 class Segment(TextChoices):
     NON_OPENERS = "non_openers", "Did not open"
-    OPENERS = "openers", "Opened (people, not machines)"
+    OPENERS = "openers", "Opened by people"  # the campaign page's figure of that name (campaigns.stats.FIGURES)
     CLICKERS = "clickers", "Clicked any link"
     LINK_CLICKERS = "link_clickers", "Clicked this link"
     NON_CLICKERS = "non_clickers", "Did not click"

@@ -8,7 +8,11 @@ Everything is a handful of set-based statements, whatever the number of events:
   `machine_opened_at`; each counts once per recipient (`opened_count`, `machine_opened_count`);
 - a delivery's first click sets `clicked_at` (`clicked_count`); its first click on each link adds a
   LinkClick row and one to that CampaignLink's `clickers`;
-- every first open and first click is also counted in its hour (EngagementHour), for the chart.
+- a click is also a person's open when none was recorded (a click proves the message was read, even
+  where images were blocked): it sets `opened_at` then, so "Opened by people" (`opened_count`) is the
+  same figure on every page, the follow-ups' openers and the A/B test's opens included;
+- every first open and first click is also counted in its hour (EngagementHour) and its minute
+  (EngagementMinute), for the chart (per minute in a campaign's first hour).
 
 So the counters always equal the rows they count, and the campaign page reads counters only.
 
@@ -88,7 +92,7 @@ SET_FIRST = """
 UPDATE campaigns_deliverylog AS d SET {column} = v.at
 FROM (SELECT id, min(at) AS at FROM unnest(%(ids)s::bigint[], %(at)s::timestamptz[]) AS v(id, at) GROUP BY id) AS v
 WHERE d.id = v.id AND d.{column} IS NULL
-RETURNING d.campaign_id, date_trunc('hour', v.at), d.id
+RETURNING d.campaign_id, date_trunc('hour', v.at), d.id, date_trunc('minute', v.at)
 """
 
 CREATE_LINKS = """
@@ -136,6 +140,9 @@ SET opens = h.opens + EXCLUDED.opens, machine_opens = h.machine_opens + EXCLUDED
     clicks = h.clicks + EXCLUDED.clicks
 """
 
+BUMP_MINUTES = BUMP_HOURS.replace("campaigns_engagementhour", "campaigns_engagementminute").replace(
+    "(campaign_id, hour", "(campaign_id, minute")
+
 BUMP_CAMPAIGN = """
 UPDATE campaigns_campaign AS c
 SET opened_count = c.opened_count + v.opened, machine_opened_count = c.machine_opened_count + v.machine,
@@ -155,13 +162,15 @@ def apply(cursor, opens: list[Open], clicks: list[Click]) -> dict[int, Counter]:
     """
     counters: dict[int, Counter] = {}
     hours: dict[tuple, Counter] = {}
+    minutes: dict[tuple, Counter] = {}
 
     def count(rows, counter, bucket, event=None):
-        for campaign_id, hour, _ in rows:
+        for campaign_id, hour, _, minute in rows:
             counters.setdefault(campaign_id, Counter())[counter] += 1
             hours.setdefault((campaign_id, hour), Counter())[bucket] += 1
+            minutes.setdefault((campaign_id, minute), Counter())[bucket] += 1
         if event:  # a person's first open, a first click: outbound webhooks, in this transaction
-            webhook_events.record_delivery_events(event, [delivery_id for _, _, delivery_id in rows])
+            webhook_events.record_delivery_events(event, [row[2] for row in rows])
 
     if opens:
         cursor.execute(FIRST_OPENS, {"ids": [o.delivery_id for o in opens], "ts": [o.at for o in opens],
@@ -181,14 +190,19 @@ def apply(cursor, opens: list[Open], clicks: list[Click]) -> dict[int, Counter]:
         cursor.execute(SET_FIRST.format(column="clicked_at"),
                        {"ids": [c.delivery_id for c in clicks], "at": [_when(c.at) for c in clicks]})
         count(cursor.fetchall(), "clicked_count", "clicks", "delivery.clicked")
+        # A click without a recorded open by a person is one (campaigns.stats.FIGURES, "opened").
+        cursor.execute(SET_FIRST.format(column="opened_at"),
+                       {"ids": [c.delivery_id for c in clicks], "at": [_when(c.at) for c in clicks]})
+        count(cursor.fetchall(), "opened_count", "opens", "delivery.opened")
         with_url = [c for c in clicks if c.url]
         if with_url:
             _count_link_clicks(cursor, with_url)
-    if hours:
-        keys = sorted(hours)
-        cursor.execute(BUMP_HOURS, {"campaigns": [k[0] for k in keys], "hours": [k[1] for k in keys],
-                                    **{name: [hours[k][name] for k in keys]
-                                       for name in ("opens", "machine_opens", "clicks")}})
+    for statement, buckets in ((BUMP_HOURS, hours), (BUMP_MINUTES, minutes)):
+        if buckets:
+            keys = sorted(buckets)
+            cursor.execute(statement, {"campaigns": [k[0] for k in keys], "hours": [k[1] for k in keys],
+                                       **{name: [buckets[k][name] for k in keys]
+                                          for name in ("opens", "machine_opens", "clicks")}})
     return counters
 
 

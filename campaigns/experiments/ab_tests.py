@@ -146,6 +146,29 @@ def variant_figures(campaign_id):
     return figures
 
 
+METRIC_WORDS = {Campaign.AbMetric.OPENS: "opened by people", Campaign.AbMetric.CLICKS: "clicked"}
+
+
+def leader_text(figures, metric):
+    """Who leads by METRIC, for staff: "B leads, 31 % vs 24 %" (more variants: "B leads, 31 % vs 24 % (A), 20 % (C)"),
+    "A and B tied at 24 %", or "no test messages sent yet". Whole percents of each variant's sent test rows."""
+    sent = [f for f in figures if f.sent]
+    if not sent:
+        return "no test messages sent yet"
+    ranked = sorted(sent, key=lambda f: (-f.rate(metric), f.letter))
+    percent = {f.letter: round(100 * float(f.rate(metric))) for f in ranked}
+    best, others = ranked[0], ranked[1:]
+    if not others:
+        return f"only {best.letter} has test sends so far: {percent[best.letter]} %"
+    tied = [f.letter for f in ranked if f.rate(metric) == best.rate(metric)]
+    if len(tied) > 1:
+        return f"{' and '.join(tied)} tied at {percent[best.letter]} %"
+    if len(others) == 1:
+        return f"{best.letter} leads, {percent[best.letter]} % vs {percent[others[0].letter]} %"
+    return (f"{best.letter} leads, {percent[best.letter]} % vs "
+            + ", ".join(f"{percent[f.letter]} % ({f.letter})" for f in others))
+
+
 def choose_winner(figures, metric):
     """The variant with the highest rate of METRIC among its sent test rows; a tie goes to the earlier letter."""
     if not figures:

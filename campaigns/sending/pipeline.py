@@ -242,7 +242,7 @@ def start_campaign(campaign_id):
         if split is not None:
             ab_tests.start_wait(campaign)
         Campaign.objects.filter(pk=campaign_id).update(
-            total_recipients=created, skipped_count=F("skipped_count") + skipped,
+            total_recipients=created, skipped_count=F("skipped_count") + skipped, suppressed_at_start=skipped,
             last_progress_at=Now(),
         )
         dispatch_batches(campaign_id, queued)

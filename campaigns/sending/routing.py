@@ -385,6 +385,19 @@ def sends_per_account(campaign_id):
     return [(row["account__name"], row["total"]) for row in rows]
 
 
+# Account kinds whose provider reports deliveries to us (SendGrid's Event Webhook, SES events through SNS);
+# plain SMTP reports none.
+REPORTING_KINDS = (SendingAccount.Kind.SENDGRID, SendingAccount.Kind.SES_SMTP)
+
+
+def reports_deliveries(campaign):
+    """Whether the campaign's way out can tell us a message was delivered: its pool has a SendGrid or SES
+    account, or (the default pool) SendGrid is configured. Plain SMTP cannot: its page says so, not "0"."""
+    if campaign.pool_id is None:
+        return bool(settings.SENDGRID_API_KEY)
+    return SendingAccount.objects.filter(pools=campaign.pool_id, kind__in=REPORTING_KINDS).exists()
+
+
 def window_seconds(account, window):
     if window == "day":
         if account.day_window == SendingAccount.DayWindow.CALENDAR:

@@ -184,7 +184,7 @@ def test_badges_progress_and_rate_colors(staff_client):
 
     great = row_of(html, "Great")
     assert 'campaign-badge status-completed">Completed<' in great
-    assert 'value="100"' in great and "990 / 1000 sent" in great
+    assert 'value="100"' in great and "990 / 1,000 sent" in great
     assert 'rate-good">99.0%' in great
     middling = row_of(html, "Middling")
     assert 'rate-fair">90.0%' in middling and 'value="50"' in middling

@@ -10,9 +10,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import stats
-from campaigns.models import DeliveryLog, SendBatch
+from campaigns.admin import dashboard
+from campaigns.engagement import opens_and_clicks
+from campaigns.models import Campaign, DeliveryLog, SendBatch
+from campaigns.sending import pipeline
 from tests.admin.conftest import add_logs
-from tests.support.engaged_campaign import make_engaged_campaign
+from tests.audience.test_plan import lisbon_campaign
+from tests.support.engaged_campaign import IPHONE_MAIL, make_engaged_campaign
 from tests.support.factories import CampaignFactory
 
 
@@ -101,7 +105,8 @@ def test_engagement_figures_are_read_from_counters_not_by_counting_rows(staff_cl
         assert not [s for s in sql if "campaigns_linkclick" in s]
         assert [s for s in sql if "campaigns_deliverylog" in s] == [
             s for s in sql if "date_trunc('minute', sent_at)" in s]
-        assert [s for s in sql if "campaigns_engagementhour" in s]  # the chart reads the hourly counters
+        # The chart reads counters: per minute in the campaign's first hours, per hour after.
+        assert [s for s in sql if "campaigns_engagementminute" in s or "campaigns_engagementhour" in s]
 
 
 @pytest.mark.django_db
@@ -123,3 +128,69 @@ def test_the_campaign_page_shows_the_complaint_rate_against_the_bulk_sender_rule
     assert f'class="dash-complaint-rate complaint-{level}' in page
     assert f'id="dash-complaint-rate-value">{rate}%<' in page
     assert ("errornote" in page.split('id="dash-complaint-rate"')[0].rsplit("<p", 1)[1]) is (level == "danger")
+
+
+# --- issue 25: the header, the A/B wait, a cancel, figures the path cannot know, the chart's points ----------
+
+
+@pytest.mark.django_db
+def test_the_header_counts_the_audience_and_a_cancel_says_sent_and_not_sent_apart():
+    started = timezone.now() - dt.timedelta(minutes=5)
+    # 105 rows at the start, 5 of them suppressed then: an audience of 100.
+    live = CampaignFactory(status="in_progress", started_at=started, total_recipients=105, suppressed_at_start=5,
+                           skipped_count=5, sent_count=12, failed_count=3)
+    figures = stats.CampaignStats.of(live)
+    assert (figures.audience, figures.done, figures.progress_percent) == (100, 15, 15)
+    assert dashboard.headline(live, figures) == "15 of 100 processed (15 %)"
+    cancelled = CampaignFactory(status="cancelled", started_at=started, completed_at=timezone.now(),
+                                total_recipients=49_205, suppressed_at_start=5, sent_count=2_000,
+                                skipped_count=47_205)
+    figures = stats.CampaignStats.of(cancelled)
+    assert dashboard.headline(cancelled, figures) == "Cancelled: 2,000 of the audience of 49,200 sent, 47,200 not sent."
+    data = dashboard.dashboard_data(cancelled)
+    assert (data["ended_label"], data["accepted_rate"], data["rates"]["opened"]) == ("Cancelled", 100.0, 0.0)
+    assert data["delivered_known"] is False and data["rates"]["delivered"] is None  # no pool, no SendGrid key
+
+
+@pytest.mark.django_db
+def test_the_ab_wait_says_until_when_and_who_leads_and_the_finish_includes_the_wait(settings):
+    settings.SENDGRID_API_KEY = "SG.test"  # the default pool reports deliveries
+    campaign = lisbon_campaign()
+    Campaign.objects.filter(pk=campaign.pk).update(status="scheduled", scheduled_at=timezone.now())
+    pipeline.start_campaign(campaign.pk)
+    a, b = campaign.variants.order_by("letter")
+    tested = DeliveryLog.objects.filter(campaign=campaign, variant__isnull=False)
+    tested.update(status="sent", sent_at=timezone.now())
+    SendBatch.objects.filter(campaign=campaign, variant__isnull=False).update(status=SendBatch.Status.DONE)
+    DeliveryLog.objects.filter(pk=tested.filter(variant=b).first().pk).update(opened_at=timezone.now())
+    Campaign.objects.filter(pk=campaign.pk).update(sent_count=4, opened_count=1)
+    campaign.refresh_from_db()
+    data = dashboard.dashboard_data(campaign)
+    until = timezone.localtime(campaign.ab_test_ends_at)
+    assert data["ab_wait"] == (f"A/B test: waiting for the winner until {until:%H:%M} UTC (B leads, 50 % vs 0 % "
+                               "opened by people); the rest gets it then.")
+    assert data["headline"] == "4 of 17 processed (23 %)"
+    assert data["estimated_finish"].endswith("(after the A/B wait)")
+    assert data["estimated_finish"][:16] >= f"{until:%Y-%m-%d %H:%M}"
+    assert data["delivered_known"] is True
+    # The winner chosen: no more wait line.
+    Campaign.objects.filter(pk=campaign.pk).update(ab_winner=b)
+    campaign.refresh_from_db()
+    assert dashboard.dashboard_data(campaign)["ab_wait"] == ""
+
+
+@pytest.mark.django_db
+def test_the_engagement_chart_has_a_point_per_minute_in_the_first_hour():
+    assert [stats.engagement_bucket_minutes(dt.timedelta(minutes=m)) for m in (5, 60, 61, 360, 361)] == [
+        1, 1, 5, 5, None]
+    now = timezone.now()
+    campaign = CampaignFactory(status="in_progress", started_at=now - dt.timedelta(minutes=20))
+    logs = add_logs(campaign, ["sent"] * 3, sent_at=now - dt.timedelta(minutes=20))
+    for log, minutes_ago in zip(logs, (15, 15, 3)):
+        opens_and_clicks.record_open(log.pk, IPHONE_MAIL, at=(now - dt.timedelta(minutes=minutes_ago)).timestamp())
+    series = stats.engagement_series(campaign, now=now)
+    assert len(series) == 21 and {point[1] for point in series} == {1}  # 20 minutes and this one, per minute
+    assert [point[2] for point in series if point[2]] == [2, 1]
+    assert "(per minute)" in stats.engagement_chart_svg(series)
+    old = stats.engagement_series(campaign, now=now + dt.timedelta(days=1))  # a day later: the hourly counters
+    assert {point[1] for point in old} == {60} and sum(point[2] for point in old) == 3

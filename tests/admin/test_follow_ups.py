@@ -100,12 +100,13 @@ def test_the_campaign_page_shows_engagement_apart_with_rates_clicks_per_link_and
     campaign, _ = make_engaged_campaign()
     page = staff_client.get(change_url(campaign)).content.decode()
     assert 'id="follow-up-link"' in page
-    # 8 sent, none reported delivered (SMTP): rates are of the 8 sent.
-    assert 'id="dash-opened">3<' in page and 'id="dash-rate-opened">37.5%<' in page
+    # 8 sent, none reported delivered (SMTP): rates are of the 8 sent. Opened by people: r0, r1, r6 and r3, who
+    # clicked (issue 25, item 7: the same figure as the follow-up page's openers).
+    assert 'id="dash-opened">4<' in page and 'id="dash-rate-opened">50.0%<' in page
     assert 'id="dash-machine_opened">1<' in page and 'id="dash-rate-machine_opened">12.5%<' in page
     assert 'id="dash-clicked">2<' in page and 'id="dash-bounced">1<' in page
     assert 'id="dash-links"' in page and "https://shop.acme.test/sale?x=1&amp;y=&lt;2&gt;" in page
-    assert 'class="engagement-chart"' in page and "3 opened by people" in page
+    assert 'class="engagement-chart"' in page and "4 opened by people" in page
     data = staff_client.get(reverse("admin:campaigns_campaign_dashboard_json", args=[campaign.pk])).json()
     assert data["machine_opened"] == 1 and data["rates"]["clicked"] == 25.0
     assert "engagement-chart" in data["engagement_chart_svg"]

@@ -24,7 +24,8 @@ def test_a_follow_up_to_the_non_openers(page, live_server, screenshot_dir):
 
     journey.go(f"/admin/campaigns/campaign/{campaign.pk}/change/")
     expect(page.locator("#dash-engagement")).to_be_visible()
-    expect(page.locator("#dash-opened")).to_have_text("3")
+    # Opened by people: r0, r1, r6, and r3 who clicked (issue 25, item 7: a click is a person's open).
+    expect(page.locator("#dash-opened")).to_have_text("4")
     expect(page.locator("#dash-machine_opened")).to_have_text("1")
     expect(page.locator("#dash-links")).to_contain_text("https://shop.acme.test/sale?x=1&y=<2>")
     expect(page.locator(".engagement-chart polyline")).to_have_count(3)
@@ -34,6 +35,11 @@ def test_a_follow_up_to_the_non_openers(page, live_server, screenshot_dir):
     row = page.locator("#audience-non_openers")
     expect(row.locator(".recipients")).to_have_text("2")
     expect(row.locator(".suppressed")).to_have_text("1")
+    # The same "Opened by people" as the campaign page: everyone in the group, the suppressed r6 included.
+    openers = page.locator("#audience-openers")
+    expect(openers.locator("td").first).to_have_text("Opened by people")
+    expect(openers.locator(".in-group")).to_have_text("4")
+    expect(openers.locator(".recipients")).to_have_text("3")
     assert Campaign.objects.count() == 1  # counted, nothing made yet
     journey.shoot("follow-up-page")
 

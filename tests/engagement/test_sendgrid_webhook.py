@@ -216,10 +216,11 @@ def test_machine_opens_are_told_apart_and_clicks_counted_per_link(sendgrid, sent
     ])
     assert response.status_code == 200
     campaign.refresh_from_db()
-    # Ann: a machine, then a person. Bob: a scanner. Cid: two seconds after delivery, a machine.
-    assert (campaign.opened_count, campaign.machine_opened_count, campaign.clicked_count) == (1, 3, 2)
+    # Ann: a machine, then a person. Bob: a scanner, then clicks: a click is a person's open (issue 25, item 7).
+    # Cid: two seconds after delivery, a machine.
+    assert (campaign.opened_count, campaign.machine_opened_count, campaign.clicked_count) == (2, 3, 2)
     assert dict(CampaignLink.objects.filter(campaign=campaign).values_list("url", "clickers")) == {
         "https://acme.test/a": 2, "https://acme.test/b": 1}
     hours = EngagementHour.objects.filter(campaign=campaign)
-    assert sum(h.opens for h in hours) == 1 and sum(h.machine_opens for h in hours) == 3
+    assert sum(h.opens for h in hours) == 2 and sum(h.machine_opens for h in hours) == 3
     assert sum(h.clicks for h in hours) == 2

@@ -392,3 +392,20 @@ def test_when_no_test_row_could_be_sent_the_campaign_pauses_for_staff_to_pick_th
     assert "Variant B" in services.pick_ab_winner(campaign.pk, b.pk)
     campaign.refresh_from_db()
     assert campaign.ab_winner == b
+
+
+def test_who_leads_is_said_in_whole_percents_of_the_metric():
+    """Issue 25, item 3: the campaign page's A/B wait line ("B leads, 44 % vs 20 %")."""
+    def figures(*rows):
+        return [ab_tests.VariantFigures(i, letter, "", sent, sent, opened, clicked)
+                for i, (letter, sent, opened, clicked) in enumerate(rows)]
+
+    two = figures(("A", 10, 2, 1), ("B", 9, 4, 0))
+    assert ab_tests.leader_text(two, M.OPENS) == "B leads, 44 % vs 20 %"
+    assert ab_tests.leader_text(two, M.CLICKS) == "A leads, 10 % vs 0 %"
+    assert ab_tests.leader_text(figures(("A", 10, 3, 0), ("B", 10, 3, 0)), M.OPENS) == "A and B tied at 30 %"
+    assert ab_tests.leader_text(figures(("A", 10, 1, 0), ("B", 10, 3, 0), ("C", 10, 2, 0)), M.OPENS) == (
+        "B leads, 30 % vs 20 % (C), 10 % (A)")
+    assert ab_tests.leader_text(figures(("A", 0, 0, 0), ("B", 0, 0, 0)), M.OPENS) == "no test messages sent yet"
+    assert ab_tests.leader_text(figures(("A", 4, 1, 0), ("B", 0, 0, 0)), M.OPENS) == (
+        "only A has test sends so far: 25 %")

@@ -27,3 +27,10 @@ def test_index_overview(admin_client):
     by_status = page.split('id="overview-by-status">')[1].split("</tbody>")[0]
     assert "Draft</span></a></th><td>2<" in by_status and "In progress</span></a></th><td>1<" in by_status
     assert "Live one" in page.split('id="overview-recent">')[1]
+
+
+def test_counts_are_written_with_thousands_separators():
+    from campaigns.templatetags.campaign_admin import get_item, thousands
+
+    assert [thousands(v) for v in (49200, 7, 0, None, "—", True)] == ["49,200", "7", "0", None, "—", True]
+    assert (get_item({3: "x"}, 3), get_item(None, 3)) == ("x", None)

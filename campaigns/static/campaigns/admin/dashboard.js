@@ -18,8 +18,16 @@
         window.location.reload();
         return;
       }
-      ["processed", "total", "sent", "failed", "unknown", "skipped", "pending", "sending", "delivered", "opened",
-       "machine_opened", "clicked", "bounced", "soft_bounced", "complained", "unsubscribed"].forEach((k) => show("dash-" + k, d[k]));
+      const count = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : n);  // 49,200 as the server writes it
+      ["sent", "failed", "unknown", "skipped", "pending", "sending", "opened",
+       "machine_opened", "clicked", "bounced", "soft_bounced", "complained", "unsubscribed"].forEach((k) => show("dash-" + k, count(d[k])));
+      show("dash-delivered", d.delivered_known ? count(d.delivered) : d.delivered_unknown_text);
+      show("dash-headline", d.headline);
+      const abWait = document.getElementById("dash-ab-wait");
+      if (abWait) {
+        abWait.textContent = d.ab_wait;
+        abWait.hidden = !d.ab_wait;
+      }
       Object.entries(d.rates || {}).forEach(([k, rate]) => show("dash-rate-" + k, rate === null ? null : rate + "%"));
       const complaints = document.getElementById("dash-complaint-rate");
       if (complaints && d.complaint_rate) {
@@ -30,7 +38,6 @@
         show("dash-complaint-rate-base", cr.base);
         show("dash-complaint-rate-message", cr.message);
       }
-      show("dash-percent", d.progress_percent);
       show("dash-started", d.started_at);
       show("dash-completed", d.completed_at);
       show("dash-duration", d.duration);
@@ -50,15 +57,16 @@
       if (accounts) {
         const rows = (d.sends_per_account || []).map(([name, sent]) => {
           const tr = document.createElement("tr");
-          [name, sent].forEach((v) => { const td = document.createElement("td"); td.textContent = v; tr.appendChild(td); });
+          [name, count(sent)].forEach((v) => { const td = document.createElement("td"); td.textContent = v; tr.appendChild(td); });
           return tr;
         });
         accounts.tBodies[0].replaceChildren(...rows);
         accounts.hidden = rows.length === 0;
       }
-      document.getElementById("dash-progress").value = d.progress_percent;
+      const bar = document.getElementById("dash-progress");
+      if (bar) bar.value = d.progress_percent;
       const rate = document.getElementById("dash-rate");
-      rate.textContent = d.delivery_rate === null ? "—" : d.delivery_rate + "%";
+      rate.textContent = d.accepted_rate === null ? "—" : d.accepted_rate + "%";
       rate.className = "dash-value delivery-rate rate-" + d.rate_level;
       document.getElementById("dash-engagement").hidden = !d.engagement_known;
       document.getElementById("dash-chart").innerHTML = d.chart_svg;  // server-rendered, numbers only
