@@ -198,7 +198,7 @@ def test_errors_are_summed_up_at_the_top_and_refusals_are_pages_that_say_what_to
     expect(page.locator(".confirm-question")).to_contain_text("Start sending this campaign")
     page.reload()
     expect(page.locator(".confirm-question")).to_contain_text("Start sending this campaign")
-    expect(page.locator("#content-main")).to_contain_text("Autumn news — Draft, 1 recipient")
+    expect(page.locator("#content-main")).to_contain_text("1 person will be mailed")
     seen_first(page, page.locator("#confirm-button"))
     journey.shoot("send-now-reloaded")
     page.locator("a.cancel-link").click()

@@ -87,7 +87,7 @@ def test_staff_create_accounts_and_a_pool_and_send_a_campaign_through_them(
     assert page.locator("#dash-sent").inner_text() == str(RECIPIENTS)
     accounts = page.locator("#dash-accounts").inner_text()
     assert "workspace-1\t25" in accounts and "relay-2\t15" in accounts
-    assert page.locator("#dash-pool").inner_text() == "Newsletter pool"
+    assert page.locator("#dash-pool").inner_text() == "Newsletter pool (relay-2, workspace-1)"
     journey.shoot("campaign-completed")
     assert (password_sink.count(), second_sink.count()) == (25, 15)
 
