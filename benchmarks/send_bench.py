@@ -834,7 +834,7 @@ def sendgrid_payloads(campaign_id, sample):
 
     def flush():
         if rows:
-            payloads.append(json.dumps(provider.build_payload(build_batch(campaign, rows))).encode("utf-8"))
+            payloads.append(provider.build_payload(build_batch(campaign, rows)))  # the bytes the pipeline sends
             rows.clear()
 
     with transaction.atomic(), connection.chunked_cursor() as cursor:
