@@ -7,6 +7,7 @@ per message with dkimpy's, well under 1 ms with OpenSSL's. RSASSA-PKCS1-v1_5 is 
 the signature is byte for byte dkimpy's (tests/deliverability/test_dkim_signer.py)."""
 
 import base64
+import functools
 import hashlib
 import logging
 import time
@@ -90,17 +91,20 @@ class _OpenSSLSigned(dkim.DKIM):
         return dkim.fold(header_value, namelen=len(header_name), linesep=self.linesep)
 
 
+@functools.lru_cache(maxsize=32)
+def _load_key(private_key_pem):
+    """The account's key, loaded (and its RSA consistency checked, tens of ms) once per process, not once
+    per batch."""
+    return serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
+
+
 class Signer:
     """Signs messages for one domain and selector with one key."""
 
     def __init__(self, domain, selector, private_key_pem):
         self.domain = domain.encode("ascii")
         self.selector = selector.encode("ascii")
-        self.rsa_key = serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
-        # dkimpy parses the key it is given (PKCS#1 PEM, "BEGIN RSA PRIVATE KEY", not the stored PKCS#8),
-        # though only the OpenSSL key above signs.
-        self.key = self.rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                              serialization.NoEncryption())
+        self.rsa_key = _load_key(private_key_pem)
 
     def header(self, message):
         """The DKIM-Signature header line (bytes, CRLF-terminated) for MESSAGE, a complete message with
@@ -111,7 +115,10 @@ class Signer:
 
     def header_by_dkimpy(self, message):
         """The same header, signed by dkimpy alone (pure-Python RSA): the reference the tests compare to."""
-        return dkim.sign(message, self.selector, self.domain, self.key, include_headers=list(SIGNED_HEADERS),
+        # dkimpy's own parser reads PKCS#1 PEM ("BEGIN RSA PRIVATE KEY"); the key is stored as PKCS#8.
+        key = self.rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                         serialization.NoEncryption())
+        return dkim.sign(message, self.selector, self.domain, key, include_headers=list(SIGNED_HEADERS),
                          canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n")
 
     def sign(self, message):
