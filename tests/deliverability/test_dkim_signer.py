@@ -1,11 +1,14 @@
 """The DKIM signer (campaigns/deliverability/dkim.py) signs with OpenSSL what dkimpy canonicalised: its
 header is byte for byte the one dkimpy's own dkim.sign makes (RSASSA-PKCS1-v1_5 is deterministic), and
-the message it signs verifies with dkimpy's verifier; a changed body or header does not. No servers:
+the message it signs verifies with dkimpy's verifier; a changed body or header does not. Its relaxed
+body canonicalisation is dkimpy's, for any bytes. No servers:
 the messages are built as the SMTP path builds them, and the key is handed to the verifier directly
 (tests/deliverability/test_dkim.py checks what a real worker delivered, against the local DNS)."""
 
 import dkim as dkimpy
 import pytest
+from dkim.canonicalization import Relaxed
+from hypothesis import given, settings, strategies as st
 
 from campaigns.deliverability import dkim
 from campaigns.sending.providers.smtp import MessageBuilder
@@ -47,3 +50,9 @@ def test_signed_messages_verify_with_dkimpy_and_a_change_does_not(signer):
     assert all(verifies(message) for message in signed)
     assert not verifies(signed[0].replace(b"Subject: ", b"Subject: Re: ", 1))
     assert not verifies(signed[0][:-40] + signed[0][-40:].replace(b"--", b"-=", 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b" ", b"\t", b"\r", b"\n", b"\r\n", b"a", b".", b"\xc3\xa9"]), max_size=16).map(b"".join))
+def test_the_relaxed_body_is_dkimpys(body):
+    assert dkim.relaxed_body(body) == Relaxed.canonicalize_body(body)

@@ -26,7 +26,7 @@ TEMPLATES = [(SUBJECT, HTML, TEXT), ("Hello", "<p>Hello</p>", ""),  # no merge t
              ("{{ city }} {{ code|default:\"%s\" }}", "<p>{{ email }} {{ code }}</p>", "{{ web_url }}")]
 
 
-@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(recipients=st.lists(recipient, min_size=1, max_size=4), template=st.sampled_from(TEMPLATES),
        mailto=st.sampled_from(["", "unsubscribe@example.com", "un%sub@example.com"]),
        reply_to=st.sampled_from(["", "Help \"Desk\" <help@example.com>"]), tracking=st.booleans(),
