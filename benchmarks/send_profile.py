@@ -142,6 +142,8 @@ def main(argv=None):
         seconds = sum(ct for (file, _line, func), (_cc, _nc, _tt, ct, _callers) in stats.stats.items()
                       if func == name and file.endswith(path))
         print(f"   {label:<42} {seconds / profiled * 1e6:7.1f} µs/email  {seconds / total:6.1%}")
+    print("== send_batch's callees (cumulative, under cProfile)")
+    stats.sort_stats("cumulative").print_callees("pipeline.py.*\\(send_batch\\)")
     print(f"== top {args.top} by own time")
     stats.sort_stats("tottime").print_stats(args.top)
     return 0
