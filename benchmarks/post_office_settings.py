@@ -1,6 +1,6 @@
 """Settings for send_bench.py's django-post_office baseline: the project's settings plus `post_office`.
 
-django-post_office is installed into .venv by the benchmark when missing; it is not a dependency.
+django-post_office is installed into var/pylib (not .venv) by the benchmark when missing; it is not a dependency.
 """
 
 from mailer_project.settings import *  # noqa: F401,F403

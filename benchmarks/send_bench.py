@@ -69,6 +69,7 @@ API_KEY = "SG.send-bench"
 POST_OFFICE_VERSION = "3.12.0"
 # The workers run as in production (DEBUG off: no query log, no debug cursor).
 PRODUCTION_ENV = {"DEBUG": "False", "SECRET_KEY": "send-bench-not-a-secret", "LINK_SIGNING_KEY": "send-bench-links",
+                  "FIELD_ENCRYPTION_KEY": "c2VuZC1iZW5jaC1maWVsZC1lbmNyeXB0aW9uLWtleSE=",  # for a --account's secrets
                   "ALLOWED_HOSTS": "127.0.0.1",
                   "FLOWER_PASSWORD": "send-bench", "SITE_URL": "https://mail.example.com"}
 # High enough that the shared rate limit in Redis never makes a batch wait: the run measures the pipeline.
@@ -108,6 +109,10 @@ def main(argv=None):
     parser.add_argument("--skip-floor", action="store_true", help="SendGrid: skip the same-run floor")
     parser.add_argument("--dkim-sample", type=int, default=1000,
                         help="SMTP: messages built with and without a DKIM signature for its cost (0: skip)")
+    parser.add_argument("--account", choices=("none", "plain", "dkim"), default="none",
+                        help="SMTP: send through a sending account in the campaign's pool (its own path: routing, "
+                             "quotas), without DKIM (plain) or signing every message (dkim: RSA 2048, relaxed/relaxed); "
+                             "none: the built-in EMAIL_HOST provider")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--campaign", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -834,7 +839,7 @@ def sendgrid_payloads(campaign_id, sample):
 
     def flush():
         if rows:
-            payloads.append(json.dumps(provider.build_payload(build_batch(campaign, rows))).encode("utf-8"))
+            payloads.append(provider.build_payload(build_batch(campaign, rows)))  # the bytes the pipeline sends
             rows.clear()
 
     with transaction.atomic(), connection.chunked_cursor() as cursor:
@@ -969,6 +974,7 @@ def bench_smtp_postfix(campaign_id, args, sample):
     print(f"== SMTP path: Postfix smtp-sink ({postfix_binary('smtp-sink')}), {total:,} recipients", flush=True)
     dump = BENCH_DIR / "postfix" / "pipeline.dump"
     with postfix_sink(dump) as (server, port):
+        use_account(campaign_id, args.account, port)
         env = worker_env(SENDGRID_API_KEY="", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, EMAIL_HOST_USER="",
                          EMAIL_HOST_PASSWORD="", EMAIL_USE_TLS="False", SMTP_RATE_LIMIT_PER_SEC="0",
                          SEND_SMTP_CONNECTIONS=smtp_connections(args))
@@ -1009,6 +1015,27 @@ def bench_smtp_postfix(campaign_id, args, sample):
     return {"rate": rate, **check}
 
 
+def use_account(campaign_id, kind, port):
+    """--account: the campaign goes through a pool of one SMTP account on the sink's PORT, signing with DKIM
+    (a fresh RSA 2048 key, d=acme-corp.com, s=bench) when KIND is "dkim"."""
+    if kind == "none":
+        return
+    from campaigns.deliverability import dkim
+    from campaigns.models import Campaign, SendingAccount, SendingPool
+
+    fields = dict(dkim_domain="acme-corp.com", dkim_selector="bench",
+                  dkim_private_key=dkim.generate_private_key()) if kind == "dkim" else {}
+    account = SendingAccount.objects.create(name=f"bench-{kind}-{port}", kind=SendingAccount.Kind.SMTP,
+                                            host="127.0.0.1", port=port, security=SendingAccount.Security.NONE,
+                                            **fields)
+    pool = SendingPool.objects.create(name=f"bench-{kind}-{port}")
+    pool.accounts.set([account])
+    Campaign.objects.filter(pk=campaign_id).update(pool_id=pool.pk)
+    print(f"   through sending account {account.name} (pool {pool.name}), "
+          f"{'DKIM-signing every message (RSA 2048, relaxed/relaxed)' if account.signs_with_dkim() else 'no DKIM'}",
+          flush=True)
+
+
 def smtp_connections(args):
     from django.conf import settings
 
@@ -1028,6 +1055,7 @@ def post_office_baseline(campaign_id, args, sample, sink="aiosmtpd"):
         server = local_server("smtp_sink", "--maildir", maildir)
     with server as (_, port):
         env = worker_env(DJANGO_SETTINGS_MODULE="benchmarks.post_office_settings", SENDGRID_API_KEY="",
+                         PYTHONPATH=os.pathsep.join(filter(None, [str(POST_OFFICE_LIB), os.environ.get("PYTHONPATH")])),
                          EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, EMAIL_HOST_USER="", EMAIL_HOST_PASSWORD="",
                          EMAIL_USE_TLS="False")
         output = subprocess.run(
@@ -1054,6 +1082,7 @@ def bench_smtp(campaign_id, args, sample):
     print(f"== SMTP path: SMTP sink, {total:,} recipients", flush=True)
     maildir = BENCH_DIR / "mail-pipeline"
     with local_server("smtp_sink", "--maildir", maildir) as (server, port):
+        use_account(campaign_id, args.account, port)
         env = worker_env(SENDGRID_API_KEY="", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, EMAIL_HOST_USER="",
                          EMAIL_HOST_PASSWORD="", EMAIL_USE_TLS="False", SMTP_RATE_LIMIT_PER_SEC="0",
                          SEND_SMTP_CONNECTIONS=smtp_connections(args))
@@ -1130,18 +1159,19 @@ def smtplib_loop(port, messages):
     return seconds, cpu
 
 
-def ensure_post_office():
-    try:
-        from importlib.metadata import version
+# django-post_office and its one dependency Django lacks (nh3) go into var/pylib, never into .venv (shared,
+# and they are not dependencies of the product); only the baseline's child process has them on its path.
+POST_OFFICE_LIB = ROOT / "var" / "pylib"
+POST_OFFICE_PACKAGES = (f"django-post-office=={POST_OFFICE_VERSION}", "nh3==0.3.7")
 
-        if version("django-post_office") == POST_OFFICE_VERSION:
-            return
-    except Exception:
-        pass
-    print(f"== Installing django-post-office=={POST_OFFICE_VERSION} into .venv for the baseline "
-          f"(not a dependency of the product)", flush=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"django-post-office=={POST_OFFICE_VERSION}"],
-                   check=True)
+
+def ensure_post_office():
+    if (POST_OFFICE_LIB / "post_office").is_dir() and (POST_OFFICE_LIB / "nh3").is_dir():
+        return
+    print(f"== Installing {', '.join(POST_OFFICE_PACKAGES)} into {POST_OFFICE_LIB} for the baseline "
+          f"(not dependencies of the product; .venv is left alone)", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(POST_OFFICE_LIB),
+                    *POST_OFFICE_PACKAGES], check=True)
 
 
 def post_office_child(campaign_id, sample, processes):

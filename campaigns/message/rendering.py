@@ -273,6 +273,15 @@ class CompiledCampaign:
         """One recipient's SendGrid substitutions: key -> value, escaped for the part the key is in."""
         return dict(zip(self._keys, self._values(context)))
 
+    @property
+    def substitution_keys(self) -> list[str]:
+        """The substitution keys, in the order substitution_values gives their values."""
+        return list(self._keys)
+
+    def substitution_values(self, context: dict) -> list[str]:
+        """One recipient's substitution values, in substitution_keys' order (substitutions without the dict)."""
+        return self._values(context)
+
 
 def _fill(plan, values):
     pieces, holes = plan

@@ -26,9 +26,12 @@ import logging
 import re
 import time
 import urllib.error
+import urllib.request
 from email.utils import parseaddr, parsedate_to_datetime
+from json.encoder import encode_basestring_ascii as _json_str  # C, as json.dumps uses it
 
 from django.conf import settings
+from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
@@ -78,8 +81,112 @@ def _without_empty(personalization):
     return {key: value for key, value in personalization.items() if value}
 
 
+def payload_dict(batch):
+    """The request body as an object: one personalization per recipient. The reference that BodyTemplate
+    encodes byte for byte (the tests hold them to it), and what an error keeps (trimmed)."""
+    subject, html, text = batch.compiled.sendgrid_templates()
+    substitutions = batch.compiled.substitutions
+    campaign_id = str(batch.campaign_id)
+    personalizations = [
+        _without_empty({
+            "to": [_recipient(message)],
+            "substitutions": substitutions(message.context),
+            "custom_args": {"campaign_id": campaign_id, "delivery_id": str(message.delivery_id)},
+            "headers": list_unsubscribe_headers(message.context.get("unsubscribe_url", "")),
+        })
+        for message in batch.messages
+    ]
+    return {"personalizations": personalizations, **_batch_fields(batch, subject, html, text)}
+
+
+def _batch_fields(batch, subject, html, text):
+    """Everything in the body but the personalizations: the same for every recipient of the batch."""
+    # text/plain must come before text/html; an empty block is refused.
+    content = [{"type": kind, "value": value}
+               for kind, value in (("text/plain", text), ("text/html", html)) if value]
+    fields = {
+        "from": _address(batch.from_email),
+        "subject": subject,
+        "content": content,
+        # The campaign's tracking switch (Batch.tracking is set when it is on) drives SendGrid's own.
+        "tracking_settings": {
+            "click_tracking": {"enable": batch.tracking is not None, "enable_text": False},
+            "open_tracking": {"enable": batch.tracking is not None},
+        },
+    }
+    if batch.reply_to:
+        fields["reply_to"] = _address(batch.reply_to)
+    if batch.categories:
+        fields["categories"] = list(batch.categories)
+    return fields
+
+
+def _json_format(text):
+    """TEXT (JSON) as a %-format's literal part."""
+    return text.replace("%", "%%")
+
+
+class BodyTemplate:
+    """A batch's request body as a template: the parts every recipient shares (from, subject, content,
+    tracking, categories; the substitution keys, the campaign id, the unsubscribe headers' names) are
+    JSON-encoded once per batch, and each recipient's values are spliced in JSON-escaped by
+    ``json.encoder.encode_basestring_ascii``, the C function ``json.dumps`` itself uses. The result is
+    exactly ``json.dumps(payload_dict(batch)).encode()`` (ASCII, ``ensure_ascii``), without building a
+    dict per recipient or walking it to encode it (tests/sending/providers/test_sendgrid_body.py)."""
+
+    def __init__(self, batch):
+        from django.conf import settings
+
+        compiled = batch.compiled
+        subject, html, text = compiled.sendgrid_templates()
+        self._values = compiled.substitution_values
+        keys = compiled.substitution_keys
+        self._tail = json.dumps(_batch_fields(batch, subject, html, text))[1:]  # '"from": ...}' after the list
+        # One %-format per recipient: to (email, then ', "name": ...' or ''), substitution values, delivery id,
+        # List-Unsubscribe.
+        head = '{"to": [{"email": %s%s}], '
+        if keys:
+            head += '"substitutions": {' + ", ".join(_json_format(_json_str(key)) + ": %s" for key in keys) + "}, "
+        head += _json_format('"custom_args": {"campaign_id": ' + _json_str(str(batch.campaign_id))
+                             + ', "delivery_id": ') + '"%s"}'
+        self._head = head
+        mailto = settings.UNSUBSCRIBE_MAILTO
+        self._mailto = f", <mailto:{mailto}?subject=unsubscribe>" if mailto else ""
+        self._with_url = _json_format(', "headers": {"List-Unsubscribe": ') + "%s" + _json_format(
+            ', "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}}')
+        # No unsubscribe URL (test sends outside a campaign): the mailto alone, or no headers at all.
+        self._without_url = ', "headers": {"List-Unsubscribe": ' + _json_str(self._mailto[2:]) + "}}" if mailto else "}"
+
+    def personalization(self, message):
+        context = message.context
+        first, last = context.get("first_name"), context.get("last_name")
+        name = f"{first} {last}" if first and last else first or last or ""
+        email = message.email
+        if not email.isascii():
+            email = ascii_domain(email)
+        values = [_json_str(value) for value in self._values(context)]
+        url = context.get("unsubscribe_url", "")
+        text = self._head % (_json_str(email), ', "name": ' + _json_str(name) if name else "", *values,
+                             message.delivery_id)
+        if url:
+            return text + self._with_url % _json_str(f"<{url}>{self._mailto}")
+        return text + self._without_url
+
+    def render(self, messages):
+        """The request body for MESSAGES (bytes)."""
+        personalization = self.personalization
+        return ('{"personalizations": [' + ", ".join([personalization(m) for m in messages]) + "], "
+                + self._tail).encode("ascii")
+
+
 def trimmed(payload):
-    """The payload as kept on an error: everything but most of the personalizations."""
+    """The payload as kept on an error: everything but most of the personalizations (a request body in
+    bytes is decoded first)."""
+    if isinstance(payload, bytes):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return excerpt(payload.decode("utf-8", "replace"))
     if not isinstance(payload, dict):
         return payload
     personalizations = payload.get("personalizations") or []
@@ -111,37 +218,9 @@ class SendGridProvider(Provider):
         return bool(self.api_key)
 
     def build_payload(self, batch):
-        subject, html, text = batch.compiled.sendgrid_templates()
-        substitutions = batch.compiled.substitutions
-        campaign_id = str(batch.campaign_id)
-        personalizations = [
-            _without_empty({
-                "to": [_recipient(message)],
-                "substitutions": substitutions(message.context),
-                "custom_args": {"campaign_id": campaign_id, "delivery_id": str(message.delivery_id)},
-                "headers": list_unsubscribe_headers(message.context.get("unsubscribe_url", "")),
-            })
-            for message in batch.messages
-        ]
-        # text/plain must come before text/html; an empty block is refused.
-        content = [{"type": kind, "value": value}
-                   for kind, value in (("text/plain", text), ("text/html", html)) if value]
-        payload = {
-            "personalizations": personalizations,
-            "from": _address(batch.from_email),
-            "subject": subject,
-            "content": content,
-            # The campaign's tracking switch (Batch.tracking is set when it is on) drives SendGrid's own.
-            "tracking_settings": {
-                "click_tracking": {"enable": batch.tracking is not None, "enable_text": False},
-                "open_tracking": {"enable": batch.tracking is not None},
-            },
-        }
-        if batch.reply_to:
-            payload["reply_to"] = _address(batch.reply_to)
-        if batch.categories:
-            payload["categories"] = list(batch.categories)
-        return payload
+        """The request body, as bytes: exactly ``json.dumps(payload_dict(batch))``, built from a per-batch
+        template (BodyTemplate) into which each recipient's values are spliced JSON-escaped."""
+        return BodyTemplate(batch).render(batch.messages)
 
     def deliver(self, batch, payload):
         client = SendGridAPIClient(api_key=self.api_key, host=self.host)
@@ -159,7 +238,7 @@ class SendGridProvider(Provider):
         if len(self.call_begins(batch, batch.messages)) != len(batch.messages):
             raise ClaimLost("the batch's claim expired before the request was sent", provider=self.name)
         try:
-            return client.client.mail.send.post(request_body=payload, timeout=self.timeout)
+            return _post_json(client, payload, self.timeout)
         except HTTPError as exc:
             return self._outcome_of_status(exc, payload)
         except urllib.error.URLError as exc:
@@ -226,6 +305,17 @@ class SendGridProvider(Provider):
         logger.info("Campaign %s: SendGrid accepted %d messages (%s, X-Message-Id %s)", batch.campaign_id,
                     len(batch.messages), response.status_code, message_id)
         return [DeliveryResult(m.delivery_id, Outcome.SENT, message_id=message_id) for m in batch.messages]
+
+
+def _post_json(client, body, timeout):
+    """POST BODY (JSON bytes) to mail/send with the official client's URL, headers and error types, as its
+    ``client.mail.send.post(request_body=...)`` does, without its json.dumps of a dict and its formatting
+    of the whole body for a debug log line."""
+    send = client.client.mail.send
+    headers = dict(send.request_headers)
+    headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(send._build_url(None), data=body, headers=headers, method="POST")
+    return Response(send._make_request(urllib.request.build_opener(), request, timeout=timeout))
 
 
 def _retry_after(headers):

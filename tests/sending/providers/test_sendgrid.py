@@ -2,6 +2,7 @@
 typed error the pipeline gets back."""
 
 import dataclasses
+import json
 from email.utils import parsedate_to_datetime
 
 import pytest
@@ -44,7 +45,7 @@ def test_sendgrid_personalizations_carry_one_click_unsubscribe_headers(settings,
     settings.UNSUBSCRIBE_MAILTO = "unsubscribe@example.com"
     batch = batch_of(2, reply_to="help@example.com")
 
-    payload = SendGridProvider(api_key="key").build_payload(batch)
+    payload = json.loads(SendGridProvider(api_key="key").build_payload(batch))
 
     first = payload["personalizations"][0]
     assert first["to"] == [{"email": "user1@example.com", "name": "User1 Smith"}]
@@ -62,7 +63,7 @@ def test_sendgrid_personalizations_carry_one_click_unsubscribe_headers(settings,
 def test_sendgrid_tracks_opens_and_clicks_itself_when_the_campaign_tracks(batch_of):
     batch = dataclasses.replace(batch_of(1), tracking=object())  # SendGrid ignores the SMTP-side links
 
-    payload = SendGridProvider(api_key="key").build_payload(batch)
+    payload = json.loads(SendGridProvider(api_key="key").build_payload(batch))
 
     assert payload["tracking_settings"]["click_tracking"]["enable"] is True
     assert payload["tracking_settings"]["open_tracking"]["enable"] is True
