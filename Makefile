@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo chaos clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api
+.PHONY: run test demo chaos clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api bench-scale
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ bench-send: $(STAMP)
 ## 1M CSV rows, 100k XLSX rows and a 1M×10 XLSX (peak memory), e.g. ARGS="--rows 200000 --wide-xlsx 0".
 bench-import: $(STAMP)
 	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/import_bench.py $(ARGS)
+
+## One campaign of N recipients end to end (issue 26 item 4): import vs psql \copy, preflight, send now to the fake
+## SendGrid API, the admin pages while it sends, follow-up page, exports, disk per recipient. Not part of `make test`.
+## e.g. ARGS="--recipients 10000000" (hours) or ARGS="--recipients 200000" (minutes).
+bench-scale: $(STAMP)
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/scale_bench.py $(ARGS)
 
 ## Signed SendGrid webhook batches against 100k delivery logs (events per second).
 bench-webhook: $(STAMP)
