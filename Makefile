@@ -23,6 +23,7 @@ run: $(STAMP)
 test: $(STAMP)
 	sh scripts/ensure_chromium.sh
 	sh scripts/ensure_dovecot.sh
+	sh scripts/ensure_pgbouncer.sh
 	$(VENV_PY) scripts/devstack.py test $(ARGS)
 
 ## The seeded chaos run (tests/chaos): real workers, beat and local providers with faults, staff actions and
