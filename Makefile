@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo chaos clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api bench-scale
+.PHONY: run test demo chaos clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api bench-scale bench-send-pgbouncer
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ demo: $(STAMP)
 ## when missing, never installed); ARGS="--workers 1,2,4 --rate-limit 1500" runs separate sender workers.
 bench-send: $(STAMP)
 	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/send_bench.py $(ARGS)
+
+## bench-send with every database connection through PgBouncer in transaction mode (Debian's pgbouncer with
+## pgbouncer/pgbouncer.ini, the pooling settings of docker-compose.pgbouncer.yml), e.g. ARGS="--recipients 200000".
+bench-send-pgbouncer: $(STAMP)
+	sh scripts/ensure_pgbouncer.sh
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/through_pgbouncer.py $(VENV_PY) benchmarks/send_bench.py $(ARGS)
 
 ## Import benchmark: command line and admin upload → succeeded (real worker) vs psql \copy; defaults
 ## 1M CSV rows, 100k XLSX rows and a 1M×10 XLSX (peak memory), e.g. ARGS="--rows 200000 --wide-xlsx 0".
