@@ -51,6 +51,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import send_bench  # noqa: E402
 
 SCALE_DIR = ROOT / "var" / "bench-scale"
+# send_bench's helpers write their logs and records under send_bench.BENCH_DIR: a directory of this
+# benchmark's own, so that a bench-send run in the same checkout never removes them.
+send_bench.BENCH_DIR = SCALE_DIR / "run"
 PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
 HOSTS = "127.0.0.1,testserver,localhost"
 
