@@ -9,7 +9,7 @@ The command and every process it starts (the benchmark's workers) connect throug
 DB_DISABLE_SERVER_SIDE_CURSORS=True, and SEND_PREPARED_STATEMENTS=True when the PgBouncer is 1.21 or
 later (max_prepared_statements from pgbouncer/compose.ini added), else False (Debian 12 ships 1.18,
 on which the ledger's prepared statements fail with `prepared statement "_pg3_0" already exists`).
-At the end PgBouncer's SHOW STATS line for the database is printed.
+At the end PgBouncer's own CPU time during the command, SHOW STATS and SHOW POOLS are printed.
 """
 
 import os
@@ -63,7 +63,12 @@ def main(argv):
               f"SEND_PREPARED_STATEMENTS={prepared}", flush=True)
         env = dict(os.environ, DATABASE_URL=through, DB_DISABLE_SERVER_SIDE_CURSORS="True",
                    SEND_PREPARED_STATEMENTS=str(prepared))
+        from benchmarks.send_bench import tree_cpu_seconds
+
+        cpu_before = tree_cpu_seconds(server.pid)
         status = subprocess.run(argv, env=env).returncode
+        print(f"==> PgBouncer's own CPU during the command: {tree_cpu_seconds(server.pid) - cpu_before:.1f} s "
+              f"(not in the command's per-part figures)", flush=True)
         console = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}", path="/pgbouncer"))
         for command in ("SHOW STATS", "SHOW POOLS"):
             out = subprocess.run([PSQL, console, "-c", command], capture_output=True, text=True).stdout
