@@ -75,6 +75,10 @@ def main(argv=None):
     parser.add_argument("--pages-at", type=float, default=0.3,
                         help="time the pages once this share is done (or --pages-after seconds after the first batch)")
     parser.add_argument("--pages-after", type=float, default=120)
+    parser.add_argument("--stop-after", type=float, default=None,
+                        help="stop the workers this many seconds after the first batch and measure the rest on the "
+                             "campaign as it stands (rows left pending): for a machine too busy to send it all")
+    parser.add_argument("--skip-exports", action="store_true", help="skip stats/ and the CSV export")
     parser.add_argument("--send-for", type=float, default=None,
                         help="cancel the campaign this many seconds after send-now (the rest of the rows are "
                              "skipped) and go on with what was sent: for a machine too busy to send it all")
@@ -327,11 +331,16 @@ def send_step(campaign_id, n, args, client, baseline):
             run_ = send_and_watch(campaign_id, n, sender, server, args, client, baseline)
     began = time.perf_counter()
     seen, _ = send_bench.read_sendgrid_records(records)
-    check = send_bench.exactly_once(campaign_id, seen)
+    stopped = run_["status"] == "in_progress"
+    check = stopped_check(campaign_id, seen) if stopped else send_bench.exactly_once(campaign_id, seen)
     del seen
     say(f"   (exactly-once check read {records.stat().st_size / 2**20:,.0f} MB of records in "
         f"{time.perf_counter() - began:.0f} s)")
     records.unlink()
+    if stopped:  # the rate of what went out, over the time until the stop
+        c = run_["counts"]
+        n = c["sent_count"] + c["failed_count"] + c["skipped_count"] + c["unknown_count"]
+        say(f"   (stopped: the figures below are for the {n:,} rows done)")
     rate = send_bench.report_campaign(run_, check, n, args.concurrency)
     samples = run_["rss_samples"]
     totals = [total for _, total in samples]
@@ -343,6 +352,20 @@ def send_step(campaign_id, n, args, client, baseline):
     say(f"   RSS over the run: {', '.join(quarter)}")
     return {"rate": rate, "first_batch": run_["first_batch"] or 0, "rss_growth": growth, "status": run_["status"],
             **check}
+
+
+def stopped_check(campaign_id, seen):
+    """exactly_once for a campaign stopped part way: duplicates at the server; lost = rows written sent that
+    the server never saw; strangers = addresses the server saw that are no recipient's."""
+    import collections
+
+    from campaigns.models import DeliveryLog
+
+    statuses = collections.Counter(DeliveryLog.objects.filter(campaign_id=campaign_id)
+                                   .values_list("status", flat=True).iterator(chunk_size=100_000))
+    sent = set(DeliveryLog.objects.filter(campaign_id=campaign_id, status="sent").values_list("email", flat=True))
+    return {"duplicates": sum(n - 1 for n in seen.values() if n > 1), "lost": len(sent - set(seen)),
+            "strangers": len(set(seen) - sent), "statuses": dict(statuses)}
 
 
 def send_and_watch(campaign_id, total, sender, server, args, client, baseline):
@@ -377,6 +400,10 @@ def send_and_watch(campaign_id, total, sender, server, args, client, baseline):
             last_sample = now
         if row["status"] in finished:
             break
+        if args.stop_after and first_batch is not None and now - first_batch > args.stop_after:
+            say(f"   --stop-after {args.stop_after:.0f}: stopping the workers at {done:,}/{total:,} ({now:.0f} s in); "
+                f"the rest stays pending")
+            break
         if args.send_for and not cancelled and now > args.send_for:
             cancelled = True
             say(f"   --send-for {args.send_for:.0f}: cancelling at {done:,}/{total:,} ({now:.0f} s in); the rest is skipped")
@@ -394,7 +421,7 @@ def send_and_watch(campaign_id, total, sender, server, args, client, baseline):
             say(f"   ({load()} after the pages)")
         if done != last_done:
             last_done, last_move = done, time.monotonic()
-        elif time.monotonic() - last_move > 300:
+        elif first_batch is not None and time.monotonic() - last_move > 300:
             raise RuntimeError(f"no progress for 5 minutes at {done:,}/{total:,}; see {send_bench.BENCH_DIR}")
         if time.monotonic() - last_print > 60:
             last_print = time.monotonic()
@@ -429,6 +456,8 @@ def after_step(campaign_id, n, client, args, result):
         samples.append(seconds)
     say(f"   follow-up page (every group counted): first {samples[0]:.2f} s, median of 3 "
         f"{statistics.median(samples):.2f} s (target <= 10 s); {load()}")
+    if args.skip_exports:
+        return
     if args.api_export:
         os.environ["SCALE_API_EXPORT"] = "1"
     child_step("exports", campaign_id)
