@@ -28,7 +28,10 @@ figure printed next to its same-run baseline.
    follow-up query on the whole table against a copy holding only the campaign (what a partition by
    campaign would hold). Skip it with --skip-study.
 
-Load average (`uptime`) is printed at each step: the machine is shared.
+Load average (`uptime`) is printed at each step: the machine is shared. On a machine too busy to send
+N in the time there is: --stop-after S stops the workers S seconds after the first batch (the rest of the
+rows stay pending; duplicates and lost are checked on what went out), --send-for S cancels instead;
+--skip-import, --skip-preflight, --skip-exports and --skip-study leave steps out.
 """
 
 from __future__ import annotations
