@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo chaos codemirror clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api
+.PHONY: run test demo chaos codemirror clean-var bench-admin bench-send bench-import bench-webhook bench-bounces bench-api bench-scale bench-send-pgbouncer
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ run: $(STAMP)
 test: $(STAMP)
 	sh scripts/ensure_chromium.sh
 	sh scripts/ensure_dovecot.sh
+	sh scripts/ensure_pgbouncer.sh
 	$(VENV_PY) scripts/devstack.py test $(ARGS)
 
 ## The seeded chaos run (tests/chaos): real workers, beat and local providers with faults, staff actions and
@@ -48,10 +49,22 @@ demo: $(STAMP)
 bench-send: $(STAMP)
 	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/send_bench.py $(ARGS)
 
+## bench-send with every database connection through PgBouncer in transaction mode (Debian's pgbouncer with
+## pgbouncer/pgbouncer.ini, the pooling settings of docker-compose.pgbouncer.yml), e.g. ARGS="--recipients 200000".
+bench-send-pgbouncer: $(STAMP)
+	sh scripts/ensure_pgbouncer.sh
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/through_pgbouncer.py $(VENV_PY) benchmarks/send_bench.py $(ARGS)
+
 ## Import benchmark: command line and admin upload → succeeded (real worker) vs psql \copy; defaults
 ## 1M CSV rows, 100k XLSX rows and a 1M×10 XLSX (peak memory), e.g. ARGS="--rows 200000 --wide-xlsx 0".
 bench-import: $(STAMP)
 	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/import_bench.py $(ARGS)
+
+## One campaign of N recipients end to end (issue 26 item 4): import vs psql \copy, preflight, send now to the fake
+## SendGrid API, the admin pages while it sends, follow-up page, exports, disk per recipient. Not part of `make test`.
+## e.g. ARGS="--recipients 10000000" (hours) or ARGS="--recipients 200000" (minutes).
+bench-scale: $(STAMP)
+	$(VENV_PY) scripts/devstack.py exec $(VENV_PY) benchmarks/scale_bench.py $(ARGS)
 
 ## Signed SendGrid webhook batches against 100k delivery logs (events per second).
 bench-webhook: $(STAMP)

@@ -13,7 +13,7 @@ OUR_GUIDES = ["README.md", "local-setup.md", "docker-setup.md", "campaign-exampl
               "delivery-guarantees.md", "design.md"]
 # Where a variable can be defined: settings, .env.example, compose files, the image's scripts, make run.
 CONFIG_SOURCES = [".env.example", "mailer_project/settings.py", "docker-compose.yml", "docker-compose.prod.yml",
-                  "docker/gunicorn.conf.py", "docker/entrypoint.sh", "docker/wait_for_services.py",
+                  "docker-compose.pgbouncer.yml", "docker/gunicorn.conf.py", "docker/entrypoint.sh", "docker/wait_for_services.py",
                   "scripts/devstack.py", "Procfile"]
 
 
