@@ -262,7 +262,10 @@ def start_campaign(campaign_id):
             campaign = Campaign.objects.get(pk=campaign_id)
             if ab_tests.split_for(campaign) is not None:
                 ab_tests.start_wait(campaign)
-            more = create_start_chunk(campaign_id)
+            # The first chunk only as big as the batches queued at once need: it commits sooner, and
+            # the next chunks are made while those batches are sent.
+            more = create_start_chunk(campaign_id, min(settings.START_CHUNK_SIZE,
+                                                       batch_size(campaign) * batches_ahead(campaign_id)))
     if not started:
         more = True
     while more:
