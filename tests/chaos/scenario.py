@@ -189,7 +189,7 @@ def draw(seed, knobs=()):
                      duplicate_events=rng.random() < 0.5)
     draw_content(drawn, random.Random(f"{seed}-content"))
     draw_fairness(drawn, random.Random(f"{seed}-fairness"))
-    draw_big_start(drawn, random.Random(f"{seed}-big-start"))
+    draw_big_start(drawn, random.Random(f"{seed}-start-crash"))
     return drawn
 
 
