@@ -121,6 +121,10 @@ class Campaign(models.Model):
     # Bumped by every finished batch; the sweep re-dispatches a live campaign that stopped moving. While
     # it waits for quota: when its waiting batch wakes (campaigns.sending.routing.wait_for_quota).
     last_progress_at = models.DateTimeField(null=True, blank=True)
+    # While the start creates the delivery rows and batches chunk by chunk (campaigns.sending.pipeline):
+    # the last recipient id done, committed with that chunk's rows. Empty before the start and once every
+    # row exists; a crashed start resumes after it, and the campaign cannot complete while it is set.
+    start_cursor = models.BigIntegerField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     # Who last scheduled it (or sent it now): the completion report goes to them.
@@ -335,6 +339,8 @@ class Recipient(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["campaign", "email"], name="recipient_unique_campaign_email"),
         ]
+        # The chunked start reads a campaign's recipients in id order, one range at a time.
+        indexes = [models.Index(fields=["campaign", "id"], name="recipient_campaign_id")]
 
     def __str__(self):
         return self.email

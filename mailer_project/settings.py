@@ -307,6 +307,9 @@ SEND_BATCH_TIME_LIMIT = env.int("SEND_BATCH_TIME_LIMIT", default=300)
 # Keep it above the senders' total concurrency (all workers, all hosts) times their prefetch. A
 # campaign whose pool's accounts are all paced queues one per account (campaigns.sending.dispatch).
 SEND_BATCHES_AHEAD = env.int("SEND_BATCHES_AHEAD", default=64)
+# A start creates the delivery rows and batches in chunks of this many recipients (in id order), each
+# chunk its own transaction, and queues the first batches as soon as their rows exist.
+START_CHUNK_SIZE = env.int("START_CHUNK_SIZE", default=50000)
 # SMTP writes its results every this many messages (and before every rate-limit wait): after a
 # crash at most this many rows per batch in flight are unknown.
 SEND_SMTP_CHUNK = env.int("SEND_SMTP_CHUNK", default=10)

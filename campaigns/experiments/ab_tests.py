@@ -200,7 +200,8 @@ def send_winner(campaign_id, variant_id=None):
             return None
         if variant_id is None:
             if awaiting_test_sends(campaign_id):
-                # No figures to choose from yet (paused, waiting for quota): the sweep looks again.
+                # No figures to choose from yet (the start still creating rows, paused, waiting for
+                # quota): the sweep looks again.
                 logger.debug("Campaign %s A/B winner waits for the test sends", campaign_id)
                 return None
             figures = variant_figures(campaign_id)
@@ -238,8 +239,10 @@ def unsent_test_batches(campaign_id=None):
 
 
 def awaiting_test_sends(campaign_id):
-    """Whether the automatic winner must still wait: some test row is not sent yet."""
-    return unsent_test_batches(campaign_id).exists()
+    """Whether the automatic winner must still wait: some test row is not sent yet (or not even created:
+    the start is still creating rows, campaign.start_cursor)."""
+    return (Campaign.objects.filter(pk=campaign_id, start_cursor__isnull=False).exists()
+            or unsent_test_batches(campaign_id).exists())
 
 
 def waiting_for_test_sends(campaign):
@@ -252,5 +255,6 @@ def due_winners():
     """Live campaigns whose A/B wait is over, whose test rows are all sent, and whose winner is not chosen
     yet (the sweep's check)."""
     return list(Campaign.objects.filter(status=Campaign.Status.IN_PROGRESS, ab_test_percent__gt=0,
-                                        ab_winner__isnull=True, ab_test_ends_at__lte=timezone.now())
+                                        ab_winner__isnull=True, ab_test_ends_at__lte=timezone.now(),
+                                        start_cursor__isnull=True)
                 .exclude(Exists(unsent_test_batches())).values_list("id", flat=True))

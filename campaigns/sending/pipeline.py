@@ -2,8 +2,11 @@
 promises of docs/design.md, numbered as there:
 
 1. A campaign starts once: the start is a conditional UPDATE on status (campaigns.states).
-2. Each recipient gets exactly one DeliveryLog, and each batch one SendBatch: one INSERT ... SELECT
-   ... ON CONFLICT DO NOTHING creates both.
+2. Each recipient gets exactly one DeliveryLog, and each batch one SendBatch: the start creates both
+   in chunks of START_CHUNK_SIZE recipients (in id order), one INSERT ... SELECT ... ON CONFLICT DO
+   NOTHING per chunk, each chunk in its own transaction with the campaign's start cursor (the last
+   recipient id done), so the first batches go out while the rest are created and a crashed start
+   resumes after the cursor.
 3. Nobody is mailed twice automatically: a batch claims its SendBatch row with a short lease that it
    keeps renewing, and the providers record on that row which messages' call began, at the last
    moment before bytes leave; results are written only while the claim is still its own, each
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, Max, OuterRef
+from django.db.models import Exists, Max, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -45,7 +48,7 @@ from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
 from campaigns.security.logsafe import for_log
 from campaigns.sending import domain_groups, ratelimit, routing
-from campaigns.sending.dispatch import batches_ahead, dispatch_batches
+from campaigns.sending.dispatch import batches_ahead, dispatch_batches, queue_batches
 from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, run_prepared
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
 
@@ -91,16 +94,16 @@ WITH inserted AS (
         (campaign_id, recipient_id, email, status, batch_number, last_error, provider, provider_message_id,
          attempts, updated_at)
     SELECT r.campaign_id, r.id, r.email,
-           CASE WHEN s.id IS NULL THEN 'pending' ELSE 'skipped' END,
+           CASE WHEN s.id IS NULL AND %(live)s THEN 'pending' ELSE 'skipped' END,
            {batch_number_sql("PARTITION BY s.id IS NULL ORDER BY r.id")},
-           CASE WHEN s.id IS NULL THEN '' ELSE 'suppressed: ' || s.reason END,
+           CASE WHEN s.id IS NOT NULL THEN 'suppressed: ' || s.reason WHEN %(live)s THEN '' ELSE 'cancelled' END,
            '', '', 0, now()
     FROM campaigns_recipient r
     LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
-    WHERE r.campaign_id = %(campaign_id)s AND /* segment */ TRUE
+    WHERE r.campaign_id = %(campaign_id)s AND r.id > %(after)s AND r.id <= %(upto)s AND /* segment */ TRUE
     ON CONFLICT (recipient_id) DO NOTHING
     RETURNING id, status, batch_number
-), {CREATE_BATCHES.format(rows="inserted", variant="NULL::bigint")}
+), {CREATE_BATCHES.format(rows="inserted", variant="%(winner)s::bigint")}
 SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM inserted WHERE status = 'skipped'),
        (SELECT count(*) FROM batches),
        coalesce((SELECT array_agg(number ORDER BY number) FROM batches WHERE status = 'queued'), '{{}}')
@@ -130,22 +133,26 @@ SELECT (SELECT count(*) FROM requeued), coalesce((SELECT array_agg(number ORDER 
 """
 
 
-# An A/B test's start (campaigns.experiments.ab_tests): the same rows and batches, with the sendable rows in a
-# random order (md5 of a per-campaign seed and the recipient's id). The first test share of them is
-# dealt round-robin to the variants (so the variants' sizes differ by at most one), and each batch
+# An A/B test's start (campaigns.experiments.ab_tests), one chunk of recipients at a time: the same rows and
+# batches, with the chunk's sendable rows in a random order (md5 of a per-campaign seed and the recipient's
+# id). The first of them, enough to bring the test rows of every chunk so far to the test share of the
+# sendable rows so far (PRIOR_SENDABLE and PRIOR_TEST: the earlier chunks'), are dealt round-robin to the
+# variants, carrying on from the earlier chunks' deal (so the variants' sizes differ by at most one): each
+# chunk gives the test its share of the chunk, a stratified random sample of the whole audience. Each batch
 # holds one variant's rows: the test batches interleave the variants (A0, B0, A1, B1 ...), the rest
 # follow, held until the winner is chosen. The rows are inserted in batch order, so each batch's ids
 # are one range.
 CREATE_AB_DELIVERY_LOGS = """
 WITH candidates AS (
-    SELECT r.campaign_id, r.id AS recipient_id, r.email, s.id IS NULL AS sendable, s.reason,
+    SELECT r.campaign_id, r.id AS recipient_id, r.email, s.id IS NULL AND %(live)s AS sendable, s.reason,
            row_number() OVER (PARTITION BY s.id IS NULL ORDER BY md5(%(seed)s || r.id::text), r.id) AS n,
            count(*) OVER (PARTITION BY s.id IS NULL) AS total
     FROM campaigns_recipient r
     LEFT JOIN campaigns_suppression s ON s.email = lower(r.email)
-    WHERE r.campaign_id = %(campaign_id)s AND /* segment */ TRUE
+    WHERE r.campaign_id = %(campaign_id)s AND r.id > %(after)s AND r.id <= %(upto)s AND /* segment */ TRUE
 ), grouped AS (
-    SELECT *, CASE WHEN sendable AND n <= total * %(percent)s / 100 THEN ((n - 1) %% %(variants)s)::int
+    SELECT *, CASE WHEN sendable AND n <= (%(prior_sendable)s + total) * %(percent)s / 100 - %(prior_test)s
+                   THEN ((%(prior_test)s + n - 1) %% %(variants)s)::int
                    ELSE %(variants)s END AS grp
     FROM candidates
 ), chunked AS (
@@ -161,7 +168,8 @@ WITH candidates AS (
          provider_message_id, attempts, updated_at)
     SELECT campaign_id, recipient_id, email, CASE WHEN sendable THEN 'pending' ELSE 'skipped' END, batch_number,
            CASE WHEN sendable AND grp < %(variants)s THEN (%(variant_ids)s::bigint[])[grp + 1] END,
-           CASE WHEN sendable THEN '' ELSE 'suppressed: ' || reason END, '', '', 0, now()
+           CASE WHEN sendable THEN '' WHEN reason IS NOT NULL THEN 'suppressed: ' || reason ELSE 'cancelled' END,
+           '', '', 0, now()
     FROM placed ORDER BY sendable DESC, batch_number, n
     ON CONFLICT (recipient_id) DO NOTHING
     RETURNING id, status, batch_number, variant_id
@@ -181,19 +189,27 @@ SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM inserted WHERE sta
 """
 
 
-def create_delivery_logs(campaign_id, batch_size, first_batch=0, segment=None, ab=None):
-    """One DeliveryLog per recipient that has none yet (of SEGMENT's recipients only, campaigns.audience.segments),
-    and their batches, in one statement (split for an A/B test with AB, an AbSplit); returns (created,
+LAST_ID = 2 ** 63 - 1
+
+
+def create_delivery_logs(campaign_id, batch_size, first_batch=0, segment=None, ab=None, after=0, upto=LAST_ID,
+                         ahead=None, live=True, winner=None, prior=(0, 0)):
+    """One DeliveryLog per recipient that has none yet, of the recipients whose id is in (AFTER, UPTO]
+    (of SEGMENT's recipients only, campaigns.audience.segments), and their batches numbered from
+    FIRST_BATCH, the first AHEAD of them queued (default `batches_ahead`), in one statement (split for an
+    A/B test with AB, an AbSplit, after PRIOR: the earlier chunks' sendable and test rows; with WINNER, the
+    batches are the winner's). Not LIVE (a cancelled campaign): every row is skipped. Returns (created,
     skipped, batches, numbers of the batches queued)."""
     segment_sql, segment_params = compile_segment(segment)
     statement = CREATE_DELIVERY_LOGS if ab is None else CREATE_AB_DELIVERY_LOGS
-    params = {**segment_params, "campaign_id": campaign_id, "batch_size": batch_size,
-              "first_batch": first_batch, "ahead": batches_ahead(campaign_id)}
+    params = {**segment_params, "campaign_id": campaign_id, "batch_size": batch_size, "first_batch": first_batch,
+              "ahead": batches_ahead(campaign_id) if ahead is None else ahead, "after": after, "upto": upto,
+              "live": live, "winner": winner}
     if ab is not None:
         params.update(percent=ab.percent, variants=len(ab.variant_ids), variant_ids=list(ab.variant_ids),
-                      seed=ab.seed)
+                      seed=ab.seed, prior_sendable=prior[0], prior_test=prior[1])
     with connection.cursor() as cursor:
-        # Numbering a million rows into batches sorts them: in memory, not in temporary files (this
+        # Numbering a chunk's rows into batches sorts them: in memory, not in temporary files (this
         # transaction only).
         cursor.execute("SET LOCAL work_mem = '128MB'")
         cursor.execute(statement.replace("/* segment */ TRUE", segment_sql), params)
@@ -219,38 +235,147 @@ def requeue_in_batches(campaign_id, status, first_batch, batch_size, queue=True)
 
 
 def start_campaign(campaign_id):
-    """Start a due scheduled campaign exactly once: delivery logs and batches, counters, then the first
-    batches' tasks.
+    """Start a due scheduled campaign exactly once: its delivery logs and batches, chunk by chunk
+    (create_start_chunk), the first chunk in the start's own transaction, its first batches queued as
+    soon as it commits; then the other chunks, each committed on its own.
 
     Safe to call any number of times (ETA task, beat sweep, redelivery): only the first call that
-    finds the campaign scheduled and due does anything.
+    finds the campaign scheduled and due starts it; a later call finds a start that did not finish
+    (its worker died between chunks) and carries it on from its cursor. Returns whether it started it.
     """
     now = timezone.now()
+    started = False
     with transaction.atomic():
         try:
             states.start(campaign_id, due_by=now)
+            started = True
         except IllegalTransition as refused:
             if refused.actual_status == Campaign.Status.SCHEDULED:
                 logger.debug("Campaign %s is not due yet", campaign_id)
-            else:
+                return False
+            if not Campaign.objects.filter(pk=campaign_id, start_cursor__isnull=False).exists():
                 logger.info("Campaign %s not started: it is %s", campaign_id, refused.actual_status)
-            return False
-        campaign = Campaign.objects.get(pk=campaign_id)
-        split = ab_tests.split_for(campaign)
-        created, skipped, batches, queued = create_delivery_logs(campaign_id, batch_size(campaign),
-                                                                 segment=campaign.segment, ab=split)
-        if split is not None:
-            ab_tests.start_wait(campaign)
-        Campaign.objects.filter(pk=campaign_id).update(
-            total_recipients=created, skipped_count=F("skipped_count") + skipped, suppressed_at_start=skipped,
-            last_progress_at=Now(),
-        )
-        dispatch_batches(campaign_id, queued)
-        logger.info("Campaign %s started: %s recipients, %s suppressed, %s batches of %s (%s queued)",
-                    campaign_id, created, skipped, batches, campaign.batch_size, len(queued))
-        if not batches:
+                return False
+            logger.info("Campaign %s: carrying on its start, which stopped between chunks", campaign_id)
+        if started:
+            Campaign.objects.filter(pk=campaign_id).update(
+                start_cursor=0, total_recipients=0, suppressed_at_start=0, last_progress_at=Now())
+            campaign = Campaign.objects.get(pk=campaign_id)
+            if ab_tests.split_for(campaign) is not None:
+                ab_tests.start_wait(campaign)
+            # The first chunk only as big as the batches queued at once need: it commits sooner, and
+            # the next chunks are made while those batches are sent.
+            more = create_start_chunk(campaign_id, min(settings.START_CHUNK_SIZE,
+                                                       batch_size(campaign) * batches_ahead(campaign_id)))
+    if not started:
+        more = True
+    while more:
+        more = create_start_chunk(campaign_id)
+    return started
+
+
+# The chunk's last recipient id and how many recipients it has (fewer than the chunk size: the last).
+CHUNK_BOUND = """
+SELECT max(id), count(*) FROM (
+    SELECT id FROM campaigns_recipient WHERE campaign_id = %(campaign_id)s AND id > %(after)s ORDER BY id LIMIT %(size)s
+) AS chunk
+"""
+
+# The batches so far: the next number, how many are queued or sending, and the rows in them (all, and
+# an A/B test's test rows: before the winner, only test batches have a variant).
+BATCHES_SO_FAR = """
+SELECT coalesce(max(number) + 1, 0), count(*) FILTER (WHERE status IN ('queued', 'sending')),
+       coalesce(sum(size), 0), coalesce(sum(size) FILTER (WHERE variant_id IS NOT NULL), 0)
+FROM campaigns_sendbatch WHERE campaign_id = %(campaign_id)s
+"""
+
+# The chunk's counters and cursor, under the campaign's row lock, taken last (the chunk's new rows and
+# batches are nobody else's until it commits) and held only to the commit.
+ADVANCE_START = """
+UPDATE campaigns_campaign
+SET total_recipients = total_recipients + %(created)s, skipped_count = skipped_count + %(skipped)s,
+    suppressed_at_start = suppressed_at_start + %(skipped)s, start_cursor = %(cursor)s, last_progress_at = now()
+WHERE id = %(campaign_id)s
+RETURNING status, ab_winner_id
+"""
+
+# A chunk made for a live campaign that was cancelled before the chunk committed: its rows are skipped,
+# as the cancel did to the others (campaign locked already, then batches, then rows).
+SKIP_CANCELLED_CHUNK = """
+WITH batches AS (
+    UPDATE campaigns_sendbatch SET status = 'done', updated_at = now()
+    WHERE campaign_id = %(campaign_id)s AND number >= %(first_batch)s AND status IN ('waiting', 'queued', 'held')
+    RETURNING id
+), skipped AS (
+    UPDATE campaigns_deliverylog SET status = 'skipped', last_error = 'cancelled', updated_at = now()
+    WHERE campaign_id = %(campaign_id)s AND recipient_id > %(after)s AND recipient_id <= %(upto)s
+      AND status = 'pending' AND (SELECT count(*) FROM batches) >= 0
+    RETURNING id
+)
+UPDATE campaigns_campaign SET skipped_count = skipped_count + (SELECT count(*) FROM skipped)
+WHERE id = %(campaign_id)s
+"""
+
+# One chunk of a campaign's start at a time (a redelivered start task and the sweep's may run at once).
+START_LOCK = 26002
+
+
+def create_start_chunk(campaign_id, chunk_size=None):
+    """Create the delivery rows and batches of the campaign's next CHUNK_SIZE (START_CHUNK_SIZE)
+    recipients after its start cursor, in a transaction of its own (or the caller's), and queue the
+    batches that bring its queued and sending ones up to `batches_ahead`. Returns whether recipients
+    remain; after the last chunk the cursor is empty and the campaign may complete.
+
+    Paused, the chunk's batches wait for the resume; cancelled, its rows are skipped ("cancelled"). An
+    A/B test's chunk gives the test its share of the chunk (CREATE_AB_DELIVERY_LOGS), held rest included,
+    until a winner is picked; after that the chunk's batches are the winner's."""
+    chunk_size = chunk_size or settings.START_CHUNK_SIZE
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [START_LOCK, campaign_id])
+        campaign = Campaign.objects.filter(pk=campaign_id).first()
+        if campaign is None or campaign.start_cursor is None:
+            return False  # started in full (by another start task of it)
+        after = campaign.start_cursor
+        with connection.cursor() as cursor:
+            cursor.execute(CHUNK_BOUND, {"campaign_id": campaign_id, "after": after, "size": chunk_size})
+            upto, size = cursor.fetchone()
+            cursor.execute(BATCHES_SO_FAR, {"campaign_id": campaign_id})
+            first_batch, active, prior_sendable, prior_test = cursor.fetchone()
+        live = campaign.status != Campaign.Status.CANCELLED
+        sending = campaign.status == Campaign.Status.IN_PROGRESS
+        last = size < chunk_size
+        created = skipped = batches = 0
+        queued, winner = [], campaign.ab_winner_id
+        if size:
+            split = ab_tests.split_for(campaign) if winner is None else None
+            created, skipped, batches, queued = create_delivery_logs(
+                campaign_id, batch_size(campaign), first_batch=first_batch, segment=campaign.segment, ab=split,
+                after=after, upto=upto, live=live, winner=winner, prior=(prior_sendable, prior_test),
+                ahead=max(0, batches_ahead(campaign_id) - active) if sending else 0)
+        with connection.cursor() as cursor:
+            cursor.execute(ADVANCE_START, {"campaign_id": campaign_id, "created": created, "skipped": skipped,
+                                           "cursor": None if last else upto})
+            status, winner_now = cursor.fetchone()
+            if status == Campaign.Status.CANCELLED and live and batches:
+                cursor.execute(SKIP_CANCELLED_CHUNK, {"campaign_id": campaign_id, "first_batch": first_batch,
+                                                      "after": after, "upto": upto})
+        released = 0
+        if size and winner is None and winner_now is not None:
+            # Staff picked the winner while this chunk was made: its held rest goes to the winner too.
+            released = SendBatch.objects.filter(campaign_id=campaign_id, status=B.HELD).update(
+                status=B.WAITING, variant_id=winner_now, updated_at=timezone.now())
+        if status == Campaign.Status.IN_PROGRESS:
+            if sending:
+                dispatch_batches(campaign_id, queued)
+            if batches and (not sending or released):
+                queue_batches(campaign_id)  # resumed (or a winner picked) while this chunk was made
+        logger.info("Campaign %s start: recipients %s to %s, %s delivery logs (%s suppressed or skipped), "
+                    "%s batches (%s queued)%s", campaign_id, after + 1 if size else "-", upto or "-", created,
+                    skipped, batches, len(queued), "; all created" if last else "")
+        if last:
             transaction.on_commit(lambda: finalize_if_done(campaign_id))
-    return True
+    return not last
 
 
 # --- one batch ------------------------------------------------------------------------------------
@@ -531,8 +656,10 @@ def pause_with_reason(campaign_id, reason, what):
 # --- finalising ---------------------------------------------------------------------------------
 
 def has_unfinished_rows(campaign_id):
-    # A row stays pending until its result, in flight or not (its batch holds the claim).
-    return DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING).exists()
+    # A row stays pending until its result, in flight or not (its batch holds the claim); a start
+    # still creating rows (its cursor set) has rows to come.
+    return (DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.PENDING).exists()
+            or Campaign.objects.filter(pk=campaign_id, start_cursor__isnull=False).exists())
 
 
 def finalize_if_done(campaign_id):
@@ -550,7 +677,7 @@ def finalize_if_done(campaign_id):
         if not counts or counts["status"] != Campaign.Status.IN_PROGRESS:
             return None
         unfinished = DeliveryLog.objects.filter(campaign_id=OuterRef("pk"), status=D.PENDING)
-        all_terminal = ~Exists(unfinished)
+        all_terminal = ~Exists(unfinished) & Q(start_cursor__isnull=True)
         try:
             if counts["sent_count"] == 0 and counts["failed_count"] + counts["unknown_count"] > 0:
                 last = (DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.FAILED)

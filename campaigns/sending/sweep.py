@@ -1,7 +1,8 @@
 """The periodic safety net (beat, scheduler queue): nothing is lost when a worker or Redis dies.
 
 1. Due scheduled campaigns are started (ETA tasks are the fast path; this catches any that vanished),
-   and campaigns due before the next sweep get an ETA task, so they start on the second.
+   and campaigns due before the next sweep get an ETA task, so they start on the second. A start that
+   stopped between its chunks (its worker died) is carried on from its cursor.
 2. Expired claims are recovered, batch by batch: the rows whose provider call began (the batch's
    in-flight set) become unknown, or sent (failed) when the provider's events already said so (early
    evidence, kept on the row); the batch's other rows are sent again (the batch is queued).
@@ -23,7 +24,7 @@ from campaigns.experiments import ab_tests
 from campaigns.models import Campaign
 from campaigns.sending.dispatch import dispatch_batches, enqueue_start, queue_batches
 from campaigns.sending.ledger import RECOVER_EXPIRED_CLAIM, WORKER_LOST, run_prepared
-from campaigns.sending.pipeline import finalize_if_done
+from campaigns.sending.pipeline import START_LOCK, finalize_if_done
 
 logger = logging.getLogger(__name__)
 S = Campaign.Status
@@ -79,6 +80,15 @@ WHERE c.status = 'in_progress'
 RETURNING c.id
 """
 
+# Starts that stopped between chunks (their worker died): a campaign whose start cursor is set while no
+# start task holds its start lock (campaigns.sending.pipeline.START_LOCK) at this moment. A live start
+# is between two chunks for a moment only; one found there gets a second start task, which waits for
+# the lock and carries on with the other (each chunk starts from the cursor the last one committed).
+STALLED_STARTS = """
+SELECT id FROM (SELECT id FROM campaigns_campaign WHERE start_cursor IS NOT NULL OFFSET 0) AS starting
+WHERE pg_try_advisory_xact_lock(%(lock)s, id::int)
+"""
+
 DUE_SCHEDULED = """
 SELECT id, scheduled_at, scheduled_at > now() FROM campaigns_campaign
 WHERE status = 'scheduled' AND scheduled_at <= now() + %(ahead)s * interval '1 second'
@@ -88,6 +98,7 @@ WHERE status = 'scheduled' AND scheduled_at <= now() + %(ahead)s * interval '1 s
 @dataclass
 class SweepReport:
     started: list = field(default_factory=list)
+    resumed_starts: list = field(default_factory=list)
     released: int = 0
     unknown: int = 0
     settled_by_evidence: int = 0  # in flight when the claim expired, but the provider's events had told
@@ -107,6 +118,14 @@ def sweep():
         with transaction.atomic():
             enqueue_start(campaign_id, eta=when if in_future else None)
         report.started.append(campaign_id)
+
+    with connection.cursor() as cursor:
+        cursor.execute(STALLED_STARTS, {"lock": START_LOCK})
+        stalled_starts = [row[0] for row in cursor.fetchall()]
+    for campaign_id in stalled_starts:
+        with transaction.atomic():
+            enqueue_start(campaign_id)
+        report.resumed_starts.append(campaign_id)
 
     with connection.cursor() as cursor:
         cursor.execute(EXPIRED_CLAIMS)
@@ -147,10 +166,10 @@ def sweep():
         if finalize_if_done(campaign_id):
             report.finalized.append(campaign_id)
 
-    if (report.released or report.unknown or report.settled_by_evidence or report.redispatched or report.finalized
+    if (report.resumed_starts or report.released or report.unknown or report.settled_by_evidence or report.redispatched or report.finalized
             or report.cancelled_skipped):
-        logger.warning("Sweep: released %s rows of expired claims to pending, marked %s unknown, settled %s by the "
+        logger.warning("Sweep: carried on the starts of %s, released %s rows of expired claims to pending, marked %s unknown, settled %s by the "
                        "provider's early events, re-dispatched %s, finalised %s, skipped %s rows of cancelled "
-                       "campaigns", report.released, report.unknown, report.settled_by_evidence,
+                       "campaigns", report.resumed_starts, report.released, report.unknown, report.settled_by_evidence,
                        report.redispatched, report.finalized, report.cancelled_skipped)
     return report

@@ -12,7 +12,8 @@ import redis as redis_lib
 from django.conf import settings
 from django.db.models import Sum
 
-from campaigns.models import Campaign, DeliveryLog, SendBatch, SendingAccount, SendingAccountUsage, Suppression
+from campaigns.models import (Campaign, DeliveryLog, Recipient, SendBatch, SendingAccount, SendingAccountUsage,
+                              Suppression)
 from campaigns.sending.ledger import check_counters
 from campaigns.sending.routing import rate_key
 from tests.chaos import scenario as sc
@@ -185,7 +186,32 @@ def liveness(run, got, logs):
     return found
 
 
-CHECKS = (liveness, nobody_twice, ledger_matches_servers, routed_through_its_pool, suppressions_justified, limits_hold,
+def one_log_per_recipient(run, got, logs):
+    """Every recipient of a started campaign's audience (its segment's) has exactly one delivery log, and
+    nobody else has one, however its start was cut into chunks or interrupted; no start is left under way."""
+    found = []
+    plans = dict(zip(run.campaign_ids, run.scenario.campaigns))
+    for campaign_id, plan in plans.items():
+        campaign = Campaign.objects.filter(pk=campaign_id).values("started_at", "start_cursor").get()
+        if campaign["started_at"] is None:
+            continue
+        if campaign["start_cursor"] is not None:
+            found.append(f"campaign {campaign_id}: its start is still under way (cursor {campaign['start_cursor']})")
+        logged = collections.Counter(DeliveryLog.objects.filter(campaign_id=campaign_id)
+                                     .values_list("recipient_id", flat=True))
+        recipients = Recipient.objects.filter(campaign_id=campaign_id)
+        if plan.segment_city:
+            recipients = recipients.filter(data__city=plan.segment_city)
+        audience = set(recipients.values_list("pk", flat=True))
+        twice = [pk for pk, n in logged.items() if n > 1]
+        if twice or set(logged) != audience:
+            found.append(f"campaign {campaign_id}: {len(audience - set(logged))} of its {len(audience)} recipients "
+                         f"have no delivery log, {len(set(logged) - audience)} outside its audience have one, "
+                         f"{len(twice)} have more than one")
+    return found
+
+
+CHECKS = (liveness, one_log_per_recipient, nobody_twice, ledger_matches_servers, routed_through_its_pool, suppressions_justified, limits_hold,
           counters_and_usage)
 
 

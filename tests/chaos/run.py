@@ -97,6 +97,7 @@ def worker_settings(scenario, servers, media_root):
         "SENDGRID_API_KEY": sg.api_key, "SENDGRID_API_HOST": sg.url, "SENDGRID_TIMEOUT_SECONDS": TIMEOUT_SECONDS,
         "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": sink.port, "EMAIL_HOST_USER": "", "EMAIL_HOST_PASSWORD": "",
         "EMAIL_USE_TLS": False, "EMAIL_TIMEOUT": TIMEOUT_SECONDS,
+        **({"START_CHUNK_SIZE": scenario.start_chunk} if scenario.start_chunk else {}),
     }
 
 
@@ -533,10 +534,13 @@ def _play(run, processes, client, rng):
                 run.note(started, f"server {item.server}: {item.settings}")
             elif item.what in sc.CRASHES + ("redis_restart",):
                 run.crash_times.append(time.time())
+                starting = dict(Campaign.objects.filter(pk__in=run.campaign_ids, start_cursor__isnull=False)
+                                .values_list("pk", "start_cursor"))
                 result = processes.crash(item.what, rng)
                 run.sender_killed |= item.what in ("sigkill_sender", "pg_terminate", "redis_restart")
                 run.redis_restarted |= item.what == "redis_restart"
-                run.note(started, f"crash {item.what}" + (f": {result} connections" if result is not None else ""))
+                run.note(started, f"crash {item.what}" + (f": {result} connections" if result is not None else "")
+                         + (f" (starts under way, campaign: cursor: {starting})" if starting else ""))
             else:
                 resume = staff(run, started, item, rng)
                 if resume:

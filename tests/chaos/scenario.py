@@ -23,6 +23,9 @@ Besides, every seed draws from its own sub-streams (so that adding them left the
   imports         a campaign's recipients added by a CSV import through the imports worker, before it starts
   no_unsubscribe  staff first write an A/B variant without an unsubscribe link, which must be refused at
                   save and at schedule; they fix it and start again
+  big_start       a campaign of 300 to 600 recipients whose start creates its rows in chunks of 10 or 20
+                  (START_CHUNK_SIZE, every campaign's), the scheduler SIGKILLed while it does (issue 26:
+                  the start resumes from its cursor, every recipient gets exactly one delivery log)
 """
 
 import random
@@ -108,6 +111,7 @@ class Scenario:
     events: list
     provider_events: str  # "late": after the campaigns end; "early": also while they send
     duplicate_events: bool
+    start_chunk: int = 0  # START_CHUNK_SIZE of the workers (0: the default)
 
     def describe(self):
         return asdict(self)
@@ -185,7 +189,30 @@ def draw(seed, knobs=()):
                      duplicate_events=rng.random() < 0.5)
     draw_content(drawn, random.Random(f"{seed}-content"))
     draw_fairness(drawn, random.Random(f"{seed}-fairness"))
+    draw_big_start(drawn, random.Random(f"{seed}-start-crash"))
     return drawn
+
+
+def draw_big_start(drawn, rng):
+    """Sometimes (0.3): a campaign big enough that its start takes many chunks (of 10 or 20 recipients),
+    through the environment's providers, and the scheduler SIGKILLed a moment after it is started, while
+    the start creates its rows (the run's trace shows the start cursors at the crash)."""
+    if rng.random() >= 0.3:
+        return
+    drawn.start_chunk = rng.choice([10, 20])
+    n = rng.randint(300, 600)
+    big = CampaignPlan(index=len(drawn.campaigns), recipients=n, dead=sorted(rng.sample(range(n), n // 50)),
+                       pooled=False, track=rng.random() < 0.5, batch_size=rng.choice([25, 50]),
+                       start_at=round(rng.uniform(0, drawn.fault_seconds / 3), 2))
+    if rng.random() < 0.3:
+        big.segment_city = rng.choice(["Lisbon", "Porto"])
+    if rng.random() < 0.3:
+        big.ab_percent, big.ab_wait_seconds = 20, rng.randint(4, 8)
+        big.variants = [Variant(letter, f"Variant {letter} for {{{{ first_name }}}}", f"<p>Variant {letter} body</p>")
+                        for letter in "AB"]
+    drawn.campaigns.append(big)
+    drawn.events.append(Event(round(big.start_at + rng.uniform(0.1, 0.5), 2), "sigkill_scheduler"))
+    drawn.events.sort(key=lambda e: e.at)
 
 
 def draw_content(drawn, rng):

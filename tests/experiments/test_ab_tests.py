@@ -409,3 +409,40 @@ def test_who_leads_is_said_in_whole_percents_of_the_metric():
     assert ab_tests.leader_text(figures(("A", 0, 0, 0), ("B", 0, 0, 0)), M.OPENS) == "no test messages sent yet"
     assert ab_tests.leader_text(figures(("A", 4, 1, 0), ("B", 0, 0, 0)), M.OPENS) == (
         "only A has test sends so far: 25 %")
+
+
+@pytest.mark.django_db
+def test_a_start_in_chunks_draws_the_test_share_from_every_chunk_and_holds_the_winner_until_it_ends(settings):
+    """Each chunk of the start gives the test its share of the chunk's sendable rows (a stratified random
+    sample of the whole audience, not of its first chunk), the deal carrying on across chunks so that the
+    variants' sizes differ by at most one; the rest is held."""
+    settings.START_CHUNK_SIZE = 50
+    campaign = start(ab_campaign(203, "ABC", percent=30, suppressed=3, batch_size=7, ab_wait=HOUR))
+
+    rows = DeliveryLog.objects.filter(campaign=campaign)
+    assert rows.count() == 203 and campaign.start_cursor is None and campaign.total_recipients == 203
+    ids = sorted(campaign.recipients.values_list("pk", flat=True))
+    test_rows = set(rows.filter(variant__isnull=False).values_list("recipient_id", flat=True))
+    assert len(test_rows) == 60  # 30 % of the 200 sendable rows
+    # From every chunk of 50 recipients (the first has the 3 suppressed): its share, rounded.
+    assert [len(test_rows & set(ids[i:i + 50])) for i in range(0, 203, 50)] == [14, 15, 15, 15, 1]
+    letter = letters_of()
+    sizes = collections.Counter(letter[v] for v in rows.filter(variant__isnull=False).values_list("variant_id", flat=True))
+    assert sorted(sizes.values()) == [20, 20, 20]
+    held = SendBatch.objects.filter(campaign=campaign, status=B.HELD)
+    assert sum(held.values_list("size", flat=True)) == 140 and not held.filter(variant__isnull=False).exists()
+    for batch in SendBatch.objects.filter(campaign=campaign):
+        mine = rows.filter(batch_number=batch.number, status=D.PENDING)
+        assert len({r.variant_id for r in mine}) == 1 and mine.count() == batch.size
+        assert (batch.first_id, batch.last_id) == (min(r.pk for r in mine), max(r.pk for r in mine))
+
+
+@pytest.mark.django_db
+def test_no_automatic_winner_while_the_start_still_creates_rows():
+    campaign = start(ab_campaign(40, "AB", percent=50, batch_size=10, ab_wait=HOUR))
+    DeliveryLog.objects.filter(campaign=campaign, variant__isnull=False).update(status=D.SENT)
+    SendBatch.objects.filter(campaign=campaign, variant__isnull=False).update(status=B.DONE)
+    Campaign.objects.filter(pk=campaign.pk).update(ab_test_ends_at=timezone.now() - HOUR, start_cursor=0)
+    assert campaign.pk not in ab_tests.due_winners() and ab_tests.send_winner(campaign.pk) is None
+    Campaign.objects.filter(pk=campaign.pk).update(start_cursor=None)
+    assert ab_tests.due_winners() == [campaign.pk]

@@ -19,8 +19,9 @@ from django.db.models import Max
 
 from campaigns import services
 from campaigns.models import Campaign, DeliveryLog
+from campaigns.sending import pipeline
 from tests.sending.test_pipeline import (
-    assert_exactly_once, batches_sending, in_flight_rows, make_campaign, wait_for, wait_until_finished)
+    assert_exactly_once, batches_sending, in_flight_rows, make_campaign, status_of, wait_for, wait_until_finished)
 
 D = DeliveryLog.Status
 S = Campaign.Status
@@ -145,3 +146,48 @@ def test_a_sender_killed_at_each_step_of_a_batch_mails_nobody_twice_and_bounds_u
         assert unknown == set(stopped.get("accepted") or stopped.get("writing"))
         assert unknown <= set(received)
         assert len(unknown) == (CHUNK if provider == "smtp" else BATCH)
+
+
+START_CHUNK = 40
+START_RECIPIENTS = 180  # 5 chunks of 40 (the last of 20), batches of 20
+
+
+def test_a_scheduler_killed_between_the_chunks_of_a_start_resumes_it_without_gaps_or_duplicates(
+        fake_sendgrid, start_worker, smtp_sink_server, worker_env, settings, tmp_path):
+    """The start creates its delivery rows in chunks; the scheduler worker dies after the second chunk
+    committed (the first batches are already being sent). The sweep finds the start's cursor with no start
+    task holding it and queues the start again, which carries on from the cursor: every recipient ends
+    with exactly one delivery log, and the server received each exactly once."""
+    api = fake_sendgrid
+    settings.START_CHUNK_SIZE = START_CHUNK
+    worker_env.update(START_CHUNK_SIZE=START_CHUNK)
+    signal_file = tmp_path / "crash.json"
+    campaign = make_campaign(START_RECIPIENTS, suppressed=3, batch_size=BATCH)
+    doomed = start_worker(["scheduler"], concurrency=1, module="tests.support.crashing_worker", wait=False,
+                          CRASH_AT="between_start_chunks", CRASH_SIGNAL_FILE=signal_file)
+    start_worker(["senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    stopped = json.loads(wait_for(lambda: signal_file.exists() and signal_file.read_text() or None))
+    assert stopped["rows"] == 2 * START_CHUNK
+    campaign.refresh_from_db()
+    assert campaign.start_cursor == stopped["cursor"]
+    doomed.kill()
+    start_worker(["scheduler"], concurrency=1, wait=False)  # boots while the first batches end
+    # Its first batches go out and end, but the campaign does not complete with rows still to create.
+    wait_for(lambda: not DeliveryLog.objects.filter(campaign=campaign, status=D.PENDING).exists())
+    pipeline.finalize_if_done(campaign.pk)
+    assert status_of(campaign) == S.IN_PROGRESS
+
+    wait_until_finished(campaign, sweeping=True)
+
+    assert campaign.status == S.COMPLETED and campaign.start_cursor is None
+    logs = collections.Counter(DeliveryLog.objects.filter(campaign=campaign).values_list("recipient_id", flat=True))
+    assert sorted(logs) == sorted(campaign.recipients.values_list("pk", flat=True))
+    assert set(logs.values()) == {1}
+    assert campaign.total_recipients == START_RECIPIENTS and campaign.skipped_count == 3
+    received = (collections.Counter(m["X-Sink-Rcpt-To"] for m in smtp_sink_server.messages())
+                + collections.Counter(r["to"][0] for r in api.records()))
+    assert_exactly_once(campaign, received)
+    assert set(received) == emails(campaign, D.SENT)
+    assert len(received) == START_RECIPIENTS - 3 and set(received.values()) == {1}

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import Campaign, DeliveryLog, Recipient, SendBatch
@@ -426,3 +427,113 @@ def test_sigterm_lets_a_sender_finish_its_batch_before_it_exits(
     wait_until_finished(campaign, sweeping=True)
     assert campaign.status == S.COMPLETED and campaign.sent_count == 300
     assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
+
+
+# --- the chunked start (in-process: the start's chunks run here, batch tasks are only recorded) ---
+
+class Crash(Exception):
+    pass
+
+
+def start_stopping_after(campaign, chunks, monkeypatch):
+    """Start CAMPAIGN (scheduled now) and stop it, as a dying worker would, after CHUNKS chunks committed
+    (the first with the start itself); returns the batch numbers it queued."""
+    queued = []
+    monkeypatch.setattr(pipeline, "dispatch_batches", lambda campaign_id, numbers, countdown=None: queued.extend(numbers))
+    original, made = pipeline.create_start_chunk, []
+
+    def create_start_chunk(campaign_id, *args, **kwargs):
+        if len(made) == chunks:
+            raise Crash()
+        made.append(campaign_id)
+        return original(campaign_id, *args, **kwargs)
+    monkeypatch.setattr(pipeline, "create_start_chunk", create_start_chunk)
+    Campaign.objects.filter(pk=campaign.pk).update(status=S.SCHEDULED, scheduled_at=timezone.now())
+    with pytest.raises(Crash):
+        pipeline.start_campaign(campaign.pk)
+    monkeypatch.setattr(pipeline, "create_start_chunk", original)
+    campaign.refresh_from_db()
+    return queued
+
+
+DIGITS = "1357"
+
+
+def in_segment(i):
+    """Recipient I of make_campaign is in the test's segment: its city ("City{i}") has one of DIGITS."""
+    return any(d in str(i) for d in DIGITS)
+
+
+@pytest.mark.django_db
+def test_a_start_stopped_between_chunks_carries_on_from_its_cursor_without_gaps_or_duplicates(settings, monkeypatch):
+    settings.START_CHUNK_SIZE = 25
+    settings.SEND_BATCHES_AHEAD = 3
+    campaign = make_campaign(100, suppressed=4, batch_size=10)
+    Campaign.objects.filter(pk=campaign.pk).update(segment={"match": "any", "conditions": [
+        {"column": "city", "operator": "contains", "value": d} for d in DIGITS]})
+    ids = sorted(campaign.recipients.values_list("pk", flat=True))
+    audience = [pk for i, pk in enumerate(ids) if in_segment(i)]
+    suppressed = {f"r{i:05d}@example.com" for i in range(4) if in_segment(i)}
+
+    queued = start_stopping_after(campaign, 2, monkeypatch)
+    # Two chunks of 25 recipients committed, the cursor after them; their first batches queued at once.
+    assert campaign.status == S.IN_PROGRESS and campaign.start_cursor == ids[49]
+    rows = DeliveryLog.objects.filter(campaign=campaign)
+    assert set(rows.values_list("recipient_id", flat=True)) == set(audience) & set(ids[:50])
+    assert queued == [0, 1, 2]  # SEND_BATCHES_AHEAD of them; each that finishes queues the next
+    # Every row made so far ends, yet the campaign does not complete: rows are still to be made.
+    Campaign.objects.filter(pk=campaign.pk).update(sent_count=rows.filter(status=D.PENDING).update(status=D.SENT))
+    SendBatch.objects.filter(campaign=campaign).update(status=SendBatch.Status.DONE)
+    assert pipeline.finalize_if_done(campaign.pk) is None
+    assert status_of(campaign) == S.IN_PROGRESS
+
+    # The sweep finds the cursor with no start task holding it, and queues the start again.
+    enqueued = []
+    monkeypatch.setattr(sweep, "enqueue_start", lambda campaign_id, eta=None: enqueued.append(campaign_id))
+    assert campaign.pk in sweep.sweep().resumed_starts and enqueued == [campaign.pk]
+    assert pipeline.start_campaign(campaign.pk) is False  # carried on, not started again
+    campaign.refresh_from_db()
+    assert campaign.start_cursor is None and campaign.status == S.IN_PROGRESS
+    logs = collections.Counter(rows.values_list("recipient_id", flat=True))
+    assert set(logs.values()) == {1} and sorted(logs) == audience
+    assert campaign.total_recipients == len(audience)
+    assert set(rows.filter(status=D.SKIPPED).values_list("email", flat=True)) == suppressed
+    # Each batch holds its own rows: one id range, pending rows only, none twice.
+    pending = rows.filter(status=D.PENDING)
+    for batch in SendBatch.objects.filter(campaign=campaign).exclude(status=SendBatch.Status.DONE):
+        mine = list(pending.filter(batch_number=batch.number))
+        assert len(mine) == batch.size <= 10
+        assert (batch.first_id, batch.last_id) == (min(r.pk for r in mine), max(r.pk for r in mine))
+    assert sum(SendBatch.objects.filter(campaign=campaign).values_list("size", flat=True)) == (
+        len(audience) - len(suppressed))
+    # The later chunks' batches queued as the first ones ended (the pipeline was empty): 3 at a time.
+    assert len(queued) == 6
+    assert check_counters([campaign.pk]) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_pause_and_cancel_during_a_start_hold_for_the_chunks_still_to_come(action, settings, monkeypatch):
+    settings.START_CHUNK_SIZE = 20
+    campaign = make_campaign(60, batch_size=10)
+    start_stopping_after(campaign, 1, monkeypatch)
+    getattr(services, action)(campaign.pk)
+    queued = []
+    monkeypatch.setattr(pipeline, "dispatch_batches", lambda campaign_id, numbers, countdown=None: queued.extend(numbers))
+    assert pipeline.start_campaign(campaign.pk) is False
+    campaign.refresh_from_db()
+    assert campaign.start_cursor is None and campaign.total_recipients == 60
+    assert DeliveryLog.objects.filter(campaign=campaign).count() == 60 and not queued
+    later = DeliveryLog.objects.filter(campaign=campaign, recipient_id__gt=campaign.recipients.order_by("pk")[19].pk)
+    if action == "pause":
+        assert set(later.values_list("status", flat=True)) == {D.PENDING}
+        assert set(SendBatch.objects.filter(campaign=campaign, number__gte=2).values_list("status", flat=True)) == {
+            SendBatch.Status.WAITING}
+        monkeypatch.setattr(dispatch, "dispatch_batches", lambda campaign_id, numbers, countdown=None: queued.extend(numbers))
+        services.resume(campaign.pk)
+        assert sorted(queued) == [0, 1, 2, 3, 4, 5]  # the resume queues the batches the paused start made
+    else:
+        assert set(later.values_list("status", "last_error")) == {(D.SKIPPED, "cancelled")}
+        assert not DeliveryLog.objects.filter(campaign=campaign, status=D.PENDING).exists()
+        assert campaign.skipped_count == 60
+    assert check_counters([campaign.pk]) == []

@@ -1,4 +1,4 @@
-"""A Celery worker that stops at one step of a batch, so that a test can SIGKILL it there. Tests only.
+"""A Celery worker that stops at one step of a batch (or of a campaign's start), so that a test can SIGKILL it there. Tests only.
 
     python -m tests.support.crashing_worker -A mailer_project worker -Q senders ...   (celery's own arguments)
 
@@ -101,7 +101,26 @@ def while_writing():
     ledger.BatchLedger.write = write
 
 
+def between_start_chunks():
+    """A scheduler worker: after the CRASH_K-th chunk (default 2) of a campaign's start committed, before
+    the next one (the start's first chunk commits with the start itself)."""
+    original = pipeline.create_start_chunk
+    made = {"n": 0}
+
+    def create_start_chunk(campaign_id, *args, **kwargs):
+        more = original(campaign_id, *args, **kwargs)
+        made["n"] += 1
+        if more and made["n"] >= int(os.environ.get("CRASH_K", "2")) and not transaction.get_connection().in_atomic_block:
+            from campaigns.models import Campaign, DeliveryLog
+
+            stop_here(cursor=Campaign.objects.get(pk=campaign_id).start_cursor,
+                      rows=DeliveryLog.objects.filter(campaign_id=campaign_id).count())
+        return more
+    pipeline.create_start_chunk = create_start_chunk
+
+
 STEPS = {
+    "between_start_chunks": between_start_chunks,
     "after_claim": after_claim,
     "rate_limit_wait": rate_limit_wait,
     "after_call_began": after_call_began,
