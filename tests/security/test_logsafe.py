@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from campaigns.audience.importing.uploads import import_upload
-from campaigns.exceptions import ProviderRefused, ProviderUnavailable
+from campaigns.exceptions import ImportFailed, ProviderRefused, ProviderUnavailable
 from campaigns.message import signed_links
 from campaigns.models import DeliveryLog, RecipientImport
 from campaigns.security.logsafe import LogSafeFilter, escape, for_log, mask_addresses, mask_email
@@ -87,10 +87,9 @@ def test_an_import_refusal_quoting_header_names_logs_them_masked_and_escaped(tmp
     path.write_bytes(f'{ADDRESS},"Name\u202e\u2028\r\nforged line"\r\nann,Ann\r\n'.encode())
     record = uploaded(CampaignFactory(), path)
 
-    with caplog.at_level(logging.INFO, logger="campaigns"):
-        result = import_upload(record.pk)
+    with caplog.at_level(logging.INFO, logger="campaigns"), pytest.raises(ImportFailed):
+        import_upload(record.pk)
 
-    assert "error" in result, result
     line = next(r.getMessage() for r in caplog.records if "refused" in r.getMessage())
     assert_log_safe(caplog.text)
     assert "Name\\u202e\\u2028\\x0d\\x0aforged line" in line and "j***@example.org" in line, line
@@ -103,10 +102,11 @@ def test_an_import_refusal_quoting_sheet_names_logs_them_escaped(tmp_path, media
                       f"{ADDRESS}": [["email"], ["bob@example.com"]]})
     record = uploaded(CampaignFactory(), path, sheet="Missing")
 
-    with caplog.at_level(logging.INFO, logger="campaigns"):
-        result = import_upload(record.pk)
+    with caplog.at_level(logging.INFO, logger="campaigns"), pytest.raises(ImportFailed):
+        import_upload(record.pk)
 
-    assert "error" in result and "no sheet named" in result["error"], result
+    record.refresh_from_db()
+    assert "no sheet named" in record.error, record.error
     line = next(r.getMessage() for r in caplog.records if "refused" in r.getMessage())
     assert "People\\u202e\\u2066" in line and "j***@example.org" in line, line
     assert_log_safe(caplog.text)
@@ -175,12 +175,16 @@ def test_the_sendgrid_key_in_python_http_clients_debug_log_is_masked(fake_sendgr
     try:
         SendGridProvider(api_key=settings.SENDGRID_API_KEY).send_batch(
             make_batch([(1, ADDRESS, "John", "Doe", {})]))
+        sent = stream.getvalue()
+        # The provider posts its bytes body itself (issue 26), so the library no longer logs the request's
+        # headers; were any code to log them as the library did, the filter masks the key.
+        library.debug("HEADERS: %s", {"Authorization": f"Bearer {settings.SENDGRID_API_KEY}"})
     finally:
         library.setLevel(level)
         console.setLevel(console_level)
         console.setStream(previous)
     written = stream.getvalue()
-    assert "HEADERS:" in written and "Authorization" in written  # the library did log them, at DEBUG
+    assert "SendGrid accepted 1 messages" in sent and "Authorization" not in sent  # logged at DEBUG, no headers
     assert fake_sendgrid.api_key.split(".", 1)[1] not in written
     assert "'Authorization': 'Bearer ***'" in written
     assert_log_safe(written)
