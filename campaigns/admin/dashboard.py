@@ -151,7 +151,7 @@ def dashboard_data(campaign: Campaign) -> dict:
         **plan_note(campaign, figures, found),
         "ab_wait": ab_wait_note(campaign),
         "started": campaign.started_at is not None,
-        "ended_label": ENDED_LABELS.get(campaign.status, "Completed"),
+        "ended_label": ENDED_LABELS.get(campaign.status, "Finished"),
         "delivered_known": delivered_known,
         "delivered_unknown_text": "not reported by SMTP",
         "quota_wait": quota_note(campaign),

@@ -142,6 +142,7 @@ def test_the_header_counts_the_audience_and_a_cancel_says_sent_and_not_sent_apar
     figures = stats.CampaignStats.of(live)
     assert (figures.audience, figures.done, figures.progress_percent) == (100, 15, 15)
     assert dashboard.headline(live, figures) == "15 of 100 processed (15 %)"
+    assert dashboard.dashboard_data(live)["ended_label"] == "Finished"  # never "Completed —" while it sends
     cancelled = CampaignFactory(status="cancelled", started_at=started, completed_at=timezone.now(),
                                 total_recipients=49_205, suppressed_at_start=5, sent_count=2_000,
                                 skipped_count=47_205)
