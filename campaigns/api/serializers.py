@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from campaigns.audience.follow_ups import Segment
 from campaigns.audience.validators import validate_email_address
+from campaigns.message.markdown import markdown_to_html
 from campaigns.models import (
     Campaign,
     CampaignVariant,
@@ -51,14 +52,23 @@ def model_clean(serializer, attrs):
 class CampaignSerializer(serializers.ModelSerializer):
     class Meta:
         model = Campaign
-        fields = ("id", "name", "subject", "from_email", "reply_to", "html_body", "text_body", "template", "status",
+        fields = ("id", "name", "subject", "from_email", "reply_to", "body_format", "markdown_body", "html_body",
+                  "text_body", "template", "status",
                   "scheduled_at", "started_at", "paused_at", "completed_at", "batch_size", "track_engagement",
                   "public_archive", "pool", "segment", "ab_test_percent", "ab_metric", "ab_wait", "completion_report",
                   "pause_reason", "last_error", *COUNTERS, "created_at", "updated_at")
         read_only_fields = ("status", "scheduled_at", "started_at", "paused_at", "completed_at", "segment",
                             "pause_reason", "last_error", *COUNTERS, "created_at", "updated_at")
+        # A Markdown campaign's HTML body is made from its Markdown body (the model's save), as on the form.
+        extra_kwargs = {"html_body": {"required": False}}
 
     def validate(self, attrs):
+        body_format = attrs.get("body_format", getattr(self.instance, "body_format", Campaign.BodyFormat.HTML))
+        if body_format == Campaign.BodyFormat.MARKDOWN:
+            markdown = attrs.get("markdown_body", getattr(self.instance, "markdown_body", ""))
+            attrs["html_body"] = markdown_to_html(markdown)
+        elif self.instance is None and not attrs.get("html_body"):
+            raise serializers.ValidationError({"html_body": ["This field is required."]})
         model_clean(self, attrs)
         return attrs
 

@@ -208,3 +208,18 @@ def test_the_schema_and_its_pages_are_served_from_this_site(api_client):
         assert "unsafe-inline" not in html["Content-Security-Policy"].split("script-src")[1].split(";")[0]
     assert browser.get("/api/docs/?script=").status_code == 200
     assert Client().get("/api/docs/").status_code in (401, 403)
+
+
+def test_a_markdown_body_is_written_and_read_through_the_api(api_client):
+    """The API speaks the campaign form's body format: a Markdown body makes the HTML, as on the form."""
+    created = api_client.post("/api/v1/campaigns/", {
+        "name": "Notes", "subject": "Hello", "from_email": "news@example.com", "body_format": "markdown",
+        "markdown_body": "**Sale** in {{ city }}\n\n[Unsubscribe]({{ unsubscribe_url }})"}, format="json")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["body_format"] == "markdown" and "<strong>Sale</strong>" in body["html_body"]
+    assert '<a href="{{ unsubscribe_url }}">Unsubscribe</a>' in body["html_body"]
+    changed = api_client.patch(f"/api/v1/campaigns/{body['id']}/", {"markdown_body": "Bye\n\n[Unsubscribe]({{ "
+                                                                    "unsubscribe_url }})"}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert "<p>Bye</p>" in changed.json()["html_body"]
