@@ -46,7 +46,7 @@ from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
 from campaigns.security.logsafe import for_log
 from campaigns.sending import domain_groups, ratelimit, routing
 from campaigns.sending.dispatch import batches_ahead, dispatch_batches
-from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, run_prepared
+from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, refresh_statistics, run_prepared
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
 
 logger = logging.getLogger(__name__)
@@ -246,6 +246,8 @@ def start_campaign(campaign_id):
             last_progress_at=Now(),
         )
         dispatch_batches(campaign_id, queued)
+        # After the first batches are queued: the planner learns of the new rows (the admin's log list).
+        transaction.on_commit(lambda: refresh_statistics(created))
         logger.info("Campaign %s started: %s recipients, %s suppressed, %s batches of %s (%s queued)",
                     campaign_id, created, skipped, batches, campaign.batch_size, len(queued))
         if not batches:
