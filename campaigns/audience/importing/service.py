@@ -234,10 +234,12 @@ class SeenAddresses:
     """The addresses of the rows kept so far, as digests with their row numbers: 20 bytes an address in
     numpy arrays (a dict of the addresses took ~150 bytes each: 1.6 GB at ten million rows).
 
-    Sorted runs merged like a log-structured tree (a run is merged into the one before it when that one
-    is not larger), so there are at most log2(chunks) runs to search and each digest is re-sorted
-    log2(chunks) times at most.
+    Sorted runs, merged like a log-structured tree (a run is merged into the one before it while that one
+    is not larger) up to MAX_RUN digests, so that a merge never needs more than a few tens of MB at once;
+    a ten-million-row file keeps about a dozen runs to search.
     """
+
+    MAX_RUN = 1 << 21
 
     def __init__(self):
         self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (keys, checks, rows), sorted by key
@@ -250,24 +252,30 @@ class SeenAddresses:
         found = np.full(len(digests), -1, dtype=np.int64)
         keys, checks = digests[:, 0], digests[:, 1]
         for run_keys, run_checks, run_rows in self.runs:
-            left = np.searchsorted(run_keys, keys, "left")
-            right = np.searchsorted(run_keys, keys, "right")
-            for i in np.flatnonzero(right > left).tolist():
-                for j in range(left[i], right[i]):  # one candidate, unless two keys are equal (rare)
+            left = np.searchsorted(run_keys, keys)
+            at = np.minimum(left, len(run_keys) - 1)
+            hit = run_keys[at] == keys
+            same = hit & (run_checks[at] == checks)
+            found[same] = run_rows[at[same]]
+            for i in np.flatnonzero(hit & ~same).tolist():  # two digests with the same key (rare)
+                j = left[i] + 1
+                while j < len(run_keys) and run_keys[j] == keys[i]:
                     if run_checks[j] == checks[i]:
                         found[i] = run_rows[j]
+                    j += 1
         return found
 
     def add(self, digests: np.ndarray, rows: np.ndarray) -> None:
         if not len(digests):
             return
         order = np.argsort(digests[:, 0], kind="stable")
-        run = (digests[order, 0].copy(), digests[order, 1].copy(), rows[order].astype(np.uint32))
-        while self.runs and len(self.runs[-1][0]) <= len(run[0]):
+        run = (digests[order, 0], digests[order, 1], rows[order].astype(np.uint32))
+        while self.runs and len(self.runs[-1][0]) <= len(run[0]) and len(self.runs[-1][0]) + len(run[0]) <= self.MAX_RUN:
             previous = self.runs.pop()
-            merged = [np.concatenate((a, b)) for a, b in zip(previous, run)]
-            order = np.argsort(merged[0], kind="stable")
-            run = tuple(column[order] for column in merged)
+            keys = np.concatenate((previous[0], run[0]))
+            order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
+            run = (keys[order], *(np.concatenate((a, b))[order] for a, b in zip(previous[1:], run[1:])))
+            del keys, order, previous
         self.runs.append(run)
 
 
