@@ -247,7 +247,7 @@ def start_campaign(campaign_id):
         )
         dispatch_batches(campaign_id, queued)
         # After the first batches are queued: the planner learns of the new rows (the admin's log list).
-        transaction.on_commit(lambda: refresh_statistics(created))
+        transaction.on_commit(lambda: refresh_statistics(created), robust=True)
         logger.info("Campaign %s started: %s recipients, %s suppressed, %s batches of %s (%s queued)",
                     campaign_id, created, skipped, batches, campaign.batch_size, len(queued))
         if not batches:

@@ -270,7 +270,7 @@ class SeenAddresses:
             return
         order = np.argsort(digests[:, 0], kind="stable")
         run = (digests[order, 0], digests[order, 1], rows[order].astype(np.uint32))
-        while self.runs and len(self.runs[-1][0]) <= len(run[0]) and len(self.runs[-1][0]) + len(run[0]) <= self.MAX_RUN:
+        while self.runs and len(self.runs[-1][0]) <= len(run[0]) <= self.MAX_RUN - len(self.runs[-1][0]):
             previous = self.runs.pop()
             keys = np.concatenate((previous[0], run[0]))
             order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
