@@ -542,3 +542,23 @@ def settle_unknown_with_evidence(campaign_id):
         cursor.execute(UNKNOWN_WITH_EVIDENCE, [campaign_id])
         rows = cursor.fetchall()
     return settle_unknown([(pk, D.SENT, f"sent: the provider reported it {kind}") for pk, kind in rows])
+
+
+# A start that made at least this many delivery rows ANALYZEs the table right after it commits.
+ANALYZE_AFTER_ROWS = 10_000
+
+
+def refresh_statistics(created_rows):
+    """ANALYZE the delivery logs after a start that made CREATED_ROWS of them, when that is many.
+
+    Until autovacuum gets to it (a minute or more later) the planner believes the new campaign has
+    next to no rows: the admin's delivery-log list of
+    that campaign (`ORDER BY id DESC LIMIT 50`) then read all of them through (campaign, status, id) and
+    sorted them: 6.6 s at 1M rows instead of 0.1 ms walking the primary key backwards (issue 26).
+    SKIP_LOCKED: if autovacuum is already at the table it is about to do the same. Returns whether it ran.
+    """
+    if created_rows < ANALYZE_AFTER_ROWS:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE (SKIP_LOCKED) {DeliveryLog._meta.db_table}")
+    return True

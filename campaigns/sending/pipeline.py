@@ -47,9 +47,9 @@ from campaigns.message import click_tracking, signed_links
 from campaigns.message.rendering import compile_campaign, recipient_context
 from campaigns.models import MAX_BATCH_SIZE, Campaign, DeliveryLog, SendBatch
 from campaigns.security.logsafe import for_log
-from campaigns.sending import domain_groups, ratelimit, routing
+from campaigns.sending import domain_groups, ledger, ratelimit, routing
 from campaigns.sending.dispatch import batches_ahead, dispatch_batches, queue_batches
-from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, run_prepared
+from campaigns.sending.ledger import OWNED, BatchLedger, Heartbeat, refresh_statistics, run_prepared
 from campaigns.sending.providers.base import Batch, DeliveryResult, Outcome, OutgoingMessage
 
 logger = logging.getLogger(__name__)
@@ -370,6 +370,11 @@ def create_start_chunk(campaign_id, chunk_size=None):
                 dispatch_batches(campaign_id, queued)
             if batches and (not sending or released):
                 queue_batches(campaign_id)  # resumed (or a winner picked) while this chunk was made
+        made = prior_sendable + created
+        if (prior_sendable < ledger.ANALYZE_AFTER_ROWS <= made) or (last and made >= ledger.ANALYZE_AFTER_ROWS):
+            # After its batches are queued: the planner learns of the new rows (the admin's log list), once
+            # they are many and again when all exist (autovacuum comes a minute or more later).
+            transaction.on_commit(lambda: refresh_statistics(made), robust=True)
         logger.info("Campaign %s start: recipients %s to %s, %s delivery logs (%s suppressed or skipped), "
                     "%s batches (%s queued)%s", campaign_id, after + 1 if size else "-", upto or "-", created,
                     skipped, batches, len(queued), "; all created" if last else "")

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import dns.resolver
 import pytest
 
-from campaigns.audience.importing.service import import_recipients
+from campaigns.audience.importing.libraries import np
+from campaigns.audience.importing.service import SeenAddresses, import_recipients
 from campaigns.exceptions import ImportRefused
 from campaigns.models import Campaign, Recipient, RecipientImport
 from tests.audience.importing.conftest import FIXTURES, read_rejected
@@ -139,10 +140,20 @@ def test_duplicates_in_the_file_are_caught_case_insensitively(campaign, make_csv
 
 def test_duplicates_are_found_across_chunks(campaign, make_csv, monkeypatch):
     monkeypatch.setattr("campaigns.audience.importing.reader.CHUNK_ROWS", 2)
-    rows = [["email"], ["a@example.com"], ["b@example.com"], ["c@example.com"], ["A@example.com"]]
-    report = import_recipients(campaign, make_csv(rows))
-    assert (report.imported, report.duplicates_in_file) == (3, 1)
-    assert read_rejected(report.recipient_import)[1][:2] == ["5", "Duplicate of row 2 (the same address)."]
+    monkeypatch.setattr(SeenAddresses, "MAX_RUN", 3)  # the addresses seen are kept in several runs
+    emails = ["a", "b", "c", "A", "d", "d", "b", "e", "D", "f", "a", "F", "B", "b"]  # rows 2-15, two a chunk
+    report = import_recipients(campaign, make_csv([["email"], *([f"{e}@example.com"] for e in emails)]))
+    assert (report.imported, report.duplicates_in_file) == (6, 8)
+    assert [row[:2] for row in read_rejected(report.recipient_import)[1:]] == [
+        [str(row), f"Duplicate of row {first} (the same address)."]
+        for row, first in [(5, 2), (7, 6), (8, 3), (10, 6), (12, 2), (13, 11), (14, 3), (15, 3)]]
+
+
+def test_the_addresses_seen_are_told_apart_by_their_whole_digest():
+    seen = SeenAddresses()
+    seen.add(np.array([[5, 1], [5, 2], [7, 3]], dtype="<u8"), np.array([10, 11, 12]))  # two share a key
+    asked = np.array([[5, 2], [5, 1], [5, 3], [7, 3], [1, 1], [9, 9]], dtype="<u8")
+    assert seen.first_rows(asked).tolist() == [11, 10, -1, 12, -1, -1]
 
 
 def test_addresses_already_in_the_campaign_are_left_alone_and_counted(campaign, make_csv):
