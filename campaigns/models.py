@@ -237,7 +237,9 @@ class Campaign(models.Model):
         if self.pk is None:
             return []
         total = self.total_recipients
-        if self.merge_fields_total == total:
+        # Once started no import can add columns, while the start's chunks move total_recipients (from 0 up
+        # to the rows made so far): a scan per page load would read every recipient of a 10M campaign.
+        if self.merge_fields_total == total or (self.merge_fields_total is not None and self.started_at is not None):
             return list(self.merge_fields)
         from django.db import connection, transaction
 
