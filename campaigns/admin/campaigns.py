@@ -23,6 +23,7 @@ from django.utils.html import format_html
 
 from campaigns import services, stats
 from campaigns.admin import dashboard, exports, follow_ups, imports, preflight, preview, segments
+from campaigns.admin.cells import one_line
 from campaigns.admin.forms import AB_FIELDS, CampaignForm, ScheduleForm, TestEmailForm, zone_name
 from campaigns.admin.staff_actions import ACTIONS, REFUSALS, Outcome, change_url, done, perform, visible_actions
 from campaigns.audience import plan
@@ -178,7 +179,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="Name", ordering="name")
     def campaign_name(self, campaign):
-        return format_html('<span class="campaign-name" title="{}">{}</span>', campaign.name, campaign.name)
+        return one_line("campaign-name", campaign.name)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, campaign):

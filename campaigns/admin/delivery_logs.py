@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns import services
+from campaigns.admin.cells import one_line
 from campaigns.admin.pagination import CappedCountPaginator, address_search
 from campaigns.admin.staff_actions import done, perform
 from campaigns.audience.suppression import suppress_many
@@ -116,15 +117,15 @@ class DeliveryLogAdmin(LedgerAdmin):
 
     @admin.display(description="Email", ordering="email")
     def address(self, log):
-        return format_html('<span class="log-email" title="{}">{}</span>', log.email, log.email)
+        return one_line("log-email", log.email)
 
     @admin.display(description="Campaign", ordering="campaign")
     def campaign_name(self, log):
-        return format_html('<span class="log-campaign" title="{}">{}</span>', log.campaign, log.campaign)
+        return one_line("log-campaign", log.campaign)
 
     @admin.display(description="Provider", ordering="provider")
     def sent_by(self, log):
-        return format_html('<span class="log-provider" title="{}">{}</span>', log.provider, log.provider)
+        return one_line("log-provider", log.provider)
 
     @admin.display(description="Sent at", ordering="sent_at")
     def sent_time(self, log):
@@ -138,7 +139,7 @@ class DeliveryLogAdmin(LedgerAdmin):
     def short_error(self, log):
         if not log.last_error:
             return ""
-        return format_html('<span class="log-error" title="{}">{}</span>', log.last_error, log.last_error)
+        return one_line("log-error", log.last_error)
 
     def get_list_display(self, request):
         if filtered_campaign_id(request):  # the page says which campaign above the list
