@@ -469,7 +469,8 @@ def report_campaign(run, check, total, concurrency):
           f"the first batches queued at once); the start task (every chunk) finished {start_task} after send-now")
     print(f"   first batch done at {run['first_batch'] or 0:.2f} s after send-now (issue 26 target: <= 2 s)")
     print(f"   delivery logs: {check['statuses']}; at the server: duplicates={check['duplicates']} "
-          f"lost={check['lost']} unexpected addresses={check['strangers']}")
+          f"lost={check['lost']} unexpected addresses={check['strangers']}"
+          + (f" in flight at the stop (accepted, not yet written)={check['in_flight']}" if "in_flight" in check else ""))
     first, end = run["rss_first"], run["rss_end"]
     growth = {pid: end[pid] - first[pid] for pid in first if pid in end}
     print(f"   sender worker memory (main + {concurrency} pool processes, RSS from /proc): "

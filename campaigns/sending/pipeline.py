@@ -672,7 +672,9 @@ def finalize_if_done(campaign_id):
 
     The campaign row is locked before its rows are looked at, and the transition itself is conditional
     on no row being pending, so a concurrent "retry failed" (which reopens the campaign and
-    puts rows back to pending under the same lock) can never be completed over.
+    puts rows back to pending under the same lock) can never be completed over. Nor while another batch
+    still holds its claim: its rows may all be written, but its end may still pause the campaign (the
+    suppression circuit breaker, a provider problem), and that batch finalises the campaign itself.
     """
     if has_unfinished_rows(campaign_id):
         return None  # the cheap, common answer while batches are still going
@@ -682,7 +684,8 @@ def finalize_if_done(campaign_id):
         if not counts or counts["status"] != Campaign.Status.IN_PROGRESS:
             return None
         unfinished = DeliveryLog.objects.filter(campaign_id=OuterRef("pk"), status=D.PENDING)
-        all_terminal = ~Exists(unfinished) & Q(start_cursor__isnull=True)
+        claimed = SendBatch.objects.filter(campaign_id=OuterRef("pk"), status=B.SENDING)
+        all_terminal = ~Exists(unfinished) & ~Exists(claimed) & Q(start_cursor__isnull=True)
         try:
             if counts["sent_count"] == 0 and counts["failed_count"] + counts["unknown_count"] > 0:
                 last = (DeliveryLog.objects.filter(campaign_id=campaign_id, status=D.FAILED)

@@ -184,6 +184,25 @@ def test_finalizing_never_completes_over_rows_a_retry_put_back_to_pending(monkey
     assert DeliveryLog.objects.get(pk=b.pk).status == D.PENDING
 
 
+@pytest.mark.django_db
+def test_finalizing_waits_for_a_batch_whose_rows_are_written_but_whose_end_may_still_pause_the_campaign():
+    # Seen in a parallel run: batch 0 wrote its rows (6 of 10 refused as dead: the circuit breaker) and,
+    # before its end paused the campaign, batch 2 finished and completed it; the breaker's pause was lost.
+    campaign = started_campaign(2, batch_size=1)
+    first, second = rows_of(campaign)
+    held = claim([first])
+    held.write([(first.pk, D.FAILED, "", "", "550 5.1.1 user unknown")])
+    DeliveryLog.objects.filter(pk=second.pk).update(status=D.SENT)
+    Campaign.objects.filter(pk=campaign.pk).update(sent_count=1)
+
+    assert pipeline.finalize_if_done(campaign.pk) is None  # batch 0 still holds its claim
+    campaign.refresh_from_db()
+    assert campaign.status == S.IN_PROGRESS
+
+    SendBatch.objects.filter(campaign=campaign, number=first.batch_number).update(status=B.DONE, claim_token=None)
+    assert pipeline.finalize_if_done(campaign.pk) == S.COMPLETED
+
+
 @pytest.fixture
 def senders_queue(transactional_db, clean_broker):
     client = redis_lib.Redis.from_url(settings.REDIS_URL)

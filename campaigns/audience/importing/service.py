@@ -123,7 +123,12 @@ def _copy_rows(campaign_id, record, headers, table, report, rejected, progress, 
         report.imported = copy.inserted
         report.already_present += copy.conflicts  # added by someone else while this file was read
         report.suppressed = writer.count_suppressed(cursor, campaign_id, last_id)
-    Campaign.objects.filter(pk=campaign_id).update(total_recipients=len(existing) + report.imported)
+    # Every row of one import has every column of the file, so the merge-tag columns are known without
+    # reading the rows back (a 10M campaign's first page, or its Send now, would scan them all).
+    total = len(existing) + report.imported
+    Campaign.objects.filter(pk=campaign_id).update(
+        total_recipients=total, merge_fields=sorted(known_tags | set(report.merge_tags if report.imported else ())),
+        merge_fields_total=total)
     return rows
 
 
