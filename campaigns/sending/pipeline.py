@@ -573,9 +573,22 @@ def send_batch(campaign_id, batch_number):
             delays.append(max(1, math.ceil((held_until - timezone.now()).total_seconds())))
         status = B.QUEUED if delays else B.DONE
         report.retry_in = min(delays) if delays else None
+    # A batch that stops the campaign pauses it in its own end: between an end and a pause committed apart,
+    # another batch could complete the campaign (its rows all terminal) and the pause would be lost.
+    if provider_problem is not None and not quota_wait:
+        pause = (f"Sending paused: every mail provider refused this campaign's mail. {provider_problem}",
+                 "provider problem")
+    elif unrenderable:
+        pause = (f"Sending paused: {unrenderable} The {report.failed} recipients of batch {batch_number} failed with "
+                 "this reason; the rest stay pending. Cancel the campaign, or correct the content, resume, and retry "
+                 "the failed recipients.", "content cannot be rendered")
+    elif breaker is not None:
+        pause = (breaker, "suppression circuit breaker")
+    else:
+        pause = None
     with transaction.atomic():
-        if quota_wait:
-            Campaign.lock([campaign_id])  # wait_for_quota writes it: campaign before batch, as every writer
+        if quota_wait or pause:
+            Campaign.lock([campaign_id])  # it writes the campaign too: campaign before batch, as every writer
         finished, following = run_prepared(FINISH_BATCH, {"batch": batch_id, "token": token, "campaign": campaign_id,
                                                           "status": str(status),
                                                           "more": not stopping}).fetchone()
@@ -589,18 +602,9 @@ def send_batch(campaign_id, batch_number):
             routing.wait_for_quota(campaign_id, batch_number, provider_problem.until,
                                    rate_only=isinstance(provider_problem, RateWaitTooLong), reason=provider_problem)
             report.waiting = routing.waiting_label(provider_problem, provider_problem.until)
-    if quota_wait:
-        return report
-    if provider_problem is not None:
-        pause_for_provider_problem(campaign_id, provider_problem)
-        return report
-    if unrenderable:
-        pause_with_reason(campaign_id, f"Sending paused: {unrenderable} The {report.failed} recipients of batch "
-                          f"{batch_number} failed with this reason; the rest stay pending. Cancel the campaign, or "
-                          "correct the content, resume, and retry the failed recipients.", "content cannot be rendered")
-        return report
-    if breaker is not None:
-        pause_with_reason(campaign_id, breaker, "suppression circuit breaker")
+        if pause:
+            pause_with_reason(campaign_id, *pause)
+    if quota_wait or pause:
         return report
     logger.info("Campaign %s batch %s via %s: sent=%s failed=%s unknown=%s skipped=%s retrying=%s",
                 campaign_id, batch_number, provider or "-", report.sent, report.failed, report.unknown,
@@ -630,7 +634,7 @@ def send_claimed(campaign, batch_number, claimed, ledger):
     except ProviderError as error:
         # No provider is left for the rest of the batch. What was settled on the way stands; the rest
         # was not sent: it goes back to pending, to be retried later, or after a resume when every
-        # provider refused us (pause_for_provider_problem).
+        # provider refused us (send_batch pauses the campaign).
         provider, results = (error.provider if error.results else ""), list(error.results)
         settled = {result.delivery_id for result in results}
         results += [DeliveryResult(m.delivery_id, Outcome.DEFERRED, error=f"no provider available: {error}")
@@ -640,13 +644,6 @@ def send_claimed(campaign, batch_number, claimed, ledger):
                    "Campaign %s batch %s: no provider could send %d messages now (%s)", campaign["id"],
                    batch_number, len(batch.messages) - len(settled), for_log(error))
         return provider, results, (error if isinstance(error, (ProviderRefused, QuotaExhausted)) else None)
-
-
-def pause_for_provider_problem(campaign_id, error):
-    """Every provider refused us (credentials, configuration, a relay's policy): waiting will not fix
-    it, so the campaign pauses with the reason on its page, and resuming sends the pending rows."""
-    pause_with_reason(campaign_id, f"Sending paused: every mail provider refused this campaign's mail. {error}",
-                      "provider problem")
 
 
 def pause_with_reason(campaign_id, reason, what):
