@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import statistics
@@ -255,7 +254,9 @@ def child_step(name, campaign_id):
 
 
 def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux keeps that across fork and exec, so a child
+    started after this script wrote the 10M-row CSV (~4 GB) reported the writer's peak as its own."""
+    return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
 
 
 def child_preflight(campaign_id):

@@ -240,11 +240,17 @@ def sending_now(campaign: Campaign) -> dict:
     (a row stays pending until its result; the claim is its batch's, campaigns.models.SendBatch)."""
     if campaign.status not in (Campaign.Status.IN_PROGRESS, Campaign.Status.PAUSED, Campaign.Status.CANCELLED):
         return {"sending_batches": 0, "sending": 0}
-    batches = SendBatch.objects.filter(campaign=campaign, status=SendBatch.Status.SENDING)
-    numbers = list(batches.values_list("number", flat=True))
-    rows = (DeliveryLog.objects.filter(campaign=campaign, status=DeliveryLog.Status.PENDING,
-                                       batch_number__in=numbers).count() if numbers else 0)
-    return {"sending_batches": len(numbers), "sending": rows}
+    batches = list(SendBatch.objects.filter(campaign=campaign, status=SendBatch.Status.SENDING)
+                   .values_list("number", "first_id", "last_id"))
+    if not batches:
+        return {"sending_batches": 0, "sending": 0}
+    # Each batch's id range bounds the rows read: by batch number alone a 10M campaign's page counted
+    # through every pending row of the campaign (1.4 s while its start was still being made).
+    in_batches = Q()
+    for number, first_id, last_id in batches:
+        in_batches |= Q(batch_number=number, id__gte=first_id, id__lte=last_id)
+    rows = DeliveryLog.objects.filter(in_batches, campaign=campaign, status=DeliveryLog.Status.PENDING).count()
+    return {"sending_batches": len(batches), "sending": rows}
 
 
 def _local_iso(value):
