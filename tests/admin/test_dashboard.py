@@ -3,6 +3,7 @@
 import datetime as dt
 import uuid
 
+import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -18,6 +19,7 @@ from tests.admin.conftest import add_logs
 from tests.audience.test_plan import lisbon_campaign
 from tests.support.engaged_campaign import IPHONE_MAIL, make_engaged_campaign
 from tests.support.factories import CampaignFactory
+from tests.support import workers
 
 
 def json_url(campaign):
@@ -84,6 +86,23 @@ def test_settled_minutes_are_cached_and_new_sends_still_show(staff_client):
     assert sum(c for _, c in stats.sends_per_minute(campaign)) == 2
     add_logs(campaign, ["sent"] * 4, sent_at=timezone.now())
     assert sum(c for _, c in stats.sends_per_minute(campaign)) == 6
+
+
+@pytest.mark.django_db
+def test_a_minute_is_settled_once_no_open_transaction_can_still_write_into_it():
+    # A row's sent_at is its transaction's start: while another session's transaction is open, its minute
+    # is not settled (cached); with none open, only the current minute is read again on each page load
+    # (it was the last two to three minutes: up to a million rows at 10M recipients).
+    def database_minute():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT date_trunc('minute', now())")  # the clock settled_before reads
+            return cursor.fetchone()[0]
+
+    before = database_minute()
+    assert before <= stats.settled_before() <= database_minute()
+    with psycopg.connect(workers.test_database_url()) as other:  # a transaction, left open
+        began = other.execute("SELECT now()").fetchone()[0]
+        assert stats.settled_before() <= began.replace(second=0, microsecond=0)
 
 
 @pytest.mark.django_db
