@@ -16,7 +16,9 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && REMOVE_POLICY=1
 fi
 status=1
-if apt-get update -qq && apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-pop3d >/dev/null; then
+# The package lists ensure_chromium.sh just updated usually serve; only a failed install updates them again.
+if apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-pop3d >/dev/null 2>&1 \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-pop3d >/dev/null; }; then
     status=0
 fi
 [ "${REMOVE_POLICY:-0}" = 1 ] && rm -f /usr/sbin/policy-rc.d
