@@ -247,6 +247,10 @@ def create_campaign(rows, batch_size, tracking=False):
     with connection.cursor() as cursor:
         cursor.execute(INSERT_RECIPIENTS, params)
         cursor.execute("ANALYZE campaigns_recipient")
+    # What an import leaves behind: the count and the merge-tag columns (read from the rows once here, so
+    # that Send now does not read them: an import records them as it writes).
+    Campaign.objects.filter(pk=campaign.pk).update(total_recipients=rows)
+    Campaign.objects.get(pk=campaign.pk).recipient_data_keys()
     return campaign.pk
 
 
