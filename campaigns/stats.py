@@ -285,13 +285,13 @@ def _count_per_minute(campaign_id, since, until):
         return {minute.isoformat(): count for minute, count in cursor.fetchall()}
 
 
-# The start of the oldest transaction still open in another session of the application's own (not
+# The start of the oldest transaction still open in another client session of this database (not
 # autovacuum's): a delivery row's sent_at is its transaction's start, so no row still to be committed
-# can have a sent_at before it.
+# can have a sent_at before it. A session of another role whose details PostgreSQL hides (state NULL:
+# no pg_read_all_stats) could be such a writer: then only SETTLED_AFTER is trusted.
 OLDEST_OPEN_TRANSACTION = """
-SELECT min(xact_start), now() FROM pg_stat_activity
+SELECT min(xact_start), now(), count(*) FILTER (WHERE state IS NULL) FROM pg_stat_activity
 WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-  AND xact_start IS NOT NULL
 """
 
 
@@ -302,8 +302,8 @@ def settled_before() -> datetime:
     the current minute's (issue 26)."""
     with connection.cursor() as cursor:
         cursor.execute(OLDEST_OPEN_TRANSACTION)
-        oldest, now = cursor.fetchone()  # the database's clock: the one sent_at is written with
-    boundary = max(oldest or now, now - SETTLED_AFTER)
+        oldest, now, hidden = cursor.fetchone()  # now: the database's clock, the one sent_at is written with
+    boundary = now - SETTLED_AFTER if hidden else max(oldest or now, now - SETTLED_AFTER)
     return min(boundary, now).replace(second=0, microsecond=0)
 
 
