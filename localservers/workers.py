@@ -107,6 +107,8 @@ class CeleryWorker:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
                 continue
+            if "VmRSS:" not in status:
+                continue  # a pool process just replaced (CELERY_WORKER_MAX_TASKS_PER_CHILD), not yet reaped
             sizes[pid] = int(status.split("VmRSS:")[1].split()[0]) / 1024
         return sizes
 
