@@ -378,11 +378,6 @@ CELERY_TASK_ALWAYS_EAGER = False
 # a new PostgreSQL backend per batch cost ~40 % of the sending path's database time. Unusable or
 # over-age connections are still closed before each task (mailer_project/celery.py).
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
-# A pool process is replaced by a fresh fork after this many tasks: a sender's RSS grew ~85 MB (all five
-# processes) over the first minutes of a 10M send and then levelled off: CPython's small-object arenas
-# keeping their high-water mark, not a cache. At ~10 batches a second per process, 500 is a new process
-# every minute or so, which costs a fork and a database connection (benchmarks/README.md, issue 26).
-CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=500)
 # Flower's login (FLOWER_USER, FLOWER_PASSWORD) is not a setting of the app: only the Flower and
 # nginx containers receive it (docs/security.md).
 
