@@ -38,8 +38,8 @@ More faults, from the control file only (the chaos run, tests/chaos/, draws them
                           the content the message is stored first) or "hang"
                           (wait hang_seconds, then 250; after the content the
                           message is stored first)
-    mail_421_every        every Nth MAIL FROM on the server gets 421 and the
-                          connection closes
+    mail_421_every        every Nth MAIL FROM since the control file was
+                          loaded gets 421 and the connection closes
     throttle_rcpt, throttle_times
                           a mailbox provider throttling us (Yahoo's TSS04): the
                           first throttle_times RCPT TO matching throttle_rcpt (a
@@ -194,7 +194,7 @@ class SinkHandler:
         self.writer = writer
         self.control = control
         self.stored = 0
-        self.mails = 0
+        self.mails = (None, 0)  # (the settings it counts for, MAIL FROMs under them)
         self.throttled = (None, 0)  # (the settings it counts for, RCPTs throttled under them)
         self.rcpt_log = open(rcpt_log, "a", buffering=1, encoding="utf-8") if rcpt_log else None
 
@@ -206,8 +206,10 @@ class SinkHandler:
             return "421 4.3.0 closing connection"  # never reaches the client
         if settings.slow_seconds:
             await asyncio.sleep(settings.slow_seconds)
-        self.mails += 1
-        if settings.mail_421_every and self.mails % settings.mail_421_every == 0:
+        # Counted from the control file's loading, so a test's Nth MAIL does not depend on the tests before.
+        mails = (self.mails[1] if self.mails[0] is settings else 0) + 1
+        self.mails = (settings, mails)
+        if settings.mail_421_every and mails % settings.mail_421_every == 0:
             return self._closing(server, "421 4.7.0 Try again later, closing connection")
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
