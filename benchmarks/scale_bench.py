@@ -135,6 +135,8 @@ def main(argv=None):
         + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in baseline.items()) + f"; {load()}")
 
     campaign_id = import_step(n) if not args.skip_import else made_step(n, args.batch_size)
+    if not args.skip_import:  # the import step's TRUNCATE took the 200-row campaign's rows too: make it again
+        args.baseline_campaign = make_sent_campaign("Small campaign (same-load baseline)", 200).pk
     n = prepare_campaign(campaign_id, args.batch_size)  # the rows the import kept (invalid and repeats dropped)
     if not args.skip_preflight:
         child_step("preflight", campaign_id)
