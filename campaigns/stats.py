@@ -304,7 +304,7 @@ def settled_before() -> datetime:
         cursor.execute(OLDEST_OPEN_TRANSACTION)
         oldest, now, hidden = cursor.fetchone()  # now: the database's clock, the one sent_at is written with
     boundary = now - SETTLED_AFTER if hidden else max(oldest or now, now - SETTLED_AFTER)
-    return min(boundary, now).replace(second=0, microsecond=0)
+    return boundary.replace(second=0, microsecond=0)
 
 
 def sends_per_minute(campaign: Campaign) -> list[tuple[datetime, int]]:

@@ -108,7 +108,7 @@ class CeleryWorker:
             except OSError:
                 continue
             if "VmRSS:" not in status:
-                continue  # a pool process just replaced (CELERY_WORKER_MAX_TASKS_PER_CHILD), not yet reaped
+                continue  # a pool process that has exited (Celery replaces it), not yet reaped
             sizes[pid] = int(status.split("VmRSS:")[1].split()[0]) / 1024
         return sizes
 
