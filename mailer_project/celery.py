@@ -13,7 +13,11 @@ from celery import Celery
 from celery.signals import beat_init, task_prerun
 from kombu import Queue
 
+from mailer_project.broker import use_for_redis_urls
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer_project.settings")
+# Before any broker connection: a worker that loses Redis reconnects rather than exits (mailer_project/broker.py).
+use_for_redis_urls()
 
 app = Celery("mailer_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")

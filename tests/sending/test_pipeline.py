@@ -203,19 +203,51 @@ def test_redis_restarted_mid_campaign_the_campaign_still_completes(
     settings.SWEEP_STALL_SECONDS = 3
     worker_env.update(SMTP_RATE_LIMIT_PER_SEC=400, SEND_LEASE_SECONDS=15)
     campaign = make_campaign(1200)
-    start_worker(["scheduler", "senders"], concurrency=2)
+    worker = start_worker(["scheduler", "senders"], concurrency=2)
 
     services.send_now(campaign.pk)
     wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and campaign.sent_count >= 200)
-    restartable_redis.restart()  # the queue held in Redis is gone
+    # The queue held in Redis is gone. Down for a few seconds, as a Redis that crashed and is restarted
+    # by its supervisor would be: the worker's cleanup of the lost connection runs while it is still down.
+    restartable_redis.restart(down_seconds=3)
     wait_until_finished(campaign, sweeping=True, timeout=240)
 
+    # The same worker sent the rest: it reconnected rather than dying ("Unrecoverable error").
+    assert worker.proc.poll() is None, worker.log_tail(80)
     assert campaign.status == S.COMPLETED
     assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
     assert campaign.sent_count + campaign.unknown_count == 1200
     # The limiter's Redis vanished under live batches: they fail and release what never left, and
     # only what was in flight (if anything) is unknown.
     assert_unknown_was_in_flight(campaign, smtp_sink_server, batches_in_flight=2)
+
+
+@pytest.mark.serial  # takes down the Redis every process of a parallel run uses
+def test_a_worker_with_a_task_in_hand_and_a_free_slot_survives_redis_going_down(
+        start_worker, smtp_sink_server, no_sendgrid, worker_env, settings, restartable_redis):
+    # One slow batch holds one of the two pool processes (its message delivered, not yet acknowledged);
+    # the other is free, so the worker is waiting on Redis for its next task when Redis goes. Celery 5.7
+    # and kombu 5.7 died there ("Unrecoverable error: AttributeError"): cleaning up the lost connection,
+    # the channel's second close tried to put the unacknowledged message back through a transport it
+    # had already taken apart.
+    settings.SWEEP_STALL_SECONDS = 3
+    worker_env.update(SMTP_RATE_LIMIT_PER_SEC=25, SEND_LEASE_SECONDS=15)
+    campaign = make_campaign(150, batch_size=150)
+    worker = start_worker(["scheduler", "senders"], concurrency=2)
+
+    services.send_now(campaign.pk)
+    wait_for(lambda: status_of(campaign) == S.IN_PROGRESS and smtp_sink_server.accepted_rcpts())
+    restartable_redis.restart(down_seconds=3)
+
+    def alive_and_sweeping():
+        assert worker.proc.poll() is None, f"the worker exited when Redis went:\n{worker.log_tail(80)}"
+        sweep.sweep()
+    wait_for(lambda: status_of(campaign) in (S.COMPLETED, S.FAILED, S.CANCELLED), on_tick=alive_and_sweeping,
+             every=0.5)
+
+    assert worker.proc.poll() is None and "Unrecoverable error" not in worker.log_tail(10_000)
+    assert campaign.status == S.COMPLETED
+    assert_exactly_once(campaign, sink_addresses(smtp_sink_server))
 
 
 @pytest.mark.parametrize("fault", [
@@ -315,8 +347,8 @@ def restartable_redis(settings):
         pytest.skip("needs the throwaway Redis that `make test` starts")
 
     class Restarter:
-        def restart(self):
-            restart_redis(settings.REDIS_URL)
+        def restart(self, down_seconds=0):
+            restart_redis(settings.REDIS_URL, down_seconds=down_seconds)
 
     return Restarter()
 

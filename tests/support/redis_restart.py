@@ -13,10 +13,11 @@ def can_restart(url):
     return url.startswith("redis://127.0.0.1:")
 
 
-def restart_redis(url, timeout=20):
-    """Shut the Redis at URL down without saving, start it again empty, and drop this process's pooled
-    connections to the old server. The restarted server serves the rest of the session; devstack shuts
-    down whatever Redis listens on its port when the run ends."""
+def restart_redis(url, timeout=20, down_seconds=0):
+    """Shut the Redis at URL down without saving, start it again empty (DOWN_SECONDS later: an outage
+    the workers notice while it lasts), and drop this process's pooled connections to the old server.
+    The restarted server serves the rest of the session; devstack shuts down whatever Redis listens on
+    its port when the run ends."""
     client = redis_lib.Redis.from_url(url)
     directory = client.config_get("dir")["dir"]
     try:
@@ -24,6 +25,7 @@ def restart_redis(url, timeout=20):
     except redis_lib.ConnectionError:
         pass  # it closes the connection as it goes
     _wait(lambda: not _pings(client), timeout, "the old Redis did not go")
+    time.sleep(down_seconds)
     # As many databases as devstack gives it: each process of a parallel run has its own.
     subprocess.Popen(["redis-server", "--port", str(urlparse(url).port), "--bind", "127.0.0.1", "--dir", directory,
                       "--save", "", "--appendonly", "no", "--databases", "32"], stdout=subprocess.DEVNULL,
