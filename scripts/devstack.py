@@ -298,10 +298,18 @@ def run_tests(args):
     return NO_TESTS_COLLECTED if parallel.returncode == serial.returncode == NO_TESTS_COLLECTED else 0
 
 
+def exit_on_sigterm(*_):
+    """Exit (the atexit hook stops the servers) and let no later SIGTERM cut that short: `timeout`, a
+    supervisor or `kill -- -PGID` signal the whole process group, whose other members pass it on, and a
+    second SIGTERM in the middle of the stop left PostgreSQL running."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
 def main(argv):
     if not argv or argv[0] not in ("run", "test", "exec", "demo"):
         die("usage: devstack.py run | demo | test [pytest args] | exec COMMAND [ARGS]")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         return run_command(argv)
     except RuntimeError as error:  # a server that did not start (wait_for_port says which and why)

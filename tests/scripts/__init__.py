@@ -1,0 +1,1 @@
+"""Tests of scripts/: the development stack's launcher."""
