@@ -189,6 +189,12 @@ class MaildirWriter:
         os.replace(tmp_path, os.path.join(self.maildir, name))
 
 
+def counted_under(counter, settings):
+    """The count of COUNTER, a (settings, count) pair, if it counts under SETTINGS; 0 once they were loaded again."""
+    owner, count = counter
+    return count if owner is settings else 0
+
+
 class SinkHandler:
     def __init__(self, writer, control, rcpt_log=None):
         self.writer = writer
@@ -207,7 +213,7 @@ class SinkHandler:
         if settings.slow_seconds:
             await asyncio.sleep(settings.slow_seconds)
         # Counted from the control file's loading, so a test's Nth MAIL does not depend on the tests before.
-        mails = (self.mails[1] if self.mails[0] is settings else 0) + 1
+        mails = counted_under(self.mails, settings) + 1
         self.mails = (settings, mails)
         if settings.mail_421_every and mails % settings.mail_421_every == 0:
             return self._closing(server, "421 4.7.0 Try again later, closing connection")
@@ -224,8 +230,7 @@ class SinkHandler:
         if settings.defer_rcpt and settings.defer_rcpt.search(address):
             return f"451 4.3.0 <{address}>: recipient deferred by sink"
         if settings.throttle_rcpt and settings.throttle_rcpt.search(address):
-            owner, count = self.throttled
-            count = count if owner is settings else 0
+            count = counted_under(self.throttled, settings)
             if not settings.throttle_times or count < settings.throttle_times:
                 self.throttled = (settings, count + 1)
                 return self._closing(server, "421 4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred due "
